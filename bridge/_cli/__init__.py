@@ -1,0 +1,1 @@
+"""Sub-commands of `openspc`; see bridge/cli.py for the protocol each module follows."""
