@@ -1,5 +1,20 @@
 """The pure SPC engine: readings in, samples, limits and events out. No I/O here."""
 
+from engine._analysis import Analysis, AnalysisPoint, analyze
+from engine._bench import benchmark
+from engine._constants import Factors, c4, factors
+from engine._engine import CharacteristicEngine
+from engine._errors import IncompatibleState, InsufficientData, ZeroDispersion
+from engine._limits import (
+    capability,
+    classify,
+    compute_limits,
+    fixed_limits,
+    method_for,
+    zone_boundaries,
+)
+from engine._rules import MAX_RULE_LENGTH, PRESETS, RULE_DEFAULTS, resolve_rules, rule_name
+from engine._serialize import iso_z, limits_from_dict, limits_payload, limits_to_dict
 from engine._types import (
     Capability,
     CharacteristicSpec,
@@ -17,17 +32,43 @@ from engine._types import (
 )
 
 __all__ = [
+    "MAX_RULE_LENGTH",
+    "PRESETS",
+    "RULE_DEFAULTS",
+    "Analysis",
+    "AnalysisPoint",
     "Capability",
+    "CharacteristicEngine",
     "CharacteristicSpec",
     "Chart",
     "ControlLimits",
     "ControlLimitsUpdated",
     "EngineEvent",
+    "Factors",
+    "IncompatibleState",
+    "InsufficientData",
     "Method",
     "RuleConfig",
     "SampleProcessed",
     "SecondaryLimits",
     "Severity",
     "ViolationRaised",
+    "ZeroDispersion",
     "Zone",
+    "analyze",
+    "benchmark",
+    "c4",
+    "capability",
+    "classify",
+    "compute_limits",
+    "factors",
+    "fixed_limits",
+    "iso_z",
+    "limits_from_dict",
+    "limits_payload",
+    "limits_to_dict",
+    "method_for",
+    "resolve_rules",
+    "rule_name",
+    "zone_boundaries",
 ]

@@ -6,7 +6,7 @@ events; it never does I/O. Timestamps are always timezone-aware ``datetime`` obj
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -107,11 +107,18 @@ class CharacteristicSpec:
     ucl: float | None = None
     lcl: float | None = None
     baseline: int = 25
-    rules: tuple[RuleConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = field(default_factory=lambda: _nelson())
+    """The rules to judge; Nelson's eight by default (an explicit ``()`` judges none)."""
 
     @property
     def has_fixed_limits(self) -> bool:
         return self.ucl is not None and self.lcl is not None
+
+
+def _nelson() -> tuple[RuleConfig, ...]:
+    from engine._rules import RULE_DEFAULTS  # the rule table imports this module
+
+    return RULE_DEFAULTS
 
 
 # --- events (past tense): what the engine tells the world --------------------------------

@@ -1,0 +1,483 @@
+"""The streaming engine of one characteristic: readings in, events out.
+
+Rules are evaluated incrementally: run counters for the "K in a row" rules and bit masks of
+the last few zone flags for the "m of m+1" rules, so a point costs the same whatever the run
+lengths. The last few plotted values (the longest rule window) are kept so that new limits
+can re-classify them, and so that a snapshot can rebuild every counter exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from engine._errors import IncompatibleState, ZeroDispersion
+from engine._limits import (
+    check_subgroup_size,
+    compute_limits,
+    fixed_limits,
+    min_subgroups,
+    zone_boundaries,
+)
+from engine._rules import rule_window
+from engine._serialize import limits_from_dict, limits_to_dict
+from engine._types import (
+    CharacteristicSpec,
+    Chart,
+    ControlLimits,
+    ControlLimitsUpdated,
+    EngineEvent,
+    Method,
+    RuleConfig,
+    SampleProcessed,
+    ViolationRaised,
+    Zone,
+)
+
+__all__ = ["CharacteristicEngine"]
+
+_STATE_VERSION: Final = 1
+_NEVER: Final = 1 << 62  # the threshold of a rule that is not configured
+
+# zone code -> Zone: 1..4 upper (C, B, A, beyond), -1..-4 lower (negative indexing)
+_ZONES: Final[tuple[Zone, ...]] = (
+    Zone.ZONE_C_UPPER,  # index 0 is never used
+    Zone.ZONE_C_UPPER,
+    Zone.ZONE_B_UPPER,
+    Zone.ZONE_A_UPPER,
+    Zone.BEYOND_UCL,
+    Zone.BEYOND_LCL,
+    Zone.ZONE_A_LOWER,
+    Zone.ZONE_B_LOWER,
+    Zone.ZONE_C_LOWER,
+)
+
+# failure mask (bit i = rule i fails) -> the ascending tuple of rule ids
+_FAILED: Final[tuple[tuple[int, ...], ...]] = tuple(
+    tuple(rule for rule in range(1, 9) if mask >> rule & 1) for mask in range(512)
+)
+_RANGE_FAILED: Final = (1,)
+_NONE: Final[tuple[int, ...]] = ()
+
+
+class CharacteristicEngine:
+    """SPC for one characteristic: forms subgroups, computes limits, judges Nelson's rules.
+
+    ``state`` is a ``snapshot()`` taken earlier; restoring it gives exactly the events the
+    engine would have produced had it never stopped.
+    """
+
+    __slots__ = (
+        "_alt",
+        "_announce",
+        "_baseline",
+        "_c_run",
+        "_cid",
+        "_cl",
+        "_count",
+        "_failing",
+        "_k2",
+        "_k3",
+        "_k4",
+        "_k7",
+        "_k8",
+        "_keep",
+        "_l1",
+        "_l2",
+        "_la",
+        "_last",
+        "_lb",
+        "_lcl",
+        "_limits",
+        "_m5",
+        "_m6",
+        "_mask5",
+        "_mask6",
+        "_n",
+        "_o_run",
+        "_partial",
+        "_partial_ts",
+        "_r1",
+        "_rfailing",
+        "_rlcl",
+        "_rucl",
+        "_rules",
+        "_run",
+        "_seq",
+        "_trend",
+        "_u1",
+        "_u2",
+        "_ua",
+        "_ub",
+        "_ucl",
+        "_w5",
+        "_w6",
+        "_window",
+        "spec",
+    )
+
+    def __init__(self, spec: CharacteristicSpec, state: Mapping[str, Any] | None = None) -> None:
+        n = spec.subgroup_size
+        check_subgroup_size(n)
+        if not spec.has_fixed_limits and spec.baseline < min_subgroups(n):
+            raise ValueError(
+                f"characteristic {spec.id}: baseline must be at least {min_subgroups(n)} "
+                f"subgroups for subgroup size {n}, got {spec.baseline}"
+            )
+        self.spec = spec
+        self._cid = spec.id
+        self._n = n
+        rules = {rule.rule_id: rule for rule in spec.rules}
+        self._rules: dict[int, RuleConfig] = rules
+        self._r1 = 1 in rules
+        self._k2 = rules[2].length if 2 in rules else _NEVER
+        self._k3 = rules[3].length - 1 if 3 in rules else _NEVER  # rises in a row
+        self._k4 = rules[4].length - 1 if 4 in rules else _NEVER  # alternating steps
+        self._m5, self._w5, self._mask5 = self._m_of(rules.get(5))
+        self._m6, self._w6, self._mask6 = self._m_of(rules.get(6))
+        self._keep = self._mask5 | self._mask6
+        self._k7 = rules[7].length if 7 in rules else _NEVER
+        self._k8 = rules[8].length if 8 in rules else _NEVER
+        span = max([2] + [rule_window(r.rule_id, r.length) for r in spec.rules])
+        self._window: deque[float] = deque(maxlen=span)
+        self._seq = 0
+        self._partial: list[float] = []
+        self._partial_ts: datetime | None = None
+        self._baseline: list[tuple[float, ...]] | None = []
+        self._limits: ControlLimits | None = None
+        self._announce = False
+        self._failing = 0
+        self._rfailing = False
+        self._cl = self._u1 = self._u2 = self._ucl = 0.0
+        self._l1 = self._l2 = self._lcl = self._rucl = self._rlcl = 0.0
+        self._reset_counters()
+        if state is not None:
+            self._restore(state)
+        elif spec.has_fixed_limits:
+            self._install(fixed_limits(spec))
+            self._announce = True
+
+    @staticmethod
+    def _m_of(rule: RuleConfig | None) -> tuple[int, int, int]:
+        if rule is None:
+            return _NEVER, _NEVER, 0
+        return rule.length, rule.length + 1, (1 << (rule.length + 1)) - 1
+
+    # --- public surface -------------------------------------------------------------------
+
+    @property
+    def limits(self) -> ControlLimits | None:
+        """The limits in force, or None while the baseline is still being collected."""
+        return self._limits
+
+    @property
+    def partial(self) -> tuple[float, ...]:
+        """Readings of the subgroup being filled, in arrival order."""
+        return tuple(self._partial)
+
+    @property
+    def seq(self) -> int:
+        """How many samples this characteristic has produced (the last ``seq``)."""
+        return self._seq
+
+    def add_reading(self, value: float, ts: datetime) -> list[EngineEvent]:
+        """Add one reading taken at ``ts`` (timezone-aware); returns what it caused."""
+        if not math.isfinite(value):
+            raise ValueError(f"reading {value!r} is not a finite number")
+        if ts.tzinfo is None:
+            raise ValueError(f"timestamp {ts!r} has no time zone")
+        out: list[EngineEvent] = []
+        if self._announce:
+            self._announce_limits(ts, out)
+        partial = self._partial
+        partial.append(value)
+        self._partial_ts = ts
+        if len(partial) >= self._n:
+            self._partial = []
+            self._complete(tuple(partial), ts, out)
+        return out
+
+    def add_readings(self, values: Sequence[float], ts: datetime) -> list[EngineEvent]:
+        """Add readings in arrival order, all taken at ``ts``; a whole subgroup is fastest."""
+        for value in values:
+            if not math.isfinite(value):
+                raise ValueError(f"reading {value!r} is not a finite number")
+        if ts.tzinfo is None:
+            raise ValueError(f"timestamp {ts!r} has no time zone")
+        out: list[EngineEvent] = []
+        if self._announce:
+            self._announce_limits(ts, out)
+        n = self._n
+        if len(values) == n and not self._partial:
+            self._complete(tuple(values), ts, out)
+            return out
+        partial = self._partial
+        for value in values:
+            partial.append(value)
+            if len(partial) >= n:
+                self._complete(tuple(partial), ts, out)
+                partial = self._partial = []
+        self._partial_ts = ts if partial else None
+        return out
+
+    def recalculate(
+        self, subgroups: Sequence[Sequence[float]], ts: datetime
+    ) -> ControlLimitsUpdated:
+        """New limits from ``subgroups`` (the last N non-excluded ones); they hold from now.
+
+        The rule window is re-classified against them; open alarm episodes carry on.
+        Raises ``InsufficientData`` or ``ZeroDispersion`` and changes nothing then.
+        """
+        spec = self.spec
+        limits = compute_limits(subgroups, self._n, usl=spec.usl, lsl=spec.lsl)
+        self._install(limits)
+        self._announce = False
+        return ControlLimitsUpdated(self._cid, limits, ts)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to carry on after a restart, as JSON-serialisable data."""
+        limits = self._limits
+        baseline = self._baseline
+        return {
+            "version": _STATE_VERSION,
+            "characteristic_id": self._cid,
+            "subgroup_size": self._n,
+            "seq": self._seq,
+            "partial": list(self._partial),
+            "partial_ts": None if self._partial_ts is None else self._partial_ts.isoformat(),
+            "window": list(self._window),
+            "baseline": None if baseline is None else [list(group) for group in baseline],
+            "limits": None if limits is None else limits_to_dict(limits),
+            "limits_pending": self._announce,
+            "failing": list(_FAILED[self._failing]),
+            "range_failing": self._rfailing,
+        }
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _announce_limits(self, ts: datetime, out: list[EngineEvent]) -> None:
+        assert self._limits is not None
+        out.append(ControlLimitsUpdated(self._cid, self._limits, ts))
+        self._announce = False
+
+    def _reset_counters(self) -> None:
+        self._last: float | None = None
+        self._run = self._trend = self._alt = self._c_run = self._o_run = self._count = 0
+        self._ua = self._la = self._ub = self._lb = 0
+
+    def _install(self, limits: ControlLimits) -> None:
+        """Make ``limits`` the ones in force and re-classify the window against them."""
+        self._limits = limits
+        self._baseline = None
+        (self._lcl, self._l2, self._l1, self._cl, self._u1, self._u2, self._ucl) = zone_boundaries(
+            limits, self._n
+        )
+        self._rucl = limits.range.ucl
+        self._rlcl = limits.range.lcl
+        self._reset_counters()
+        for value in self._window:
+            self._advance(value)
+
+    def _advance(self, x: float) -> tuple[int, int]:
+        """Move every counter past plotted value ``x``; its zone code and failure mask."""
+        keep = self._keep
+        if x >= self._cl:
+            if x <= self._u1:
+                z = 1
+            elif x <= self._u2:
+                z = 2
+            elif x <= self._ucl:
+                z = 3
+            else:
+                z = 4
+            run = self._run
+            run = run + 1 if run > 0 else 1
+            ua = ((self._ua << 1) | (z >= 3)) & keep
+            ub = ((self._ub << 1) | (z >= 2)) & keep
+            la = (self._la << 1) & keep
+            lb = (self._lb << 1) & keep
+            code = z
+        else:
+            if x >= self._l1:
+                z = 1
+            elif x >= self._l2:
+                z = 2
+            elif x >= self._lcl:
+                z = 3
+            else:
+                z = 4
+            run = self._run
+            run = run - 1 if run < 0 else -1
+            la = ((self._la << 1) | (z >= 3)) & keep
+            lb = ((self._lb << 1) | (z >= 2)) & keep
+            ua = (self._ua << 1) & keep
+            ub = (self._ub << 1) & keep
+            code = -z
+        last = self._last
+        trend = self._trend
+        if last is None:
+            trend = alt = 0
+        elif x > last:
+            alt = self._alt + 1 if trend < 0 else 1
+            trend = trend + 1 if trend > 0 else 1
+        elif x < last:
+            alt = self._alt + 1 if trend > 0 else 1
+            trend = trend - 1 if trend < 0 else -1
+        else:
+            trend = alt = 0
+        c_run = self._c_run + 1 if z == 1 else 0
+        o_run = self._o_run + 1 if z >= 2 else 0
+        count = self._count + 1
+        self._last = x
+        self._run = run
+        self._trend = trend
+        self._alt = alt
+        self._c_run = c_run
+        self._o_run = o_run
+        self._count = count
+        self._ua = ua
+        self._la = la
+        self._ub = ub
+        self._lb = lb
+
+        fail = 2 if z == 4 and self._r1 else 0
+        k = self._k2
+        if run >= k or -run >= k:
+            fail |= 4
+        k = self._k3
+        if trend >= k or -trend >= k:
+            fail |= 8
+        if alt >= self._k4:
+            fail |= 16
+        if count >= self._w5:
+            k = self._m5
+            mask = self._mask5
+            if (ua & mask).bit_count() >= k or (la & mask).bit_count() >= k:
+                fail |= 32
+        if count >= self._w6:
+            k = self._m6
+            mask = self._mask6
+            if (ub & mask).bit_count() >= k or (lb & mask).bit_count() >= k:
+                fail |= 64
+        if c_run >= self._k7:
+            fail |= 128
+        if o_run >= self._k8:
+            fail |= 256
+        return code, fail
+
+    def _complete(self, values: tuple[float, ...], ts: datetime, out: list[EngineEvent]) -> None:
+        """A subgroup is full: compute its point, judge it, and report."""
+        n = self._n
+        window = self._window
+        r: float | None
+        if n == 1:
+            x = values[0]
+            r = abs(x - window[-1]) if window else None
+        elif n <= 10:
+            x = math.fsum(values) / n
+            r = max(values) - min(values)
+        else:
+            x = math.fsum(values) / n
+            r = math.sqrt(math.fsum([(v - x) ** 2 for v in values]) / (n - 1))
+        window.append(x)
+        seq = self._seq + 1
+        self._seq = seq
+        cid = self._cid
+        if self._limits is None:
+            out.append(SampleProcessed(cid, seq, ts, x, values, r, None, None, _NONE, _NONE))
+            self._grow_baseline(values, ts, out)
+            return
+        code, fail = self._advance(x)
+        range_fails = r is not None and self._r1 and (r > self._rucl or r < self._rlcl)
+        out.append(
+            SampleProcessed(
+                cid,
+                seq,
+                ts,
+                x,
+                values,
+                r,
+                _ZONES[code],
+                not (fail or range_fails),
+                _FAILED[fail],
+                _RANGE_FAILED if range_fails else _NONE,
+            )
+        )
+        new = fail & ~self._failing
+        self._failing = fail
+        if new:
+            rules = self._rules
+            for rule_id in _FAILED[new]:
+                rule = rules[rule_id]
+                out.append(
+                    ViolationRaised(cid, seq, rule_id, rule.name, rule.severity, Chart.X, ts)
+                )
+        if r is not None:
+            if range_fails and not self._rfailing:
+                rule = self._rules[1]
+                out.append(ViolationRaised(cid, seq, 1, rule.name, rule.severity, Chart.RANGE, ts))
+            self._rfailing = range_fails
+
+    def _grow_baseline(
+        self, values: tuple[float, ...], ts: datetime, out: list[EngineEvent]
+    ) -> None:
+        baseline = self._baseline
+        assert baseline is not None
+        baseline.append(values)
+        if len(baseline) < self.spec.baseline:
+            return
+        try:
+            limits = compute_limits(baseline, self._n, usl=self.spec.usl, lsl=self.spec.lsl)
+        except ZeroDispersion:
+            # No variation yet (a coarse gauge, a machine warming up): slide the baseline on
+            # and try again with the next sample rather than collapse every zone onto CL.
+            del baseline[0]
+            return
+        self._install(limits)
+        out.append(ControlLimitsUpdated(self._cid, limits, ts))
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        try:
+            if state.get("version") != _STATE_VERSION:
+                raise IncompatibleState(f"unknown state version {state.get('version')!r}")
+            if state["subgroup_size"] != self._n:
+                raise IncompatibleState(
+                    f"state is for subgroup size {state['subgroup_size']}, "
+                    f"characteristic {self._cid} now has {self._n}"
+                )
+            partial = [float(v) for v in state["partial"]]
+            if len(partial) >= self._n:
+                raise IncompatibleState(f"partial subgroup of {len(partial)} readings")
+            self._seq = int(state["seq"])
+            self._partial = partial
+            raw_ts = state["partial_ts"]
+            self._partial_ts = None if raw_ts is None else datetime.fromisoformat(raw_ts)
+            self._window.extend(float(v) for v in state["window"])
+            raw_baseline = state["baseline"]
+            raw_limits = state["limits"]
+            limits = None if raw_limits is None else limits_from_dict(raw_limits)
+            failing = 0
+            for rule_id in state["failing"]:
+                failing |= 1 << int(rule_id)
+            range_failing = bool(state["range_failing"])
+            pending = bool(state["limits_pending"])
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, IncompatibleState):
+                raise
+            raise IncompatibleState(f"malformed state ({exc!r})") from exc
+        spec = self.spec
+        if spec.has_fixed_limits and (limits is None or limits.method is Method.FIXED):
+            # The config's fixed limits win over remembered fixed ones (they may be edited).
+            fixed = fixed_limits(spec)
+            if fixed != limits:
+                limits, pending = fixed, True
+        if limits is not None:
+            self._install(limits)
+            self._failing = failing & (sum(1 << r for r in self._rules) << 0)
+            self._rfailing = range_failing
+            self._announce = pending
+        else:
+            self._baseline = [tuple(float(v) for v in group) for group in raw_baseline or ()]

@@ -1,0 +1,37 @@
+"""The engine's few exceptions, named by their cause and carrying its data.
+
+An SPC signal is never an exception: it is a ``ViolationRaised`` event.
+"""
+
+from __future__ import annotations
+
+__all__ = ["IncompatibleState", "InsufficientData", "ZeroDispersion"]
+
+
+class InsufficientData(ValueError):
+    """Too few subgroups to compute control limits."""
+
+    def __init__(self, needed: int, got: int) -> None:
+        super().__init__(f"control limits need at least {needed} subgroups, got {got}")
+        self.needed = needed
+        self.got = got
+
+
+class ZeroDispersion(ValueError):
+    """Every subgroup statistic is identical: sigma would be 0 and the zones would collapse."""
+
+    def __init__(self, sample_count: int, center_line: float) -> None:
+        super().__init__(
+            f"the {sample_count} subgroups show no variation at all (every reading "
+            f"{center_line:g}); control limits need some dispersion"
+        )
+        self.sample_count = sample_count
+        self.center_line = center_line
+
+
+class IncompatibleState(ValueError):
+    """A snapshot cannot be restored into this characteristic (wrong shape or settings)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot restore engine state: {reason}")
+        self.reason = reason

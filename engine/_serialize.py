@@ -1,0 +1,79 @@
+"""Plain-dict forms of the engine's data, for JSON messages and for snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from engine._types import Capability, ControlLimits, Method, SecondaryLimits
+
+__all__ = ["iso_z", "limits_from_dict", "limits_payload", "limits_to_dict"]
+
+
+def iso_z(ts: datetime) -> str:
+    """ISO 8601 UTC with ``Z`` and milliseconds: ``2026-11-28T06:00:00.123Z``."""
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamp {ts!r} has no time zone")
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def limits_to_dict(limits: ControlLimits) -> dict[str, Any]:
+    """The limits as the ``control_limits`` payload spells them (without id and timestamp)."""
+    cap = limits.capability
+    return {
+        "center_line": limits.center_line,
+        "ucl": limits.ucl,
+        "lcl": limits.lcl,
+        "sigma": limits.sigma,
+        "method": limits.method.value,
+        "sample_count": limits.sample_count,
+        "range": {
+            "center_line": limits.range.center_line,
+            "ucl": limits.range.ucl,
+            "lcl": limits.range.lcl,
+        },
+        "capability": None
+        if cap is None
+        else {"cp": cap.cp, "cpk": cap.cpk, "pp": cap.pp, "ppk": cap.ppk},
+    }
+
+
+def limits_payload(
+    limits: ControlLimits, characteristic_id: int | None, timestamp_iso: str
+) -> dict[str, Any]:
+    """The ``control_limits`` payload of docs/topics.md (the envelope is the caller's)."""
+    return {
+        "characteristic_id": characteristic_id,
+        **limits_to_dict(limits),
+        "timestamp": timestamp_iso,
+    }
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def limits_from_dict(data: Mapping[str, Any]) -> ControlLimits:
+    """Inverse of ``limits_to_dict`` (extra keys such as a timestamp are ignored)."""
+    rng = data["range"]
+    cap = data.get("capability")
+    return ControlLimits(
+        center_line=float(data["center_line"]),
+        ucl=float(data["ucl"]),
+        lcl=float(data["lcl"]),
+        sigma=float(data["sigma"]),
+        method=Method(data["method"]),
+        sample_count=int(data["sample_count"]),
+        range=SecondaryLimits(
+            center_line=float(rng["center_line"]), ucl=float(rng["ucl"]), lcl=float(rng["lcl"])
+        ),
+        capability=None
+        if cap is None
+        else Capability(
+            cp=_opt(cap.get("cp")),
+            cpk=_opt(cap.get("cpk")),
+            pp=_opt(cap.get("pp")),
+            ppk=_opt(cap.get("ppk")),
+        ),
+    )
