@@ -1,0 +1,770 @@
+"""The bridge's configuration: one TOML file, overridable by ``OPENSPC_...`` variables.
+
+``load_settings(path)`` reads the file, lays the environment over it (the environment wins),
+validates everything with pydantic and resolves paths relative to the file. Any mistake
+raises :class:`ConfigInvalid` carrying one :class:`ConfigFault` per problem; each prints as
+one line (``config/openspc.toml: characteristic[2].subgroup_size = 30: must be between 1 and
+25``), never a traceback. docs/configuration.md lists every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Final
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+import engine
+from bridge.readings import compile_value_path
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "DEFAULT_REASON_CODES",
+    "ENV_PREFIX",
+    "BridgeSettings",
+    "BrokerSettings",
+    "CharacteristicSettings",
+    "ConfigFault",
+    "ConfigInvalid",
+    "DatabaseSettings",
+    "Settings",
+    "SparkplugEdgeSettings",
+    "SparkplugSource",
+    "format_faults",
+    "load_settings",
+]
+
+DEFAULT_CONFIG_PATH: Final = Path("config/openspc.toml")
+ENV_PREFIX: Final = "OPENSPC_"
+DEFAULT_REASON_CODES: Final = (
+    "Tool Change",
+    "Raw Material Change",
+    "Setup Adjustment",
+    "Measurement Error",
+    "Process Adjustment",
+    "Environmental Factor",
+    "Operator Error",
+    "Equipment Malfunction",
+    "False Alarm",
+    "Under Investigation",
+    "Other",
+)
+_DEFAULT_DB_URL: Final = "sqlite+aiosqlite:///openspc.db"
+_ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFault:
+    """One problem: where it came from (the file, or an environment variable), the dotted
+    key (``characteristic[2].subgroup_size``; empty for the file as a whole), the value
+    found (``MISSING`` when absent) and why it is wrong."""
+
+    source: str
+    key: str
+    value: object
+    why: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}: {self.key}" if self.key else self.source
+        if self.value is MISSING:
+            return f"{where}: {self.why}"
+        return f"{where} = {_show_value(self.key, self.value)}: {self.why}"
+
+
+class ConfigInvalid(Exception):
+    """The configuration at ``path`` cannot be used; ``faults`` says why, one per problem."""
+
+    def __init__(self, path: Path, faults: Sequence[ConfigFault]) -> None:
+        self.path = path
+        self.faults = tuple(faults)
+        super().__init__(format_faults(self))
+
+
+def format_faults(error: ConfigInvalid) -> str:
+    """One line per fault, for the CLI to print to stderr before exiting with status 2."""
+    return "\n".join(str(fault) for fault in error.faults)
+
+
+def _show_value(key: str, value: object) -> str:
+    if key.rsplit(".", 1)[-1] == "password" and value is not None:
+        return '"***"'
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _KeyFaults(ValueError):
+    """Raised by validators that check several fields together, to pin each fault on the
+    field it concerns (pydantic would otherwise blame the whole table)."""
+
+    def __init__(self, faults: Sequence[tuple[str | int, object, str]]) -> None:
+        self.faults = tuple(faults)
+        super().__init__("; ".join(why for _, _, why in faults))
+
+
+def _raise_if(faults: Sequence[tuple[str | int, object, str]]) -> None:
+    if faults:
+        raise _KeyFaults(faults)
+
+
+# --- field checks ---------------------------------------------------------------------------
+
+
+def _between(low: float, high: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return check
+
+
+def _at_least(low: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value < low:
+            raise ValueError(f"must be at least {low:g}")
+        return value
+
+    return check
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _mqtt_name(value: str) -> str:
+    """A single topic level (Sparkplug ids): no '/', '+' or '#'."""
+    _not_blank(value)
+    if any(c in value for c in "/+#"):
+        raise ValueError("must not contain '/', '+' or '#'")
+    return value
+
+
+def _topic(value: str) -> str:
+    """A concrete topic to publish to or subscribe to: no wildcards."""
+    _not_blank(value)
+    if "+" in value or "#" in value:
+        raise ValueError("must not contain the wildcards '+' or '#'")
+    if value.startswith("$"):
+        raise ValueError("must not start with '$' (reserved for the broker)")
+    if "\x00" in value:
+        raise ValueError("must not contain NUL")
+    return value
+
+
+def _prefix(value: str) -> str:
+    _topic(value)
+    if value.startswith("/") or value.endswith("/") or "//" in value:
+        raise ValueError("must not start or end with '/' or contain an empty level")
+    return value
+
+
+Port = Annotated[int, AfterValidator(_between(1, 65535))]
+Name = Annotated[str, AfterValidator(_not_blank)]
+MqttName = Annotated[str, AfterValidator(_mqtt_name)]
+Topic = Annotated[str, AfterValidator(_topic)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+class BrokerSettings(_Section):
+    """``[broker]``: the MQTT broker the bridge connects to."""
+
+    host: Name = "127.0.0.1"
+    port: Port = 1883
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    password_file: Path | None = None
+    client_id: Name = "openspc-bridge"
+    tls: bool = False
+    keepalive: Annotated[int, AfterValidator(_between(5, 65535))] = 30
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BrokerSettings:
+        if self.password is not None and self.password_file is not None:
+            _raise_if(
+                [("password_file", str(self.password_file), "give password or password_file")]
+            )
+        return self
+
+
+class DatabaseSettings(_Section):
+    """``[database]``: any SQLAlchemy URL; plain ``sqlite://`` and ``postgresql://`` get the
+    async drivers (aiosqlite, asyncpg). A relative SQLite path is relative to the config
+    file's directory."""
+
+    url: str = _DEFAULT_DB_URL
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _database_url(value)
+
+
+def _database_url(value: str, base_dir: Path | None = None) -> str:
+    """``value`` checked, with the async driver named; with ``base_dir``, a relative SQLite
+    path made absolute against it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "not a database URL (like sqlite+aiosqlite:///openspc.db"
+            " or postgresql+asyncpg://user@host/db)"
+        ) from None
+    backend, _, driver = url.drivername.partition("+")
+    if not driver and backend in _ASYNC_DRIVERS:
+        url = url.set(drivername=_ASYNC_DRIVERS[backend])
+    elif backend == "sqlite" and driver != "aiosqlite":
+        raise ValueError("SQLite needs the async driver: sqlite+aiosqlite:///...")
+    elif backend == "postgresql" and driver not in {"asyncpg", "psycopg"}:
+        raise ValueError("PostgreSQL needs an async driver: postgresql+asyncpg://...")
+    elif backend not in {"sqlite", "postgresql"}:
+        raise ValueError("only SQLite and PostgreSQL are supported")
+    if backend == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+            url = url.set(database=str(path.resolve()))
+    return url.render_as_string(hide_password=False)
+
+
+class SparkplugEdgeSettings(_Section):
+    """``[bridge.sparkplug_edge]``: also publish results as a Sparkplug B edge node."""
+
+    enabled: bool = False
+    group: MqttName = "OpenSPC"
+    edge: MqttName = "Bridge"
+
+
+class BridgeSettings(_Section):
+    """``[bridge]``: topics, acknowledgement reasons, and the bridge's own limits."""
+
+    topic_prefix: Annotated[str, AfterValidator(_prefix)] = "openspc"
+    reason_codes: list[Name] = Field(default_factory=lambda: list(DEFAULT_REASON_CODES))
+    history_size: Annotated[int, AfterValidator(_between(1, 10_000))] = 100
+    max_payload_bytes: Annotated[int, AfterValidator(_between(16, 268_435_455))] = 65536
+    metrics_interval: Annotated[float, AfterValidator(_positive)] = 5.0
+    batch_max: Annotated[int, AfterValidator(_at_least(1))] = 1000
+    batch_ms: Annotated[float, AfterValidator(_at_least(0))] = 5.0
+    buffer_max: Annotated[int, AfterValidator(_at_least(1))] = 100_000
+    sparkplug_edge: SparkplugEdgeSettings = Field(default_factory=SparkplugEdgeSettings)
+    rebirth_on_gap: bool = True
+
+    @field_validator("reason_codes")
+    @classmethod
+    def _check_reasons(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must list at least one reason")
+        seen: set[str] = set()
+        for reason in value:
+            if reason in seen:
+                raise ValueError(f"lists {reason!r} twice")
+            seen.add(reason)
+        return value
+
+
+class SparkplugSource(_Section):
+    """``sparkplug = {group, edge, device, metric}``: a characteristic fed by a Sparkplug B
+    metric; ``device`` left out for a node-level metric (NBIRTH/NDATA)."""
+
+    group: MqttName
+    edge: MqttName
+    device: MqttName | None = None
+    metric: Name
+
+
+RulesInput = str | list[int | dict[str, Any]]
+
+
+def _resolve_rules(rules: RulesInput) -> tuple[engine.RuleConfig, ...]:
+    """The engine's reading of a ``rules`` value; ValueError when it is not valid."""
+    resolve: Callable[[RulesInput], tuple[engine.RuleConfig, ...]] = getattr(
+        engine, "resolve_rules", _interim_resolve_rules
+    )
+    try:
+        return tuple(resolve(rules))
+    except (TypeError, KeyError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+_INTERIM_RULES: Final = {
+    1: ("Beyond 3 sigma", 1),
+    2: ("Nine on one side", 9),
+    3: ("Six trending", 6),
+    4: ("Fourteen alternating", 14),
+    5: ("Two of three beyond 2 sigma", 2),
+    6: ("Four of five beyond 1 sigma", 4),
+    7: ("Fifteen within 1 sigma", 15),
+    8: ("Eight beyond 1 sigma", 8),
+}
+
+
+def _interim_resolve_rules(rules: RulesInput) -> tuple[engine.RuleConfig, ...]:
+    """Stand-in until ``engine.resolve_rules`` lands: presets, ids and ``{id, length,
+    severity}`` tables."""
+    presets: dict[str, list[int | dict[str, Any]]] = {
+        "nelson": [1, 2, 3, 4, 5, 6, 7, 8],
+        "western_electric": [1, 5, 6, {"id": 2, "length": 8}],
+    }
+    if isinstance(rules, str):
+        if rules not in presets:
+            raise ValueError(f"unknown preset (known: {', '.join(presets)})")
+        rules = presets[rules]
+    result: list[engine.RuleConfig] = []
+    for item in rules:
+        table = {"id": item} if isinstance(item, int) else dict(item)
+        rule_id = table.pop("id", None)
+        if not isinstance(rule_id, int) or rule_id not in _INTERIM_RULES:
+            raise ValueError(f"unknown rule id {rule_id!r} (rules are 1 to 8)")
+        name, length = _INTERIM_RULES[rule_id]
+        length = table.pop("length", length)
+        default = engine.Severity.CRITICAL if rule_id == 1 else engine.Severity.WARNING
+        severity = engine.Severity(str(table.pop("severity", default)).upper())
+        if table:
+            raise ValueError(f"unknown rule setting {next(iter(table))!r}")
+        result.append(engine.RuleConfig(rule_id, length, severity, name))
+    return tuple(sorted(result, key=lambda rule: rule.rule_id))
+
+
+class CharacteristicSettings(_Section):
+    """One ``[[characteristic]]``: a measured quantity and how to chart it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: Annotated[int, AfterValidator(_at_least(1))]
+    name: Name
+    unit: str | None = None
+    topic: Topic | None = None
+    value_path: str | None = None
+    subgroup_size: Annotated[int, AfterValidator(_between(1, 25))] = 1
+    usl: float | None = None
+    lsl: float | None = None
+    target: float | None = None
+    center_line: float | None = None
+    ucl: float | None = None
+    lcl: float | None = None
+    baseline: Annotated[int, AfterValidator(_between(1, 100_000))] = 25
+    rules: RulesInput = "nelson"
+    sparkplug: SparkplugSource | None = None
+
+    @field_validator("value_path")
+    @classmethod
+    def _check_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_value_path(value)
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _check_rules(cls, value: RulesInput) -> RulesInput:
+        try:
+            _resolve_rules(value)
+        except ValueError as exc:
+            # "rules[2]: rule id must be ..." -> key characteristic[i].rules[2]
+            head, sep, rest = str(exc).partition(": ")
+            if sep and head.startswith("rules[") and head.endswith("]") and head[6:-1].isdigit():
+                index = int(head[6:-1])
+                item = value[index] if isinstance(value, list) and index < len(value) else MISSING
+                raise _KeyFaults([(index, item, rest)]) from None
+            raise
+        return value
+
+    @field_validator("usl", "lsl", "target", "center_line", "ucl", "lcl")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CharacteristicSettings:
+        faults: list[tuple[str | int, object, str]] = []
+        if self.usl is not None and self.lsl is not None and not self.lsl < self.usl:
+            faults.append(("lsl", self.lsl, f"must be below usl ({self.usl:g})"))
+        if self.target is not None:
+            if self.usl is not None and self.target > self.usl:
+                faults.append(("target", self.target, f"must not be above usl ({self.usl:g})"))
+            if self.lsl is not None and self.target < self.lsl:
+                faults.append(("target", self.target, f"must not be below lsl ({self.lsl:g})"))
+        if (self.ucl is None) != (self.lcl is None):
+            given, missing = ("ucl", "lcl") if self.lcl is None else ("lcl", "ucl")
+            faults.append((missing, MISSING, f"fixed limits need both ucl and lcl ({given} given)"))
+        elif self.ucl is not None and self.lcl is not None:
+            if not self.lcl < self.ucl:
+                faults.append(("lcl", self.lcl, f"must be below ucl ({self.ucl:g})"))
+            elif self.center_line is not None and not self.lcl < self.center_line < self.ucl:
+                faults.append(
+                    (
+                        "center_line",
+                        self.center_line,
+                        f"must lie between lcl ({self.lcl:g}) and ucl ({self.ucl:g})",
+                    )
+                )
+        elif self.center_line is not None:
+            faults.append(("center_line", self.center_line, "fixed limits also need ucl and lcl"))
+        if self.subgroup_size == 1 and self.baseline < 2 and self.ucl is None:
+            faults.append(
+                ("baseline", self.baseline, "must be at least 2 for individuals (a moving range)")
+            )
+        if self.sparkplug is not None and self.topic is not None:
+            faults.append(("topic", self.topic, "give topic or sparkplug, not both"))
+        if self.sparkplug is not None and self.value_path is not None:
+            faults.append(("value_path", self.value_path, "does not apply to a sparkplug source"))
+        _raise_if(faults)
+        return self
+
+    def reading_topic(self, topic_prefix: str) -> str:
+        """Where a gauge of this characteristic publishes: its own ``topic`` if it has one,
+        otherwise ``<prefix>/char/<id>/reading``."""
+        return self.topic or f"{topic_prefix}/char/{self.id}/reading"
+
+    def to_spec(self) -> engine.CharacteristicSpec:
+        """What the engine needs. Fixed limits without a ``center_line`` get the midpoint."""
+        center = self.center_line
+        if center is None and self.ucl is not None and self.lcl is not None:
+            center = (self.ucl + self.lcl) / 2
+        return engine.CharacteristicSpec(
+            id=self.id,
+            subgroup_size=self.subgroup_size,
+            usl=self.usl,
+            lsl=self.lsl,
+            target=self.target,
+            center_line=center,
+            ucl=self.ucl,
+            lcl=self.lcl,
+            baseline=self.baseline,
+            rules=_resolve_rules(self.rules),
+        )
+
+
+class Settings(BaseSettings):
+    """Everything the bridge is told. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    characteristic: list[CharacteristicSettings] = Field(default_factory=list)
+
+    _reserved_roots: ClassVar[tuple[str, ...]] = ("char", "cmd", "bridge")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over values passed in (the file's, in load_settings).
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _characteristics_fit_together(self) -> Settings:
+        faults: list[tuple[str | int, object, str]] = []
+        first_with_id: dict[int, int] = {}
+        by_topic: dict[str, list[int]] = {}
+        prefix = self.bridge.topic_prefix
+        for index, char in enumerate(self.characteristic):
+            if char.id in first_with_id:
+                other = first_with_id[char.id]
+                faults.append(
+                    (f"{index}.id", char.id, f"duplicate id (also characteristic[{other}])")
+                )
+            else:
+                first_with_id[char.id] = index
+            if char.topic is None:
+                continue
+            own = f"{prefix}/char/{char.id}/reading"
+            if char.topic.startswith(f"{prefix}/") and char.topic != own:
+                faults.append(
+                    (
+                        f"{index}.topic",
+                        char.topic,
+                        f"must not lie under the bridge's own {prefix}/ topics",
+                    )
+                )
+            if char.topic.startswith("spBv1.0/"):
+                faults.append(
+                    (f"{index}.topic", char.topic, "for Sparkplug B use sparkplug = {...}")
+                )
+            by_topic.setdefault(char.topic, []).append(index)
+        for indexes in by_topic.values():
+            if len(indexes) < 2:
+                continue
+            first_with_path: dict[str | None, int] = {}
+            for index in indexes:
+                char = self.characteristic[index]
+                other = first_with_path.setdefault(char.value_path, index)
+                if char.value_path is None:
+                    other = next(i for i in indexes if i != index)
+                elif other == index:
+                    continue
+                faults.append(
+                    (
+                        f"{index}.topic",
+                        char.topic,
+                        f"shared with characteristic[{other}]:"
+                        " characteristics may share a topic only with a different value_path each",
+                    )
+                )
+        if faults:
+            raise _KeyFaults([(f"characteristic.{key}", value, why) for key, value, why in faults])
+        return self
+
+
+# --- loading --------------------------------------------------------------------------------
+
+_SECTIONS: Final[dict[str, type[BaseModel]]] = {
+    "": Settings,
+    "broker": BrokerSettings,
+    "database": DatabaseSettings,
+    "bridge": BridgeSettings,
+    "sparkplug_edge": SparkplugEdgeSettings,
+    "characteristic": CharacteristicSettings,
+    "sparkplug": SparkplugSource,
+}
+
+_WHY: Final[dict[str, str]] = {
+    "missing": "required",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "string_type": "must be a string (in quotes)",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list [...]",
+    "dict_type": "must be a table {...}",
+    "model_type": "must be a table {...}",
+    "model_attributes_type": "must be a table {...}",
+    "path_type": "must be a file path (a string)",
+}
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the TOML file at ``path`` (default ``config/openspc.toml``, relative to the
+    working directory), apply ``OPENSPC_...`` environment overrides, validate, and resolve
+    paths relative to the file's directory. Raises :class:`ConfigInvalid`."""
+    shown = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    source = str(shown)
+    base_dir = shown.absolute().parent
+    data = _read_toml(shown)
+    env, env_names = _read_env(shown)
+    merged = _overlay(data, env)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigInvalid(shown, _faults(exc, source, env_names)) from None
+    database = settings.database.model_copy(
+        update={"url": _database_url(settings.database.url, base_dir)}
+    )
+    settings = settings.model_copy(update={"database": database})
+    return _read_password_file(settings, shown, base_dir, source, env_names)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    def fail(why: str) -> ConfigInvalid:
+        return ConfigInvalid(path, [ConfigFault(str(path), "", MISSING, why)])
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise fail("no such file (give --config FILE, or copy config/openspc.toml)") from None
+    except IsADirectoryError:
+        raise fail("is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise fail(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise fail(f"not UTF-8 (bad byte at offset {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        detail = message
+        if message.endswith(")") and "(at line " in message:
+            head, _, where = message.rpartition(" (at ")
+            detail = f"{where[:-1]}: {head[0].lower()}{head[1:]}"
+        raise fail(f"invalid TOML: {detail}") from None
+
+
+def _read_env(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``OPENSPC_...`` overrides as nested data, and which dotted key each one set."""
+    try:
+        env = EnvSettingsSource(Settings)()
+    except SettingsError as exc:
+        field = str(exc).split('"')[1] if '"' in str(exc) else ""
+        name = f"{ENV_PREFIX}{field.upper()}"
+        raise ConfigInvalid(
+            path,
+            [ConfigFault(f"environment {name}", "", MISSING, "not valid JSON")],
+        ) from None
+    names: dict[str, str] = {}
+
+    def walk(node: object, parts: tuple[str, ...]) -> None:
+        if isinstance(node, dict) and parts != ("characteristic",):
+            for key, value in node.items():
+                walk(value, (*parts, str(key)))
+        else:
+            names[".".join(parts)] = ENV_PREFIX + "__".join(parts).upper()
+
+    walk(env, ())
+    return env, names
+
+
+def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in top.items():
+        below = result.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            if key == "broker":
+                # A password from one place replaces a password_file from the other.
+                below = dict(below)
+                if "password" in value:
+                    below.pop("password_file", None)
+                if "password_file" in value:
+                    below.pop("password", None)
+            result[key] = _overlay(below, value)
+        else:
+            result[key] = value
+    return result
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key += f".{part}" if key else part
+    return key
+
+
+def _source_of(key: str, file_source: str, env_names: Mapping[str, str]) -> str:
+    plain = key.split("[", 1)[0] if key.startswith("characteristic") else key
+    for dotted, name in env_names.items():
+        if plain == dotted or plain.startswith(dotted + "."):
+            return f"environment {name}"
+    return file_source
+
+
+def _unknown_key_why(loc: tuple[str | int, ...]) -> str:
+    names = [part for part in loc[:-1] if isinstance(part, str)]
+    model = _SECTIONS.get(names[-1] if names else "", None)
+    if model is None:
+        return "unknown key"
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
+
+
+def _faults(exc: ValidationError, source: str, env_names: Mapping[str, str]) -> list[ConfigFault]:
+    faults: list[ConfigFault] = []
+    for error in exc.errors():
+        loc: tuple[str | int, ...] = tuple(error["loc"])
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, _KeyFaults):
+            for key, found, why in cause.faults:
+                parts = tuple(
+                    int(p) if isinstance(p, str) and p.isdigit() else p for p in str(key).split(".")
+                )
+                dotted = _dotted((*loc, *parts))
+                faults.append(
+                    ConfigFault(_source_of(dotted, source, env_names), dotted, found, why)
+                )
+            continue
+        dotted = _dotted(loc)
+        kind = error["type"]
+        value: object = MISSING if kind == "missing" else error.get("input", MISSING)
+        if kind == "extra_forbidden":
+            why = _unknown_key_why(loc)
+        elif kind in _WHY:
+            why = _WHY[kind]
+        elif isinstance(cause, Exception):
+            why = str(cause)
+        else:
+            why = error["msg"]
+        faults.append(ConfigFault(_source_of(dotted, source, env_names), dotted, value, why))
+    return faults
+
+
+def _read_password_file(
+    settings: Settings, path: Path, base_dir: Path, source: str, env_names: Mapping[str, str]
+) -> Settings:
+    password_file = settings.broker.password_file
+    if password_file is None:
+        return settings
+    file = password_file if password_file.is_absolute() else base_dir / password_file
+    try:
+        secret = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        why = f"cannot read: {exc.strerror or exc}"
+    except UnicodeDecodeError:
+        why = "cannot read: not UTF-8 text"
+    else:
+        if secret:
+            broker = settings.broker.model_copy(update={"password": secret})
+            return settings.model_copy(update={"broker": broker})
+        why = "the file is empty"
+    key = "broker.password_file"
+    fault = ConfigFault(_source_of(key, source, env_names), key, str(password_file), why)
+    raise ConfigInvalid(path, [fault])

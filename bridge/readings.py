@@ -1,0 +1,288 @@
+"""Parsing of reading payloads (contract section 2): pure functions, no I/O, hot path.
+
+Accepted, UTF-8, at most ``max_bytes``:
+
+- a bare number: ``10.5`` (surrounding whitespace ignored);
+- ``{"value": 10.5}`` with optional ``"ts"``, ``"batch"``, ``"operator"``;
+- ``{"values": [10.1, 10.3, 9.9, 10.0, 10.2], "ts": ...}`` with exactly ``subgroup_size``
+  numbers;
+- with a ``value_path`` (``data.od``, ``items.0.od``): the number (or a list of exactly
+  ``subgroup_size`` numbers) found at that path in a vendor's JSON object, and the
+  top-level ``ts`` if any. A bare number is still accepted there.
+
+``ts`` is epoch milliseconds (a JSON number) or an ISO 8601 string with a zone (``Z`` or an
+offset). Everything else raises :class:`InvalidReading` with a short, specific reason; no
+other exception escapes :func:`parse_reading`, whatever the bytes.
+
+Speed matters more than elegance here: one ``json.loads`` and plain type checks, no pydantic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+__all__ = [
+    "MIN_EPOCH_MS",
+    "InvalidReading",
+    "Reading",
+    "compile_value_path",
+    "parse_reading",
+]
+
+MIN_EPOCH_MS = 100_000_000_000
+"""Smallest accepted numeric ``ts`` (1973-03-03): anything smaller is almost certainly epoch
+*seconds* sent by mistake, which would otherwise land silently in January 1970."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_SHOW = 40  # characters of an offending input quoted in a reason
+
+
+class InvalidReading(ValueError):
+    """A payload that is not a reading. ``reason`` is short and human; the bridge adds the
+    ``topic`` (``with_topic``) before publishing it on ``<prefix>/bridge/errors``."""
+
+    def __init__(self, reason: str, topic: str | None = None) -> None:
+        self.reason = reason
+        self.topic = topic
+        super().__init__(reason if topic is None else f"{topic}: {reason}")
+
+    def with_topic(self, topic: str) -> InvalidReading:
+        """The same fault, now naming the topic it arrived on."""
+        return InvalidReading(self.reason, topic)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One parsed payload: one reading, or a whole subgroup at once.
+
+    ``ts`` is the source's timestamp (UTC) when it sent one (``source_ts`` True), else the
+    time of arrival.
+    """
+
+    values: tuple[float, ...]
+    ts: datetime
+    source_ts: bool
+    batch: str | None = None
+    operator: str | None = None
+
+
+def _show(text: str) -> str:
+    if len(text) > _SHOW:
+        text = text[: _SHOW - 3] + "..."
+    return repr(text)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _SHOW else text[: _SHOW - 3] + "..."
+
+
+def _describe(value: object) -> str:
+    """A JSON value as a user would recognise it in a reason."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return f"the string {_show(value)}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return _show(str(value))
+
+
+def _number(value: object, what: str) -> float:
+    """``value`` as a finite float, or InvalidReading naming ``what`` it was."""
+    if isinstance(value, float):
+        result = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            result = float(value)
+        except OverflowError:
+            raise InvalidReading(f"{what} is too large to be a number") from None
+    else:
+        raise InvalidReading(f"{what} is not a number: got {_describe(value)}")
+    if not math.isfinite(result):
+        raise InvalidReading(f"{what} is not a finite number: {result!r}")
+    return result
+
+
+def _bare_number(text: str) -> float:
+    # float() is lenient where a reading must not be: "1_000", "nan", "infinity", digits of
+    # other scripts. Only plain ASCII decimal notation passes.
+    if not text.isascii() or "_" in text:
+        raise InvalidReading(f"not a number: {_show(text)}")
+    try:
+        result = float(text)
+    except ValueError:
+        raise InvalidReading(f"not a number: {_show(text)}") from None
+    if not math.isfinite(result):
+        raise InvalidReading(f"not a finite number: {_show(text)}")
+    return result
+
+
+def _timestamp(raw: object) -> datetime:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        try:
+            ms = float(raw)
+        except OverflowError:
+            raise InvalidReading(
+                f"ts {_cut(str(raw))} is too large for epoch milliseconds"
+            ) from None
+        if not math.isfinite(ms):
+            raise InvalidReading(f"ts is not a finite number: {ms!r}")
+        if ms < MIN_EPOCH_MS:
+            raise InvalidReading(
+                f"ts {_cut(str(raw))} is too small for epoch milliseconds"
+                " (epoch seconds sent by mistake?)"
+            )
+        if ms > _MAX_EPOCH_MS:
+            raise InvalidReading(f"ts {_cut(str(raw))} is too large for epoch milliseconds")
+        return _EPOCH + timedelta(milliseconds=ms)
+    if isinstance(raw, str):
+        text = raw
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidReading(f"ts is not ISO 8601: {_show(text)}") from None
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            raise InvalidReading(f"ts has no time zone: {_show(text)} (add Z or an offset)")
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise InvalidReading(f"ts is out of range: {_show(text)}") from None
+    raise InvalidReading(
+        f"ts must be epoch milliseconds or an ISO 8601 string, got {_describe(raw)}"
+    )
+
+
+def _text_field(obj: dict[str, object], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidReading(f"{key} must be a string, got {_describe(value)}")
+
+
+def _values(raw: object, subgroup_size: int, what: str) -> tuple[float, ...]:
+    if not isinstance(raw, list):
+        raise InvalidReading(f"{what} must be a list of numbers, got {_describe(raw)}")
+    items: list[object] = raw
+    if len(items) != subgroup_size:
+        raise InvalidReading(
+            f"wrong count of values: got {len(items)}, subgroup size is {subgroup_size}"
+        )
+    return tuple([_number(item, f"{what}[{i}]") for i, item in enumerate(items)])
+
+
+@lru_cache(maxsize=256)
+def compile_value_path(path: str) -> tuple[str, ...]:
+    """Split ``data.items.0.od`` into its steps; ValueError for an empty step.
+
+    A step of digits indexes a list (or names a key of an object: ``{"0": ...}``).
+    """
+    steps = tuple(path.split("."))
+    if not path or any(not step or step != step.strip() for step in steps):
+        raise ValueError(f"not a value path: {path!r} (dotted keys, like data.od)")
+    return steps
+
+
+def _follow(obj: object, path: str) -> object:
+    current = obj
+    for depth, step in enumerate(compile_value_path(path)):
+        if isinstance(current, dict):
+            if step not in current:
+                where = ".".join(compile_value_path(path)[:depth]) or "the top level"
+                raise InvalidReading(f"value_path {path}: no key {step!r} at {where}")
+            current = current[step]
+        elif isinstance(current, list) and step.isascii() and step.isdigit():
+            index = int(step)
+            if index >= len(current):
+                raise InvalidReading(
+                    f"value_path {path}: index {index} beyond a list of {len(current)}"
+                )
+            current = current[index]
+        else:
+            raise InvalidReading(f"value_path {path}: cannot step into {_describe(current)}")
+    return current
+
+
+def parse_reading(
+    payload: bytes | bytearray | memoryview,
+    *,
+    subgroup_size: int,
+    value_path: str | None = None,
+    max_bytes: int = 65536,
+    received_at: datetime,
+) -> Reading:
+    """Parse one payload into a :class:`Reading`, or raise :class:`InvalidReading`."""
+    size = len(payload)
+    if size == 0:
+        raise InvalidReading("empty payload")
+    if size > max_bytes:
+        raise InvalidReading(f"payload too long: {size} bytes, limit is {max_bytes}")
+    try:
+        text = bytes(payload).decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise InvalidReading(f"not UTF-8 (bad byte at offset {exc.start})") from None
+    if not text:
+        raise InvalidReading("empty payload (only whitespace)")
+
+    if text[0] != "{":
+        if text[0] in '["':
+            raise InvalidReading(
+                f"unknown shape: {_show(text)}"
+                ' (send a number, {"value": x} or {"values": [...]})'
+            )
+        return Reading((_bare_number(text),), received_at, False)
+
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise InvalidReading("JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidReading(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except ValueError:  # an integer literal longer than Python's digit limit
+        raise InvalidReading("not valid JSON: a number with too many digits") from None
+    if not isinstance(obj, dict):  # pragma: no cover - text starts with "{"
+        raise InvalidReading(f"unknown shape: {_show(text)}")
+
+    raw_ts = obj.get("ts")
+    if raw_ts is None:
+        ts, source_ts = received_at, False
+    else:
+        ts, source_ts = _timestamp(raw_ts), True
+
+    if value_path is not None:
+        found = _follow(obj, value_path)
+        if isinstance(found, list):
+            values = _values(found, subgroup_size, f"value_path {value_path}")
+        else:
+            values = (_number(found, f"value_path {value_path}"),)
+        batch, operator = obj.get("batch"), obj.get("operator")
+        return Reading(
+            values,
+            ts,
+            source_ts,
+            batch if isinstance(batch, str) else None,
+            operator if isinstance(operator, str) else None,
+        )
+
+    has_value = "value" in obj
+    has_values = "values" in obj
+    if has_value and has_values:
+        raise InvalidReading('both "value" and "values" given: send one of them')
+    if has_value:
+        values = (_number(obj["value"], "value"),)
+    elif has_values:
+        values = _values(obj["values"], subgroup_size, "values")
+    else:
+        keys = ", ".join(sorted(obj)[:5]) or "none"
+        raise InvalidReading(f'unknown shape: no "value" or "values" (keys: {_show(keys)[1:-1]})')
+    return Reading(values, ts, source_ts, _text_field(obj, "batch"), _text_field(obj, "operator"))

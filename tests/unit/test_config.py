@@ -1,0 +1,400 @@
+"""The configuration file: defaults, overrides, and one clear line per mistake."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bridge.config import (
+    DEFAULT_REASON_CODES,
+    ConfigInvalid,
+    Settings,
+    format_faults,
+    load_settings,
+)
+from engine import Severity
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_openspc_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("OPENSPC_"):
+            monkeypatch.delenv(name)
+
+
+def write(tmp_path: Path, text: str, name: str = "openspc.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def faults(path: Path) -> list[str]:
+    with pytest.raises(ConfigInvalid) as info:
+        load_settings(path)
+    lines = format_faults(info.value).splitlines()
+    assert lines == [str(fault) for fault in info.value.faults]
+    return [line.removeprefix(f"{path}: ") for line in lines]
+
+
+CHAR = '[[characteristic]]\nid = 1\nname = "OD"\n'
+
+
+def test_an_empty_file_gives_every_default(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, ""))
+    assert settings.broker.model_dump() == {
+        "host": "127.0.0.1",
+        "port": 1883,
+        "username": None,
+        "password": None,
+        "password_file": None,
+        "client_id": "openspc-bridge",
+        "tls": False,
+        "keepalive": 30,
+    }
+    assert settings.database.url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/openspc.db"
+    bridge = settings.bridge
+    assert bridge.topic_prefix == "openspc"
+    assert tuple(bridge.reason_codes) == DEFAULT_REASON_CODES
+    assert len(bridge.reason_codes) == 11
+    assert (bridge.history_size, bridge.max_payload_bytes, bridge.metrics_interval) == (
+        100,
+        65536,
+        5.0,
+    )
+    assert (bridge.batch_max, bridge.batch_ms, bridge.buffer_max) == (1000, 5.0, 100000)
+    assert bridge.sparkplug_edge.model_dump() == {
+        "enabled": False,
+        "group": "OpenSPC",
+        "edge": "Bridge",
+    }
+    assert bridge.rebirth_on_gap is True
+    assert settings.characteristic == []
+
+
+def test_the_shipped_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    settings = load_settings(None)
+    assert [c.id for c in settings.characteristic] == [1, 2, 3]
+    od = settings.characteristic[0]
+    assert (od.topic, od.value_path, od.subgroup_size) == (
+        "plant1/line3/gauge4/bore",
+        "data.bore",
+        1,
+    )
+    assert settings.characteristic[1].subgroup_size == 5
+    fixed = settings.characteristic[2].to_spec()
+    assert fixed.has_fixed_limits
+    assert [r.rule_id for r in fixed.rules] == [1, 2, 5, 6]
+    assert settings.database.url == f"sqlite+aiosqlite:///{REPO}/config/openspc.db"
+
+
+def test_a_characteristic_becomes_an_engine_spec(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        CHAR + "subgroup_size = 5\nusl = 10.05\nlsl = 9.95\ntarget = 10\nbaseline = 20\n"
+        'rules = [1, {id = 2, length = 7, severity = "CRITICAL"}]\n',
+    )
+    spec = load_settings(path).characteristic[0].to_spec()
+    assert (spec.id, spec.subgroup_size, spec.usl, spec.lsl, spec.target, spec.baseline) == (
+        1,
+        5,
+        10.05,
+        9.95,
+        10.0,
+        20,
+    )
+    assert not spec.has_fixed_limits
+    assert [(r.rule_id, r.length, r.severity) for r in spec.rules] == [
+        (1, 1, Severity.CRITICAL),
+        (2, 7, Severity.CRITICAL),
+    ]
+
+
+def test_default_rules_are_all_eight_of_nelson(tmp_path: Path) -> None:
+    spec = load_settings(write(tmp_path, CHAR)).characteristic[0].to_spec()
+    assert [r.rule_id for r in spec.rules] == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_fixed_limits_without_a_center_line_get_the_midpoint(tmp_path: Path) -> None:
+    spec = load_settings(write(tmp_path, CHAR + "ucl = 12\nlcl = 8\n")).characteristic[0].to_spec()
+    assert (spec.center_line, spec.ucl, spec.lcl) == (10.0, 12.0, 8.0)
+
+
+def test_reading_topic_is_the_own_topic_or_the_standard_one(tmp_path: Path) -> None:
+    text = CHAR + '[[characteristic]]\nid = 2\nname = "B"\ntopic = "plant/g2"\n'
+    settings = load_settings(write(tmp_path, text))
+    assert [c.reading_topic("p") for c in settings.characteristic] == [
+        "p/char/1/reading",
+        "plant/g2",
+    ]
+
+
+# --- file-level mistakes ----------------------------------------------------------------------
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    assert faults(path) == ["no such file (give --config FILE, or copy config/openspc.toml)"]
+
+
+def test_a_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, '[broker]\nhost = "a"\nport = \n')
+    assert faults(path) == ["invalid TOML: line 3, column 8: invalid value"]
+
+
+def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b'name = "\xff"\n')
+    assert faults(path) == ["not UTF-8 (bad byte at offset 8)"]
+
+
+# --- key-level mistakes -------------------------------------------------------------------------
+
+
+def test_the_fault_line_format(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        CHAR * 0 + CHAR + '[[characteristic]]\nid = 2\nname = "B"\n'
+        '[[characteristic]]\nid = 3\nname = "C"\nsubgroup_size = 30\n',
+    )
+    with pytest.raises(ConfigInvalid) as info:
+        load_settings(path)
+    assert str(info.value.faults[0]) == (
+        f"{path}: characteristic[2].subgroup_size = 30: must be between 1 and 25"
+    )
+    fault = info.value.faults[0]
+    assert (fault.key, fault.value, fault.why) == (
+        "characteristic[2].subgroup_size",
+        30,
+        "must be between 1 and 25",
+    )
+
+
+def test_every_fault_is_reported_at_once(tmp_path: Path) -> None:
+    text = (
+        '[broker]\nport = 70000\nhots = "x"\n[bridge]\ntopic_prefix = "a/#"\n'
+        '[[characteristic]]\nid = 0\nname = ""\nsubgroupsize = 3\n'
+    )
+    assert faults(write(tmp_path, text)) == [
+        "broker.port = 70000: must be between 1 and 65535",
+        'broker.hots = "x": unknown key (did you mean host?)',
+        "bridge.topic_prefix = \"a/#\": must not contain the wildcards '+' or '#'",
+        "characteristic[0].id = 0: must be at least 1",
+        'characteristic[0].name = "": must not be empty',
+        "characteristic[0].subgroupsize = 3: unknown key (did you mean subgroup_size?)",
+    ]
+
+
+def test_unknown_sections_are_errors(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, "[brokr]\nhost = 1\n")) == [
+        'brokr = {"host": 1}: unknown key (did you mean broker?)'
+    ]
+
+
+def test_required_keys(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, '[[characteristic]]\nunit = "mm"\n')) == [
+        "characteristic[0].id: required",
+        "characteristic[0].name: required",
+    ]
+
+
+def test_wrong_types(tmp_path: Path) -> None:
+    text = CHAR + 'subgroup_size = "5"\nusl = "high"\n' + '[broker]\ntls = "maybe"\n'
+    assert faults(write(tmp_path, text)) == [
+        'broker.tls = "maybe": must be true or false',
+        'characteristic[0].subgroup_size = "5": must be a whole number',
+        'characteristic[0].usl = "high": must be a number',
+    ]
+
+
+def test_spec_and_control_limits_must_be_consistent(tmp_path: Path) -> None:
+    text = CHAR + "usl = 1\nlsl = 2\nucl = 5\n"
+    assert faults(write(tmp_path, text)) == [
+        "characteristic[0].lsl = 2.0: must be below usl (1)",
+        "characteristic[0].lcl: fixed limits need both ucl and lcl (ucl given)",
+    ]
+    text = CHAR + "usl = 12\nlsl = 8\ntarget = 13\ncenter_line = 9\nucl = 11\nlcl = 9.5\n"
+    assert faults(write(tmp_path, text)) == [
+        "characteristic[0].target = 13.0: must not be above usl (12)",
+        "characteristic[0].center_line = 9.0: must lie between lcl (9.5) and ucl (11)",
+    ]
+    assert faults(write(tmp_path, CHAR + "ucl = 1\nlcl = 1\n")) == [
+        "characteristic[0].lcl = 1.0: must be below ucl (1)"
+    ]
+
+
+def test_non_finite_limits(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, CHAR + "usl = inf\n")) == [
+        "characteristic[0].usl = Infinity: must be a finite number"
+    ]
+
+
+def test_baseline_minimums(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, CHAR + "baseline = 1\n")) == [
+        "characteristic[0].baseline = 1: must be at least 2 for individuals (a moving range)"
+    ]
+    assert faults(write(tmp_path, CHAR + "baseline = 0\n")) == [
+        "characteristic[0].baseline = 0: must be between 1 and 100000"
+    ]
+    ok = load_settings(write(tmp_path, CHAR + "subgroup_size = 5\nbaseline = 1\n"))
+    assert ok.characteristic[0].baseline == 1
+
+
+def test_bad_rules(tmp_path: Path) -> None:
+    [line] = faults(write(tmp_path, CHAR + 'rules = "nelsen"\n'))
+    assert line.startswith('characteristic[0].rules = "nelsen": unknown')
+    [line] = faults(write(tmp_path, CHAR + "rules = [1, 9]\n"))
+    assert line.startswith("characteristic[0].rules")
+    assert "9" in line
+
+
+def test_duplicate_ids(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, CHAR + CHAR)) == [
+        "characteristic[1].id = 1: duplicate id (also characteristic[0])"
+    ]
+
+
+def test_topics_must_be_concrete_and_not_the_bridges_own(tmp_path: Path) -> None:
+    text = CHAR + 'topic = "plant/+/od"\n'
+    assert faults(write(tmp_path, text)) == [
+        "characteristic[0].topic = \"plant/+/od\": must not contain the wildcards '+' or '#'"
+    ]
+    text = CHAR + 'topic = "openspc/char/1/sample"\n'
+    assert faults(write(tmp_path, text)) == [
+        'characteristic[0].topic = "openspc/char/1/sample":'
+        " must not lie under the bridge's own openspc/ topics"
+    ]
+
+
+def test_a_shared_topic_needs_distinct_value_paths(tmp_path: Path) -> None:
+    two = (
+        '[[characteristic]]\nid = 1\nname = "OD"\ntopic = "g/7"\nvalue_path = "{a}"\n'
+        '[[characteristic]]\nid = 2\nname = "ID"\ntopic = "g/7"\nvalue_path = "{b}"\n'
+    )
+    ok = load_settings(write(tmp_path, two.format(a="data.od", b="data.id")))
+    assert [c.value_path for c in ok.characteristic] == ["data.od", "data.id"]
+    assert faults(write(tmp_path, two.format(a="data.od", b="data.od"))) == [
+        'characteristic[1].topic = "g/7": shared with characteristic[0]:'
+        " characteristics may share a topic only with a different value_path each"
+    ]
+
+
+def test_sparkplug_source(tmp_path: Path) -> None:
+    text = CHAR + 'sparkplug = {group = "Plant1", edge = "Line3", metric = "OD"}\n'
+    source = load_settings(write(tmp_path, text)).characteristic[0].sparkplug
+    assert source is not None
+    assert (source.group, source.edge, source.device, source.metric) == (
+        "Plant1",
+        "Line3",
+        None,
+        "OD",
+    )
+    text = CHAR + 'topic = "a/b"\nsparkplug = {group = "P/1", edge = "L", metric = "OD"}\n'
+    assert faults(write(tmp_path, text)) == [
+        "characteristic[0].sparkplug.group = \"P/1\": must not contain '/', '+' or '#'"
+    ]
+
+
+def test_database_urls(tmp_path: Path) -> None:
+    def url(value: str) -> str:
+        return load_settings(write(tmp_path, f'[database]\nurl = "{value}"\n')).database.url
+
+    assert url("sqlite:///data/spc.db") == f"sqlite+aiosqlite:///{tmp_path.resolve()}/data/spc.db"
+    assert url("sqlite+aiosqlite:////var/lib/spc.db") == "sqlite+aiosqlite:////var/lib/spc.db"
+    assert url("postgresql://spc:pw@db/spc") == "postgresql+asyncpg://spc:pw@db/spc"
+    assert faults(write(tmp_path, '[database]\nurl = "mysql://x/y"\n')) == [
+        'database.url = "mysql://x/y": only SQLite and PostgreSQL are supported'
+    ]
+
+
+def test_password_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "bridge.pw").write_text("s3cret\n")
+    settings = load_settings(write(tmp_path, '[broker]\npassword_file = "bridge.pw"\n'))
+    assert settings.broker.password == "s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+def test_password_file_faults(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, '[broker]\npassword_file = "gone.pw"\n')) == [
+        'broker.password_file = "gone.pw": cannot read: No such file or directory'
+    ]
+    text = '[broker]\npassword = "x"\npassword_file = "gone.pw"\n'
+    assert faults(write(tmp_path, text)) == [
+        'broker.password_file = "gone.pw": give password or password_file'
+    ]
+
+
+def test_passwords_never_appear_in_fault_lines(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, "[broker]\npassword = 1234\n")) == [
+        'broker.password = "***": must be a string (in quotes)'
+    ]
+
+
+# --- environment overrides --------------------------------------------------------------------
+
+
+def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[broker]\nhost = "file-host"\nport = 1883\n' + CHAR)
+    monkeypatch.setenv("OPENSPC_BROKER__HOST", "env-host")
+    monkeypatch.setenv("OPENSPC_BROKER__PORT", "1884")
+    monkeypatch.setenv("OPENSPC_DATABASE__URL", "postgresql+asyncpg://u@db/spc")
+    monkeypatch.setenv("OPENSPC_BRIDGE__TOPIC_PREFIX", "plant1/spc")
+    monkeypatch.setenv("OPENSPC_BRIDGE__SPARKPLUG_EDGE__ENABLED", "true")
+    monkeypatch.setenv("OPENSPC_BRIDGE__REASON_CODES", '["Tool Change", "Other"]')
+    settings = load_settings(path)
+    assert (settings.broker.host, settings.broker.port) == ("env-host", 1884)
+    assert settings.database.url == "postgresql+asyncpg://u@db/spc"
+    assert settings.bridge.topic_prefix == "plant1/spc"
+    assert settings.bridge.sparkplug_edge.enabled is True
+    assert settings.bridge.reason_codes == ["Tool Change", "Other"]
+    assert [c.name for c in settings.characteristic] == ["OD"]
+
+
+def test_the_characteristic_list_is_replaced_as_a_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "OPENSPC_CHARACTERISTIC",
+        '[{"id": 7, "name": "Env", "subgroup_size": 3}, {"id": 8, "name": "E2"}]',
+    )
+    settings = load_settings(write(tmp_path, CHAR))
+    assert [(c.id, c.subgroup_size) for c in settings.characteristic] == [(7, 3), (8, 1)]
+
+
+def test_an_env_password_replaces_a_password_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENSPC_BROKER__PASSWORD", "from-env")
+    settings = load_settings(write(tmp_path, '[broker]\npassword_file = "gone.pw"\n'))
+    assert (settings.broker.password, settings.broker.password_file) == ("from-env", None)
+
+
+def test_faults_from_the_environment_name_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "")
+    monkeypatch.setenv("OPENSPC_BROKER__PORT", "abc")
+    monkeypatch.setenv("OPENSPC_CHARACTERISTIC", '[{"id": 1, "name": "x", "subgroup_size": 0}]')
+    with pytest.raises(ConfigInvalid) as info:
+        load_settings(path)
+    assert format_faults(info.value).splitlines() == [
+        'environment OPENSPC_BROKER__PORT: broker.port = "abc": must be a whole number',
+        "environment OPENSPC_CHARACTERISTIC: characteristic[0].subgroup_size = 0:"
+        " must be between 1 and 25",
+    ]
+
+
+def test_bad_json_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENSPC_CHARACTERISTIC", "[{")
+    with pytest.raises(ConfigInvalid) as info:
+        load_settings(write(tmp_path, ""))
+    assert format_faults(info.value) == "environment OPENSPC_CHARACTERISTIC: not valid JSON"
+
+
+def test_settings_alone_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENSPC_BROKER__PORT", "1999")
+    assert Settings().broker.port == 1999
