@@ -328,52 +328,7 @@ RulesInput = str | list[int | dict[str, Any]]
 
 def _resolve_rules(rules: RulesInput) -> tuple[engine.RuleConfig, ...]:
     """The engine's reading of a ``rules`` value; ValueError when it is not valid."""
-    resolve: Callable[[RulesInput], tuple[engine.RuleConfig, ...]] = getattr(
-        engine, "resolve_rules", _interim_resolve_rules
-    )
-    try:
-        return tuple(resolve(rules))
-    except (TypeError, KeyError) as exc:
-        raise ValueError(str(exc)) from None
-
-
-_INTERIM_RULES: Final = {
-    1: ("Beyond 3 sigma", 1),
-    2: ("Nine on one side", 9),
-    3: ("Six trending", 6),
-    4: ("Fourteen alternating", 14),
-    5: ("Two of three beyond 2 sigma", 2),
-    6: ("Four of five beyond 1 sigma", 4),
-    7: ("Fifteen within 1 sigma", 15),
-    8: ("Eight beyond 1 sigma", 8),
-}
-
-
-def _interim_resolve_rules(rules: RulesInput) -> tuple[engine.RuleConfig, ...]:
-    """Stand-in until ``engine.resolve_rules`` lands: presets, ids and ``{id, length,
-    severity}`` tables."""
-    presets: dict[str, list[int | dict[str, Any]]] = {
-        "nelson": [1, 2, 3, 4, 5, 6, 7, 8],
-        "western_electric": [1, 5, 6, {"id": 2, "length": 8}],
-    }
-    if isinstance(rules, str):
-        if rules not in presets:
-            raise ValueError(f"unknown preset (known: {', '.join(presets)})")
-        rules = presets[rules]
-    result: list[engine.RuleConfig] = []
-    for item in rules:
-        table = {"id": item} if isinstance(item, int) else dict(item)
-        rule_id = table.pop("id", None)
-        if not isinstance(rule_id, int) or rule_id not in _INTERIM_RULES:
-            raise ValueError(f"unknown rule id {rule_id!r} (rules are 1 to 8)")
-        name, length = _INTERIM_RULES[rule_id]
-        length = table.pop("length", length)
-        default = engine.Severity.CRITICAL if rule_id == 1 else engine.Severity.WARNING
-        severity = engine.Severity(str(table.pop("severity", default)).upper())
-        if table:
-            raise ValueError(f"unknown rule setting {next(iter(table))!r}")
-        result.append(engine.RuleConfig(rule_id, length, severity, name))
-    return tuple(sorted(result, key=lambda rule: rule.rule_id))
+    return engine.resolve_rules(rules)
 
 
 class CharacteristicSettings(_Section):
