@@ -1,6 +1,25 @@
 """Sparkplug B: readings from edge nodes and PLC gateways, and the bridge as an edge node."""
 
 from bridge.sparkplug._codec import decode_payload, encode_payload
+from bridge.sparkplug._host import (
+    HostEvent,
+    InputRejected,
+    ReadingReceived,
+    RebirthRequested,
+    SourceStatusChanged,
+    SparkplugBinding,
+    SparkplugHost,
+    epoch_ms_to_datetime,
+)
+from bridge.sparkplug._node import (
+    BD_SEQ,
+    REBIRTH,
+    EdgeNodeMessages,
+    Outgoing,
+    is_rebirth_command,
+    rebirth_command,
+    to_epoch_ms,
+)
 from bridge.sparkplug._types import (
     NAMESPACE,
     InvalidSparkplugPayload,
@@ -21,14 +40,25 @@ from bridge.sparkplug._values import (
 )
 
 __all__ = [
+    "BD_SEQ",
     "NAMESPACE",
     "NUMERIC_TYPES",
+    "REBIRTH",
     "DataType",
+    "EdgeNodeMessages",
+    "HostEvent",
+    "InputRejected",
     "InvalidSparkplugPayload",
     "InvalidSparkplugTopic",
     "MessageType",
     "Metric",
+    "Outgoing",
     "Payload",
+    "ReadingReceived",
+    "RebirthRequested",
+    "SourceStatusChanged",
+    "SparkplugBinding",
+    "SparkplugHost",
     "SparkplugTopic",
     "ValueField",
     "WireValue",
@@ -37,4 +67,8 @@ __all__ = [
     "decode_value",
     "encode_payload",
     "encode_value",
+    "epoch_ms_to_datetime",
+    "is_rebirth_command",
+    "rebirth_command",
+    "to_epoch_ms",
 ]
