@@ -1,0 +1,366 @@
+"""The composition root: :func:`bootstrap` builds the one real bridge; :func:`run_bridge` runs it.
+
+Everything is built here and only here: the store (SQLAlchemy), the engines (restored from
+their last snapshot), the MQTT adapter (paho, MQTT 5, persistent session, Last Will), the
+pipeline, the bus and the table of handlers. Tests build the same thing (see
+``tests/integration/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+from bridge._mqtt import Inbox, MqttClient, MqttOptions
+from bridge.bus import MessageBus
+from bridge.config import Settings
+from bridge.handlers import (
+    Broadcaster,
+    CommandContext,
+    LiveState,
+    MetricsRecorder,
+    command_table,
+    event_table,
+)
+from bridge.messages import chart_name, dumps, iso_z, rules_payload, status_payload
+from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
+from bridge.store import Store, ViolationRecord
+from engine import CharacteristicEngine, limits_payload
+
+__all__ = ["Bridge", "bootstrap", "run_bridge"]
+
+log = logging.getLogger("openspc.bridge")
+
+DRAIN_SECONDS = 3.0
+"""On a clean stop, how long the pipeline may go on emptying its inbox."""
+
+GIVE_UP_SECONDS = 10.0
+"""On a clean stop, how long a batch may wait for an unavailable database."""
+
+
+def _version() -> str:
+    try:
+        return importlib_metadata.version("openspc-bridge")
+    except importlib_metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def _secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    getter = getattr(value, "get_secret_value", None)
+    return str(getter()) if callable(getter) else str(value)
+
+
+@dataclass
+class Bridge:
+    """Every part of a running bridge, wired together by :func:`bootstrap`."""
+
+    settings: Settings
+    store: Store
+    inbox: Inbox
+    mqtt: MqttClient
+    bus: MessageBus
+    pipeline: Pipeline
+    broadcaster: Broadcaster
+    live: LiveState
+    metrics: Metrics
+    engines: dict[int, CharacteristicEngine]
+    clock: Callable[[], datetime]
+    version: str = field(default_factory=_version)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.bridge.topic_prefix
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self.prefix}/bridge/status"
+
+    def _status(self, online: bool) -> bytes:
+        client_id = self.mqtt.options.client_id
+        return dumps(status_payload(online, self.clock(), client_id, self.version))
+
+    def _on_connect(self) -> None:
+        # paho's thread: say we are online on every (re)connect
+        self.mqtt.publish(self.status_topic, self._status(True), qos=1, retain=True)
+
+    def set_source_online(self, characteristic_id: int, online: bool) -> None:
+        """Sparkplug B birth/death: republish the characteristic's meta with ``online``."""
+        self.broadcaster.publish_meta(characteristic_id, online, self.clock())
+
+    async def start(self, connect_timeout: float | None = None) -> None:
+        """Restore retained state from the database, connect, publish it."""
+        await self._restore_live_state()
+        self.mqtt.on_connect = self._on_connect
+        await self.mqtt.start()
+        await self._publish_retained()
+        if connect_timeout is not None:
+            await asyncio.wait_for(self.mqtt.subscribed.wait(), connect_timeout)
+        log.info(
+            "bridge started: %d characteristic(s), prefix %r, database %s",
+            len(self.engines),
+            self.prefix,
+            self.store.engine.url.render_as_string(hide_password=True),
+        )
+
+    async def _restore_live_state(self) -> None:
+        size = self.settings.bridge.history_size
+        history = {cid: await self.store.recent_samples(cid, size) for cid in self.engines}
+        alarms = [_violation_dict(v) for v in await self.store.open_violations()]
+        self.live.restore(history, alarms)
+
+    async def _publish_retained(self) -> None:
+        now = self.clock()
+        for cid, engine in self.engines.items():
+            self.broadcaster.publish_meta(cid, None, now)
+            payload = await self.store.latest_limits(cid)
+            if payload is None and engine.limits is not None:
+                payload = limits_payload(engine.limits, cid, iso_z(now))
+                async with self.store.unit_of_work() as uow:
+                    await uow.add_limits(cid, now, payload)
+                    await uow.commit()
+            if payload is not None:
+                self.mqtt.publish(
+                    f"{self.prefix}/char/{cid}/limits",
+                    dumps({"type": "control_limits", "payload": payload}),
+                    retain=True,
+                )
+            if self.live.history[cid]:
+                last = self.live.history[cid][-1]
+                self.mqtt.publish(
+                    f"{self.prefix}/char/{cid}/sample",
+                    dumps({"type": "sample", "payload": last}),
+                    retain=True,
+                )
+            self.live.publish_history(cid)
+            self.live.publish_alarms(cid)
+
+    def metrics_payload(self) -> dict[str, Any]:
+        m = self.metrics
+        return {
+            "timestamp": iso_z(self.clock()),
+            "uptime_s": round(time.monotonic() - m.started, 3),
+            "readings_received": m.readings_received,
+            "readings_rejected": m.readings_rejected,
+            "samples": m.samples,
+            "violations": m.violations,
+            "acks": m.acks,
+            "commands": m.commands,
+            "commands_rejected": m.commands_rejected,
+            "db_batches": m.db_batches,
+            "db_retries": m.db_retries,
+            "db_errors": m.db_errors,
+            "buffered_readings": len(self.inbox),
+            "dropped_readings": self.inbox.dropped,
+            "publish_outstanding": self.mqtt.outstanding,
+            "handler_failures": self.bus.failures,
+            "connected": self.mqtt.connected.is_set(),
+            "latency_ms": m.latency_ms(),
+        }
+
+    def publish_metrics(self) -> None:
+        self.mqtt.publish(
+            f"{self.prefix}/bridge/metrics", dumps(self.metrics_payload()), qos=0, retain=True
+        )
+
+    async def _metrics_loop(self, stop: asyncio.Event) -> None:
+        interval = float(self.settings.bridge.metrics_interval)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            self.publish_metrics()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then finish in-flight work, flush, say offline."""
+        halt = asyncio.Event()
+        self.ready.set()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                pipeline = tasks.create_task(self.pipeline.run(halt), name="pipeline")
+                tasks.create_task(self.live.run(halt), name="history")
+                tasks.create_task(self._metrics_loop(halt), name="metrics")
+                stopper = tasks.create_task(stop.wait(), name="stop")
+                await asyncio.wait({pipeline, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                log.info("stopping: finishing in-flight work")
+                halt.set()
+                self.inbox.wake()
+                self.pipeline.stop_by(time.monotonic() + DRAIN_SECONDS, GIVE_UP_SECONDS)
+                stopper.cancel()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        self.live.flush(force=True)
+        self.publish_metrics()
+        self.mqtt.publish(self.status_topic, self._status(False), qos=1, retain=True)
+        if not await self.mqtt.flush(5.0):
+            log.warning("some results were not confirmed by the broker before stopping")
+        await self.mqtt.stop()
+        await self.store.close()
+        log.info("bridge stopped")
+
+
+def _violation_dict(v: ViolationRecord) -> dict[str, Any]:
+    return {
+        "violation_id": v.id,
+        "sample_id": v.sample_id,
+        "characteristic_id": v.characteristic_id,
+        "rule_id": v.rule_id,
+        "rule_name": v.rule_name,
+        "severity": v.severity,
+        "chart": v.chart,
+        "timestamp": iso_z(v.ts),
+    }
+
+
+def _meta(settings: Settings, char: Any, engine_rules: Sequence[Any]) -> dict[str, Any]:
+    sparkplug = getattr(char, "sparkplug", None)
+    if sparkplug is not None and hasattr(sparkplug, "model_dump"):
+        sparkplug = sparkplug.model_dump()
+    return {
+        "characteristic_id": char.id,
+        "name": char.name,
+        "unit": char.unit,
+        "subgroup_size": char.subgroup_size,
+        "usl": char.usl,
+        "lsl": char.lsl,
+        "target": char.target,
+        "baseline": char.baseline,
+        "chart": chart_name(char.subgroup_size),
+        "rules": rules_payload(engine_rules),
+        "reason_codes": list(settings.bridge.reason_codes),
+        "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
+        "online": True,
+        "timestamp": None,
+    }
+
+
+async def bootstrap(
+    settings: Settings,
+    *,
+    sources: Sequence[InboundSource] = (),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Bridge:
+    """Build the bridge: store, engines (restored), MQTT adapter, pipeline, bus, handlers."""
+    b = settings.bridge
+    store = await Store.open(settings.database.url)
+    try:
+        chars = list(settings.characteristic)
+        await store.register_characteristics({c.id: c.name for c in chars}, clock())
+        states = await store.engine_states()
+        engines: dict[int, CharacteristicEngine] = {}
+        specs = {char.id: char.to_spec() for char in chars}
+        for char in chars:
+            spec = specs[char.id]
+            state = states.get(char.id)
+            try:
+                engines[char.id] = CharacteristicEngine(spec, state=state)
+            except Exception:
+                log.exception("could not restore characteristic %s; starting it afresh", char.id)
+                engines[char.id] = CharacteristicEngine(spec)
+        metrics = Metrics()
+        inbox = Inbox(int(b.buffer_max))
+        prefix = b.topic_prefix
+        mqtt = MqttClient(
+            MqttOptions(
+                host=settings.broker.host,
+                port=settings.broker.port,
+                client_id=settings.broker.client_id,
+                username=settings.broker.username,
+                password=_secret(settings.broker.password),
+                tls=bool(settings.broker.tls),
+                keepalive=int(settings.broker.keepalive),
+                receive_maximum=int(b.buffer_max),
+                will_topic=f"{prefix}/bridge/status",
+                will_payload=dumps(
+                    status_payload(False, clock(), settings.broker.client_id, _version())
+                ),
+            ),
+            inbox,
+        )
+        bus = MessageBus()
+        routes = {
+            c.id: CharacteristicRoute(
+                id=c.id,
+                subgroup_size=c.subgroup_size,
+                baseline=c.baseline,
+                topic=c.topic,
+                value_path=c.value_path,
+            )
+            for c in chars
+        }
+        pipeline = Pipeline(
+            prefix=prefix,
+            routes=routes,
+            engines=engines,
+            store=store,
+            mqtt=mqtt,
+            bus=bus,
+            inbox=inbox,
+            batch_max=int(b.batch_max),
+            batch_ms=float(b.batch_ms),
+            max_payload_bytes=int(b.max_payload_bytes),
+            metrics=metrics,
+            clock=clock,
+        )
+        for source in sources:
+            pipeline.add_source(source)
+        for topic_filter in pipeline.topic_filters():
+            mqtt.add_subscription(topic_filter)
+        broadcaster = Broadcaster(mqtt, prefix, metrics)
+        for char in chars:
+            broadcaster.meta[char.id] = _meta(settings, char, specs[char.id].rules)
+        live = LiveState(mqtt, prefix, int(b.history_size), [c.id for c in chars])
+        for kind, handlers in event_table(broadcaster, live, MetricsRecorder(metrics)).items():
+            for handler in handlers:
+                bus.subscribe(kind, handler)
+        ctx = CommandContext(
+            store=store,
+            engines=engines,
+            baselines={c.id: c.baseline for c in chars},
+            reason_codes=list(b.reason_codes),
+            clock=clock,
+        )
+        for kind, command_handler in command_table(ctx).items():
+            bus.register(kind, command_handler)
+    except BaseException:
+        await store.close()
+        raise
+    return Bridge(
+        settings=settings,
+        store=store,
+        inbox=inbox,
+        mqtt=mqtt,
+        bus=bus,
+        pipeline=pipeline,
+        broadcaster=broadcaster,
+        live=live,
+        metrics=metrics,
+        engines=engines,
+        clock=clock,
+    )
+
+
+async def run_bridge(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    sources: Sequence[InboundSource] = (),
+) -> None:
+    """Run the bridge until ``stop`` is set (forever without one)."""
+    bridge = await bootstrap(settings, sources=sources)
+    try:
+        await bridge.start()
+    except BaseException:
+        await bridge.close()
+        raise
+    await bridge.run(stop or asyncio.Event())

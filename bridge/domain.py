@@ -1,0 +1,95 @@
+"""The bridge's domain events (past tense) and commands (imperative), as frozen data.
+
+The engine speaks in :mod:`engine` events keyed by a characteristic's sample number; once a
+batch is committed, the pipeline turns them into these events, which carry the global ids
+the database gave them, and hands them to the :class:`bridge.bus.MessageBus`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine import SampleProcessed, ViolationRaised
+
+__all__ = [
+    "AcknowledgeViolation",
+    "Command",
+    "DomainEvent",
+    "LimitsUpdated",
+    "Recalculate",
+    "SampleRecorded",
+    "SourceStatusChanged",
+    "ViolationAcknowledged",
+    "ViolationCreated",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRecorded:
+    """A sample was judged and stored; ``received`` is the monotonic time its last reading
+    arrived (for the latency metric), None when unknown."""
+
+    sample_id: int
+    sample: SampleProcessed
+    received: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ViolationCreated:
+    """A rule started failing and the violation (an open alarm) was stored."""
+
+    violation_id: int
+    sample_id: int
+    violation: ViolationRaised
+
+
+@dataclass(frozen=True, slots=True)
+class ViolationAcknowledged:
+    violation_id: int
+    characteristic_id: int
+    user: str
+    reason: str
+    exclude_sample: bool
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsUpdated:
+    """New control limits were stored; ``payload`` is the ``control_limits`` payload."""
+
+    characteristic_id: int
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatusChanged:
+    """A characteristic's source went online or offline (Sparkplug B birth/death)."""
+
+    characteristic_id: int
+    online: bool
+
+
+DomainEvent = (
+    SampleRecorded | ViolationCreated | ViolationAcknowledged | LimitsUpdated | SourceStatusChanged
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgeViolation:
+    violation_id: int
+    user: str
+    reason: str
+    exclude_sample: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Recalculate:
+    """Recompute limits from the last ``last`` non-excluded subgroups (None: the baseline)."""
+
+    characteristic_id: int
+    last: int | None = None
+
+
+Command = AcknowledgeViolation | Recalculate

@@ -1,0 +1,322 @@
+"""Handlers: commands (one each) and event subscribers (many), registered in one table.
+
+- :func:`acknowledge` and :func:`recalculate` carry out the HMI's commands in a unit of
+  work and return the events they caused; a refused command raises
+  :class:`~bridge.errors.CommandRejected` and changes nothing.
+- :class:`Broadcaster` publishes the results on MQTT (sample, violation, ack, limits, meta).
+- :class:`LiveState` keeps the retained ``history`` and ``alarms`` topics current:
+  alarms are republished whenever the open set changes; history at most once a second per
+  characteristic (always the latest), and on shutdown.
+- :class:`MetricsRecorder` counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bridge.bus import CommandHandler, EventHandler
+from bridge.domain import (
+    AcknowledgeViolation,
+    DomainEvent,
+    LimitsUpdated,
+    Recalculate,
+    SampleRecorded,
+    SourceStatusChanged,
+    ViolationAcknowledged,
+    ViolationCreated,
+)
+from bridge.errors import CommandRejected
+from bridge.messages import (
+    ack_payload,
+    alarms_payload,
+    dumps,
+    envelope,
+    history_payload,
+    iso_z,
+    sample_payload,
+    violation_payload,
+)
+from bridge.pipeline import Metrics
+from bridge.store import Store
+from engine import CharacteristicEngine, limits_payload
+
+__all__ = [
+    "Broadcaster",
+    "CommandContext",
+    "LiveState",
+    "MetricsRecorder",
+    "Publisher",
+    "acknowledge",
+    "command_table",
+    "event_table",
+    "recalculate",
+]
+
+log = logging.getLogger("openspc.handlers")
+
+
+class Publisher(Protocol):
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None: ...
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+@dataclass
+class CommandContext:
+    store: Store
+    engines: Mapping[int, CharacteristicEngine]
+    baselines: Mapping[int, int]
+    reason_codes: Sequence[str]
+    clock: Callable[[], datetime]
+
+
+async def acknowledge(command: AcknowledgeViolation, ctx: CommandContext) -> list[DomainEvent]:
+    if command.reason not in ctx.reason_codes:
+        raise CommandRejected(
+            f"reason {command.reason!r} is not one of the configured reason codes"
+        )
+    now = ctx.clock()
+    async with ctx.store.unit_of_work() as uow:
+        found = await uow.violation_for_update(command.violation_id)
+        if found is None:
+            raise CommandRejected(f"violation {command.violation_id} does not exist")
+        if found.acknowledged:
+            raise CommandRejected(f"violation {command.violation_id} is already acknowledged")
+        await uow.acknowledge(
+            found.id,
+            command.user,
+            command.reason,
+            now,
+            exclude_sample_id=found.sample_id if command.exclude_sample else None,
+        )
+        await uow.commit()
+    return [
+        ViolationAcknowledged(
+            found.id,
+            found.characteristic_id,
+            command.user,
+            command.reason,
+            command.exclude_sample,
+            now,
+        )
+    ]
+
+
+async def recalculate(command: Recalculate, ctx: CommandContext) -> list[DomainEvent]:
+    engine = ctx.engines.get(command.characteristic_id)
+    if engine is None:
+        raise CommandRejected(f"unknown characteristic {command.characteristic_id}")
+    last = command.last or ctx.baselines.get(command.characteristic_id, 25)
+    subgroups = await ctx.store.subgroups(command.characteristic_id, last)
+    if len(subgroups) < 2:
+        raise CommandRejected(
+            f"characteristic {command.characteristic_id} has {len(subgroups)} usable "
+            "subgroup(s); at least 2 are needed"
+        )
+    now = ctx.clock()
+    try:
+        updated = engine.recalculate(subgroups, now)
+    except ValueError as exc:
+        raise CommandRejected(f"cannot recalculate: {exc}") from None
+    payload = limits_payload(updated.limits, command.characteristic_id, iso_z(updated.timestamp))
+    async with ctx.store.unit_of_work() as uow:
+        await uow.add_limits(command.characteristic_id, updated.timestamp, payload)
+        await uow.save_states({command.characteristic_id: engine.snapshot()}, now)
+        await uow.commit()
+    return [LimitsUpdated(command.characteristic_id, payload)]
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+class Broadcaster:
+    """Publishes each result on its topic (QoS 1; sample and limits retained)."""
+
+    def __init__(self, mqtt: Publisher, prefix: str, metrics: Metrics) -> None:
+        self.mqtt = mqtt
+        self.prefix = prefix
+        self.metrics = metrics
+        self.meta: dict[int, dict[str, Any]] = {}
+
+    def _topic(self, cid: int, leaf: str) -> str:
+        return f"{self.prefix}/char/{cid}/{leaf}"
+
+    def on_sample(self, event: SampleRecorded) -> None:
+        payload = sample_payload(event.sample_id, event.sample)
+        cid = event.sample.characteristic_id
+        self.mqtt.publish(
+            self._topic(cid, "sample"), dumps(envelope("sample", payload)), retain=True
+        )
+        if event.received is not None:
+            self.metrics.observe_latency(time.monotonic() - event.received)
+
+    def on_violation(self, event: ViolationCreated) -> None:
+        payload = violation_payload(event.violation_id, event.sample_id, event.violation)
+        cid = event.violation.characteristic_id
+        self.mqtt.publish(self._topic(cid, "violation"), dumps(envelope("violation", payload)))
+
+    def on_ack(self, event: ViolationAcknowledged) -> None:
+        payload = ack_payload(
+            event.violation_id, event.characteristic_id, event.user, event.reason, event.timestamp
+        )
+        self.mqtt.publish(
+            self._topic(event.characteristic_id, "ack"), dumps(envelope("ack_update", payload))
+        )
+
+    def on_limits(self, event: LimitsUpdated) -> None:
+        self.mqtt.publish(
+            self._topic(event.characteristic_id, "limits"),
+            dumps(envelope("control_limits", event.payload)),
+            retain=True,
+        )
+
+    def publish_meta(
+        self, cid: int, online: bool | None = None, now: datetime | None = None
+    ) -> None:
+        meta = self.meta.get(cid)
+        if meta is None:
+            return
+        if online is not None:
+            meta["online"] = online
+        meta["timestamp"] = iso_z(now or datetime.now(UTC))
+        self.mqtt.publish(self._topic(cid, "meta"), dumps(envelope("meta", meta)), retain=True)
+
+    def on_source_status(self, event: SourceStatusChanged) -> None:
+        meta = self.meta.get(event.characteristic_id)
+        if meta is not None and meta.get("online") != event.online:
+            self.publish_meta(event.characteristic_id, event.online)
+
+
+class LiveState:
+    """The retained ``history`` (last N samples) and ``alarms`` (open violations) topics."""
+
+    def __init__(
+        self,
+        mqtt: Publisher,
+        prefix: str,
+        history_size: int,
+        characteristic_ids: Sequence[int],
+        min_interval: float = 1.0,
+    ) -> None:
+        self.mqtt = mqtt
+        self.prefix = prefix
+        self.min_interval = min_interval
+        self.history: dict[int, deque[dict[str, Any]]] = {
+            cid: deque(maxlen=history_size) for cid in characteristic_ids
+        }
+        self.alarms: dict[int, dict[int, dict[str, Any]]] = {cid: {} for cid in characteristic_ids}
+        self._dirty: set[int] = set()
+        self._last_history: dict[int, float] = {}
+
+    def restore(
+        self, history: Mapping[int, Sequence[dict[str, Any]]], alarms: Sequence[dict[str, Any]]
+    ) -> None:
+        for cid, samples in history.items():
+            if cid in self.history:
+                self.history[cid].extend(samples)
+        for violation in alarms:
+            open_set = self.alarms.get(violation["characteristic_id"])
+            if open_set is not None:
+                open_set[violation["violation_id"]] = violation
+
+    def on_sample(self, event: SampleRecorded) -> None:
+        cid = event.sample.characteristic_id
+        ring = self.history.get(cid)
+        if ring is None:
+            return
+        ring.append(sample_payload(event.sample_id, event.sample))
+        self._dirty.add(cid)
+        if time.monotonic() - self._last_history.get(cid, 0.0) >= self.min_interval:
+            self.publish_history(cid)
+
+    def on_violation(self, event: ViolationCreated) -> None:
+        cid = event.violation.characteristic_id
+        open_set = self.alarms.get(cid)
+        if open_set is None:
+            return
+        open_set[event.violation_id] = violation_payload(
+            event.violation_id, event.sample_id, event.violation
+        )
+        self.publish_alarms(cid)
+
+    def on_ack(self, event: ViolationAcknowledged) -> None:
+        open_set = self.alarms.get(event.characteristic_id)
+        if open_set is not None and open_set.pop(event.violation_id, None) is not None:
+            self.publish_alarms(event.characteristic_id)
+
+    def publish_history(self, cid: int) -> None:
+        self._dirty.discard(cid)
+        self._last_history[cid] = time.monotonic()
+        payload = history_payload(cid, list(self.history[cid]))
+        self.mqtt.publish(
+            f"{self.prefix}/char/{cid}/history", dumps(envelope("history", payload)), retain=True
+        )
+
+    def publish_alarms(self, cid: int) -> None:
+        violations = [self.alarms[cid][vid] for vid in sorted(self.alarms[cid])]
+        self.mqtt.publish(
+            f"{self.prefix}/char/{cid}/alarms",
+            dumps(envelope("alarms", alarms_payload(cid, violations))),
+            retain=True,
+        )
+
+    def flush(self, *, force: bool = False) -> None:
+        """Publish every history that changed and is due (all of them with ``force``)."""
+        now = time.monotonic()
+        for cid in sorted(self._dirty):
+            if force or now - self._last_history.get(cid, 0.0) >= self.min_interval:
+                self.publish_history(cid)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish due histories a few times a second until ``stop``."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.min_interval / 4)
+            except TimeoutError:
+                self.flush()
+
+
+class MetricsRecorder:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_sample(self, event: SampleRecorded) -> None:
+        self.metrics.samples += 1
+
+    def on_violation(self, event: ViolationCreated) -> None:
+        self.metrics.violations += 1
+
+    def on_ack(self, event: ViolationAcknowledged) -> None:
+        self.metrics.acks += 1
+
+
+def event_table(
+    broadcaster: Broadcaster, live: LiveState, recorder: MetricsRecorder
+) -> dict[type, list[EventHandler]]:
+    """Which subscribers hear which event, in order."""
+    return {
+        SampleRecorded: [broadcaster.on_sample, live.on_sample, recorder.on_sample],
+        ViolationCreated: [broadcaster.on_violation, live.on_violation, recorder.on_violation],
+        ViolationAcknowledged: [broadcaster.on_ack, live.on_ack, recorder.on_ack],
+        LimitsUpdated: [broadcaster.on_limits],
+        SourceStatusChanged: [broadcaster.on_source_status],
+    }
+
+
+def command_table(ctx: CommandContext) -> dict[type, CommandHandler]:
+    """Each command's one handler."""
+    return {
+        AcknowledgeViolation: functools.partial(acknowledge, ctx=ctx),
+        Recalculate: functools.partial(recalculate, ctx=ctx),
+    }

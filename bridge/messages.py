@@ -1,0 +1,191 @@
+"""Encoding of everything the bridge publishes, and decoding of the commands it accepts.
+
+Pure functions over plain data (docs/topics.md is the reference): the envelope
+``{"type": ..., "payload": {...}}``, ISO 8601 UTC times with ``Z`` and milliseconds, JSON
+numbers only (NaN never leaves the bridge).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.domain import AcknowledgeViolation, Recalculate
+from bridge.errors import InvalidCommand
+from engine import RuleConfig, SampleProcessed, ViolationRaised
+
+__all__ = [
+    "ERROR_PAYLOAD_CHARS",
+    "ack_payload",
+    "alarms_payload",
+    "chart_name",
+    "dumps",
+    "envelope",
+    "error_payload",
+    "history_payload",
+    "iso_z",
+    "parse_ack",
+    "parse_recalculate",
+    "reply_payload",
+    "rules_payload",
+    "sample_payload",
+    "status_payload",
+    "violation_payload",
+]
+
+ERROR_PAYLOAD_CHARS = 200
+
+
+def iso_z(ts: datetime) -> str:
+    """``2026-11-28T06:00:00.123Z``: UTC, millisecond precision. ``ts`` must be aware."""
+    if ts.tzinfo is None:
+        raise ValueError(f"naive datetime {ts!r}: timestamps must be timezone-aware")
+    utc = ts.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _number(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def dumps(message: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; refuses NaN and infinity rather than emit invalid JSON."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+
+
+def envelope(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "payload": dict(payload)}
+
+
+def sample_payload(sample_id: int, sample: SampleProcessed) -> dict[str, Any]:
+    return {
+        "sample_id": sample_id,
+        "characteristic_id": sample.characteristic_id,
+        "timestamp": iso_z(sample.timestamp),
+        "value": _number(sample.value),
+        "values": [float(v) for v in sample.values],
+        "range": _number(sample.range),
+        "zone": None if sample.zone is None else str(sample.zone),
+        "in_control": sample.in_control,
+        "failed_rules": sorted(sample.failed_rules),
+        "range_failed_rules": sorted(sample.range_failed_rules),
+    }
+
+
+def violation_payload(
+    violation_id: int, sample_id: int, violation: ViolationRaised
+) -> dict[str, Any]:
+    return {
+        "violation_id": violation_id,
+        "sample_id": sample_id,
+        "characteristic_id": violation.characteristic_id,
+        "rule_id": violation.rule_id,
+        "rule_name": violation.rule_name,
+        "severity": str(violation.severity),
+        "chart": str(violation.chart),
+        "timestamp": iso_z(violation.timestamp),
+    }
+
+
+def ack_payload(
+    violation_id: int, characteristic_id: int, user: str, reason: str, ts: datetime
+) -> dict[str, Any]:
+    return {
+        "violation_id": violation_id,
+        "characteristic_id": characteristic_id,
+        "acknowledged": True,
+        "user": user,
+        "reason": reason,
+        "timestamp": iso_z(ts),
+    }
+
+
+def history_payload(characteristic_id: int, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"characteristic_id": characteristic_id, "samples": list(samples)}
+
+
+def alarms_payload(
+    characteristic_id: int, violations: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    return {"characteristic_id": characteristic_id, "violations": list(violations)}
+
+
+def chart_name(subgroup_size: int) -> str:
+    if subgroup_size == 1:
+        return "i_mr"
+    return "xbar_r" if subgroup_size <= 10 else "xbar_s"
+
+
+def rules_payload(rules: Sequence[RuleConfig]) -> list[dict[str, Any]]:
+    return [
+        {
+            "rule_id": rule.rule_id,
+            "name": rule.name,
+            "length": rule.length,
+            "severity": str(rule.severity),
+        }
+        for rule in sorted(rules, key=lambda r: r.rule_id)
+    ]
+
+
+def status_payload(online: bool, ts: datetime, client_id: str, version: str) -> dict[str, Any]:
+    return {"online": online, "timestamp": iso_z(ts), "client_id": client_id, "version": version}
+
+
+def error_payload(topic: str, payload: bytes, reason: str, ts: datetime) -> dict[str, Any]:
+    text = payload.decode("utf-8", errors="replace")
+    if len(text) > ERROR_PAYLOAD_CHARS:
+        text = text[:ERROR_PAYLOAD_CHARS] + "..."
+    return {"topic": topic, "payload": text, "reason": reason, "timestamp": iso_z(ts)}
+
+
+def reply_payload(error: str | None = None) -> dict[str, Any]:
+    """The MQTT 5 reply to a command: ``{"ok": true}`` or ``{"ok": false, "error": ...}``."""
+    return {"ok": True} if error is None else {"ok": False, "error": error}
+
+
+def _json_object(topic: str, payload: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(payload.decode("utf-8") or "{}")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCommand(topic, f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidCommand(topic, "a command must be a JSON object")
+    return data
+
+
+def _positive_int(topic: str, data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidCommand(topic, f"{key!r} must be a positive integer, got {value!r}")
+    return value
+
+
+def parse_ack(topic: str, user: str, payload: bytes) -> AcknowledgeViolation:
+    """``{"violation_id": 10, "reason": "Tool Change", "exclude_sample": false}``."""
+    data = _json_object(topic, payload)
+    violation_id = _positive_int(topic, data, "violation_id")
+    reason = data.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidCommand(topic, f"'reason' must be a non-empty string, got {reason!r}")
+    exclude = data.get("exclude_sample", False)
+    if not isinstance(exclude, bool):
+        raise InvalidCommand(topic, f"'exclude_sample' must be true or false, got {exclude!r}")
+    if not user:
+        raise InvalidCommand(topic, "the user (the topic's last level) is empty")
+    return AcknowledgeViolation(violation_id, user, reason, exclude)
+
+
+def parse_recalculate(topic: str, characteristic_id: int, payload: bytes) -> Recalculate:
+    """``{}`` or ``{"last": 25}``."""
+    data = _json_object(topic, payload)
+    unknown = set(data) - {"last"}
+    if unknown:
+        raise InvalidCommand(topic, f"unknown field(s): {', '.join(sorted(unknown))}")
+    last = _positive_int(topic, data, "last") if "last" in data else None
+    return Recalculate(characteristic_id, last)

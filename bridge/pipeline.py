@@ -1,0 +1,554 @@
+"""The pipeline: inbound messages -> engines -> one transaction -> acks -> domain events.
+
+One consumer task takes up to ``batch_max`` items from the :class:`~bridge._mqtt.Inbox`
+(waiting at most ``batch_ms`` for a batch to fill), then for each item in arrival order:
+parses it, feeds the characteristic's engine and collects the engine's events. The whole
+batch (readings, samples, violations, limits, engine snapshots of the touched
+characteristics) is written in ONE transaction; only after the commit are the MQTT
+messages acknowledged to the broker, and the results handed to the bus (which publishes
+them). A command in the middle of a batch first commits what came before it, so every
+characteristic sees its inputs in order.
+
+A database failure is retried with back-off (0.1 s doubling to 5 s) and reported once per
+outage on ``<prefix>/bridge/errors``; meanwhile nothing is acknowledged, the inbox fills up
+to ``buffer_max`` (MQTT 5 Receive Maximum) and then the broker queues.
+
+Other sources (Sparkplug B) register a topic filter and a decoder at bootstrap
+(:class:`InboundSource`), or call :meth:`Pipeline.submit` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from paho.mqtt.client import topic_matches_sub
+
+from bridge._mqtt import Inbound, Inbox, MqttClient
+from bridge.bus import MessageBus
+from bridge.domain import (
+    DomainEvent,
+    LimitsUpdated,
+    SampleRecorded,
+    SourceStatusChanged,
+    ViolationCreated,
+)
+from bridge.errors import (
+    CommandRejected,
+    InvalidCommand,
+    StoreUnavailable,
+    UnknownCharacteristic,
+)
+from bridge.messages import dumps, error_payload, iso_z, parse_ack, parse_recalculate, reply_payload
+from bridge.readings import InvalidReading, parse_reading
+from bridge.store import BatchWrite, IdAllocator, Store
+from engine import (
+    CharacteristicEngine,
+    ControlLimitsUpdated,
+    EngineEvent,
+    SampleProcessed,
+    ViolationRaised,
+    limits_payload,
+)
+
+__all__ = ["CharacteristicRoute", "InboundSource", "Metrics", "Pipeline", "Submission"]
+
+log = logging.getLogger("openspc.pipeline")
+
+
+@dataclass(slots=True)
+class Submission:
+    """Readings for one characteristic from a non-MQTT-reading source (e.g. Sparkplug B)."""
+
+    characteristic_id: int
+    values: tuple[float, ...]
+    ts: datetime
+    source: str
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    received: float = field(default_factory=time.monotonic)
+    batch: str | None = None
+    operator: str | None = None
+    ack: Callable[[], None] | None = None
+
+
+class InboundSource(Protocol):
+    """An extra inbound topic filter and its decoder, registered at bootstrap.
+
+    ``decode`` turns one message into readings (and source status changes); it raises
+    :class:`bridge.readings.InvalidReading` (or ``ValueError``) for a message it refuses,
+    which is then reported on ``<prefix>/bridge/errors``.
+    """
+
+    topic_filter: str
+
+    def decode(
+        self, topic: str, payload: bytes, received_at: datetime
+    ) -> Sequence[Submission | SourceStatusChanged]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CharacteristicRoute:
+    """What the pipeline needs to know to parse a characteristic's readings."""
+
+    id: int
+    subgroup_size: int
+    baseline: int
+    topic: str | None = None
+    value_path: str | None = None
+
+
+@dataclass
+class Metrics:
+    """Counters since start, and a window of receipt-to-publish latencies."""
+
+    started: float = field(default_factory=time.monotonic)
+    readings_received: int = 0
+    readings_rejected: int = 0
+    samples: int = 0
+    violations: int = 0
+    acks: int = 0
+    commands: int = 0
+    commands_rejected: int = 0
+    db_batches: int = 0
+    db_retries: int = 0
+    db_errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latencies.append(seconds)
+        if len(self.latencies) > 4096:
+            del self.latencies[:2048]
+
+    def latency_ms(self) -> dict[str, float | None]:
+        data = sorted(self.latencies[-2048:])
+        if not data:
+            return {"p50": None, "p99": None, "max": None}
+
+        def pick(q: float) -> float:
+            return round(data[min(len(data) - 1, int(q * len(data)))] * 1000, 3)
+
+        return {"p50": pick(0.5), "p99": pick(0.99), "max": round(data[-1] * 1000, 3)}
+
+
+@dataclass
+class _Pending:
+    """What a batch has gathered so far."""
+
+    readings: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[EngineEvent, float]] = field(default_factory=list)
+    touched: set[int] = field(default_factory=set)
+    acks: list[Inbound | Submission] = field(default_factory=list)
+    extra: list[DomainEvent] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.readings or self.events or self.touched or self.acks or self.extra)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        routes: Mapping[int, CharacteristicRoute],
+        engines: dict[int, CharacteristicEngine],
+        store: Store,
+        mqtt: MqttClient,
+        bus: MessageBus,
+        inbox: Inbox,
+        batch_max: int = 500,
+        batch_ms: float = 10.0,
+        max_payload_bytes: int = 65_536,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.prefix = prefix
+        self.routes = dict(routes)
+        self.engines = engines
+        self.store = store
+        self.mqtt = mqtt
+        self.bus = bus
+        self.inbox = inbox
+        self.batch_max = batch_max
+        self.batch_wait = batch_ms / 1000.0
+        self.max_payload_bytes = max_payload_bytes
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.ids = IdAllocator(store)
+        self.sources: list[InboundSource] = []
+        self._own_topics = {r.topic: r.id for r in routes.values() if r.topic}
+        self._own_filters = [
+            (r.topic, r.id)
+            for r in routes.values()
+            if r.topic and ("+" in r.topic or "#" in r.topic)
+        ]
+        self._reading_head = f"{prefix}/char/"
+        self._ack_head = f"{prefix}/cmd/ack/"
+        self._recalc_head = f"{prefix}/cmd/char/"
+        self._errors_topic = f"{prefix}/bridge/errors"
+        self._db_down = False
+        self._drain_until: float | None = None
+        self._give_up_at: float | None = None
+        self._last_sample: dict[int, tuple[int, int]] = {}  # characteristic -> (seq, sample_id)
+
+    # --- entry points -----------------------------------------------------------------
+
+    def topic_filters(self) -> list[str]:
+        """Every filter the bridge subscribes to."""
+        filters = [
+            f"{self.prefix}/char/+/reading",
+            f"{self.prefix}/cmd/ack/+",
+            f"{self.prefix}/cmd/char/+/recalculate",
+        ]
+        filters += sorted({r.topic for r in self.routes.values() if r.topic})
+        filters += [s.topic_filter for s in self.sources]
+        return list(dict.fromkeys(filters))
+
+    def add_source(self, source: InboundSource) -> None:
+        self.sources.append(source)
+
+    def submit(
+        self,
+        characteristic_id: int,
+        values: Sequence[float],
+        ts: datetime,
+        *,
+        source: str,
+        ack: Callable[[], None] | None = None,
+    ) -> bool:
+        """Queue readings from another source; ``ack`` is called once they are stored.
+
+        Without ``ack`` the readings may be dropped when the inbox is full (like QoS 0).
+        """
+        return self.inbox.put(
+            Submission(characteristic_id, tuple(values), ts, source, ack=ack),
+            droppable=ack is None,
+        )
+
+    def stop_by(self, drain_until: float, give_up_after: float) -> None:
+        """After ``stop``: empty the inbox until ``drain_until`` (monotonic), and give up
+        on an unavailable database after ``give_up_after`` seconds (nothing is acked then)."""
+        self._drain_until = drain_until
+        self._give_up_at = time.monotonic() + give_up_after
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set and the inbox is empty (or the drain time is up)."""
+        while True:
+            if stop.is_set() and (
+                not len(self.inbox)
+                or (self._drain_until is not None and time.monotonic() > self._drain_until)
+            ):
+                return
+            wait = 0.0 if stop.is_set() else self.batch_wait
+            items = await self.inbox.take(self.batch_max, wait, stop)
+            if not items:
+                continue
+            try:
+                await self.process(items)
+            except StoreUnavailable:
+                if stop.is_set():
+                    log.error("stopping with a batch not stored; the broker will redeliver it")
+                    return
+                raise
+
+    # --- one batch --------------------------------------------------------------------
+
+    async def process(self, items: Sequence[Inbound | Submission]) -> None:
+        pending = _Pending()
+        for item in items:
+            if (
+                isinstance(item, Inbound)
+                and item.qos > 0
+                and item.generation != self.mqtt.generation
+            ):
+                continue  # from an earlier connection: the broker delivers it again
+            try:
+                if isinstance(item, Submission):
+                    self._feed(pending, item)
+                    pending.acks.append(item)
+                else:
+                    pending = await self._route(pending, item)
+            except Exception as exc:
+                log.exception("could not process a message on %s", _topic(item))
+                self._report(_topic(item), _payload(item), f"internal error: {exc!r}")
+                pending.acks.append(item)
+        await self._commit(pending)
+
+    async def _route(self, pending: _Pending, msg: Inbound) -> _Pending:
+        topic = msg.topic
+        cid = self._own_topics.get(topic)
+        if cid is None:
+            for topic_filter, fid in self._own_filters:
+                if topic_matches_sub(topic_filter, topic):
+                    cid = fid
+                    break
+        if cid is not None:
+            self._reading(pending, msg, cid, own_topic=True)
+            return pending
+        if topic.startswith(self._reading_head) and topic.endswith("/reading"):
+            key = topic[len(self._reading_head) : -len("/reading")]
+            self._reading(pending, msg, _int_id(key), own_topic=False, key=key)
+            return pending
+        if topic.startswith(self._ack_head) or (
+            topic.startswith(self._recalc_head) and topic.endswith("/recalculate")
+        ):
+            await self._commit(pending)
+            await self._command(msg)
+            return _Pending()
+        for source in self.sources:
+            if topic_matches_sub(source.topic_filter, topic):
+                self._decode(pending, msg, source)
+                return pending
+        self._report(topic, msg.payload, "no characteristic reads this topic")
+        pending.acks.append(msg)
+        return pending
+
+    def _reading(
+        self, pending: _Pending, msg: Inbound, cid: int | None, *, own_topic: bool, key: str = ""
+    ) -> None:
+        pending.acks.append(msg)
+        self.metrics.readings_received += 1
+        route = self.routes.get(cid) if cid is not None else None
+        if route is None:
+            self._reject(msg, str(UnknownCharacteristic(key if cid is None else cid)))
+            return
+        try:
+            reading = parse_reading(
+                msg.payload,
+                subgroup_size=route.subgroup_size,
+                value_path=route.value_path if own_topic else None,
+                max_bytes=self.max_payload_bytes,
+                received_at=msg.received_at,
+            )
+        except InvalidReading as exc:
+            self._reject(msg, exc.reason)
+            return
+        sub = Submission(
+            route.id,
+            tuple(reading.values),
+            reading.ts,
+            msg.topic,
+            received_at=msg.received_at,
+            received=msg.received,
+            batch=reading.batch,
+            operator=reading.operator,
+        )
+        self._feed(pending, sub)
+
+    def _decode(self, pending: _Pending, msg: Inbound, source: InboundSource) -> None:
+        pending.acks.append(msg)
+        try:
+            decoded = source.decode(msg.topic, msg.payload, msg.received_at)
+        except (InvalidReading, ValueError) as exc:
+            self.metrics.readings_rejected += 1
+            reason = exc.reason if isinstance(exc, InvalidReading) else str(exc)
+            self._report(msg.topic, msg.payload, reason)
+            return
+        for item in decoded:
+            if isinstance(item, SourceStatusChanged):
+                pending.extra.append(item)
+                continue
+            if item.characteristic_id not in self.routes:
+                self._reject(msg, str(UnknownCharacteristic(item.characteristic_id)))
+                continue
+            self.metrics.readings_received += 1
+            item.received = msg.received
+            self._feed(pending, item)
+
+    def _feed(self, pending: _Pending, sub: Submission) -> None:
+        engine = self.engines.get(sub.characteristic_id)
+        if engine is None:
+            raise UnknownCharacteristic(sub.characteristic_id)
+        events = engine.add_readings(list(sub.values), sub.ts)
+        received_at = sub.received_at.astimezone(UTC)
+        ts = sub.ts.astimezone(UTC)
+        for value in sub.values:
+            pending.readings.append(
+                {
+                    "characteristic_id": sub.characteristic_id,
+                    "value": float(value),
+                    "ts": ts,
+                    "received_at": received_at,
+                    "batch": sub.batch,
+                    "operator": sub.operator,
+                    "source": sub.source,
+                }
+            )
+        pending.events.extend((event, sub.received) for event in events)
+        pending.touched.add(sub.characteristic_id)
+
+    # --- commit, ack, publish ---------------------------------------------------------
+
+    async def _commit(self, pending: _Pending) -> None:
+        if not pending:
+            return
+        n_samples = sum(1 for e, _ in pending.events if isinstance(e, SampleProcessed))
+        n_violations = sum(1 for e, _ in pending.events if isinstance(e, ViolationRaised))
+        if n_samples:
+            await self._retry(lambda: self.ids.reserve("sample", n_samples))
+        if n_violations:
+            await self._retry(lambda: self.ids.reserve("violation", n_violations))
+        batch, events = self._rows(pending)
+        if batch:
+            now = self.clock()
+
+            async def write() -> None:
+                async with self.store.unit_of_work() as uow:
+                    await uow.write_batch(batch, now)
+                    await uow.commit()
+
+            await self._retry(write)
+            self.metrics.db_batches += 1
+        for item in pending.acks:
+            if isinstance(item, Inbound):
+                self.mqtt.ack(item)
+            elif item.ack is not None:
+                item.ack()
+        await self.bus.publish(events)
+        await self.mqtt.wait_window()
+
+    def _rows(self, pending: _Pending) -> tuple[BatchWrite, list[DomainEvent]]:
+        batch = BatchWrite(readings=pending.readings)
+        events: list[DomainEvent] = []
+        for event, received in pending.events:
+            if isinstance(event, SampleProcessed):
+                sample_id = self.ids.take("sample")
+                self._last_sample[event.characteristic_id] = (event.seq, sample_id)
+                batch.samples.append(_sample_row(sample_id, event))
+                events.append(SampleRecorded(sample_id, event, received))
+            elif isinstance(event, ViolationRaised):
+                violation_id = self.ids.take("violation")
+                seq, sample_id = self._last_sample.get(event.characteristic_id, (0, 0))
+                if seq != event.sample_seq:
+                    log.warning("violation of sample %s without its sample", event.sample_seq)
+                batch.violations.append(_violation_row(violation_id, sample_id, event))
+                events.append(ViolationCreated(violation_id, sample_id, event))
+            elif isinstance(event, ControlLimitsUpdated):
+                payload = limits_payload(
+                    event.limits, event.characteristic_id, iso_z(event.timestamp)
+                )
+                batch.limits.append(
+                    {
+                        "characteristic_id": event.characteristic_id,
+                        "ts": event.timestamp.astimezone(UTC),
+                        "payload": payload,
+                    }
+                )
+                events.append(LimitsUpdated(event.characteristic_id, payload))
+        for cid in sorted(pending.touched):
+            batch.states[cid] = self.engines[cid].snapshot()
+        events.extend(pending.extra)
+        return batch, events
+
+    async def _retry(self, action: Callable[[], Any]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await action()
+            except Exception as exc:
+                self.metrics.db_retries += 1
+                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                    raise StoreUnavailable(self.store.url, str(exc)) from exc
+                if not self._db_down:
+                    self._db_down = True
+                    self.metrics.db_errors += 1
+                    log.error("database write failed (retrying): %s", exc)
+                    self._report("", b"", f"database unavailable, retrying: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self._db_down:
+                self._db_down = False
+                log.info("database writes resumed")
+            return
+
+    # --- commands ---------------------------------------------------------------------
+
+    async def _command(self, msg: Inbound) -> None:
+        self.metrics.commands += 1
+        error: str | None = None
+        try:
+            if msg.topic.startswith(self._ack_head):
+                user = msg.topic[len(self._ack_head) :]
+                command: Any = parse_ack(msg.topic, user, msg.payload)
+            else:
+                key = msg.topic[len(self._recalc_head) : -len("/recalculate")]
+                cid = _int_id(key)
+                if cid is None or cid not in self.routes:
+                    raise CommandRejected(str(UnknownCharacteristic(key)))
+                command = parse_recalculate(msg.topic, cid, msg.payload)
+            await self.bus.execute(command)
+        except (InvalidCommand, CommandRejected) as exc:
+            error = str(exc)
+        except Exception as exc:
+            log.exception("command on %s failed", msg.topic)
+            error = f"internal error: {exc}"
+        if error is not None:
+            self.metrics.commands_rejected += 1
+            self._report(msg.topic, msg.payload, error)
+        self.mqtt.reply(msg, dumps(reply_payload(error)))
+        self.mqtt.ack(msg)
+
+    # --- errors -----------------------------------------------------------------------
+
+    def _reject(self, msg: Inbound, reason: str) -> None:
+        self.metrics.readings_rejected += 1
+        self._report(msg.topic, msg.payload, reason)
+
+    def _report(self, topic: str, payload: bytes, reason: str) -> None:
+        log.info("rejected input on %s: %s", topic or "-", reason)
+        self.mqtt.publish(
+            self._errors_topic, dumps(error_payload(topic, payload, reason, self.clock())), qos=1
+        )
+
+
+def _int_id(key: str) -> int | None:
+    if not key.isdigit() or len(key) > 12:
+        return None
+    return int(key)
+
+
+def _topic(item: Inbound | Submission) -> str:
+    return item.topic if isinstance(item, Inbound) else item.source
+
+
+def _payload(item: Inbound | Submission) -> bytes:
+    return item.payload if isinstance(item, Inbound) else repr(item.values).encode()
+
+
+def _sample_row(sample_id: int, s: SampleProcessed) -> dict[str, Any]:
+    return {
+        "id": sample_id,
+        "characteristic_id": s.characteristic_id,
+        "seq": s.seq,
+        "ts": s.timestamp.astimezone(UTC),
+        "value": s.value,
+        "values": list(s.values),
+        "range": s.range,
+        "zone": None if s.zone is None else str(s.zone),
+        "in_control": s.in_control,
+        "failed_rules": sorted(s.failed_rules),
+        "range_failed_rules": sorted(s.range_failed_rules),
+        "excluded": False,
+    }
+
+
+def _violation_row(violation_id: int, sample_id: int, v: ViolationRaised) -> dict[str, Any]:
+    return {
+        "id": violation_id,
+        "sample_id": sample_id,
+        "characteristic_id": v.characteristic_id,
+        "rule_id": v.rule_id,
+        "rule_name": v.rule_name,
+        "severity": str(v.severity),
+        "chart": str(v.chart),
+        "ts": v.timestamp.astimezone(UTC),
+        "acknowledged": False,
+        "ack_user": None,
+        "ack_reason": None,
+        "ack_at": None,
+    }

@@ -1,0 +1,386 @@
+"""The store: one async SQLAlchemy engine, a unit of work per batch, and the queries.
+
+Writes go through :class:`UnitOfWork` (rolls back unless told to commit) with Core bulk
+inserts (``executemany``): one transaction per pipeline batch, never one per message.
+Sample and violation ids come from :class:`IdAllocator` in blocks, so several bridges on one
+PostgreSQL never collide and no row needs a flush to learn its id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncTransaction,
+    create_async_engine,
+)
+
+from bridge.messages import iso_z
+from bridge.store._tables import (
+    characteristics,
+    control_limits,
+    id_counters,
+    metadata,
+    readings,
+    samples,
+    violations,
+)
+
+__all__ = ["BatchWrite", "IdAllocator", "Store", "UnitOfWork", "ViolationRecord"]
+
+log = logging.getLogger("openspc.store")
+
+COUNTERS = ("sample", "violation")
+
+
+def _aware(ts: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC)
+
+
+@dataclass
+class BatchWrite:
+    """Everything one pipeline batch writes, as rows ready for ``executemany``."""
+
+    readings: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    limits: list[dict[str, Any]] = field(default_factory=list)
+    states: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.readings or self.samples or self.violations or self.limits or self.states)
+
+
+@dataclass(frozen=True, slots=True)
+class ViolationRecord:
+    id: int
+    sample_id: int
+    characteristic_id: int
+    rule_id: int
+    rule_name: str
+    severity: str
+    chart: str
+    ts: datetime
+    acknowledged: bool
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> ViolationRecord:
+        return cls(
+            id=row.id,
+            sample_id=row.sample_id,
+            characteristic_id=row.characteristic_id,
+            rule_id=row.rule_id,
+            rule_name=row.rule_name,
+            severity=row.severity,
+            chart=row.chart,
+            ts=_aware(row.ts),
+            acknowledged=bool(row.acknowledged),
+        )
+
+
+class UnitOfWork:
+    """One transaction: ``async with store.unit_of_work() as uow: ...; await uow.commit()``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+        self._tx: AsyncTransaction | None = None
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._conn = await self._engine.connect()
+        try:
+            self._tx = await self._conn.begin()
+        except BaseException:
+            await self._conn.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._tx is not None and self._tx.is_active:
+                await self._tx.rollback()
+        finally:
+            if self._conn is not None:
+                await self._conn.close()
+
+    @property
+    def conn(self) -> AsyncConnection:
+        assert self._conn is not None, "use the unit of work in 'async with'"
+        return self._conn
+
+    async def commit(self) -> None:
+        assert self._tx is not None
+        await self._tx.commit()
+
+    async def write_batch(self, batch: BatchWrite, now: datetime) -> None:
+        conn = self.conn
+        if batch.readings:
+            await conn.execute(insert(readings), batch.readings)
+        if batch.samples:
+            await conn.execute(insert(samples), batch.samples)
+        if batch.violations:
+            await conn.execute(insert(violations), batch.violations)
+        if batch.limits:
+            await conn.execute(insert(control_limits), batch.limits)
+        if batch.states:
+            await self.save_states(batch.states, now)
+
+    async def save_states(self, states: Mapping[int, dict[str, Any]], now: datetime) -> None:
+        stmt = (
+            update(characteristics)
+            .where(characteristics.c.id == bindparam("b_id"))
+            .values(engine_state=bindparam("b_state"), updated_at=bindparam("b_at"))
+        )
+        await self.conn.execute(
+            stmt,
+            [{"b_id": cid, "b_state": state, "b_at": _utc(now)} for cid, state in states.items()],
+        )
+
+    async def add_limits(
+        self, characteristic_id: int, ts: datetime, payload: dict[str, Any]
+    ) -> None:
+        await self.conn.execute(
+            insert(control_limits),
+            [{"characteristic_id": characteristic_id, "ts": _utc(ts), "payload": payload}],
+        )
+
+    async def violation_for_update(self, violation_id: int) -> ViolationRecord | None:
+        stmt = select(violations).where(violations.c.id == violation_id).with_for_update()
+        row = (await self.conn.execute(stmt)).first()
+        return None if row is None else ViolationRecord.from_row(row)
+
+    async def acknowledge(
+        self,
+        violation_id: int,
+        user: str,
+        reason: str,
+        at: datetime,
+        *,
+        exclude_sample_id: int | None,
+    ) -> None:
+        await self.conn.execute(
+            update(violations)
+            .where(violations.c.id == violation_id)
+            .values(acknowledged=True, ack_user=user, ack_reason=reason, ack_at=_utc(at))
+        )
+        if exclude_sample_id is not None:
+            await self.conn.execute(
+                update(samples).where(samples.c.id == exclude_sample_id).values(excluded=True)
+            )
+
+
+class IdAllocator:
+    """Hands out sample and violation ids from blocks reserved in the counter table."""
+
+    def __init__(self, store: Store, block: int = 1000) -> None:
+        self._store = store
+        self._block = block
+        self._next: dict[str, int] = {}
+        self._end: dict[str, int] = {}
+
+    def available(self, name: str) -> int:
+        return self._end.get(name, 0) - self._next.get(name, 0)
+
+    async def reserve(self, name: str, count: int) -> None:
+        """Make sure ``count`` ids of ``name`` can be taken without touching the database."""
+        if self.available(name) >= count:
+            return
+        size = max(self._block, count)
+        start = await self._store.allocate(name, size)
+        # the rest of the old block is abandoned: ids are unique, not contiguous
+        self._next[name] = start
+        self._end[name] = start + size
+
+    def take(self, name: str) -> int:
+        value = self._next[name]
+        if value >= self._end[name]:
+            raise RuntimeError(f"no {name} id reserved")
+        self._next[name] = value + 1
+        return value
+
+
+class Store:
+    """The database: create with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        engine = create_async_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        store = cls(engine, url)
+        try:
+            await store.create_schema()
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def create_schema(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        for name in COUNTERS:
+            try:
+                async with self.engine.begin() as conn:
+                    exists = await conn.scalar(
+                        select(func.count())
+                        .select_from(id_counters)
+                        .where(id_counters.c.name == name)
+                    )
+                    if not exists:
+                        await conn.execute(insert(id_counters).values(name=name, next_id=1))
+            except IntegrityError:
+                pass  # another bridge created it at the same moment
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.engine)
+
+    async def allocate(self, name: str, count: int) -> int:
+        """Reserve ``count`` ids in their own transaction; returns the first."""
+        stmt = (
+            update(id_counters)
+            .where(id_counters.c.name == name)
+            .values(next_id=id_counters.c.next_id + count)
+            .returning(id_counters.c.next_id)
+        )
+        async with self.engine.begin() as conn:
+            end = (await conn.execute(stmt)).scalar_one()
+        return int(end) - count
+
+    async def register_characteristics(self, names: Mapping[int, str], now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            known = set((await conn.execute(select(characteristics.c.id))).scalars())
+            rows = [
+                {"id": cid, "name": name, "engine_state": None, "updated_at": _utc(now)}
+                for cid, name in names.items()
+                if cid not in known
+            ]
+            if rows:
+                await conn.execute(insert(characteristics), rows)
+            for cid, name in names.items():
+                if cid in known:
+                    await conn.execute(
+                        update(characteristics).where(characteristics.c.id == cid).values(name=name)
+                    )
+
+    async def engine_states(self) -> dict[int, dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(characteristics.c.id, characteristics.c.engine_state))
+            return {row.id: row.engine_state for row in rows if row.engine_state is not None}
+
+    async def recent_samples(self, characteristic_id: int, count: int) -> list[dict[str, Any]]:
+        """The last ``count`` samples as ``sample`` payloads, oldest first."""
+        stmt = (
+            select(samples)
+            .where(samples.c.characteristic_id == characteristic_id)
+            .order_by(samples.c.id.desc())
+            .limit(count)
+        )
+        async with self.engine.connect() as conn:
+            rows = list(await conn.execute(stmt))
+        rows.reverse()
+        return [_sample_dict(row) for row in rows]
+
+    async def open_violations(self) -> list[ViolationRecord]:
+        stmt = (
+            select(violations).where(violations.c.acknowledged.is_(False)).order_by(violations.c.id)
+        )
+        async with self.engine.connect() as conn:
+            return [ViolationRecord.from_row(row) for row in await conn.execute(stmt)]
+
+    async def latest_limits(self, characteristic_id: int) -> dict[str, Any] | None:
+        stmt = (
+            select(control_limits.c.payload)
+            .where(control_limits.c.characteristic_id == characteristic_id)
+            .order_by(control_limits.c.id.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            payload = await conn.scalar(stmt)
+        return None if payload is None else dict(payload)
+
+    async def subgroups(self, characteristic_id: int, last: int) -> list[tuple[float, ...]]:
+        """The values of the last ``last`` non-excluded samples, oldest first."""
+        stmt = (
+            select(samples.c["values"])
+            .where(samples.c.characteristic_id == characteristic_id)
+            .where(samples.c.excluded.is_(False))
+            .order_by(samples.c.id.desc())
+            .limit(last)
+        )
+        async with self.engine.connect() as conn:
+            found = [
+                tuple(float(v) for v in values) for values in (await conn.execute(stmt)).scalars()
+            ]
+        found.reverse()
+        return found
+
+    async def count(self, table: str, characteristic_id: int | None = None) -> int:
+        """Rows in a table (for tests and diagnostics)."""
+        target = metadata.tables[table]
+        stmt = select(func.count()).select_from(target)
+        if characteristic_id is not None:
+            stmt = stmt.where(target.c.characteristic_id == characteristic_id)
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(stmt) or 0)
+
+    async def rows(self, table: str, characteristic_id: int) -> Sequence[Row[Any]]:
+        """All rows of a characteristic in a table, in id order (for tests and diagnostics)."""
+        target = metadata.tables[table]
+        stmt = (
+            select(target)
+            .where(target.c.characteristic_id == characteristic_id)
+            .order_by(target.c.id)
+        )
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(stmt))
+
+
+def _sample_dict(row: Row[Any]) -> dict[str, Any]:
+    m = row._mapping
+    return {
+        "sample_id": m["id"],
+        "characteristic_id": m["characteristic_id"],
+        "timestamp": iso_z(_aware(m["ts"])),
+        "value": m["value"],
+        "values": list(m["values"]),
+        "range": m["range"],
+        "zone": m["zone"],
+        "in_control": m["in_control"],
+        "failed_rules": list(m["failed_rules"]),
+        "range_failed_rules": list(m["range_failed_rules"]),
+    }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,98 @@
+"""The schema, as SQLAlchemy Core tables (the hot path uses Core bulk inserts, not ORM)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for volume.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+id_counters = Table(
+    "id_counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("next_id", BigInteger, nullable=False),
+)
+
+characteristics = Table(
+    "characteristics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False),
+    Column("engine_state", JSON, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("characteristic_id", Integer, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("batch", String(200), nullable=True),
+    Column("operator", String(200), nullable=True),
+    Column("source", String(500), nullable=True),
+    Index("ix_readings_char_id", "characteristic_id", "id"),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("characteristic_id", Integer, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("values", JSON, nullable=False),
+    Column("range", Float, nullable=True),
+    Column("zone", String(20), nullable=True),
+    Column("in_control", Boolean, nullable=True),
+    Column("failed_rules", JSON, nullable=False),
+    Column("range_failed_rules", JSON, nullable=False),
+    Column("excluded", Boolean, nullable=False, default=False),
+    Index("ix_samples_char_id", "characteristic_id", "id"),
+)
+
+violations = Table(
+    "violations",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("sample_id", BigInteger, nullable=False),
+    Column("characteristic_id", Integer, nullable=False),
+    Column("rule_id", Integer, nullable=False),
+    Column("rule_name", String(100), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("chart", String(10), nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("acknowledged", Boolean, nullable=False, default=False),
+    Column("ack_user", String(200), nullable=True),
+    Column("ack_reason", String(200), nullable=True),
+    Column("ack_at", DateTime(timezone=True), nullable=True),
+    Index("ix_violations_open", "characteristic_id", "acknowledged"),
+)
+
+control_limits = Table(
+    "control_limits",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("characteristic_id", Integer, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_limits_char_id", "characteristic_id", "id"),
+)
