@@ -415,6 +415,10 @@ class CharacteristicSettings(_Section):
             faults.append(("topic", self.topic, "give topic or sparkplug, not both"))
         if self.sparkplug is not None and self.value_path is not None:
             faults.append(("value_path", self.value_path, "does not apply to a sparkplug source"))
+        elif self.topic is None and self.value_path is not None:
+            faults.append(
+                ("value_path", self.value_path, "needs a topic (it applies to the own topic only)")
+            )
         _raise_if(faults)
         return self
 

@@ -289,6 +289,16 @@ def test_a_shared_topic_needs_distinct_value_paths(tmp_path: Path) -> None:
     ]
 
 
+def test_value_path_needs_an_own_topic(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, CHAR + 'value_path = "data.od"\n')) == [
+        'characteristic[0].value_path = "data.od": needs a topic (it applies to the own topic only)'
+    ]
+    assert faults(write(tmp_path, CHAR + 'topic = "g/1"\nvalue_path = "data..od"\n')) == [
+        'characteristic[0].value_path = "data..od":'
+        " not a value path: 'data..od' (dotted keys, like data.od)"
+    ]
+
+
 def test_sparkplug_source(tmp_path: Path) -> None:
     text = CHAR + 'sparkplug = {group = "Plant1", edge = "Line3", metric = "OD"}\n'
     source = load_settings(write(tmp_path, text)).characteristic[0].sparkplug

@@ -1,0 +1,401 @@
+"""Simulated gauges for ``openspc demo`` and ``openspc bench``.
+
+Two parts:
+
+- :class:`Gauge` is pure and deterministic for a seed: a normal process (``mean``,
+  ``sigma``) that, after a calm warm-up (by default the baseline's worth of readings), now and
+  then suffers a *step shift*, a *drift* or a single *outlier*, so that SPC alarms appear soon
+  after the control limits exist.
+- :class:`GaugePublisher` publishes gauges' readings with paho-mqtt (QoS 1) from a thread, at
+  a given rate, as ``{"value": x, "ts": <epoch ms>}`` on each characteristic's reading topic
+  (or the vendor shape its ``value_path`` names).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bridge.config import CharacteristicSettings, Settings
+from bridge.errors import BrokerUnavailable
+from bridge.readings import compile_value_path
+
+__all__ = [
+    "Disturbance",
+    "Disturbances",
+    "Gauge",
+    "GaugeProfile",
+    "GaugePublisher",
+    "SimulatedReading",
+    "gauges_from_settings",
+    "profile_for",
+    "reading_payload",
+]
+
+
+class Disturbance(StrEnum):
+    """What the process is doing at a reading."""
+
+    NONE = "none"
+    SHIFT = "shift"  # the mean has stepped away by shift_sigmas
+    DRIFT = "drift"  # the mean walks away a little more at every reading
+    OUTLIER = "outlier"  # one wild reading
+
+
+@dataclass(frozen=True, slots=True)
+class Disturbances:
+    """How often and how hard the process misbehaves. Counts are in readings.
+
+    The defaults make a chart alarm within a few dozen readings after the warm-up: a shift of
+    2 sigma fails "nine on one side" and usually "two of three beyond 2 sigma"; a drift of
+    0.25 sigma a reading crosses 3 sigma within a dozen readings; an outlier of 4.5 sigma is
+    beyond the limits at once (of an individuals chart; it moves an X-bar and an R).
+    """
+
+    warmup: int | None = None  # calm readings first; None: 25 subgroups' worth (the baseline)
+    gap: tuple[int, int] = (15, 35)  # calm readings between episodes, drawn uniformly
+    length: tuple[int, int] = (12, 20)  # readings an episode lasts
+    shift_sigmas: float = 2.0
+    drift_sigmas_per_reading: float = 0.25
+    outlier_sigmas: float = 4.5
+    outlier_chance: float = 0.02  # per calm reading after the warm-up
+
+    @classmethod
+    def none(cls) -> Disturbances:
+        """A process in control for ever."""
+        return cls(gap=(10**12, 10**12), outlier_chance=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeProfile:
+    """What a simulated gauge measures and where it publishes."""
+
+    characteristic_id: int
+    topic: str
+    mean: float
+    sigma: float
+    subgroup_size: int = 1
+    value_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.mean) and math.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"a gauge needs a finite mean and sigma > 0, got {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedReading:
+    characteristic_id: int
+    value: float
+    disturbance: Disturbance
+
+
+class Gauge:
+    """A deterministic stream of readings for one characteristic (same seed, same stream)."""
+
+    def __init__(
+        self,
+        profile: GaugeProfile,
+        *,
+        seed: int = 0,
+        disturbances: Disturbances | None = None,
+        baseline: int = 25,
+    ) -> None:
+        self.profile = profile
+        self.disturbances = disturbances or Disturbances()
+        d = self.disturbances
+        self._random = random.Random(f"{seed}/{profile.characteristic_id}")
+        self._count = 0
+        self._warmup = baseline * profile.subgroup_size if d.warmup is None else d.warmup
+        self._calm_until = self._warmup + self._random.randint(*d.gap) // 2
+        self._episode: Disturbance = Disturbance.NONE
+        self._episode_until = 0
+        self._offset = 0.0  # in sigmas
+        self._direction = 1.0
+
+    @property
+    def count(self) -> int:
+        """Readings produced so far."""
+        return self._count
+
+    def next(self) -> SimulatedReading:
+        d = self.disturbances
+        rnd = self._random
+        i = self._count
+        self._count += 1
+        kind = Disturbance.NONE
+        if self._episode is not Disturbance.NONE:
+            if i >= self._episode_until:
+                self._episode = Disturbance.NONE
+                self._offset = 0.0
+                self._calm_until = i + rnd.randint(*d.gap)
+            else:
+                kind = self._episode
+                if kind is Disturbance.DRIFT:
+                    self._offset += self._direction * d.drift_sigmas_per_reading
+        elif i >= self._calm_until:
+            self._episode = rnd.choice((Disturbance.SHIFT, Disturbance.DRIFT))
+            self._episode_until = i + rnd.randint(*d.length)
+            self._direction = rnd.choice((-1.0, 1.0))
+            self._offset = (
+                self._direction * d.shift_sigmas
+                if self._episode is Disturbance.SHIFT
+                else self._direction * d.drift_sigmas_per_reading
+            )
+            kind = self._episode
+        noise = rnd.gauss(0.0, 1.0)
+        if kind is Disturbance.NONE and i >= self._warmup and rnd.random() < d.outlier_chance:
+            kind = Disturbance.OUTLIER
+            noise = rnd.choice((-1.0, 1.0)) * d.outlier_sigmas
+        value = self.profile.mean + (self._offset + noise) * self.profile.sigma
+        return SimulatedReading(self.profile.characteristic_id, value, kind)
+
+    def take(self, count: int) -> list[SimulatedReading]:
+        return [self.next() for _ in range(count)]
+
+    def __iter__(self) -> Iterator[SimulatedReading]:
+        while True:
+            yield self.next()
+
+
+def _decimals(sigma: float) -> int:
+    """Digits a real gauge would show: about a hundredth of sigma."""
+    return max(0, min(12, 2 - math.floor(math.log10(sigma))))
+
+
+def reading_payload(
+    value: float, ts_ms: int, *, value_path: str | None = None, decimals: int = 6
+) -> bytes:
+    """The JSON a gauge sends: ``{"value": x, "ts": ms}``, or the number nested at
+    ``value_path`` (``data.od`` -> ``{"data": {"od": x}, "ts": ms}``; a numeric step makes a
+    list with the number at that index)."""
+    number = round(value, decimals)
+    if value_path is None:
+        return json.dumps({"value": number, "ts": ts_ms}, separators=(",", ":")).encode()
+    first, *rest = compile_value_path(value_path)
+    node: Any = number
+    for step in reversed(rest):
+        node = [0] * int(step) + [node] if step.isascii() and step.isdigit() else {step: node}
+    doc: dict[str, Any] = {first: node}
+    doc.setdefault("ts", ts_ms)
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def profile_for(characteristic: CharacteristicSettings, topic_prefix: str) -> GaugeProfile:
+    """A gauge that suits a configured characteristic: centred on its target (or centre
+    line, or the middle of its limits) with a spread that fits (Cp about 1.33 within the
+    spec limits, or the fixed control limits)."""
+    c = characteristic
+    n = c.subgroup_size
+    if c.ucl is not None and c.lcl is not None:
+        mean = c.center_line if c.center_line is not None else (c.ucl + c.lcl) / 2
+        sigma = (c.ucl - c.lcl) / 6 * math.sqrt(n)
+    elif c.usl is not None and c.lsl is not None:
+        mean = c.target if c.target is not None else (c.usl + c.lsl) / 2
+        sigma = (c.usl - c.lsl) / 8
+    else:
+        mean = next(
+            (x for x in (c.target, c.center_line, c.usl, c.lsl) if x is not None),
+            10.0,
+        )
+        sigma = max(abs(mean) * 0.001, 0.01)
+        if c.usl is not None and c.target is None:
+            mean, sigma = c.usl - 4 * sigma, sigma
+        elif c.lsl is not None and c.target is None:
+            mean, sigma = c.lsl + 4 * sigma, sigma
+    return GaugeProfile(
+        characteristic_id=c.id,
+        topic=c.reading_topic(topic_prefix),
+        mean=mean,
+        sigma=sigma,
+        subgroup_size=n,
+        value_path=c.value_path if c.topic is not None else None,
+    )
+
+
+def gauges_from_settings(
+    settings: Settings, *, seed: int = 0, disturbances: Disturbances | None = None
+) -> list[Gauge]:
+    """One gauge per configured characteristic that reads MQTT (Sparkplug B ones skipped)."""
+    prefix = settings.bridge.topic_prefix
+    return [
+        Gauge(profile_for(c, prefix), seed=seed, disturbances=disturbances, baseline=c.baseline)
+        for c in settings.characteristic
+        if c.sparkplug is None
+    ]
+
+
+@dataclass
+class GaugePublisher:
+    """Publishes readings of ``gauges`` to a broker from a thread, QoS 1.
+
+    ``rate`` is readings per second per gauge (0: as fast as the broker acknowledges, for
+    benchmarks); ``count`` stops each gauge after that many readings (None: until
+    :meth:`stop`). At most ``window`` publishes are unacknowledged at once.
+    """
+
+    host: str
+    port: int
+    gauges: Sequence[Gauge]
+    rate: float = 1.0
+    count: int | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_id: str = ""
+    qos: int = 1
+    window: int = 10_000
+    clock: Callable[[], float] = time.time
+    published: int = field(default=0, init=False)
+    acknowledged: int = field(default=0, init=False)
+    error: BaseException | None = field(default=None, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _connected: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _slots: threading.Semaphore = field(init=False, repr=False)
+    _acked: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _client: mqtt.Client | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.rate < 0 or not math.isfinite(self.rate):
+            raise ValueError(f"rate must be >= 0 readings per second, got {self.rate}")
+        self._slots = threading.Semaphore(self.window)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> GaugePublisher:
+        """Connect (raising :class:`BrokerUnavailable` on failure) and start publishing."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id)
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        client.max_inflight_messages_set(min(self.window, 65_535))
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        try:
+            client.connect(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            raise BrokerUnavailable(self.host, self.port, str(exc)) from None
+        client.loop_start()
+        if not self._connected.wait(timeout):
+            client.loop_stop()
+            client.disconnect()
+            raise BrokerUnavailable(self.host, self.port, "no CONNACK (refused?)")
+        self._client = client
+        self._thread = threading.Thread(target=self._run, name="openspc-gauges", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop publishing, give outstanding acknowledgements ``timeout`` seconds, and
+        disconnect."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.wait_acknowledged(timeout)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def wait_done(self, timeout: float) -> bool:
+        """Wait until every gauge sent ``count`` readings and the broker acknowledged them."""
+        deadline = time.monotonic() + timeout
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return False
+        return self.wait_acknowledged(max(0.0, deadline - time.monotonic()))
+
+    def wait_acknowledged(self, timeout: float) -> bool:
+        """Wait until the broker acknowledged every reading published so far."""
+        with self._acked:
+            return self._acked.wait_for(lambda: self.acknowledged >= self.published, timeout)
+
+    def __enter__(self) -> GaugePublisher:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- the thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._publish_all()
+        except BaseException as exc:  # reported via .error: the thread must end
+            self.error = exc
+
+    def _publish_all(self) -> None:
+        assert self._client is not None
+        interval = 1.0 / self.rate if self.rate > 0 else 0.0
+        started = time.monotonic()
+        tick = 0
+        decimals = [_decimals(g.profile.sigma) for g in self.gauges]
+        while not self._stop.is_set():
+            if self.count is not None and tick >= self.count:
+                return
+            if interval:
+                delay = started + tick * interval - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+            ts_ms = int(self.clock() * 1000)
+            for gauge, digits in zip(self.gauges, decimals, strict=True):
+                reading = gauge.next()
+                payload = reading_payload(
+                    reading.value, ts_ms, value_path=gauge.profile.value_path, decimals=digits
+                )
+                while not self._slots.acquire(timeout=0.1):
+                    if self._stop.is_set():
+                        return
+                info = self._client.publish(gauge.profile.topic, payload, qos=self.qos)
+                with self._acked:
+                    self.published += 1
+                if self.qos == 0:
+                    self._release()
+                elif info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    self._release()
+                    raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
+            tick += 1
+
+    def _release(self) -> None:
+        with self._acked:
+            self.acknowledged += 1
+            self._acked.notify_all()
+        self._slots.release()
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: Any,
+        properties: object,
+    ) -> None:
+        if not reason_code.is_failure:
+            self._connected.set()
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: object,
+        properties: object,
+    ) -> None:
+        if self.qos > 0:
+            self._release()

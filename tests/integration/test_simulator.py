@@ -1,0 +1,108 @@
+"""Simulated gauges publish through a real Mosquitto, and their readings arrive intact."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bridge._mosquitto import MosquittoProcess, free_port
+from bridge.errors import BrokerUnavailable
+from bridge.readings import parse_reading
+from bridge.simulator import Gauge, GaugeProfile, GaugePublisher
+
+pytestmark = pytest.mark.mosquitto
+
+COUNT = 20
+
+
+class Recorder:
+    """A paho subscriber that records payloads per topic and says when it has enough."""
+
+    def __init__(self, broker: MosquittoProcess, topics: list[str], expected: int) -> None:
+        self.payloads: dict[str, list[bytes]] = defaultdict(list)
+        self.expected = expected
+        self.enough = threading.Event()
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.subscribe([(topic, 1) for topic in topics])
+        self.client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.payloads[msg.topic].append(msg.payload)
+            if sum(map(len, self.payloads.values())) >= self.expected:
+                self.enough.set()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_readings_of_every_gauge_arrive_in_order(
+    mosquitto: MosquittoProcess, topic_prefix: str
+) -> None:
+    vendor_topic = f"{topic_prefix}-plant/line3/gauge7/od"
+    profiles = [
+        GaugeProfile(1, f"{topic_prefix}/char/1/reading", mean=10.0, sigma=0.02),
+        GaugeProfile(2, f"{topic_prefix}/char/2/reading", mean=5.0, sigma=0.1, subgroup_size=5),
+        GaugeProfile(3, vendor_topic, mean=25.0, sigma=0.01, value_path="data.od"),
+    ]
+    recorder = Recorder(mosquitto, [f"{topic_prefix}/char/+/reading", vendor_topic], 3 * COUNT)
+    try:
+        assert recorder.subscribed.wait(5)
+        gauges = [Gauge(p, seed=11) for p in profiles]
+        publisher = GaugePublisher("127.0.0.1", mosquitto.port, gauges, rate=200, count=COUNT)
+        with publisher:
+            assert publisher.wait_done(10)
+        assert recorder.enough.wait(10)
+    finally:
+        recorder.close()
+
+    assert publisher.error is None
+    assert (publisher.published, publisher.acknowledged) == (3 * COUNT, 3 * COUNT)
+    now = datetime.now(UTC)
+    for profile in profiles:
+        payloads = recorder.payloads[profile.topic]
+        readings = [
+            parse_reading(p, subgroup_size=1, value_path=profile.value_path, received_at=now)
+            for p in payloads
+        ]
+        expected = [r.value for r in Gauge(profile, seed=11).take(COUNT)]
+        assert [r.values[0] for r in readings] == pytest.approx(expected, abs=0.01 * profile.sigma)
+        assert all(r.source_ts for r in readings)
+        assert all(abs((now - r.ts).total_seconds()) < 30 for r in readings)
+
+
+def test_stop_ends_an_endless_publisher(mosquitto: MosquittoProcess, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}/char/1/reading"
+    recorder = Recorder(mosquitto, [topic], 5)
+    try:
+        assert recorder.subscribed.wait(5)
+        gauge = Gauge(GaugeProfile(1, topic, mean=1.0, sigma=0.1), seed=1)
+        publisher = GaugePublisher("127.0.0.1", mosquitto.port, [gauge], rate=100).start()
+        try:
+            assert recorder.enough.wait(10)
+        finally:
+            publisher.stop()
+    finally:
+        recorder.close()
+    assert publisher.published >= 5
+    assert publisher.acknowledged == publisher.published
+    assert publisher.error is None
+
+
+def test_an_unreachable_broker_is_named() -> None:
+    port = free_port()
+    gauge = Gauge(GaugeProfile(1, "t/x", mean=1.0, sigma=0.1))
+    with pytest.raises(BrokerUnavailable) as info:
+        GaugePublisher("127.0.0.1", port, [gauge]).start(timeout=2)
+    assert (info.value.host, info.value.port) == ("127.0.0.1", port)
