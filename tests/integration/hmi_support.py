@@ -1,0 +1,360 @@
+"""Helpers and fixtures for the HMI's browser tests (loaded by ``pytest_plugins``).
+
+- ``plant``: the project's own broker (``bridge.broker.PlantBroker``: mosquitto/mosquitto.conf
+  and the generated ACL) for the test's prefix, whose websockets listener serves
+  ``mosquitto/hmi`` (``http_dir``), so the browser loads the page from the broker itself.
+  Named HMI users (``alice``/``bob``) may write only ``<prefix>/cmd/ack/<own name>``.
+- ``browser``: one headless Chromium (selenium) for the session; tests open windows in it.
+- ``Feed``: a paho MQTT 5 client to publish retained envelopes and to await messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bridge._mosquitto import find_mosquitto, free_port
+from bridge.broker import PlantBroker, Role
+
+ROOT = Path(__file__).resolve().parents[2]
+HMI_DIR = ROOT / "mosquitto" / "hmi"
+ARTIFACTS = ROOT / "test-artifacts"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+PASSWORDS = {"bridge": "bridge-secret", "alice": "alice-secret", "bob": "bob-secret"}
+
+T = TypeVar("T")
+
+
+def missing(what: str) -> None:
+    message = f"{what} is not installed (scripts/setup installs it)"
+    if IN_CI:
+        pytest.fail(message + "; under CI=true this is a failure, not a skip")
+    pytest.skip(message)
+
+
+# ---- broker ---------------------------------------------------------------------------------
+
+
+@dataclass
+class HmiPlant:
+    """The project's secured broker (bridge/broker.py) serving mosquitto/hmi, for one prefix."""
+
+    broker: PlantBroker
+    prefix: str
+
+    @property
+    def port(self) -> int:
+        return self.broker.mqtt_port
+
+    @property
+    def ws_port(self) -> int:
+        return self.broker.ws_port
+
+    def page_url(self, **params: str) -> str:
+        query = "&".join(f"{k}={v}" for k, v in {"prefix": self.prefix, **params}.items())
+        return f"http://127.0.0.1:{self.ws_port}/index.html?{query}"
+
+
+@pytest.fixture
+def plant(topic_prefix: str) -> Iterator[HmiPlant]:
+    """The real mosquitto.conf and ACL (rendered with free ports) for this test's prefix.
+
+    Users: ``bridge`` (role bridge: the only writer of results), ``alice`` and ``bob``
+    (role hmi: may acknowledge as themselves). Mosquitto starts in about 30 ms.
+    """
+    if find_mosquitto() is None or shutil.which("mosquitto_passwd") is None:
+        missing("mosquitto")
+    if not (HMI_DIR / "vendor" / "mqtt.min.js").exists():
+        pytest.fail("mosquitto/hmi/vendor/ is empty: run scripts/build-hmi (scripts/setup does)")
+    workdir = Path(tempfile.mkdtemp(prefix="openspc-hmi-"))
+    broker = PlantBroker(workdir, mqtt_port=free_port(), ws_port=free_port(), http_dir=HMI_DIR)
+    store = broker.users
+    for name, password in PASSWORDS.items():
+        role = Role.BRIDGE if name == "bridge" else Role.HMI
+        store.add(name, role, password, topic_prefix=topic_prefix)
+    try:
+        with broker:
+            yield HmiPlant(broker, topic_prefix)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ---- browser ----------------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,800",
+    "--force-device-scale-factor=1",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the whole session (closed, with chromedriver, at the end)."""
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        missing("chromium / chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    set_viewport(driver)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def set_viewport(driver: Any, width: int = 1280, height: int = 800) -> None:
+    """Make the page's viewport exactly ``width`` x ``height`` (a 1280x800 panel PC)."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+
+
+def console_errors(driver: Any) -> list[str]:
+    """The page's console errors since the last call (the log is drained by reading it)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def screenshot(driver: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def wait_until(driver: Any, condition: Callable[[Any], T], timeout: float = 10.0) -> T:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    result: T = WebDriverWait(driver, timeout, poll_frequency=0.02).until(condition)
+    return result
+
+
+def by_testid(driver: Any, testid: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
+
+
+def all_by_testid(driver: Any, testid: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    found: list[Any] = driver.find_elements(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
+    return found
+
+
+def attr_is(testid: str, name: str, value: str) -> Callable[[Any], bool]:
+    def check(driver: Any) -> bool:
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            return bool(by_testid(driver, testid).get_attribute(name) == value)
+        except StaleElementReferenceException:
+            return False
+
+    return check
+
+
+def text_is(testid: str, value: str) -> Callable[[Any], bool]:
+    def check(driver: Any) -> bool:
+        return bool(by_testid(driver, testid).text == value)
+
+    return check
+
+
+# ---- MQTT -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Feed:
+    """A paho MQTT 5 client on the broker's MQTT listener: publish, and await messages."""
+
+    port: int
+    user: str | None = "bridge"
+    client: paho.Client = field(init=False)
+    messages: queue.Queue[paho.MQTTMessage] = field(default_factory=queue.Queue)
+
+    def __post_init__(self) -> None:
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"hmi-test-{time.monotonic_ns()}",
+            protocol=paho.MQTTv5,
+        )
+        if self.user is not None:
+            self.client.username_pw_set(self.user, PASSWORDS[self.user])
+        self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        connected = threading.Event()
+        self.client.on_connect = lambda *_a: connected.set()
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        assert connected.wait(5), "test client could not connect"
+
+    def publish(self, topic: str, payload: Any, *, retain: bool = False) -> None:
+        data = payload if isinstance(payload, bytes | str) else json.dumps(payload)
+        info = self.client.publish(topic, data, qos=1, retain=retain)
+        info.wait_for_publish(5)
+
+    def subscribe(self, topic: str) -> None:
+        done = threading.Event()
+        self.client.on_subscribe = lambda *_a: done.set()
+        self.client.subscribe(topic, qos=1)
+        assert done.wait(5)
+
+    def expect(self, predicate: Callable[[paho.MQTTMessage], bool], timeout: float = 5) -> Any:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = self.messages.get(timeout=left)
+            except queue.Empty:
+                break
+            if predicate(msg):
+                return msg
+        raise AssertionError("no matching MQTT message within the timeout")
+
+    def request(self, topic: str, payload: Any, reply_topic: str) -> Properties:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = reply_topic
+        props.CorrelationData = b"test"
+        self.client.publish(topic, json.dumps(payload), qos=1, properties=props)
+        return props
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def feed(plant: HmiPlant) -> Iterator[Feed]:
+    """A client logged in as ``bridge``: it may publish the results an HMI reads."""
+    f = Feed(plant.port)
+    yield f
+    f.close()
+
+
+# ---- payloads (docs/topics.md) -------------------------------------------------------------
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "payload": payload}
+
+
+def meta(char_id: int, name: str, *, unit: str = "mm", n: int = 1, **extra: Any) -> dict[str, Any]:
+    return envelope(
+        "meta",
+        {
+            "characteristic_id": char_id,
+            "name": name,
+            "unit": unit,
+            "subgroup_size": n,
+            "usl": extra.get("usl"),
+            "lsl": extra.get("lsl"),
+            "target": extra.get("target"),
+            "baseline": 25,
+            "chart": "i_mr" if n == 1 else "xbar_r" if n <= 10 else "xbar_s",
+            "rules": [
+                {"rule_id": 1, "name": "Beyond 3 sigma", "length": 1, "severity": "CRITICAL"}
+            ],
+            "reason_codes": extra.get(
+                "reason_codes", ["Tool Change", "Measurement Error", "Other"]
+            ),
+            "source": {"topic": None, "value_path": None, "sparkplug": None},
+            "online": True,
+            "timestamp": iso(datetime.now(UTC)),
+        },
+    )
+
+
+def limits(char_id: int, cl: float, sigma: float, *, mr_bar: float | None = None) -> dict[str, Any]:
+    mr = mr_bar if mr_bar is not None else sigma * 1.128
+    return envelope(
+        "control_limits",
+        {
+            "characteristic_id": char_id,
+            "center_line": cl,
+            "ucl": cl + 3 * sigma,
+            "lcl": cl - 3 * sigma,
+            "sigma": sigma,
+            "method": "moving_range",
+            "sample_count": 25,
+            "range": {"center_line": mr, "ucl": 3.267 * mr, "lcl": 0.0},
+            "capability": {"cp": 1.1, "cpk": 0.95, "pp": 1.0, "ppk": 0.9},
+            "timestamp": iso(datetime.now(UTC)),
+        },
+    )
+
+
+def samples(
+    char_id: int,
+    values: list[float],
+    *,
+    first_id: int = 1,
+    failing: dict[int, list[int]] | None = None,
+) -> list[dict[str, Any]]:
+    """I-MR samples ``first_id..``, one second apart, ending now; ``failing``: index -> rules."""
+    failing = failing or {}
+    start = datetime.now(UTC) - timedelta(seconds=len(values))
+    out = []
+    for i, v in enumerate(values):
+        rules = failing.get(i, [])
+        out.append(
+            {
+                "sample_id": first_id + i,
+                "characteristic_id": char_id,
+                "timestamp": iso(start + timedelta(seconds=i)),
+                "value": v,
+                "values": [v],
+                "range": None if i == 0 else round(abs(v - values[i - 1]), 6),
+                "zone": "zone_c_upper",
+                "in_control": not rules,
+                "failed_rules": rules,
+                "range_failed_rules": [],
+            }
+        )
+    return out
+
+
+def violation(char_id: int, violation_id: int, sample_id: int, rule_id: int = 1) -> dict[str, Any]:
+    return {
+        "violation_id": violation_id,
+        "sample_id": sample_id,
+        "characteristic_id": char_id,
+        "rule_id": rule_id,
+        "rule_name": "Beyond 3 sigma" if rule_id == 1 else f"Rule {rule_id}",
+        "severity": "CRITICAL" if rule_id == 1 else "WARNING",
+        "chart": "x",
+        "timestamp": iso(datetime.now(UTC)),
+    }
