@@ -16,6 +16,7 @@ docs/broker.md explains each role and every choice made in the configuration.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import grp
 import json
 import os
@@ -24,13 +25,19 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
-from bridge._mosquitto import MosquittoProcess
+from bridge._mosquitto import (
+    MosquittoFailedToStart,
+    MosquittoNotFound,
+    find_mosquitto,
+    wait_for_port,
+)
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -54,6 +61,7 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE = REPO_ROOT / "mosquitto" / "mosquitto.conf"
 _BROKER_USER = "mosquitto"  # the user Mosquitto drops to when started as root
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
@@ -474,6 +482,27 @@ def reload_broker(pid_file: Path) -> int:
     return pid
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: its own session (a terminal's Ctrl-C reaches only us, and we
+    stop the broker after the bridge has said goodbye), and SIGTERM when we die (Linux)."""
+    os.setsid()
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    # loaded in the parent: dlopen in a forked child of a threaded process could deadlock
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl  # noqa: B018  # only Linux has prctl: fail here, not in the child
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _load_libc()
+
+
 @dataclass
 class PlantBroker:
     """The project's Mosquitto, configured from ``mosquitto/mosquitto.conf``, in ``workdir``.
@@ -483,6 +512,10 @@ class PlantBroker:
     before :meth:`start` (or followed by :meth:`reload`) can log in. ``bind`` defaults to
     IPv4 loopback, as the demo and the tests want. Used by ``openspc demo`` and by tests
     (including the HMI's browser tests) that need the real, secured front door.
+
+    The broker runs in its own session, so a Ctrl-C meant for ``openspc demo`` does not stop
+    it before the bridge has published its offline status; it gets SIGTERM if we die.
+    Call :meth:`start` from the main thread (the parent-death signal follows the thread).
     """
 
     workdir: Path
@@ -490,7 +523,7 @@ class PlantBroker:
     ws_port: int
     http_dir: Path = REPO_ROOT / "mosquitto" / "hmi"
     bind: str | None = "127.0.0.1"
-    process: MosquittoProcess | None = field(default=None, init=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def layout(self) -> BrokerLayout:
@@ -509,35 +542,65 @@ class PlantBroker:
         layout = self.layout
         return UserStore(layout.password_file, acl_file=layout.acl_file)
 
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
     def start(self, timeout: float = 10.0) -> PlantBroker:
+        binary = find_mosquitto()
+        if binary is None:
+            raise MosquittoNotFound()
         layout = self.layout
         self.workdir.mkdir(parents=True, exist_ok=True)
-        store = self.users
-        store.write_acl()
+        self.workdir.chmod(0o755)
+        prepare_data_dir(layout.data_dir)
+        self.users.write_acl()
         if not layout.password_file.exists():
             _write_atomically(layout.password_file, "", secret=True)
-        self.process = MosquittoProcess(
-            port=self.mqtt_port,
-            config=render_config(layout),
-            workdir=self.workdir,
-            ws_port=self.ws_port,
-        )
-        self.process.start(timeout=timeout)
-        return self
+        conf = self.workdir / "mosquitto.conf"
+        _write_atomically(conf, render_config(layout))
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "-c", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                preexec_fn=_die_with_parent,  # setsid + prctl only, before exec
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if wait_for_port(self.mqtt_port, timeout=0.05):
+                return self
+        self.stop()
+        raise MosquittoFailedToStart(self.mqtt_port, self.log_text())
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def reload(self) -> None:
         """Make the running broker read its password file and ACL again (SIGHUP)."""
-        if self.process is None or self.process.process is None:
-            raise BrokerNotRunning(self.layout.pid_file, "the broker was not started")
-        self.process.process.send_signal(signal.SIGHUP)
+        if self.process is None or self.process.poll() is not None:
+            raise BrokerNotRunning(self.layout.pid_file, "the broker is not running")
+        self.process.send_signal(signal.SIGHUP)
 
     def log_text(self) -> str:
-        return self.process.log_text() if self.process is not None else ""
+        path = self.log_file
+        return path.read_text(errors="replace") if path.exists() else ""
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker with SIGTERM, so it saves its persistence file first."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def __enter__(self) -> PlantBroker:
         return self.start()
