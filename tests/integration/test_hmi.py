@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.hmi_support import (
+# The fixtures (browser, plant, feed) come from hmi_support as a plugin; registered for
+# assertion rewriting before it is imported here for its helpers.
+pytest.register_assert_rewrite("tests.integration.hmi_support")
+pytest_plugins = ["tests.integration.hmi_support"]
+
+from tests.integration.hmi_support import (  # noqa: E402 (after the rewrite registration)
     Feed,
     HmiPlant,
     all_by_testid,
