@@ -1,6 +1,7 @@
 """Sparkplug B: readings from edge nodes and PLC gateways, and the bridge as an edge node."""
 
 from bridge.sparkplug._codec import decode_payload, encode_payload
+from bridge.sparkplug._edge import SPC_FIELDS, SparkplugEdgeNode, SpcMetrics
 from bridge.sparkplug._host import (
     HostEvent,
     InputRejected,
@@ -44,6 +45,7 @@ __all__ = [
     "NAMESPACE",
     "NUMERIC_TYPES",
     "REBIRTH",
+    "SPC_FIELDS",
     "DataType",
     "EdgeNodeMessages",
     "HostEvent",
@@ -58,8 +60,10 @@ __all__ = [
     "RebirthRequested",
     "SourceStatusChanged",
     "SparkplugBinding",
+    "SparkplugEdgeNode",
     "SparkplugHost",
     "SparkplugTopic",
+    "SpcMetrics",
     "ValueField",
     "WireValue",
     "as_number",

@@ -85,11 +85,15 @@ class EdgeNodeMessages:
     def bd_seq_metric(self, at: datetime) -> Metric:
         return Metric.of(DataType.Int64, self.bd_seq, name=BD_SEQ, timestamp=to_epoch_ms(at))
 
-    def nbirth(self, metrics: Iterable[Metric], at: datetime) -> Outgoing:
+    def nbirth(
+        self, metrics: Iterable[Metric], at: datetime, *, rebirth_alias: int | None = None
+    ) -> Outgoing:
         """NBIRTH with seq 0, ``bdSeq`` and ``Node Control/Rebirth`` added before ``metrics``."""
         self.seq = 0
         stamp = to_epoch_ms(at)
-        control = Metric.of(DataType.Boolean, False, name=REBIRTH, timestamp=stamp)
+        control = Metric.of(
+            DataType.Boolean, False, name=REBIRTH, alias=rebirth_alias, timestamp=stamp
+        )
         return self._out(MessageType.NBIRTH, [self.bd_seq_metric(at), control, *metrics], at, seq=0)
 
     def ndeath(self, at: datetime) -> Outgoing:
