@@ -1,0 +1,63 @@
+"""`openspc run --config FILE`: run the bridge until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "run the bridge: MQTT readings in, SPC, database, results out"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("config/openspc.toml"),
+        metavar="FILE",
+        help="the TOML configuration (default: config/openspc.toml)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="what to log to stderr (default: INFO, one line per notable event)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from bridge.app import run_bridge
+    from bridge.config import ConfigInvalid, format_faults, load_settings
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings(args.config)
+    except ConfigInvalid as exc:
+        print(format_faults(exc), file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_bridge(settings, stop)
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        print(f"openspc run: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        logging.getLogger("openspc").exception("the bridge stopped on an error")
+        print(f"openspc run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
