@@ -1,0 +1,145 @@
+"""Encoding of the bridge's messages and decoding of commands (docs/topics.md)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from bridge.domain import AcknowledgeViolation, Recalculate
+from bridge.errors import InvalidCommand
+from bridge.messages import (
+    dumps,
+    envelope,
+    error_payload,
+    iso_z,
+    parse_ack,
+    parse_recalculate,
+    reply_payload,
+    sample_payload,
+    status_payload,
+    violation_payload,
+)
+from engine import Chart, SampleProcessed, Severity, ViolationRaised, Zone
+
+T = datetime(2026, 11, 28, 6, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_times_are_utc_with_z_and_milliseconds() -> None:
+    assert iso_z(T) == "2026-11-28T06:00:00.123Z"
+    plus_one = T.astimezone(timezone(timedelta(hours=1)))
+    assert iso_z(plus_one) == "2026-11-28T06:00:00.123Z"
+    assert iso_z(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00.000Z"
+    with pytest.raises(ValueError, match="naive"):
+        iso_z(datetime(2026, 1, 1))  # noqa: DTZ001 - a naive datetime is the point of the test
+
+
+def test_a_sample_payload_and_its_envelope() -> None:
+    sample = SampleProcessed(1, 7, T, 10.012, (10.01, 10.02), 0.01, Zone.ZONE_C_UPPER, True, (), ())
+    message = json.loads(dumps(envelope("sample", sample_payload(1042, sample))))
+    assert message == {
+        "type": "sample",
+        "payload": {
+            "sample_id": 1042,
+            "characteristic_id": 1,
+            "timestamp": "2026-11-28T06:00:00.123Z",
+            "value": 10.012,
+            "values": [10.01, 10.02],
+            "range": 0.01,
+            "zone": "zone_c_upper",
+            "in_control": True,
+            "failed_rules": [],
+            "range_failed_rules": [],
+        },
+    }
+
+
+def test_before_limits_zone_and_in_control_are_null() -> None:
+    sample = SampleProcessed(1, 1, T, 10.0, (10.0,), None, None, None, (), ())
+    payload = sample_payload(1, sample)
+    assert (payload["zone"], payload["in_control"], payload["range"]) == (None, None, None)
+
+
+def test_failed_rules_are_ascending() -> None:
+    sample = SampleProcessed(1, 1, T, 10.0, (10.0,), 1.0, Zone.BEYOND_UCL, False, (5, 1), (1,))
+    assert sample_payload(1, sample)["failed_rules"] == [1, 5]
+
+
+def test_a_violation_payload() -> None:
+    v = ViolationRaised(1, 7, 1, "Beyond 3 sigma", Severity.CRITICAL, Chart.RANGE, T)
+    assert violation_payload(77, 1042, v) == {
+        "violation_id": 77,
+        "sample_id": 1042,
+        "characteristic_id": 1,
+        "rule_id": 1,
+        "rule_name": "Beyond 3 sigma",
+        "severity": "CRITICAL",
+        "chart": "range",
+        "timestamp": "2026-11-28T06:00:00.123Z",
+    }
+
+
+def test_nan_never_leaves_the_bridge() -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        dumps({"x": float("nan")})
+
+
+def test_error_payload_cuts_long_and_undecodable_payloads() -> None:
+    error = error_payload("a/b", b"x" * 500, "too long", T)
+    assert error["payload"] == "x" * 200 + "..."
+    assert error_payload("a/b", b"\xff1", "bad", T)["payload"] == "\ufffd1"
+    assert error_payload("a/b", b"abc", "not a number", T) == {
+        "topic": "a/b",
+        "payload": "abc",
+        "reason": "not a number",
+        "timestamp": "2026-11-28T06:00:00.123Z",
+    }
+
+
+def test_status_and_reply() -> None:
+    assert status_payload(False, T, "b1", "0.1.0") == {
+        "online": False,
+        "timestamp": "2026-11-28T06:00:00.123Z",
+        "client_id": "b1",
+        "version": "0.1.0",
+    }
+    assert reply_payload() == {"ok": True}
+    assert reply_payload("nope") == {"ok": False, "error": "nope"}
+
+
+def test_parse_ack() -> None:
+    body = b'{"violation_id": 10, "reason": "Tool Change", "exclude_sample": true}'
+    assert parse_ack("t", "alice", body) == AcknowledgeViolation(10, "alice", "Tool Change", True)
+    assert parse_ack("t", "bob", b'{"violation_id": 3, "reason": "Other"}') == (
+        AcknowledgeViolation(3, "bob", "Other", False)
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1]", "JSON object"),
+        (b'{"reason": "Other"}', "violation_id"),
+        (b'{"violation_id": "7", "reason": "Other"}', "violation_id"),
+        (b'{"violation_id": true, "reason": "Other"}', "violation_id"),
+        (b'{"violation_id": -1, "reason": "Other"}', "violation_id"),
+        (b'{"violation_id": 1}', "reason"),
+        (b'{"violation_id": 1, "reason": " "}', "reason"),
+        (b'{"violation_id": 1, "reason": "Other", "exclude_sample": 1}', "exclude_sample"),
+        (b"\xff", "not JSON"),
+    ],
+)
+def test_parse_ack_refuses(body: bytes, why: str) -> None:
+    with pytest.raises(InvalidCommand, match=why):
+        parse_ack("t", "alice", body)
+
+
+def test_parse_recalculate() -> None:
+    assert parse_recalculate("t", 3, b"{}") == Recalculate(3, None)
+    assert parse_recalculate("t", 3, b"") == Recalculate(3, None)
+    assert parse_recalculate("t", 3, b'{"last": 25}') == Recalculate(3, 25)
+    for body in (b'{"last": 0}', b'{"last": 2.5}', b'{"first": 2}', b"7"):
+        with pytest.raises(InvalidCommand):
+            parse_recalculate("t", 3, body)
