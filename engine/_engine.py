@@ -9,6 +9,7 @@ can re-classify them, and so that a snapshot can rebuild every counter exactly.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -146,7 +147,8 @@ class CharacteristicEngine:
         self._seq = 0
         self._partial: list[float] = []
         self._partial_ts: datetime | None = None
-        self._baseline: list[tuple[float, ...]] | None = []
+        # the baseline's readings, flat, as C doubles (8 bytes a reading)
+        self._baseline: array[float] | None = array("d")
         self._limits: ControlLimits | None = None
         self._announce = False
         self._failing = 0
@@ -249,7 +251,7 @@ class CharacteristicEngine:
             "partial": list(self._partial),
             "partial_ts": None if self._partial_ts is None else self._partial_ts.isoformat(),
             "window": list(self._window),
-            "baseline": None if baseline is None else [list(group) for group in baseline],
+            "baseline": None if baseline is None else self._groups(baseline),
             "limits": None if limits is None else limits_to_dict(limits),
             "limits_pending": self._announce,
             "failing": list(_FAILED[self._failing]),
@@ -421,20 +423,25 @@ class CharacteristicEngine:
                 out.append(ViolationRaised(cid, seq, 1, rule.name, rule.severity, Chart.RANGE, ts))
             self._rfailing = range_fails
 
+    def _groups(self, flat: array[float]) -> list[list[float]]:
+        n = self._n
+        return [flat[i : i + n].tolist() for i in range(0, len(flat), n)]
+
     def _grow_baseline(
         self, values: tuple[float, ...], ts: datetime, out: list[EngineEvent]
     ) -> None:
         baseline = self._baseline
         assert baseline is not None
-        baseline.append(values)
-        if len(baseline) < self.spec.baseline:
+        baseline.extend(values)
+        n = self._n
+        if len(baseline) < self.spec.baseline * n:
             return
         try:
-            limits = compute_limits(baseline, self._n, usl=self.spec.usl, lsl=self.spec.lsl)
+            limits = compute_limits(self._groups(baseline), n, usl=self.spec.usl, lsl=self.spec.lsl)
         except ZeroDispersion:
             # No variation yet (a coarse gauge, a machine warming up): slide the baseline on
             # and try again with the next sample rather than collapse every zone onto CL.
-            del baseline[0]
+            del baseline[:n]
             return
         self._install(limits)
         out.append(ControlLimitsUpdated(self._cid, limits, ts))
@@ -480,4 +487,4 @@ class CharacteristicEngine:
             self._rfailing = range_failing
             self._announce = pending
         else:
-            self._baseline = [tuple(float(v) for v in group) for group in raw_baseline or ()]
+            self._baseline = array("d", (float(v) for group in raw_baseline or () for v in group))
