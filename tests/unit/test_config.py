@@ -195,6 +195,13 @@ def test_unknown_sections_are_errors(tmp_path: Path) -> None:
     ]
 
 
+def test_a_single_bracket_characteristic_table(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, '[characteristic]\nid = 1\nname = "OD"\n')) == [
+        'characteristic = {"id": 1, "name": "OD"}:'
+        " must be a list: write each one as [[characteristic]] (double brackets)"
+    ]
+
+
 def test_required_keys(tmp_path: Path) -> None:
     assert faults(write(tmp_path, '[[characteristic]]\nunit = "mm"\n')) == [
         "characteristic[0].id: required",
