@@ -244,6 +244,24 @@ def _meta(settings: Settings, char: Any, engine_rules: Sequence[Any]) -> dict[st
     }
 
 
+def _sparkplug_sources(settings: Settings, mqtt: MqttClient) -> list[InboundSource]:
+    """One inbound source per Sparkplug B edge node the characteristics read from."""
+    chars = [c for c in settings.characteristic if c.sparkplug is not None]
+    if not chars:
+        return []
+    from bridge.sparkplug import SparkplugBinding
+    from bridge.sparkplug._inbound import SparkplugInbound
+
+    bindings = []
+    for c in chars:
+        sp = c.sparkplug
+        assert sp is not None
+        bindings.append(SparkplugBinding(c.id, sp.group, sp.edge, sp.device, sp.metric))
+    inbound = SparkplugInbound(bindings, rebirth_on_gap=settings.bridge.rebirth_on_gap)
+    inbound.attach(lambda topic, data: mqtt.publish(topic, data, qos=0))
+    return list(inbound.sources)
+
+
 async def bootstrap(
     settings: Settings,
     *,
@@ -312,7 +330,7 @@ async def bootstrap(
             metrics=metrics,
             clock=clock,
         )
-        for source in sources:
+        for source in [*sources, *_sparkplug_sources(settings, mqtt)]:
             pipeline.add_source(source)
         for topic_filter in pipeline.topic_filters():
             mqtt.add_subscription(topic_filter)

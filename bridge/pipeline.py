@@ -81,14 +81,16 @@ class InboundSource(Protocol):
 
     ``decode`` turns one message into readings (and source status changes); it raises
     :class:`bridge.readings.InvalidReading` (or ``ValueError``) for a message it refuses,
-    which is then reported on ``<prefix>/bridge/errors``.
+    which is then reported on ``<prefix>/bridge/errors``. It may also return
+    ``InvalidReading`` items, for a part of a message it refuses while using the rest (a
+    Sparkplug sequence gap in front of good data); each is reported and counted the same way.
     """
 
     topic_filter: str
 
     def decode(
         self, topic: str, payload: bytes, received_at: datetime
-    ) -> Sequence[Submission | SourceStatusChanged]: ...
+    ) -> Sequence[Submission | SourceStatusChanged | InvalidReading]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +353,9 @@ class Pipeline:
         for item in decoded:
             if isinstance(item, SourceStatusChanged):
                 pending.extra.append(item)
+                continue
+            if isinstance(item, InvalidReading):
+                self._reject(msg, item.reason)
                 continue
             if item.characteristic_id not in self.routes:
                 self._reject(msg, str(UnknownCharacteristic(item.characteristic_id)))
