@@ -1,0 +1,370 @@
+"""`openspc demo`: a whole local plant in one command.
+
+Our Mosquitto (``mosquitto/mosquitto.conf`` rendered for the demo's ports, bound to
+127.0.0.1, with demo users), the bridge on SQLite (:func:`bridge.app.run_bridge`) and
+simulated gauges (:mod:`bridge.simulator`) that drift, shift and throw outliers. Everything
+it keeps lives in the state directory (default ``.openspc-demo/`` at the repository root):
+
+    broker/          rendered mosquitto.conf, passwd, roles.json, acl, data/, mosquitto.log
+    openspc.toml     the demo's bridge configuration (rewritten on every start)
+    openspc.db       the bridge's SQLite database (kept: a second run carries on)
+    credentials.json the demo users' passwords (kept, mode 0600)
+
+:func:`check_ports` runs before anything starts; :func:`run_demo` runs until ``stop`` is
+set, then stops the gauges, lets the bridge publish its offline status, and stops the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from bridge._mosquitto import port_is_free
+from bridge.broker import REPO_ROOT, PlantBroker, Role
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "DemoOptions",
+    "DemoUser",
+    "PortTaken",
+    "StateDirUnusable",
+    "check_ports",
+    "demo_config",
+    "run_demo",
+]
+
+log = logging.getLogger("openspc.demo")
+
+DEFAULT_STATE_DIR = REPO_ROOT / ".openspc-demo"
+_MARKER = ".openspc-demo"  # a file in the state dir: --reset deletes only a dir that has it
+_HOST = "127.0.0.1"
+
+
+class PortTaken(Exception):
+    """A port the demo needs is in use (or invalid); ``flag`` chooses another."""
+
+    def __init__(self, port: int, what: str, flag: str, reason: str = "is in use") -> None:
+        self.port = port
+        self.what = what
+        self.flag = flag
+        super().__init__(f"port {port} ({what}) {reason}: choose another with {flag} PORT")
+
+
+class StateDirUnusable(Exception):
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"state directory {path} {reason}: choose another with --state-dir DIR")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    mqtt_port: int = 1883
+    ws_port: int = 9001
+    state_dir: Path = DEFAULT_STATE_DIR
+    reset: bool = False
+    rate: float = 2.0  # readings per second per gauge
+    http_dir: Path = REPO_ROOT / "mosquitto" / "hmi"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    name: str
+    role: Role
+    password: str
+    note: str
+
+
+def check_ports(options: DemoOptions) -> None:
+    """Raise :class:`PortTaken` unless both ports are valid, distinct and free on 127.0.0.1."""
+    ports = (
+        (options.mqtt_port, "MQTT", "--mqtt-port"),
+        (options.ws_port, "WebSocket/HMI", "--ws-port"),
+    )
+    for port, what, flag in ports:
+        if not 1 <= port <= 65535:
+            raise PortTaken(port, what, flag, "is not a port number (1-65535)")
+    if options.mqtt_port == options.ws_port:
+        raise PortTaken(options.ws_port, "WebSocket/HMI", "--ws-port", "is also the MQTT port")
+    for port, what, flag in ports:
+        if not port_is_free(port, _HOST):
+            raise PortTaken(port, what, flag)
+
+
+def _broker_can_reach(path: Path) -> str | None:
+    """Why Mosquitto (dropping root to user ``mosquitto``) could not reach ``path``, or None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return None  # no such user: Mosquitto stays root
+    gids = {user.pw_gid, *os.getgrouplist(user.pw_name, user.pw_gid)}
+    for directory in [path, *path.parents]:
+        if not directory.exists():
+            continue
+        st = directory.stat()
+        if st.st_uid == user.pw_uid:
+            ok = bool(st.st_mode & stat.S_IXUSR)
+        elif st.st_gid in gids:
+            ok = bool(st.st_mode & stat.S_IXGRP)
+        else:
+            ok = bool(st.st_mode & stat.S_IXOTH)
+        if not ok:
+            return f"is inside {directory}, which user 'mosquitto' cannot enter"
+    return None
+
+
+def prepare_state_dir(options: DemoOptions) -> Path:
+    state = options.state_dir.absolute()
+    if options.reset and state.exists():
+        if not (state / _MARKER).exists() and any(state.iterdir()):
+            raise StateDirUnusable(state, "is not an empty or earlier demo directory (not reset)")
+        shutil.rmtree(state)
+    if state.exists() and not state.is_dir():
+        raise StateDirUnusable(state, "is not a directory")
+    if state.exists() and any(state.iterdir()) and not (state / _MARKER).exists():
+        raise StateDirUnusable(state, "is not empty and holds no earlier demo")
+    why = _broker_can_reach(state)
+    if why is not None:
+        raise StateDirUnusable(state, why)
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o755)
+    (state / _MARKER).write_text(
+        "openspc demo state: openspc demo --reset deletes this directory\n"
+    )
+    return state
+
+
+def demo_users(state: Path) -> list[DemoUser]:
+    """The demo's users; their passwords are made once and kept in credentials.json."""
+    path = state / "credentials.json"
+    saved: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    specs = [
+        ("alice", Role.HMI, "HMI operator: log in on the page to acknowledge alarms"),
+        ("bob", Role.HMI, "HMI operator"),
+        ("gauges", Role.GAUGE, "the simulated gauges: write readings only"),
+        ("bridge", Role.BRIDGE, "the bridge: the only writer of results"),
+    ]
+    users = [
+        DemoUser(name, role, saved.get(name) or secrets.token_urlsafe(8), note)
+        for name, role, note in specs
+    ]
+    path.write_text(json.dumps({u.name: u.password for u in users}, indent=2) + "\n")
+    path.chmod(0o600)
+    return users
+
+
+def demo_config(*, mqtt_port: int, bridge_password: str) -> str:
+    """The demo bridge's TOML: four characteristics, n = 1 and n = 5, own and standard topics."""
+    return f"""# Written by `openspc demo` on every start; a real plant edits config/openspc.toml.
+
+[broker]
+host = "{_HOST}"
+port = {mqtt_port}
+username = "bridge"
+password = "{bridge_password}"
+client_id = "openspc-demo-bridge"
+
+[database]
+url = "sqlite+aiosqlite:///openspc.db"
+
+[bridge]
+topic_prefix = "openspc"
+metrics_interval = 5.0
+
+# n = 5 from a vendor gauge on its own topic: {{"data": {{"od": 10.01}}, "ts": ...}}
+[[characteristic]]
+id = 1
+name = "Shaft OD"
+unit = "mm"
+topic = "plant1/line3/gauge7/od"
+value_path = "data.od"
+subgroup_size = 5
+usl = 10.05
+lsl = 9.95
+target = 10.0
+baseline = 20
+rules = "nelson"
+
+# n = 1 on the standard topic openspc/char/2/reading
+[[characteristic]]
+id = 2
+name = "Bore depth"
+unit = "mm"
+usl = 25.2
+lsl = 24.8
+target = 25.0
+baseline = 20
+rules = "nelson"
+
+# n = 5 against fixed control limits: judged from the first subgroup
+[[characteristic]]
+id = 3
+name = "Fill weight"
+unit = "g"
+subgroup_size = 5
+usl = 508.0
+lsl = 492.0
+target = 500.0
+center_line = 500.0
+ucl = 503.0
+lcl = 497.0
+rules = "western_electric"
+
+# n = 1 with an upper spec limit only
+[[characteristic]]
+id = 4
+name = "Surface roughness Ra"
+unit = "um"
+topic = "plant1/line3/profilometer/ra"
+usl = 1.6
+rules = "nelson"
+"""
+
+
+async def _finish(bridge: asyncio.Task[None]) -> None:
+    """Let the bridge finish (offline status, flush); log, never raise, what went wrong."""
+    try:
+        await asyncio.wait_for(asyncio.shield(bridge), 20)
+    except TimeoutError:
+        bridge.cancel()
+        log.warning("the bridge did not stop within 20 s; cancelled")
+    except Exception as exc:  # reported by the caller when it is why we stop
+        log.debug("the bridge ended with %r", exc)
+
+
+async def _await_bridge_online(
+    mqtt_port: int, bridge: asyncio.Task[None], since: datetime, wait: float = 30.0
+) -> None:
+    """Wait for this run's bridge to say it is online, so no early reading is lost."""
+    import aiomqtt
+
+    async with aiomqtt.Client(_HOST, mqtt_port, timeout=10) as watcher:
+        await watcher.subscribe("openspc/bridge/status", qos=1)
+
+        async def online() -> None:
+            async for message in watcher.messages:
+                if not isinstance(message.payload, bytes | bytearray):
+                    continue
+                with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+                    status = json.loads(message.payload)
+                    when = datetime.fromisoformat(status["timestamp"])
+                    if status["online"] is True and when >= since:
+                        return
+
+        waiting = asyncio.create_task(online(), name="await-bridge-online")
+        done, _ = await asyncio.wait(
+            {waiting, bridge}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiting.cancel()
+        if bridge in done:
+            bridge.result()
+            raise RuntimeError("the bridge stopped before it came online")
+        if waiting not in done:
+            raise RuntimeError(f"the bridge did not come online within {wait:g} s")
+
+
+def _banner(options: DemoOptions, state: Path, users: list[DemoUser]) -> str:
+    width = max(len(u.name) + len(u.password) for u in users) + 3
+    lines = [
+        "",
+        "OpenSPC demo is running.",
+        f"  HMI (open in a browser):  http://{_HOST}:{options.ws_port}/",
+        f"  MQTT:                     mqtt://{_HOST}:{options.mqtt_port}"
+        "  (anyone may read openspc/#, e.g. mosquitto_sub -t 'openspc/#' -v)",
+        f"  Live feed:                ws://{_HOST}:{options.ws_port}",
+        "  Users (name / password):",
+        *(f"    {u.name + ' / ' + u.password:<{width}}  {u.note}" for u in users),
+        f"  State:                    {state}  (kept; --reset starts afresh)",
+        f"  Gauges:                   {options.rate:g} reading(s)/s each; alarms follow the "
+        "baseline within a minute",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def run_demo(
+    options: DemoOptions,
+    stop: asyncio.Event,
+    out: TextIO,
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the demo until ``stop`` is set. Call :func:`check_ports` first.
+
+    Start :class:`PlantBroker` from the main thread: it stops with it.
+    """
+    from bridge.app import run_bridge
+    from bridge.config import load_settings
+    from bridge.simulator import GaugePublisher, gauges_from_settings
+
+    state = prepare_state_dir(options)
+    users = demo_users(state)
+    by_name = {u.name: u for u in users}
+    config_path = state / "openspc.toml"
+    config_path.write_text(
+        demo_config(mqtt_port=options.mqtt_port, bridge_password=by_name["bridge"].password)
+    )
+    config_path.chmod(0o600)
+    settings = load_settings(config_path)
+
+    broker = PlantBroker(
+        state / "broker",
+        mqtt_port=options.mqtt_port,
+        ws_port=options.ws_port,
+        http_dir=options.http_dir,
+    )
+    gauge_topics = sorted({c.topic for c in settings.characteristic if c.topic is not None})
+    store = broker.users
+    for user in users:
+        topics = gauge_topics if user.role is Role.GAUGE else []
+        store.add(user.name, user.role, user.password, topics, topic_prefix="openspc")
+    broker.start()
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    try:
+        bridge_stop = asyncio.Event()
+        bridge = asyncio.create_task(run_bridge(settings, bridge_stop), name="bridge")
+        gauges = GaugePublisher(
+            _HOST,
+            options.mqtt_port,
+            gauges_from_settings(settings, seed=secrets.randbits(32)),
+            rate=options.rate,
+            username="gauges",
+            password=by_name["gauges"].password,
+            client_id="openspc-demo-gauges",
+        )
+        try:
+            await _await_bridge_online(options.mqtt_port, bridge, started)
+            await asyncio.to_thread(gauges.start)
+            out.write(_banner(options, state, users))
+            out.flush()
+            if on_ready is not None:
+                on_ready()
+            stopper = asyncio.create_task(stop.wait(), name="stop")
+            await asyncio.wait({bridge, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if bridge.done():
+                bridge.result()  # the bridge ended by itself: report why
+                raise RuntimeError("the bridge stopped unexpectedly")
+            out.write("Stopping: gauges, then the bridge (offline status), then the broker.\n")
+            out.flush()
+        finally:
+            await asyncio.to_thread(gauges.stop, 2.0)
+            bridge_stop.set()
+            await _finish(bridge)
+    finally:
+        broker.stop()
