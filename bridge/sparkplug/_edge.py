@@ -22,7 +22,7 @@ from typing import Any
 
 import aiomqtt
 
-from bridge.sparkplug._node import EdgeNodeMessages, Outgoing, is_rebirth_command
+from bridge.sparkplug._node import EdgeNodeMessages, is_rebirth_command
 from bridge.sparkplug._node import to_epoch_ms as _ms
 from bridge.sparkplug._types import MessageType, Metric, SparkplugTopic
 from bridge.sparkplug._values import DataType, WireValue
@@ -147,12 +147,17 @@ class SpcMetrics:
         return self._update(characteristic_id, values, at)
 
 
+_BIRTH = "birth"
+
+
 class SparkplugEdgeNode:
     """Publishes :class:`SpcMetrics` as edge node ``<group>/<edge>`` on its own connection.
 
-    :meth:`run` connects (and reconnects) until ``stop`` is set; :meth:`publish_sample` and
-    :meth:`publish_limits` are called for each result. While disconnected, results only
-    update the current values, which the next NBIRTH carries (Sparkplug data is QoS 0).
+    :meth:`run` connects (and reconnects) until ``stop`` is set. :meth:`publish_sample` and
+    :meth:`publish_limits` never wait on the network: they update the metric table and queue
+    an NDATA, which one sender task publishes in order (so ``seq`` follows the publish order).
+    While no NBIRTH is out, results only update the table; the next NBIRTH carries them
+    (Sparkplug data is QoS 0: nothing is queued across a lost connection).
     """
 
     def __init__(
@@ -166,6 +171,7 @@ class SparkplugEdgeNode:
         client_id: str,
         username: str | None = None,
         password: str | None = None,
+        tls: bool = False,
         reconnect_delay: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -173,6 +179,7 @@ class SparkplugEdgeNode:
         self.group, self.edge = group, edge
         self.client_id = client_id
         self.username, self.password = username, password
+        self.tls = tls
         self.reconnect_delay = reconnect_delay
         self.clock = clock
         self.metrics = SpcMetrics(characteristic_ids)
@@ -181,7 +188,7 @@ class SparkplugEdgeNode:
         self.born = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._connections = 0
-        self._lock = asyncio.Lock()
+        self._outbox: asyncio.Queue[list[Metric] | str] = asyncio.Queue(maxsize=10_000)
 
     @property
     def ncmd_topic(self) -> str:
@@ -210,7 +217,7 @@ class SparkplugEdgeNode:
         """A clean stop: NDEATH first (a clean DISCONNECT suppresses the Will), then leave."""
         client = self._client
         if client is not None:
-            with contextlib.suppress(aiomqtt.MqttError):
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 death = self.messages.ndeath(self.clock())
                 await client.publish(death.topic, death.data, qos=1, timeout=2)
         session.cancel()
@@ -232,59 +239,72 @@ class SparkplugEdgeNode:
             will=aiomqtt.Will(will.topic, will.data, qos=1, retain=False),
             clean_session=True,
             keepalive=30,
+            tls_params=aiomqtt.TLSParameters() if self.tls else None,
         )
         async with client:
             self._client = client
+            sender = asyncio.create_task(self._sender(client), name="sparkplug-edge-sender")
             try:
                 await client.subscribe(self.ncmd_topic, qos=1)
-                await self._birth()
+                self._drain()
+                self._outbox.put_nowait(_BIRTH)
                 async for message in client.messages:
                     if isinstance(message.payload, bytes) and is_rebirth_command(
                         message.payload, SpcMetrics.REBIRTH_ALIAS
                     ):
                         log.info("rebirth requested on %s", message.topic)
-                        await self._birth()
+                        self._outbox.put_nowait(_BIRTH)
             finally:
                 self._client = None
                 self.born.clear()
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
 
-    async def _birth(self) -> None:
-        async with self._lock:
-            client = self._client
-            if client is None:
-                return
-            birth = self.messages.nbirth(
-                self.metrics.birth(), self.clock(), rebirth_alias=SpcMetrics.REBIRTH_ALIAS
-            )
-            await self._send(birth)
-            self.births += 1
-            self.born.set()
+    def _drain(self) -> None:
+        """Forget queued NDATA: the NBIRTH about to go out carries the current values."""
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
 
-    async def _send(self, out: Outgoing) -> None:
-        client = self._client
-        if client is None:
-            return
-        try:
-            await client.publish(out.topic, out.data, qos=0)
-        except aiomqtt.MqttError as exc:
-            log.warning("sparkplug publish to %s failed: %s", out.topic, exc)
+    async def _sender(self, client: aiomqtt.Client) -> None:
+        while True:
+            item = await self._outbox.get()
+            if item == _BIRTH:
+                out = self.messages.nbirth(
+                    self.metrics.birth(), self.clock(), rebirth_alias=SpcMetrics.REBIRTH_ALIAS
+                )
+            elif isinstance(item, list):
+                out = self.messages.ndata(item, self.clock())
+            else:
+                continue
+            try:
+                await client.publish(out.topic, out.data, qos=0, timeout=5)
+            except (aiomqtt.MqttError, TimeoutError) as exc:
+                log.warning("sparkplug publish to %s failed: %s", out.topic, exc)
+                continue
+            if item == _BIRTH:
+                self.births += 1
+                self.born.set()
 
-    async def publish_sample(self, characteristic_id: int, **sample: Any) -> None:
-        metrics = self.metrics.sample(characteristic_id, **sample)
-        await self._data(metrics)
+    def publish_sample(self, characteristic_id: int, **sample: Any) -> None:
+        """Record a sample (see :meth:`SpcMetrics.sample`) and queue its NDATA."""
+        self._queue(self.metrics.sample(characteristic_id, **sample))
 
-    async def publish_limits(
+    def publish_limits(
         self, characteristic_id: int, limits: Mapping[str, Any], at: datetime
     ) -> None:
-        await self._data(self.metrics.limits(characteristic_id, limits, at))
+        """Record new control limits and queue their NDATA."""
+        self._queue(self.metrics.limits(characteristic_id, limits, at))
 
-    async def _data(self, metrics: list[Metric]) -> None:
-        if not metrics:
-            return
-        async with self._lock:
-            if self._client is None or not self.born.is_set():
-                return  # the next NBIRTH carries the current values
-            await self._send(self.messages.ndata(metrics, self.clock()))
+    def _queue(self, metrics: list[Metric]) -> None:
+        if not metrics or self._client is None:
+            return  # not connected: the next NBIRTH carries the current values
+        try:
+            self._outbox.put_nowait(metrics)
+        except asyncio.QueueFull:
+            log.warning("sparkplug edge node falls behind; asking itself for a fresh NBIRTH")
+            self._drain()
+            self._outbox.put_nowait(_BIRTH)
 
     def abort(self) -> None:
         """Drop the TCP connection without DISCONNECT, as a crash or a pulled cable would:

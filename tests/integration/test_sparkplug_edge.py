@@ -79,10 +79,8 @@ async def test_ndata_carries_a_sample_and_limits_by_alias(
 ) -> None:
     async with asyncio.timeout(5):
         await recorder.next(MessageType.NBIRTH)
-        await node.publish_limits(
-            3, {"center_line": 10.0, "ucl": 10.3, "lcl": 9.7, "sigma": 0.1}, AT
-        )
-        await node.publish_sample(
+        node.publish_limits(3, {"center_line": 10.0, "ucl": 10.3, "lcl": 9.7, "sigma": 0.1}, AT)
+        node.publish_sample(
             3,
             sample_id=42,
             value=10.35,
@@ -119,7 +117,7 @@ async def test_ncmd_rebirth_gives_a_fresh_nbirth_with_current_values(
 ) -> None:
     async with asyncio.timeout(5):
         await recorder.next(MessageType.NBIRTH)
-        await node.publish_sample(
+        node.publish_sample(
             7,
             sample_id=1,
             value=2.5,
