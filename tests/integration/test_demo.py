@@ -1,0 +1,259 @@
+"""`openspc demo` as a user runs it: a real subprocess, watched from outside over MQTT and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from bridge._mosquitto import find_mosquitto, free_port
+from bridge.broker import REPO_ROOT
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
+
+OPENSPC = str(Path(sys.executable).with_name("openspc"))
+
+
+@dataclass
+class Demo:
+    """A running `openspc demo` subprocess and what it printed."""
+
+    state_dir: Path
+    mqtt_port: int = field(default_factory=free_port)
+    ws_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[str] | None = None
+
+    def start(self, *extra: str) -> Demo:
+        self.process = subprocess.Popen(
+            [
+                OPENSPC,
+                "demo",
+                "--mqtt-port",
+                str(self.mqtt_port),
+                "--ws-port",
+                str(self.ws_port),
+                "--state-dir",
+                str(self.state_dir),
+                "--rate",
+                "20",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return self
+
+    def interrupt(self) -> None:
+        """Ctrl-C."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+
+    def finish(self, timeout: float = 30) -> tuple[int, str, str]:
+        """Its exit status and output, once it has exited."""
+        assert self.process is not None
+        out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out, err
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+    @property
+    def broker_pid(self) -> int:
+        return int((self.state_dir / "broker" / "data" / "mosquitto.pid").read_text())
+
+
+@pytest.fixture
+def state_root() -> Iterator[Path]:
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (scripts/setup installs it)")
+    # not pytest's tmp_path: Mosquitto drops root to user `mosquitto`, who must reach it
+    root = Path(tempfile.mkdtemp(prefix="openspc-demo-test-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def watcher(demo: Demo, wait: float = 20) -> aiomqtt.Client:
+    """An anonymous client on the demo's MQTT port, once the demo's broker answers."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        assert demo.process is not None
+        if demo.process.poll() is not None:
+            _, err = demo.process.communicate()
+            raise AssertionError(f"the demo exited {demo.process.returncode}: {err}")
+        client = aiomqtt.Client("127.0.0.1", demo.mqtt_port, timeout=5)
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)  # polling a port that is not open yet: no event to await
+            continue
+        return client
+
+
+async def messages(client: aiomqtt.Client) -> AsyncIterator[tuple[str, dict[str, object]]]:
+    async for message in client.messages:
+        payload = message.payload
+        assert isinstance(payload, bytes | bytearray)
+        yield str(message.topic), json.loads(payload)
+
+
+def http_get(port: int) -> tuple[int, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        return int(response.status), bytes(response.read())
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in _proc_state(pid)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return "gone"
+
+
+async def test_the_demo_runs_a_plant_and_stops_cleanly(state_root: Path) -> None:
+    demo = Demo(state_root / "state").start()
+    try:
+        client = await watcher(demo)
+        try:
+            await client.subscribe("openspc/char/+/sample", qos=1)
+            await client.subscribe("openspc/char/+/violation", qos=1)
+            await client.subscribe("openspc/bridge/status", qos=1)
+            samples: list[dict[str, object]] = []
+            violations: list[dict[str, object]] = []
+            async with asyncio.timeout(30):
+                async for topic, message in messages(client):
+                    if topic.endswith("/sample"):
+                        samples.append(message)
+                    elif topic.endswith("/violation"):
+                        violations.append(message)
+                    if len(samples) >= 5 and violations:
+                        break
+            assert {m["type"] for m in samples} == {"sample"}
+            assert violations[0]["type"] == "violation"
+
+            status, body = await asyncio.to_thread(http_get, demo.ws_port)
+            assert status == 200
+            assert body == (REPO_ROOT / "mosquitto" / "hmi" / "index.html").read_bytes()
+
+            broker_pid = demo.broker_pid
+            assert process_exists(broker_pid)
+            demo.interrupt()
+            async with asyncio.timeout(20):
+                async for topic, message in messages(client):
+                    if topic == "openspc/bridge/status" and message["online"] is False:
+                        break
+        finally:
+            with contextlib.suppress(aiomqtt.MqttError):  # the demo stopped its broker
+                await client.__aexit__(None, None, None)
+        returncode, out, err = await asyncio.to_thread(demo.finish)
+    finally:
+        demo.kill()
+    assert returncode == 0, err
+    assert f"http://127.0.0.1:{demo.ws_port}/" in out
+    assert "alice / " in out
+    assert "bob / " in out
+    assert not process_exists(broker_pid)
+
+
+def passwords(out: str) -> dict[str, str]:
+    """The demo users' passwords from the banner's `name / password` lines."""
+    found = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] == "/" and parts[0] in {"alice", "bob", "gauges", "bridge"}:
+            found[parts[0]] = parts[2]
+    return found
+
+
+async def first_sample_ids(demo: Demo, count: int = 3) -> list[int]:
+    client = await watcher(demo)
+    ids: list[int] = []
+    try:
+        await client.subscribe("openspc/char/2/sample", qos=1)
+        async with asyncio.timeout(30):
+            async for _, message in messages(client):
+                payload = message["payload"]
+                assert isinstance(payload, dict)
+                ids.append(int(payload["sample_id"]))
+                if len(ids) > count:  # the first may be the retained one of the last run
+                    return ids[1:]
+    finally:
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.__aexit__(None, None, None)
+    raise AssertionError("unreachable")
+
+
+async def test_a_second_run_carries_on_and_reset_starts_afresh(state_root: Path) -> None:
+    state = state_root / "state"
+    runs: list[tuple[list[int], dict[str, str]]] = []
+    for extra in ([], [], ["--reset"]):
+        demo = Demo(state).start(*extra)
+        try:
+            ids = await first_sample_ids(demo)
+            demo.interrupt()
+            returncode, out, err = await asyncio.to_thread(demo.finish)
+        finally:
+            demo.kill()
+        assert returncode == 0, err
+        runs.append((ids, passwords(out)))
+    (first_ids, first_pw), (second_ids, second_pw), (reset_ids, reset_pw) = runs
+    assert set(first_pw) == {"alice", "bob", "gauges", "bridge"}
+    assert second_pw == first_pw  # the same users log in again
+    assert min(second_ids) > max(first_ids)  # the same database, carrying on
+    assert reset_pw["alice"] != first_pw["alice"]  # afresh: new users
+    assert min(reset_ids) < min(second_ids)  # and a new database
+
+
+def test_ports_taken_exit_2_naming_the_port_before_starting_anything(state_root: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        state = state_root / "state"
+        result = subprocess.run(
+            [
+                OPENSPC,
+                "demo",
+                "--mqtt-port",
+                str(taken),
+                "--ws-port",
+                str(free_port()),
+                "--state-dir",
+                str(state),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"openspc demo: port {taken} (MQTT) is in use: choose another with --mqtt-port PORT"
+    ]
+    assert not state.exists()
