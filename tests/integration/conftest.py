@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from bridge._mosquitto import MosquittoProcess
 from bridge.app import Bridge, bootstrap
 from bridge.config import Settings
+from bridge.testing import PostgresCluster
 
 TIMEOUT = 10.0
 
@@ -139,6 +140,7 @@ class BridgeFactory:
     prefix: str
     tmp: Path
     client_id: str = field(default_factory=lambda: f"bridge-{uuid.uuid4().hex[:8]}")
+    db_url: str | None = None
     running: list[tuple[Bridge, asyncio.Event, asyncio.Task[None]]] = field(default_factory=list)
 
     def settings(
@@ -146,7 +148,9 @@ class BridgeFactory:
     ) -> Settings:
         return Settings(
             broker={"host": "127.0.0.1", "port": self.broker.port, "client_id": self.client_id},
-            database={"url": db_url or f"sqlite+aiosqlite:///{self.tmp / 'bridge.db'}"},
+            database={
+                "url": db_url or self.db_url or f"sqlite+aiosqlite:///{self.tmp / 'bridge.db'}"
+            },
             bridge={"topic_prefix": self.prefix, "metrics_interval": 0.5, **bridge},
             characteristic=characteristics,
         )
@@ -181,16 +185,42 @@ class BridgeFactory:
                 await app.store.close()
 
 
-@pytest.fixture
-async def bridge_factory(
-    mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
-) -> AsyncIterator[BridgeFactory]:
-    factory = BridgeFactory(mosquitto, topic_prefix, tmp_path)
-    yield factory
-    for app, stop, task in factory.running:
-        stop.set()
+@contextlib.asynccontextmanager
+async def fresh_pg_database(cluster: PostgresCluster) -> AsyncIterator[str]:
+    """A database of the test's own on the session's cluster; its async URL."""
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{cluster.port}/{name}"
+    finally:
+        conn = await asyncpg.connect(admin)
         try:
-            await asyncio.wait_for(task, TIMEOUT)
-        except Exception:
-            task.cancel()
-        del app
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def bridge_factory(
+    request: pytest.FixtureRequest, mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
+) -> AsyncIterator[BridgeFactory]:
+    """Bridges on SQLite, and again on PostgreSQL (a fresh database per test)."""
+    async with contextlib.AsyncExitStack() as stack:
+        factory = BridgeFactory(mosquitto, topic_prefix, tmp_path)
+        if request.param == "postgres":
+            cluster = request.getfixturevalue("postgres")
+            factory.db_url = await stack.enter_async_context(fresh_pg_database(cluster))
+        yield factory
+        for _app, stop, task in factory.running:
+            stop.set()
+            try:
+                await asyncio.wait_for(task, TIMEOUT)
+            except Exception:
+                task.cancel()

@@ -1,0 +1,96 @@
+"""`openspc run` as a user runs it: a real process, a real broker, SIGTERM to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge._mosquitto import MosquittoProcess
+from tests.integration.conftest import Probe
+
+pytestmark = pytest.mark.mosquitto
+
+
+def write_config(path: Path, port: int, prefix: str, client_id: str) -> Path:
+    path.write_text(
+        f"""
+[broker]
+host = "127.0.0.1"
+port = {port}
+client_id = "{client_id}"
+
+[database]
+url = "sqlite+aiosqlite:///bridge.db"
+
+[bridge]
+topic_prefix = "{prefix}"
+
+[[characteristic]]
+id = 1
+name = "Shaft OD"
+unit = "mm"
+subgroup_size = 2
+"""
+    )
+    return path
+
+
+async def test_run_serves_until_sigterm_then_says_offline_and_exits_0(
+    mosquitto: MosquittoProcess, probe: Probe, topic_prefix: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "openspc.toml", mosquitto.port, topic_prefix, "cli-bridge")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "run",
+        "--config",
+        str(config),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await probe.wait_for(f"{topic_prefix}/bridge/status", lambda m: m["online"] is True)
+        await probe.wait_for(f"{topic_prefix}/char/1/meta")
+        await probe.publish(f"{topic_prefix}/char/1/reading", '{"values": [1.5, 2.5]}')
+        [sample] = await probe.wait_for(f"{topic_prefix}/char/1/sample")
+        assert sample["payload"]["values"] == [1.5, 2.5]
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    [offline] = await probe.wait_for(f"{topic_prefix}/bridge/status", lambda m: not m["online"])
+    assert offline["client_id"] == "cli-bridge"
+    assert (tmp_path / "bridge.db").exists()  # beside the config file
+    assert process.stderr is not None
+    log = (await process.stderr.read()).decode()
+    assert "bridge started" in log
+    assert "bridge stopped" in log
+    assert "Traceback" not in log
+
+
+async def test_a_bad_config_exits_2_with_one_line_per_fault(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[broker]\nport = 70000\n[[characteristic]]\nid = 1\nname = "x"\nsubgroup_size = 30\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "run",
+        "--config",
+        str(config),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 2
+    assert any("broker.port = 70000" in line for line in lines)
+    assert any("subgroup_size = 30" in line for line in lines)
