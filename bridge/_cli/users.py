@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 HELP = "manage the broker's users: add, remove, list (password file and ACL)"
 
+_DEFAULT_PASSWORD_FILE = Path("mosquitto/passwd")
 _ROLES = ("hmi", "engineer", "gauge", "edge", "bridge")
 
 
@@ -19,7 +20,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--password-file",
         type=Path,
-        default=Path("mosquitto/passwd"),
+        default=_DEFAULT_PASSWORD_FILE,
         metavar="FILE",
         help="Mosquitto's password file (default: mosquitto/passwd); roles.json and acl "
         "are kept beside it",
@@ -122,6 +123,9 @@ def main(args: argparse.Namespace) -> int:
                 topic_prefix=args.topic_prefix,
             )
             print(f"{user.name}: {user.role.value} user saved in {store.password_file}")
+            if args.password_file == _DEFAULT_PASSWORD_FILE:
+                # the shipped mosquitto.conf keeps persistence and its pid file there
+                broker.prepare_data_dir(args.password_file.parent / "data")
         else:
             store.remove(args.name)
             print(f"{args.name}: removed from {store.password_file}")
