@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -17,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,7 +32,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge._mosquitto import find_mosquitto, free_port
+from bridge.app import run_bridge
 from bridge.broker import PlantBroker, Role
+from bridge.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 HMI_DIR = ROOT / "mosquitto" / "hmi"
@@ -133,6 +137,31 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+@pytest.fixture
+def page(browser: Any, plant: HmiPlant) -> Iterator[Any]:
+    """The shared browser, for one test: extra windows closed and the page left before the
+    test's broker stops (so no reconnect errors leak into the next test's console)."""
+    console_errors(browser)
+    first = browser.current_window_handle
+    yield browser
+    for handle in browser.window_handles:
+        if handle != first:
+            browser.switch_to.window(handle)
+            browser.close()
+    browser.switch_to.window(first)
+    browser.get("about:blank")
+    console_errors(browser)
+
+
+def open_window(driver: Any, url: str) -> str:
+    """Open ``url`` in a new browser window (its own page and MQTT connection); its handle."""
+    driver.switch_to.new_window("window")
+    set_viewport(driver)
+    driver.get(url)
+    handle: str = driver.current_window_handle
+    return handle
+
+
 def set_viewport(driver: Any, width: int = 1280, height: int = 800) -> None:
     """Make the page's viewport exactly ``width`` x ``height`` (a 1280x800 panel PC)."""
     driver.execute_cdp_cmd(
@@ -144,6 +173,15 @@ def set_viewport(driver: Any, width: int = 1280, height: int = 800) -> None:
 def console_errors(driver: Any) -> list[str]:
     """The page's console errors since the last call (the log is drained by reading it)."""
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def record_figure(name: str, value: float) -> None:
+    """Keep a measured figure in test-artifacts/hmi-figures.json (for the report)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "hmi-figures.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    figures[name] = value
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
 
 
 def screenshot(driver: Any, name: str) -> Path:
@@ -259,6 +297,85 @@ def feed(plant: HmiPlant) -> Iterator[Feed]:
     f = Feed(plant.port)
     yield f
     f.close()
+
+
+# ---- the real bridge ---------------------------------------------------------------------------
+
+
+@dataclass
+class BridgeThread:
+    """``bridge.app.run_bridge`` on its own event loop in a thread (selenium is synchronous)."""
+
+    settings: Settings
+    _thread: threading.Thread | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop: asyncio.Event | None = None
+    _started: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def start(self) -> BridgeThread:
+        self._thread = threading.Thread(target=self._main, name="hmi-test-bridge", daemon=True)
+        self._thread.start()
+        assert self._started.wait(10), "the bridge thread did not start its loop"
+        return self
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._started.set()
+            await run_bridge(self.settings, stop=self._stop)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported by stop(), on the test's thread
+            self.error = exc
+            self._started.set()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        alive = self._thread.is_alive()
+        self._thread = None
+        assert not alive, "the bridge did not stop in time"
+        if self.error is not None:
+            raise AssertionError(f"the bridge failed: {self.error!r}") from self.error
+
+
+def bridge_settings(
+    plant: HmiPlant, db_dir: Path, characteristics: list[dict[str, Any]]
+) -> Settings:
+    """Settings for a bridge logged in as ``bridge`` on the plant, with the test's prefix."""
+    return Settings(
+        broker={
+            "host": "127.0.0.1",
+            "port": plant.port,
+            "username": "bridge",
+            "password": PASSWORDS["bridge"],
+            "client_id": f"bridge-{uuid.uuid4().hex[:8]}",
+        },
+        database={"url": f"sqlite+aiosqlite:///{db_dir / 'hmi-bridge.db'}"},
+        bridge={"topic_prefix": plant.prefix},
+        characteristic=characteristics,
+    )
+
+
+@pytest.fixture
+def run_bridge_on(plant: HmiPlant, tmp_path: Path) -> Iterator[Callable[..., BridgeThread]]:
+    """Start the real bridge on the plant; stopped (cleanly) at the end of the test."""
+    started: list[BridgeThread] = []
+
+    def start(characteristics: list[dict[str, Any]]) -> BridgeThread:
+        bridge = BridgeThread(bridge_settings(plant, tmp_path, characteristics)).start()
+        started.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in started:
+        bridge.stop()
 
 
 # ---- payloads (docs/topics.md) -------------------------------------------------------------

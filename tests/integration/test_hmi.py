@@ -7,6 +7,9 @@ shared by the session.
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +19,12 @@ import pytest
 pytest.register_assert_rewrite("tests.integration.hmi_support")
 pytest_plugins = ["tests.integration.hmi_support"]
 
+from selenium.webdriver.common.by import By  # noqa: E402 (after the rewrite registration)
+from selenium.webdriver.support.ui import Select  # noqa: E402 (after the rewrite registration)
+
 from tests.integration.hmi_support import (  # noqa: E402 (after the rewrite registration)
+    PASSWORDS,
+    BridgeThread,
     Feed,
     HmiPlant,
     all_by_testid,
@@ -25,9 +33,12 @@ from tests.integration.hmi_support import (  # noqa: E402 (after the rewrite reg
     console_errors,
     limits,
     meta,
+    open_window,
+    record_figure,
     samples,
     screenshot,
     text_is,
+    violation,
     wait_until,
 )
 
@@ -71,3 +82,168 @@ def test_page_loads_from_mosquitto_and_draws_history(
     assert by_testid(browser, "kpi-ucl").text == "10.060"
     screenshot(browser, "hmi-history")
     assert console_errors(browser) == []
+
+
+SHAFT = {
+    "id": 1,
+    "name": "Shaft OD",
+    "unit": "mm",
+    "center_line": 10.0,
+    "ucl": 10.3,
+    "lcl": 9.7,
+    "rules": [1],
+}
+"""Fixed limits (sigma 0.1, so two decimals on screen), rule 1 only: 11.0 is one alarm."""
+
+
+def alarm_rows(driver: Any) -> dict[str, str]:
+    """The alarm rows' violation ids by "<rule> <chart>", e.g. "Rule 1: Beyond 3 sigma X"
+
+    (read in one script, so a row removed meanwhile cannot go stale half-way)."""
+    rows: dict[str, str] = driver.execute_script(
+        """
+        const out = {};
+        for (const row of document.querySelectorAll('[data-testid="alarm-row"]')) {
+          const rule = row.querySelector('[data-testid="alarm-rule"]').textContent;
+          const chart = row.querySelector('[data-testid="alarm-meta"]').textContent
+            .split(" · ")[1].replace(/ chart$/, "");
+          out[rule + " " + chart] = row.dataset.violationId;
+        }
+        return out;
+        """
+    )
+    return rows
+
+
+def alarm_row(driver: Any, violation_id: str) -> Any:
+    return driver.find_element(
+        By.CSS_SELECTOR, f'[data-testid="alarm-row"][data-violation-id="{violation_id}"]'
+    )
+
+
+def log_in(driver: Any, user: str, password: str) -> None:
+    by_testid(driver, "login-user").send_keys(user)
+    by_testid(driver, "login-password").send_keys(password)
+    by_testid(driver, "login-submit").click()
+
+
+def test_a_reading_through_the_real_bridge_is_on_screen_within_a_second(
+    page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
+) -> None:
+    run_bridge_on([SHAFT])
+    page.get(plant.page_url())
+    wait_until(page, attr_is("bridge-status", "data-state", "online"))
+    wait_until(page, lambda d: [e.text.split("\n")[0] for e in all_by_testid(d, "char-item")])
+    for value in ("10.01", "9.98", "10.02"):
+        feed.publish(f"{plant.prefix}/char/1/reading", value)
+    wait_until(page, attr_is("x-chart", "data-points", "3"))
+
+    started = time.monotonic()
+    feed.publish(f"{plant.prefix}/char/1/reading", "10.25")
+    wait_until(page, text_is("last-value", "10.25"), timeout=5)
+    elapsed = time.monotonic() - started
+    wait_until(page, attr_is("x-chart", "data-points", "4"), timeout=1)
+    record_figure("reading_to_screen_ms", round(elapsed * 1000, 1))
+    assert elapsed < 1.0
+    assert by_testid(page, "process-state").get_attribute("data-state") == "in_control"
+    assert by_testid(page, "kpi-ucl").text == "10.30"
+    assert console_errors(page) == []
+
+
+def test_a_named_user_acknowledges_and_every_open_page_drops_the_alarm(
+    page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
+) -> None:
+    p = plant.prefix
+    run_bridge_on([SHAFT])
+    feed.subscribe(f"{p}/char/1/ack")
+    page.get(plant.page_url())
+    wait_until(page, attr_is("bridge-status", "data-state", "online"))
+    operator = page.current_window_handle
+    watcher = open_window(page, plant.page_url())
+    wait_until(page, attr_is("bridge-status", "data-state", "online"))
+
+    feed.publish(f"{p}/char/1/reading", "10.0")
+    feed.publish(f"{p}/char/1/reading", "11.0")  # beyond UCL, and a moving range beyond its UCL
+    rows = wait_until(page, lambda d: len(all_by_testid(d, "alarm-row")) == 2 and alarm_rows(d))
+    assert set(rows) == {"Rule 1: Beyond 3 sigma X", "Rule 1: Beyond 3 sigma MR"}
+    assert all(b.get_attribute("disabled") for b in all_by_testid(page, "ack-button"))  # anonymous
+
+    page.switch_to.window(operator)
+    wait_until(page, lambda d: len(all_by_testid(d, "alarm-row")) == 2)
+    assert by_testid(page, "x-chart").get_attribute("data-marks").endswith(":1")
+    assert by_testid(page, "r-chart").get_attribute("data-marks").endswith(":1")
+    log_in(page, "alice", PASSWORDS["alice"])
+    wait_until(page, text_is("current-user", "● alice"))
+    wait_until(page, attr_is("conn-status", "data-state", "connected"))
+    violation_id = alarm_rows(page)["Rule 1: Beyond 3 sigma X"]
+    x_row = alarm_row(page, violation_id)
+    button = x_row.find_element(By.CSS_SELECTOR, '[data-testid="ack-button"]')
+    wait_until(page, lambda d: button.is_enabled())
+    reason = x_row.find_element(By.CSS_SELECTOR, '[data-testid="ack-reason"]')
+    Select(reason).select_by_visible_text("Measurement Error")
+    screenshot(page, "hmi-alarm-before-ack")
+    button.click()
+
+    wait_until(page, lambda d: list(alarm_rows(d)) == ["Rule 1: Beyond 3 sigma MR"])
+    ack = json.loads(feed.expect(lambda m: m.topic == f"{p}/char/1/ack").payload)
+    assert ack["type"] == "ack_update"
+    assert ack["payload"]["violation_id"] == int(violation_id)
+    assert ack["payload"]["user"] == "alice"
+    assert ack["payload"]["reason"] == "Measurement Error"
+    assert by_testid(page, "ack-error").is_displayed() is False
+    page.switch_to.window(watcher)
+    wait_until(page, lambda d: list(alarm_rows(d)) == ["Rule 1: Beyond 3 sigma MR"])
+    assert by_testid(page, "alarm-count").text == "1"
+    screenshot(page, "hmi-after-ack-other-page")
+    assert console_errors(page) == []
+
+
+def test_the_bridges_refusal_of_an_acknowledgement_is_shown(
+    page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
+) -> None:
+    run_bridge_on([SHAFT])
+    page.get(plant.page_url())
+    wait_until(page, attr_is("bridge-status", "data-state", "online"))
+    log_in(page, "bob", PASSWORDS["bob"])
+    wait_until(page, text_is("current-user", "● bob"))
+    # A violation the bridge never raised: the bridge must answer "unknown violation".
+    ghost = {"type": "violation", "payload": violation(1, 987654, 1)}
+    feed.publish(f"{plant.prefix}/char/1/violation", ghost)
+    button = wait_until(
+        page, lambda d: by_testid(d, "ack-button").is_enabled() and by_testid(d, "ack-button")
+    )
+    button.click()
+    error = wait_until(
+        page, lambda d: by_testid(d, "ack-error").is_displayed() and by_testid(d, "ack-error")
+    )
+    assert "987654" in error.text
+    assert "failed" in error.text
+    assert len(all_by_testid(page, "alarm-row")) == 1  # still open: nothing changed
+    screenshot(page, "hmi-ack-refused")
+    assert console_errors(page) == []
+
+
+def test_the_bridge_status_goes_offline_when_the_bridge_stops(
+    page: Any, plant: HmiPlant, run_bridge_on: Callable[..., BridgeThread]
+) -> None:
+    bridge = run_bridge_on([SHAFT])
+    page.get(plant.page_url())
+    wait_until(page, attr_is("bridge-status", "data-state", "online"))
+    assert by_testid(page, "bridge-status").text == "BRIDGE: ONLINE"
+    bridge.stop()
+    wait_until(page, attr_is("bridge-status", "data-state", "offline"))
+    assert by_testid(page, "bridge-status").text.startswith("BRIDGE: OFFLINE")
+    assert by_testid(page, "conn-status").get_attribute("data-state") == "connected"
+    screenshot(page, "hmi-bridge-offline")
+    assert console_errors(page) == []
+
+
+def test_a_refused_login_falls_back_to_the_read_only_view(page: Any, plant: HmiPlant) -> None:
+    page.get(plant.page_url())
+    wait_until(page, attr_is("conn-status", "data-state", "connected"))
+    log_in(page, "alice", "wrong-password")
+    wait_until(page, text_is("login-error", "Login refused for 'alice'"))
+    wait_until(page, attr_is("conn-status", "data-state", "connected"))
+    assert by_testid(page, "current-user").text == ""
+    assert by_testid(page, "login-form").is_displayed()
+    assert console_errors(page) == []
