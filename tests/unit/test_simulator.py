@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import load_settings
+from bridge.config import CharacteristicSettings, Settings, load_settings
 from bridge.readings import parse_reading
 from bridge.simulator import (
     Disturbance,
@@ -16,6 +16,7 @@ from bridge.simulator import (
     Gauge,
     GaugeProfile,
     gauges_from_settings,
+    profile_for,
     reading_payload,
 )
 from engine import CharacteristicEngine, CharacteristicSpec, ViolationRaised
@@ -127,3 +128,29 @@ def test_gauges_from_the_shipped_example() -> None:
 def test_a_gauge_needs_a_spread() -> None:
     with pytest.raises(ValueError, match="sigma > 0"):
         GaugeProfile(1, "t", mean=1.0, sigma=0.0)
+
+
+@pytest.mark.parametrize(
+    ("limits", "mean", "sigma"),
+    [
+        ({"usl": 1.6}, 1.28, 0.08),
+        ({"lsl": 5.0}, 6.0, 0.25),
+        ({"usl": 1.6, "target": 0.8}, 0.8, 0.2),
+        ({}, 10.0, 0.1),
+        ({"target": 0.0}, 0.0, 0.1),
+    ],
+)
+def test_gauges_for_one_sided_or_no_limits(
+    limits: dict[str, float], mean: float, sigma: float
+) -> None:
+    gauge = profile_for(CharacteristicSettings(id=1, name="x", **limits), "p")
+    assert (gauge.mean, gauge.sigma) == pytest.approx((mean, sigma))
+
+
+def test_against_fixed_limits_the_alarms_start_early() -> None:
+    char = CharacteristicSettings(id=1, name="x", subgroup_size=5, ucl=503.0, lcl=497.0)
+    settings = Settings.model_validate({"characteristic": [char.model_dump()]})
+    [gauge] = gauges_from_settings(settings, seed=1)
+    kinds = [r.disturbance for r in gauge.take(60)]
+    assert kinds[:25] == [Disturbance.NONE] * 25
+    assert set(kinds[25:]) - {Disturbance.NONE}
