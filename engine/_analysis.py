@@ -59,6 +59,7 @@ def analyze(
     """
     n = subgroup_size
     check_subgroup_size(n)
+    rule_set = resolve_rules(rules)
     if baseline < min_subgroups(n):
         raise ValueError(f"baseline must be at least {min_subgroups(n)} subgroups, got {baseline}")
     whole = len(values) // n
@@ -67,7 +68,7 @@ def analyze(
         raise InsufficientData(baseline, whole)
     limits = compute_limits(subgroups[:baseline], n, usl=usl, lsl=lsl)
     spec = CharacteristicSpec(
-        id=0, subgroup_size=n, usl=usl, lsl=lsl, baseline=baseline, rules=resolve_rules(rules)
+        id=0, subgroup_size=n, usl=usl, lsl=lsl, baseline=baseline, rules=rule_set
     )
     engine = CharacteristicEngine(spec)
     engine._install(limits)  # Phase I: the limits hold from the first point on

@@ -1,0 +1,146 @@
+"""`openspc analyze` end to end: through `bridge.cli.main`, and once as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.cli import main
+from engine import analyze, limits_payload
+
+ROOT = Path(__file__).resolve().parents[2]
+SHAFT = ROOT / "config" / "examples" / "shaft-od.csv"
+
+
+def shaft_values() -> list[float]:
+    lines = SHAFT.read_text().splitlines()[1:]
+    return [float(line.split(",")[1]) for line in lines]
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(["analyze", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_json_of_the_shaft_example(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run([str(SHAFT), "--subgroup-size", "5", "--json"], capsys)
+    assert (status, err) == (0, "")
+    doc: dict[str, Any] = json.loads(out)
+    expected = analyze(shaft_values(), 5)
+    # the limits' time is that of the reading that completed the 25-subgroup baseline
+    assert doc["limits"] == limits_payload(expected.limits, None, "2026-11-02T06:24:48.000Z")
+    assert doc["limits"]["method"] == "r_bar_d2"
+    assert doc["limits"]["sample_count"] == 25
+    assert doc["limits"]["capability"] is None
+    points = doc["points"]
+    assert len(points) == 40
+    assert list(points[0]) == [
+        "index", "value", "range", "zone", "failed_rules", "range_failed_rules",
+    ]  # fmt: skip
+    assert [p["index"] for p in points] == list(range(40))
+    # the wild reading at subgroup 28 breaks both charts; the shift from 31 on is caught
+    assert points[28]["failed_rules"] == [1]
+    assert points[28]["range_failed_rules"] == [1]
+    assert points[34]["failed_rules"] == [1, 2, 5, 6]  # nine on one side since subgroup 26
+    assert all(p["failed_rules"] for p in points[32:])
+    assert sum(1 for p in points[:25] if p["failed_rules"] or p["range_failed_rules"]) == 1
+    for p, q in zip(points, expected.points, strict=True):
+        assert (p["value"], p["range"], p["zone"]) == (q.value, q.range, q.zone.value)
+
+
+def test_spec_limits_preset_and_table(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(SHAFT), "-n", "5", "--usl", "10.05", "--lsl", "9.95", "--rules"]
+    status, out, _ = run([*args, "western_electric", "--json"], capsys)
+    doc = json.loads(out)
+    assert status == 0
+    assert doc["limits"]["capability"]["cp"] == pytest.approx(1.645394, abs=1e-6)
+    assert {r for p in doc["points"] for r in p["failed_rules"]} <= {1, 2, 5, 6}
+    status, out, _ = run([*args, "1,2"], capsys)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{SHAFT}: 40 subgroups of 5, limits from the first 25")
+    assert "capability: Cp 1.64539  Cpk 1.61091" in out
+    header = next(line for line in lines if line.startswith("index"))
+    assert header.split() == ["index", "ts", "value", "R", "zone", "failed"]
+    row_28 = next(line for line in lines if line.split()[:1] == ["28"])
+    assert row_28.split()[1:] == [
+        "2026-11-02T06:28:48Z", "10.0144", "0.076", "beyond_ucl", "1,R1", "*",
+    ]  # fmt: skip
+    assert lines[-1] == "9 of 40 points out of control"  # 28 and 32..39 (rule 6 not asked)
+
+
+def test_individuals_and_trailing_readings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "od.csv"
+    csv.write_text("value\n" + "".join(f"{v}\n" for v in [1, 3, 2, 4, 3, 9.5, 2]))
+    status, out, _ = run([str(csv), "-n", "2", "--baseline", "2", "--json"], capsys)
+    assert status == 0
+    assert len(json.loads(out)["points"]) == 3  # the seventh reading fills no subgroup
+    status, out, _ = run([str(csv), "-n", "1", "--baseline", "5", "--json"], capsys)
+    doc = json.loads(out)
+    assert doc["limits"]["method"] == "moving_range"
+    assert doc["limits"]["center_line"] == pytest.approx(2.6)
+    assert doc["points"][0]["range"] is None
+    assert doc["points"][5]["failed_rules"] == [1]
+    assert doc["points"][5]["range_failed_rules"] == [1]
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, [], "missing.csv: no such file"),
+        ("ts,reading\n1,2\n", [], "no 'value' column (columns found: ts, reading)"),
+        ("value\n1\n2\nabc\n", [], "line 4: 'abc' is not a number"),
+        ("value\n1\nnan\n", [], "line 3: 'nan' is not a finite number"),
+        ("value\n1\n2\n3\n", [], "too few subgroups for the baseline: 25 subgroups of 5 "),
+        ("value\n" + "5\n" * 10, ["--baseline", "2"], "no variation"),
+        ("value\n1\n2\n", ["--rules", "nelsen"], "unknown rules preset 'nelsen'"),
+        ("value\n", [], "no readings"),
+    ],
+)
+def test_input_mistakes_are_one_line_and_status_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: str | None,
+    args: list[str],
+    message: str,
+) -> None:
+    path = tmp_path / "missing.csv"
+    if content is not None:
+        path.write_text(content)
+    status, out, err = run([str(path), "-n", "5", "--json", *args], capsys)
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("openspc analyze: ")
+    assert message in err
+
+
+def test_as_a_real_process(capsys: pytest.CaptureFixture[str]) -> None:
+    openspc = Path(sys.executable).parent / "openspc"
+    done = subprocess.run(
+        [str(openspc), "analyze", str(SHAFT), "--subgroup-size", "5", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    _, out, _ = run([str(SHAFT), "--subgroup-size", "5", "--json"], capsys)
+    assert json.loads(done.stdout) == json.loads(out)
+    bad = subprocess.run(
+        [str(openspc), "analyze", "/nonexistent.csv", "-n", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr == "openspc analyze: /nonexistent.csv: no such file\n"
