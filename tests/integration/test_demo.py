@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +59,10 @@ class Demo:
         )
         return self
 
-    def interrupt(self) -> None:
-        """Ctrl-C."""
+    def interrupt(self, signum: signal.Signals = signal.SIGINT) -> None:
+        """Ctrl-C (or another signal, e.g. SIGTERM from a service manager)."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(signum)
 
     def finish(self, timeout: float = 30) -> tuple[int, str, str]:
         """Its exit status and output, once it has exited."""
@@ -157,6 +158,11 @@ async def test_the_demo_runs_a_plant_and_stops_cleanly(state_root: Path) -> None
             assert {m["type"] for m in samples} == {"sample"}
             assert violations[0]["type"] == "violation"
 
+            violation = violations[0]["payload"]
+            assert isinstance(violation, dict)
+            reply = await acknowledge_as_alice(demo, violation, client)
+            assert reply == {"ok": True}
+
             status, body = await asyncio.to_thread(http_get, demo.ws_port)
             assert status == 200
             assert body == (REPO_ROOT / "mosquitto" / "hmi" / "index.html").read_bytes()
@@ -179,6 +185,47 @@ async def test_the_demo_runs_a_plant_and_stops_cleanly(state_root: Path) -> None
     assert "alice / " in out
     assert "bob / " in out
     assert not process_exists(broker_pid)
+
+
+async def acknowledge_as_alice(
+    demo: Demo, violation: dict[str, object], watcher: aiomqtt.Client
+) -> dict[str, object]:
+    """Alice, as the HMI does it (WebSockets, MQTT 5, a response topic): the bridge's reply,
+    once the ack_update has reached the (anonymous) watcher too."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    credentials = json.loads((demo.state_dir / "credentials.json").read_text())
+    reply_topic = f"openspc/hmi/reply/test-{uuid.uuid4().hex[:8]}"
+    cid = violation["characteristic_id"]
+    await watcher.subscribe(f"openspc/char/{cid}/ack", qos=1)
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        demo.ws_port,
+        username="alice",
+        password=credentials["alice"],
+        transport="websockets",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        timeout=5,
+    ) as alice:
+        await alice.subscribe(reply_topic, qos=1)
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.ResponseTopic = reply_topic
+        properties.CorrelationData = b"42"
+        command = {"violation_id": violation["violation_id"], "reason": "Tool Change"}
+        await alice.publish(
+            "openspc/cmd/ack/alice", json.dumps(command), qos=1, properties=properties
+        )
+        async with asyncio.timeout(10):
+            _, answer = await anext(messages(alice))
+    async with asyncio.timeout(10):
+        async for topic, message in messages(watcher):
+            payload = message.get("payload")
+            if topic.endswith("/ack") and isinstance(payload, dict):
+                assert payload["violation_id"] == violation["violation_id"]
+                assert (payload["user"], payload["acknowledged"]) == ("alice", True)
+                break
+    return answer
 
 
 def passwords(out: str) -> dict[str, str]:
@@ -212,11 +259,11 @@ async def first_sample_ids(demo: Demo, count: int = 3) -> list[int]:
 async def test_a_second_run_carries_on_and_reset_starts_afresh(state_root: Path) -> None:
     state = state_root / "state"
     runs: list[tuple[list[int], dict[str, str]]] = []
-    for extra in ([], [], ["--reset"]):
+    for extra, signum in (([], signal.SIGINT), ([], signal.SIGTERM), (["--reset"], signal.SIGINT)):
         demo = Demo(state).start(*extra)
         try:
             ids = await first_sample_ids(demo)
-            demo.interrupt()
+            demo.interrupt(signum)
             returncode, out, err = await asyncio.to_thread(demo.finish)
         finally:
             demo.kill()
