@@ -480,6 +480,7 @@ class Settings(BaseSettings):
         faults: list[tuple[str | int, object, str]] = []
         first_with_id: dict[int, int] = {}
         by_topic: dict[str, list[int]] = {}
+        first_with_metric: dict[SparkplugSource, int] = {}
         prefix = self.bridge.topic_prefix
         for index, char in enumerate(self.characteristic):
             if char.id in first_with_id:
@@ -489,6 +490,8 @@ class Settings(BaseSettings):
                 )
             else:
                 first_with_id[char.id] = index
+            if char.sparkplug is not None:
+                faults.extend(self._sparkplug_faults(index, char.sparkplug, first_with_metric))
             if char.topic is None:
                 continue
             own = f"{prefix}/char/{char.id}/reading"
@@ -527,6 +530,28 @@ class Settings(BaseSettings):
         if faults:
             raise _KeyFaults([(f"characteristic.{key}", value, why) for key, value, why in faults])
         return self
+
+    def _sparkplug_faults(
+        self, index: int, source: SparkplugSource, first_with_metric: dict[SparkplugSource, int]
+    ) -> list[tuple[str | int, object, str]]:
+        faults: list[tuple[str | int, object, str]] = []
+        shown = source.model_dump(exclude_none=True)
+        other = first_with_metric.setdefault(source, index)
+        if other != index:
+            faults.append(
+                (f"{index}.sparkplug", shown, f"the same metric as characteristic[{other}]")
+            )
+        edge = self.bridge.sparkplug_edge
+        if edge.enabled and (source.group, source.edge) == (edge.group, edge.edge):
+            faults.append(
+                (
+                    f"{index}.sparkplug",
+                    shown,
+                    "is the bridge's own edge node (bridge.sparkplug_edge): it would read its"
+                    " own results",
+                )
+            )
+        return faults
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -593,7 +618,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise fail(f"cannot read: {exc.strerror or exc}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # Windows editors add a BOM
     except UnicodeDecodeError as exc:
         raise fail(f"not UTF-8 (bad byte at offset {exc.start})") from None
     try:
@@ -672,8 +697,9 @@ def _unknown_key_why(loc: tuple[str | int, ...]) -> str:
     model = _SECTIONS.get(names[-1] if names else "", None)
     if model is None:
         return "unknown key"
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
-    return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
+    known = {name.lower(): name for name in model.model_fields}
+    close = difflib.get_close_matches(str(loc[-1]).lower(), list(known), n=1)
+    return f"unknown key (did you mean {known[close[0]]}?)" if close else "unknown key"
 
 
 def _faults(exc: ValidationError, source: str, env_names: Mapping[str, str]) -> list[ConfigFault]:

@@ -146,6 +146,12 @@ def test_a_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
     assert faults(path) == ["invalid TOML: line 3, column 8: invalid value"]
 
 
+def test_a_byte_order_mark_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[broker]\r\nport = 1884\r\n")
+    assert load_settings(path).broker.port == 1884
+
+
 def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_bytes(b'name = "\xff"\n')
@@ -186,6 +192,12 @@ def test_every_fault_is_reported_at_once(tmp_path: Path) -> None:
         "characteristic[0].id = 0: must be at least 1",
         'characteristic[0].name = "": must not be empty',
         "characteristic[0].subgroupsize = 3: unknown key (did you mean subgroup_size?)",
+    ]
+
+
+def test_unknown_key_hints_ignore_case(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, CHAR + "USL = 1.0\n")) == [
+        "characteristic[0].USL = 1.0: unknown key (did you mean usl?)"
     ]
 
 
@@ -320,6 +332,27 @@ def test_sparkplug_source(tmp_path: Path) -> None:
     assert faults(write(tmp_path, text)) == [
         "characteristic[0].sparkplug.group = \"P/1\": must not contain '/', '+' or '#'"
     ]
+
+
+def test_two_characteristics_on_one_sparkplug_metric(tmp_path: Path) -> None:
+    spb = 'sparkplug = {group = "P", edge = "L", device = "G", metric = "OD"}\n'
+    text = CHAR + spb + '[[characteristic]]\nid = 2\nname = "B"\n' + spb
+    assert faults(write(tmp_path, text)) == [
+        'characteristic[1].sparkplug = {"group": "P", "edge": "L", "device": "G", "metric": "OD"}:'
+        " the same metric as characteristic[0]"
+    ]
+
+
+def test_a_source_that_is_the_bridges_own_edge_node(tmp_path: Path) -> None:
+    text = (
+        "[bridge.sparkplug_edge]\nenabled = true\n"
+        + CHAR
+        + 'sparkplug = {group = "OpenSPC", edge = "Bridge", metric = "x"}\n'
+    )
+    [line] = faults(write(tmp_path, text))
+    assert line.endswith(
+        "is the bridge's own edge node (bridge.sparkplug_edge): it would read its own results"
+    )
 
 
 def test_database_urls(tmp_path: Path) -> None:
