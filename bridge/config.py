@@ -242,6 +242,16 @@ class DatabaseSettings(_Section):
 
     url: str = _DEFAULT_DB_URL
 
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        yield "url", self.display_url
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for logs and messages."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).render_as_string(hide_password=True)
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -639,10 +649,11 @@ def _read_env(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     except SettingsError as exc:
         field = str(exc).split('"')[1] if '"' in str(exc) else ""
         name = f"{ENV_PREFIX}{field.upper()}"
-        raise ConfigInvalid(
-            path,
-            [ConfigFault(f"environment {name}", "", MISSING, "not valid JSON")],
-        ) from None
+        cause = exc.__cause__
+        why = "not valid JSON"
+        if isinstance(cause, json.JSONDecodeError):
+            why += f": {cause.msg} at column {cause.colno}"
+        raise ConfigInvalid(path, [ConfigFault(f"environment {name}", "", MISSING, why)]) from None
     names: dict[str, str] = {}
 
     def walk(node: object, parts: tuple[str, ...]) -> None:

@@ -362,6 +362,9 @@ def test_database_urls(tmp_path: Path) -> None:
     assert url("sqlite:///data/spc.db") == f"sqlite+aiosqlite:///{tmp_path.resolve()}/data/spc.db"
     assert url("sqlite+aiosqlite:////var/lib/spc.db") == "sqlite+aiosqlite:////var/lib/spc.db"
     assert url("postgresql://spc:pw@db/spc") == "postgresql+asyncpg://spc:pw@db/spc"
+    settings = load_settings(tmp_path / "openspc.toml")
+    assert settings.database.display_url == "postgresql+asyncpg://spc:***@db/spc"
+    assert "pw@" not in repr(settings)
     assert faults(write(tmp_path, '[database]\nurl = "mysql://x/y"\n')) == [
         'database.url = "mysql://x/y": only SQLite and PostgreSQL are supported'
     ]
@@ -448,7 +451,10 @@ def test_bad_json_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("OPENSPC_CHARACTERISTIC", "[{")
     with pytest.raises(ConfigInvalid) as info:
         load_settings(write(tmp_path, ""))
-    assert format_faults(info.value) == "environment OPENSPC_CHARACTERISTIC: not valid JSON"
+    assert format_faults(info.value) == (
+        "environment OPENSPC_CHARACTERISTIC: not valid JSON:"
+        " Expecting property name enclosed in double quotes at column 3"
+    )
 
 
 def test_settings_alone_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
