@@ -247,3 +247,51 @@ def test_a_refused_login_falls_back_to_the_read_only_view(page: Any, plant: HmiP
     assert by_testid(page, "current-user").text == ""
     assert by_testid(page, "login-form").is_displayed()
     assert console_errors(page) == []
+
+
+def test_the_page_reconnects_by_itself_after_a_broker_restart(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    p = plant.prefix
+    feed.publish(
+        f"{p}/bridge/status", {"online": True, "timestamp": "2026-11-28T06:00:00.000Z"}, retain=True
+    )
+    feed.publish(f"{p}/char/1/meta", meta(1, "Shaft OD"), retain=True)
+    page.get(plant.page_url())
+    wait_until(page, attr_is("bridge-status", "data-state", "online"))
+    feed.close()
+
+    plant.broker.stop()
+    wait_until(
+        page,
+        lambda d: (
+            by_testid(d, "conn-status").get_attribute("data-state")
+            in {"disconnected", "reconnecting"}
+        ),
+    )
+    assert by_testid(page, "bridge-status").get_attribute("data-state") == "unknown"
+    assert by_testid(page, "conn-status").text.startswith("BROKER: ")
+    screenshot(page, "hmi-broker-down")
+    plant.broker.start()  # same ports and persistence: the retained status comes back
+    wait_until(page, attr_is("conn-status", "data-state", "connected"), timeout=10)
+    wait_until(page, attr_is("bridge-status", "data-state", "online"))
+    errors = console_errors(page)
+    assert all("WebSocket connection to" in e for e in errors), errors
+
+
+def test_the_chart_keeps_at_most_the_history_size_of_points(
+    page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
+) -> None:
+    run_bridge_on([SHAFT])
+    page.get(plant.page_url())
+    wait_until(page, attr_is("bridge-status", "data-state", "online"))
+    wait_until(page, lambda d: all_by_testid(d, "char-item"))
+    feed.subscribe(f"{plant.prefix}/char/1/sample")
+    for i in range(130):
+        feed.publish(f"{plant.prefix}/char/1/reading", f"{10 + (i % 7 - 3) / 100:.2f}")
+    live = [feed.expect(lambda m: not m.retain, timeout=10) for _ in range(130)]
+    last = json.loads(live[-1].payload)
+    wait_until(page, attr_is("x-chart", "data-points", "100"), timeout=10)
+    chart = by_testid(page, "x-chart")
+    assert chart.get_attribute("data-last-sample-id") == str(last["payload"]["sample_id"])
+    assert console_errors(page) == []
