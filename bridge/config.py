@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, Final
 
 from pydantic import (
     AfterValidator,
@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_REASON_CODES",
     "ENV_PREFIX",
+    "MISSING",
     "BridgeSettings",
     "BrokerSettings",
     "CharacteristicSettings",
@@ -99,8 +100,10 @@ class ConfigFault:
     def __str__(self) -> str:
         where = f"{self.source}: {self.key}" if self.key else self.source
         if self.value is MISSING:
-            return f"{where}: {self.why}"
-        return f"{where} = {_show_value(self.key, self.value)}: {self.why}"
+            line = f"{where}: {self.why}"
+        else:
+            line = f"{where} = {_show_value(self.key, self.value)}: {self.why}"
+        return line.replace("\r", "\\r").replace("\n", "\\n")  # always one line
 
 
 class ConfigInvalid(Exception):
@@ -470,8 +473,6 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     characteristic: list[CharacteristicSettings] = Field(default_factory=list)
-
-    _reserved_roots: ClassVar[tuple[str, ...]] = ("char", "cmd", "bridge")
 
     @classmethod
     def settings_customise_sources(

@@ -201,6 +201,12 @@ def test_unknown_key_hints_ignore_case(tmp_path: Path) -> None:
     ]
 
 
+def test_a_fault_is_one_line_even_for_odd_keys(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, '[broker]\n"ho\\nst" = "x\\ny"\n')) == [
+        'broker.ho\\nst = "x\\ny": unknown key (did you mean host?)'
+    ]
+
+
 def test_unknown_sections_are_errors(tmp_path: Path) -> None:
     assert faults(write(tmp_path, "[brokr]\nhost = 1\n")) == [
         'brokr = {"host": 1}: unknown key (did you mean broker?)'
