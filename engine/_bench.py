@@ -44,3 +44,34 @@ def benchmark(points: int = 200_000, subgroup_size: int = 1, *, repeat: int = 3)
         elapsed = time.perf_counter() - started
         best = max(best, points / elapsed)
     return best
+
+
+def reading_rate(points: int = 100_000, subgroup_size: int = 5) -> float:
+    """Readings per second when each reading arrives on its own (``add_reading``)."""
+    series = bench_series(points, subgroup_size)
+    ts = datetime(2026, 1, 1, tzinfo=UTC)
+    engine = CharacteristicEngine(CharacteristicSpec(id=1, subgroup_size=subgroup_size))
+    add = engine.add_reading
+    flat = [v for group in series for v in group]
+    started = time.perf_counter()
+    for value in flat:
+        add(value, ts)
+    return len(flat) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Benchmark the SPC engine on one core.")
+    parser.add_argument("--points", type=int, default=200_000, help="points per run")
+    args = parser.parse_args()
+    print(f"SPC engine, Nelson's eight rules, {args.points} points a run, best of 3")
+    for n in (1, 5, 25):
+        rate = benchmark(args.points, n)
+        print(f"  n = {n:2}: {rate:10,.0f} points/s  ({rate * n:12,.0f} readings/s)")
+    rate = reading_rate(args.points // 2, 5)
+    print(f"  n =  5, one reading at a time: {rate:10,.0f} readings/s")
+
+
+if __name__ == "__main__":
+    main()

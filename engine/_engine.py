@@ -203,19 +203,25 @@ class CharacteristicEngine:
         return out
 
     def add_readings(self, values: Sequence[float], ts: datetime) -> list[EngineEvent]:
-        """Add readings in arrival order, all taken at ``ts``; a whole subgroup is fastest."""
-        for value in values:
-            if not math.isfinite(value):
-                raise ValueError(f"reading {value!r} is not a finite number")
+        """Add readings in arrival order, all taken at ``ts``; a whole subgroup is fastest.
+
+        A reading that is not a finite number raises ``ValueError`` and changes nothing.
+        """
         if ts.tzinfo is None:
             raise ValueError(f"timestamp {ts!r} has no time zone")
         out: list[EngineEvent] = []
-        if self._announce:
-            self._announce_limits(ts, out)
         n = self._n
         if len(values) == n and not self._partial:
+            # _complete checks the subgroup before it changes anything
+            if self._announce:
+                self._announce_limits(ts, out)
             self._complete(tuple(values), ts, out)
             return out
+        for value in values:
+            if not math.isfinite(value):
+                raise ValueError(f"reading {value!r} is not a finite number")
+        if self._announce:
+            self._announce_limits(ts, out)
         partial = self._partial
         for value in values:
             partial.append(value)
@@ -375,15 +381,20 @@ class CharacteristicEngine:
         n = self._n
         window = self._window
         r: float | None
-        if n == 1:
-            x = values[0]
-            r = abs(x - window[-1]) if window else None
-        elif n <= 10:
-            x = math.fsum(values) / n
-            r = max(values) - min(values)
-        else:
-            x = math.fsum(values) / n
-            r = math.sqrt(math.fsum([(v - x) ** 2 for v in values]) / (n - 1))
+        try:
+            if n == 1:
+                x = values[0]
+                r = abs(x - window[-1]) if window else None
+            elif n <= 10:
+                x = math.fsum(values) / n
+                r = max(values) - min(values)
+            else:
+                x = math.fsum(values) / n
+                r = math.sqrt(math.fsum([(v - x) ** 2 for v in values]) / (n - 1))
+        except (OverflowError, ValueError):  # fsum of infinities, or of huge numbers
+            r = x = math.nan
+        if not (math.isfinite(x) and (r is None or math.isfinite(r))):
+            raise ValueError(f"subgroup {values!r} holds a reading that is not a finite number")
         window.append(x)
         seq = self._seq + 1
         self._seq = seq

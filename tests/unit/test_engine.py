@@ -211,6 +211,11 @@ def test_non_finite_readings_and_naive_times_are_refused() -> None:
         engine.add_reading(1.0, datetime(2026, 1, 1))  # noqa: DTZ001 - the mistake under test
     assert engine.seq == 0
     assert engine.partial == ()
+    for n, bad in ((2, [1.0, math.inf]), (2, [math.inf, -math.inf]), (12, [1e308] * 12)):
+        whole = CharacteristicEngine(CharacteristicSpec(id=1, subgroup_size=n))
+        with pytest.raises(ValueError, match="not a finite number"):
+            whole.add_readings(bad, at(0))
+        assert (whole.seq, whole.partial, whole.snapshot()["window"]) == (0, (), [])
 
 
 def test_recalculate_reclassifies_the_window_and_keeps_episodes() -> None:
