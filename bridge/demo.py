@@ -25,7 +25,7 @@ import pwd
 import secrets
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -146,6 +146,19 @@ def prepare_state_dir(options: DemoOptions) -> Path:
         "openspc demo state: openspc demo --reset deletes this directory\n"
     )
     return state
+
+
+@contextlib.contextmanager
+def _without_overrides() -> Iterator[list[str]]:
+    """Hide ``OPENSPC_...`` variables: they are for the plant's bridge, and the demo must not
+    write simulated data to the plant's database or look for another broker."""
+    hidden = {k: v for k, v in os.environ.items() if k.upper().startswith("OPENSPC_")}
+    for key in hidden:
+        del os.environ[key]
+    try:
+        yield sorted(hidden)
+    finally:
+        os.environ.update(hidden)
 
 
 def demo_users(state: Path) -> list[DemoUser]:
@@ -320,7 +333,10 @@ async def run_demo(
         demo_config(mqtt_port=options.mqtt_port, bridge_password=by_name["bridge"].password)
     )
     config_path.chmod(0o600)
-    settings = load_settings(config_path)
+    with _without_overrides() as ignored:
+        settings = load_settings(config_path)
+    if ignored:
+        log.warning("the demo ignores the environment's %s", ", ".join(ignored))
 
     broker = PlantBroker(
         state / "broker",

@@ -38,7 +38,7 @@ class Demo:
     ws_port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
 
-    def start(self, *extra: str) -> Demo:
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> Demo:
         self.process = subprocess.Popen(
             [
                 OPENSPC,
@@ -56,6 +56,7 @@ class Demo:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         return self
 
@@ -259,8 +260,14 @@ async def first_sample_ids(demo: Demo, count: int = 3) -> list[int]:
 async def test_a_second_run_carries_on_and_reset_starts_afresh(state_root: Path) -> None:
     state = state_root / "state"
     runs: list[tuple[list[int], dict[str, str]]] = []
+    plant_db = state_root / "plant.db"
+    # the plant's own overrides must not leak into the demo (nor simulated data into its DB)
+    plant_env = {
+        "OPENSPC_BROKER__PORT": "1",
+        "OPENSPC_DATABASE__URL": f"sqlite+aiosqlite:///{plant_db}",
+    }
     for extra, signum in (([], signal.SIGINT), ([], signal.SIGTERM), (["--reset"], signal.SIGINT)):
-        demo = Demo(state).start(*extra)
+        demo = Demo(state).start(*extra, env=plant_env)
         try:
             ids = await first_sample_ids(demo)
             demo.interrupt(signum)
@@ -270,6 +277,7 @@ async def test_a_second_run_carries_on_and_reset_starts_afresh(state_root: Path)
         assert returncode == 0, err
         runs.append((ids, passwords(out)))
     (first_ids, first_pw), (second_ids, second_pw), (reset_ids, reset_pw) = runs
+    assert not plant_db.exists()
     assert set(first_pw) == {"alice", "bob", "gauges", "bridge"}
     assert second_pw == first_pw  # the same users log in again
     assert min(second_ids) > max(first_ids)  # the same database, carrying on
