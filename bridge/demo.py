@@ -161,6 +161,24 @@ def _without_overrides() -> Iterator[list[str]]:
         os.environ.update(hidden)
 
 
+def _servable_hmi(http_dir: Path, state: Path) -> Path:
+    """The HMI directory Mosquitto will serve: the repository's, or a copy in the state
+    directory when user ``mosquitto`` cannot reach the repository (e.g. under /root)."""
+    if not (http_dir / "index.html").exists():
+        log.warning("no HMI page in %s: the web page will be missing", http_dir)
+    elif not (http_dir / "vendor").is_dir():
+        log.warning("%s/vendor is missing: run scripts/setup to build the HMI", http_dir)
+    if _broker_can_reach(http_dir) is None:
+        return http_dir
+    copy = state / "hmi"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(http_dir, copy)
+    for path in [copy, *copy.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    log.info("serving a copy of the HMI from %s (user mosquitto cannot reach %s)", copy, http_dir)
+    return copy
+
+
 def demo_users(state: Path) -> list[DemoUser]:
     """The demo's users; their passwords are made once and kept in credentials.json."""
     path = state / "credentials.json"
@@ -342,7 +360,7 @@ async def run_demo(
         state / "broker",
         mqtt_port=options.mqtt_port,
         ws_port=options.ws_port,
-        http_dir=options.http_dir,
+        http_dir=_servable_hmi(options.http_dir, state),
     )
     gauge_topics = sorted({c.topic for c in settings.characteristic if c.topic is not None})
     store = broker.users
