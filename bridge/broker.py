@@ -9,6 +9,8 @@
 - :class:`UserStore` keeps the three files (password file made by ``mosquitto_passwd``,
   ``roles.json``, ``acl``) in step; :func:`reload_broker` asks a running Mosquitto to
   re-read them (SIGHUP).
+- :class:`PlantBroker` runs the rendered config with its users in a directory of its own:
+  ``openspc demo`` and the tests (security, HMI) use it.
 
 docs/broker.md explains each role and every choice made in the configuration.
 """
@@ -41,6 +43,7 @@ from bridge._mosquitto import (
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "REPO_ROOT",
     "BrokerLayout",
     "BrokerNotRunning",
     "BrokerUser",
