@@ -196,10 +196,12 @@ class CharacteristicEngine:
             self._announce_limits(ts, out)
         partial = self._partial
         partial.append(value)
-        self._partial_ts = ts
         if len(partial) >= self._n:
             self._partial = []
+            self._partial_ts = None
             self._complete(tuple(partial), ts, out)
+        else:
+            self._partial_ts = ts
         return out
 
     def add_readings(self, values: Sequence[float], ts: datetime) -> list[EngineEvent]:
@@ -494,7 +496,7 @@ class CharacteristicEngine:
                 limits, pending = fixed, True
         if limits is not None:
             self._install(limits)
-            self._failing = failing & (sum(1 << r for r in self._rules) << 0)
+            self._failing = failing & sum(1 << rule_id for rule_id in self._rules)
             self._rfailing = range_failing
             self._announce = pending
         else:
