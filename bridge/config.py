@@ -30,7 +30,6 @@ from pydantic import (
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
@@ -460,7 +459,9 @@ class CharacteristicSettings(_Section):
 
 
 class Settings(BaseSettings):
-    """Everything the bridge is told. Build it with :func:`load_settings`."""
+    """Everything the bridge is told. Build it with :func:`load_settings` (the file, with the
+    environment over it). Built directly, ``Settings(broker={...})`` reads ``OPENSPC_...``
+    variables for what the arguments leave out (arguments win), and resolves no paths."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -473,18 +474,6 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     characteristic: list[CharacteristicSettings] = Field(default_factory=list)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment wins over values passed in (the file's, in load_settings).
-        return env_settings, init_settings
 
     @model_validator(mode="after")
     def _characteristics_fit_together(self) -> Settings:

@@ -463,6 +463,11 @@ def test_bad_json_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
 
 
-def test_settings_alone_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_built_directly_read_the_environment_arguments_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OPENSPC_BROKER__PORT", "1999")
+    monkeypatch.setenv("OPENSPC_BROKER__HOST", "env-host")
     assert Settings().broker.port == 1999
+    built = Settings(broker={"port": 1884})
+    assert (built.broker.host, built.broker.port) == ("env-host", 1884)
