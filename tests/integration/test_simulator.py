@@ -82,6 +82,29 @@ def test_readings_of_every_gauge_arrive_in_order(
         assert all(abs((now - r.ts).total_seconds()) < 30 for r in readings)
 
 
+def test_whole_subgroups_in_one_message(mosquitto: MosquittoProcess, topic_prefix: str) -> None:
+    profile = GaugeProfile(1, f"{topic_prefix}/char/1/reading", 10.0, 0.05, subgroup_size=5)
+    recorder = Recorder(mosquitto, [profile.topic], 4)
+    try:
+        assert recorder.subscribed.wait(5)
+        publisher = GaugePublisher(
+            "127.0.0.1", mosquitto.port, [Gauge(profile, seed=2)], rate=0, count=4, subgroups=True
+        )
+        with publisher:
+            assert publisher.wait_done(10)
+        assert recorder.enough.wait(10)
+    finally:
+        recorder.close()
+    now = datetime.now(UTC)
+    subgroups = [
+        parse_reading(p, subgroup_size=5, received_at=now).values
+        for p in recorder.payloads[profile.topic]
+    ]
+    expected = [r.value for r in Gauge(profile, seed=2).take(20)]
+    assert [v for values in subgroups for v in values] == pytest.approx(expected, abs=1e-3)
+    assert [len(values) for values in subgroups] == [5, 5, 5, 5]
+
+
 def test_stop_ends_an_endless_publisher(mosquitto: MosquittoProcess, topic_prefix: str) -> None:
     topic = f"{topic_prefix}/char/1/reading"
     recorder = Recorder(mosquitto, [topic], 5)

@@ -109,6 +109,15 @@ def test_payloads_parse_back_to_the_reading() -> None:
     assert reading.ts == datetime(2025, 11, 28, 6, tzinfo=UTC)
 
 
+def test_a_whole_subgroup_payload() -> None:
+    assert reading_payload([1.23456, 2.0], 1_764_309_600_000, decimals=2) == (
+        b'{"values":[1.23,2.0],"ts":1764309600000}'
+    )
+    assert reading_payload([1.0, 2.0], 1_764_309_600_000, value_path="d.od") == (
+        b'{"d":{"od":[1.0,2.0]},"ts":1764309600000}'
+    )
+
+
 def test_gauges_from_the_shipped_example() -> None:
     repo = Path(__file__).resolve().parents[2]
     gauges = gauges_from_settings(load_settings(repo / "config" / "openspc.toml"), seed=1)
