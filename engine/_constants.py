@@ -55,9 +55,8 @@ MR_D4 = 3.267
 
 @dataclass(frozen=True, slots=True)
 class Factors:
-    """Constants and chart factors for subgroups of ``n`` readings."""
+    """Constants and chart factors for one subgroup size (``factors(n)``)."""
 
-    n: int
     d2: float
     d3: float
     c4: float
@@ -86,7 +85,6 @@ def factors(n: int) -> Factors:
     root_n = math.sqrt(n)
     spread = 3.0 * math.sqrt(1.0 - c * c) / c
     return Factors(
-        n=n,
         d2=d2,
         d3=d3,
         c4=c,
