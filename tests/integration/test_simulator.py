@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -129,3 +131,38 @@ def test_an_unreachable_broker_is_named() -> None:
     with pytest.raises(BrokerUnavailable) as info:
         GaugePublisher("127.0.0.1", port, [gauge]).start(timeout=2)
     assert (info.value.host, info.value.port) == ("127.0.0.1", port)
+
+
+@pytest.mark.reliability
+def test_gauges_keep_publishing_across_a_broker_restart(
+    fresh_mosquitto: MosquittoProcess, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}/char/1/reading"
+    restarted_ms = threading.Event()
+    marker: list[int] = []
+    resumed = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        ts = json.loads(msg.payload)["ts"]
+        if restarted_ms.is_set() and ts >= marker[0]:
+            resumed.set()
+
+    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2)
+    subscriber.on_connect = lambda client, *_: client.subscribe(topic, 1)
+    subscriber.on_message = on_message
+    subscriber.reconnect_delay_set(0.1, 0.5)
+    subscriber.connect("127.0.0.1", fresh_mosquitto.port)
+    subscriber.loop_start()
+    gauge = Gauge(GaugeProfile(1, topic, mean=1.0, sigma=0.1), seed=1)
+    publisher = GaugePublisher("127.0.0.1", fresh_mosquitto.port, [gauge], rate=50).start()
+    try:
+        fresh_mosquitto.restart()
+        marker.append(int(time.time() * 1000))
+        restarted_ms.set()
+        assert resumed.wait(15), "no reading published after the broker came back"
+    finally:
+        publisher.stop()
+        subscriber.disconnect()
+        subscriber.loop_stop()
+    assert publisher.error is None
+    assert publisher.acknowledged == publisher.published
