@@ -103,9 +103,11 @@ class SimulatedEdgeNode:
         async for message in client.messages:
             if not isinstance(message.payload, bytes) or not is_rebirth_command(message.payload):
                 continue
-            await self.rebirth_requests.put(decode_payload(message.payload))
             if self.answer_rebirth and self._born:
                 await self._births()
+            # queued after the births are handed to the client, so that a test awaiting the
+            # request publishes its next data after them
+            await self.rebirth_requests.put(decode_payload(message.payload))
 
     async def _send(self, out: Outgoing) -> Outgoing:
         if self._client is None:
