@@ -31,6 +31,8 @@ from bridge.handlers import (
 )
 from bridge.messages import chart_name, dumps, iso_z, rules_payload, status_payload
 from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
+from bridge.sparkplug import SparkplugEdgeNode
+from bridge.sparkplug._wiring import build_edge_node, feed_edge_node
 from bridge.store import Store, ViolationRecord
 from engine import CharacteristicEngine, limits_payload
 
@@ -76,6 +78,7 @@ class Bridge:
     clock: Callable[[], datetime]
     version: str = field(default_factory=_version)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    sparkplug_edge: SparkplugEdgeNode | None = None  # bridge.sparkplug_edge.enabled
 
     @property
     def prefix(self) -> str:
@@ -188,6 +191,8 @@ class Bridge:
                 pipeline = tasks.create_task(self.pipeline.run(halt), name="pipeline")
                 tasks.create_task(self.live.run(halt), name="history")
                 tasks.create_task(self._metrics_loop(halt), name="metrics")
+                if self.sparkplug_edge is not None:  # says NDEATH when halted
+                    tasks.create_task(self.sparkplug_edge.run(halt), name="sparkplug-edge")
                 stopper = tasks.create_task(stop.wait(), name="stop")
                 await asyncio.wait({pipeline, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 log.info("stopping: finishing in-flight work")
@@ -350,6 +355,9 @@ async def bootstrap(
         )
         for kind, command_handler in command_table(ctx).items():
             bus.register(kind, command_handler)
+        sparkplug_edge = build_edge_node(settings, clock=clock)
+        if sparkplug_edge is not None:
+            feed_edge_node(sparkplug_edge, bus)
     except BaseException:
         await store.close()
         raise
@@ -365,6 +373,7 @@ async def bootstrap(
         metrics=metrics,
         engines=engines,
         clock=clock,
+        sparkplug_edge=sparkplug_edge,
     )
 
 
