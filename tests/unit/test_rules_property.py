@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -16,9 +17,11 @@ from hypothesis import strategies as st
 from engine import (
     CharacteristicEngine,
     CharacteristicSpec,
+    ControlLimits,
     ControlLimitsUpdated,
     EngineEvent,
     InsufficientData,
+    Method,
     SampleProcessed,
     ViolationRaised,
     ZeroDispersion,
@@ -243,3 +246,70 @@ def test_snapshot_and_restore_change_nothing(
         i += size
     assert got == expected
     assert restarted.snapshot() == steady.snapshot()
+
+
+def ref_limits_of(lim: ControlLimits, n: int) -> ref.RefLimits:
+    if lim.method is Method.FIXED:
+        up, down = (lim.ucl - lim.center_line) / 3, (lim.center_line - lim.lcl) / 3
+    else:
+        up = down = lim.sigma / math.sqrt(n)
+    return ref.RefLimits(lim.center_line, lim.ucl, lim.lcl, up, down, lim.range.ucl, lim.range.lcl)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=sizes,
+    rules=rule_sets(),
+    readings=processes(),
+    fixed=st.booleans(),
+    recalcs=st.lists(st.tuples(st.integers(0, 60), st.integers(1, 15)), max_size=3),
+)
+def test_recalculation_reclassifies_the_history_and_keeps_episodes(
+    n: int,
+    rules: dict[int, int],
+    readings: list[float],
+    fixed: bool,
+    recalcs: list[tuple[int, int]],
+) -> None:
+    """After a recalculation every rule looks back over the earlier points as the new limits
+    see them, and alarm episodes carry on across it."""
+    spec = CharacteristicSpec(
+        id=1,
+        subgroup_size=n,
+        baseline=3,
+        ucl=11.0 if fixed else None,
+        lcl=9.0 if fixed else None,
+        rules=resolve_rules(as_config(rules)),
+    )
+    engine = CharacteristicEngine(spec)
+    when = dict(recalcs)
+    samples: list[SampleProcessed] = []
+    violations: list[ViolationRaised] = []
+    in_force: list[ControlLimits | None] = []
+    for start in range(0, len(readings) - n + 1, n):
+        if len(samples) in when:
+            groups = [s.values for s in samples[-when[len(samples)] :]]
+            with contextlib.suppress(InsufficientData, ZeroDispersion):
+                engine.recalculate(groups, T0)
+        judged_with = engine.limits
+        for event in engine.add_readings(readings[start : start + n], T0):
+            if isinstance(event, SampleProcessed):
+                samples.append(event)
+                in_force.append(judged_with)
+            elif isinstance(event, ViolationRaised):
+                violations.append(event)
+    xs = [s.value for s in samples]
+    judged: list[tuple[int, list[int], bool]] = []
+    for i, (sample, lim) in enumerate(zip(samples, in_force, strict=True)):
+        if lim is None:
+            assert sample.zone is None
+            continue
+        reflim = ref_limits_of(lim, n)
+        failed = ref.failed_rules(xs, i, reflim, rules)
+        r_failed = ref.range_fails(sample.range, reflim, rules)
+        assert sample.zone == ref.zone(sample.value, reflim), i
+        assert list(sample.failed_rules) == failed, i
+        assert sample.range_failed_rules == ((1,) if r_failed else ())
+        judged.append((i, failed, r_failed))
+    raised = sorted((v.sample_seq - 1, v.chart.value, v.rule_id) for v in violations)
+    assert raised == ref.episodes(judged)
