@@ -7,7 +7,7 @@ the database gave them, and hands them to the :class:`bridge.bus.MessageBus`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,11 +29,13 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class SampleRecorded:
     """A sample was judged and stored; ``received`` is the monotonic time its last reading
-    arrived (for the latency metric), None when unknown."""
+    arrived (for the latency metric), None when unknown; ``payload`` the ``sample`` payload
+    (encoded once, for every subscriber)."""
 
     sample_id: int
     sample: SampleProcessed
     received: float | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

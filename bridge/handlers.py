@@ -153,7 +153,7 @@ class Broadcaster:
         return f"{self.prefix}/char/{cid}/{leaf}"
 
     def on_sample(self, event: SampleRecorded) -> None:
-        payload = sample_payload(event.sample_id, event.sample)
+        payload = event.payload or sample_payload(event.sample_id, event.sample)
         cid = event.sample.characteristic_id
         self.mqtt.publish(
             self._topic(cid, "sample"), dumps(envelope("sample", payload)), retain=True
@@ -235,7 +235,7 @@ class LiveState:
         ring = self.history.get(cid)
         if ring is None:
             return
-        ring.append(sample_payload(event.sample_id, event.sample))
+        ring.append(event.payload or sample_payload(event.sample_id, event.sample))
         self._dirty.add(cid)
         if time.monotonic() - self._last_history.get(cid, 0.0) >= self.min_interval:
             self.publish_history(cid)

@@ -43,8 +43,9 @@ def iso_z(ts: datetime) -> str:
     """``2026-11-28T06:00:00.123Z``: UTC, millisecond precision. ``ts`` must be aware."""
     if ts.tzinfo is None:
         raise ValueError(f"naive datetime {ts!r}: timestamps must be timezone-aware")
-    utc = ts.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    if ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    return ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _number(value: float | None) -> float | None:

@@ -44,9 +44,17 @@ from bridge.errors import (
     StoreUnavailable,
     UnknownCharacteristic,
 )
-from bridge.messages import dumps, error_payload, iso_z, parse_ack, parse_recalculate, reply_payload
+from bridge.messages import (
+    dumps,
+    error_payload,
+    iso_z,
+    parse_ack,
+    parse_recalculate,
+    reply_payload,
+    sample_payload,
+)
 from bridge.readings import InvalidReading, parse_reading
-from bridge.store import BatchWrite, IdAllocator, Store
+from bridge.store import BatchWrite, IdAllocator, Store, encode_rules, encode_values
 from engine import (
     CharacteristicEngine,
     ControlLimitsUpdated,
@@ -193,6 +201,7 @@ class Pipeline:
         self._recalc_head = f"{prefix}/cmd/char/"
         self._errors_topic = f"{prefix}/bridge/errors"
         self._db_down = False
+        self._writing: asyncio.Task[None] | None = None
         self._drain_until: float | None = None
         self._give_up_at: float | None = None
         self._last_sample: dict[int, tuple[int, int]] = {}  # characteristic -> (seq, sample_id)
@@ -239,11 +248,23 @@ class Pipeline:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set and the inbox is empty (or the drain time is up)."""
+        try:
+            await self._consume(stop)
+        except asyncio.CancelledError:
+            if self._writing is not None:
+                self._writing.cancel()
+            raise
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         while True:
             if stop.is_set() and (
                 not len(self.inbox)
                 or (self._drain_until is not None and time.monotonic() > self._drain_until)
             ):
+                try:
+                    await self.wait_written()
+                except StoreUnavailable:
+                    log.error("stopping with a batch not stored; the broker will redeliver it")
                 return
             wait = 0.0 if stop.is_set() else self.batch_wait
             items = await self.inbox.take(self.batch_max, wait, stop)
@@ -278,7 +299,7 @@ class Pipeline:
                 log.exception("could not process a message on %s", _topic(item))
                 self._report(_topic(item), _payload(item), f"internal error: {exc!r}")
                 pending.acks.append(item)
-        await self._commit(pending)
+        await self._commit(pending, overlap=True)
 
     async def _route(self, pending: _Pending, msg: Inbound) -> _Pending:
         topic = msg.topic
@@ -388,8 +409,14 @@ class Pipeline:
 
     # --- commit, ack, publish ---------------------------------------------------------
 
-    async def _commit(self, pending: _Pending) -> None:
+    async def _commit(self, pending: _Pending, *, overlap: bool = False) -> None:
+        """Store the batch, then ack its messages, then publish its results.
+
+        With ``overlap`` the write runs in the background while the caller goes on parsing
+        the next batch; batches still commit, ack and publish strictly one after another.
+        """
         if not pending:
+            await self.wait_written()
             return
         n_samples = sum(1 for e, _ in pending.events if isinstance(e, SampleProcessed))
         n_violations = sum(1 for e, _ in pending.events if isinstance(e, ViolationRaised))
@@ -398,8 +425,27 @@ class Pipeline:
         if n_violations:
             await self._retry(lambda: self.ids.reserve("violation", n_violations))
         batch, events = self._rows(pending)
+        await self.wait_written()
+        finish = self._finish(batch, events, pending.acks, self.clock())
+        if overlap:
+            self._writing = asyncio.create_task(finish, name="pipeline-write")
+        else:
+            await finish
+
+    async def wait_written(self) -> None:
+        """Wait for the batch being written in the background (its errors propagate)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    async def _finish(
+        self,
+        batch: BatchWrite,
+        events: list[DomainEvent],
+        acks: list[Inbound | Submission],
+        now: datetime,
+    ) -> None:
         if batch:
-            now = self.clock()
 
             async def write() -> None:
                 async with self.store.unit_of_work() as uow:
@@ -408,7 +454,7 @@ class Pipeline:
 
             await self._retry(write)
             self.metrics.db_batches += 1
-        for item in pending.acks:
+        for item in acks:
             if isinstance(item, Inbound):
                 self.mqtt.ack(item)
             elif item.ack is not None:
@@ -424,7 +470,9 @@ class Pipeline:
                 sample_id = self.ids.take("sample")
                 self._last_sample[event.characteristic_id] = (event.seq, sample_id)
                 batch.samples.append(_sample_row(sample_id, event))
-                events.append(SampleRecorded(sample_id, event, received))
+                events.append(
+                    SampleRecorded(sample_id, event, received, sample_payload(sample_id, event))
+                )
             elif isinstance(event, ViolationRaised):
                 violation_id = self.ids.take("violation")
                 seq, sample_id = self._last_sample.get(event.characteristic_id, (0, 0))
@@ -532,12 +580,12 @@ def _sample_row(sample_id: int, s: SampleProcessed) -> dict[str, Any]:
         "seq": s.seq,
         "ts": s.timestamp.astimezone(UTC),
         "value": s.value,
-        "values": list(s.values),
+        "values": encode_values(s.values),
         "range": s.range,
         "zone": None if s.zone is None else str(s.zone),
         "in_control": s.in_control,
-        "failed_rules": sorted(s.failed_rules),
-        "range_failed_rules": sorted(s.range_failed_rules),
+        "failed_rules": encode_rules(s.failed_rules),
+        "range_failed_rules": encode_rules(s.range_failed_rules),
         "excluded": False,
     }
 

@@ -1,6 +1,27 @@
 """Persistence: readings, samples, violations, limits and engine state (SQLAlchemy 2)."""
 
-from bridge.store._store import BatchWrite, IdAllocator, Store, UnitOfWork, ViolationRecord
+from bridge.store._store import (
+    BatchWrite,
+    IdAllocator,
+    Store,
+    UnitOfWork,
+    ViolationRecord,
+    decode_rules,
+    decode_values,
+    encode_rules,
+    encode_values,
+)
 from bridge.store._tables import metadata
 
-__all__ = ["BatchWrite", "IdAllocator", "Store", "UnitOfWork", "ViolationRecord", "metadata"]
+__all__ = [
+    "BatchWrite",
+    "IdAllocator",
+    "Store",
+    "UnitOfWork",
+    "ViolationRecord",
+    "decode_rules",
+    "decode_values",
+    "encode_rules",
+    "encode_values",
+    "metadata",
+]

@@ -36,11 +36,39 @@ from bridge.store._tables import (
     violations,
 )
 
-__all__ = ["BatchWrite", "IdAllocator", "Store", "UnitOfWork", "ViolationRecord"]
+__all__ = [
+    "BatchWrite",
+    "IdAllocator",
+    "Store",
+    "UnitOfWork",
+    "ViolationRecord",
+    "decode_rules",
+    "decode_values",
+    "encode_rules",
+    "encode_values",
+]
 
 log = logging.getLogger("openspc.store")
 
 COUNTERS = ("sample", "violation")
+
+
+def encode_values(values: Sequence[float]) -> str:
+    """``(10.01, 10.02)`` -> ``"10.01,10.02"`` (``repr`` round-trips every finite float)."""
+    return ",".join([repr(float(v)) for v in values])
+
+
+def decode_values(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")] if text else []
+
+
+def encode_rules(rules: Sequence[int]) -> str:
+    """``(1, 5)`` -> ``"1,5"``; ``()`` -> ``""``."""
+    return ",".join([str(r) for r in sorted(rules)]) if rules else ""
+
+
+def decode_rules(text: str) -> list[int]:
+    return [int(r) for r in text.split(",")] if text else []
 
 
 def _aware(ts: datetime) -> datetime:
@@ -336,7 +364,7 @@ class Store:
         )
         async with self.engine.connect() as conn:
             found = [
-                tuple(float(v) for v in values) for values in (await conn.execute(stmt)).scalars()
+                tuple(decode_values(values)) for values in (await conn.execute(stmt)).scalars()
             ]
         found.reverse()
         return found
@@ -369,12 +397,12 @@ def _sample_dict(row: Row[Any]) -> dict[str, Any]:
         "characteristic_id": m["characteristic_id"],
         "timestamp": iso_z(_aware(m["ts"])),
         "value": m["value"],
-        "values": list(m["values"]),
+        "values": decode_values(m["values"]),
         "range": m["range"],
         "zone": m["zone"],
         "in_control": m["in_control"],
-        "failed_rules": list(m["failed_rules"]),
-        "range_failed_rules": list(m["range_failed_rules"]),
+        "failed_rules": decode_rules(m["failed_rules"]),
+        "range_failed_rules": decode_rules(m["range_failed_rules"]),
     }
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData()
@@ -59,12 +60,14 @@ samples = Table(
     Column("seq", Integer, nullable=False),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("value", Float, nullable=False),
-    Column("values", JSON, nullable=False),
+    # "10.01,10.02": comma-separated reprs (cheaper than JSON on the hot path)
+    Column("values", Text, nullable=False),
     Column("range", Float, nullable=True),
     Column("zone", String(20), nullable=True),
     Column("in_control", Boolean, nullable=True),
-    Column("failed_rules", JSON, nullable=False),
-    Column("range_failed_rules", JSON, nullable=False),
+    # "1,5": rule ids, ascending; "" for none
+    Column("failed_rules", String(40), nullable=False),
+    Column("range_failed_rules", String(40), nullable=False),
     Column("excluded", Boolean, nullable=False, default=False),
     Index("ix_samples_char_id", "characteristic_id", "id"),
 )
