@@ -95,7 +95,7 @@ def _describe(value: object) -> str:
         return "a list"
     if isinstance(value, dict):
         return "an object"
-    return _show(str(value))
+    return _cut(str(value))
 
 
 def _number(value: object, what: str) -> float:
@@ -114,6 +114,14 @@ def _number(value: object, what: str) -> float:
     return result
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _bare_number(text: str) -> float:
     # float() is lenient where a reading must not be: "1_000", "nan", "infinity", digits of
     # other scripts. Only plain ASCII decimal notation passes.
@@ -122,7 +130,10 @@ def _bare_number(text: str) -> float:
     try:
         result = float(text)
     except ValueError:
-        raise InvalidReading(f"not a number: {_show(text)}") from None
+        hint = ""
+        if text.count(",") == 1 and _is_float(text.replace(",", ".")):
+            hint = " (use a decimal point, not a comma)"
+        raise InvalidReading(f"not a number: {_show(text)}{hint}") from None
     if not math.isfinite(result):
         raise InvalidReading(f"not a finite number: {_show(text)}")
     return result
