@@ -1,0 +1,74 @@
+"""The bridge rides out a broker restart and a database outage without losing a reading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge._mosquitto import MosquittoProcess
+from bridge.testing import PostgresCluster, find_pg_bin, unique_topic
+from tests.integration.conftest import BridgeFactory, char, open_probe
+
+pytestmark = pytest.mark.mosquitto
+
+
+async def test_broker_restart_reconnects_resubscribes_and_says_online_again(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path
+) -> None:
+    factory = BridgeFactory(fresh_mosquitto, unique_topic("openspc"), tmp_path)
+    prefix = factory.prefix
+    app = await factory.start([char(1)])
+    try:
+        async with open_probe(fresh_mosquitto, f"{prefix}/#") as probe:
+            await probe.publish(f"{prefix}/char/1/reading", "1")
+            await probe.wait_for(f"{prefix}/char/1/sample")
+        fresh_mosquitto.restart()
+        async with open_probe(fresh_mosquitto, f"{prefix}/#") as probe:
+            await probe.wait_for(f"{prefix}/bridge/status", lambda m: m["online"] is True)
+            await app.mqtt.subscribed.wait()
+            await probe.publish(f"{prefix}/char/1/reading", "2")
+            samples = await probe.wait_for(
+                f"{prefix}/char/1/sample", lambda m: m["payload"]["value"] == 2.0
+            )
+            assert samples[0]["payload"]["range"] == 1.0
+    finally:
+        await factory.stop(app)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresCluster]:
+    """A cluster of the test's own, to stop and start."""
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed")
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.mark.postgres
+async def test_database_outage_holds_readings_and_catches_up(
+    mosquitto: MosquittoProcess, own_postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    factory = BridgeFactory(
+        mosquitto, unique_topic("openspc"), tmp_path, db_url=own_postgres.async_url
+    )
+    prefix = factory.prefix
+    app = await factory.start([char(1)])
+    try:
+        async with open_probe(mosquitto, f"{prefix}/#") as probe:
+            await probe.publish(f"{prefix}/char/1/reading", "1")
+            await probe.wait_for(f"{prefix}/char/1/sample")
+            own_postgres.stop()
+            for value in ("2", "3", "4"):
+                await probe.publish(f"{prefix}/char/1/reading", value)
+            [error] = await probe.wait_for(f"{prefix}/bridge/errors")
+            assert "database unavailable" in error["reason"]
+            assert len(probe.matching(f"{prefix}/char/1/sample")) == 1
+            own_postgres.start()
+            samples = await probe.wait_for(f"{prefix}/char/1/sample", count=4, within=20)
+            assert [s["payload"]["value"] for s in samples] == [1.0, 2.0, 3.0, 4.0]
+            assert app.metrics.db_retries >= 1
+        assert await app.store.count("samples", 1) == 4
+    finally:
+        await factory.stop(app)
