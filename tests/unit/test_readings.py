@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -212,8 +213,6 @@ def test_malformed_value_paths(path: str) -> None:
 def test_parsing_stays_on_the_fast_path() -> None:
     """A guard against slow parsing creeping in (pydantic per message would be ~10x): 20,000
     JSON readings well under a second (about 3 µs each on the 2-core machine)."""
-    import time
-
     payload = b'{"value": 10.5, "ts": 1764309600123, "batch": "B-17"}'
     started = time.perf_counter()
     for _ in range(20_000):
