@@ -562,6 +562,7 @@ class PlantBroker:
             _write_atomically(layout.password_file, "", secret=True)
         conf = self.workdir / "mosquitto.conf"
         _write_atomically(conf, render_config(layout))
+        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [binary, "-c", str(conf)],
@@ -572,11 +573,22 @@ class PlantBroker:
                 preexec_fn=_die_with_parent,  # setsid + prctl only, before exec
             )
         deadline = time.monotonic() + timeout
+        listening = False
         while time.monotonic() < deadline and self.process.poll() is None:
-            if wait_for_port(self.mqtt_port, timeout=0.05):
+            listening = listening or wait_for_port(self.mqtt_port, timeout=0.05)
+            # Mosquitto listens before it installs its signal handlers, and a SIGHUP (reload)
+            # in between kills it: it is ready once it logs "running".
+            if listening and self._logged_running(log_offset):
                 return self
+            if listening:
+                time.sleep(0.005)
         self.stop()
         raise MosquittoFailedToStart(self.mqtt_port, self.log_text())
+
+    def _logged_running(self, offset: int) -> bool:
+        with self.log_file.open("rb") as log:
+            log.seek(offset)
+            return b" running" in log.read()
 
     @property
     def running(self) -> bool:
