@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,13 +183,17 @@ def _table(analysis: Analysis, args: argparse.Namespace, stamps: list[str] | Non
 
 
 def main(args: argparse.Namespace) -> int:
-    from engine import InsufficientData, ZeroDispersion, analyze, iso_z
+    from engine import InsufficientData, ZeroDispersion, analyze, iso_z, resolve_rules
 
     def fail(message: str) -> int:
         print(f"openspc analyze: {message}", file=sys.stderr)
         return 2
 
     n: int = args.subgroup_size
+    try:
+        resolve_rules(_parse_rules(args.rules))
+    except ValueError as exc:
+        return fail(f"--rules: {exc}")
     try:
         values, stamps = _read(args.file)
         if not values:
@@ -197,7 +202,7 @@ def main(args: argparse.Namespace) -> int:
             values,
             n,
             baseline=args.baseline,
-            rules=_parse_rules(args.rules),
+            rules=_parse_rules(args.rules),  # checked above
             usl=args.usl,
             lsl=args.lsl,
         )
@@ -214,8 +219,11 @@ def main(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if args.json:
         stamp = iso_z(_limits_time(stamps, n, args.baseline))
-        json.dump(_document(analysis, stamp), sys.stdout, allow_nan=False)
-        sys.stdout.write("\n")
+        text = json.dumps(_document(analysis, stamp), allow_nan=False)
     else:
-        print(_table(analysis, args, stamps))
+        text = _table(analysis, args, stamps)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `openspc analyze ... | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

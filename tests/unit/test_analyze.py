@@ -101,7 +101,7 @@ def test_individuals_and_trailing_readings(
         ("value\n1\nnan\n", [], "line 3: 'nan' is not a finite number"),
         ("value\n1\n2\n3\n", [], "too few subgroups for the baseline: 25 subgroups of 5 "),
         ("value\n" + "5\n" * 10, ["--baseline", "2"], "no variation"),
-        ("value\n1\n2\n", ["--rules", "nelsen"], "unknown rules preset 'nelsen'"),
+        ("value\n1\n2\n", ["--rules", "nelsen"], "--rules: unknown rules preset 'nelsen'"),
         ("value\n", [], "no readings"),
     ],
 )
