@@ -2,13 +2,15 @@
 
 ``bridge.app.bootstrap`` calls :func:`build_edge_node` (None unless
 ``bridge.sparkplug_edge.enabled``), then :func:`feed_edge_node` to hand it every stored
-sample and every new set of limits from the event bus, and runs :meth:`SparkplugEdgeNode.run`
+sample and every new set of limits from the event bus; ``Bridge.start`` calls
+:func:`seed_edge_node` with the restored state, so that the first NBIRTH after a restart
+carries the last results rather than nulls; ``Bridge.run`` runs :meth:`SparkplugEdgeNode.run`
 beside the pipeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,8 +18,9 @@ from bridge.bus import MessageBus
 from bridge.config import Settings
 from bridge.domain import LimitsUpdated, SampleRecorded
 from bridge.sparkplug._edge import SparkplugEdgeNode
+from engine import CharacteristicEngine
 
-__all__ = ["build_edge_node", "feed_edge_node"]
+__all__ = ["build_edge_node", "feed_edge_node", "seed_edge_node"]
 
 
 def _secret(value: Any) -> str | None:
@@ -71,3 +74,43 @@ def feed_edge_node(edge: SparkplugEdgeNode, bus: MessageBus) -> None:
 
     bus.subscribe(SampleRecorded, on_sample)
     bus.subscribe(LimitsUpdated, on_limits)
+
+
+def seed_edge_node(
+    edge: SparkplugEdgeNode,
+    history: Mapping[int, Sequence[Mapping[str, Any]]],
+    engines: Mapping[int, CharacteristicEngine],
+) -> None:
+    """Set the edge node's current values from the restored state: each characteristic's
+    last ``sample`` payload (``history``, oldest first) and its engine's control limits."""
+    for cid, samples in history.items():
+        if not samples:
+            continue
+        last = samples[-1]
+        try:
+            at = datetime.fromisoformat(str(last["timestamp"]).replace("Z", "+00:00"))
+            edge.metrics.sample(
+                cid,
+                sample_id=int(last["sample_id"]),
+                value=float(last["value"]),
+                range_=None if last.get("range") is None else float(last["range"]),
+                zone=last.get("zone"),
+                in_control=last.get("in_control"),
+                failed_rules=[*last.get("failed_rules", ()), *last.get("range_failed_rules", ())],
+                at=at,
+            )
+        except (KeyError, TypeError, ValueError):
+            continue  # an odd stored sample: the next one will set the values
+    for cid, engine in engines.items():
+        limits = engine.limits
+        if limits is not None:
+            edge.metrics.limits(
+                cid,
+                {
+                    "center_line": limits.center_line,
+                    "ucl": limits.ucl,
+                    "lcl": limits.lcl,
+                    "sigma": limits.sigma,
+                },
+                edge.clock(),
+            )
