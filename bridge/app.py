@@ -32,7 +32,7 @@ from bridge.handlers import (
 from bridge.messages import chart_name, dumps, iso_z, rules_payload, status_payload
 from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
 from bridge.sparkplug import SparkplugEdgeNode
-from bridge.sparkplug._wiring import build_edge_node, feed_edge_node
+from bridge.sparkplug._wiring import build_edge_node, feed_edge_node, seed_edge_node
 from bridge.store import Store, ViolationRecord
 from engine import CharacteristicEngine, limits_payload
 
@@ -103,6 +103,8 @@ class Bridge:
     async def start(self, connect_timeout: float | None = None) -> None:
         """Restore retained state from the database, connect, publish it."""
         await self._restore_live_state()
+        if self.sparkplug_edge is not None:  # its first NBIRTH carries the restored results
+            seed_edge_node(self.sparkplug_edge, self.live.history, self.engines)
         self.mqtt.on_connect = self._on_connect
         await self.mqtt.start()
         await self._publish_retained()
