@@ -219,3 +219,26 @@ async def test_the_bridge_publishes_its_results_as_a_sparkplug_edge_node(
     assert data.values["SPC/4/zone"] == "beyond_ucl"
     assert data.values["SPC/4/failed_rules"] == "1"
     assert reborn.values["SPC/4/value"] == 20.0  # the new birth carries the current values
+
+
+async def test_after_a_restart_the_edge_nodes_first_birth_carries_the_last_results(
+    bridge_factory: BridgeFactory,
+    probe: Probe,
+    topic_prefix: str,
+    mosquitto: MosquittoProcess,
+    group: str,
+) -> None:
+    fixed = {"center_line": 10.0, "ucl": 13.0, "lcl": 7.0, "rules": [1]}
+    edge = {"enabled": True, "group": group, "edge": "SPC"}
+    first = await bridge_factory.start([char(4, **fixed)], sparkplug_edge=edge)
+    await probe.publish(f"{topic_prefix}/char/4/reading", "11.5")
+    [sample] = await probe.wait_for(f"{topic_prefix}/char/4/sample")
+    await bridge_factory.stop(first)
+    async with SparkplugRecorder("127.0.0.1", mosquitto.port, group, "SPC") as rec:
+        await bridge_factory.start([char(4, **fixed)], sparkplug_edge=edge)
+        async with asyncio.timeout(TIMEOUT):
+            birth = await rec.next(MessageType.NBIRTH)
+    assert birth.values["SPC/4/value"] == 11.5
+    assert birth.values["SPC/4/sample_id"] == sample["payload"]["sample_id"]
+    assert birth.values["SPC/4/zone"] == "zone_b_upper"
+    assert (birth.values["SPC/4/ucl"], birth.values["SPC/4/lcl"]) == (13.0, 7.0)
