@@ -32,6 +32,7 @@ def main(args: argparse.Namespace) -> int:
 
     from bridge.app import run_bridge
     from bridge.config import ConfigInvalid, format_faults, load_settings
+    from bridge.errors import StoreUnavailable
 
     logging.basicConfig(
         level=getattr(logging, args.log_level),
@@ -53,11 +54,15 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve())
+    except StoreUnavailable as exc:
+        print(f"openspc run: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"openspc run: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        logging.getLogger("openspc").exception("the bridge stopped on an error")
+        # one line for the operator; the traceback only when asked for (--log-level DEBUG)
+        logging.getLogger("openspc").debug("the bridge stopped on an error", exc_info=True)
         print(f"openspc run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0

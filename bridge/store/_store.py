@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from bridge.errors import StoreUnavailable
 from bridge.messages import iso_z
 from bridge.store._tables import (
     characteristics,
@@ -259,9 +260,15 @@ class Store:
         engine = create_async_engine(url, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        store = cls(engine, url)
+        shown = engine.url.render_as_string(hide_password=True)
+        store = cls(engine, shown)
         try:
             await store.create_schema()
+        except (OSError, DBAPIError) as exc:
+            await engine.dispose()
+            raise StoreUnavailable(
+                shown, str(exc).splitlines()[0] if str(exc) else repr(exc)
+            ) from exc
         except BaseException:
             await engine.dispose()
             raise

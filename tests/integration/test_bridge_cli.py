@@ -94,3 +94,29 @@ async def test_a_bad_config_exits_2_with_one_line_per_fault(tmp_path: Path) -> N
     assert len(lines) == 2
     assert any("broker.port = 70000" in line for line in lines)
     assert any("subgroup_size = 30" in line for line in lines)
+
+
+async def test_an_unreachable_database_exits_1_with_one_line(tmp_path: Path) -> None:
+    from bridge._mosquitto import free_port
+
+    config = tmp_path / "openspc.toml"
+    config.write_text(
+        f'[database]\nurl = "postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"\n'
+        '[[characteristic]]\nid = 1\nname = "x"\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "run",
+        "--config",
+        str(config),
+        "--log-level",
+        "WARNING",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    [line] = err.decode().strip().splitlines()
+    assert line.startswith("openspc run: database postgresql+asyncpg://")
+    assert "unavailable" in line
