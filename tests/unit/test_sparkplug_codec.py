@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,16 @@ def test_the_committed_generated_code_is_what_the_schema_gives(tmp_path: Path) -
     for name in ("sparkplug_b_pb2.py", "sparkplug_b_pb2.pyi"):
         committed = (ROOT / "bridge" / "sparkplug" / "_pb" / name).read_text()
         assert (tmp_path / name).read_text() == committed, f"run scripts/gen-proto ({name})"
+
+
+def test_hand_written_wire_bytes_decode_as_the_specification_numbers_them() -> None:
+    """Field numbers checked without protoc: Payload.timestamp=1, metrics=2, seq=3;
+    Metric.alias=2, datatype=4, double_value=13 (a spec-style DATA metric by alias)."""
+    metric = b"\x10\x0b" + b"\x69" + struct.pack("<d", 10.25)  # alias 11, double_value
+    data = b"\x08\x90\x03" + b"\x12" + bytes([len(metric)]) + metric + b"\x18\x07"
+    payload = decode_payload(data)
+    assert (payload.timestamp, payload.seq) == (400, 7)
+    (got,) = payload.metrics
+    assert (got.name, got.alias, got.datatype) == (None, 11, None)
+    assert (got.value_field, got.value) == (ValueField.DOUBLE, 10.25)
+    assert encode_payload(payload) == data
