@@ -189,6 +189,13 @@ def test_analyze_agrees_with_the_stream_after_the_baseline(
         assert (point.value, point.range, point.zone) == (sample.value, sample.range, sample.zone)
         assert point.failed_rules == sample.failed_rules
         assert point.range_failed_rules == sample.range_failed_rules
+    # Phase I: the baseline's own points are judged too, each looking back from where it is
+    reflim = ref_limits_of(analysis.limits, n)
+    xs = [p.value for p in analysis.points]
+    for i, point in enumerate(analysis.points):
+        assert point.zone.value == ref.zone(point.value, reflim)
+        assert list(point.failed_rules) == ref.failed_rules(xs, i, reflim, rules)
+        assert bool(point.range_failed_rules) == ref.range_fails(point.range, reflim, rules)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
