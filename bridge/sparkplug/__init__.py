@@ -12,6 +12,7 @@ from bridge.sparkplug._host import (
     SparkplugHost,
     epoch_ms_to_datetime,
 )
+from bridge.sparkplug._inbound import Publish, SparkplugFilter, SparkplugInbound
 from bridge.sparkplug._node import (
     BD_SEQ,
     REBIRTH,
@@ -56,12 +57,15 @@ __all__ = [
     "Metric",
     "Outgoing",
     "Payload",
+    "Publish",
     "ReadingReceived",
     "RebirthRequested",
     "SourceStatusChanged",
     "SparkplugBinding",
     "SparkplugEdgeNode",
+    "SparkplugFilter",
     "SparkplugHost",
+    "SparkplugInbound",
     "SparkplugTopic",
     "SpcMetrics",
     "ValueField",

@@ -172,6 +172,7 @@ class SparkplugEdgeNode:
         username: str | None = None,
         password: str | None = None,
         tls: bool = False,
+        keepalive: int = 30,
         reconnect_delay: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -180,6 +181,7 @@ class SparkplugEdgeNode:
         self.client_id = client_id
         self.username, self.password = username, password
         self.tls = tls
+        self.keepalive = keepalive
         self.reconnect_delay = reconnect_delay
         self.clock = clock
         self.metrics = SpcMetrics(characteristic_ids)
@@ -238,7 +240,7 @@ class SparkplugEdgeNode:
             password=self.password,
             will=aiomqtt.Will(will.topic, will.data, qos=1, retain=False),
             clean_session=True,
-            keepalive=30,
+            keepalive=self.keepalive,
             tls_params=aiomqtt.TLSParameters() if self.tls else None,
         )
         async with client:

@@ -49,6 +49,7 @@ def build_edge_node(
         username=broker.username,
         password=_secret(broker.password),
         tls=bool(broker.tls),
+        keepalive=int(broker.keepalive),
         clock=clock,
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.sparkplug import (
     DataType,
@@ -271,3 +273,14 @@ def test_bytes_that_are_not_a_payload_are_rejected() -> None:
 def test_one_subscription_per_configured_edge_node() -> None:
     host = SparkplugHost([*BINDINGS, SparkplugBinding(4, "P2", "L1", None, "X")])
     assert host.topic_filters == ["spBv1.0/P2/+/L1/#", f"spBv1.0/{G}/+/{E}/#"]
+
+
+@given(st.binary(max_size=200), st.sampled_from(["NBIRTH", "NDATA", "NDEATH", "DBIRTH", "DDATA"]))
+def test_whatever_bytes_arrive_the_host_answers_with_events_and_never_raises(
+    data: bytes, kind: str
+) -> None:
+    h = Harness()
+    h.born()
+    device = "/Gauge7" if kind.startswith("D") else ""
+    events = h.host.handle(f"spBv1.0/{G}/{kind}/{E}{device}", data, T0)
+    assert all(isinstance(e, HostEvent.__args__) for e in events)  # type: ignore[attr-defined]
