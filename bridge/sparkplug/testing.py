@@ -229,7 +229,7 @@ class SparkplugRecorder:
             await self.received.put(Received(topic, payload, values))
 
     def _resolve(self, metric: Metric) -> tuple[str, DataType | None]:
-        datatype = DataType(metric.datatype) if metric.datatype is not None else None
+        datatype = metric.datatype if isinstance(metric.datatype, DataType) else None
         if metric.name is not None:
             if datatype is not None:
                 self._types[metric.name] = datatype
