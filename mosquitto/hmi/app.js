@@ -86,7 +86,8 @@
     } else if (ch && ch.meta && isNum(ch.meta.usl) && isNum(ch.meta.lsl) && ch.meta.usl > ch.meta.lsl) {
       scale = (ch.meta.usl - ch.meta.lsl) / 6;
     }
-    if (scale && scale > 0) return Math.max(0, Math.min(6, Math.ceil(-Math.log10(scale)) + 1));
+    // Enough digits to resolve about a fifth of a sigma, no more (10^-0.7 = 0.2).
+    if (scale && scale > 0) return Math.max(0, Math.min(6, Math.ceil(-Math.log10(scale) + 0.7)));
     return 3;
   }
 
@@ -608,7 +609,7 @@
       $("last-unit").textContent = "";
       $("last-time").textContent = "\u00a0";
       $("last-rules").textContent = "\u00a0";
-      $("kpi-cp").textContent = "\u00a0";
+      $("kpi-cp").textContent = "";
       setState("unknown", "NO DATA");
       return;
     }
@@ -652,9 +653,9 @@
     var cap = l.capability || {};
     $("kpi-cpk").textContent = fmt(cap.cpk, 2);
     var cpk = $("kpi-cpk");
-    cpk.className = "kpi-mid" + (isNum(cap.cpk) ? (cap.cpk < 1 ? " cap-bad" : cap.cpk < 1.33 ? " cap-warn" : " cap-good") : "");
+    cpk.className = isNum(cap.cpk) ? (cap.cpk < 1 ? "cap-bad" : cap.cpk < 1.33 ? "cap-warn" : "cap-good") : "";
     $("kpi-cp").textContent = isNum(cap.cp) || isNum(cap.ppk)
-      ? "Cp " + fmt(cap.cp, 2) + " \u00b7 Ppk " + fmt(cap.ppk, 2) : "\u00a0";
+      ? "\u00b7 Cp " + fmt(cap.cp, 2) + " \u00b7 Ppk " + fmt(cap.ppk, 2) : "";
   }
 
   function setState(state, text) {
@@ -703,7 +704,7 @@
       width: Math.max(200, el.clientWidth),
       height: Math.max(100, el.clientHeight),
       legend: { show: false },
-      padding: [18, 84, 0, 0], // room above for rule numbers, right for the limit labels
+      padding: [18, 96, 0, 0], // room above for rule numbers, right for the limit labels
       cursor: { drag: { x: false, y: false }, points: { show: false } },
       scales: {
         x: { time: false, range: function (u) {
@@ -843,6 +844,7 @@
     ctx.textAlign = "center";
     ctx.textBaseline = "bottom";
     var drawn = 0;
+    var labels = []; // boxes of the rule labels drawn so far
     v.samples.forEach(function (s, i) {
       var val = yValue(kind, s);
       if (val === null) return;
@@ -857,9 +859,21 @@
         ctx.lineWidth = 1.5 * px;
         ctx.strokeStyle = "#ffffff";
         ctx.stroke();
-        ctx.fillStyle = COLORS.text;
-        ctx.fillText(rules.join(","), x, y - 8 * px);
-        marks.push(s.sample_id + ":" + rules.join(","));
+        // The rule numbers above the point, unless they would overprint the previous label.
+        var label = rules.join(",");
+        var half = ctx.measureText(label).width / 2;
+        var lx = Math.max(x, u.bbox.left + half), ly = y - 8 * px;
+        var box = { left: lx - half - 2 * px, right: lx + half + 2 * px, top: ly - 14 * px, bottom: ly };
+        var free = labels.every(function (b) {
+          return b.right < box.left || b.left > box.right || b.bottom < box.top || b.top > box.bottom;
+        });
+        if (free) {
+          ctx.fillStyle = COLORS.text;
+          ctx.fillText(label, lx, ly);
+          labels.push(box);
+          if (labels.length > 12) labels.shift(); // only recent labels can be near
+        }
+        marks.push(s.sample_id + ":" + label);
       } else {
         ctx.arc(x, y, 3.5 * px, 0, 2 * Math.PI);
         ctx.fillStyle = COLORS.point;

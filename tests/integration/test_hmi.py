@@ -46,8 +46,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.mosquitto]
 
 
 def test_page_loads_from_mosquitto_and_draws_history(
-    browser: Any, plant: HmiPlant, feed: Feed
+    page: Any, plant: HmiPlant, feed: Feed
 ) -> None:
+    browser = page
     p = plant.prefix
     values = [10.0 + 0.01 * ((i * 7) % 5 - 2) for i in range(30)]
     values[20] = 10.09
@@ -81,6 +82,38 @@ def test_page_loads_from_mosquitto_and_draws_history(
     assert by_testid(browser, "r-chart").get_attribute("data-points") == "29"
     assert by_testid(browser, "kpi-ucl").text == "10.060"
     screenshot(browser, "hmi-history")
+    # Everything fits a 1280x800 panel: no scrolling, the big value and the alarms on screen.
+    fits = browser.execute_script(
+        """
+        const inside = (id) => { const r = document.getElementById(id).getBoundingClientRect();
+          return r.width > 0 && r.left >= 0 && r.top >= 0 && r.right <= innerWidth
+            && r.bottom <= innerHeight; };
+        return [innerWidth, innerHeight, document.documentElement.scrollWidth,
+                document.documentElement.scrollHeight,
+                ["last-value", "process-state", "x-chart", "r-chart", "alarm-list", "bridge-status",
+                 "conn-status", "login-submit"].filter((id) => !inside(id))];
+        """
+    )
+    assert fits == [1280, 800, 1280, 800, []]
+
+    # Another characteristic: its own retained history is drawn when it is picked.
+    bore = samples(2, [25.0 + 0.002 * (i % 4) for i in range(12)], first_id=501)
+    for s in bore:
+        s["values"] = [s["value"]] * 5
+        s["range"] = 0.004
+    feed.publish(
+        f"{p}/char/2/history",
+        {"type": "history", "payload": {"characteristic_id": 2, "samples": bore}},
+        retain=True,
+    )
+    feed.publish(f"{p}/char/2/limits", limits(2, 25.003, 0.004, mr_bar=0.0047), retain=True)
+    all_by_testid(browser, "char-item")[1].click()
+    wait_until(browser, text_is("char-title", "Bore ID"))
+    wait_until(browser, attr_is("x-chart", "data-points", "12"))
+    assert by_testid(browser, "r-chart").get_attribute("data-points") == "12"
+    assert by_testid(browser, "x-chart").get_attribute("data-marks") == ""
+    assert browser.find_element(By.ID, "r-title").text == "Range (R) chart"
+    assert "char=2" in browser.current_url
     assert console_errors(browser) == []
 
 
