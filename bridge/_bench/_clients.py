@@ -1,0 +1,200 @@
+"""The benchmark's load generator and listener: paho clients, each in its own process.
+
+Both run in a child process (``multiprocessing`` spawn) so that neither shares a GIL with
+the other or with the benchmark's parent. They talk to the parent through a queue:
+``("ready", ...)`` once connected (and subscribed), then one ``("done", result)``.
+
+Times are ``time.monotonic_ns()``: on Linux that is CLOCK_MONOTONIC, one clock for every
+process on the machine, so a send time in one process and an arrival time in another can
+be subtracted.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+__all__ = [
+    "WINDOW",
+    "Layout",
+    "PublishResult",
+    "SubscribeResult",
+    "publisher",
+    "subscriber",
+]
+
+WINDOW = 10_000
+"""Unacknowledged QoS 1 publishes a publisher allows itself (paho fails past ~65,535)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which reading goes where: reading ``i`` is the ``i // len(ids)``-th of
+    characteristic ``ids[i % len(ids)]`` (round robin, so every characteristic advances
+    evenly). ``topic`` has a ``{cid}`` hole."""
+
+    ids: tuple[int, ...]
+    sizes: tuple[int, ...]  # subgroup size of each id (same order)
+    readings: int
+    topic: str
+
+    def per_char(self) -> int:
+        return self.readings // len(self.ids)
+
+    def expected_samples(self) -> int:
+        per = self.per_char()
+        return sum(per // n for n in self.sizes)
+
+    def values(self, index: int) -> list[float]:
+        """The readings characteristic ``ids[index]`` receives, in order (seeded)."""
+        rng = random.Random(self.ids[index] * 7919)
+        return [round(rng.gauss(10.0, 0.01), 4) for _ in range(self.per_char())]
+
+    def messages(self) -> list[tuple[str, bytes]]:
+        columns = [self.values(k) for k in range(len(self.ids))]
+        topics = [self.topic.format(cid=cid) for cid in self.ids]
+        out: list[tuple[str, bytes]] = []
+        width = len(self.ids)
+        for i in range(self.per_char() * width):
+            k = i % width
+            out.append((topics[k], b'{"value":%r}' % columns[k][i // width]))
+        return out
+
+
+@dataclass
+class PublishResult:
+    count: int
+    started_ns: int
+    finished_ns: int  # every PUBACK in
+    sent_ns: list[int] = field(default_factory=list)  # per reading, when asked (latency)
+    errors: int = 0
+
+
+@dataclass
+class SubscribeResult:
+    count: int
+    first_ns: int
+    last_ns: int
+    # (topic, payload, arrival) of each message, when asked to keep them
+    kept: list[tuple[str, bytes, int]] = field(default_factory=list)
+    timed_out: bool = False
+
+
+def _client(client_id: str) -> paho.Client:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.max_inflight_messages_set(0)  # 0: no limit in paho; the window below bounds it
+    client.max_queued_messages_set(0)
+    return client
+
+
+def _connect(client: paho.Client, port: int) -> None:
+    connected = threading.Event()
+    client.on_connect = lambda *_args: connected.set()
+    client.connect("127.0.0.1", port, keepalive=60)
+    client.loop_start()
+    if not connected.wait(10):
+        raise RuntimeError(f"no CONNACK from 127.0.0.1:{port}")
+
+
+def publisher(
+    port: int,
+    layout: Layout,
+    rate: float | None,
+    record: bool,
+    go: Any,
+    out: Any,
+) -> None:
+    """Publish every reading of ``layout`` at QoS 1, as fast as the window allows or at
+    ``rate`` per second; report when the last PUBACK is in."""
+    messages = layout.messages()
+    acked = 0
+    lock = threading.Lock()
+
+    def on_publish(*_args: Any) -> None:
+        nonlocal acked
+        with lock:
+            acked += 1
+
+    client = _client(f"bench-pub-{time.monotonic_ns()}")
+    client.on_publish = on_publish
+    _connect(client, port)
+    out.put(("ready", None))
+    go.wait()
+    publish = client.publish
+    sent: list[int] = []
+    errors = 0
+    started = time.monotonic_ns()
+    interval_ns = int(1e9 / rate) if rate else 0
+    for i, (topic, payload) in enumerate(messages):
+        if interval_ns:
+            due = started + i * interval_ns
+            while (now := time.monotonic_ns()) < due:
+                time.sleep(min(0.0005, (due - now) / 1e9))
+        elif i - acked >= WINDOW:
+            while i - acked >= WINDOW:
+                time.sleep(0.0002)
+        if record:
+            sent.append(time.monotonic_ns())
+        if publish(topic, payload, qos=1).rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            errors += 1
+    deadline = time.monotonic() + 60
+    while acked < len(messages) - errors and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    finished = time.monotonic_ns()
+    client.disconnect()
+    client.loop_stop()
+    out.put(("done", PublishResult(len(messages), started, finished, sent, errors)))
+
+
+def subscriber(
+    port: int,
+    topic_filter: str,
+    expected: int,
+    keep: bool,
+    idle_s: float,
+    out: Any,
+) -> None:
+    """Count (and with ``keep``, keep) messages on ``topic_filter`` until ``expected``
+    arrived or none came for ``idle_s`` seconds. Retained messages are skipped."""
+    count = 0
+    first = last = 0
+    kept: list[tuple[str, bytes, int]] = []
+    done = threading.Event()
+
+    def on_message(_client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        nonlocal count, first, last
+        if message.retain:
+            return
+        last = time.monotonic_ns()
+        if not count:
+            first = last
+        count += 1
+        if keep:
+            kept.append((message.topic, bytes(message.payload), last))
+        if count >= expected:
+            done.set()
+
+    subscribed = threading.Event()
+    client = _client(f"bench-sub-{time.monotonic_ns()}")
+    client.on_message = on_message
+    client.on_subscribe = lambda *_args: subscribed.set()
+    _connect(client, port)
+    client.subscribe(topic_filter, qos=1)
+    if not subscribed.wait(10):
+        raise RuntimeError("no SUBACK")
+    out.put(("ready", None))
+    seen = -1
+    while not done.wait(idle_s):
+        if count == seen:  # nothing new for idle_s: give up
+            break
+        seen = count
+    timed_out = not done.is_set()
+    client.disconnect()
+    client.loop_stop()
+    out.put(("done", SubscribeResult(count, first, last, kept, timed_out)))

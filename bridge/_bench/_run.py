@@ -1,0 +1,686 @@
+"""`openspc bench`: the bridge measured against the broker's own limit, in one run.
+
+Everything runs on this machine, on loopback, in processes of its own:
+
+1. *relay*: a paho publisher -> Mosquitto -> a paho subscriber, N QoS 1 readings; the limit
+   this machine and client library allow;
+2. *bridge*: the same N QoS 1 readings over 200 characteristics (half n = 1, half n = 5) into
+   ``openspc run`` (SQLite); from the first publish until the last ``sample`` reaches a
+   subscriber; the samples are checked (count, values, order) and counted in the database;
+3. *latency*: readings paced at 2,000/s; publish-to-``sample`` p50 and p99;
+4. *engine*: points/s of one :class:`engine.CharacteristicEngine` (``engine.benchmark``);
+5. *memory*: VmRSS of ``openspc run`` with 10,000 characteristics, after start-up and after
+   one sample each.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bridge._bench._clients import WINDOW, Layout, PublishResult, SubscribeResult
+from bridge._bench._clients import publisher as _publisher
+from bridge._bench._clients import subscriber as _subscriber
+from bridge._mosquitto import MosquittoProcess
+
+__all__ = ["BenchOptions", "BenchReport", "format_report", "run_bench"]
+
+CHARACTERISTICS = 200
+THROUGHPUT_BASE = 0  # ids 1..200
+LATENCY_BASE = 1000  # ids 1001..1200
+MEMORY_PREFIX = "openspcmem"
+
+
+@dataclass
+class BenchOptions:
+    readings: int = 100_000
+    latency_rate: float = 2000.0
+    latency_seconds: float = 5.0
+    engine_points: int = 200_000
+    memory_characteristics: int = 10_000
+    idle_s: float = 15.0  # a phase gives up when nothing arrived for this long
+    keep_dir: bool = False
+    profile: Path | None = None  # py-spy record of the bridge during the throughput phase
+    log: Callable[[str], None] = field(default=lambda _text: None)
+
+    @classmethod
+    def quick(cls) -> BenchOptions:
+        return cls(
+            readings=4_000,
+            latency_seconds=1.0,
+            engine_points=20_000,
+            memory_characteristics=1_000,
+            idle_s=10.0,
+        )
+
+
+@dataclass
+class BenchReport:
+    machine: dict[str, Any]
+    readings: int
+    relay_rate: float = 0.0
+    bridge_rate: float = 0.0
+    ratio: float = 0.0
+    samples_expected: int = 0
+    samples_received: int = 0
+    samples_in_order: bool = False
+    samples_stored: int = 0
+    readings_stored: int = 0
+    bridge_cpu_s: float = 0.0
+    bridge_seconds: float = 0.0
+    latency_rate: float = 0.0
+    latency_samples: int = 0
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_max_ms: float | None = None
+    engine_n1: float = 0.0
+    engine_n5: float = 0.0
+    memory_characteristics: int = 0
+    memory_startup_s: float = 0.0
+    memory_rss_mb: float = 0.0
+    memory_rss_after_mb: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+# --- the machine --------------------------------------------------------------------------
+
+
+def _machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    mosquitto = ""
+    try:
+        # mosquitto -h prints "mosquitto version 2.0.11" and exits 3
+        text = subprocess.run(
+            ["mosquitto", "-h"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+        mosquitto = text.splitlines()[0].replace("mosquitto version", "").strip() if text else ""
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "cpus": os.cpu_count() or 0,
+        "cpu_model": cpu,
+        "memory_gb": mem_gb,
+        "python": sys.version.split()[0],
+        "mosquitto": mosquitto,
+        "paho": paho.__version__ if hasattr(paho, "__version__") else "",
+    }
+
+
+# --- child processes ----------------------------------------------------------------------
+
+_ctx = multiprocessing.get_context("spawn")
+
+
+class _Child:
+    """A publisher or subscriber process and its queue."""
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        self.queue: Any = _ctx.Queue()
+        self.process = _ctx.Process(target=target, args=(*args, self.queue), daemon=True)
+        self.process.start()
+
+    def wait(self, kind: str, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"benchmark client: no {kind!r} in {timeout:.0f} s")
+            try:
+                got_kind, value = self.queue.get(timeout=min(remaining, 0.5))
+            except Exception:  # queue.Empty; the process may have died
+                if not self.process.is_alive() and self.queue.empty():
+                    raise RuntimeError(
+                        f"benchmark client exited ({self.process.exitcode})"
+                    ) from None
+                continue
+            if got_kind == kind:
+                return value
+
+    def close(self) -> None:
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def _relay_or_bridge(
+    port: int,
+    layout: Layout,
+    sub_filter: str,
+    expected: int,
+    *,
+    keep: bool,
+    rate: float | None,
+    record: bool,
+    idle_s: float,
+    during: Callable[[], None] | None = None,
+) -> tuple[PublishResult, SubscribeResult]:
+    """One publisher and one subscriber process: subscribe, publish, wait for the last."""
+    go = _ctx.Event()
+    sub = _Child(_subscriber, port, sub_filter, expected, keep, idle_s)
+    try:
+        sub.wait("ready", 30)
+        pub = _Child(_publisher, port, layout, rate, record, go)
+        try:
+            pub.wait("ready", 60)
+            go.set()
+            if during is not None:
+                during()
+            published: PublishResult = pub.wait("done", 600)
+            received: SubscribeResult = sub.wait("done", 600)
+        finally:
+            pub.close()
+    finally:
+        sub.close()
+    return published, received
+
+
+# --- the bridge as users run it -----------------------------------------------------------
+
+
+def _bridge_config(
+    port: int,
+    db: Path,
+    client_id: str,
+    prefix: str,
+    groups: list[tuple[Layout, Callable[[int], int]]],
+) -> str:
+    lines = [
+        "[broker]",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        f'client_id = "{client_id}"',
+        "",
+        "[database]",
+        f'url = "sqlite+aiosqlite:///{db}"',
+        "",
+        "[bridge]",
+        f'topic_prefix = "{prefix}"',
+        "metrics_interval = 1.0",
+        "",
+    ]
+    for layout, baseline in groups:
+        for cid, n in zip(layout.ids, layout.sizes, strict=True):
+            lines += [
+                "[[characteristic]]",
+                f"id = {cid}",
+                f'name = "bench {cid}"',
+                f"subgroup_size = {n}",
+                f"baseline = {baseline(n)}",
+                "usl = 10.05",
+                "lsl = 9.95",
+                'rules = "nelson"',
+                "",
+            ]
+    return "\n".join(lines)
+
+
+class _Watcher:
+    """A paho client in the parent: counts messages per topic filter (retained included)."""
+
+    def __init__(self, port: int, filters: list[str]) -> None:
+        self.counts: dict[str, set[str]] = {f: set() for f in filters}
+        self.payloads: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-watch-{os.getpid()}")
+        client.on_message = self._on_message
+        client.connect("127.0.0.1", port)
+        for f in filters:
+            client.subscribe(f, qos=1)
+        client.loop_start()
+        self.client = client
+
+    def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.payloads[message.topic] = bytes(message.payload)
+            for f, seen in self.counts.items():
+                if paho.topic_matches_sub(f, message.topic):
+                    seen.add(message.topic)
+
+    def distinct(self, topic_filter: str) -> int:
+        with self._lock:
+            return len(self.counts[topic_filter])
+
+    def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"benchmark: {what} not seen in {timeout:.0f} s")
+            time.sleep(0.02)
+
+    def online(self, topic: str) -> bool:
+        with self._lock:
+            raw = self.payloads.get(topic)
+        if raw is None:
+            return False
+        try:
+            return bool(json.loads(raw).get("online"))
+        except ValueError:
+            return False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@contextmanager
+def _bridge_process(config: Path, workdir: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``openspc run --config FILE`` as a child; SIGTERM and wait on the way out."""
+    log = (workdir / f"{name}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "run", "--config", str(config), "--log-level", "WARNING"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+    )
+    log.close()
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _check_samples(
+    layout: Layout, kept: list[tuple[str, bytes, int]]
+) -> tuple[bool, list[list[int]]]:
+    """Every characteristic's samples carry its readings, in order; arrival times by
+    characteristic index and sample number."""
+    index = {cid: k for k, cid in enumerate(layout.ids)}
+    got: list[list[list[float]]] = [[] for _ in layout.ids]
+    arrivals: list[list[int]] = [[] for _ in layout.ids]
+    for _topic, payload, arrived in kept:
+        data = json.loads(payload)["payload"]
+        k = index.get(data["characteristic_id"])
+        if k is None:
+            continue
+        got[k].append(data["values"])
+        arrivals[k].append(arrived)
+    ok = True
+    for k, n in enumerate(layout.sizes):
+        values = layout.values(k)
+        want = [values[j : j + n] for j in range(0, len(values) - n + 1, n)]
+        if got[k] != want:
+            ok = False
+    return ok, arrivals
+
+
+def _count_rows(db: Path, table: str, low: int, high: int) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+        row = conn.execute(
+            f"SELECT count(*) FROM {table} WHERE characteristic_id BETWEEN ? AND ?",  # noqa: S608  # table is one of ours
+            (low, high),
+        ).fetchone()
+    return int(row[0])
+
+
+def _layout(base: int, count: int, readings: int, prefix: str) -> Layout:
+    ids = tuple(base + k + 1 for k in range(count))
+    sizes = tuple(1 if k % 2 == 0 else 5 for k in range(count))
+    per = max(5, readings // count // 5 * 5)  # a multiple of 5: whole subgroups
+    return Layout(ids, sizes, per * count, prefix + "/char/{cid}/reading")
+
+
+def _baseline_for(layout: Layout) -> Callable[[int], int]:
+    """About a tenth of each characteristic's subgroups (2..25): limits for most of the run."""
+    per = layout.per_char()
+    return lambda n: max(2, min(25, per // n // 10))
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def run_bench(options: BenchOptions) -> BenchReport:
+    say = options.log
+    workdir = Path(tempfile.mkdtemp(prefix="openspc-bench-"))
+    workdir.chmod(0o755)
+    report = BenchReport(machine=_machine(), readings=options.readings)
+    try:
+        with MosquittoProcess(workdir=workdir / "mosquitto") as broker:
+            report.machine["mosquitto_port"] = broker.port
+            _relay(options, report, broker.port)
+            _bridge(options, report, broker.port, workdir)
+            _memory(options, report, broker.port, workdir)
+        say("engine alone")
+        from engine import benchmark
+
+        report.engine_n1 = benchmark(options.engine_points, 1)
+        report.engine_n5 = benchmark(options.engine_points, 5)
+    finally:
+        if options.keep_dir:
+            say(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return report
+
+
+def _relay(options: BenchOptions, report: BenchReport, port: int) -> None:
+    layout = _layout(0, CHARACTERISTICS, options.readings, "bench/relay")
+    report.readings = layout.readings
+    options.log(f"relay: {layout.readings} QoS 1 readings, paho -> mosquitto -> paho")
+    pub, sub = _relay_or_bridge(
+        port,
+        layout,
+        "bench/relay/#",
+        layout.readings,
+        keep=False,
+        rate=None,
+        record=False,
+        idle_s=options.idle_s,
+    )
+    if sub.count != layout.readings:
+        report.problems.append(f"relay: {sub.count} of {layout.readings} readings arrived")
+    report.relay_rate = sub.count / max(1e-9, (sub.last_ns - pub.started_ns) / 1e9)
+
+
+def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path) -> None:
+    prefix = "openspc"
+    through = _layout(THROUGHPUT_BASE, CHARACTERISTICS, options.readings, prefix)
+    paced = round(options.latency_rate * options.latency_seconds)
+    latency = _layout(LATENCY_BASE, CHARACTERISTICS, paced, prefix)
+    db = workdir / "bench.db"
+    config = workdir / "bench.toml"
+    config.write_text(
+        _bridge_config(
+            port,
+            db,
+            "openspc-bench",
+            prefix,
+            [(through, _baseline_for(through)), (latency, _baseline_for(latency))],
+        )
+    )
+    watcher = _Watcher(port, [f"{prefix}/bridge/status"])
+    try:
+        with _bridge_process(config, workdir, "bridge") as bridge:
+            watcher.wait_for(
+                lambda: watcher.online(f"{prefix}/bridge/status") or bridge.poll() is not None,
+                60,
+                "the bridge online",
+            )
+            if bridge.poll() is not None:
+                raise RuntimeError(f"openspc run exited: {(workdir / 'bridge.log').read_text()}")
+            time.sleep(0.5)  # let it publish its retained start-up state
+            _throughput(options, report, port, bridge.pid, through, db)
+            _latency(options, report, port, latency)
+    finally:
+        watcher.close()
+
+
+def _throughput(
+    options: BenchOptions, report: BenchReport, port: int, pid: int, layout: Layout, db: Path
+) -> None:
+    expected = layout.expected_samples()
+    report.samples_expected = expected
+    options.log(
+        f"bridge: {layout.readings} QoS 1 readings over {len(layout.ids)} characteristics, "
+        f"{expected} samples expected"
+    )
+    cpu0 = _cpu_s(pid)
+    profiler: list[subprocess.Popen[bytes]] = []
+
+    def during() -> None:
+        if options.profile is not None:
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            profiler.append(
+                subprocess.Popen(
+                    [py_spy, "record", "-p", str(pid), "-o", str(options.profile), "-r", "200"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    pub, sub = _relay_or_bridge(
+        port,
+        layout,
+        "openspc/char/+/sample",
+        expected,
+        keep=True,
+        rate=None,
+        record=False,
+        idle_s=options.idle_s,
+        during=during,
+    )
+    for p in profiler:
+        p.send_signal(signal.SIGINT)
+        p.wait(60)
+    report.bridge_cpu_s = round(_cpu_s(pid) - cpu0, 2)
+    seconds = (sub.last_ns - pub.started_ns) / 1e9
+    report.bridge_seconds = round(seconds, 3)
+    report.samples_received = sub.count
+    report.bridge_rate = layout.readings / max(1e-9, seconds) if sub.count == expected else 0.0
+    if report.relay_rate:
+        report.ratio = report.bridge_rate / report.relay_rate
+    in_order, _ = _check_samples(layout, sub.kept)
+    report.samples_in_order = in_order
+    low, high = layout.ids[0], layout.ids[-1]
+    report.samples_stored = _count_rows(db, "samples", low, high)
+    report.readings_stored = _count_rows(db, "readings", low, high)
+    if sub.count != expected:
+        report.problems.append(f"bridge: {sub.count} of {expected} samples arrived")
+    if not in_order:
+        report.problems.append("bridge: samples do not match the readings sent, in order")
+    if report.samples_stored != expected:
+        report.problems.append(f"bridge: {report.samples_stored} of {expected} samples stored")
+    if report.readings_stored != layout.readings:
+        report.problems.append(
+            f"bridge: {report.readings_stored} of {layout.readings} readings stored"
+        )
+
+
+def _latency(options: BenchOptions, report: BenchReport, port: int, layout: Layout) -> None:
+    rate = options.latency_rate
+    report.latency_rate = rate
+    options.log(f"latency: {layout.readings} readings paced at {rate:,.0f}/s")
+    expected = layout.expected_samples()
+    pub, sub = _relay_or_bridge(
+        port,
+        layout,
+        "openspc/char/+/sample",
+        expected,
+        keep=True,
+        rate=rate,
+        record=True,
+        idle_s=options.idle_s,
+    )
+    ok, arrivals = _check_samples(layout, sub.kept)
+    if not ok or sub.count != expected:
+        report.problems.append(f"latency: {sub.count} of {expected} samples, in order: {ok}")
+    width = len(layout.ids)
+    delays: list[float] = []
+    for k, n in enumerate(layout.sizes):
+        for j, arrived in enumerate(arrivals[k]):
+            i = ((j + 1) * n - 1) * width + k  # the reading that completed sample j
+            if i < len(pub.sent_ns):
+                delays.append((arrived - pub.sent_ns[i]) / 1e6)
+    if delays:
+        delays.sort()
+        report.latency_samples = len(delays)
+        report.latency_p50_ms = round(statistics.median(delays), 2)
+        report.latency_p99_ms = round(delays[min(len(delays) - 1, int(0.99 * len(delays)))], 2)
+        report.latency_max_ms = round(delays[-1], 2)
+
+
+def _memory(options: BenchOptions, report: BenchReport, port: int, workdir: Path) -> None:
+    count = options.memory_characteristics
+    report.memory_characteristics = count
+    options.log(f"memory: openspc run with {count} characteristics")
+    layout = _layout(0, count, count * 5, MEMORY_PREFIX)
+    db = workdir / "memory.db"
+    config = workdir / "memory.toml"
+    config.write_text(
+        _bridge_config(port, db, "openspc-bench-memory", MEMORY_PREFIX, [(layout, lambda n: 25)])
+    )
+    alarms = f"{MEMORY_PREFIX}/char/+/alarms"
+    samples = f"{MEMORY_PREFIX}/char/+/sample"
+    watcher = _Watcher(port, [alarms, samples])
+    try:
+        started = time.monotonic()
+        with _bridge_process(config, workdir, "memory") as bridge:
+            # the bridge publishes meta, limits, history, alarms per characteristic at start-up
+            watcher.wait_for(
+                lambda: watcher.distinct(alarms) >= count or bridge.poll() is not None,
+                300,
+                f"{count} characteristics started",
+            )
+            if bridge.poll() is not None:
+                raise RuntimeError(f"openspc run exited: {(workdir / 'memory.log').read_text()}")
+            report.memory_startup_s = round(time.monotonic() - started, 2)
+            time.sleep(1.0)
+            report.memory_rss_mb = round(_rss_mb(bridge.pid), 1)
+            # one whole subgroup for each: one sample each
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-memory-pub")
+            client.max_inflight_messages_set(0)
+            client.max_queued_messages_set(0)
+            client.connect("127.0.0.1", port)
+            client.loop_start()
+            rng_values = [10.0, 10.01, 9.99, 10.02, 9.98]
+            for k, cid in enumerate(layout.ids):
+                n = layout.sizes[k]
+                body = {"values": rng_values[:n]} if n > 1 else {"value": rng_values[0]}
+                info = client.publish(
+                    layout.topic.format(cid=cid), json.dumps(body).encode(), qos=1
+                )
+                if k % WINDOW == WINDOW - 1:
+                    info.wait_for_publish(30)
+            try:
+                watcher.wait_for(
+                    lambda: watcher.distinct(samples) >= count, 120, f"{count} samples"
+                )
+                time.sleep(1.0)
+                report.memory_rss_after_mb = round(_rss_mb(bridge.pid), 1)
+            except TimeoutError as exc:
+                report.problems.append(str(exc))
+            finally:
+                client.disconnect()
+                client.loop_stop()
+    finally:
+        watcher.close()
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def format_report(r: BenchReport) -> str:
+    m = r.machine
+    rows: list[tuple[str, str, str]] = []
+
+    def row(what: str, value: str, target: str = "") -> None:
+        rows.append((what, value, target))
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    row("relay paho -> mosquitto -> paho, QoS 1", f"{r.relay_rate:,.0f} readings/s")
+    row("bridge end to end, QoS 1, 200 chars", f"{r.bridge_rate:,.0f} readings/s")
+    row(
+        "  ratio bridge / relay",
+        f"{r.ratio:.2f}",
+        f">= 0.80: {mark(r.ratio >= 0.8)}",
+    )
+    row("  samples received / expected", f"{r.samples_received:,} / {r.samples_expected:,}")
+    row("  samples stored in the database", f"{r.samples_stored:,}")
+    row("  readings stored in the database", f"{r.readings_stored:,}")
+    row("  per-characteristic order and values", "ok" if r.samples_in_order else "WRONG")
+    row("  bridge CPU during the run", f"{r.bridge_cpu_s:.1f} s in {r.bridge_seconds:.1f} s")
+    p99 = r.latency_p99_ms
+    row(
+        f"latency at {r.latency_rate:,.0f} readings/s, p50",
+        "-" if r.latency_p50_ms is None else f"{r.latency_p50_ms:.1f} ms",
+    )
+    row(
+        "  p99",
+        "-" if p99 is None else f"{p99:.1f} ms",
+        f"<= 10 ms: {mark(p99 is not None and p99 <= 10)}",
+    )
+    row("  max", "-" if r.latency_max_ms is None else f"{r.latency_max_ms:.1f} ms")
+    row(
+        "engine, n = 1, eight rules",
+        f"{r.engine_n1:,.0f} points/s",
+        f">= 300,000: {mark(r.engine_n1 >= 300_000)}",
+    )
+    row(
+        "engine, n = 5, eight rules",
+        f"{r.engine_n5:,.0f} points/s",
+        f">= 300,000: {mark(r.engine_n5 >= 300_000)}",
+    )
+    row(
+        f"bridge memory, {r.memory_characteristics:,} chars, started",
+        f"{r.memory_rss_mb:.0f} MB",
+        f"<= 150 MB: {mark(r.memory_rss_mb <= 150)}",
+    )
+    after = r.memory_rss_after_mb
+    row(
+        "  after one sample each",
+        "-" if after is None else f"{after:.0f} MB",
+        "" if after is None else f"<= 150 MB: {mark(after <= 150)}",
+    )
+    row("  start-up time", f"{r.memory_startup_s:.1f} s")
+    w1 = max(len(a) for a, _, _ in rows)
+    w2 = max(len(b) for _, b, _ in rows)
+    lines = [
+        f"openspc bench: {r.readings:,} readings; {m['cpus']} CPU(s) {m['cpu_model']}, "
+        f"{m['memory_gb']} GB, Python {m['python']}, Mosquitto {m['mosquitto']}",
+        "",
+    ]
+    lines += [f"  {a:<{w1}}  {b:>{w2}}  {c}".rstrip() for a, b, c in rows]
+    if r.problems:
+        lines += ["", "PROBLEMS:", *[f"  - {p}" for p in r.problems]]
+    return "\n".join(lines)

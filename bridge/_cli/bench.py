@@ -1,0 +1,61 @@
+"""`openspc bench`: the bridge measured against the broker's own limit (docs/performance.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "measure relay, bridge throughput and latency, engine speed and memory on this machine"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--readings",
+        type=int,
+        default=None,
+        metavar="N",
+        help="QoS 1 readings for the relay and the bridge (default 100000; --quick 4000)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a small run (a few seconds)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE.svg",
+        help="py-spy record the bridge during the throughput run (needs py-spy)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp dir (configs, logs, databases)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from bridge._bench import BenchOptions, format_report, run_bench
+    from bridge._mosquitto import MosquittoNotFound
+
+    options = BenchOptions.quick() if args.quick else BenchOptions()
+    if args.readings is not None:
+        if args.readings < 1000:
+            print("openspc bench: --readings must be at least 1000", file=sys.stderr)
+            return 2
+        options.readings = args.readings
+    options.keep_dir = args.keep
+    options.profile = args.profile
+    if not args.json:
+        options.log = lambda text: print(f"... {text}", file=sys.stderr, flush=True)
+    try:
+        report = run_bench(options)
+    except MosquittoNotFound as exc:
+        print(f"openspc bench: {exc}", file=sys.stderr)
+        return 1
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"openspc bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_report(report))
+    return 0 if report.ok else 1

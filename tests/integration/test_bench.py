@@ -1,0 +1,66 @@
+"""`openspc bench` smoke-tested with tiny counts, so it cannot rot (the figures are not checked:
+this is not a timed test; docs/performance.md has the real run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bridge._bench import BenchOptions, format_report, run_bench
+from bridge._mosquitto import find_mosquitto
+
+pytestmark = [
+    pytest.mark.mosquitto,
+    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed"),
+]
+
+
+def tiny() -> BenchOptions:
+    return BenchOptions(
+        readings=1_000,
+        latency_seconds=0.5,
+        engine_points=2_000,
+        memory_characteristics=100,
+        idle_s=10.0,
+    )
+
+
+def test_every_figure_is_measured_and_every_sample_is_stored() -> None:
+    report = run_bench(tiny())
+
+    assert report.problems == []
+    assert report.relay_rate > 0
+    assert report.bridge_rate > 0
+    assert report.samples_received == report.samples_expected == 600
+    assert report.samples_stored == 600
+    assert report.readings_stored == 1_000
+    assert report.samples_in_order
+    assert report.latency_samples > 0
+    assert report.latency_p99_ms is not None
+    assert report.engine_n1 > 0
+    assert report.engine_n5 > 0
+    assert report.memory_rss_mb > 0
+    assert report.memory_rss_after_mb is not None
+    text = format_report(report)
+    assert "ratio bridge / relay" in text
+    assert "PROBLEMS" not in text
+
+
+@pytest.mark.slow
+def test_the_command_prints_json() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "bench", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["ok"] is True
+    assert data["samples_stored"] == data["samples_expected"] > 0
+    assert {"relay_rate", "bridge_rate", "ratio", "latency_p99_ms", "memory_rss_mb"} <= set(data)
