@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import secrets
 import shutil
 import stat
@@ -31,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from bridge._mosquitto import port_is_free
+from bridge._mosquitto import MosquittoFailedToStart, port_is_free
 from bridge.broker import REPO_ROOT, PlantBroker, Role
 
 __all__ = [
@@ -266,6 +267,20 @@ rules = "nelson"
 """
 
 
+def _start_broker(broker: PlantBroker, options: DemoOptions) -> None:
+    """Start the broker; a port taken since :func:`check_ports` is still a :class:`PortTaken`."""
+    try:
+        broker.start()
+    except MosquittoFailedToStart as exc:
+        taken = re.findall(r"Unable to create \S+ listener on port (\d+)", exc.log)
+        if not taken:
+            raise
+        port = int(taken[-1])
+        if port == options.mqtt_port:
+            raise PortTaken(port, "MQTT", "--mqtt-port") from None
+        raise PortTaken(port, "WebSocket/HMI", "--ws-port") from None
+
+
 async def _finish(bridge: asyncio.Task[None]) -> None:
     """Let the bridge finish (offline status, flush); log, never raise, what went wrong."""
     try:
@@ -367,7 +382,7 @@ async def run_demo(
     for user in users:
         topics = gauge_topics if user.role is Role.GAUGE else []
         store.add(user.name, user.role, user.password, topics, topic_prefix="openspc")
-    broker.start()
+    _start_broker(broker, options)
     started = datetime.now(UTC) - timedelta(seconds=1)
     try:
         bridge_stop = asyncio.Event()

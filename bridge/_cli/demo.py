@@ -102,11 +102,16 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run())
-    except demo.StateDirUnusable as exc:
+    except (demo.StateDirUnusable, demo.PortTaken) as exc:
         return _fail(str(exc), 2)
+    except MosquittoFailedToStart as exc:
+        errors = [line for line in exc.log.splitlines() if "Error" in line]
+        reason = errors[-1].split("Error: ", 1)[-1] if errors else "no error in its log"
+        log_file = options.state_dir / "broker" / "mosquitto.log"
+        return _fail(f"the broker did not start: {reason} (log: {log_file})", 1)
     except ConfigInvalid as exc:
         return _fail(f"the demo's configuration is invalid: {exc}", 1)
-    except (MosquittoNotFound, MosquittoFailedToStart, BrokerUnavailable, RuntimeError) as exc:
+    except (MosquittoNotFound, BrokerUnavailable, RuntimeError) as exc:
         return _fail(str(exc), 1)
     print("openspc demo: stopped")
     return 0

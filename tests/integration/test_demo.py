@@ -92,6 +92,30 @@ def state_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+class PortRace(Exception):
+    """Another process took a port between choosing it and the demo binding it."""
+
+
+async def start_demo(
+    state_dir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    ports: tuple[int, int] | None = None,
+) -> tuple[Demo, aiomqtt.Client]:
+    """Start the demo (on ``ports``, or free ones) and connect a watcher to it."""
+    for _ in range(3):
+        mqtt_port, ws_port = ports or (free_port(), free_port())
+        demo = Demo(state_dir, mqtt_port, ws_port).start(*extra, env=env)
+        try:
+            return demo, await watcher(demo)
+        except PortRace:
+            ports = None  # tests elsewhere on this machine open ports too: choose again
+        except BaseException:
+            demo.kill()
+            raise
+    raise AssertionError("three port races in a row")
+
+
 async def watcher(demo: Demo, wait: float = 20) -> aiomqtt.Client:
     """An anonymous client on the demo's MQTT port, once the demo's broker answers."""
     deadline = asyncio.get_running_loop().time() + wait
@@ -99,6 +123,8 @@ async def watcher(demo: Demo, wait: float = 20) -> aiomqtt.Client:
         assert demo.process is not None
         if demo.process.poll() is not None:
             _, err = demo.process.communicate()
+            if demo.process.returncode == 2 and " is in use: choose another with " in err:
+                raise PortRace(err)
             raise AssertionError(f"the demo exited {demo.process.returncode}: {err}")
         client = aiomqtt.Client("127.0.0.1", demo.mqtt_port, timeout=5)
         try:
@@ -139,9 +165,8 @@ def _proc_state(pid: int) -> str:
 
 
 async def test_the_demo_runs_a_plant_and_stops_cleanly(state_root: Path) -> None:
-    demo = Demo(state_root / "state").start()
+    demo, client = await start_demo(state_root / "state")
     try:
-        client = await watcher(demo)
         try:
             await client.subscribe("openspc/char/+/sample", qos=1)
             await client.subscribe("openspc/char/+/violation", qos=1)
@@ -239,8 +264,7 @@ def passwords(out: str) -> dict[str, str]:
     return found
 
 
-async def first_sample_ids(demo: Demo, count: int = 3) -> list[int]:
-    client = await watcher(demo)
+async def first_sample_ids(client: aiomqtt.Client, count: int = 3) -> list[int]:
     ids: list[int] = []
     try:
         await client.subscribe("openspc/char/2/sample", qos=1)
@@ -266,10 +290,12 @@ async def test_a_second_run_carries_on_and_reset_starts_afresh(state_root: Path)
         "OPENSPC_BROKER__PORT": "1",
         "OPENSPC_DATABASE__URL": f"sqlite+aiosqlite:///{plant_db}",
     }
+    ports: tuple[int, int] | None = None  # a user runs it again on the same ports
     for extra, signum in (([], signal.SIGINT), ([], signal.SIGTERM), (["--reset"], signal.SIGINT)):
-        demo = Demo(state).start(*extra, env=plant_env)
+        demo, client = await start_demo(state, *extra, env=plant_env, ports=ports)
+        ports = (demo.mqtt_port, demo.ws_port)
         try:
-            ids = await first_sample_ids(demo)
+            ids = await first_sample_ids(client)
             demo.interrupt(signum)
             returncode, out, err = await asyncio.to_thread(demo.finish)
         finally:
