@@ -101,7 +101,7 @@
     if (isNaN(d.getTime())) return String(iso);
     var time = d.toLocaleTimeString([], {
       hour: "2-digit", minute: "2-digit", second: withSeconds === false ? undefined : "2-digit",
-      hour12: false,
+      hourCycle: "h23",
     });
     var now = new Date();
     if (d.toDateString() === now.toDateString()) return time;
@@ -314,7 +314,7 @@
   function onSample(id, p) {
     if (!isNum(p.sample_id)) return;
     var ch = charState(id);
-    if (!ch.last || p.sample_id >= ch.last.sample_id) ch.last = p;
+    if (compareSample(p, ch.last) !== 0) ch.last = p;
     dirty.list = true;
     if (id === selectedId) {
       appendSample(ch, p);
@@ -323,10 +323,21 @@
     schedule();
   }
 
+  // 1: p is newer than last; 0: the same or older (a retained copy, or in the history);
+  // -1: newer, but its id is lower: the bridge started on a new database, start again.
+  function compareSample(p, last) {
+    if (!last || p.sample_id > last.sample_id) return 1;
+    if (p.sample_id < last.sample_id && Date.parse(p.timestamp) > Date.parse(last.timestamp)) {
+      return -1;
+    }
+    return 0;
+  }
+
   function appendSample(ch, p) {
     var arr = ch.samples;
-    var lastId = arr.length ? arr[arr.length - 1].sample_id : -Infinity;
-    if (p.sample_id <= lastId) return; // already there (retained sample, or in the history)
+    var order = compareSample(p, arr[arr.length - 1]);
+    if (order === 0) return;
+    if (order === -1) arr.length = 0;
     arr.push(p);
     if (arr.length > ch.cap) arr.splice(0, arr.length - ch.cap);
   }
@@ -343,7 +354,10 @@
     ch.samples = samples.concat(newer);
     if (ch.samples.length > ch.cap) ch.samples.splice(0, ch.samples.length - ch.cap);
     var newest = ch.samples[ch.samples.length - 1];
-    if (newest && (!ch.last || newest.sample_id > ch.last.sample_id)) ch.last = newest;
+    if (newest && compareSample(newest, ch.last) !== 0) ch.last = newest;
+    // The retained history is only needed once per (re)connection: from here on the samples
+    // keep the chart current, and the bridge's history updates (once a second) are not needed.
+    if (client && connected) client.unsubscribe(historyTopic(id));
     dirty.charts = dirty.header = dirty.list = true;
     schedule();
   }

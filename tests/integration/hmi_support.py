@@ -41,7 +41,13 @@ HMI_DIR = ROOT / "mosquitto" / "hmi"
 ARTIFACTS = ROOT / "test-artifacts"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
-PASSWORDS = {"bridge": "bridge-secret", "alice": "alice-secret", "bob": "bob-secret"}
+PASSWORDS = {
+    "bridge": "bridge-secret",
+    "alice": "alice-secret",
+    "bob": "bob-secret",
+    "gauge1": "gauge-secret",
+}
+ROLES = {"bridge": Role.BRIDGE, "alice": Role.HMI, "bob": Role.HMI, "gauge1": Role.GAUGE}
 
 T = TypeVar("T")
 
@@ -81,7 +87,8 @@ def plant(topic_prefix: str) -> Iterator[HmiPlant]:
     """The real mosquitto.conf and ACL (rendered with free ports) for this test's prefix.
 
     Users: ``bridge`` (role bridge: the only writer of results), ``alice`` and ``bob``
-    (role hmi: may acknowledge as themselves). Mosquitto starts in about 30 ms.
+    (role hmi: may acknowledge as themselves), ``gauge1`` (role gauge: may not acknowledge).
+    Mosquitto starts in about 30 ms.
     """
     if find_mosquitto() is None or shutil.which("mosquitto_passwd") is None:
         missing("mosquitto")
@@ -91,8 +98,7 @@ def plant(topic_prefix: str) -> Iterator[HmiPlant]:
     broker = PlantBroker(workdir, mqtt_port=free_port(), ws_port=free_port(), http_dir=HMI_DIR)
     store = broker.users
     for name, password in PASSWORDS.items():
-        role = Role.BRIDGE if name == "bridge" else Role.HMI
-        store.add(name, role, password, topic_prefix=topic_prefix)
+        store.add(name, ROLES[name], password, topic_prefix=topic_prefix)
     try:
         with broker:
             yield HmiPlant(broker, topic_prefix)

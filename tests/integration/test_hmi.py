@@ -256,6 +256,28 @@ def test_the_bridges_refusal_of_an_acknowledgement_is_shown(
     assert console_errors(page) == []
 
 
+def test_the_brokers_refusal_of_an_acknowledgement_is_shown(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    feed.publish(f"{plant.prefix}/char/1/meta", meta(1, "Shaft OD"), retain=True)
+    page.get(plant.page_url())
+    log_in(page, "gauge1", PASSWORDS["gauge1"])  # a gauge's account: it may not acknowledge
+    wait_until(page, text_is("current-user", "● gauge1"))
+    ghost = {"type": "violation", "payload": violation(1, 4242, 7)}
+    feed.publish(f"{plant.prefix}/char/1/violation", ghost)
+    button = wait_until(
+        page, lambda d: by_testid(d, "ack-button").is_enabled() and by_testid(d, "ack-button")
+    )
+    button.click()
+    error = wait_until(
+        page, lambda d: by_testid(d, "ack-error").is_displayed() and by_testid(d, "ack-error")
+    )
+    assert "#4242" in error.text
+    assert "Not authorized" in error.text
+    assert by_testid(page, "ack-button").is_enabled()  # may be tried again
+    assert console_errors(page) == []
+
+
 def test_the_bridge_status_goes_offline_when_the_bridge_stops(
     page: Any, plant: HmiPlant, run_bridge_on: Callable[..., BridgeThread]
 ) -> None:
