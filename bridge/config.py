@@ -146,8 +146,14 @@ def _raise_if(faults: Sequence[tuple[str | int, object, str]]) -> None:
 # --- field checks ---------------------------------------------------------------------------
 
 
+def _finite(value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+
+
 def _between(low: float, high: float) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
+        _finite(value)
         if not low <= value <= high:
             raise ValueError(f"must be between {low:g} and {high:g}")
         return value
@@ -157,6 +163,7 @@ def _between(low: float, high: float) -> Callable[[Any], Any]:
 
 def _at_least(low: float) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
+        _finite(value)
         if value < low:
             raise ValueError(f"must be at least {low:g}")
         return value
@@ -165,6 +172,7 @@ def _at_least(low: float) -> Callable[[Any], Any]:
 
 
 def _positive(value: float) -> float:
+    _finite(value)
     if not value > 0:
         raise ValueError("must be greater than 0")
     return value

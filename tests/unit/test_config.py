@@ -258,6 +258,13 @@ def test_non_finite_limits(tmp_path: Path) -> None:
     ]
 
 
+def test_bridge_numbers_must_be_finite(tmp_path: Path) -> None:
+    assert faults(write(tmp_path, "[bridge]\nbatch_ms = nan\nmetrics_interval = inf\n")) == [
+        "bridge.metrics_interval = Infinity: must be a finite number",
+        "bridge.batch_ms = NaN: must be a finite number",
+    ]
+
+
 def test_baseline_minimums(tmp_path: Path) -> None:
     assert faults(write(tmp_path, CHAR + "baseline = 1\n")) == [
         "characteristic[0].baseline = 1: must be at least 2 for individuals (a moving range)"
