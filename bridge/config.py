@@ -732,7 +732,11 @@ def _faults(exc: ValidationError, source: str, env_names: Mapping[str, str]) -> 
         if kind == "extra_forbidden":
             why = _unknown_key_why(loc)
         elif loc == ("characteristic",) and kind == "list_type":
-            why = "must be a list: write each one as [[characteristic]] (double brackets)"
+            why = (
+                "must be a JSON list [{...}, ...]"
+                if "characteristic" in env_names
+                else "must be a list: write each one as [[characteristic]] (double brackets)"
+            )
         elif kind in _WHY:
             why = _WHY[kind]
         elif isinstance(cause, Exception):

@@ -460,6 +460,18 @@ def test_faults_from_the_environment_name_the_variable(
     ]
 
 
+def test_a_characteristic_object_instead_of_a_list_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENSPC_CHARACTERISTIC", '{"id": 1, "name": "x"}')
+    with pytest.raises(ConfigInvalid) as info:
+        load_settings(write(tmp_path, ""))
+    assert format_faults(info.value) == (
+        'environment OPENSPC_CHARACTERISTIC: characteristic = {"id": 1, "name": "x"}:'
+        " must be a JSON list [{...}, ...]"
+    )
+
+
 def test_bad_json_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENSPC_CHARACTERISTIC", "[{")
     with pytest.raises(ConfigInvalid) as info:
