@@ -33,9 +33,10 @@ __all__ = [
     "parse_reading",
 ]
 
-MIN_EPOCH_MS = 100_000_000_000
-"""Smallest accepted numeric ``ts`` (1973-03-03): anything smaller is almost certainly epoch
-*seconds* sent by mistake, which would otherwise land silently in January 1970."""
+MIN_EPOCH_MS = 0
+"""Smallest accepted numeric ``ts``: the epoch itself. The contract accepts any epoch
+milliseconds, so a small value (epoch seconds sent by mistake) is taken as it is and shows up
+as a 1970 timestamp on the chart, rather than losing the measurement."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
@@ -150,10 +151,7 @@ def _timestamp(raw: object) -> datetime:
         if not math.isfinite(ms):
             raise InvalidReading(f"ts is not a finite number: {ms!r}")
         if ms < MIN_EPOCH_MS:
-            raise InvalidReading(
-                f"ts {_cut(str(raw))} is too small for epoch milliseconds"
-                " (epoch seconds sent by mistake?)"
-            )
+            raise InvalidReading(f"ts {_cut(str(raw))} is before 1970 (ts is epoch milliseconds)")
         if ms > _MAX_EPOCH_MS:
             raise InvalidReading(f"ts {_cut(str(raw))} is too large for epoch milliseconds")
         return _EPOCH + timedelta(milliseconds=ms)

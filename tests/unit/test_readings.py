@@ -99,6 +99,13 @@ def test_value_path_still_accepts_a_bare_number() -> None:
     assert parse(b"4.25", path="data.od").values == (4.25,)
 
 
+def test_a_small_epoch_ms_is_taken_as_it_is() -> None:
+    # epoch seconds sent by mistake: kept (a 1970 timestamp), not a lost measurement
+    reading = parse(b'{"value": 1, "ts": 1764309600}')
+    assert reading.ts == datetime(1970, 1, 21, 10, 5, 9, 600000, tzinfo=UTC)
+    assert reading.source_ts
+
+
 def test_extra_keys_beside_value_are_ignored() -> None:
     assert parse(b'{"value": 1.5, "unit": "mm", "quality": "good"}').values == (1.5,)
 
@@ -138,7 +145,7 @@ def test_extra_keys_beside_value_are_ignored() -> None:
         (b'{"value": 1', "not valid JSON: Expecting ',' delimiter at column 12"),
         (b'{"value": 1, "ts": "2026-11-28T07:00:00"}', "ts has no time zone:"),
         (b'{"value": 1, "ts": "yesterday"}', "ts is not ISO 8601: 'yesterday'"),
-        (b'{"value": 1, "ts": 1764309600}', "ts 1764309600 is too small for epoch milliseconds"),
+        (b'{"value": 1, "ts": -5}', "ts -5 is before 1970 (ts is epoch milliseconds)"),
         (b'{"value": 1, "ts": 1e300}', "ts 1e+300 is too large for epoch milliseconds"),
         (b'{"value": 1, "ts": true}', "ts must be epoch milliseconds or an ISO 8601 string"),
         (b'{"value": 1, "batch": 7}', "batch must be a string, got 7"),
