@@ -153,11 +153,13 @@ class Broadcaster:
         return f"{self.prefix}/char/{cid}/{leaf}"
 
     def on_sample(self, event: SampleRecorded) -> None:
-        payload = event.payload or sample_payload(event.sample_id, event.sample)
         cid = event.sample.characteristic_id
-        self.mqtt.publish(
-            self._topic(cid, "sample"), dumps(envelope("sample", payload)), retain=True
-        )
+        if event.encoded:  # the same bytes as dumps(envelope("sample", payload))
+            message = b'{"type":"sample","payload":' + event.encoded + b"}"
+        else:
+            payload = event.payload or sample_payload(event.sample_id, event.sample)
+            message = dumps(envelope("sample", payload))
+        self.mqtt.publish(self._topic(cid, "sample"), message, retain=True)
         if event.received is not None:
             self.metrics.observe_latency(time.monotonic() - event.received)
 
@@ -215,6 +217,11 @@ class LiveState:
         self.history: dict[int, deque[dict[str, Any]]] = {
             cid: deque(maxlen=history_size) for cid in characteristic_ids
         }
+        # each sample's JSON, encoded once: a history message joins them instead of
+        # encoding the last N samples again every second (docs/performance.md)
+        self._encoded: dict[int, deque[bytes]] = {
+            cid: deque(maxlen=history_size) for cid in characteristic_ids
+        }
         self.alarms: dict[int, dict[int, dict[str, Any]]] = {cid: {} for cid in characteristic_ids}
         self._dirty: set[int] = set()
         self._last_history: dict[int, float] = {}
@@ -225,6 +232,7 @@ class LiveState:
         for cid, samples in history.items():
             if cid in self.history:
                 self.history[cid].extend(samples)
+                self._encoded[cid].extend(dumps(sample) for sample in samples)
         for violation in alarms:
             open_set = self.alarms.get(violation["characteristic_id"])
             if open_set is not None:
@@ -235,7 +243,9 @@ class LiveState:
         ring = self.history.get(cid)
         if ring is None:
             return
-        ring.append(event.payload or sample_payload(event.sample_id, event.sample))
+        payload = event.payload or sample_payload(event.sample_id, event.sample)
+        ring.append(payload)
+        self._encoded[cid].append(event.encoded or dumps(payload))
         self._dirty.add(cid)
         if time.monotonic() - self._last_history.get(cid, 0.0) >= self.min_interval:
             self.publish_history(cid)
@@ -258,10 +268,19 @@ class LiveState:
     def publish_history(self, cid: int) -> None:
         self._dirty.discard(cid)
         self._last_history[cid] = time.monotonic()
-        payload = history_payload(cid, list(self.history[cid]))
-        self.mqtt.publish(
-            f"{self.prefix}/char/{cid}/history", dumps(envelope("history", payload)), retain=True
-        )
+        encoded = self._encoded[cid]
+        if len(encoded) == len(self.history[cid]):
+            # the same bytes as dumps(envelope("history", history_payload(...)))
+            message = b"".join(
+                (
+                    b'{"type":"history","payload":{"characteristic_id":%d,"samples":[' % cid,
+                    b",".join(encoded),
+                    b"]}}",
+                )
+            )
+        else:  # someone changed the history from outside: encode it afresh
+            message = dumps(envelope("history", history_payload(cid, list(self.history[cid]))))
+        self.mqtt.publish(f"{self.prefix}/char/{cid}/history", message, retain=True)
 
     def publish_alarms(self, cid: int) -> None:
         violations = [self.alarms[cid][vid] for vid in sorted(self.alarms[cid])]
