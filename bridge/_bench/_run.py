@@ -47,6 +47,7 @@ CHARACTERISTICS = 200
 THROUGHPUT_BASE = 0  # ids 1..200
 LATENCY_BASE = 1000  # ids 1001..1200
 MEMORY_PREFIX = "openspcmem"
+PHASES = frozenset({"relay", "bridge", "latency", "engine", "memory"})
 
 
 @dataclass
@@ -59,6 +60,7 @@ class BenchOptions:
     idle_s: float = 15.0  # a phase gives up when nothing arrived for this long
     keep_dir: bool = False
     profile: Path | None = None  # py-spy record of the bridge during the throughput phase
+    phases: frozenset[str] = PHASES
     log: Callable[[str], None] = field(default=lambda _text: None)
 
     @classmethod
@@ -395,15 +397,18 @@ def run_bench(options: BenchOptions) -> BenchReport:
     report = BenchReport(machine=_machine(), readings=options.readings)
     try:
         with MosquittoProcess(workdir=workdir / "mosquitto") as broker:
-            report.machine["mosquitto_port"] = broker.port
-            _relay(options, report, broker.port)
-            _bridge(options, report, broker.port, workdir)
-            _memory(options, report, broker.port, workdir)
-        say("engine alone")
-        from engine import benchmark
+            if "relay" in options.phases:
+                _relay(options, report, broker.port)
+            if {"bridge", "latency"} & options.phases:
+                _bridge(options, report, broker.port, workdir)
+            if "memory" in options.phases:
+                _memory(options, report, broker.port, workdir)
+        if "engine" in options.phases:
+            say("engine alone")
+            from engine import benchmark
 
-        report.engine_n1 = benchmark(options.engine_points, 1)
-        report.engine_n5 = benchmark(options.engine_points, 5)
+            report.engine_n1 = benchmark(options.engine_points, 1)
+            report.engine_n5 = benchmark(options.engine_points, 5)
     finally:
         if options.keep_dir:
             say(f"kept {workdir}")
@@ -458,8 +463,10 @@ def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path
             if bridge.poll() is not None:
                 raise RuntimeError(f"openspc run exited: {(workdir / 'bridge.log').read_text()}")
             time.sleep(0.5)  # let it publish its retained start-up state
-            _throughput(options, report, port, bridge.pid, through, db)
-            _latency(options, report, port, latency)
+            if "bridge" in options.phases:
+                _throughput(options, report, port, bridge.pid, through, db)
+            if "latency" in options.phases:
+                _latency(options, report, port, latency)
     finally:
         watcher.close()
 
@@ -481,7 +488,11 @@ def _throughput(
             py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             profiler.append(
                 subprocess.Popen(
-                    [py_spy, "record", "-p", str(pid), "-o", str(options.profile), "-r", "200"],
+                    [
+                        *(py_spy, "record", "-p", str(pid), "-o", str(options.profile)),
+                        *("-r", "200", "--threads", "--format"),
+                        "flamegraph" if options.profile.suffix == ".svg" else "raw",
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -640,6 +651,8 @@ def format_report(r: BenchReport) -> str:
     row("  readings stored in the database", f"{r.readings_stored:,}")
     row("  per-characteristic order and values", "ok" if r.samples_in_order else "WRONG")
     row("  bridge CPU during the run", f"{r.bridge_cpu_s:.1f} s in {r.bridge_seconds:.1f} s")
+    per = r.bridge_cpu_s / r.readings * 1e6 if r.readings else 0.0
+    row("  bridge CPU per reading", f"{per:.0f} us")
     p99 = r.latency_p99_ms
     row(
         f"latency at {r.latency_rate:,.0f} readings/s, p50",

@@ -24,8 +24,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--profile",
         type=Path,
         default=None,
-        metavar="FILE.svg",
-        help="py-spy record the bridge during the throughput run (needs py-spy)",
+        metavar="FILE",
+        help=(
+            "py-spy record the bridge during the throughput run "
+            "(FILE.svg: a flame graph, else collapsed stacks; needs py-spy)"
+        ),
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        metavar="PHASES",
+        help="comma-separated subset of relay,bridge,latency,engine,memory (default: all)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir (configs, logs, databases)"
@@ -43,6 +52,14 @@ def main(args: argparse.Namespace) -> int:
             return 2
         options.readings = args.readings
     options.keep_dir = args.keep
+    if args.only:
+        from bridge._bench._run import PHASES
+
+        chosen = frozenset(p.strip() for p in args.only.split(",") if p.strip())
+        if not chosen or not chosen <= PHASES:
+            print(f"openspc bench: --only takes {','.join(sorted(PHASES))}", file=sys.stderr)
+            return 2
+        options.phases = chosen
     options.profile = args.profile
     if not args.json:
         options.log = lambda text: print(f"... {text}", file=sys.stderr, flush=True)
