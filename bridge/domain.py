@@ -30,12 +30,13 @@ __all__ = [
 class SampleRecorded:
     """A sample was judged and stored; ``received`` is the monotonic time its last reading
     arrived (for the latency metric), None when unknown; ``payload`` the ``sample`` payload
-    (encoded once, for every subscriber)."""
+    (built once, for every subscriber), ``encoded`` its JSON (encoded once)."""
 
     sample_id: int
     sample: SampleProcessed
     received: float | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    encoded: bytes = b""  # ``payload`` as compact JSON, when the producer encoded it
 
 
 @dataclass(frozen=True, slots=True)

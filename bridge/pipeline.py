@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from paho.mqtt.client import topic_matches_sub
 
+from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbound, Inbox, MqttClient
 from bridge.bus import MessageBus
 from bridge.domain import (
@@ -119,6 +120,7 @@ class Metrics:
     started: float = field(default_factory=time.monotonic)
     readings_received: int = 0
     readings_rejected: int = 0
+    readings_duplicate: int = 0  # seen before (redelivered), acked, not stored again
     samples: int = 0
     violations: int = 0
     acks: int = 0
@@ -205,6 +207,8 @@ class Pipeline:
         self._drain_until: float | None = None
         self._give_up_at: float | None = None
         self._last_sample: dict[int, tuple[int, int]] = {}  # characteristic -> (seq, sample_id)
+        # identities of recent readings with a source ts (bridge/_dedupe.py); bootstrap loads it
+        self.seen = SeenReadings(0)
 
     # --- entry points -----------------------------------------------------------------
 
@@ -350,6 +354,11 @@ class Pipeline:
         except InvalidReading as exc:
             self._reject(msg, exc.reason)
             return
+        if reading.source_ts and not self.seen.add((route.id, reading.ts, reading.values)):
+            # consumed before: stored, then the crash or reconnect came before the PUBACK
+            self.metrics.readings_duplicate += 1
+            log.debug("reading on %s seen before; not stored again", msg.topic)
+            return
         sub = Submission(
             route.id,
             tuple(reading.values),
@@ -470,9 +479,8 @@ class Pipeline:
                 sample_id = self.ids.take("sample")
                 self._last_sample[event.characteristic_id] = (event.seq, sample_id)
                 batch.samples.append(_sample_row(sample_id, event))
-                events.append(
-                    SampleRecorded(sample_id, event, received, sample_payload(sample_id, event))
-                )
+                payload = sample_payload(sample_id, event)
+                events.append(SampleRecorded(sample_id, event, received, payload, dumps(payload)))
             elif isinstance(event, ViolationRaised):
                 violation_id = self.ids.take("violation")
                 seq, sample_id = self._last_sample.get(event.characteristic_id, (0, 0))
