@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
+from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge.bus import MessageBus
 from bridge.config import Settings
@@ -156,6 +157,7 @@ class Bridge:
             "uptime_s": round(time.monotonic() - m.started, 3),
             "readings_received": m.readings_received,
             "readings_rejected": m.readings_rejected,
+            "readings_duplicate": m.readings_duplicate,
             "samples": m.samples,
             "violations": m.violations,
             "acks": m.acks,
@@ -337,6 +339,11 @@ async def bootstrap(
             metrics=metrics,
             clock=clock,
         )
+        # every reading that can come back (up to Receive Maximum in flight, plus the
+        # batches being written) is remembered; rows: a subgroup message is n rows
+        window = min(int(b.buffer_max), 65_535) + 2 * int(b.batch_max)
+        pipeline.seen = SeenReadings(window)
+        await pipeline.seen.load(store, window * max((c.subgroup_size for c in chars), default=1))
         for source in [*sources, *_sparkplug_sources(settings, mqtt)]:
             pipeline.add_source(source)
         for topic_filter in pipeline.topic_filters():

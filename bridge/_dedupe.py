@@ -1,0 +1,80 @@
+"""Redelivered readings are recognised by what they are, and never stored twice.
+
+The bridge acknowledges a QoS 1 reading only after the transaction that stored it has
+committed. A crash (or a lost connection) between the commit and the PUBACK therefore makes
+the broker deliver the reading again, and a gauge that lost a PUBACK publishes it again.
+
+A reading that carries its own ``ts`` has an identity that does not depend on the broker:
+``(characteristic, ts, values)``. :class:`SeenReadings` remembers the identities of the
+last ``size`` such readings; a reading seen again is acknowledged and counted
+(``readings_duplicate``), not fed to the engine. The memory survives a restart because it
+is rebuilt from the ``readings`` table, which is written in the same transaction as the
+samples and the engines' state: whatever the database says was consumed, was consumed.
+
+``size`` must cover what can be in flight: the broker sends at most Receive Maximum
+(``buffer_max``) unacknowledged messages, so a window of that many readings (plus the
+batches being written) holds every reading that can come back.
+
+A reading without ``ts`` has no identity (its timestamp is the time of arrival, which
+differs on redelivery): such readings are delivered at least once. See docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from bridge.store import Store, metadata
+
+__all__ = ["ReadingKey", "SeenReadings"]
+
+ReadingKey = tuple[int, datetime, tuple[float, ...]]
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+class SeenReadings:
+    """The identities of the last ``size`` readings with a source ``ts``, oldest first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._keys: dict[ReadingKey, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: ReadingKey) -> bool:
+        return key in self._keys
+
+    def add(self, key: ReadingKey) -> bool:
+        """Remember ``key``; False when it was already there (a duplicate)."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self.size:
+            del self._keys[next(iter(self._keys))]
+        return True
+
+    async def load(self, store: Store, max_rows: int) -> None:
+        """Rebuild from the last ``max_rows`` stored readings (one row per value)."""
+        table = metadata.tables["readings"]
+        stmt = (
+            select(table.c.characteristic_id, table.c.value, table.c.ts, table.c.received_at)
+            .order_by(table.c.id.desc())
+            .limit(max_rows)
+        )
+        async with store.engine.connect() as conn:
+            rows = list(await conn.execute(stmt))
+        rows.reverse()
+        # the values of one message share characteristic, ts and time of arrival
+        groups: dict[tuple[int, datetime, datetime], list[float]] = {}
+        for cid, value, ts, received_at in rows:
+            ts, received_at = _aware(ts), _aware(received_at)
+            if ts == received_at:
+                continue  # no source ts: the time of arrival was used, no identity
+            groups.setdefault((cid, ts, received_at), []).append(float(value))
+        for (cid, ts, _), values in groups.items():
+            self.add((cid, ts, tuple(values)))
