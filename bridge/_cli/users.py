@@ -53,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     add = actions.add_parser("add", help="add a user, or change its role and password")
-    add.add_argument("name", metavar="NAME")
+    add.add_argument("name", metavar="NAME", help="the user name (an HMI user acknowledges as it)")
     add.add_argument("--role", required=True, choices=_ROLES, help="what the user may do")
     add.add_argument(
         "--topic",
@@ -76,7 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _reload_options(add)
 
     remove = actions.add_parser("remove", help="remove a user")
-    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("name", metavar="NAME", help="the user to remove")
     _common(remove)
     _reload_options(remove)
 
