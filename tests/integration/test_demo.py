@@ -338,3 +338,54 @@ def test_ports_taken_exit_2_naming_the_port_before_starting_anything(state_root:
         f"openspc demo: port {taken} (MQTT) is in use: choose another with --mqtt-port PORT"
     ]
     assert not state.exists()
+
+
+def _state_dir_case(state_root: Path, case: str) -> Path:
+    if case == "unreachable":
+        if os.geteuid() != 0:
+            pytest.skip("only as root does Mosquitto drop to user mosquitto")
+        locked = state_root / "locked"
+        locked.mkdir(mode=0o700)
+        return locked / "state"
+    other = state_root / "my-files"
+    other.mkdir()
+    (other / "thesis.txt").write_text("not a demo's")
+    return other
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "message"),
+    [
+        ("unreachable", [], "which user 'mosquitto' cannot enter"),
+        ("not-a-demo", ["--reset"], "is not an empty or earlier demo directory"),
+        ("not-a-demo", [], "is not empty and holds no earlier demo"),
+    ],
+)
+def test_an_unusable_state_dir_exits_2_and_deletes_nothing(
+    state_root: Path, case: str, extra: list[str], message: str
+) -> None:
+    state = _state_dir_case(state_root, case)
+    before = sorted(state_root.rglob("*"))
+    result = subprocess.run(
+        [
+            OPENSPC,
+            "demo",
+            "--mqtt-port",
+            str(free_port()),
+            "--ws-port",
+            str(free_port()),
+            "--state-dir",
+            str(state),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"openspc demo: state directory {state} ")
+    assert message in last
+    assert last.endswith("choose another with --state-dir DIR")
+    assert sorted(state_root.rglob("*")) == before
