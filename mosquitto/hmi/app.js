@@ -537,6 +537,18 @@
       b.title = "offline since " + fmtTime(bridge.timestamp);
       if (bridge.timestamp) b.textContent += " " + fmtTime(bridge.timestamp, false);
     }
+    // A frozen screen must not look live: say so, and dim the numbers and charts.
+    var banner = $("stale-banner");
+    var stale = "";
+    if (!connected && s !== "connecting") {
+      stale = "NO CONNECTION TO THE BROKER \u2013 values shown may be out of date";
+    } else if (bridge.known && !bridge.online) {
+      stale = "BRIDGE OFFLINE" + (bridge.timestamp ? " since " + fmtTime(bridge.timestamp) : "") +
+        " \u2013 no new samples";
+    }
+    banner.textContent = stale;
+    banner.hidden = !stale;
+    document.body.classList.toggle("stale", !!stale);
   }
 
   function sortedChars() {
@@ -1054,6 +1066,10 @@
     $("alarm-empty").hidden = all.length > 0;
     $("ack-hint").textContent = user ? "Acknowledging as " + user + "." : "Log in to acknowledge.";
   }
+
+  $("ack-error").addEventListener("click", function () {
+    $("ack-error").hidden = true;
+  });
 
   $("alarm-list").addEventListener("click", function (ev) {
     var btn = ev.target.closest(".ack-button");

@@ -288,6 +288,9 @@ def test_the_bridge_status_goes_offline_when_the_bridge_stops(
     bridge.stop()
     wait_until(page, attr_is("bridge-status", "data-state", "offline"))
     assert by_testid(page, "bridge-status").text.startswith("BRIDGE: OFFLINE")
+    banner = by_testid(page, "stale-banner")
+    assert banner.is_displayed()
+    assert banner.text.startswith("BRIDGE OFFLINE since ")
     assert by_testid(page, "conn-status").get_attribute("data-state") == "connected"
     screenshot(page, "hmi-bridge-offline")
     assert console_errors(page) == []
@@ -325,11 +328,13 @@ def test_the_page_reconnects_by_itself_after_a_broker_restart(
         ),
     )
     assert by_testid(page, "bridge-status").get_attribute("data-state") == "unknown"
+    assert by_testid(page, "stale-banner").text.startswith("NO CONNECTION TO THE BROKER")
     assert by_testid(page, "conn-status").text.startswith("BROKER: ")
     screenshot(page, "hmi-broker-down")
     plant.broker.start()  # same ports and persistence: the retained status comes back
     wait_until(page, attr_is("conn-status", "data-state", "connected"), timeout=10)
     wait_until(page, attr_is("bridge-status", "data-state", "online"))
+    assert not by_testid(page, "stale-banner").is_displayed()
     errors = console_errors(page)
     assert all("WebSocket connection to" in e for e in errors), errors
 
