@@ -305,12 +305,11 @@ class Plant:
     def start(self, listener: Client) -> None:
         """Start the bridge; return once it said online after this call."""
         self.write()
-        before = len(listener.matching(f"{self.prefix}/bridge/status"))
+        status = f"{self.prefix}/bridge/status"
+        before = len([m for m in listener.matching(status) if m.json().get("online") is True])
         self.proc = BridgeProcess(self.config).start()
         try:
-            msgs = listener.wait_msgs(
-                f"{self.prefix}/bridge/status", lambda d: d.get("online") is True, count=before + 1
-            )
+            msgs = listener.wait_msgs(status, lambda d: d.get("online") is True, count=before + 1)
             assert msgs
         except AssertionError:
             self.proc.kill()
