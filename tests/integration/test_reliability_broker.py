@@ -1,0 +1,135 @@
+"""The broker restarted, the bridge's connection cut: it reconnects, resubscribes, loses
+nothing, and the retained status tells the truth.
+
+``openspc run`` as a process; a gauge with a persistent session publishes QoS 1 readings
+with unique ``ts`` straight to the broker; a recorder with a persistent session hears every
+result. Mosquitto is restarted with its persistence directory (SIGTERM, as a service
+manager does), so queued messages and sessions survive it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge._mosquitto import MosquittoProcess
+from tests.integration.reliability import (
+    BridgeProcess,
+    Gauge,
+    Recorder,
+    TcpProxy,
+    config_text,
+    metric_total,
+    report,
+    sqlite_samples,
+    stack,
+    tally,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.mosquitto]
+
+READINGS = 3000
+RATE = 1000.0
+
+
+def write_config(path: Path, port: int, prefix: str, db: Path) -> Path:
+    path.write_text(
+        config_text(
+            port=port,
+            prefix=prefix,
+            client_id=f"reliability-{path.stem}",
+            db_url=f"sqlite+aiosqlite:///{db}",
+            characteristics=[{"id": 1, "name": "Shaft OD", "subgroup_size": 1}],
+            batch_max=100,
+        )
+    )
+    return path
+
+
+def test_broker_restart_mid_stream_loses_nothing_and_status_is_online_after(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    broker = fresh_mosquitto
+    db = tmp_path / "bridge.db"
+    config = write_config(tmp_path / "broker-restart.toml", broker.port, topic_prefix, db)
+    status = f"{topic_prefix}/bridge/status"
+    with stack() as s:
+        rec = s.enter_context(Recorder(broker.port, f"{topic_prefix}/#"))
+        bridge = s.enter_context(BridgeProcess(config))
+        bridge.start().wait_started()
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [True], 10, "status online")
+        gauge = s.enter_context(
+            Gauge(broker.port, f"{topic_prefix}/char/1/reading", READINGS, RATE)
+        ).start()
+
+        def stored() -> int:
+            return len(sqlite_samples(db, 1))
+
+        for fraction in (3, 2):  # two restarts: at a third and at a half of the stream
+            wait_until(lambda f=fraction: stored() >= READINGS // f, 20, "readings stored")
+            broker.restart()
+            seen = len(rec.on(status))
+            # the bridge reconnects (back-off from 1 s) and says it is online again
+            rec.wait(
+                lambda n=seen: any(m.json()["online"] for m in rec.on(status)[n:]),
+                15,
+                "status online after the broker restart",
+            )
+            assert bridge.alive()
+
+        gauge.wait_done(30)
+        acked = dict(gauge.acked)
+        wait_until(
+            lambda: {x.ts_ms for x in sqlite_samples(db, 1)} >= acked.keys(),
+            30,
+            "every acknowledged reading stored",
+        )
+        assert rec.status(topic_prefix)[-1] is True
+        recognised = metric_total(rec, topic_prefix, "readings_duplicate")
+        assert bridge.terminate() == 0
+
+    figures = tally(acked, sqlite_samples(db, 1))
+    report(
+        figures.line("broker restarted twice mid-stream")
+        + f"; redeliveries recognised {recognised}"
+    )
+    assert figures.lost == []
+    assert figures.duplicated == []
+    assert figures.unexpected == []
+    assert figures.stored == READINGS
+    log = bridge.log_text()
+    assert log.count("session present: True") >= 2  # the persistent session was resumed
+    assert "Traceback" not in log
+
+
+def test_connection_lost_abruptly_status_offline_by_will_then_online_again(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    broker = fresh_mosquitto
+    db = tmp_path / "bridge.db"
+    status = f"{topic_prefix}/bridge/status"
+    with stack() as s:
+        proxy = s.enter_context(TcpProxy(broker.port))
+        config = write_config(tmp_path / "cut.toml", proxy.port, topic_prefix, db)
+        rec = s.enter_context(Recorder(broker.port, f"{topic_prefix}/#"))
+        bridge = s.enter_context(BridgeProcess(config))
+        bridge.start().wait_started()
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [True], 10, "status online")
+        proxy.cut()  # no DISCONNECT: the broker publishes the Will
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [False], 10, "the Will: offline")
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [True], 15, "online after reconnect")
+        # a new subscriber is told the truth by the retained message
+        with Recorder(broker.port, status) as late:
+            late.wait(lambda: bool(late.on(status)), 5, "the retained status")
+            assert late.on(status)[-1].retain
+            assert late.status(topic_prefix)[-1] is True
+        # and it still works: a reading in, a sample out
+        with Gauge(broker.port, f"{topic_prefix}/char/1/reading", 1, 100.0) as gauge:
+            gauge.start().wait_done(10)
+        rec.wait(lambda: bool(rec.on(f"{topic_prefix}/char/1/sample")), 10, "a sample")
+        assert bridge.terminate() == 0
+    sequence = rec.status(topic_prefix)
+    report(f"connection cut: status sequence {sequence} (the last one: SIGTERM)")
+    assert sequence[:3] == [True, False, True]
