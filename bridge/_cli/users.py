@@ -67,6 +67,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     secret.add_argument(
         "--password", metavar="P", help="the password (default: prompt, or one line on stdin)"
     )
+    secret.add_argument(
+        "--generate",
+        action="store_true",
+        help="make up a strong password and print it once (for gauges and scripts)",
+    )
     add.add_argument(
         "--topic-prefix",
         metavar="PREFIX",
@@ -111,6 +116,10 @@ def main(args: argparse.Namespace) -> int:
             if args.topic and args.role not in ("gauge", "edge"):
                 return _fail(f"--topic is for gauge and edge users, not {args.role}")
             password = args.password
+            if args.generate:
+                import secrets
+
+                password = secrets.token_urlsafe(12)
             if password is None:
                 password = _read_password(args.name)
                 if password is None:
@@ -123,6 +132,8 @@ def main(args: argparse.Namespace) -> int:
                 topic_prefix=args.topic_prefix,
             )
             print(f"{user.name}: {user.role.value} user saved in {store.password_file}")
+            if args.generate:
+                print(f"password: {password}")
             if args.password_file == _DEFAULT_PASSWORD_FILE:
                 # the shipped mosquitto.conf keeps persistence and its pid file there
                 broker.prepare_data_dir(args.password_file.parent / "data")

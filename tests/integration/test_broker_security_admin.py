@@ -96,6 +96,17 @@ async def test_users_add_and_remove_take_effect_on_reload(plant: PlantBroker) ->
 
 
 @pytest.mark.mosquitto
+async def test_a_generated_password_is_printed_once_and_works(plant: PlantBroker) -> None:
+    added = users(plant, "add", "gauge9", "--role", "gauge", "--generate", "--reload")
+    assert added.returncode == 0, added.stderr
+    printed = [line for line in added.stdout.splitlines() if line.startswith("password: ")]
+    assert len(printed) == 1
+    password = printed[0].removeprefix("password: ")
+    assert len(password) >= 16
+    assert await eventually_login(plant, "gauge9", password, expect=True) is True
+
+
+@pytest.mark.mosquitto
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
