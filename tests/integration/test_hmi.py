@@ -31,6 +31,7 @@ from tests.integration.hmi_support import (  # noqa: E402 (after the rewrite reg
     attr_is,
     by_testid,
     console_errors,
+    envelope,
     limits,
     meta,
     open_window,
@@ -354,4 +355,29 @@ def test_the_chart_keeps_at_most_the_history_size_of_points(
     wait_until(page, attr_is("x-chart", "data-points", "100"), timeout=10)
     chart = by_testid(page, "x-chart")
     assert chart.get_attribute("data-last-sample-id") == str(last["payload"]["sample_id"])
+    assert console_errors(page) == []
+
+
+def test_a_burst_of_samples_is_drawn_without_falling_behind(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    p = plant.prefix
+    feed.publish(f"{p}/char/1/meta", meta(1, "Shaft OD"), retain=True)
+    feed.publish(f"{p}/char/1/limits", limits(1, 10.0, 0.02), retain=True)
+    page.get(plant.page_url())
+    wait_until(page, lambda d: all_by_testid(d, "char-item"))
+    values = [10 + (i % 9 - 4) / 200 for i in range(3000)]
+    burst = samples(1, values, failing={i: [1] for i in range(0, 3000, 37)})
+
+    started = time.monotonic()
+    for s in burst:
+        info = feed.client.publish(f"{p}/char/1/sample", json.dumps(envelope("sample", s)), qos=1)
+    info.wait_for_publish(10)
+    wait_until(page, attr_is("x-chart", "data-last-sample-id", "3000"), timeout=10)
+    elapsed = time.monotonic() - started
+    record_figure("burst_3000_samples_to_screen_ms", round(elapsed * 1000, 1))
+    chart = by_testid(page, "x-chart")
+    assert chart.get_attribute("data-points") == "100"  # capped, newest last
+    assert chart.get_attribute("data-marks") == "2924:1 2961:1 2998:1"
+    assert elapsed < 5
     assert console_errors(page) == []
