@@ -9,7 +9,9 @@ bridge must not acknowledge a reading before it is durably stored. So:
   threads fought over the GIL, which cost two thirds of the throughput. Only the blocking
   ``connect`` runs in an executor. The adapter reconnects with back-off (1 s doubling to
   30 s) and resubscribes on every connect;
-- every message is appended to an :class:`Inbox` (a bounded deque);
+- every message is appended to an :class:`Inbox` (a bounded deque); subscriptions ask for
+  no retained messages (a retained reading or command would be taken again on every
+  connect: readings and commands are events, not state);
 - the pipeline calls :meth:`MqttClient.ack` after the batch that held the message committed;
   a message received on an earlier connection is never acked on a later one (its ``mid``
   means nothing there; the broker redelivers it from the persistent session);
@@ -365,7 +367,12 @@ class MqttClient:
             flags.session_present,
         )
         if self._filters:
-            client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
+            client.subscribe(
+                [
+                    (f, SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
+                    for f in self._filters
+                ]
+            )
         if self.on_connect is not None:
             self.on_connect()
         self.connected.set()
@@ -383,6 +390,12 @@ class MqttClient:
             log.warning("disconnected from the broker: %s; reconnecting", reason_code)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            self._receive(message)
+        except Exception:  # never let one message break the connection
+            log.exception("could not take a message on %r", message._topic)
+
+    def _receive(self, message: paho.MQTTMessage) -> None:
         props = message.properties
         response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
@@ -435,7 +448,10 @@ class MqttClient:
             return
         self._filters.append(topic_filter)
         if self._client.is_connected():
-            self._client.subscribe(topic_filter, options=SubscribeOptions(qos=1))
+            self._client.subscribe(
+                topic_filter,
+                options=SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND),
+            )
 
     async def start(self, wait_s: float | None = None) -> None:
         """Connect in the background; with ``wait_s``, wait that long for the first CONNACK."""

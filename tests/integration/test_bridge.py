@@ -91,7 +91,7 @@ BAD = [
     ("NaN", "not a finite number"),
     ('{"value": "x"}', "not a number"),
     ('{"values": [1, 2]}', "wrong count"),
-    ('{"value": 1, "ts": 12}', "epoch"),
+    ('{"value": 1, "ts": "yesterday"}', "ISO 8601"),
     ("", "empty"),
     ("[1, 2", ""),
     ("\xff\xfe", ""),
@@ -374,3 +374,15 @@ async def test_restart_restores_partial_subgroup_open_alarms_and_queued_readings
     second = await probe.wait_for(f"{topic_prefix}/char/2/violation", count=2)
     assert second[1]["payload"]["violation_id"] > vid
     assert await app.store.count("samples", 5) == 1
+
+
+async def test_a_retained_reading_is_not_taken_again_on_connect(
+    bridge_factory: BridgeFactory, probe: Probe, topic_prefix: str
+) -> None:
+    await probe.publish(f"{topic_prefix}/char/1/reading", "5", retain=True)
+    await probe.wait_for(f"{topic_prefix}/char/1/reading")
+    app = await bridge_factory.start([char(1)])
+    await probe.publish(f"{topic_prefix}/char/1/reading", "6")
+    [sample] = await probe.wait_for(f"{topic_prefix}/char/1/sample")
+    assert sample["payload"]["value"] == 6.0
+    assert await app.store.count("readings", 1) == 1
