@@ -651,7 +651,8 @@
     var s = ch.last;
     $("last-value").textContent = s ? fmt(s.value, d) : "\u2014";
     $("last-unit").textContent = meta.unit || "";
-    $("last-time").textContent = s ? fmtTime(s.timestamp) + " \u00b7 sample #" + s.sample_id : "\u00a0";
+    $("last-time").textContent = s
+      ? fmtTime(s.timestamp) + age(s.timestamp) + " \u00b7 sample #" + s.sample_id : "\u00a0";
     var st = sampleState(s);
     if (st === "in_control") setState("in_control", "IN CONTROL");
     else if (st === "out_of_control") setState("out_of_control", "OUT OF CONTROL");
@@ -683,6 +684,20 @@
     $("kpi-cp").textContent = isNum(cap.cp) || isNum(cap.ppk)
       ? "\u00b7 Cp " + fmt(cap.cp, 2) + " \u00b7 Ppk " + fmt(cap.ppk, 2) : "";
   }
+
+  // "(12 min ago)" once the last sample is a minute old: a stopped line is visible at a glance.
+  function age(iso) {
+    var seconds = (Date.now() - Date.parse(iso)) / 1000;
+    if (!(seconds >= 60)) return "";
+    if (seconds < 3600) return " (" + Math.floor(seconds / 60) + " min ago)";
+    if (seconds < 172800) return " (" + Math.floor(seconds / 3600) + " h ago)";
+    return " (" + Math.floor(seconds / 86400) + " days ago)";
+  }
+
+  window.setInterval(function () {
+    dirty.header = true;
+    schedule();
+  }, 15000);
 
   function setState(state, text) {
     var el = $("process-state");

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from tests.integration.hmi_support import (  # noqa: E402 (after the rewrite reg
     by_testid,
     console_errors,
     envelope,
+    iso,
     limits,
     meta,
     open_window,
@@ -99,9 +101,11 @@ def test_page_loads_from_mosquitto_and_draws_history(
 
     # Another characteristic: its own retained history is drawn when it is picked.
     bore = samples(2, [25.0 + 0.002 * (i % 4) for i in range(12)], first_id=501)
-    for s in bore:
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    for i, s in enumerate(bore):
         s["values"] = [s["value"]] * 5
         s["range"] = 0.004
+        s["timestamp"] = iso(two_hours_ago + timedelta(seconds=i))
     feed.publish(
         f"{p}/char/2/history",
         {"type": "history", "payload": {"characteristic_id": 2, "samples": bore}},
@@ -115,6 +119,7 @@ def test_page_loads_from_mosquitto_and_draws_history(
     assert by_testid(browser, "x-chart").get_attribute("data-marks") == ""
     assert browser.find_element(By.ID, "r-title").text == "Range (R) chart"
     assert "char=2" in browser.current_url
+    assert by_testid(browser, "last-time").text.endswith("(1 h ago) · sample #512")
     assert console_errors(browser) == []
 
 
