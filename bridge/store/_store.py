@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, insert, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import DateTime, Table, bindparam, event, func, insert, select, update
+from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -79,6 +79,46 @@ def _aware(ts: datetime) -> datetime:
 
 def _utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC)
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """What SQLAlchemy's SQLite DATETIME stores (``2026-01-01 06:00:00.000000``, UTC),
+    from the C ``isoformat`` rather than a ``%`` format of seven fields."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_DRIVER_SQL: dict[tuple[str, tuple[str, ...]], tuple[str, list[Any]]] = {}
+
+
+def _driver_rows(
+    table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """An INSERT in the driver's own SQL and its rows as tuples, for SQLite's executemany.
+
+    The same values SQLAlchemy would bind (its own bind processors, per column), without
+    its per-row parameter processing, which cost more than SQLite's insert itself
+    (docs/performance.md). Every row has the keys of the first (the pipeline builds them so).
+    """
+    keys = tuple(rows[0])
+    cached = _DRIVER_SQL.get((table.name, keys))
+    if cached is None:
+        quote = dialect.identifier_preparer.quote
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "  # noqa: S608  # names of our own Table
+            f"VALUES ({', '.join('?' for _ in keys)})"
+        )
+        processors: list[Any] = [
+            _sqlite_datetime
+            if isinstance(table.c[k].type, DateTime)
+            else table.c[k].type._cached_bind_processor(dialect)
+            for k in keys
+        ]
+        cached = _DRIVER_SQL[(table.name, keys)] = (sql, processors)
+    sql, processors = cached
+    pairs = list(zip(keys, processors, strict=True))
+    return sql, [tuple([row[k] if p is None else p(row[k]) for k, p in pairs]) for row in rows]
 
 
 @dataclass
@@ -163,6 +203,9 @@ class UnitOfWork:
 
     async def write_batch(self, batch: BatchWrite, now: datetime) -> None:
         conn = self.conn
+        if conn.dialect.name == "sqlite":
+            await self._write_batch_sqlite(batch, now)
+            return
         if batch.readings:
             await conn.execute(insert(readings), batch.readings)
         if batch.samples:
@@ -173,6 +216,27 @@ class UnitOfWork:
             await conn.execute(insert(control_limits), batch.limits)
         if batch.states:
             await self.save_states(batch.states, now)
+
+    async def _write_batch_sqlite(self, batch: BatchWrite, now: datetime) -> None:
+        """The same rows as the Core path, handed to the driver as tuples."""
+        conn = self.conn
+        dialect = conn.dialect
+        for table, rows in (
+            (readings, batch.readings),
+            (samples, batch.samples),
+            (violations, batch.violations),
+            (control_limits, batch.limits),
+        ):
+            if rows:
+                sql, params = _driver_rows(table, rows, dialect)
+                await conn.exec_driver_sql(sql, params)
+        if batch.states:
+            state = characteristics.c.engine_state.type._cached_bind_processor(dialect)
+            at = _sqlite_datetime(now)
+            await conn.exec_driver_sql(
+                "UPDATE characteristics SET engine_state = ?, updated_at = ? WHERE id = ?",
+                [(s if state is None else state(s), at, cid) for cid, s in batch.states.items()],
+            )
 
     async def save_states(self, states: Mapping[int, dict[str, Any]], now: datetime) -> None:
         stmt = (
