@@ -61,6 +61,7 @@ class BenchOptions:
     keep_dir: bool = False
     profile: Path | None = None  # py-spy record of the bridge during the throughput phase
     phases: frozenset[str] = PHASES
+    broker_pid: int = 0  # set by run_bench
     log: Callable[[str], None] = field(default=lambda _text: None)
 
     @classmethod
@@ -87,6 +88,9 @@ class BenchReport:
     samples_stored: int = 0
     readings_stored: int = 0
     bridge_cpu_s: float = 0.0
+    broker_cpu_s: float = 0.0
+    relay_broker_cpu_s: float = 0.0
+    relay_seconds: float = 0.0
     bridge_seconds: float = 0.0
     latency_rate: float = 0.0
     latency_samples: int = 0
@@ -397,6 +401,8 @@ def run_bench(options: BenchOptions) -> BenchReport:
     report = BenchReport(machine=_machine(), readings=options.readings)
     try:
         with MosquittoProcess(workdir=workdir / "mosquitto") as broker:
+            assert broker.process is not None
+            options.broker_pid = broker.process.pid
             if "relay" in options.phases:
                 _relay(options, report, broker.port)
             if {"bridge", "latency"} & options.phases:
@@ -421,6 +427,7 @@ def _relay(options: BenchOptions, report: BenchReport, port: int) -> None:
     layout = _layout(0, CHARACTERISTICS, options.readings, "bench/relay")
     report.readings = layout.readings
     options.log(f"relay: {layout.readings} QoS 1 readings, paho -> mosquitto -> paho")
+    broker0 = _cpu_s(options.broker_pid)
     pub, sub = _relay_or_bridge(
         port,
         layout,
@@ -433,7 +440,9 @@ def _relay(options: BenchOptions, report: BenchReport, port: int) -> None:
     )
     if sub.count != layout.readings:
         report.problems.append(f"relay: {sub.count} of {layout.readings} readings arrived")
-    report.relay_rate = sub.count / max(1e-9, (sub.last_ns - pub.started_ns) / 1e9)
+    report.relay_broker_cpu_s = round(_cpu_s(options.broker_pid) - broker0, 2)
+    report.relay_seconds = round((sub.last_ns - pub.started_ns) / 1e9, 3)
+    report.relay_rate = sub.count / max(1e-9, report.relay_seconds)
 
 
 def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path) -> None:
@@ -481,6 +490,7 @@ def _throughput(
         f"{expected} samples expected"
     )
     cpu0 = _cpu_s(pid)
+    broker0 = _cpu_s(options.broker_pid)
     profiler: list[subprocess.Popen[bytes]] = []
 
     def during() -> None:
@@ -490,7 +500,7 @@ def _throughput(
                 subprocess.Popen(
                     [
                         *(py_spy, "record", "-p", str(pid), "-o", str(options.profile)),
-                        *("-r", "200", "--threads", "--format"),
+                        *("-r", "200", "--threads", "--idle", "--format"),
                         "flamegraph" if options.profile.suffix == ".svg" else "raw",
                     ],
                     stdout=subprocess.DEVNULL,
@@ -513,6 +523,7 @@ def _throughput(
         p.send_signal(signal.SIGINT)
         p.wait(60)
     report.bridge_cpu_s = round(_cpu_s(pid) - cpu0, 2)
+    report.broker_cpu_s = round(_cpu_s(options.broker_pid) - broker0, 2)
     seconds = (sub.last_ns - pub.started_ns) / 1e9
     report.bridge_seconds = round(seconds, 3)
     report.samples_received = sub.count
@@ -651,6 +662,8 @@ def format_report(r: BenchReport) -> str:
     row("  readings stored in the database", f"{r.readings_stored:,}")
     row("  per-characteristic order and values", "ok" if r.samples_in_order else "WRONG")
     row("  bridge CPU during the run", f"{r.bridge_cpu_s:.1f} s in {r.bridge_seconds:.1f} s")
+    row("  broker CPU, bridge run", f"{r.broker_cpu_s:.1f} s")
+    row("  broker CPU, relay run", f"{r.relay_broker_cpu_s:.1f} s in {r.relay_seconds:.1f} s")
     per = r.bridge_cpu_s / r.readings * 1e6 if r.readings else 0.0
     row("  bridge CPU per reading", f"{per:.0f} us")
     p99 = r.latency_p99_ms
