@@ -232,17 +232,20 @@ class BridgeProcess:
 
     config: Path
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None  # default: the config's directory
+    args: list[str] | None = None  # default: --config FILE
     process: subprocess.Popen[bytes] | None = None
     stderr_path: Path | None = None
 
     def start(self) -> BridgeProcess:
         self.stderr_path = self.config.with_suffix(f".{uuid.uuid4().hex[:6]}.log")
+        args = ["--config", str(self.config)] if self.args is None else self.args
         with self.stderr_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [OPENSPC, "run", "--config", str(self.config)],
+                [OPENSPC, "run", *args],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
-                cwd=self.config.parent,
+                cwd=self.cwd or self.config.parent,
                 env={**os.environ, **self.env},
             )
         return self
