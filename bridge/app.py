@@ -47,6 +47,9 @@ DRAIN_SECONDS = 3.0
 GIVE_UP_SECONDS = 10.0
 """On a clean stop, how long a batch may wait for an unavailable database."""
 
+BUFFER_WATCH_SECONDS = 0.25
+"""How often the bridge checks whether its buffer of unacknowledged readings is full."""
+
 
 def _version() -> str:
     try:
@@ -79,6 +82,7 @@ class Bridge:
     clock: Callable[[], datetime]
     version: str = field(default_factory=_version)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    buffer_full: bool = False  # see _buffer_watch
     sparkplug_edge: SparkplugEdgeNode | None = None  # bridge.sparkplug_edge.enabled
 
     @property
@@ -166,7 +170,9 @@ class Bridge:
             "db_batches": m.db_batches,
             "db_retries": m.db_retries,
             "db_errors": m.db_errors,
-            "buffered_readings": len(self.inbox),
+            "buffered_readings": self.buffered,
+            "buffer_max": self.buffer_bound,
+            "buffer_full": self.buffer_full,
             "dropped_readings": self.inbox.dropped,
             "publish_outstanding": self.mqtt.outstanding,
             "handler_failures": self.bus.failures,
@@ -178,6 +184,36 @@ class Bridge:
         self.mqtt.publish(
             f"{self.prefix}/bridge/metrics", dumps(self.metrics_payload()), qos=0, retain=True
         )
+
+    @property
+    def buffered(self) -> int:
+        """Readings held by the bridge and not yet acknowledged: queued or in a batch."""
+        return len(self.inbox) + self.pipeline.held
+
+    @property
+    def buffer_bound(self) -> int:
+        """What the broker may have in flight to us (MQTT 5 Receive Maximum, <= 65535)."""
+        return min(self.inbox.maxlen, 65_535)
+
+    async def _buffer_watch(self, stop: asyncio.Event) -> None:
+        """Say once per episode, on the errors topic and in metrics, that the buffer is full:
+        the broker then holds back further readings (they queue in the bridge's session)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BUFFER_WATCH_SECONDS)
+            held, bound = self.buffered, self.buffer_bound
+            if not self.buffer_full and held >= bound:
+                self.buffer_full = True
+                log.warning("buffer full (%d readings held); the broker queues the rest", held)
+                self.pipeline.report_condition(
+                    f"buffer full: {held} readings held (buffer_max {bound}) and not yet"
+                    " stored; the broker queues further readings until the database catches up"
+                )
+                self.publish_metrics()
+            elif self.buffer_full and held <= bound // 2:
+                self.buffer_full = False
+                log.info("buffer below half again (%d readings held)", held)
+                self.publish_metrics()
 
     async def _metrics_loop(self, stop: asyncio.Event) -> None:
         interval = float(self.settings.bridge.metrics_interval)
@@ -195,6 +231,7 @@ class Bridge:
                 pipeline = tasks.create_task(self.pipeline.run(halt), name="pipeline")
                 tasks.create_task(self.live.run(halt), name="history")
                 tasks.create_task(self._metrics_loop(halt), name="metrics")
+                tasks.create_task(self._buffer_watch(halt), name="buffer-watch")
                 if self.sparkplug_edge is not None:  # says NDEATH when halted
                     tasks.create_task(self.sparkplug_edge.run(halt), name="sparkplug-edge")
                 stopper = tasks.create_task(stop.wait(), name="stop")

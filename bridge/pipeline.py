@@ -209,6 +209,8 @@ class Pipeline:
         self._last_sample: dict[int, tuple[int, int]] = {}  # characteristic -> (seq, sample_id)
         # identities of recent readings with a source ts (bridge/_dedupe.py); bootstrap loads it
         self.seen = SeenReadings(0)
+        # taken from the inbox, not yet acknowledged or dropped: with the inbox, what is held
+        self.held = 0
 
     # --- entry points -----------------------------------------------------------------
 
@@ -272,6 +274,7 @@ class Pipeline:
                 return
             wait = 0.0 if stop.is_set() else self.batch_wait
             items = await self.inbox.take(self.batch_max, wait, stop)
+            self.held += len(items)
             if not items:
                 continue
             try:
@@ -292,6 +295,7 @@ class Pipeline:
                 and item.qos > 0
                 and item.generation != self.mqtt.generation
             ):
+                self.held -= 1
                 continue  # from an earlier connection: the broker delivers it again
             try:
                 if isinstance(item, Submission):
@@ -468,6 +472,7 @@ class Pipeline:
                 self.mqtt.ack(item)
             elif item.ack is not None:
                 item.ack()
+        self.held -= len(acks)
         await self.bus.publish(events)
         await self.mqtt.wait_window()
 
@@ -553,12 +558,17 @@ class Pipeline:
             self._report(msg.topic, msg.payload, error)
         self.mqtt.reply(msg, dumps(reply_payload(error)))
         self.mqtt.ack(msg)
+        self.held -= 1
 
     # --- errors -----------------------------------------------------------------------
 
     def _reject(self, msg: Inbound, reason: str) -> None:
         self.metrics.readings_rejected += 1
         self._report(msg.topic, msg.payload, reason)
+
+    def report_condition(self, reason: str) -> None:
+        """Report a condition of the bridge itself (no input topic) on the errors topic."""
+        self._report("", b"", reason)
 
     def _report(self, topic: str, payload: bytes, reason: str) -> None:
         log.info("rejected input on %s: %s", topic or "-", reason)
