@@ -1,0 +1,179 @@
+"""The database unavailable for a while: readings are held, then written; none lost.
+
+``openspc run`` as a process with a small ``buffer_max`` (the bound of what the bridge
+holds unacknowledged: MQTT 5 Receive Maximum), a gauge streaming QoS 1 readings with unique
+``ts``. While the database is away the bridge holds up to ``buffer_max`` readings, then says
+"buffer full" on ``<prefix>/bridge/errors`` and in metrics, and the broker queues the rest;
+when the database is back everything is written, exactly once.
+
+- PostgreSQL stopped (``pg_ctl stop``) and started again: a cluster of the test's own;
+- SQLite locked by another writer holding a write transaction (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bridge._mosquitto import MosquittoProcess
+from bridge.testing import PostgresCluster, find_pg_bin
+from tests.integration.reliability import (
+    BridgeProcess,
+    Gauge,
+    Recorder,
+    StoredSample,
+    config_text,
+    pg_samples,
+    report,
+    sqlite_samples,
+    stack,
+    tally,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.mosquitto]
+
+READINGS = 2500
+RATE = 1000.0
+BUFFER_MAX = 200
+BATCH_MAX = 50
+
+
+def run_outage(
+    broker: MosquittoProcess,
+    tmp: Path,
+    prefix: str,
+    db_url: str,
+    samples: Callable[[], list[StoredSample]],
+    outage: contextlib.AbstractContextManager[object],
+    scenario: str,
+) -> None:
+    config = tmp / "outage.toml"
+    config.write_text(
+        config_text(
+            port=broker.port,
+            prefix=prefix,
+            client_id="reliability-outage",
+            db_url=db_url,
+            characteristics=[{"id": 1, "name": "Shaft OD", "subgroup_size": 1}],
+            batch_max=BATCH_MAX,
+            buffer_max=BUFFER_MAX,
+            metrics_interval=0.2,
+        )
+    )
+    errors = f"{prefix}/bridge/errors"
+
+    def reasons() -> list[str]:
+        return [m.json()["reason"] for m in rec.on(errors)]
+
+    with stack() as s:
+        rec = s.enter_context(Recorder(broker.port, f"{prefix}/#"))
+        bridge = s.enter_context(BridgeProcess(config))
+        bridge.start().wait_started()
+        rec.wait(lambda: rec.status(prefix)[-1:] == [True], 10, "status online")
+        gauge = s.enter_context(
+            Gauge(broker.port, f"{prefix}/char/1/reading", READINGS, RATE)
+        ).start()
+        wait_until(lambda: len(samples()) >= 300, 20, "readings stored before the outage")
+        with outage:
+            rec.wait(
+                lambda: any(r.startswith("buffer full") for r in reasons()),
+                15,
+                "'buffer full' on the errors topic",
+            )
+            full_at = len(gauge.acked)
+            # the broker goes on taking readings from the gauge and queues them for us
+            wait_until(lambda: len(gauge.acked) >= full_at + 300, 15, "the broker queueing")
+            during = [m.json() for m in rec.on(f"{prefix}/bridge/metrics")]
+        gauge.wait_done(30)
+        acked = dict(gauge.acked)
+        wait_until(
+            lambda: {x.ts_ms for x in samples()} >= acked.keys(),
+            40,
+            "every acknowledged reading stored after the outage",
+        )
+        rec.wait(
+            lambda: not rec.on(f"{prefix}/bridge/metrics")[-1].json()["buffer_full"],
+            10,
+            "metrics: buffer no longer full",
+        )
+        assert bridge.terminate() == 0
+
+    held = max(m["buffered_readings"] for m in during)
+    peak = max(m.json()["buffered_readings"] for m in rec.on(f"{prefix}/bridge/metrics"))
+    figures = tally(acked, samples())
+    report(
+        figures.line(scenario)
+        + f"; most held by the bridge during the outage {held} (buffer_max {BUFFER_MAX},"
+        f" batch_max {BATCH_MAX}), after it {peak},"
+        f" errors said {sorted({r.split(':')[0] for r in reasons()})}"
+    )
+    assert figures.lost == []
+    assert figures.duplicated == []
+    assert figures.unexpected == []
+    assert figures.stored == READINGS
+    # bounded: the broker, not the bridge, held the rest. Mosquitto 2.0.11 lets a few more
+    # through than Receive Maximum once acks arrive (the batch that committed as the outage
+    # began): see docs/reliability.md
+    assert held <= BUFFER_MAX + BATCH_MAX
+    assert any(m["buffer_full"] for m in during)
+    assert "Traceback" not in bridge.log_text()
+
+
+@contextlib.contextmanager
+def stopped(cluster: PostgresCluster) -> contextlib.Generator[None]:
+    cluster.stop("fast")
+    try:
+        yield
+    finally:
+        cluster.start()
+
+
+def test_postgres_stopped_then_started_readings_held_then_written(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed")
+    with PostgresCluster() as cluster:
+        dsn = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
+        run_outage(
+            fresh_mosquitto,
+            tmp_path,
+            topic_prefix,
+            cluster.async_url,
+            lambda: pg_samples(dsn, 1),
+            stopped(cluster),
+            "PostgreSQL stopped mid-stream",
+        )
+
+
+@contextlib.contextmanager
+def locked(db: Path) -> contextlib.Generator[None]:
+    """Another writer holding SQLite's write lock (an open write transaction)."""
+    other = sqlite3.connect(db, timeout=30, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE id_counters SET next_id = next_id WHERE name = 'sample'")
+        yield
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+
+def test_sqlite_locked_by_another_writer_readings_held_then_written(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    db = tmp_path / "bridge.db"
+    run_outage(
+        fresh_mosquitto,
+        tmp_path,
+        topic_prefix,
+        f"sqlite+aiosqlite:///{db}",
+        lambda: sqlite_samples(db, 1),
+        locked(db),
+        "SQLite locked by another writer",
+    )
