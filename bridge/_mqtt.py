@@ -42,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from bridge import _paho_fast
 from bridge.errors import BrokerUnavailable
 
 __all__ = ["Inbound", "Inbox", "MqttClient", "MqttOptions"]
@@ -175,6 +176,7 @@ class MqttClient:
         self._misc: asyncio.Task[None] | None = None
         self._lost: asyncio.Event = asyncio.Event()
         self._sock: Any = None
+        _paho_fast.install()  # PUBLISH/PUBACK without properties: no Properties per packet
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
