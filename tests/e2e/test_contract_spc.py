@@ -42,6 +42,8 @@ class Series:
     usl: float | None
     lsl: float | None
     fixed: tuple[float, float, float] | None = None  # center_line, ucl, lcl
+    config_rules: Any = None  # the `rules` setting, when not left out
+    critical: frozenset[int] = frozenset({1})
 
 
 def make_series(rng: random.Random, n: int, baseline: int) -> list[list[float]]:
@@ -73,6 +75,21 @@ def make_series(rng: random.Random, n: int, baseline: int) -> list[list[float]]:
     return out
 
 
+# points on every zone boundary, on the centre line, equal steps, zero steps, long runs
+BOUNDARY_WALK: list[float] = [
+    10.0, 11.0, 12.0, 13.0, 13.25, 9.0, 8.0, 7.0, 6.75, 10.0, 10.0, 10.5, 11.0, 11.5, 12.0,
+    12.5, 12.5, 12.0, 11.0, 10.0, 9.0, 8.0, 7.5, 9.5, 10.5, 9.5, 10.5, 9.5, 10.5, 9.5, 10.5,
+    9.5, 10.5, 9.5, 10.5, 9.5, 10.5, 10.5, 9.5, 10.0, 10.25, 9.75, 10.0, 10.5, 9.25, 10.75,
+    9.0, 11.0, 12.25, 12.75, 12.5, 11.25, 12.0, 11.75, 12.25, 12.0, 8.0, 7.75, 8.0, 12.0,
+    8.0, 12.0, 8.0, 12.0, 8.0, 12.0, 8.0, 10.0,
+]  # fmt: skip
+
+
+def spread4(mean: float) -> list[float]:
+    """Four readings whose mean is exactly ``mean`` (all binary fractions)."""
+    return [mean - 0.5, mean + 0.25, mean + 0.5, mean - 0.25]
+
+
 def ts_of(cid: int, index: int, reading: int = 0) -> datetime:
     return T0 + timedelta(minutes=cid, seconds=10 * index, milliseconds=reading)
 
@@ -98,16 +115,18 @@ class Run:
 def publish_series(client: Client, prefix: str, s: Series) -> None:
     """Every form of section 2: bare numbers, {"value"}, {"values"}, ts as ms and ISO."""
     topic = f"{prefix}/char/{s.cid}/reading"
+    qos = 0 if s.cid == 1 else 1  # QoS 0 readings too (not mixed: paho may reorder them)
     for i, g in enumerate(s.subgroups):
         last = ts_of(s.cid, i, len(g) - 1)
         if s.n == 1:
             if i < s.baseline:
-                client.publish(topic, repr(g[0]), wait=False)  # bare number: arrival time
+                client.publish(topic, repr(g[0]), qos=qos, wait=False)  # bare: arrival time
             elif i % 2:
-                client.publish(topic, json.dumps({"value": g[0], "ts": epoch_ms(last)}), wait=False)
+                body = json.dumps({"value": g[0], "ts": epoch_ms(last)})
+                client.publish(topic, body, qos=qos, wait=False)
             else:
                 iso = last.astimezone(UTC).isoformat().replace("+00:00", "Z")
-                client.publish(topic, json.dumps({"value": g[0], "ts": iso}), wait=False)
+                client.publish(topic, json.dumps({"value": g[0], "ts": iso}), qos=qos, wait=False)
         elif i % 3 == 0:  # one reading at a time, each with its own ts
             for j, x in enumerate(g):
                 payload = {"value": x, "ts": epoch_ms(ts_of(s.cid, i, j)), "batch": "B7"}
@@ -133,6 +152,25 @@ def run(mosquitto: MosquittoProcess, module_tmp: Path) -> Iterator[Run]:
     s4 = series[4]
     half = 3 * SD / math.sqrt(5) * 1.1
     s4.fixed = (MU + 0.001, MU + 0.001 + half, MU + 0.001 - half)
+    s4.config_rules = "western_electric"
+    # run lengths and severities configured per characteristic
+    s5 = Series(5, 2, 15, [], {1: 1, 2: 7, 3: 4, 4: 10, 7: 12, 8: 5}, None, None)
+    s5.subgroups = make_series(rng, 2, 15)
+    s5.config_rules = [
+        {"id": 1, "severity": "WARNING"},
+        {"id": 2, "length": 7, "severity": "CRITICAL"},
+        {"id": 3, "length": 4},
+        {"id": 4, "length": 10},
+        {"id": 7, "length": 12},
+        {"id": 8, "length": 5, "severity": "CRITICAL"},
+    ]
+    s5.critical = frozenset({2, 8})
+    series[5] = s5
+    # exact boundaries: fixed CL 10, UCL 13, LCL 7, so sigma/sqrt(n) = 1 for n = 1 and n = 4
+    series[6] = Series(6, 1, 0, [[x] for x in BOUNDARY_WALK], dict(ref.NELSON), None, None)
+    series[6].fixed = (10.0, 13.0, 7.0)
+    series[7] = Series(7, 4, 0, [spread4(x) for x in BOUNDARY_WALK], dict(ref.NELSON), None, None)
+    series[7].fixed = (10.0, 13.0, 7.0)
 
     chars: list[dict[str, Any]] = []
     for s in series.values():
@@ -142,9 +180,10 @@ def run(mosquitto: MosquittoProcess, module_tmp: Path) -> Iterator[Run]:
             ch["usl"] = s.usl
         if s.lsl is not None:
             ch["lsl"] = s.lsl
+        if s.config_rules is not None:
+            ch["rules"] = s.config_rules
         if s.fixed:
             ch["center_line"], ch["ucl"], ch["lcl"] = s.fixed
-            ch["rules"] = "western_electric"
         elif s.baseline != 25:
             ch["baseline"] = s.baseline  # 25 is the default, left out for the others
         chars.append(ch)
@@ -202,7 +241,7 @@ SAMPLE_KEYS = {
 }
 
 
-@pytest.mark.parametrize("cid", [1, 2, 3])
+@pytest.mark.parametrize("cid", [1, 2, 3, 5])
 def test_baseline_samples_are_unjudged_then_limits_follow_the_last_one(run: Run, cid: int) -> None:
     s = run.series[cid]
     samples = run.samples(cid)
@@ -238,7 +277,7 @@ def test_baseline_samples_are_unjudged_then_limits_follow_the_last_one(run: Run,
     assert kinds.index("limits") == s.baseline
 
 
-@pytest.mark.parametrize("cid", [1, 2, 3])
+@pytest.mark.parametrize("cid", [1, 2, 3, 5])
 def test_limits_agree_with_the_reference(run: Run, cid: int) -> None:
     """What does not depend on the constants' last digits agrees to 1e-9; sigma to the table."""
     s = run.series[cid]
@@ -286,7 +325,7 @@ def test_limits_equal_the_printed_table_constants_to_1e_9(run: Run, cid: int) ->
     assert_close(lim["range"]["ucl"], want.r_ucl, "range.ucl")
 
 
-@pytest.mark.parametrize("cid", [1, 2, 3, 4])
+@pytest.mark.parametrize("cid", [1, 2, 3, 4, 5, 6, 7])
 def test_every_live_point_and_violation_agrees_with_the_reference(run: Run, cid: int) -> None:
     s = run.series[cid]
     lim_payload = bridge_limits(run, cid)[-1]
@@ -302,7 +341,8 @@ def test_every_live_point_and_violation_agrees_with_the_reference(run: Run, cid:
         assert got == want, f"point {p.index}"
     fired = {v.rule_id for v in violations if v.chart == "x"}
     assert fired == set(s.rules), "the data should make every configured rule fire"
-    assert any(v.chart == "range" for v in violations)
+    if cid != 7:  # every subgroup of 7 has the same range
+        assert any(v.chart == "range" for v in violations)
 
     got_v = []
     by_sample = {b["sample_id"]: i for i, b in enumerate(samples)}
@@ -313,7 +353,7 @@ def test_every_live_point_and_violation_agrees_with_the_reference(run: Run, cid:
         v = data["payload"]
         assert v["characteristic_id"] == cid
         assert isinstance(v["violation_id"], int)
-        assert v["severity"] == ("CRITICAL" if v["rule_id"] == 1 else "WARNING")
+        assert v["severity"] == ("CRITICAL" if v["rule_id"] in s.critical else "WARNING")
         assert isinstance(v["rule_name"], str)
         assert v["rule_name"]
         parse_iso_z(v["timestamp"])
@@ -347,7 +387,7 @@ def test_fixed_limits_are_announced_first_and_judge_every_sample(run: Run) -> No
     assert all(m["payload"]["zone"] is not None for m in run.samples(4))
 
 
-@pytest.mark.parametrize("cid", [1, 2, 3])
+@pytest.mark.parametrize("cid", [1, 2, 3, 5])
 def test_sample_timestamps_are_the_source_ts_or_the_arrival(run: Run, cid: int) -> None:
     s = run.series[cid]
     for i, m in enumerate(run.samples(cid)):
@@ -417,3 +457,20 @@ def test_the_data_exercise_the_contract(run: Run) -> None:
     s = run.series[2]
     _lim, points = ref.phase_one(s.subgroups, s.n, s.baseline, s.rules, s.usl, s.lsl)
     assert any(p.failed_rules for p in points[s.baseline :])
+
+
+@pytest.mark.parametrize("cid", [6, 7])
+def test_points_on_boundaries_belong_to_the_inner_zone(run: Run, cid: int) -> None:
+    zones = [m["payload"]["zone"] for m in run.samples(cid)[:9]]
+    # 10 (CL), 11 (CL+s), 12 (CL+2s), 13 (UCL), 13.25, 9, 8, 7 (LCL), 6.75
+    assert zones == [
+        "zone_c_upper",
+        "zone_c_upper",
+        "zone_b_upper",
+        "zone_a_upper",
+        "beyond_ucl",
+        "zone_c_lower",
+        "zone_b_lower",
+        "zone_a_lower",
+        "beyond_lcl",
+    ]
