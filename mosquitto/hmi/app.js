@@ -52,7 +52,7 @@
   var connected = false;
   var bridge = { known: false, online: false, timestamp: null };
   var acked = new Set();
-  var pendingAcks = new Map(); // correlation -> {violationId, timer}
+  var pendingRequests = new Map(); // correlation -> {done, timer}
   var dirty = { list: false, alarms: false, charts: false, header: false, status: false };
   var renderScheduled = false;
   var decoder = new TextDecoder();
@@ -395,20 +395,17 @@
     schedule();
   }
 
-  // ---- acknowledging ------------------------------------------------------------------
-  function acknowledge(violationId, reason, exclude) {
-    if (!user || !connected) return;
-    var correlation = "ack-" + randomId();
-    var payload = JSON.stringify({
-      violation_id: violationId, reason: reason, exclude_sample: !!exclude,
-    });
-    var entry = { violationId: violationId, timer: null };
-    pendingAcks.set(correlation, entry);
+  // ---- commands (MQTT 5 request/reply) ------------------------------------------------
+  // Publish `payload` to `topic` with our response topic and a fresh correlation; `done(error)`
+  // is called once: with null on {"ok": true}, else with the bridge's or the broker's reason.
+  function request(topic, payload, done) {
+    var correlation = "req-" + randomId();
+    var entry = { done: done, timer: null };
+    pendingRequests.set(correlation, entry);
     entry.timer = window.setTimeout(function () {
-      finishAck(correlation, "no reply from the bridge within " + ACK_TIMEOUT_MS / 1000 + " s");
+      finishRequest(correlation, "no reply from the bridge within " + ACK_TIMEOUT_MS / 1000 + " s");
     }, ACK_TIMEOUT_MS);
-    setRowBusy(violationId, true);
-    client.publish(PREFIX + "/cmd/ack/" + user, payload, {
+    client.publish(topic, JSON.stringify(payload), {
       qos: 1,
       properties: {
         responseTopic: replyTopic,
@@ -416,39 +413,90 @@
         contentType: "application/json",
       },
     }, function (err) {
-      if (err) finishAck(correlation, err.message || String(err));
+      if (err) finishRequest(correlation, err.message || String(err));
     });
   }
 
   function onReply(text, props) {
     var cd = props && props.correlationData;
     var correlation = cd == null ? "" : typeof cd === "string" ? cd : decoder.decode(cd);
-    if (!pendingAcks.has(correlation)) return;
+    if (!pendingRequests.has(correlation)) return;
     var reply = null;
     try { reply = JSON.parse(text); } catch (e) { reply = null; }
     if (reply && reply.ok === true) {
-      finishAck(correlation, null);
+      finishRequest(correlation, null);
     } else {
-      finishAck(correlation, (reply && reply.error) || "the bridge refused the acknowledgement");
+      finishRequest(correlation, (reply && reply.error) || "the bridge refused the command");
     }
   }
 
-  function finishAck(correlation, error) {
-    var entry = pendingAcks.get(correlation);
+  function finishRequest(correlation, error) {
+    var entry = pendingRequests.get(correlation);
     if (!entry) return;
-    pendingAcks.delete(correlation);
+    pendingRequests.delete(correlation);
     window.clearTimeout(entry.timer);
-    setRowBusy(entry.violationId, false);
-    var box = $("ack-error");
-    if (error) {
-      box.textContent = "Acknowledge of alarm #" + entry.violationId + " failed: " + error;
-      box.hidden = false;
-    } else {
-      box.textContent = "";
-      box.hidden = true;
-      onAckUpdate(null, { violation_id: entry.violationId, acknowledged: true });
-    }
+    entry.done(error);
   }
+
+  function acknowledge(violationId, reason, exclude) {
+    if (!user || !connected) return;
+    setRowBusy(violationId, true);
+    var payload = { violation_id: violationId, reason: reason, exclude_sample: !!exclude };
+    request(PREFIX + "/cmd/ack/" + user, payload, function (error) {
+      setRowBusy(violationId, false);
+      var box = $("ack-error");
+      if (error) {
+        box.textContent = "Acknowledge of alarm #" + violationId + " failed: " + error;
+        box.hidden = false;
+      } else {
+        box.textContent = "";
+        box.hidden = true;
+        onAckUpdate(null, { violation_id: violationId, acknowledged: true });
+      }
+    });
+  }
+
+  // Recalculating limits is an engineer's command: two clicks (the first arms the button for
+  // 5 s), and the broker's ACL decides who may; its or the bridge's answer is shown beside it.
+  var recalcArmed = null;
+
+  function disarmRecalc() {
+    if (recalcArmed) window.clearTimeout(recalcArmed);
+    recalcArmed = null;
+    $("recalc").textContent = "Recalculate limits";
+    $("recalc").classList.remove("armed");
+  }
+
+  function setRecalcStatus(text, bad) {
+    var el = $("recalc-status");
+    el.textContent = text;
+    el.className = "recalc-status" + (bad ? " bad" : "");
+    el.dataset.state = bad ? "error" : text ? "ok" : "";
+    el.title = text;
+    el.parentNode.parentNode.classList.toggle("has-status", !!text);
+  }
+
+  $("recalc").addEventListener("click", function () {
+    if (!user || !connected || selectedId === null) return;
+    if (!recalcArmed) {
+      $("recalc").textContent = "Click again to recalculate";
+      $("recalc").classList.add("armed");
+      recalcArmed = window.setTimeout(disarmRecalc, 5000);
+      return;
+    }
+    disarmRecalc();
+    var id = selectedId;
+    setRecalcStatus("sending\u2026", false);
+    request(PREFIX + "/cmd/char/" + id + "/recalculate", {}, function (error) {
+      if (error) setRecalcStatus("Recalculate failed: " + error, true);
+      else {
+        setRecalcStatus("Limits recalculated", false);
+        window.setTimeout(function () {
+          if ($("recalc-status").textContent === "Limits recalculated") setRecalcStatus("", false);
+        }, 10000);
+      }
+    });
+  });
 
   function setRowBusy(violationId, busy) {
     var row = alarmRows.get(violationId);
@@ -463,6 +511,8 @@
   function selectChar(id, byUser) {
     if (byUser) userChoseChar = true;
     if (id === selectedId) return;
+    disarmRecalc();
+    setRecalcStatus("", false);
     var old = selectedId;
     if (old !== null && chars.has(old)) chars.get(old).samples = [];
     selectedId = id;
@@ -761,9 +811,13 @@
           incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000],
           values: function (u, splits) {
             var samples = chartView(kind).samples;
+            var previous = null;
             return splits.map(function (i) {
               var s = samples[Math.round(i)];
-              return s ? fmtTime(s.timestamp) : "";
+              var label = s ? fmtTime(s.timestamp) : "";
+              if (label === previous) return ""; // several samples in one second: label it once
+              previous = label;
+              return label;
             });
           },
         },
@@ -1096,6 +1150,8 @@
 
   // ---- login --------------------------------------------------------------------------
   function showLogin() {
+    $("recalc").hidden = !user;
+    if (!user) setRecalcStatus("", false);
     $("login-form").hidden = !!user;
     $("session").hidden = !user;
     $("current-user").textContent = user ? "\u25cf " + user : "";

@@ -46,8 +46,15 @@ PASSWORDS = {
     "alice": "alice-secret",
     "bob": "bob-secret",
     "gauge1": "gauge-secret",
+    "erin": "erin-secret",
 }
-ROLES = {"bridge": Role.BRIDGE, "alice": Role.HMI, "bob": Role.HMI, "gauge1": Role.GAUGE}
+ROLES = {
+    "bridge": Role.BRIDGE,
+    "alice": Role.HMI,
+    "bob": Role.HMI,
+    "gauge1": Role.GAUGE,
+    "erin": Role.ENGINEER,
+}
 
 T = TypeVar("T")
 
@@ -87,8 +94,8 @@ def plant(topic_prefix: str) -> Iterator[HmiPlant]:
     """The real mosquitto.conf and ACL (rendered with free ports) for this test's prefix.
 
     Users: ``bridge`` (role bridge: the only writer of results), ``alice`` and ``bob``
-    (role hmi: may acknowledge as themselves), ``gauge1`` (role gauge: may not acknowledge).
-    Mosquitto starts in about 30 ms.
+    (role hmi: may acknowledge as themselves), ``gauge1`` (role gauge: may not acknowledge),
+    ``erin`` (role engineer: may also recalculate limits). Mosquitto starts in about 30 ms.
     """
     if find_mosquitto() is None or shutil.which("mosquitto_passwd") is None:
         missing("mosquitto")

@@ -388,3 +388,39 @@ def test_a_burst_of_samples_is_drawn_without_falling_behind(
     assert chart.get_attribute("data-marks") == "2924:1 2961:1 2998:1"
     assert elapsed < 5
     assert console_errors(page) == []
+
+
+def test_an_engineer_recalculates_the_limits_and_an_operator_may_not(
+    page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
+) -> None:
+    p = plant.prefix
+    run_bridge_on([{"id": 3, "name": "Fill weight", "unit": "g", "baseline": 5, "rules": [1]}])
+    page.get(plant.page_url())
+    wait_until(page, attr_is("bridge-status", "data-state", "online"))
+    for value in ("500.0", "500.4", "499.6", "500.2", "499.8"):
+        feed.publish(f"{p}/char/3/reading", value)
+    wait_until(page, lambda d: by_testid(d, "kpi-ucl").text != "—")
+    baseline_ucl = by_testid(page, "kpi-ucl").text
+    for value in ("502.0", "498.0", "503.0", "497.0", "501.0"):
+        feed.publish(f"{p}/char/3/reading", value)
+    wait_until(page, attr_is("x-chart", "data-points", "10"))
+
+    log_in(page, "alice", PASSWORDS["alice"])  # an operator: the ACL refuses the command
+    wait_until(page, text_is("current-user", "● alice"))
+    by_testid(page, "recalc").click()
+    by_testid(page, "recalc").click()  # the second click confirms
+    wait_until(page, attr_is("recalc-status", "data-state", "error"))
+    assert "Not authorized" in by_testid(page, "recalc-status").text
+    assert by_testid(page, "kpi-ucl").text == baseline_ucl
+
+    by_testid(page, "logout").click()
+    log_in(page, "erin", PASSWORDS["erin"])
+    wait_until(page, text_is("current-user", "● erin"))
+    by_testid(page, "recalc").click()
+    assert by_testid(page, "recalc-status").text == ""  # armed, not sent
+    by_testid(page, "recalc").click()
+    wait_until(page, text_is("recalc-status", "Limits recalculated"))
+    wait_until(page, lambda d: by_testid(d, "kpi-ucl").text != baseline_ucl)
+    assert float(by_testid(page, "kpi-ucl").text) > float(baseline_ucl)
+    screenshot(page, "hmi-recalculated")
+    assert console_errors(page) == []
