@@ -206,8 +206,15 @@ REJECTS: list[tuple[str, str | bytes, str]] = [
     ("char/3/reading", '{"value": 10.5, "ts": "2026-04-01T08:00:00"}', ""),
     ("char/3/reading", "", ""),
     ("char/999/reading", "10.5", "unknown characteristic"),
+    ("char/abc/reading", "10.5", ""),
+    ("VENDOR", '{"data": {"id": 6.02}}', ""),
+    ("VENDOR", '{"data": {"od": "10.5"}}', ""),
     ("char/3/reading", '{"value": 10.5, "pad": "' + "x" * 70_000 + '"}', ""),
 ]
+
+
+def where(shop: Shop, leaf: str) -> str:
+    return shop.vendor_topic if leaf == "VENDOR" else shop.t(leaf)
 
 
 def test_rejections_go_to_errors_are_counted_never_stored_and_the_bridge_goes_on(
@@ -218,7 +225,7 @@ def test_rejections_go_to_errors_are_counted_never_stored_and_the_bridge_goes_on
     metrics_before = [m.json() for m in shop.hmi.matching(shop.t("bridge/metrics"))]
     rejected_before = metrics_before[-1]["readings_rejected"] if metrics_before else 0
     for leaf, payload, _ in REJECTS:
-        shop.gauge.publish(shop.t(leaf), payload)
+        shop.gauge.publish(where(shop, leaf), payload)
     shop.hmi.wait_msgs(shop.t("bridge/errors"), count=errors_before + len(REJECTS))
     good = gauss(shop, 5)
     sample = shop.subgroup(3, good)
@@ -229,7 +236,7 @@ def test_rejections_go_to_errors_are_counted_never_stored_and_the_bridge_goes_on
     errors = shop.errors_after(errors_before)
     assert len(errors) == len(REJECTS)
     for err, (leaf, payload, why) in zip(errors, REJECTS, strict=True):
-        assert err["topic"] == shop.t(leaf)
+        assert err["topic"] == where(shop, leaf)
         assert isinstance(err["reason"], str)
         assert err["reason"], err
         assert why.lower() in err["reason"].lower(), (err["reason"], why)
@@ -359,6 +366,31 @@ def test_mqtt5_commands_get_answers_and_refusals_change_nothing(shop: Shop) -> N
     assert first["violation_id"] not in open_ids
 
 
+def test_alarms_list_exactly_the_open_violations_of_both_charts(shop: Shop) -> None:
+    def distinct(leaf: str) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for m in shop.hmi.matching(shop.t(f"char/1/{leaf}")):
+            p = m.json()["payload"]
+            out.setdefault(p["violation_id"], p)
+        return out
+
+    raised = distinct("violation")
+    acked = set(distinct("ack"))
+    open_range = [v for vid, v in raised.items() if v["chart"] == "range" and vid not in acked]
+    assert open_range, "the outliers raised range-chart violations too"
+    vid = open_range[0]["violation_id"]
+    shop.hmi.publish(shop.t("cmd/ack/erin"), json.dumps({"violation_id": vid, "reason": "Other"}))
+    shop.hmi.wait_for(shop.t("char/1/ack"), lambda d: d["payload"]["violation_id"] == vid)
+    acked.add(vid)
+    want = sorted(set(raised) - acked)
+    [alarms] = shop.hmi.wait_for(
+        shop.t("char/1/alarms"),
+        lambda d: sorted(v["violation_id"] for v in d["payload"]["violations"]) == want,
+    )
+    for v in alarms["payload"]["violations"]:
+        assert v.items() >= raised[v["violation_id"]].items()
+
+
 def recalc_expected(subgroups: list[list[float]], n: int, lim_payload: dict[str, Any]) -> None:
     want = ref.compute_limits(subgroups, n, 10.1, 9.9)
     assert lim_payload["sample_count"] == len(subgroups)
@@ -440,10 +472,16 @@ def test_recalculate_all_and_last_n_excluding_acknowledged_samples(shop: Shop) -
 
 def test_recalculate_refusals_answer_with_an_error(shop: Shop) -> None:
     reply = shop.t("hmi/recalc-bad/reply")
-    for body in ({"last": 0}, {"last": "many"}, {"last": 1}):
+    cases: list[tuple[int, dict[str, Any]]] = [
+        (4, {"last": 0}),
+        (4, {"last": "many"}),
+        (4, {"last": 1}),
+        (999, {}),
+    ]
+    for cid, body in cases:
         corr = uuid.uuid4().bytes
         before = len(shop.hmi.matching(reply))
-        shop.hmi.request(shop.t("cmd/char/4/recalculate"), body, reply, corr)
+        shop.hmi.request(shop.t(f"cmd/char/{cid}/recalculate"), body, reply, corr)
         msg = shop.hmi.wait_msgs(reply, count=before + 1)[before]
         assert msg.properties.CorrelationData == corr
         answer = msg.json()
@@ -568,6 +606,9 @@ def test_a_late_subscriber_sees_exactly_the_retained_topics(shop: Shop) -> None:
 
 
 def test_a_partial_subgroup_survives_a_clean_restart_and_a_kill(shop: Shop) -> None:
+    # an alarm episode open on characteristic 1 when the bridge stops
+    before = shop.next_sample(1, lambda: shop.gauge.publish(shop.t("char/1/reading"), "10.6"))
+    assert 1 in before["failed_rules"]
     g = gauss(shop, 5)
     for x in g[:2]:
         shop.gauge.publish(shop.t("char/3/reading"), repr(x))
@@ -576,6 +617,9 @@ def test_a_partial_subgroup_survives_a_clean_restart_and_a_kill(shop: Shop) -> N
     parse_iso_z(offline["timestamp"])
     shop.gauge.publish(shop.t("char/3/reading"), repr(g[2]))  # queued while it is down
     shop.plant.start(shop.hmi)
+    after = shop.next_sample(1, lambda: shop.gauge.publish(shop.t("char/1/reading"), "10.7"))
+    assert 1 in after["failed_rules"]
+    assert after["sample_id"] > before["sample_id"]
     shop.gauge.publish(shop.t("char/3/reading"), repr(g[3]))
     # a kill -9 in the middle of the subgroup: the Last Will says offline
     offline_before = len(shop.hmi.matching(shop.t("bridge/status")))
@@ -587,3 +631,13 @@ def test_a_partial_subgroup_survives_a_clean_restart_and_a_kill(shop: Shop) -> N
     shop.plant.start(shop.hmi)
     sample = shop.next_sample(3, lambda: shop.gauge.publish(shop.t("char/3/reading"), repr(g[4])))
     assert sample["values"] == g
+    # the episode went on across the restart: no second rule 1 alarm for the X chart
+    shop.hmi.marker(shop.prefix)
+    x1 = [
+        m.json()["payload"]
+        for m in shop.hmi.matching(shop.t("char/1/violation"))
+        if m.json()["payload"]["sample_id"] in (before["sample_id"], after["sample_id"])
+        and m.json()["payload"]["chart"] == "x"
+        and m.json()["payload"]["rule_id"] == 1
+    ]
+    assert [v["sample_id"] for v in x1] == [before["sample_id"]]
