@@ -35,7 +35,7 @@ from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipelin
 from bridge.sparkplug import SparkplugEdgeNode
 from bridge.sparkplug._wiring import build_edge_node, feed_edge_node, seed_edge_node
 from bridge.store import Store, ViolationRecord
-from engine import CharacteristicEngine, limits_payload
+from engine import CharacteristicEngine, limits_from_dict, limits_payload
 
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
 
@@ -133,7 +133,10 @@ class Bridge:
         for cid, engine in self.engines.items():
             self.broadcaster.publish_meta(cid, None, now)
             payload = await self.store.latest_limits(cid)
-            if payload is None and engine.limits is not None:
+            if engine.limits is None:
+                payload = None  # collecting a (new) baseline: no limits are in force
+            elif payload is None or limits_from_dict(payload) != engine.limits:
+                # fixed limits never stored yet, or edited in the config since
                 payload = limits_payload(engine.limits, cid, iso_z(now))
                 async with self.store.unit_of_work() as uow:
                     await uow.add_limits(cid, now, payload)

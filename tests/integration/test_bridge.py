@@ -386,3 +386,18 @@ async def test_a_retained_reading_is_not_taken_again_on_connect(
     [sample] = await probe.wait_for(f"{topic_prefix}/char/1/sample")
     assert sample["payload"]["value"] == 6.0
     assert await app.store.count("readings", 1) == 1
+
+
+async def test_fixed_limits_edited_in_the_config_are_published_at_start(
+    bridge_factory: BridgeFactory, probe: Probe, topic_prefix: str
+) -> None:
+    app = await bridge_factory.start([char(2, **FIXED)])
+    await probe.wait_for(f"{topic_prefix}/char/2/limits", lambda m: m["payload"]["ucl"] == 13.0)
+    await bridge_factory.stop(app)
+    wider = {**FIXED, "ucl": 14.0, "lcl": 6.0}
+    app = await bridge_factory.start([char(2, **wider)])
+    [limits] = await probe.wait_for(
+        f"{topic_prefix}/char/2/limits", lambda m: m["payload"]["ucl"] == 14.0
+    )
+    assert (limits["payload"]["lcl"], limits["payload"]["method"]) == (6.0, "fixed")
+    assert await app.store.latest_limits(2) == limits["payload"]
