@@ -1,4 +1,4 @@
-"""Faster decoding of the two packets the bridge receives most: PUBLISH and PUBACK (MQTT 5).
+"""Cheaper paho-mqtt on the bridge's hot path: PUBLISH and PUBACK decoding, message info.
 
 paho-mqtt 2.x builds a fresh :class:`~paho.mqtt.properties.Properties` for every PUBLISH
 and PUBACK it decodes, and a ``Properties`` builds two dictionaries of every property
@@ -8,16 +8,23 @@ paho's ``decode_publish`` and ``decode_puback`` with a fast path for exactly tha
 which hands out one shared, empty ``Properties`` (and the one "Success" reason code) instead;
 any other packet goes to paho's own decoder unchanged.
 
+paho also gives every message, in and out, its own ``MQTTMessageInfo`` with its own
+``threading.Condition`` (about 4 us each), only for ``wait_for_publish``, which the bridge
+never calls; :func:`install` makes them share one Condition (``notify_all``: each waiter
+still waits for its own message, as paho's loop checks its own flag).
+
 The shared objects are read, never written, by the bridge (``getattr(props, "ResponseTopic",
 None)``); code that wants to set properties on a received message must copy them first.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from paho.mqtt import _packet
-from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt import client as _client
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -71,6 +78,27 @@ def _decode_puback(header: int, packet: bytes | bytearray, protocol: int) -> Any
     return _paho_decode_puback(header, packet, protocol)
 
 
+_SHARED_CONDITION = threading.Condition()
+
+
+class _MessageInfo(_client.MQTTMessageInfo):
+    """paho's ``MQTTMessageInfo``, with one Condition for all instead of one each."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int) -> None:
+        self.mid = mid
+        self._published = False
+        self._condition = _SHARED_CONDITION
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    def _set_as_published(self) -> None:
+        with self._condition:
+            self._published = True
+            self._condition.notify_all()
+
+
 def install() -> None:
     """Put the fast paths in front of paho's decoders (once per process)."""
     global _paho_decode_publish, _paho_decode_puback  # installed once
@@ -80,6 +108,7 @@ def install() -> None:
     _paho_decode_puback = _packet.decode_puback
     _packet.decode_publish = _decode_publish
     _packet.decode_puback = _decode_puback
+    _client.MQTTMessageInfo = _MessageInfo  # type: ignore[misc]  # a compatible subclass
 
 
 def installed() -> bool:

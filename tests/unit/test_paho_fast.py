@@ -84,3 +84,30 @@ def test_mqtt_3_goes_to_paho() -> None:
         b"x",
         None,
     )
+
+
+def test_message_infos_share_one_condition_and_still_wait_for_their_own() -> None:
+    import threading
+
+    import paho.mqtt.client as paho
+
+    first, second = paho.MQTTMessageInfo(1), paho.MQTTMessageInfo(2)
+    done: list[int] = []
+
+    def wait(info: paho.MQTTMessageInfo) -> None:
+        info.wait_for_publish(5)
+        done.append(info.mid)
+
+    waiters = [threading.Thread(target=wait, args=(i,)) for i in (first, second)]
+    for w in waiters:
+        w.start()
+    second._set_as_published()
+    waiters[1].join(5)
+
+    assert isinstance(first, paho.MQTTMessageInfo)
+    assert first._condition is second._condition
+    assert done == [2]
+    assert not first.is_published()
+    first._set_as_published()
+    waiters[0].join(5)
+    assert done == [2, 1]
