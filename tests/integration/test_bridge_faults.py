@@ -72,3 +72,34 @@ async def test_database_outage_holds_readings_and_catches_up(
         assert await app.store.count("samples", 1) == 4
     finally:
         await factory.stop(app)
+
+
+async def test_a_bridge_started_before_its_broker_connects_when_it_comes(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from bridge.app import bootstrap
+
+    broker = MosquittoProcess(workdir=tmp_path / "broker")
+    factory = BridgeFactory(broker, unique_topic("openspc"), tmp_path)
+    app = await bootstrap(factory.settings([char(1)]))
+    await app.start()  # does not wait for the broker
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop))
+    try:
+        assert not app.mqtt.connected.is_set()
+        with broker:
+            async with open_probe(broker, f"{factory.prefix}/#") as probe:
+                await probe.wait_for(
+                    f"{factory.prefix}/bridge/status", lambda m: m["online"] is True
+                )
+                await probe.publish(f"{factory.prefix}/char/1/reading", "3")
+                [sample] = await probe.wait_for(f"{factory.prefix}/char/1/sample")
+                assert sample["payload"]["value"] == 3.0
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    finally:
+        stop.set()
+        if not task.done():
+            task.cancel()
