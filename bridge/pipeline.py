@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -299,14 +300,21 @@ class Pipeline:
                 continue  # from an earlier connection: the broker delivers it again
             try:
                 if isinstance(item, Submission):
-                    self._feed(pending, item)
                     pending.acks.append(item)
+                    self.metrics.readings_received += 1
+                    bad = _refuse(item)
+                    if bad:
+                        self.metrics.readings_rejected += 1
+                        self._report(item.source, repr(item.values).encode(), bad)
+                    else:
+                        self._feed(pending, item)
                 else:
                     pending = await self._route(pending, item)
             except Exception as exc:
                 log.exception("could not process a message on %s", _topic(item))
                 self._report(_topic(item), _payload(item), f"internal error: {exc!r}")
-                pending.acks.append(item)
+                if not pending.acks or pending.acks[-1] is not item:  # ack it exactly once
+                    pending.acks.append(item)
         await self._commit(pending, overlap=True)
 
     async def _route(self, pending: _Pending, msg: Inbound) -> _Pending:
@@ -395,6 +403,10 @@ class Pipeline:
                 self._reject(msg, str(UnknownCharacteristic(item.characteristic_id)))
                 continue
             self.metrics.readings_received += 1
+            bad = _refuse(item)
+            if bad:
+                self._reject(msg, bad)
+                continue
             item.received = msg.received
             self._feed(pending, item)
 
@@ -575,6 +587,17 @@ class Pipeline:
         self.mqtt.publish(
             self._errors_topic, dumps(error_payload(topic, payload, reason, self.clock())), qos=1
         )
+
+
+def _refuse(sub: Submission) -> str:
+    """Why a submission from another source cannot be a reading ("" when it can)."""
+    if not sub.values:
+        return "no values"
+    if not all(math.isfinite(v) for v in sub.values):
+        return f"not a finite number: {list(sub.values)!r}"
+    if sub.ts.tzinfo is None:
+        return "timestamp without a time zone"
+    return ""
 
 
 def _int_id(key: str) -> int | None:

@@ -52,12 +52,14 @@ async def test_an_extra_source_feeds_the_pipeline_and_reports_its_rejects(
             await probe.publish(f"{root}/line3", "1=4.5")
             await probe.publish(f"{root}/line3", "garbage")
             await probe.publish(f"{root}/line3", "7=1.0")
+            await probe.publish(f"{root}/line3", "1=nan")
             await probe.publish(f"{root}/line3", "2:offline")
             [sample] = await probe.wait_for(f"{prefix}/char/1/sample")
             assert sample["payload"]["value"] == 4.5
-            errors = await probe.wait_for(f"{prefix}/bridge/errors", count=2)
+            errors = await probe.wait_for(f"{prefix}/bridge/errors", count=3)
             assert "not id=value" in errors[0]["reason"]
             assert "unknown characteristic" in errors[1]["reason"]
+            assert "not a finite number" in errors[2]["reason"]
             await probe.wait_for(f"{prefix}/char/2/meta", lambda m: m["payload"]["online"] is False)
             stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             assert app.pipeline.submit(
@@ -68,6 +70,19 @@ async def test_an_extra_source_feeds_the_pipeline_and_reports_its_rejects(
                 ack=lambda: stored.set_result(None),
             )
             await asyncio.wait_for(stored, TIMEOUT)
+            refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            app.pipeline.submit(
+                2,
+                [float("inf")],
+                datetime(2026, 1, 1, tzinfo=UTC),
+                source="test",
+                ack=lambda: refused.set_result(None),
+            )
+            await asyncio.wait_for(refused, TIMEOUT)  # acknowledged once, not stored
+            [error] = await probe.wait_for(
+                f"{prefix}/bridge/errors", lambda e: e["topic"] == "test"
+            )
+            assert "not a finite number" in error["reason"]
             [two] = await probe.wait_for(f"{prefix}/char/2/sample")
             assert two["payload"]["value"] == 3.25
             assert two["payload"]["timestamp"] == "2026-01-01T00:00:00.000Z"
