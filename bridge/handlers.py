@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -210,10 +211,12 @@ class LiveState:
         history_size: int,
         characteristic_ids: Sequence[int],
         min_interval: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.mqtt = mqtt
         self.prefix = prefix
         self.min_interval = min_interval
+        self.monotonic = monotonic
         self.history: dict[int, deque[dict[str, Any]]] = {
             cid: deque(maxlen=history_size) for cid in characteristic_ids
         }
@@ -247,7 +250,7 @@ class LiveState:
         ring.append(payload)
         self._encoded[cid].append(event.encoded or dumps(payload))
         self._dirty.add(cid)
-        if time.monotonic() - self._last_history.get(cid, 0.0) >= self.min_interval:
+        if self.monotonic() - self._last_history.get(cid, -math.inf) >= self.min_interval:
             self.publish_history(cid)
 
     def on_violation(self, event: ViolationCreated) -> None:
@@ -267,7 +270,7 @@ class LiveState:
 
     def publish_history(self, cid: int) -> None:
         self._dirty.discard(cid)
-        self._last_history[cid] = time.monotonic()
+        self._last_history[cid] = self.monotonic()
         encoded = self._encoded[cid]
         if len(encoded) == len(self.history[cid]):
             # the same bytes as dumps(envelope("history", history_payload(...)))
@@ -292,9 +295,9 @@ class LiveState:
 
     def flush(self, *, force: bool = False) -> None:
         """Publish every history that changed and is due (all of them with ``force``)."""
-        now = time.monotonic()
+        now = self.monotonic()
         for cid in sorted(self._dirty):
-            if force or now - self._last_history.get(cid, 0.0) >= self.min_interval:
+            if force or now - self._last_history.get(cid, -math.inf) >= self.min_interval:
                 self.publish_history(cid)
 
     async def run(self, stop: asyncio.Event) -> None:
