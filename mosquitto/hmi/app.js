@@ -788,14 +788,22 @@
     return Array.isArray(r) ? r : [];
   }
 
+  // Everything on the charts scales with the page's root font size, which grows on big
+  // screens (style.css): a wall-mounted 1080p or 4K panel stays readable from a distance.
+  var scale = 1;
+  function currentScale() {
+    return (parseFloat(window.getComputedStyle(document.documentElement).fontSize) || 16) / 16;
+  }
+
   function makeChart(kind) {
     var el = $(kind === "x" ? "x-chart" : "r-chart");
-    var font = Math.round(13 * 1) + "px DejaVu Sans, Arial, sans-serif";
+    var font = Math.round(13 * scale) + "px DejaVu Sans, Arial, sans-serif";
     var opts = {
       width: Math.max(200, el.clientWidth),
       height: Math.max(100, el.clientHeight),
       legend: { show: false },
-      padding: [18, 96, 0, 0], // room above for rule numbers, right for the limit labels
+      // room above for rule numbers, right for the limit labels
+      padding: [Math.round(18 * scale), Math.round(96 * scale), 0, 0],
       cursor: { drag: { x: false, y: false }, points: { show: false } },
       scales: {
         x: { time: false, range: function (u) {
@@ -806,23 +814,29 @@
       },
       axes: [
         {
-          stroke: COLORS.axis, font: font, size: 34, space: 90,
+          stroke: COLORS.axis, font: font, size: Math.round(34 * scale),
+          space: Math.round(90 * scale),
           grid: { stroke: COLORS.grid, width: 1 }, ticks: { stroke: COLORS.grid, width: 1 },
           incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000],
           values: function (u, splits) {
             var samples = chartView(kind).samples;
             var previous = null;
-            return splits.map(function (i) {
+            var labelled = [];
+            var labels = splits.map(function (i) {
               var s = samples[Math.round(i)];
               var label = s ? fmtTime(s.timestamp) : "";
               if (label === previous) return ""; // several samples in one second: label it once
               previous = label;
+              if (s) labelled.push(s.sample_id);
               return label;
             });
+            el.dataset.labelledSamples = labelled.join(" "); // which samples the axis names
+            return labels;
           },
         },
         {
-          stroke: COLORS.axis, font: font, size: 72, space: 36,
+          stroke: COLORS.axis, font: font, size: Math.round(72 * scale),
+          space: Math.round(36 * scale),
           grid: { stroke: COLORS.grid, width: 1 }, ticks: { stroke: COLORS.grid, width: 1 },
           values: function (u, splits) {
             var d = decimalsFor(chartView(kind).ch);
@@ -830,7 +844,9 @@
           },
         },
       ],
-      series: [{}, { stroke: COLORS.line, width: 2, points: { show: false }, spanGaps: false }],
+      series: [{}, {
+        stroke: COLORS.line, width: 2 * scale, points: { show: false }, spanGaps: false,
+      }],
       hooks: {
         drawClear: [function (u) { drawZones(u, kind); }],
         drawAxes: [function (u) { drawLimits(u, kind); }],
@@ -838,14 +854,30 @@
       },
     };
     var u = new uPlot(opts, [[], []], el);
+    var observer = null;
     if (window.ResizeObserver) {
-      new ResizeObserver(function () {
+      observer = new ResizeObserver(function () {
         var w = Math.max(200, el.clientWidth), h = Math.max(100, el.clientHeight);
         if (w !== u.width || h !== u.height) u.setSize({ width: w, height: h });
-      }).observe(el);
+      });
+      observer.observe(el);
     }
-    return u;
+    return { u: u, observer: observer };
   }
+
+  function dropChart(kind) {
+    if (!charts[kind]) return;
+    if (charts[kind].observer) charts[kind].observer.disconnect();
+    charts[kind].u.destroy();
+    charts[kind] = null;
+  }
+
+  window.addEventListener("resize", function () {
+    if (currentScale() !== scale) {
+      dirty.charts = true;
+      schedule();
+    }
+  });
 
   function yRange(kind, min, max) {
     var v = chartView(kind);
@@ -890,7 +922,7 @@
   function drawLimits(u, kind) {
     var v = chartView(kind);
     var ctx = u.ctx;
-    var px = uPlot.pxRatio;
+    var px = uPlot.pxRatio * scale;
     var d = decimalsFor(v.ch);
     var lines = [
       ["UCL", v.ucl, COLORS.limit, [8 * px, 5 * px]],
@@ -929,7 +961,7 @@
   function drawPoints(u, kind) {
     var v = chartView(kind);
     var ctx = u.ctx;
-    var px = uPlot.pxRatio;
+    var px = uPlot.pxRatio * scale;
     var marks = [];
     ctx.save();
     ctx.beginPath(); // the plot, plus the top margin where rule numbers go
@@ -957,7 +989,8 @@
         // The rule numbers above the point, unless they would overprint the previous label.
         var label = rules.join(",");
         var half = ctx.measureText(label).width / 2;
-        var lx = Math.max(x, u.bbox.left + half), ly = y - 8 * px;
+        var lx = Math.min(Math.max(x, u.bbox.left + half), u.bbox.left + u.bbox.width - half);
+        var ly = y - 8 * px;
         var box = { left: lx - half - 2 * px, right: lx + half + 2 * px, top: ly - 14 * px, bottom: ly };
         var free = labels.every(function (b) {
           return b.right < box.left || b.left > box.right || b.bottom < box.top || b.top > box.bottom;
@@ -986,6 +1019,12 @@
   }
 
   function renderCharts() {
+    var now = currentScale();
+    if (now !== scale) { // a breakpoint was crossed: rebuild the charts with the new sizes
+      scale = now;
+      dropChart("x");
+      dropChart("r");
+    }
     if (!charts.x) charts.x = makeChart("x");
     if (!charts.r) charts.r = makeChart("r");
     ["x", "r"].forEach(function (kind) {
@@ -995,7 +1034,13 @@
         xs[i] = i;
         ys[i] = yValue(kind, v.samples[i]);
       }
-      charts[kind].setData([xs, ys]);
+      var u = charts[kind].u;
+      // The x range stays [0, 100) once the chart is full, and uPlot recomputes axis labels
+      // only when a range changes: ask for them explicitly, in the same single redraw.
+      u.batch(function () {
+        u.setData([xs, ys]);
+        u.redraw(false, true);
+      });
     });
   }
 

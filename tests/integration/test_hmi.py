@@ -386,6 +386,9 @@ def test_a_burst_of_samples_is_drawn_without_falling_behind(
     chart = by_testid(page, "x-chart")
     assert chart.get_attribute("data-points") == "100"  # capped, newest last
     assert chart.get_attribute("data-marks") == "2924:1 2961:1 2998:1"
+    labelled = [int(i) for i in chart.get_attribute("data-labelled-samples").split()]
+    assert labelled, "the time axis names no sample"
+    assert min(labelled) > 2900  # the axis follows the window of points, not the first 100
     assert elapsed < 5
     assert console_errors(page) == []
 
