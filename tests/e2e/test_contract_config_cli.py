@@ -358,3 +358,65 @@ def test_environment_overrides_the_file_and_postgresql_works(
             await conn.close()
 
     assert asyncio.run(count_samples()) == 1  # stored in PostgreSQL, not in never.db
+
+
+def test_username_and_password_file_against_a_broker_that_refuses_anonymous(
+    tmp_path: Path,
+) -> None:
+    import os
+    import shutil
+    import tempfile
+
+    from bridge._mosquitto import free_port
+
+    # Mosquitto drops to its own user: its files live in a directory it can reach
+    workdir = Path(tempfile.mkdtemp(prefix="e2e-auth-"))
+    workdir.chmod(0o1777)
+    passwd = workdir / "mosquitto.passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(passwd), "spc-bridge", "s3cret pass"],
+        check=True,
+        capture_output=True,
+    )
+    os.chmod(passwd, 0o644)
+    port = free_port()
+    conf = (
+        "per_listener_settings false\nallow_anonymous false\n"
+        f"password_file {passwd}\npersistence true\npersistence_location {workdir}/data/\n"
+        f"log_dest stderr\nlistener {port} 127.0.0.1\n"
+    )
+    (tmp_path / "bridge.pw").write_text("s3cret pass\n")
+    prefix = unique_prefix()
+    config = write_config(
+        tmp_path / "openspc.toml",
+        {
+            "broker": {"port": port, "username": "spc-bridge", "password_file": "bridge.pw"},
+            "bridge": {"topic_prefix": prefix},
+        },
+        [{"id": 1, "name": "Secured", "subgroup_size": 2}],
+    )
+    try:
+        with MosquittoProcess(port=port, config=conf, workdir=workdir) as broker:
+            codes: list[Any] = []
+            anonymous = Client(broker.port)
+            anonymous.client.on_connect = lambda _c, _u, _f, code, _p: codes.append(code)
+            anonymous.client.connect("127.0.0.1", broker.port)
+            anonymous.client.loop(timeout=5.0)
+            hmi = Client(broker.port)
+            hmi.client.username_pw_set("spc-bridge", "s3cret pass")
+            with hmi:
+                hmi.subscribe(f"{prefix}/#")
+                proc = BridgeProcess(config).start()
+                try:
+                    hmi.wait_for(f"{prefix}/bridge/status", lambda d: d["online"] is True)
+                    hmi.publish(f"{prefix}/char/1/reading", '{"values": [1.0, 1.5]}')
+                    [sample] = hmi.wait_for(f"{prefix}/char/1/sample")
+                    assert sample["payload"]["values"] == [1.0, 1.5]
+                finally:
+                    code = proc.stop()
+                assert code == 0, proc.log()
+                assert "s3cret" not in proc.log()
+            assert len(codes) == 1  # the broker does refuse anonymous clients
+            assert codes[0].is_failure
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -158,6 +158,10 @@ def test_every_accepted_reading_form_makes_samples(shop: Shop) -> None:
     assert parse_iso_z(sample["timestamp"]) == t0 + timedelta(seconds=4)
     shop.sent.setdefault(3, []).append(g)
 
+    # any epoch milliseconds, even small ones, are the sample's time
+    small = shop.subgroup(3, gauss(shop, 5), ts_ms=1500)
+    assert small["timestamp"] == "1970-01-01T00:00:01.500Z"
+
     # a whole subgroup at once, and the vendor's JSON on the characteristic's own topic
     for k in range(2):
         s = shop.subgroup(3, gauss(shop, 5), ts_ms=int((t0.timestamp() + 10 + k) * 1000))
