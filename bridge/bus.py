@@ -33,14 +33,17 @@ class MessageBus:
         event_handlers: Mapping[type, Sequence[EventHandler]] | None = None,
         command_handlers: Mapping[type, CommandHandler] | None = None,
     ) -> None:
-        self._events: dict[type, list[EventHandler]] = {
-            kind: list(handlers) for kind, handlers in (event_handlers or {}).items()
-        }
+        # each handler with whether it is a coroutine function, decided once
+        self._events: dict[type, list[tuple[EventHandler, bool]]] = {}
+        for kind, handlers in (event_handlers or {}).items():
+            for handler in handlers:
+                self.subscribe(kind, handler)
         self._commands: dict[type, CommandHandler] = dict(command_handlers or {})
         self.failures = 0
 
     def subscribe(self, kind: type, handler: EventHandler) -> None:
-        self._events.setdefault(kind, []).append(handler)
+        is_async = inspect.iscoroutinefunction(handler)
+        self._events.setdefault(kind, []).append((handler, is_async))
 
     def register(self, kind: type, handler: CommandHandler) -> None:
         if kind in self._commands:
@@ -50,11 +53,11 @@ class MessageBus:
     async def publish(self, events: Iterable[Any]) -> None:
         """Hand each event to each of its handlers, in order; isolate failures."""
         for event in events:
-            for handler in self._events.get(type(event), ()):
+            for handler, is_async in self._events.get(type(event), ()):
                 try:
                     result = handler(event)
-                    if inspect.isawaitable(result):
-                        await result
+                    if is_async or (result is not None and inspect.isawaitable(result)):
+                        await result  # type: ignore[misc]  # awaitable: checked just above
                 except Exception:
                     self.failures += 1
                     log.exception(
