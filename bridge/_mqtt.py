@@ -176,6 +176,13 @@ class MqttClient:
         self._misc: asyncio.Task[None] | None = None
         self._lost: asyncio.Event = asyncio.Event()
         self._sock: Any = None
+        # back-pressure we keep ourselves: Mosquitto 2.0.11 honours our Receive Maximum only
+        # until the first PUBACK, then sends its whole queue. Past the bound we stop reading
+        # the socket (TCP pushes back, the broker queues) until acks bring us below 3/4.
+        self._in_limit = max(1, min(65_535, options.receive_maximum))
+        self._unacked_in = 0  # QoS 1 messages of this connection taken, not yet acked
+        self._paused = False
+        self.pauses = 0
         _paho_fast.install()  # PUBLISH/PUBACK without properties: no Properties per packet
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -222,7 +229,25 @@ class MqttClient:
 
     def _watch(self, sock: Any) -> None:
         assert self._loop is not None
+        self._paused = False
         self._loop.add_reader(sock, self._readable)
+
+    def _pause(self) -> None:
+        """Stop reading: we hold as many unacknowledged messages as we may."""
+        if self._paused or self._sock is None or self._loop is None:
+            return
+        self._paused = True
+        self.pauses += 1
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self._sock)
+        log.info("holding %d unacknowledged messages: not reading more", self._unacked_in)
+
+    def _resume(self) -> None:
+        if not self._paused or self._sock is None or self._loop is None:
+            return
+        self._paused = False
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.add_reader(self._sock, self._readable)
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._in_loop(self._unwatch, sock)
@@ -256,6 +281,9 @@ class MqttClient:
         client = self._client
         try:
             for _ in range(READS_PER_WAKE):
+                if self._unacked_in >= self._in_limit:
+                    self._pause()
+                    return
                 # paho's public loop_read() reads one packet per call when nothing is in
                 # flight; its _packet_read() reads one and says when the socket is empty.
                 rc = client._packet_read()
@@ -360,6 +388,7 @@ class MqttClient:
             log.warning("broker refused the connection: %s", reason_code)
             return
         self.generation += 1
+        self._unacked_in = 0  # the broker redelivers what the last connection did not ack
         limit = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
         self._send_limit = int(limit) if limit else 65_535
         log.info(
@@ -398,6 +427,8 @@ class MqttClient:
             log.exception("could not take a message on %r", message._topic)
 
     def _receive(self, message: paho.MQTTMessage) -> None:
+        if message.qos > 0:
+            self._unacked_in += 1
         props = message.properties
         response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
@@ -474,6 +505,9 @@ class MqttClient:
         if message.qos == 0 or message.generation != self.generation or self.aborted:
             return
         self._client.ack(message.mid, message.qos)
+        self._unacked_in -= 1
+        if self._paused and self._unacked_in <= self._in_limit * 3 // 4:
+            self._resume()
 
     @property
     def outstanding(self) -> int:
