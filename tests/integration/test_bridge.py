@@ -127,10 +127,12 @@ async def test_bad_payloads_are_reported_counted_never_stored(
     assert await app.store.count("samples", 1) == 1
     assert await app.store.count("readings", 1) == 1
     assert app.metrics.readings_rejected == len(BAD) + 3
+    # a batch is counted as it is parsed, its samples once stored: wait for both
     metrics = await probe.wait_for(
-        f"{topic_prefix}/bridge/metrics", lambda m: m["readings_rejected"] == len(BAD) + 3
+        f"{topic_prefix}/bridge/metrics",
+        lambda m: m["readings_rejected"] == len(BAD) + 3 and m["samples"] == 1,
     )
-    assert metrics[0]["samples"] == 1
+    assert metrics[0]["readings_received"] == len(BAD) + 4
 
 
 async def test_baseline_then_limits_then_judged_samples_and_a_violation(
