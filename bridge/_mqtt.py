@@ -103,6 +103,22 @@ class Inbox:
                 self._loop.call_soon_threadsafe(self._event.set)
         return True
 
+    def drop_stale(self, generation: int) -> int:
+        """Forget QoS 1 messages of earlier connections (the broker delivers them again);
+        on a reconnect, so that a long outage does not pile up one buffer per connection."""
+        stale = [
+            i
+            for i in self._items
+            if isinstance(i, Inbound) and i.qos > 0 and i.generation != generation
+        ]
+        if stale:
+            self._items = deque(
+                i
+                for i in self._items
+                if not (isinstance(i, Inbound) and i.qos > 0 and i.generation != generation)
+            )
+        return len(stale)
+
     def wake(self) -> None:
         """Wake the consumer (from the loop's thread), e.g. to notice a stop request."""
         self._event.set()
@@ -230,6 +246,7 @@ class MqttClient:
     def _watch(self, sock: Any) -> None:
         assert self._loop is not None
         self._paused = False
+        self._unacked_in = 0  # a new connection: read at least its CONNACK
         self._loop.add_reader(sock, self._readable)
 
     def _pause(self) -> None:
@@ -372,6 +389,8 @@ class MqttClient:
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            # results are small and go out as soon as a batch commits: no Nagle delay
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # --- paho callbacks (on the loop) ---------------------------------------------------
 
@@ -389,6 +408,9 @@ class MqttClient:
             return
         self.generation += 1
         self._unacked_in = 0  # the broker redelivers what the last connection did not ack
+        dropped = self.inbox.drop_stale(self.generation)
+        if dropped:
+            log.info("%d unacknowledged messages of the last connection will come again", dropped)
         limit = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
         self._send_limit = int(limit) if limit else 65_535
         log.info(
