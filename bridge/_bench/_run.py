@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bridge._bench._clients import WINDOW, Layout, PublishResult, SubscribeResult
 from bridge._bench._clients import publisher as _publisher
 from bridge._bench._clients import subscriber as _subscriber
-from bridge._mosquitto import MosquittoProcess
+from bridge._mosquitto import MosquittoProcess, free_port, minimal_config
 
 __all__ = ["BenchOptions", "BenchReport", "format_report", "run_bench"]
 
@@ -62,6 +62,7 @@ class BenchOptions:
     profile: Path | None = None  # py-spy record of the bridge during the throughput phase
     phases: frozenset[str] = PHASES
     broker_pid: int = 0  # set by run_bench
+    tcp_nodelay: bool = False  # the broker's set_tcp_nodelay (off by default, as in Mosquitto)
     log: Callable[[str], None] = field(default=lambda _text: None)
 
     @classmethod
@@ -97,6 +98,11 @@ class BenchReport:
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     latency_max_ms: float | None = None
+    relay_latency_p50_ms: float | None = None
+    latency_bridge_cpu_s: float = 0.0
+    relay_latency_p99_ms: float | None = None
+    # the bridge's own view (openspc/bridge/metrics): receipt of the last reading -> publish
+    bridge_latency_ms: dict[str, float | None] = field(default_factory=dict)
     engine_n1: float = 0.0
     engine_n5: float = 0.0
     memory_characteristics: int = 0
@@ -400,11 +406,20 @@ def run_bench(options: BenchOptions) -> BenchReport:
     workdir.chmod(0o755)
     report = BenchReport(machine=_machine(), readings=options.readings)
     try:
-        with MosquittoProcess(workdir=workdir / "mosquitto") as broker:
+        port = free_port()
+        data = workdir / "mosquitto" / "data"
+        data.mkdir(parents=True)
+        data.chmod(0o1777)
+        config = minimal_config(port, data)
+        if options.tcp_nodelay:
+            config += "set_tcp_nodelay true\n"
+        with MosquittoProcess(port=port, config=config, workdir=workdir / "mosquitto") as broker:
             assert broker.process is not None
             options.broker_pid = broker.process.pid
             if "relay" in options.phases:
                 _relay(options, report, broker.port)
+            if "latency" in options.phases:
+                _relay_latency(options, report, broker.port)
             if {"bridge", "latency"} & options.phases:
                 _bridge(options, report, broker.port, workdir)
             if "memory" in options.phases:
@@ -461,7 +476,7 @@ def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path
             [(through, _baseline_for(through)), (latency, _baseline_for(latency))],
         )
     )
-    watcher = _Watcher(port, [f"{prefix}/bridge/status"])
+    watcher = _Watcher(port, [f"{prefix}/bridge/status", f"{prefix}/bridge/metrics"])
     try:
         with _bridge_process(config, workdir, "bridge") as bridge:
             watcher.wait_for(
@@ -475,7 +490,13 @@ def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path
             if "bridge" in options.phases:
                 _throughput(options, report, port, bridge.pid, through, db)
             if "latency" in options.phases:
-                _latency(options, report, port, latency)
+                cpu0 = _cpu_s(bridge.pid)
+                _latency(options, report, port, bridge.pid, latency)
+                report.latency_bridge_cpu_s = round(_cpu_s(bridge.pid) - cpu0, 2)
+                time.sleep(1.5)  # the next metrics message covers the paced run only
+                raw = watcher.payloads.get(f"{prefix}/bridge/metrics")
+                if raw is not None:
+                    report.bridge_latency_ms = json.loads(raw).get("latency_ms") or {}
     finally:
         watcher.close()
 
@@ -493,21 +514,6 @@ def _throughput(
     broker0 = _cpu_s(options.broker_pid)
     profiler: list[subprocess.Popen[bytes]] = []
 
-    def during() -> None:
-        if options.profile is not None:
-            py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-            profiler.append(
-                subprocess.Popen(
-                    [
-                        *(py_spy, "record", "-p", str(pid), "-o", str(options.profile)),
-                        *("-r", "200", "--threads", "--idle", "--format"),
-                        "flamegraph" if options.profile.suffix == ".svg" else "raw",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-
     pub, sub = _relay_or_bridge(
         port,
         layout,
@@ -517,11 +523,9 @@ def _throughput(
         rate=None,
         record=False,
         idle_s=options.idle_s,
-        during=during,
+        during=lambda: _profile(options.profile, pid, profiler),
     )
-    for p in profiler:
-        p.send_signal(signal.SIGINT)
-        p.wait(60)
+    _profile_stop(profiler)
     report.bridge_cpu_s = round(_cpu_s(pid) - cpu0, 2)
     report.broker_cpu_s = round(_cpu_s(options.broker_pid) - broker0, 2)
     seconds = (sub.last_ns - pub.started_ns) / 1e9
@@ -547,11 +551,40 @@ def _throughput(
         )
 
 
-def _latency(options: BenchOptions, report: BenchReport, port: int, layout: Layout) -> None:
+def _profile(path: Path | None, pid: int, running: list[subprocess.Popen[bytes]]) -> None:
+    """py-spy record of ``pid`` into ``path`` (a flame graph for .svg, else collapsed stacks)."""
+    if path is None:
+        return
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    running.append(
+        subprocess.Popen(
+            [
+                *(py_spy, "record", "-p", str(pid), "-o", str(path)),
+                *("-r", "200", "--threads", "--idle", "--format"),
+                "flamegraph" if path.suffix == ".svg" else "raw",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+
+
+def _profile_stop(running: list[subprocess.Popen[bytes]]) -> None:
+    for p in running:
+        p.send_signal(signal.SIGINT)
+        p.wait(60)
+
+
+def _latency(
+    options: BenchOptions, report: BenchReport, port: int, pid: int, layout: Layout
+) -> None:
     rate = options.latency_rate
     report.latency_rate = rate
     options.log(f"latency: {layout.readings} readings paced at {rate:,.0f}/s")
     expected = layout.expected_samples()
+    # profiled when it is the only bridge run (else the throughput run is)
+    profile = options.profile if "bridge" not in options.phases else None
+    profiler: list[subprocess.Popen[bytes]] = []
     pub, sub = _relay_or_bridge(
         port,
         layout,
@@ -561,10 +594,20 @@ def _latency(options: BenchOptions, report: BenchReport, port: int, layout: Layo
         rate=rate,
         record=True,
         idle_s=options.idle_s,
+        during=lambda: _profile(profile, pid, profiler),
     )
+    _profile_stop(profiler)
     ok, arrivals = _check_samples(layout, sub.kept)
     if not ok or sub.count != expected:
         report.problems.append(f"latency: {sub.count} of {expected} samples, in order: {ok}")
+    delays = _delays(layout, pub, arrivals)
+    if delays:
+        report.latency_samples = len(delays)
+        report.latency_p50_ms, report.latency_p99_ms, report.latency_max_ms = _quantiles(delays)
+
+
+def _delays(layout: Layout, pub: PublishResult, arrivals: list[list[int]]) -> list[float]:
+    """Milliseconds from sending the reading that completed each sample to its arrival."""
     width = len(layout.ids)
     delays: list[float] = []
     for k, n in enumerate(layout.sizes):
@@ -572,12 +615,37 @@ def _latency(options: BenchOptions, report: BenchReport, port: int, layout: Layo
             i = ((j + 1) * n - 1) * width + k  # the reading that completed sample j
             if i < len(pub.sent_ns):
                 delays.append((arrived - pub.sent_ns[i]) / 1e6)
+    return delays
+
+
+def _quantiles(delays: list[float]) -> tuple[float, float, float]:
+    delays = sorted(delays)
+    p99 = delays[min(len(delays) - 1, int(0.99 * len(delays)))]
+    return round(statistics.median(delays), 2), round(p99, 2), round(delays[-1], 2)
+
+
+def _relay_latency(options: BenchOptions, report: BenchReport, port: int) -> None:
+    """The same pacing through the broker alone: the floor under the bridge's latency."""
+    paced = round(options.latency_rate * options.latency_seconds)
+    layout = _layout(0, CHARACTERISTICS, paced, "bench/paced")
+    layout = Layout(layout.ids, (1,) * len(layout.ids), layout.readings, layout.topic)
+    pub, sub = _relay_or_bridge(
+        port,
+        layout,
+        "bench/paced/#",
+        layout.readings,
+        keep=True,
+        rate=options.latency_rate,
+        record=True,
+        idle_s=options.idle_s,
+    )
+    index = {layout.topic.format(cid=cid): k for k, cid in enumerate(layout.ids)}
+    arrivals: list[list[int]] = [[] for _ in layout.ids]
+    for topic, _payload, arrived in sub.kept:
+        arrivals[index[topic]].append(arrived)
+    delays = _delays(layout, pub, arrivals)
     if delays:
-        delays.sort()
-        report.latency_samples = len(delays)
-        report.latency_p50_ms = round(statistics.median(delays), 2)
-        report.latency_p99_ms = round(delays[min(len(delays) - 1, int(0.99 * len(delays)))], 2)
-        report.latency_max_ms = round(delays[-1], 2)
+        report.relay_latency_p50_ms, report.relay_latency_p99_ms, _ = _quantiles(delays)
 
 
 def _memory(options: BenchOptions, report: BenchReport, port: int, workdir: Path) -> None:
@@ -677,6 +745,19 @@ def format_report(r: BenchReport) -> str:
         f"<= 10 ms: {mark(p99 is not None and p99 <= 10)}",
     )
     row("  max", "-" if r.latency_max_ms is None else f"{r.latency_max_ms:.1f} ms")
+    if r.relay_latency_p50_ms is not None:
+        row(
+            "  relay alone at that pace, p50 / p99",
+            f"{r.relay_latency_p50_ms:.1f} / {r.relay_latency_p99_ms or 0:.1f} ms",
+        )
+    if r.latency_bridge_cpu_s:
+        row("  bridge CPU during the paced run", f"{r.latency_bridge_cpu_s:.1f} s")
+    inside = r.bridge_latency_ms
+    if inside:
+        row(
+            "  inside the bridge, p50 / p99",
+            f"{inside.get('p50') or 0:.1f} / {inside.get('p99') or 0:.1f} ms",
+        )
     row(
         "engine, n = 1, eight rules",
         f"{r.engine_n1:,.0f} points/s",

@@ -37,6 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="comma-separated subset of relay,bridge,latency,engine,memory (default: all)",
     )
     parser.add_argument(
+        "--tcp-nodelay",
+        action="store_true",
+        help="start Mosquitto with set_tcp_nodelay true (off by default, as in Mosquitto)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir (configs, logs, databases)"
     )
 
@@ -52,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
             return 2
         options.readings = args.readings
     options.keep_dir = args.keep
+    options.tcp_nodelay = args.tcp_nodelay
     if args.only:
         from bridge._bench._run import PHASES
 
