@@ -353,6 +353,7 @@ class MqttClient:
         delay = 1.0
         while not self._stopping:
             self._lost.clear()
+            generation = self.generation  # moves on each accepted CONNACK
             try:
                 await self._loop.run_in_executor(None, self._connect_blocking, props)
             except (OSError, paho.WebsocketConnectionError) as exc:
@@ -368,7 +369,8 @@ class MqttClient:
                 delay = min(delay * 2, 30.0)
                 continue
             await self._lost.wait()
-            was_connected = self.connected.is_set()
+            # not self.connected: _on_disconnect has cleared it by now
+            was_connected = self.generation != generation
             self._mark_disconnected()
             if self._stopping:
                 return
