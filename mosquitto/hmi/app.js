@@ -282,7 +282,10 @@
     if (!ch) return;
     if (kind === "meta") {
       chars.delete(id);
-      if (selectedId === id) selectChar(null, false);
+      if (selectedId === id) {
+        selectChar(null, false);
+        scheduleAutoSelect();
+      }
       dirty.list = dirty.alarms = dirty.header = true;
     } else if (kind === "alarms") {
       ch.alarms.clear();
@@ -298,10 +301,22 @@
     var ch = charState(id);
     ch.meta = p;
     dirty.list = dirty.header = dirty.alarms = true;
-    if (selectedId === null || (!userChoseChar && wantedChar === id && selectedId !== id)) {
-      selectChar(id, false);
-    }
+    if (!userChoseChar && wantedChar === id && selectedId !== id) selectChar(id, false);
+    else if (selectedId === null) scheduleAutoSelect();
     schedule();
+  }
+
+  // Until someone picks one: the characteristic asked for (?char= or the last one picked
+  // here), else the lowest id. Decided once the burst of retained metas is in.
+  var autoSelectTimer = null;
+  function scheduleAutoSelect() {
+    if (autoSelectTimer !== null) return;
+    autoSelectTimer = window.setTimeout(function () {
+      autoSelectTimer = null;
+      if (selectedId !== null) return;
+      var list = sortedChars();
+      if (list.length) selectChar(list[0].id, false);
+    }, 100);
   }
 
   function onLimits(id, p) {
@@ -315,11 +330,12 @@
     if (!isNum(p.sample_id)) return;
     var ch = charState(id);
     if (compareSample(p, ch.last) !== 0) ch.last = p;
+    // Every characteristic keeps its points (at most the history size), not only the one on
+    // screen: the retained history is published at most once a second, so a pick must not
+    // rely on it alone for the latest points.
+    appendSample(ch, p);
     dirty.list = true;
-    if (id === selectedId) {
-      appendSample(ch, p);
-      dirty.charts = dirty.header = true;
-    }
+    if (id === selectedId) dirty.charts = dirty.header = true;
     schedule();
   }
 
@@ -514,15 +530,12 @@
     disarmRecalc();
     setRecalcStatus("", false);
     var old = selectedId;
-    if (old !== null && chars.has(old)) chars.get(old).samples = [];
     selectedId = id;
     if (client && connected) {
       if (old !== null) client.unsubscribe(historyTopic(old));
       if (id !== null) client.subscribe(historyTopic(id), { qos: 1 });
     }
     if (id !== null) {
-      var ch = charState(id);
-      if (ch.last) ch.samples = [ch.last];
       if (byUser) {
         safeStorageSet("openspc-hmi-char", id);
         var url = new URL(window.location.href);

@@ -59,10 +59,11 @@ def test_page_loads_from_mosquitto_and_draws_history(
     feed.publish(
         f"{p}/bridge/status", {"online": True, "timestamp": history[-1]["timestamp"]}, retain=True
     )
+    # char 2 first: the page still opens on the lowest id, whatever order the broker keeps
+    feed.publish(f"{p}/char/2/meta", meta(2, "Bore ID", n=5), retain=True)
     feed.publish(
         f"{p}/char/1/meta", meta(1, "Shaft OD", usl=10.1, lsl=9.9, target=10.0), retain=True
     )
-    feed.publish(f"{p}/char/2/meta", meta(2, "Bore ID", n=5), retain=True)
     feed.publish(f"{p}/char/1/limits", limits(1, 10.0, 0.02), retain=True)
     feed.publish(
         f"{p}/char/1/history",
@@ -204,8 +205,9 @@ def test_a_named_user_acknowledges_and_every_open_page_drops_the_alarm(
     rows = wait_until(page, lambda d: len(all_by_testid(d, "alarm-row")) == 2 and alarm_rows(d))
     assert set(rows) == {"Rule 1: Beyond 3 sigma X", "Rule 1: Beyond 3 sigma MR"}
     assert all(b.get_attribute("disabled") for b in all_by_testid(page, "ack-button"))  # anonymous
-    assert by_testid(page, "x-chart").get_attribute("data-marks").endswith(":1")
-    assert by_testid(page, "r-chart").get_attribute("data-marks").endswith(":1")
+    # the sample that failed comes on its own topic: its marks may be drawn a frame later
+    wait_until(page, lambda d: by_testid(d, "x-chart").get_attribute("data-marks").endswith(":1"))
+    wait_until(page, lambda d: by_testid(d, "r-chart").get_attribute("data-marks").endswith(":1"))
 
     # A page opened later learns of the open alarms from the retained `alarms` topic alone.
     watcher = open_window(page, plant.page_url())
