@@ -51,6 +51,7 @@ log = logging.getLogger("openspc.demo")
 DEFAULT_STATE_DIR = REPO_ROOT / ".openspc-demo"
 _MARKER = ".openspc-demo"  # a file in the state dir: --reset deletes only a dir that has it
 _HOST = "127.0.0.1"
+_POINT_SIZE = 5  # --rate is the readings per second of an n = 5 gauge
 
 
 class PortTaken(Exception):
@@ -254,6 +255,7 @@ target = 500.0
 center_line = 500.0
 ucl = 503.0
 lcl = 497.0
+baseline = 5            # unused with fixed limits; the gauges stay calm this long
 rules = "western_electric"
 
 # n = 1 with an upper spec limit only
@@ -335,8 +337,8 @@ def _banner(options: DemoOptions, state: Path, users: list[DemoUser]) -> str:
         "  Users (name / password):",
         *(f"    {u.name + ' / ' + u.password:<{width}}  {u.note}" for u in users),
         f"  State:                    {state}  (kept; --reset starts afresh)",
-        f"  Gauges:                   {options.rate:g} reading(s)/s each; alarms follow the "
-        "baseline within a minute",
+        f"  Gauges:                   {options.rate:g} reading(s)/s per n = 5 gauge, "
+        f"{options.rate / _POINT_SIZE:g}/s per n = 1 gauge; the first alarms within a minute",
         "Press Ctrl-C to stop.",
         "",
     ]
@@ -356,7 +358,10 @@ async def run_demo(
     """
     from bridge.app import run_bridge
     from bridge.config import load_settings
-    from bridge.simulator import GaugePublisher, gauges_from_settings
+    from bridge.simulator import Disturbances, Gauge, GaugePublisher, gauges_from_settings
+
+    # an alarm within a minute, then a few a minute: a demo, not a flood
+    calmer = Disturbances(gap=(40, 80), outlier_chance=0.005)
 
     state = prepare_state_dir(options)
     users = demo_users(state)
@@ -387,18 +392,30 @@ async def run_demo(
     try:
         bridge_stop = asyncio.Event()
         bridge = asyncio.create_task(run_bridge(settings, bridge_stop), name="bridge")
-        gauges = GaugePublisher(
-            _HOST,
-            options.mqtt_port,
-            gauges_from_settings(settings, seed=secrets.randbits(32)),
-            rate=options.rate,
-            username="gauges",
-            password=by_name["gauges"].password,
-            client_id="openspc-demo-gauges",
-        )
+        # Every chart gains a point at the same pace: an n = 5 gauge sends `rate` readings a
+        # second, an n = 1 gauge a fifth of that (else its chart races and alarms five times
+        # as often).
+        by_size: dict[int, list[Gauge]] = {}
+        for gauge in gauges_from_settings(settings, seed=secrets.randbits(32), disturbances=calmer):
+            by_size.setdefault(gauge.profile.subgroup_size, []).append(gauge)
+        publishers = [
+            GaugePublisher(
+                _HOST,
+                options.mqtt_port,
+                group,
+                rate=options.rate * size / _POINT_SIZE,
+                username="gauges",
+                password=by_name["gauges"].password,
+                client_id=f"openspc-demo-gauges-n{size}",
+            )
+            for size, group in sorted(by_size.items())
+        ]
+        started_publishers: list[GaugePublisher] = []
         try:
             await _await_bridge_online(options.mqtt_port, bridge, started)
-            await asyncio.to_thread(gauges.start)
+            for publisher in publishers:
+                await asyncio.to_thread(publisher.start)
+                started_publishers.append(publisher)
             out.write(_banner(options, state, users))
             out.flush()
             if on_ready is not None:
@@ -412,7 +429,8 @@ async def run_demo(
             out.write("Stopping: gauges, then the bridge (offline status), then the broker.\n")
             out.flush()
         finally:
-            await asyncio.to_thread(gauges.stop, 2.0)
+            for publisher in started_publishers:
+                await asyncio.to_thread(publisher.stop, 2.0)
             bridge_stop.set()
             await _finish(bridge)
     finally:

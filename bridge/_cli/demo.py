@@ -56,7 +56,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=_rate,
         default=2.0,
         metavar="R",
-        help="readings per second from each simulated gauge (default 2)",
+        help="readings per second from each simulated n = 5 gauge; n = 1 gauges send a "
+        "fifth of that, so every chart gains a point at the same pace (default 2)",
     )
 
 

@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
@@ -264,7 +265,9 @@ def passwords(out: str) -> dict[str, str]:
     return found
 
 
-async def first_sample_ids(client: aiomqtt.Client, count: int = 3) -> list[int]:
+async def first_sample_ids(client: aiomqtt.Client, since: datetime, count: int = 3) -> list[int]:
+    """The ids of the first ``count`` samples measured after ``since`` (not the retained one,
+    nor the last sample the bridge publishes again on start)."""
     ids: list[int] = []
     try:
         await client.subscribe("openspc/char/2/sample", qos=1)
@@ -272,9 +275,10 @@ async def first_sample_ids(client: aiomqtt.Client, count: int = 3) -> list[int]:
             async for _, message in messages(client):
                 payload = message["payload"]
                 assert isinstance(payload, dict)
-                ids.append(int(payload["sample_id"]))
-                if len(ids) > count:  # the first may be the retained one of the last run
-                    return ids[1:]
+                if datetime.fromisoformat(str(payload["timestamp"])) >= since:
+                    ids.append(int(payload["sample_id"]))
+                if len(ids) == count:
+                    return ids
     finally:
         with contextlib.suppress(aiomqtt.MqttError):
             await client.__aexit__(None, None, None)
@@ -292,10 +296,11 @@ async def test_a_second_run_carries_on_and_reset_starts_afresh(state_root: Path)
     }
     ports: tuple[int, int] | None = None  # a user runs it again on the same ports
     for extra, signum in (([], signal.SIGINT), ([], signal.SIGTERM), (["--reset"], signal.SIGINT)):
+        since = datetime.now(UTC)
         demo, client = await start_demo(state, *extra, env=plant_env, ports=ports)
         ports = (demo.mqtt_port, demo.ws_port)
         try:
-            ids = await first_sample_ids(client)
+            ids = await first_sample_ids(client, since)
             demo.interrupt(signum)
             returncode, out, err = await asyncio.to_thread(demo.finish)
         finally:
