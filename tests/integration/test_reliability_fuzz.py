@@ -37,7 +37,7 @@ from tests.integration.reliability import (
 
 pytestmark = [pytest.mark.reliability, pytest.mark.mosquitto]
 
-EXAMPLES = 250
+EXAMPLES = 200
 MAX_PAYLOAD = 65_536
 CHARS = [
     {"id": 1, "name": "Good", "subgroup_size": 1},
