@@ -559,3 +559,28 @@ def metric_total(rec: Recorder, prefix: str, name: str) -> int:
         last_uptime = data["uptime_s"]
         current = max(current, int(data.get(name, 0)))
     return total + current
+
+
+@contextlib.contextmanager
+def pg_database(port: int) -> Iterator[tuple[str, str]]:
+    """A database of the test's own on a PostgreSQL cluster: (async URL, asyncpg DSN)."""
+    import asyncpg
+
+    name = f"r_{uuid.uuid4().hex[:12]}"
+    admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield (
+            f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{name}",
+            f"postgresql://postgres@127.0.0.1:{port}/{name}",
+        )
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

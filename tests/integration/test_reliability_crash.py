@@ -10,23 +10,30 @@ readings with unique ``ts`` straight to the broker. Two crashes:
 
 Then every reading the broker acknowledged to the gauge must be in exactly one stored sample,
 and what the bridge published (live samples, the retained history) must agree with the
-database.
+database. A second gauge feeds a characteristic with subgroups of 5: its samples must be
+exactly its readings, five by five in the order sent (partly filled subgroups survive the
+crashes). On SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from bridge._mosquitto import MosquittoProcess
+from bridge.testing import PostgresCluster
 from tests.integration.reliability import (
     BridgeProcess,
     Gauge,
     Recorder,
+    StoredSample,
     TcpProxy,
     config_text,
     metric_total,
+    pg_database,
+    pg_samples,
     report,
     sqlite_samples,
     stack,
@@ -37,14 +44,32 @@ from tests.integration.reliability import (
 pytestmark = [pytest.mark.reliability, pytest.mark.mosquitto]
 
 READINGS = 3000
+SUBGROUPED = 1000  # readings of the characteristic with subgroups of 5
 RATE = 1500.0  # readings per second
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, Callable[[int], list[StoredSample]]]]:
+    """(URL for the bridge, reader of its samples): SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        db = tmp_path / "bridge.db"
+        yield f"sqlite+aiosqlite:///{db}", lambda cid: sqlite_samples(db, cid)
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    with pg_database(cluster.port) as (url, dsn):
+        yield url, lambda cid: pg_samples(dsn, cid)
+
+
 def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
-    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+    fresh_mosquitto: MosquittoProcess,
+    tmp_path: Path,
+    topic_prefix: str,
+    database: tuple[str, Callable[[int], list[StoredSample]]],
 ) -> None:
     broker = fresh_mosquitto
-    db = tmp_path / "bridge.db"
+    db_url, samples_of = database
     config = tmp_path / "openspc.toml"
     with stack() as s:
         proxy = s.enter_context(TcpProxy(broker.port))
@@ -53,8 +78,11 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
                 port=proxy.port,
                 prefix=topic_prefix,
                 client_id="reliability-crash",
-                db_url=f"sqlite+aiosqlite:///{db}",
-                characteristics=[{"id": 1, "name": "Shaft OD", "subgroup_size": 1}],
+                db_url=db_url,
+                characteristics=[
+                    {"id": 1, "name": "Shaft OD", "subgroup_size": 1},
+                    {"id": 2, "name": "Bore", "subgroup_size": 5},
+                ],
                 history_size=READINGS + 100,
                 batch_max=100,
             )
@@ -67,9 +95,12 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
         gauge = s.enter_context(
             Gauge(broker.port, f"{topic_prefix}/char/1/reading", READINGS, RATE)
         ).start()
+        bores = s.enter_context(
+            Gauge(broker.port, f"{topic_prefix}/char/2/reading", SUBGROUPED, RATE / 3)
+        ).start()
 
         def stored() -> int:
-            return len(sqlite_samples(db, 1))
+            return len(samples_of(1))
 
         # crash 1: an arbitrary moment of the stream
         wait_until(lambda: stored() >= READINGS // 4, 20, "a quarter of the readings stored")
@@ -91,21 +122,29 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
         bridge.start().wait_started()
 
         gauge.wait_done(30)
+        bores.wait_done(30)
         acked = dict(gauge.acked)
         wait_until(
-            lambda: {x.ts_ms for x in sqlite_samples(db, 1)} >= acked.keys(),
+            lambda: {x.ts_ms for x in samples_of(1)} >= acked.keys(),
             30,
             "every acknowledged reading stored",
         )
+        wait_until(lambda: len(samples_of(2)) >= SUBGROUPED // 5, 30, "every subgroup of 5 stored")
         assert bridge.terminate() == 0  # a clean stop drains whatever is left
 
-    samples = sqlite_samples(db, 1)
+    # subgroups: exactly the readings, five by five, in the order sent
+    sent = [bores.acked[ts] for ts in sorted(bores.acked)]
+    subgroups = [x.values for x in samples_of(2)]
+    assert len(bores.acked) == SUBGROUPED
+    assert subgroups == [tuple(sent[i : i + 5]) for i in range(0, SUBGROUPED, 5)]
+    samples = samples_of(1)
     figures = tally(acked, samples)
     recognised = metric_total(rec, topic_prefix, "readings_duplicate")
     report(
-        figures.line("crash, 2 x SIGKILL")
+        figures.line(f"crash, 2 x SIGKILL, {db_url.split('+')[0]}")
         + f"; stored but not acked at the 2nd kill {unacked_stored},"
-        f" redeliveries recognised {recognised}"
+        f" redeliveries recognised {recognised}; subgroups of 5: {SUBGROUPED} readings,"
+        f" {len(subgroups)} samples, each exactly 5 consecutive readings"
     )
     assert recognised >= unacked_stored
     assert figures.lost == []
