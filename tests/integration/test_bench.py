@@ -28,6 +28,7 @@ def tiny() -> BenchOptions:
     )
 
 
+@pytest.mark.slow
 def test_every_figure_is_measured_and_every_sample_is_stored() -> None:
     report = run_bench(tiny())
 

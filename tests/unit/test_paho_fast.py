@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt import _packet
 from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -50,9 +53,15 @@ def test_publish_decodes_as_paho_does(
     packet = publish_packet(topic, mid, qos, props.pack(), payload)  # type: ignore[no-untyped-call]
     header = 0x30 | (qos << 1) | (flags & 0x09)
 
-    fast = _packet.decode_publish(header, bytearray(packet), V5)
+    def decode(decoder: Any) -> object:
+        try:
+            return decoder(header, bytearray(packet), V5)
+        except MalformedPacket as exc:  # a null in the response topic: paho refuses it
+            return repr(exc)
 
-    assert same(fast, paho_publish(header, bytearray(packet), V5))
+    fast, slow = decode(_packet.decode_publish), decode(paho_publish)
+
+    assert fast == slow if isinstance(slow, str) else same(fast, slow)
 
 
 def test_a_publish_without_properties_shares_one_empty_properties() -> None:
