@@ -271,7 +271,22 @@ def _violation_dict(v: ViolationRecord) -> dict[str, Any]:
     }
 
 
-def _meta(settings: Settings, char: Any, engine_rules: Sequence[Any]) -> dict[str, Any]:
+def _meta(
+    settings: Settings,
+    char: Any,
+    engine_rules: Sequence[Any],
+    shared: dict[Any, list[Any]] | None = None,
+) -> dict[str, Any]:
+    """The ``meta`` payload. With ``shared``, characteristics with the same rules share one
+    rules list, and all share one reason-code list (never mutated: publish_meta only sets
+    top-level keys); with 10,000 characteristics that is about 25 MB (docs/performance.md)."""
+    if shared is None:
+        shared = {}
+    rules_key = ("rules", tuple(engine_rules))
+    if rules_key not in shared:
+        shared[rules_key] = rules_payload(engine_rules)
+    if "reason_codes" not in shared:
+        shared["reason_codes"] = list(settings.bridge.reason_codes)
     sparkplug = getattr(char, "sparkplug", None)
     if sparkplug is not None and hasattr(sparkplug, "model_dump"):
         sparkplug = sparkplug.model_dump()
@@ -285,8 +300,8 @@ def _meta(settings: Settings, char: Any, engine_rules: Sequence[Any]) -> dict[st
         "target": char.target,
         "baseline": char.baseline,
         "chart": chart_name(char.subgroup_size),
-        "rules": rules_payload(engine_rules),
-        "reason_codes": list(settings.bridge.reason_codes),
+        "rules": shared[rules_key],
+        "reason_codes": shared["reason_codes"],
         "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
         "online": True,
         "timestamp": None,
@@ -389,8 +404,9 @@ async def bootstrap(
         for topic_filter in pipeline.topic_filters():
             mqtt.add_subscription(topic_filter)
         broadcaster = Broadcaster(mqtt, prefix, metrics)
+        shared_meta: dict[Any, list[Any]] = {}
         for char in chars:
-            broadcaster.meta[char.id] = _meta(settings, char, specs[char.id].rules)
+            broadcaster.meta[char.id] = _meta(settings, char, specs[char.id].rules, shared_meta)
         live = LiveState(mqtt, prefix, int(b.history_size), [c.id for c in chars])
         for kind, handlers in event_table(broadcaster, live, MetricsRecorder(metrics)).items():
             for handler in handlers:
