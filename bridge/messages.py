@@ -19,6 +19,7 @@ from engine import RuleConfig, SampleProcessed, ViolationRaised
 
 __all__ = [
     "ERROR_PAYLOAD_CHARS",
+    "MAX_ALARMS",
     "ack_payload",
     "alarms_payload",
     "chart_name",
@@ -110,10 +111,22 @@ def history_payload(characteristic_id: int, samples: Sequence[Mapping[str, Any]]
     return {"characteristic_id": characteristic_id, "samples": list(samples)}
 
 
+MAX_ALARMS = 1000
+"""At most this many open violations in one retained ``alarms`` message (the newest): a
+characteristic nobody acknowledges for weeks must not grow a message past what a broker or
+an HMI accepts. ``open_count`` says how many are open in all."""
+
+
 def alarms_payload(
-    characteristic_id: int, violations: Sequence[Mapping[str, Any]]
+    characteristic_id: int, violations: Sequence[Mapping[str, Any]], limit: int = MAX_ALARMS
 ) -> dict[str, Any]:
-    return {"characteristic_id": characteristic_id, "violations": list(violations)}
+    """The open violations, oldest first (the newest ``limit`` of them), and their count."""
+    shown = list(violations[-limit:]) if len(violations) > limit else list(violations)
+    return {
+        "characteristic_id": characteristic_id,
+        "violations": shown,
+        "open_count": len(violations),
+    }
 
 
 def chart_name(subgroup_size: int) -> str:

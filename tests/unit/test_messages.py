@@ -10,6 +10,7 @@ import pytest
 from bridge.domain import AcknowledgeViolation, Recalculate
 from bridge.errors import InvalidCommand
 from bridge.messages import (
+    alarms_payload,
     dumps,
     envelope,
     error_payload,
@@ -143,3 +144,16 @@ def test_parse_recalculate() -> None:
     for body in (b'{"last": 0}', b'{"last": 2.5}', b'{"first": 2}', b"7"):
         with pytest.raises(InvalidCommand):
             parse_recalculate("t", 3, body)
+
+
+def test_alarms_list_the_newest_open_violations_and_count_them_all() -> None:
+    open_ones = [{"violation_id": i} for i in range(1, 6)]
+    assert alarms_payload(3, open_ones) == {
+        "characteristic_id": 3,
+        "violations": open_ones,
+        "open_count": 5,
+    }
+    capped = alarms_payload(3, open_ones, limit=2)
+    assert [v["violation_id"] for v in capped["violations"]] == [4, 5]
+    assert capped["open_count"] == 5
+    assert alarms_payload(3, []) == {"characteristic_id": 3, "violations": [], "open_count": 0}
