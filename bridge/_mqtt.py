@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import socket
 import threading
 import time
@@ -48,6 +49,24 @@ from bridge.errors import BrokerUnavailable
 __all__ = ["Inbound", "Inbox", "MqttClient", "MqttOptions"]
 
 log = logging.getLogger("openspc.mqtt")
+
+
+def _drain_before_close(sock: Any, wait_s: float = 1.0) -> None:
+    """Half-close after our DISCONNECT and read until the broker closes its side.
+
+    Closing a socket that still holds unread bytes (messages the broker sent while the
+    bridge was stopping) makes the kernel send a RST instead of a FIN, and the broker can
+    lose the DISCONNECT in front of it: it then publishes the Last Will (status offline with
+    the start time) after a clean stop. Bounded by ``wait_s``; errors end it quietly.
+    """
+    deadline = time.monotonic() + wait_s
+    with contextlib.suppress(OSError, ValueError):
+        sock.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([sock], [], [], left)
+            if not readable or not sock.recv(65536):
+                return
+
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 READS_PER_WAKE = 2000
@@ -267,6 +286,8 @@ class MqttClient:
             self._loop.add_reader(self._sock, self._readable)
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._stopping and not self.aborted:  # paho closes it right after our DISCONNECT
+            _drain_before_close(sock)
         self._in_loop(self._unwatch, sock)
 
     def _unwatch(self, sock: Any) -> None:
