@@ -150,6 +150,7 @@ def _machine() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     return {
+        "load_before": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count() or 0,
         "cpu_model": cpu,
         "memory_gb": mem_gb,
@@ -157,6 +158,20 @@ def _machine() -> dict[str, Any]:
         "mosquitto": mosquitto,
         "paho": paho.__version__ if hasattr(paho, "__version__") else "",
     }
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 # --- child processes ----------------------------------------------------------------------
@@ -430,6 +445,8 @@ def run_bench(options: BenchOptions) -> BenchReport:
 
             report.engine_n1 = benchmark(options.engine_points, 1)
             report.engine_n5 = benchmark(options.engine_points, 5)
+        report.machine["load_after"] = round(os.getloadavg()[0], 2)
+        report.machine["commit"] = _commit()
     finally:
         if options.keep_dir:
             say(f"kept {workdir}")
@@ -785,6 +802,8 @@ def format_report(r: BenchReport) -> str:
     lines = [
         f"openspc bench: {r.readings:,} readings; {m['cpus']} CPU(s) {m['cpu_model']}, "
         f"{m['memory_gb']} GB, Python {m['python']}, Mosquitto {m['mosquitto']}",
+        f"load average {m.get('load_before', 0)} before, {m.get('load_after', 0)} after"
+        f"; commit {m.get('commit') or '-'}",
         "",
     ]
     lines += [f"  {a:<{w1}}  {b:>{w2}}  {c}".rstrip() for a, b, c in rows]
