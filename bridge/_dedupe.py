@@ -21,9 +21,9 @@ differs on redelivery): such readings are delivered at least once. See docs/reli
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import UTC, datetime
-
-from sqlalchemy import select
+from typing import Any
 
 from bridge.store import Store, metadata
 
@@ -41,7 +41,9 @@ class SeenReadings:
 
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
-        self._keys: dict[ReadingKey, None] = {}
+        # OrderedDict, not dict: dropping the oldest of a plain dict (next(iter(d))) walks
+        # the slots of every key deleted before it, which made this quadratic
+        self._keys: OrderedDict[ReadingKey, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -55,26 +57,36 @@ class SeenReadings:
             return False
         self._keys[key] = None
         if len(self._keys) > self.size:
-            del self._keys[next(iter(self._keys))]
+            self._keys.popitem(last=False)
         return True
 
     async def load(self, store: Store, max_rows: int) -> None:
-        """Rebuild from the last ``max_rows`` stored readings (one row per value)."""
-        table = metadata.tables["readings"]
-        stmt = (
-            select(table.c.characteristic_id, table.c.value, table.c.ts, table.c.received_at)
-            .order_by(table.c.id.desc())
-            .limit(max_rows)
+        """Rebuild from the last ``max_rows`` stored readings (one row per value).
+
+        Plain driver rows, no SQLAlchemy type processing: this runs at every start over up
+        to a few hundred thousand rows (10 s through the ORM types, well under 1 s so).
+        """
+        table = metadata.tables["readings"].name
+        sql = (
+            f"SELECT characteristic_id, value, ts, received_at FROM {table}"  # noqa: S608  # no input: our table, an int
+            f" ORDER BY id DESC LIMIT {int(max_rows)}"
         )
         async with store.engine.connect() as conn:
-            rows = list(await conn.execute(stmt))
+            rows: list[Any] = list((await conn.exec_driver_sql(sql)).fetchall())
         rows.reverse()
         # the values of one message share characteristic, ts and time of arrival
-        groups: dict[tuple[int, datetime, datetime], list[float]] = {}
-        for cid, value, ts, received_at in rows:
-            ts, received_at = _aware(ts), _aware(received_at)
+        groups: dict[tuple[int, Any, Any], list[float]] = {}
+        for row in rows:
+            cid, value, ts, received_at = row[0], row[1], row[2], row[3]
             if ts == received_at:
                 continue  # no source ts: the time of arrival was used, no identity
             groups.setdefault((cid, ts, received_at), []).append(float(value))
-        for (cid, ts, _), values in groups.items():
-            self.add((cid, ts, tuple(values)))
+        for (cid, ts, _), values in list(groups.items())[-self.size :]:
+            self.add((int(cid), _datetime(ts), tuple(values)))
+
+
+def _datetime(value: Any) -> datetime:
+    """A stored ``ts`` as an aware datetime (SQLite gives text, PostgreSQL datetimes)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return _aware(value)
