@@ -480,6 +480,9 @@ def _sample_dict(row: Row[Any]) -> dict[str, Any]:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a batch is acknowledged to the broker right after its commit, so the commit must
+    # survive a power cut, not only a crash of the bridge (WAL + NORMAL may roll the last
+    # commits back then). It costs one fsync per batch, about 1.2 ms here.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
