@@ -61,8 +61,10 @@
   function charState(id) {
     var ch = chars.get(id);
     if (!ch) {
-      ch = { id: id, meta: null, limits: null, last: null, alarms: new Map(), samples: [],
-             cap: DEFAULT_HISTORY };
+      // alarmsBeyond: open alarms we know of but do not hold (the bridge's retained list
+      // holds only its newest 1,000, with `open_count`; we keep at most MAX_ALARMS_PER_CHAR)
+      ch = { id: id, meta: null, limits: null, last: null, alarms: new Map(), alarmsBeyond: 0,
+             samples: [], cap: DEFAULT_HISTORY };
       chars.set(id, ch);
     }
     return ch;
@@ -380,18 +382,24 @@
 
   function addAlarm(ch, v) {
     if (!isNum(v.violation_id) || acked.has(v.violation_id)) return;
+    if (ch.alarms.has(v.violation_id)) return;
     ch.alarms.set(v.violation_id, v);
     if (ch.alarms.size > MAX_ALARMS_PER_CHAR) {
       ch.alarms.delete(ch.alarms.keys().next().value);
+      ch.alarmsBeyond += 1;
     }
   }
+
+  function openCount(ch) { return ch.alarms.size + ch.alarmsBeyond; }
 
   function onAlarms(id, p) {
     var ch = charState(id);
     ch.alarms.clear();
+    ch.alarmsBeyond = 0;
     (Array.isArray(p.violations) ? p.violations : []).forEach(function (v) {
       if (v) addAlarm(ch, v);
     });
+    if (isNum(p.open_count)) ch.alarmsBeyond = Math.max(0, p.open_count - ch.alarms.size);
     dirty.alarms = dirty.list = true;
     schedule();
   }
@@ -404,9 +412,13 @@
 
   function onAckUpdate(id, p) {
     if (!isNum(p.violation_id) || p.acknowledged === false) return;
+    if (acked.has(p.violation_id)) return; // already handled (our reply, then the broadcast)
     acked.add(p.violation_id);
     if (acked.size > MAX_ACKED_MEMORY) acked.delete(acked.values().next().value);
-    chars.forEach(function (ch) { ch.alarms.delete(p.violation_id); });
+    var held = false;
+    chars.forEach(function (ch) { held = ch.alarms.delete(p.violation_id) || held; });
+    var owner = chars.get(String(id !== null ? id : p.characteristic_id));
+    if (!held && owner && owner.alarmsBeyond > 0) owner.alarmsBeyond -= 1; // one we did not hold
     dirty.alarms = dirty.list = true;
     schedule();
   }
@@ -659,11 +671,12 @@
       text.appendChild(info);
       li.appendChild(dot);
       li.appendChild(text);
-      if (ch.alarms.size > 0) {
+      if (openCount(ch) > 0) {
         var badge = document.createElement("span");
         badge.className = "char-badge";
-        badge.textContent = String(ch.alarms.size);
-        badge.title = ch.alarms.size + " open alarm(s)";
+        badge.setAttribute("data-testid", "char-alarm-count");
+        badge.textContent = String(openCount(ch));
+        badge.title = openCount(ch) + " open alarm(s)";
         li.appendChild(badge);
       }
       frag.appendChild(li);
@@ -1157,6 +1170,8 @@
   function renderAlarms() {
     var list = $("alarm-list");
     var all = openAlarms();
+    var total = all.length;
+    chars.forEach(function (ch) { total += ch.alarmsBeyond; });
     var shown = all.slice(0, MAX_ALARM_ROWS);
     var keep = new Set();
     shown.forEach(function (v, i) {
@@ -1176,21 +1191,22 @@
       }
     });
     var more = $("alarm-more");
-    if (all.length > shown.length) {
+    if (total > shown.length) {
       if (!more) {
         more = document.createElement("p");
         more.id = "alarm-more";
+        more.setAttribute("data-testid", "alarm-more");
         more.className = "alarm-more";
         list.after(more);
       }
-      more.textContent = "+ " + (all.length - shown.length) + " older open alarm(s)";
+      more.textContent = "+ " + (total - shown.length) + " older open alarm(s)";
     } else if (more) {
       more.remove();
     }
     var count = $("alarm-count");
-    count.textContent = String(all.length);
-    count.classList.toggle("nonzero", all.length > 0);
-    $("alarm-empty").hidden = all.length > 0;
+    count.textContent = String(total);
+    count.classList.toggle("nonzero", total > 0);
+    $("alarm-empty").hidden = total > 0;
     $("ack-hint").textContent = user ? "Acknowledging as " + user + "." : "Log in to acknowledge.";
   }
 

@@ -477,13 +477,25 @@ def samples(
     return out
 
 
+RULE_NAMES = {
+    1: "Beyond 3 sigma",
+    2: "Nine on one side",
+    3: "Six trending",
+    4: "Fourteen alternating",
+    5: "Two of three beyond 2 sigma",
+    6: "Four of five beyond 1 sigma",
+    7: "Fifteen within 1 sigma",
+    8: "Eight beyond 1 sigma",
+}
+
+
 def violation(char_id: int, violation_id: int, sample_id: int, rule_id: int = 1) -> dict[str, Any]:
     return {
         "violation_id": violation_id,
         "sample_id": sample_id,
         "characteristic_id": char_id,
         "rule_id": rule_id,
-        "rule_name": "Beyond 3 sigma" if rule_id == 1 else f"Rule {rule_id}",
+        "rule_name": RULE_NAMES[rule_id],
         "severity": "CRITICAL" if rule_id == 1 else "WARNING",
         "chart": "x",
         "timestamp": iso(datetime.now(UTC)),

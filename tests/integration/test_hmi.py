@@ -71,6 +71,14 @@ def test_page_loads_from_mosquitto_and_draws_history(
         retain=True,
     )
     feed.publish(f"{p}/char/1/sample", {"type": "sample", "payload": history[-1]}, retain=True)
+    # a neglected characteristic: the bridge keeps only its newest open alarms in the retained
+    # list, and counts them all in open_count
+    newest = [violation(1, 9000 + i, 128 + i, rule_id=2) for i in range(3)]
+    feed.publish(
+        f"{p}/char/1/alarms",
+        envelope("alarms", {"characteristic_id": 1, "violations": newest, "open_count": 1200}),
+        retain=True,
+    )
 
     browser.get(plant.page_url())
     wait_until(browser, attr_is("conn-status", "data-state", "connected"))
@@ -85,6 +93,10 @@ def test_page_loads_from_mosquitto_and_draws_history(
     wait_until(browser, text_is("last-value", f"{values[-1]:.3f}"))
     assert by_testid(browser, "r-chart").get_attribute("data-points") == "29"
     assert by_testid(browser, "kpi-ucl").text == "10.060"
+    wait_until(browser, text_is("alarm-count", "1200"))
+    assert len(all_by_testid(browser, "alarm-row")) == 3
+    assert by_testid(browser, "alarm-more").text == "+ 1197 older open alarm(s)"
+    assert by_testid(browser, "char-alarm-count").text == "1200"
     screenshot(browser, "hmi-history")
     # Everything fits a 1280x800 panel: no scrolling, the big value and the alarms on screen.
     fits = browser.execute_script(
