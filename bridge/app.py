@@ -34,7 +34,7 @@ from bridge.messages import chart_name, dumps, iso_z, rules_payload, status_payl
 from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
 from bridge.sparkplug import SparkplugEdgeNode
 from bridge.sparkplug._wiring import build_edge_node, feed_edge_node, seed_edge_node
-from bridge.store import Store, ViolationRecord
+from bridge.store import BatchWrite, Store, ViolationRecord
 from engine import CharacteristicEngine, limits_from_dict, limits_payload
 
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
@@ -124,23 +124,31 @@ class Bridge:
 
     async def _restore_live_state(self) -> None:
         size = self.settings.bridge.history_size
-        history = {cid: await self.store.recent_samples(cid, size) for cid in self.engines}
+        history = await self.store.recent_samples_of_all(size)
         alarms = [_violation_dict(v) for v in await self.store.open_violations()]
         self.live.restore(history, alarms)
 
     async def _publish_retained(self) -> None:
         now = self.clock()
+        stored = await self.store.latest_limits_of_all()
+        in_force: dict[int, dict[str, Any]] = {}
+        new_rows: list[dict[str, Any]] = []
         for cid, engine in self.engines.items():
-            self.broadcaster.publish_meta(cid, None, now)
-            payload = await self.store.latest_limits(cid)
             if engine.limits is None:
-                payload = None  # collecting a (new) baseline: no limits are in force
-            elif payload is None or limits_from_dict(payload) != engine.limits:
+                continue  # collecting a (new) baseline: no limits are in force
+            payload = stored.get(cid)
+            if payload is None or limits_from_dict(payload) != engine.limits:
                 # fixed limits never stored yet, or edited in the config since
                 payload = limits_payload(engine.limits, cid, iso_z(now))
-                async with self.store.unit_of_work() as uow:
-                    await uow.add_limits(cid, now, payload)
-                    await uow.commit()
+                new_rows.append({"characteristic_id": cid, "ts": now, "payload": payload})
+            in_force[cid] = payload
+        if new_rows:
+            async with self.store.unit_of_work() as uow:
+                await uow.write_batch(BatchWrite(limits=new_rows), now)
+                await uow.commit()
+        for cid in self.engines:
+            self.broadcaster.publish_meta(cid, None, now)
+            payload = in_force.get(cid)
             if payload is not None:
                 self.mqtt.publish(
                     f"{self.prefix}/char/{cid}/limits",

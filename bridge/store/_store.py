@@ -373,20 +373,29 @@ class Store:
         return int(end) - count
 
     async def register_characteristics(self, names: Mapping[int, str], now: datetime) -> None:
+        """Add the configured characteristics the database does not know; rename the rest."""
         async with self.engine.begin() as conn:
-            known = set((await conn.execute(select(characteristics.c.id))).scalars())
-            rows = [
+            rows = await conn.execute(select(characteristics.c.id, characteristics.c.name))
+            known = {row.id: row.name for row in rows}
+            new = [
                 {"id": cid, "name": name, "engine_state": None, "updated_at": _utc(now)}
                 for cid, name in names.items()
                 if cid not in known
             ]
-            if rows:
-                await conn.execute(insert(characteristics), rows)
-            for cid, name in names.items():
-                if cid in known:
-                    await conn.execute(
-                        update(characteristics).where(characteristics.c.id == cid).values(name=name)
-                    )
+            if new:
+                await conn.execute(insert(characteristics), new)
+            renamed = [
+                {"b_id": cid, "b_name": name}
+                for cid, name in names.items()
+                if cid in known and known[cid] != name
+            ]
+            if renamed:
+                await conn.execute(
+                    update(characteristics)
+                    .where(characteristics.c.id == bindparam("b_id"))
+                    .values(name=bindparam("b_name")),
+                    renamed,
+                )
 
     async def engine_states(self) -> dict[int, dict[str, Any]]:
         async with self.engine.connect() as conn:
@@ -405,6 +414,38 @@ class Store:
             rows = list(await conn.execute(stmt))
         rows.reverse()
         return [_sample_dict(row) for row in rows]
+
+    async def recent_samples_of_all(self, count: int) -> dict[int, list[dict[str, Any]]]:
+        """The last ``count`` samples of every characteristic, oldest first, in one query."""
+        ranked = select(
+            samples,
+            func.row_number()
+            .over(partition_by=samples.c.characteristic_id, order_by=samples.c.id.desc())
+            .label("rank"),
+        ).subquery()
+        stmt = (
+            select(*[ranked.c[c.name] for c in samples.c])
+            .where(ranked.c.rank <= count)
+            .order_by(ranked.c.characteristic_id, ranked.c.id)
+        )
+        found: dict[int, list[dict[str, Any]]] = {}
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(stmt):
+                found.setdefault(row.characteristic_id, []).append(_sample_dict(row))
+        return found
+
+    async def latest_limits_of_all(self) -> dict[int, dict[str, Any]]:
+        """Every characteristic's last stored ``control_limits`` payload, in one query."""
+        last = (
+            select(func.max(control_limits.c.id))
+            .group_by(control_limits.c.characteristic_id)
+            .scalar_subquery()
+        )
+        stmt = select(control_limits.c.characteristic_id, control_limits.c.payload).where(
+            control_limits.c.id.in_(last)
+        )
+        async with self.engine.connect() as conn:
+            return {row.characteristic_id: dict(row.payload) for row in await conn.execute(stmt)}
 
     async def open_violations(self) -> list[ViolationRecord]:
         stmt = (
