@@ -366,15 +366,22 @@ async def test_restart_restores_partial_subgroup_open_alarms_and_queued_readings
     assert sample["payload"]["values"] == [1.0, 2.0, 3.0, 4.0, 5.0]
     [queued] = await probe.wait_for(f"{topic_prefix}/char/1/sample")
     assert queued["payload"]["value"] == 7.0
-    async with open_probe(bridge_factory.broker, f"{topic_prefix}/char/2/alarms") as late:
+    async with open_probe(bridge_factory.broker, f"{topic_prefix}/char/+/alarms") as late:
         [alarms] = await late.wait_for(f"{topic_prefix}/char/2/alarms")
     assert alarms["payload"]["violations"] == [violation["payload"]]
+    assert alarms["payload"]["open_count"] == 1
+
     vid = violation["payload"]["violation_id"]
     reply = await ack(probe, topic_prefix, "alice", {"violation_id": vid, "reason": "Other"}, b"9")
     assert reply == {"ok": True}
     await probe.publish(f"{topic_prefix}/char/2/reading", "25")
     second = await probe.wait_for(f"{topic_prefix}/char/2/violation", count=2)
     assert second[1]["payload"]["violation_id"] > vid
+    # the history was rebuilt from the database: the sample from before the crash is in it
+    await probe.wait_for(
+        f"{topic_prefix}/char/2/history",
+        lambda m: [s["value"] for s in m["payload"]["samples"]] == [20.0, 25.0],
+    )
     assert await app.store.count("samples", 5) == 1
 
 
