@@ -50,6 +50,7 @@
   var replyTopic = "";
   var user = null; // named HMI user, or null when anonymous
   var connected = false;
+  var freshAlarms = new Set(); // raised while we watch, until their row is drawn
   var bridge = { known: false, online: false, timestamp: null };
   var acked = new Set();
   var pendingRequests = new Map(); // correlation -> {done, timer}
@@ -64,7 +65,7 @@
       // alarmsBeyond: open alarms we know of but do not hold (the bridge's retained list
       // holds only its newest 1,000, with `open_count`; we keep at most MAX_ALARMS_PER_CHAR)
       ch = { id: id, meta: null, limits: null, last: null, alarms: new Map(), alarmsBeyond: 0,
-             samples: [], cap: DEFAULT_HISTORY };
+             alarmsSynced: false, samples: [], cap: DEFAULT_HISTORY };
       chars.set(id, ch);
     }
     return ch;
@@ -195,6 +196,7 @@
   }
 
   function subscribeAll() {
+    chars.forEach(function (ch) { ch.alarmsSynced = false; }); // the retained lists come again
     var topics = {};
     ["meta", "limits", "sample", "alarms", "violation", "ack"].forEach(function (kind) {
       topics[PREFIX + "/char/+/" + kind] = { qos: 1 };
@@ -394,7 +396,16 @@
 
   function onAlarms(id, p) {
     var ch = charState(id);
-    ch.alarms.clear();
+    var before = ch.alarms;
+    if (ch.alarmsSynced) { // an update while we watch: what it adds was raised just now
+      (Array.isArray(p.violations) ? p.violations : []).forEach(function (v) {
+        if (v && isNum(v.violation_id) && !before.has(v.violation_id)) {
+          freshAlarms.add(v.violation_id);
+        }
+      });
+    }
+    ch.alarmsSynced = true;
+    ch.alarms = new Map();
     ch.alarmsBeyond = 0;
     (Array.isArray(p.violations) ? p.violations : []).forEach(function (v) {
       if (v) addAlarm(ch, v);
@@ -405,6 +416,7 @@
   }
 
   function onViolation(id, p) {
+    if (isNum(p.violation_id) && !acked.has(p.violation_id)) freshAlarms.add(p.violation_id);
     addAlarm(charState(id), p);
     dirty.alarms = dirty.list = true;
     schedule();
@@ -1179,11 +1191,15 @@
       var li = alarmRows.get(v.violation_id);
       if (!li) {
         li = makeAlarmRow(v);
+        // An alarm raised while we watch (a `violation`) pulses a few times; the ones that
+        // were already open (the retained `alarms`) do not.
+        if (freshAlarms.has(v.violation_id)) li.classList.add("new");
         alarmRows.set(v.violation_id, li);
       }
       updateAlarmRow(li, v);
       if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
     });
+    freshAlarms.clear();
     alarmRows.forEach(function (li, id) {
       if (!keep.has(id)) {
         li.remove();

@@ -217,6 +217,7 @@ def test_a_named_user_acknowledges_and_every_open_page_drops_the_alarm(
     rows = wait_until(page, lambda d: len(all_by_testid(d, "alarm-row")) == 2 and alarm_rows(d))
     assert set(rows) == {"Rule 1: Beyond 3 sigma X", "Rule 1: Beyond 3 sigma MR"}
     assert all(b.get_attribute("disabled") for b in all_by_testid(page, "ack-button"))  # anonymous
+    assert all("new" in r.get_attribute("class") for r in all_by_testid(page, "alarm-row"))
     # the sample that failed comes on its own topic: its marks may be drawn a frame later
     wait_until(page, lambda d: by_testid(d, "x-chart").get_attribute("data-marks").endswith(":1"))
     wait_until(page, lambda d: by_testid(d, "r-chart").get_attribute("data-marks").endswith(":1"))
@@ -224,6 +225,8 @@ def test_a_named_user_acknowledges_and_every_open_page_drops_the_alarm(
     # A page opened later learns of the open alarms from the retained `alarms` topic alone.
     watcher = open_window(page, plant.page_url())
     assert set(wait_until(page, lambda d: len(alarm_rows(d)) == 2 and alarm_rows(d))) == set(rows)
+    # already open when this page came: no attention pulse
+    assert not any("new" in r.get_attribute("class") for r in all_by_testid(page, "alarm-row"))
     assert console_errors(page) == []
 
     page.switch_to.window(operator)
