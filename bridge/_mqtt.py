@@ -68,6 +68,11 @@ def _drain_before_close(sock: Any, wait_s: float = 1.0) -> None:
                 return
 
 
+def _packet_size(topic: str, payload: bytes) -> int:
+    """A PUBLISH's size, generously: header, topic, packet id, properties, payload."""
+    return 5 + 2 + len(topic.encode()) + 2 + 64 + len(payload)
+
+
 SESSION_EXPIRY_S = 7 * 24 * 3600
 READS_PER_WAKE = 2000
 """Packets read per readable event at most, so a flood cannot starve the loop."""
@@ -204,6 +209,8 @@ class MqttClient:
         self._published = 0  # QoS>0 publishes handed to paho
         self._completed = 0  # of which acknowledged by the broker
         self._send_limit = 65_535  # the broker's Receive Maximum (from CONNACK)
+        self._max_packet: int | None = None  # the broker's Maximum Packet Size (from CONNACK)
+        self.refused = 0  # publishes too large for the broker, not sent
         self._held: deque[tuple[str, bytes, int, bool, Properties | None]] = deque()
         self._filters: list[str] = list(options.subscriptions)
         self._stopping = False
@@ -436,6 +443,8 @@ class MqttClient:
             log.info("%d unacknowledged messages of the last connection will come again", dropped)
         limit = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
         self._send_limit = int(limit) if limit else 65_535
+        largest = getattr(properties, "MaximumPacketSize", None) if properties else None
+        self._max_packet = int(largest) if largest else None
         log.info(
             "connected to %s:%s (session present: %s)",
             self.options.host,
@@ -569,6 +578,16 @@ class MqttClient:
         properties: Properties | None = None,
     ) -> None:
         if self.aborted:
+            return
+        if self._max_packet is not None and _packet_size(topic, payload) > self._max_packet:
+            # the broker would drop the connection for it (and again after every reconnect)
+            self.refused += 1
+            log.error(
+                "not publishing %d bytes to %s: the broker takes packets of %d bytes at most",
+                len(payload),
+                topic,
+                self._max_packet,
+            )
             return
         if qos > 0 and (self._held or self._published - self._completed >= self._send_limit):
             self._held.append((topic, payload, qos, retain, properties))

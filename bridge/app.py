@@ -186,6 +186,7 @@ class Bridge:
             "buffer_full": self.buffer_full,
             "dropped_readings": self.inbox.dropped,
             "publish_outstanding": self.mqtt.outstanding,
+            "publishes_refused": self.mqtt.refused,
             "handler_failures": self.bus.failures,
             "connected": self.mqtt.connected.is_set(),
             "latency_ms": m.latency_ms(),

@@ -103,3 +103,32 @@ async def test_a_bridge_started_before_its_broker_connects_when_it_comes(
         stop.set()
         if not task.done():
             task.cancel()
+
+
+async def test_a_message_too_large_for_the_broker_is_refused_not_the_connection(
+    tmp_path: Path,
+) -> None:
+    from bridge._mosquitto import free_port, minimal_config
+
+    port = free_port()
+    data = tmp_path / "broker" / "data"
+    config = minimal_config(port, data).replace("max_packet_size 1048576", "max_packet_size 2000")
+    with MosquittoProcess(port=port, config=config, workdir=tmp_path / "broker") as broker:
+        factory = BridgeFactory(broker, unique_topic("openspc"), tmp_path)
+        prefix = factory.prefix
+        app = await factory.start([char(1)], history_size=100)
+        try:
+            async with open_probe(broker, f"{prefix}/#") as probe:
+                for value in range(30):  # the history outgrows 2,000 bytes
+                    await probe.publish(f"{prefix}/char/1/reading", str(value))
+                await probe.wait_for(f"{prefix}/char/1/sample", count=30)
+                await probe.wait_for(
+                    f"{prefix}/bridge/metrics", lambda m: m["publishes_refused"] > 0
+                )
+                await probe.publish(f"{prefix}/char/1/reading", "99")
+                await probe.wait_for(
+                    f"{prefix}/char/1/sample", lambda m: m["payload"]["value"] == 99.0
+                )
+            assert app.mqtt.generation == 1  # never disconnected
+        finally:
+            await factory.stop(app)
