@@ -98,7 +98,7 @@ class Bridge:
         return dumps(status_payload(online, self.clock(), client_id, self.version))
 
     def _on_connect(self) -> None:
-        # paho's thread: say we are online on every (re)connect
+        # on the loop, from paho's CONNACK handling: say we are online on every (re)connect
         self.mqtt.publish(self.status_topic, self._status(True), qos=1, retain=True)
 
     def set_source_online(self, characteristic_id: int, online: bool) -> None:
