@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from paho.mqtt.client import topic_matches_sub
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbound, Inbox, MqttClient
@@ -522,12 +523,18 @@ class Pipeline:
         events.extend(pending.extra)
         return batch, events
 
-    async def _retry(self, action: Callable[[], Any]) -> None:
+    async def _retry(
+        self, action: Callable[[], Any], only: Callable[[Exception], bool] | None = None
+    ) -> None:
+        """Run ``action`` until it succeeds, backing off; with ``only``, retry only the
+        exceptions it accepts (the others propagate)."""
         delay = 0.1
         while True:
             try:
                 await action()
             except Exception as exc:
+                if only is not None and not only(exc):
+                    raise
                 self.metrics.db_retries += 1
                 if self._give_up_at is not None and time.monotonic() > self._give_up_at:
                     raise StoreUnavailable(self.store.url, str(exc)) from exc
@@ -559,9 +566,12 @@ class Pipeline:
                 if cid is None or cid not in self.routes:
                     raise CommandRejected(str(UnknownCharacteristic(key)))
                 command = parse_recalculate(msg.topic, cid, msg.payload)
-            await self.bus.execute(command)
+            # while the database is away the command waits for it, as readings do
+            await self._retry(lambda: self.bus.execute(command), only=_database_unavailable)
         except (InvalidCommand, CommandRejected) as exc:
             error = str(exc)
+        except StoreUnavailable:
+            raise  # stopping: not acked, so the broker delivers the command again
         except Exception as exc:
             log.exception("command on %s failed", msg.topic)
             error = f"internal error: {exc}"
@@ -598,6 +608,14 @@ def _refuse(sub: Submission) -> str:
     if sub.ts.tzinfo is None:
         return "timestamp without a time zone"
     return ""
+
+
+def _database_unavailable(exc: Exception) -> bool:
+    """The database could not be reached (down, restarting, locked), as opposed to a fault
+    of the command itself."""
+    if isinstance(exc, OSError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _int_id(key: str) -> int | None:
