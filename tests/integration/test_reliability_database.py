@@ -17,7 +17,11 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from bridge._mosquitto import MosquittoProcess
 from bridge.testing import PostgresCluster, find_pg_bin
@@ -207,3 +211,66 @@ def test_sqlite_locked_past_the_keepalive_still_bounded_nothing_lost(
         "SQLite locked for longer than 2 keepalives (reconnect)",
         reconnects=1,
     )
+
+
+def test_command_during_a_postgres_outage_waits_for_it_then_is_answered(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    """A recalculate sent while the database is away is carried out when it is back (an
+    ``{"ok": true}`` reply), not refused with an internal error."""
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed")
+    broker = fresh_mosquitto
+    reply_topic = f"{topic_prefix}/hmi/reply/tester"
+    with stack() as s:
+        cluster = s.enter_context(PostgresCluster())
+        config = tmp_path / "command.toml"
+        config.write_text(
+            config_text(
+                port=broker.port,
+                prefix=topic_prefix,
+                client_id="reliability-command",
+                db_url=cluster.async_url,
+                characteristics=[{"id": 1, "name": "Shaft OD", "subgroup_size": 1}],
+            )
+        )
+        rec = s.enter_context(Recorder(broker.port, f"{topic_prefix}/#"))
+        bridge = s.enter_context(BridgeProcess(config))
+        bridge.start().wait_started()
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [True], 10, "status online")
+        with Gauge(broker.port, f"{topic_prefix}/char/1/reading", 30, 1000.0) as gauge:
+            gauge.start().wait_done(10)
+        limits = f"{topic_prefix}/char/1/limits"
+        rec.wait(lambda: len(rec.on(limits)) >= 1, 10, "limits after the baseline")
+        cluster.stop("fast")
+        sender = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id="tester", protocol=MQTTProtocolVersion.MQTTv5
+        )
+        sender.connect("127.0.0.1", broker.port)
+        sender.loop_start()
+        s.callback(sender.loop_stop)
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = reply_topic
+        props.CorrelationData = b"recalc-1"
+        sender.publish(
+            f"{topic_prefix}/cmd/char/1/recalculate", b"{}", qos=1, properties=props
+        ).wait_for_publish(10)
+        before = len(rec.on(limits))
+        # let the command meet the closed database (the bridge tries, backs off, tries again)
+        rec.wait(
+            lambda: any(
+                "database unavailable" in m.json()["reason"]
+                for m in rec.on(f"{topic_prefix}/bridge/errors")
+            ),
+            10,
+            "the outage said on the errors topic",
+        )
+        assert rec.on(reply_topic) == []  # no answer yet: it waits
+        cluster.start()
+        rec.wait(lambda: bool(rec.on(reply_topic)), 20, "the reply once the database is back")
+        assert rec.on(reply_topic)[0].json() == {"ok": True}
+        rec.wait(lambda: len(rec.on(limits)) > before, 10, "the recalculated limits")
+        assert bridge.terminate() == 0
+    reasons = [m.json()["reason"] for m in rec.on(f"{topic_prefix}/bridge/errors")]
+    assert not [r for r in reasons if "internal error" in r]
+    report("command during a PostgreSQL outage: held, then carried out; reply {'ok': True}")
