@@ -92,6 +92,7 @@ def test_broker_restart_mid_stream_loses_nothing_and_status_is_online_after(
         )
         assert rec.status(topic_prefix)[-1] is True
         recognised = metric_total(rec, topic_prefix, "readings_duplicate")
+        sequence = rec.status(topic_prefix)
         assert bridge.terminate() == 0
 
     figures = tally(acked, sqlite_samples(db, 1))
@@ -99,7 +100,7 @@ def test_broker_restart_mid_stream_loses_nothing_and_status_is_online_after(
         figures.line("broker restarted 3 times mid-stream")
         + f"; redeliveries recognised {recognised}; online again after "
         + ", ".join(f"{t:.1f}" for t in back_in)
-        + " s"
+        + f" s; status sequence {sequence}"
     )
     # the back-off starts again at 1 s after a connection that worked (without that, the
     # 2nd restart waits >= 2 s and the 3rd >= 4 s; a connect that races the old broker's
