@@ -274,3 +274,58 @@ def test_command_during_a_postgres_outage_waits_for_it_then_is_answered(
     reasons = [m.json()["reason"] for m in rec.on(f"{topic_prefix}/bridge/errors")]
     assert not [r for r in reasons if "internal error" in r]
     report("command during a PostgreSQL outage: held, then carried out; reply {'ok': True}")
+
+
+def test_bridge_killed_while_holding_a_full_buffer_loses_nothing(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    """SIGKILL while the database is locked and the buffer is full, then start again once it
+    is free: what the bridge held was never acknowledged, so the broker has it all."""
+    broker = fresh_mosquitto
+    db = tmp_path / "bridge.db"
+    config = tmp_path / "kill-full.toml"
+    config.write_text(
+        config_text(
+            port=broker.port,
+            prefix=topic_prefix,
+            client_id="reliability-kill-full",
+            db_url=f"sqlite+aiosqlite:///{db}",
+            characteristics=[{"id": 1, "name": "Shaft OD", "subgroup_size": 1}],
+            batch_max=BATCH_MAX,
+            buffer_max=BUFFER_MAX,
+            metrics_interval=0.2,
+        )
+    )
+    errors = f"{topic_prefix}/bridge/errors"
+    with stack() as s:
+        rec = s.enter_context(Recorder(broker.port, f"{topic_prefix}/#"))
+        bridge = s.enter_context(BridgeProcess(config))
+        bridge.start().wait_started()
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [True], 10, "status online")
+        gauge = s.enter_context(
+            Gauge(broker.port, f"{topic_prefix}/char/1/reading", READINGS, RATE)
+        ).start()
+        wait_until(lambda: len(sqlite_samples(db, 1)) >= 300, 20, "readings stored")
+        with locked(db):
+            rec.wait(
+                lambda: any(m.json()["reason"].startswith("buffer full") for m in rec.on(errors)),
+                15,
+                "'buffer full' on the errors topic",
+            )
+            bridge.kill()
+            rec.wait(lambda: rec.status(topic_prefix)[-1:] == [False], 10, "the Will")
+        bridge.start().wait_started()
+        gauge.wait_done(30)
+        acked = dict(gauge.acked)
+        wait_until(
+            lambda: {x.ts_ms for x in sqlite_samples(db, 1)} >= acked.keys(),
+            30,
+            "every acknowledged reading stored",
+        )
+        assert bridge.terminate() == 0
+    figures = tally(acked, sqlite_samples(db, 1))
+    report(figures.line("bridge SIGKILLed holding a full buffer (database locked)"))
+    assert figures.lost == []
+    assert figures.duplicated == []
+    assert figures.unexpected == []
+    assert figures.stored == READINGS
