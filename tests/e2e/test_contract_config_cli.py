@@ -420,3 +420,52 @@ def test_username_and_password_file_against_a_broker_that_refuses_anonymous(
             assert codes[0].is_failure
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_two_bridges_share_one_postgresql_database_without_colliding_ids(
+    mosquitto: MosquittoProcess, postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    db = f"e2e_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_create_database(postgres, db))
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{postgres.port}/{db}"
+    plants = []
+    for k in (1, 2):
+        (tmp_path / f"b{k}").mkdir()
+        prefix = unique_prefix()
+        config = write_config(
+            tmp_path / f"b{k}" / "openspc.toml",
+            {
+                "broker": {
+                    "port": mosquitto.port,
+                    "client_id": f"e2e-pg{k}-{uuid.uuid4().hex[:6]}",
+                },
+                "database": {"url": url},
+                "bridge": {"topic_prefix": prefix},
+            },
+            [{"id": 10 + k, "name": f"Line {k}", "baseline": 3}],
+        )
+        plants.append((prefix, 10 + k, BridgeProcess(config)))
+    with Client(mosquitto.port) as hmi, Client(mosquitto.port, v5=False) as gauge:
+        hmi.subscribe(*(f"{p}/#" for p, _, _ in plants))
+        for prefix, _, proc in plants:
+            proc.start()
+            hmi.wait_for(f"{prefix}/bridge/status", lambda d: d["online"] is True)
+        try:
+            for i in range(12):  # interleaved, so both bridges write at the same time
+                for prefix, cid, _ in plants:
+                    x = 5.0 + (0.3 if i == 8 else 0.01 * ((i * 7) % 5))
+                    gauge.publish(f"{prefix}/char/{cid}/reading", repr(x), wait=False)
+            ids: list[set[int]] = []
+            vids: list[set[int]] = []
+            for prefix, cid, _ in plants:
+                samples = hmi.wait_for(f"{prefix}/char/{cid}/sample", count=12)
+                ids.append({s["payload"]["sample_id"] for s in samples})
+                violations = hmi.wait_for(f"{prefix}/char/{cid}/violation")
+                vids.append({v["payload"]["violation_id"] for v in violations})
+            assert len(ids[0]) == len(ids[1]) == 12
+            assert not ids[0] & ids[1]
+            assert not vids[0] & vids[1]
+        finally:
+            codes = [proc.stop() for _, _, proc in plants]
+        assert codes == [0, 0], [proc.log() for _, _, proc in plants]
