@@ -240,6 +240,8 @@ def parse_reading(
         text = bytes(payload).decode("utf-8").strip()
     except UnicodeDecodeError as exc:
         raise InvalidReading(f"not UTF-8 (bad byte at offset {exc.start})") from None
+    if text[:1] == "\ufeff":  # a byte-order mark, as some Windows tools write: still UTF-8
+        text = text[1:].lstrip()
     if not text:
         raise InvalidReading("empty payload (only whitespace)")
 
