@@ -149,7 +149,7 @@ def test_every_accepted_reading_form_makes_samples(shop: Shop) -> None:
             shop.t("char/3/reading"),
             json.dumps({"value": g[2], "batch": "L-7", "operator": "kim"}),
         )
-        shop.gauge.publish(shop.t("char/3/reading"), repr(g[3]))
+        shop.gauge.publish(shop.t("char/3/reading"), "\ufeff".encode() + repr(g[3]).encode())
         ts = (t0 + timedelta(seconds=4)).isoformat()
         shop.gauge.publish(shop.t("char/3/reading"), json.dumps({"value": g[4], "ts": ts}))
 
