@@ -131,6 +131,8 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
         )
         wait_until(lambda: len(samples_of(2)) >= SUBGROUPED // 5, 30, "every subgroup of 5 stored")
         assert bridge.terminate() == 0  # a clean stop drains whatever is left
+        # its last words (history, metrics, then offline) have reached the recorder
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [False], 10, "status offline")
 
     # subgroups: exactly the readings, five by five, in the order sent
     sent = [bores.acked[ts] for ts in sorted(bores.acked)]
