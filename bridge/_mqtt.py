@@ -15,8 +15,10 @@ bridge must not acknowledge a reading before it is durably stored. So:
 - the pipeline calls :meth:`MqttClient.ack` after the batch that held the message committed;
   a message received on an earlier connection is never acked on a later one (its ``mid``
   means nothing there; the broker redelivers it from the persistent session);
-- back-pressure on QoS 1 is MQTT 5's Receive Maximum: the broker sends no more than that
-  many unacknowledged messages, so a stalled pipeline makes the broker queue;
+- back-pressure on QoS 1 is MQTT 5's Receive Maximum, kept by the adapter itself too:
+  Mosquitto 2.0.11 honours it only until the first PUBACK, so at that many unacknowledged
+  messages the adapter stops reading its socket (the broker queues) and reads again below
+  three quarters (docs/reliability.md);
 - ``publish`` is paho's (non-blocking: packets are written when the socket is writable);
   :meth:`MqttClient.wait_window` keeps unacknowledged QoS 1 publishes under ``window``.
 """
