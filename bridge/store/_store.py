@@ -8,6 +8,7 @@ PostgreSQL never collide and no row needs a flush to learn its id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Table, bindparam, event, func, insert, select, update
 from sqlalchemy.engine import Dialect, Row
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -342,8 +343,17 @@ class Store:
         await self.engine.dispose()
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        for attempt in range(3):
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(metadata.create_all)
+                break
+            except (IntegrityError, ProgrammingError):
+                # two bridges creating the tables of a fresh PostgreSQL at the same moment:
+                # the slower one finds them there on the next try
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.2)
         for name in COUNTERS:
             try:
                 async with self.engine.begin() as conn:

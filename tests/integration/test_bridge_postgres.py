@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,22 @@ async def test_two_bridges_on_one_database_allocate_disjoint_ids(
     vids1 = {v["payload"]["violation_id"] for v in v1}
     vids2 = {v["payload"]["violation_id"] for v in v2}
     assert not vids1 & vids2
+
+
+async def test_bridges_starting_together_on_a_fresh_database_share_its_schema_and_ids(
+    postgres: PostgresCluster,
+) -> None:
+    import asyncio
+
+    from bridge.store import Store
+
+    async with fresh_pg_database(postgres) as url:
+        stores = await asyncio.gather(*(Store.open(url) for _ in range(3)))
+        try:
+            firsts = await asyncio.gather(*(s.allocate("sample", 1000) for s in stores * 2))
+            ordered = sorted(firsts)  # six blocks of 1,000 ids, none overlapping
+            assert all(b - a >= 1000 for a, b in itertools.pairwise(ordered))
+            assert await stores[0].count("id_counters") == 2
+        finally:
+            for store in stores:
+                await store.close()
