@@ -422,7 +422,7 @@ def meta(char_id: int, name: str, *, unit: str = "mm", n: int = 1, **extra: Any)
                 "reason_codes", ["Tool Change", "Measurement Error", "Other"]
             ),
             "source": {"topic": None, "value_path": None, "sparkplug": None},
-            "online": True,
+            "online": extra.get("online", True),
             "timestamp": iso(datetime.now(UTC)),
         },
     )

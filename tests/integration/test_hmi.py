@@ -60,7 +60,7 @@ def test_page_loads_from_mosquitto_and_draws_history(
         f"{p}/bridge/status", {"online": True, "timestamp": history[-1]["timestamp"]}, retain=True
     )
     # char 2 first: the page still opens on the lowest id, whatever order the broker keeps
-    feed.publish(f"{p}/char/2/meta", meta(2, "Bore ID", n=5), retain=True)
+    feed.publish(f"{p}/char/2/meta", meta(2, "Bore ID", n=5, online=False), retain=True)
     feed.publish(
         f"{p}/char/1/meta", meta(1, "Shaft OD", usl=10.1, lsl=9.9, target=10.0), retain=True
     )
@@ -86,6 +86,8 @@ def test_page_loads_from_mosquitto_and_draws_history(
     wait_until(browser, attr_is("x-chart", "data-points", "30"))
     names = [e.text.split("\n")[0] for e in all_by_testid(browser, "char-item")]
     assert names == ["Shaft OD", "Bore ID"]
+    bore_item = all_by_testid(browser, "char-item")[1]
+    assert "SOURCE OFFLINE" in bore_item.text  # its Sparkplug B edge node is dead
     assert by_testid(browser, "char-title").text == "Shaft OD"
     chart = by_testid(browser, "x-chart")
     assert chart.get_attribute("data-marks") == "121:1"
@@ -133,6 +135,20 @@ def test_page_loads_from_mosquitto_and_draws_history(
     assert browser.find_element(By.ID, "r-title").text == "Range (R) chart"
     assert "char=2" in browser.current_url
     assert by_testid(browser, "last-time").text.endswith("(1 h ago) · sample #512")
+
+    # A link (or a kiosk's start page) names the characteristic to show; and without one, the
+    # page opens on the one last picked in this browser.
+    browser.execute_script("localStorage.clear()")
+    browser.get(plant.page_url(char="2"))
+    wait_until(browser, text_is("char-title", "Bore ID"))
+    wait_until(browser, attr_is("x-chart", "data-points", "12"))
+    all_by_testid(browser, "char-item")[0].click()
+    wait_until(browser, text_is("char-title", "Shaft OD"))
+    all_by_testid(browser, "char-item")[1].click()
+    wait_until(browser, text_is("char-title", "Bore ID"))
+    browser.get(plant.page_url())  # no ?char=: the last pick, not the lowest id
+    wait_until(browser, attr_is("x-chart", "data-points", "12"))
+    assert by_testid(browser, "char-title").text == "Bore ID"
     assert console_errors(browser) == []
 
 
