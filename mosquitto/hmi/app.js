@@ -653,47 +653,71 @@
     return "no_limits";
   }
 
+  // Rows are kept per characteristic and updated in place (never rebuilt on each sample), so a
+  // click or the keyboard focus is never lost to a redraw.
+  var charRows = new Map(); // id -> {li, name, info, badge}
+
+  function makeCharRow(id) {
+    var li = document.createElement("li");
+    li.setAttribute("data-testid", "char-item");
+    li.dataset.charId = id;
+    li.tabIndex = 0;
+    var dot = document.createElement("span");
+    dot.className = "char-dot";
+    var text = document.createElement("div");
+    text.className = "char-text";
+    var name = document.createElement("div");
+    name.className = "char-name";
+    var info = document.createElement("div");
+    info.className = "char-info";
+    var badge = document.createElement("span");
+    badge.className = "char-badge";
+    badge.setAttribute("data-testid", "char-alarm-count");
+    text.appendChild(name);
+    text.appendChild(info);
+    li.appendChild(dot);
+    li.appendChild(text);
+    li.appendChild(badge);
+    return { li: li, name: name, info: info, badge: badge };
+  }
+
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
   function renderCharList() {
     var list = $("char-list");
     var items = sortedChars();
     $("char-empty").hidden = items.length > 0;
-    var frag = document.createDocumentFragment();
-    items.forEach(function (ch) {
-      var li = document.createElement("li");
-      li.className = "char-item" + (ch.id === selectedId ? " selected" : "");
-      li.setAttribute("data-testid", "char-item");
-      li.dataset.charId = ch.id;
-      li.dataset.state = sampleState(ch.last);
-      li.tabIndex = 0;
-      var dot = document.createElement("span");
-      dot.className = "char-dot";
-      var text = document.createElement("div");
-      text.className = "char-text";
-      var name = document.createElement("div");
-      name.className = "char-name";
-      name.textContent = charName(ch);
-      var info = document.createElement("div");
-      info.className = "char-info";
+    var keep = new Set();
+    items.forEach(function (ch, i) {
+      keep.add(ch.id);
+      var row = charRows.get(ch.id);
+      if (!row) {
+        row = makeCharRow(ch.id);
+        charRows.set(ch.id, row);
+      }
+      var cls = "char-item" + (ch.id === selectedId ? " selected" : "");
+      if (row.li.className !== cls) row.li.className = cls;
+      row.li.dataset.state = sampleState(ch.last);
+      setText(row.name, charName(ch));
       var bits = [];
       if (ch.last) bits.push(fmt(ch.last.value, decimalsFor(ch)) + (ch.meta.unit ? " " + ch.meta.unit : ""));
       else if (ch.meta.unit) bits.push(ch.meta.unit);
       if (ch.meta.online === false) bits.push("SOURCE OFFLINE");
-      info.textContent = bits.join(" \u00b7 ");
-      text.appendChild(name);
-      text.appendChild(info);
-      li.appendChild(dot);
-      li.appendChild(text);
-      if (openCount(ch) > 0) {
-        var badge = document.createElement("span");
-        badge.className = "char-badge";
-        badge.setAttribute("data-testid", "char-alarm-count");
-        badge.textContent = String(openCount(ch));
-        badge.title = openCount(ch) + " open alarm(s)";
-        li.appendChild(badge);
-      }
-      frag.appendChild(li);
+      setText(row.info, bits.join(" \u00b7 "));
+      var open = openCount(ch);
+      row.badge.hidden = open === 0;
+      setText(row.badge, String(open));
+      row.badge.title = open + " open alarm(s)";
+      if (list.children[i] !== row.li) list.insertBefore(row.li, list.children[i] || null);
     });
-    list.replaceChildren(frag);
+    charRows.forEach(function (row, id) {
+      if (!keep.has(id)) {
+        row.li.remove();
+        charRows.delete(id);
+      }
+    });
   }
 
   $("char-list").addEventListener("click", function (ev) {
