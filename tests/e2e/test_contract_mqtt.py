@@ -647,6 +647,11 @@ def test_a_partial_subgroup_survives_a_clean_restart_and_a_kill(shop: Shop) -> N
     [offline] = shop.hmi.wait_for(shop.t("bridge/status"), lambda d: d["online"] is False)
     parse_iso_z(offline["timestamp"])
     shop.gauge.publish(shop.t("char/3/reading"), repr(g[2]))  # queued while it is down
+    with Client(shop.plant.broker.port, v5=False) as late:  # what a new HMI sees now
+        late.subscribe(shop.t("bridge/status"), shop.t("e2e-marker"))
+        late.marker(shop.prefix)
+        [retained] = [m.json() for m in late.matching(shop.t("bridge/status")) if m.retain]
+    assert retained == offline  # the time of stopping, not the Last Will's
     shop.plant.start(shop.hmi)
     after = shop.next_sample(1, lambda: shop.gauge.publish(shop.t("char/1/reading"), "10.7"))
     assert 1 in after["failed_rules"]
