@@ -779,7 +779,9 @@
     }
     var note = rules.length ? "Failed: " + rules.join("; ")
       : s && s.zone ? ZONE_NAMES[s.zone] || s.zone
-      : s && !ch.limits && isNum(meta.baseline) ? "collecting " + meta.baseline + " subgroups for limits"
+      : s && !ch.limits && isNum(meta.baseline)
+        ? "limits after " + Math.min(ch.samples.length, meta.baseline) + " of " + meta.baseline +
+          " subgroups"
       : "\u00a0";
     $("last-rules").textContent = note;
     var l = ch.limits || {};

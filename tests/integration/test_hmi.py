@@ -433,7 +433,11 @@ def test_an_engineer_recalculates_the_limits_and_an_operator_may_not(
     run_bridge_on([{"id": 3, "name": "Fill weight", "unit": "g", "baseline": 5, "rules": [1]}])
     page.get(plant.page_url())
     wait_until(page, attr_is("bridge-status", "data-state", "online"))
-    for value in ("500.0", "500.4", "499.6", "500.2", "499.8"):
+    for value in ("500.0", "500.4", "499.6"):
+        feed.publish(f"{p}/char/3/reading", value)
+    wait_until(page, text_is("last-rules", "limits after 3 of 5 subgroups"))
+    assert by_testid(page, "process-state").text == "BASELINE"
+    for value in ("500.2", "499.8"):
         feed.publish(f"{p}/char/3/reading", value)
     wait_until(page, lambda d: by_testid(d, "kpi-ucl").text != "—")
     baseline_ucl = by_testid(page, "kpi-ucl").text
