@@ -11,7 +11,7 @@ import json
 import math
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -289,7 +289,7 @@ def raise_alarms(shop: Shop, count: int) -> list[dict[str, Any]]:
 
 
 def test_acknowledgements_with_every_default_reason_broadcast_and_update_alarms(
-    shop: Shop,
+    shop: Shop, listener_factory: Callable[..., Client]
 ) -> None:
     raised = raise_alarms(shop, len(DEFAULT_REASONS))
     assert len(raised) == len(DEFAULT_REASONS)
@@ -301,6 +301,7 @@ def test_acknowledgements_with_every_default_reason_broadcast_and_update_alarms(
         ),
     )
     acks_before = len(shop.hmi.matching(shop.t("char/1/ack")))
+    other_hmi = listener_factory(shop.t("char/+/ack"), v5=False)  # a second panel
     for k, (v, reason) in enumerate(zip(raised, DEFAULT_REASONS, strict=True)):
         user = f"op{k}"
         body = {"violation_id": v["violation_id"], "reason": reason, "exclude_sample": False}
@@ -319,6 +320,9 @@ def test_acknowledgements_with_every_default_reason_broadcast_and_update_alarms(
     acks = shop.hmi.matching(shop.t("char/1/ack"))[acks_before:]
     assert len(acks) == len(DEFAULT_REASONS)
     assert all(m.qos == 1 for m in acks)
+    # broadcast: every HMI subscribed to char/+/ack hears every update
+    seen = other_hmi.wait_msgs(shop.t("char/+/ack"), count=len(DEFAULT_REASONS))
+    assert [m.payload for m in seen] == [m.payload for m in acks]
     acked = {v["violation_id"] for v in raised}
     [alarms] = shop.hmi.wait_for(
         shop.t("char/1/alarms"),
