@@ -110,7 +110,14 @@ def shop(mosquitto: MosquittoProcess, module_tmp: Path) -> Iterator[Shop]:
         },
         {"id": 3, "name": "Wall", "subgroup_size": 5, "baseline": 3},
         {"id": 4, "name": "Length", "unit": "mm", "subgroup_size": 5, "usl": 10.1, "lsl": 9.9},
-        {"id": 5, "name": "Weight", "unit": "g", "subgroup_size": 3, "rules": [1, 2]},
+        {
+            "id": 5,
+            "name": "Weight",
+            "unit": "g",
+            "topic": vendor + "/weight",  # its own topic, standard forms (no value_path)
+            "subgroup_size": 3,
+            "rules": [1, 2],
+        },
     ]
     plant = Plant(
         mosquitto,
@@ -188,6 +195,22 @@ def test_without_ts_the_sample_time_is_the_arrival(shop: Shop) -> None:
     after = now_utc()
     t = parse_iso_z(sample["timestamp"])
     assert before - timedelta(milliseconds=2) <= t <= after
+
+    # the same forms on the characteristic's own topic, mixed with its standard topic
+    own = shop.vendor_topic + "/weight"
+    g = gauss(shop, 3)
+
+    def mixed() -> None:
+        shop.gauge.publish(own, repr(g[0]))
+        shop.gauge.publish(shop.t("char/5/reading"), json.dumps({"value": g[1]}))
+        shop.gauge.publish(own, json.dumps({"value": g[2], "ts": 1_780_000_000_123}))
+
+    sample = shop.next_sample(5, mixed)
+    assert sample["values"] == g
+    assert sample["timestamp"] == "2026-05-28T20:26:40.123Z"
+    g = gauss(shop, 3)
+    sample = shop.next_sample(5, lambda: shop.gauge.publish(own, json.dumps({"values": g})))
+    assert sample["values"] == g
 
 
 REJECTS: list[tuple[str, str | bytes, str]] = [
