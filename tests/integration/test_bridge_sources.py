@@ -109,3 +109,23 @@ async def test_a_changed_subgroup_size_starts_the_characteristic_afresh(
             f"{topic_prefix}/char/5/sample", lambda m: m["payload"]["values"] == [7.0, 9.0]
         )
         assert samples[0]["payload"]["range"] == 2.0
+
+
+async def test_a_failing_extra_subscriber_is_isolated(
+    bridge_factory: BridgeFactory, topic_prefix: str
+) -> None:
+    from bridge.domain import SampleRecorded
+
+    app = await bridge_factory.start([char(1)])
+
+    def broken(event: SampleRecorded) -> None:
+        raise RuntimeError("a plug-in with a bug")
+
+    app.bus.subscribe(SampleRecorded, broken)
+    async with open_probe(bridge_factory.broker, f"{topic_prefix}/#") as probe:
+        for value in ("1", "2"):
+            await probe.publish(f"{topic_prefix}/char/1/reading", value)
+        samples = await probe.wait_for(f"{topic_prefix}/char/1/sample", count=2)
+        assert [s["payload"]["value"] for s in samples] == [1.0, 2.0]
+        await probe.wait_for(f"{topic_prefix}/bridge/metrics", lambda m: m["handler_failures"] == 2)
+    assert await app.store.count("samples", 1) == 2
