@@ -364,6 +364,11 @@ class MqttClient:
         self._mark_disconnected()
 
     def _mark_disconnected(self) -> None:
+        if self.connected.is_set():
+            # what came on the lost connection can no longer be acknowledged: a new
+            # generation at once, so the pipeline skips the rest of it (the broker delivers
+            # it again) instead of storing it now and again when it comes back
+            self.generation += 1
         self.connected.clear()
         self.subscribed.clear()
         self._lost.set()
