@@ -263,7 +263,9 @@ class Gauge:
         *,
         start_ms: int = EPOCH_MS_2026,
         window: int = 1000,
+        bare: bool = False,
     ) -> None:
+        self.bare = bare  # bare numbers, no ts: the reading is known by its (unique) value
         self.topic = topic
         self.count = count
         self.rate = rate
@@ -314,7 +316,7 @@ class Gauge:
                 time.sleep(0.005)
             ts = self.start_ms + i
             value = self.value(i)
-            payload = json.dumps({"value": value, "ts": ts})
+            payload = repr(value) if self.bare else json.dumps({"value": value, "ts": ts})
             # not under our lock: paho calls on_publish holding its own
             info = self.client.publish(self.topic, payload, qos=1)
             with self._lock:
@@ -584,3 +586,16 @@ def pg_database(port: int) -> Iterator[tuple[str, str]]:
         )
     finally:
         asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def tally_values(sent: Sequence[float], samples: Sequence[StoredSample]) -> Tally:
+    """Match one-reading samples against readings without ts, by their unique values."""
+    counts: dict[float, int] = {}
+    for x in samples:
+        for v in x.values:
+            counts[v] = counts.get(v, 0) + 1
+    wanted = set(sent)
+    lost = [i for i, v in enumerate(sent) if v not in counts]
+    duplicated = [i for i, v in enumerate(sent) if counts.get(v, 0) > 1]
+    unexpected = [round(v * 1e7) for v in counts if v not in wanted]
+    return Tally(len(sent), len(samples), lost, duplicated, unexpected)
