@@ -210,7 +210,10 @@ class MqttClient:
         self._loop_thread: int | None = None
         self._published = 0  # QoS>0 publishes handed to paho
         self._completed = 0  # of which acknowledged by the broker
-        self._send_limit = 65_535  # the broker's Receive Maximum (from CONNACK)
+        # handed to paho unacknowledged at most: the broker's Receive Maximum (from CONNACK),
+        # and never more than ``window``: paho's message ids are 16 bits, so at 65,535 in
+        # flight the next publish fails with "Message queue full"; the rest waits in _held
+        self._send_limit = min(65_535, options.window)
         self._max_packet: int | None = None  # the broker's Maximum Packet Size (from CONNACK)
         self.refused = 0  # publishes too large for the broker, not sent
         self._held: deque[tuple[str, bytes, int, bool, Properties | None]] = deque()
@@ -449,7 +452,7 @@ class MqttClient:
         if dropped:
             log.info("%d unacknowledged messages of the last connection will come again", dropped)
         limit = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
-        self._send_limit = int(limit) if limit else 65_535
+        self._send_limit = min(int(limit) if limit else 65_535, self.options.window)
         largest = getattr(properties, "MaximumPacketSize", None) if properties else None
         self._max_packet = int(largest) if largest else None
         log.info(
@@ -624,7 +627,12 @@ class MqttClient:
         """Wait while more than ``window`` QoS 1 publishes are unacknowledged."""
         # ASYNC110 allowed: PUBACKs arrive on this loop in bursts; a short poll under
         # back-pressure is cheaper than an event per PUBACK.
-        while self.outstanding > self.options.window and self.connected.is_set():  # noqa: ASYNC110
+        # Not while reading is paused (buffer_max readings held): the PUBACKs we would wait
+        # for are behind the readings in the socket, and only acking readings resumes
+        # reading; waiting here deadlocked the bridge (openspc bench, 200,000 readings).
+        while (  # noqa: ASYNC110
+            self.outstanding > self.options.window and self.connected.is_set() and not self._paused
+        ):
             await asyncio.sleep(0.002)
 
     async def flush(self, wait_s: float) -> bool:
