@@ -33,8 +33,6 @@ from paho.mqtt.properties import Properties
 
 from bridge._mosquitto import MosquittoProcess
 
-pytestmark = pytest.mark.e2e
-
 OPENSPC = str(Path(sys.executable).with_name("openspc"))
 TIMEOUT = 30.0  # generous: the machine is shared with the team's other suites
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
