@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -69,6 +70,11 @@ def main(args: argparse.Namespace) -> int:
     options.profile = args.profile
     if not args.json:
         options.log = lambda text: print(f"... {text}", file=sys.stderr, flush=True)
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # so the broker and the bridge are stopped on the way out
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         report = run_bench(options)
     except MosquittoNotFound as exc:
