@@ -35,7 +35,7 @@ from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipelin
 from bridge.sparkplug import SparkplugEdgeNode
 from bridge.sparkplug._wiring import build_edge_node, feed_edge_node, seed_edge_node
 from bridge.store import BatchWrite, Store, ViolationRecord
-from engine import CharacteristicEngine, limits_from_dict, limits_payload
+from engine import CharacteristicEngine, IncompatibleState, limits_from_dict, limits_payload
 
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
 
@@ -355,6 +355,13 @@ async def bootstrap(
             state = states.get(char.id)
             try:
                 engines[char.id] = CharacteristicEngine(spec, state=state)
+            except IncompatibleState as exc:  # e.g. its subgroup size was changed
+                log.warning(
+                    "characteristic %s: stored state not usable (%s); starting it afresh",
+                    char.id,
+                    exc,
+                )
+                engines[char.id] = CharacteristicEngine(spec)
             except Exception:
                 log.exception("could not restore characteristic %s; starting it afresh", char.id)
                 engines[char.id] = CharacteristicEngine(spec)
