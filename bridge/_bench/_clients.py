@@ -74,6 +74,7 @@ class PublishResult:
     finished_ns: int  # every PUBACK in
     sent_ns: list[int] = field(default_factory=list)  # per reading, when asked (latency)
     errors: int = 0
+    cpu_s: float = 0.0  # this process, set-up included
 
 
 @dataclass
@@ -84,6 +85,7 @@ class SubscribeResult:
     # (topic, payload, arrival) of each message, when asked to keep them
     kept: list[tuple[str, bytes, int]] = field(default_factory=list)
     timed_out: bool = False
+    cpu_s: float = 0.0  # this process, until the last message (set-up included)
 
 
 def _client(client_id: str) -> paho.Client:
@@ -149,7 +151,8 @@ def publisher(
     finished = time.monotonic_ns()
     client.disconnect()
     client.loop_stop()
-    out.put(("done", PublishResult(len(messages), started, finished, sent, errors)))
+    cpu = time.process_time()
+    out.put(("done", PublishResult(len(messages), started, finished, sent, errors, cpu)))
 
 
 def subscriber(
@@ -195,6 +198,7 @@ def subscriber(
             break
         seen = count
     timed_out = not done.is_set()
+    cpu = time.process_time()
     client.disconnect()
     client.loop_stop()
-    out.put(("done", SubscribeResult(count, first, last, kept, timed_out)))
+    out.put(("done", SubscribeResult(count, first, last, kept, timed_out, cpu)))

@@ -92,6 +92,8 @@ class BenchReport:
     broker_cpu_s: float = 0.0
     relay_broker_cpu_s: float = 0.0
     relay_seconds: float = 0.0
+    relay_publisher_cpu_s: float = 0.0
+    relay_subscriber_cpu_s: float = 0.0
     bridge_seconds: float = 0.0
     latency_rate: float = 0.0
     latency_samples: int = 0
@@ -475,6 +477,8 @@ def _relay(options: BenchOptions, report: BenchReport, port: int) -> None:
     report.relay_broker_cpu_s = round(_cpu_s(options.broker_pid) - broker0, 2)
     report.relay_seconds = round((sub.last_ns - pub.started_ns) / 1e9, 3)
     report.relay_rate = sub.count / max(1e-9, report.relay_seconds)
+    report.relay_publisher_cpu_s = round(pub.cpu_s, 2)
+    report.relay_subscriber_cpu_s = round(sub.cpu_s, 2)
 
 
 def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path) -> None:
@@ -749,6 +753,10 @@ def format_report(r: BenchReport) -> str:
     row("  bridge CPU during the run", f"{r.bridge_cpu_s:.1f} s in {r.bridge_seconds:.1f} s")
     row("  broker CPU, bridge run", f"{r.broker_cpu_s:.1f} s")
     row("  broker CPU, relay run", f"{r.relay_broker_cpu_s:.1f} s in {r.relay_seconds:.1f} s")
+    row(
+        "  relay publisher / subscriber CPU",
+        f"{r.relay_publisher_cpu_s:.1f} / {r.relay_subscriber_cpu_s:.1f} s",
+    )
     per = r.bridge_cpu_s / r.readings * 1e6 if r.readings else 0.0
     row("  bridge CPU per reading", f"{per:.0f} us")
     p99 = r.latency_p99_ms
