@@ -698,7 +698,16 @@ def test_a_partial_subgroup_survives_a_clean_restart_and_a_kill(shop: Shop) -> N
         late.marker(shop.prefix)
         [retained] = [m.json() for m in late.matching(shop.t("bridge/status")) if m.retain]
     assert retained == offline  # the time of stopping, not the Last Will's
+    # QoS 1 readings sent while the bridge is down wait in its persistent session
+    known = {p["sample_id"] for p in shop.samples(4)}
+    queued = [gauss(shop, 5) for _ in range(40)]
+    for q in queued:
+        shop.gauge.publish(shop.t("char/4/reading"), json.dumps({"values": q}), wait=False)
     shop.plant.start(shop.hmi)
+    caught_up = shop.hmi.wait_for(
+        shop.t("char/4/sample"), lambda d: d["payload"]["sample_id"] not in known, count=40
+    )
+    assert [d["payload"]["values"] for d in caught_up] == queued
     after = shop.next_sample(1, lambda: shop.gauge.publish(shop.t("char/1/reading"), "10.7"))
     assert 1 in after["failed_rules"]
     assert after["sample_id"] > before["sample_id"]
