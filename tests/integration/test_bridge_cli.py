@@ -39,8 +39,13 @@ subgroup_size = 2
     return path
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_run_serves_until_sigterm_then_says_offline_and_exits_0(
-    mosquitto: MosquittoProcess, probe: Probe, topic_prefix: str, tmp_path: Path
+    mosquitto: MosquittoProcess,
+    probe: Probe,
+    topic_prefix: str,
+    tmp_path: Path,
+    signum: signal.Signals,
 ) -> None:
     config = write_config(tmp_path / "openspc.toml", mosquitto.port, topic_prefix, "cli-bridge")
     process = await asyncio.create_subprocess_exec(
@@ -58,7 +63,7 @@ async def test_run_serves_until_sigterm_then_says_offline_and_exits_0(
         await probe.publish(f"{topic_prefix}/char/1/reading", '{"values": [1.5, 2.5]}')
         [sample] = await probe.wait_for(f"{topic_prefix}/char/1/sample")
         assert sample["payload"]["values"] == [1.5, 2.5]
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         assert await asyncio.wait_for(process.wait(), 15) == 0
     finally:
         if process.returncode is None:
