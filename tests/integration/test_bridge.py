@@ -314,6 +314,19 @@ async def test_a_late_subscriber_sees_the_whole_state_at_once(
     assert limits["payload"]["method"] == "fixed"
     assert (limits["payload"]["ucl"], limits["payload"]["lcl"]) == (13.0, 7.0)
     assert meta["type"] == "meta"
+    assert set(meta["payload"]) == {
+        "characteristic_id", "name", "unit", "subgroup_size", "usl", "lsl", "target",
+        "baseline", "chart", "rules", "reason_codes", "source", "online", "timestamp",
+    }  # fmt: skip
+    assert set(status) == {"online", "timestamp", "client_id", "version"}
+    assert set(sample["payload"]) == {
+        "sample_id", "characteristic_id", "timestamp", "value", "values", "range", "zone",
+        "in_control", "failed_rules", "range_failed_rules",
+    }  # fmt: skip
+    assert set(limits["payload"]) == {
+        "characteristic_id", "center_line", "ucl", "lcl", "sigma", "method", "sample_count",
+        "range", "capability", "timestamp",
+    }  # fmt: skip
     assert meta["payload"]["unit"] == "mm"
     assert meta["payload"]["chart"] == "i_mr"
     assert meta["payload"]["rules"][0]["rule_id"] == 1
