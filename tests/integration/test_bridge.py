@@ -160,6 +160,10 @@ async def test_baseline_then_limits_then_judged_samples_and_a_violation(
     v = x["payload"]
     assert v["sample_id"] == samples[6]["payload"]["sample_id"]
     assert (v["rule_id"], v["severity"], v["chart"]) == (1, "CRITICAL", "x")
+    assert set(v) == {
+        "violation_id", "sample_id", "characteristic_id", "rule_id", "rule_name", "severity",
+        "chart", "timestamp",
+    }  # fmt: skip
     assert (mr["payload"]["rule_id"], mr["payload"]["chart"]) == (1, "range")
     assert samples[6]["payload"]["range_failed_rules"] == [1]
     alarms = await probe.wait_for(
