@@ -93,6 +93,7 @@ class Inbound:
     received: float  # time.monotonic() at receipt
     response_topic: str | None = None
     correlation_data: bytes | None = None
+    dup: bool = False  # the broker says it may have sent this before (same packet id)
 
 
 class Inbox:
@@ -216,6 +217,7 @@ class MqttClient:
         self._send_limit = min(65_535, options.window)
         self._max_packet: int | None = None  # the broker's Maximum Packet Size (from CONNACK)
         self.refused = 0  # publishes too large for the broker, not sent
+        self.sessions = 0  # connects that found no session at the broker (a fresh one)
         self._held: deque[tuple[str, bytes, int, bool, Properties | None]] = deque()
         self._filters: list[str] = list(options.subscriptions)
         self._stopping = False
@@ -447,6 +449,8 @@ class MqttClient:
             log.warning("broker refused the connection: %s", reason_code)
             return
         self.generation += 1
+        if not flags.session_present:
+            self.sessions += 1  # packet ids of earlier connections mean nothing any more
         self._unacked_in = 0  # the broker redelivers what the last connection did not ack
         dropped = self.inbox.drop_stale(self.generation)
         if dropped:
@@ -507,6 +511,7 @@ class MqttClient:
                 received=time.monotonic(),
                 response_topic=response_topic,
                 correlation_data=correlation,
+                dup=bool(message.dup),
             ),
             droppable=message.qos == 0,
         )

@@ -211,6 +211,9 @@ class Pipeline:
         self._last_sample: dict[int, tuple[int, int]] = {}  # characteristic -> (seq, sample_id)
         # identities of recent readings with a source ts (bridge/_dedupe.py); bootstrap loads it
         self.seen = SeenReadings(0)
+        # packet id -> connection of QoS 1 messages taken whose ack was not sent (yet)
+        self._taken: dict[int, int] = {}
+        self._sessions = 0
         # taken from the inbox, not yet acknowledged or dropped: with the inbox, what is held
         self.held = 0
 
@@ -299,6 +302,10 @@ class Pipeline:
             ):
                 self.held -= 1
                 continue  # from an earlier connection: the broker delivers it again
+            if isinstance(item, Inbound) and item.qos > 0 and self._taken_before(item):
+                self.metrics.readings_duplicate += 1
+                pending.acks.append(item)  # stored already; now its ack can be sent
+                continue
             try:
                 if isinstance(item, Submission):
                     pending.acks.append(item)
@@ -482,7 +489,7 @@ class Pipeline:
             self.metrics.db_batches += 1
         for item in acks:
             if isinstance(item, Inbound):
-                self.mqtt.ack(item)
+                self._ack(item)
             elif item.ack is not None:
                 item.ack()
         self.held -= len(acks)
@@ -579,8 +586,33 @@ class Pipeline:
             self.metrics.commands_rejected += 1
             self._report(msg.topic, msg.payload, error)
         self.mqtt.reply(msg, dumps(reply_payload(error)))
-        self.mqtt.ack(msg)
+        self._ack(msg)
         self.held -= 1
+
+    # --- acks and redeliveries ---------------------------------------------------------
+
+    def _taken_before(self, item: Inbound) -> bool:
+        """Was this message taken on an earlier connection, and its ack never sent?
+
+        When a connection is lost, the batches already taken are still stored, but their
+        acks cannot be sent; the broker sends those messages again on the next connection of
+        the same session, marked DUP and with the same packet id (which it cannot give to
+        another message before the first is acknowledged). That recognises them, ``ts`` or
+        not. Only within one run of the bridge; after a crash, see bridge/_dedupe.py.
+        """
+        if self._sessions != self.mqtt.sessions:  # a fresh session: old ids mean nothing
+            self._sessions = self.mqtt.sessions
+            self._taken.clear()
+        if item.dup and self._taken.get(item.mid, item.generation) != item.generation:
+            del self._taken[item.mid]
+            return True
+        self._taken[item.mid] = item.generation
+        return False
+
+    def _ack(self, item: Inbound) -> None:
+        if item.qos > 0 and item.generation == self.mqtt.generation:
+            self._taken.pop(item.mid, None)  # sent: the broker may give the id to another
+        self.mqtt.ack(item)
 
     # --- errors -----------------------------------------------------------------------
 
