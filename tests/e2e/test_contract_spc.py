@@ -310,11 +310,6 @@ def test_limits_agree_with_the_reference(run: Run, cid: int) -> None:
         assert_close(cap["ppk"], want.capability["ppk"], "ppk")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine uses d2/d3 to 7 decimals and exact c4; the contract names the printed "
-    "tables (ASTM E2587, Montgomery App. VI): sigma differs by up to 3e-4 relative",
-)
 @pytest.mark.parametrize("cid", [2, 3])
 def test_limits_equal_the_printed_table_constants_to_1e_9(run: Run, cid: int) -> None:
     s = run.series[cid]

@@ -59,13 +59,20 @@ def test_spec_limits_preset_and_table(capsys: pytest.CaptureFixture[str]) -> Non
     status, out, _ = run([*args, "western_electric", "--json"], capsys)
     doc = json.loads(out)
     assert status == 0
-    assert doc["limits"]["capability"]["cp"] == pytest.approx(1.645394, abs=1e-6)
+    values = shaft_values()
+    groups = [values[i : i + 5] for i in range(0, 125, 5)]
+    grand_mean = sum(sum(g) / 5 for g in groups) / 25
+    sigma = sum(max(g) - min(g) for g in groups) / 25 / 2.326  # R-bar / d2(5) as printed
+    cp, cpk = 0.1 / (6 * sigma), min(10.05 - grand_mean, grand_mean - 9.95) / (3 * sigma)
+    assert doc["limits"]["sigma"] == pytest.approx(sigma, rel=1e-12)
+    assert doc["limits"]["capability"]["cp"] == pytest.approx(cp, rel=1e-12)
+    assert doc["limits"]["capability"]["cpk"] == pytest.approx(cpk, rel=1e-12)
     assert {r for p in doc["points"] for r in p["failed_rules"]} <= {1, 2, 5, 6}
     status, out, _ = run([*args, "1,2"], capsys)
     assert status == 0
     lines = out.splitlines()
     assert lines[0].startswith(f"{SHAFT}: 40 subgroups of 5, limits from the first 25")
-    assert "capability: Cp 1.64539  Cpk 1.61091" in out
+    assert f"capability: Cp {cp:.6g}  Cpk {cpk:.6g}" in out
     header = next(line for line in lines if line.startswith("index"))
     assert header.split() == ["index", "ts", "value", "R", "zone", "failed"]
     row_28 = next(line for line in lines if line.split()[:1] == ["28"])

@@ -84,10 +84,10 @@ def test_xbar_r_limits_by_hand() -> None:
     f = factors(2)
     assert limits.method is Method.R_BAR_D2
     assert limits.center_line == 3.0
-    assert limits.sigma == pytest.approx(r_bar / 1.1283792)
+    assert limits.sigma == pytest.approx(r_bar / 1.128)
     assert limits.ucl == pytest.approx(3.0 + f.A2 * r_bar)
     assert limits.ucl == pytest.approx(3.0 + 1.880 * r_bar, abs=1e-3)
-    assert limits.range.ucl == pytest.approx(3.267 * r_bar, abs=1e-3)
+    assert limits.range.ucl == pytest.approx((1 + 3 * 0.853 / 1.128) * r_bar)  # D4(2) from d2, d3
     assert limits.range.lcl == 0.0
 
 
@@ -112,8 +112,8 @@ def test_fixed_limits_derive_sigma_and_the_secondary_chart() -> None:
     assert limits.method is Method.FIXED
     assert limits.center_line == pytest.approx(10.0)
     assert limits.sigma == pytest.approx(sigma)
-    assert limits.range.center_line == pytest.approx(2.3259289 * sigma)
-    assert limits.range.ucl == pytest.approx(factors(5).D4 * 2.3259289 * sigma)
+    assert limits.range.center_line == pytest.approx(2.326 * sigma)
+    assert limits.range.ucl == pytest.approx(factors(5).D4 * 2.326 * sigma)
     assert limits.capability == Capability(
         cp=pytest.approx(0.1 / (6 * sigma)),
         cpk=pytest.approx(0.05 / (3 * sigma)),
