@@ -92,7 +92,7 @@ def test_derived_factors_follow_their_formulas() -> None:
 
 def test_the_individuals_chart_uses_the_contracts_literal_constants() -> None:
     assert (MR_D2, MR_D4) == (1.128, 3.267)
-    assert MR_D2 == factors(2).d2
+    assert factors(2).d2 == MR_D2
 
 
 @pytest.mark.parametrize("n", [0, 1, 26])
