@@ -22,6 +22,7 @@ differs on redelivery): such readings are delivered at least once. See docs/reli
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,15 +61,21 @@ class SeenReadings:
             self._keys.popitem(last=False)
         return True
 
-    async def load(self, store: Store, max_rows: int) -> None:
-        """Rebuild from the last ``max_rows`` stored readings (one row per value).
+    async def load(
+        self, store: Store, max_rows: int, characteristic_ids: Iterable[int] = ()
+    ) -> None:
+        """Rebuild from the last ``max_rows`` stored readings (one row per value) of these
+        characteristics (all when none are named: other bridges on the same database write
+        their own rows in between).
 
         Plain driver rows, no SQLAlchemy type processing: this runs at every start over up
         to a few hundred thousand rows (10 s through the ORM types, well under 1 s so).
         """
         table = metadata.tables["readings"].name
+        ids = ",".join(str(int(cid)) for cid in characteristic_ids)
+        where = f" WHERE characteristic_id IN ({ids})" if ids else ""
         sql = (
-            f"SELECT characteristic_id, value, ts, received_at FROM {table}"  # noqa: S608  # no input: our table, an int
+            f"SELECT characteristic_id, value, ts, received_at FROM {table}{where}"  # noqa: S608  # no input: our table, ints
             f" ORDER BY id DESC LIMIT {int(max_rows)}"
         )
         async with store.engine.connect() as conn:

@@ -382,6 +382,10 @@ async def bootstrap(
                 will_payload=dumps(
                     status_payload(False, clock(), settings.broker.client_id, _version())
                 ),
+                # the Will says "offline" with the time of the connection it ends
+                will_factory=lambda: dumps(
+                    status_payload(False, clock(), settings.broker.client_id, _version())
+                ),
             ),
             inbox,
         )
@@ -414,7 +418,11 @@ async def bootstrap(
         # batches being written) is remembered; rows: a subgroup message is n rows
         window = min(int(b.buffer_max), 65_535) + 2 * int(b.batch_max)
         pipeline.seen = SeenReadings(window)
-        await pipeline.seen.load(store, window * max((c.subgroup_size for c in chars), default=1))
+        await pipeline.seen.load(
+            store,
+            window * max((c.subgroup_size for c in chars), default=1),
+            [c.id for c in chars],
+        )
         for source in [*sources, *_sparkplug_sources(settings, mqtt)]:
             pipeline.add_source(source)
         for topic_filter in pipeline.topic_filters():
