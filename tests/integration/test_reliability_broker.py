@@ -198,3 +198,39 @@ def test_broker_restart_readings_without_ts_none_lost(
     assert figures.lost == []
     assert figures.unexpected == []
     assert recognised > 0  # by packet id: without it, hundreds more were stored twice
+
+
+def test_broker_restarted_without_its_sessions_the_bridge_subscribes_again(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    """A broker that comes back with nothing (persistence lost) knows no subscriptions: the
+    bridge subscribes again on connecting, so readings published after that are stored."""
+    broker = fresh_mosquitto
+    db = tmp_path / "bridge.db"
+    config = write_config(tmp_path / "fresh-session.toml", broker.port, topic_prefix, db)
+    with stack() as s:
+        bridge = s.enter_context(BridgeProcess(config))
+        bridge.start().wait_started()
+        wait_until(lambda: "session present: False" in bridge.log_text(), 10, "connected")
+        broker.stop()
+        assert broker.workdir is not None
+        for saved in (broker.workdir / "data").glob("*"):
+            saved.unlink()  # the broker forgets every session and retained message
+        broker.start()
+        wait_until(
+            lambda: bridge.log_text().count("session present: False") >= 2,
+            15,
+            "the bridge connected again to a broker without its session",
+        )
+        rec = s.enter_context(Recorder(broker.port, f"{topic_prefix}/#"))
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [True], 10, "status online")
+        with Gauge(broker.port, f"{topic_prefix}/char/1/reading", 200, 1000.0) as gauge:
+            gauge.start().wait_done(10)
+            acked = dict(gauge.acked)
+        wait_until(lambda: len(sqlite_samples(db, 1)) >= 200, 15, "the readings stored")
+        assert bridge.terminate() == 0
+    figures = tally(acked, sqlite_samples(db, 1))
+    report(figures.line("broker restarted without its sessions, then readings"))
+    assert figures.lost == []
+    assert figures.duplicated == []
+    assert figures.stored == 200
