@@ -192,6 +192,8 @@ class MqttOptions:
     window: int = 10_000
     will_topic: str | None = None
     will_payload: bytes = b""
+    # makes the Will afresh before each connect (e.g. with the time of connecting)
+    will_factory: Callable[[], bytes] | None = None
     subscriptions: Sequence[str] = field(default_factory=tuple)
 
 
@@ -394,6 +396,10 @@ class MqttClient:
         while not self._stopping:
             self._lost.clear()
             generation = self.generation  # moves on each accepted CONNACK
+            if self.options.will_topic and self.options.will_factory is not None:
+                self._client.will_set(
+                    self.options.will_topic, self.options.will_factory(), qos=1, retain=True
+                )
             try:
                 await self._loop.run_in_executor(None, self._connect_blocking, props)
             except (OSError, paho.WebsocketConnectionError) as exc:

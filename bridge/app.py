@@ -382,6 +382,10 @@ async def bootstrap(
                 will_payload=dumps(
                     status_payload(False, clock(), settings.broker.client_id, _version())
                 ),
+                # the Will says "offline" with the time of the connection it ends
+                will_factory=lambda: dumps(
+                    status_payload(False, clock(), settings.broker.client_id, _version())
+                ),
             ),
             inbox,
         )

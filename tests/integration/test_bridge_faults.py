@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bridge._mosquitto import MosquittoProcess
+from bridge.messages import iso_z
 from bridge.testing import PostgresCluster, find_pg_bin, unique_topic
 from tests.integration.conftest import BridgeFactory, char, open_probe
 
@@ -24,15 +26,26 @@ async def test_broker_restart_reconnects_resubscribes_and_says_online_again(
         async with open_probe(fresh_mosquitto, f"{prefix}/#") as probe:
             await probe.publish(f"{prefix}/char/1/reading", "1")
             await probe.wait_for(f"{prefix}/char/1/sample")
+        restarted_at = iso_z(datetime.now(UTC))
         fresh_mosquitto.restart()
         async with open_probe(fresh_mosquitto, f"{prefix}/#") as probe:
-            await probe.wait_for(f"{prefix}/bridge/status", lambda m: m["online"] is True)
+            await probe.wait_for(
+                f"{prefix}/bridge/status",
+                lambda m: m["online"] is True and m["timestamp"] > restarted_at,
+            )
             await app.mqtt.subscribed.wait()
             await probe.publish(f"{prefix}/char/1/reading", "2")
             samples = await probe.wait_for(
                 f"{prefix}/char/1/sample", lambda m: m["payload"]["value"] == 2.0
             )
             assert samples[0]["payload"]["range"] == 1.0
+            # the Will of the new connection carries the time of that connection
+            await factory.crash(app)
+            # (the broker's restart may have published the first connection's Will)
+            await probe.wait_for(
+                f"{prefix}/bridge/status",
+                lambda m: m["online"] is False and m["timestamp"] >= restarted_at,
+            )
     finally:
         await factory.stop(app)
 
