@@ -82,12 +82,20 @@ def _utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC)
 
 
+_last_datetime: list[Any] = [None, None]  # the last datetime converted, and its text
+
+
 def _sqlite_datetime(value: datetime | None) -> str | None:
     """What SQLAlchemy's SQLite DATETIME stores (``2026-01-01 06:00:00.000000``, UTC),
-    from the C ``isoformat`` rather than a ``%`` format of seven fields."""
+    from the C ``isoformat`` rather than a ``%`` format of seven fields. A reading without
+    a source ``ts`` has one datetime object for ``ts`` and ``received_at``: converted once."""
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value is _last_datetime[0]:
+        return str(_last_datetime[1])
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    _last_datetime[0], _last_datetime[1] = value, text
+    return text
 
 
 _DRIVER_SQL: dict[tuple[str, tuple[str, ...]], tuple[str, list[Any]]] = {}
