@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ def _machine() -> dict[str, Any]:
         "memory_gb": mem_gb,
         "python": sys.version.split()[0],
         "mosquitto": mosquitto,
-        "paho": paho.__version__ if hasattr(paho, "__version__") else "",
+        "paho": importlib_metadata.version("paho-mqtt"),
     }
 
 
