@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import DateTime, Table, bindparam, event, func, insert, select, update
-from sqlalchemy.engine import Dialect, Row
+from sqlalchemy.engine import Dialect, Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -53,6 +53,8 @@ __all__ = [
 log = logging.getLogger("openspc.store")
 
 COUNTERS = ("sample", "violation")
+CONNECT_TIMEOUT_S = 10.0
+STATEMENT_TIMEOUT_S = 30.0
 
 
 def encode_values(values: Sequence[float]) -> str:
@@ -330,7 +332,13 @@ class Store:
 
     @classmethod
     async def open(cls, url: str) -> Store:
-        engine = create_async_engine(url, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {}
+        if make_url(url).get_driver_name() == "asyncpg":
+            # a database that hangs rather than refuses must not hold the pipeline forever:
+            # a statement (a batch is milliseconds) or a connect that takes this long fails
+            # and the batch is retried like any other outage
+            connect_args = {"timeout": CONNECT_TIMEOUT_S, "command_timeout": STATEMENT_TIMEOUT_S}
+        engine = create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         shown = engine.url.render_as_string(hide_password=True)
