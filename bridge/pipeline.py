@@ -647,7 +647,12 @@ def _database_unavailable(exc: Exception) -> bool:
     of the command itself."""
     if isinstance(exc, OSError | OperationalError | InterfaceError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    # PostgreSQL: 08 connection exception; 57P01-57P03 shutting down, crashed, starting up
+    # ("the database system is starting up" arrives as a plain DBAPIError from asyncpg)
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return exc.connection_invalidated or state.startswith(("08", "57P"))
 
 
 def _int_id(key: str) -> int | None:
