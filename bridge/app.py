@@ -112,7 +112,6 @@ class Bridge:
         if self.sparkplug_edge is not None:  # its first NBIRTH carries the restored results
             seed_edge_node(self.sparkplug_edge, self.live.history, self.engines)
         self.mqtt.on_connect = self._on_connect
-        self.pipeline.on_stale_status = self._on_connect
         await self.mqtt.start()
         await self._publish_retained()
         if connect_timeout is not None:
