@@ -23,6 +23,7 @@ from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge.bus import MessageBus
 from bridge.config import Settings
+from bridge.errors import StoreUnavailable
 from bridge.handlers import (
     Broadcaster,
     CommandContext,
@@ -41,6 +42,14 @@ from engine import CharacteristicEngine, IncompatibleState, limits_from_dict, li
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
 
 log = logging.getLogger("openspc.bridge")
+
+START_RETRY_FIRST_S = 1.0
+START_RETRY_MAX_S = 30.0
+
+
+def _cannot_open_sqlite(exc: StoreUnavailable) -> bool:
+    return exc.url.startswith("sqlite") and "unable to open database file" in exc.reason
+
 
 DRAIN_SECONDS = 3.0
 """On a clean stop, how long the pipeline may go on emptying its inbox."""
@@ -477,8 +486,28 @@ async def run_bridge(
     *,
     sources: Sequence[InboundSource] = (),
 ) -> None:
-    """Run the bridge until ``stop`` is set (forever without one)."""
-    bridge = await bootstrap(settings, sources=sources)
+    """Run the bridge until ``stop`` is set (forever without one).
+
+    A database that is unavailable at start-up is waited out like one that goes away later:
+    retried with back-off (1 s doubling to 30 s), one log line per attempt, until it comes
+    or ``stop`` is set. Only a SQLite file that cannot be opened at all (a wrong path) is
+    raised at once: waiting would not mend it.
+    """
+    stop = stop or asyncio.Event()
+    delay = START_RETRY_FIRST_S
+    while True:
+        try:
+            bridge = await bootstrap(settings, sources=sources)
+            break
+        except StoreUnavailable as exc:
+            if _cannot_open_sqlite(exc):
+                raise
+            log.warning("%s; waiting for it, next try in %.0f s", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return
+            delay = min(delay * 2, START_RETRY_MAX_S)
     try:
         await bridge.start()
     except BaseException:
@@ -489,4 +518,4 @@ async def run_bridge(
     # 50-120 ms at a time (latency p99 at 2,000 readings/s 31-78 -> 20 ms; docs/performance.md)
     gc.collect()
     gc.freeze()
-    await bridge.run(stop or asyncio.Event())
+    await bridge.run(stop)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -332,8 +333,17 @@ class Store:
 
     @classmethod
     async def open(cls, url: str) -> Store:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            # said before aiosqlite starts a worker thread that may outlive the event loop
+            folder = Path(parsed.database).parent
+            if not folder.is_dir():
+                raise StoreUnavailable(
+                    parsed.render_as_string(hide_password=True),
+                    f"unable to open database file: folder {folder} does not exist",
+                )
         connect_args: dict[str, Any] = {}
-        if make_url(url).get_driver_name() == "asyncpg":
+        if parsed.get_driver_name() == "asyncpg":
             # a database that hangs rather than refuses must not hold the pipeline forever:
             # a statement (a batch is milliseconds) or a connect that takes this long fails
             # and the batch is retried like any other outage

@@ -101,27 +101,69 @@ async def test_a_bad_config_exits_2_with_one_line_per_fault(tmp_path: Path) -> N
     assert any("subgroup_size = 30" in line for line in lines)
 
 
-async def test_an_unreachable_database_exits_1_with_one_line(tmp_path: Path) -> None:
-    from bridge._mosquitto import free_port
+@pytest.mark.postgres
+async def test_a_database_down_at_start_is_waited_out(
+    tmp_path: Path, mosquitto: MosquittoProcess, topic_prefix: str
+) -> None:
+    import json
 
+    import aiomqtt
+
+    from bridge._mosquitto import free_port
+    from bridge.testing import PostgresCluster, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.fail("PostgreSQL binaries are missing (scripts/setup installs them)")
+    cluster = PostgresCluster(port=free_port())
     config = tmp_path / "openspc.toml"
     config.write_text(
-        f'[database]\nurl = "postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"\n'
+        f'[broker]\nport = {mosquitto.port}\nclient_id = "{topic_prefix}-db"\n'
+        f'[database]\nurl = "{cluster.async_url}"\n'
+        f'[bridge]\ntopic_prefix = "{topic_prefix}"\n'
         '[[characteristic]]\nid = 1\nname = "x"\n'
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bridge",
-        "run",
-        "--config",
-        str(config),
-        "--log-level",
-        "WARNING",
-        stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "bridge", "run", "--config", str(config),
+        "--log-level", "WARNING", stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+        assert "unavailable" in line
+        assert "waiting for it" in line
+        assert process.returncode is None
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.subscribe(f"{topic_prefix}/bridge/status", qos=1)
+            await asyncio.to_thread(cluster.start)  # the database comes
+            async with asyncio.timeout(30):
+                async for message in client.messages:
+                    assert isinstance(message.payload, bytes)
+                    if json.loads(message.payload)["online"]:
+                        break
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await asyncio.to_thread(cluster.remove)
+
+
+async def test_a_sqlite_file_that_cannot_be_opened_exits_1_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "openspc.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/no/such/dir/x.db"\n'
+        '[[characteristic]]\nid = 1\nname = "x"\n'
     )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "run", "--config", str(config),
+        "--log-level", "WARNING", stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
-    [line] = err.decode().strip().splitlines()
-    assert line.startswith("openspc run: database postgresql+asyncpg://")
-    assert "unavailable" in line
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith("openspc run: database sqlite+aiosqlite://")
+    assert "unable to open database file" in line
