@@ -156,6 +156,10 @@ class Bridge:
             async with self.store.unit_of_work() as uow:
                 await uow.write_batch(BatchWrite(limits=new_rows), now)
                 await uow.commit()
+        # the send window below only paces a connected client: give the CONNACK a moment
+        # (without it, half the start-ups queued every message at once; docs/performance.md)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.mqtt.connected.wait(), 1.0)
         for cid in self.engines:
             self.broadcaster.publish_meta(cid, None, now)
             payload = in_force.get(cid)
