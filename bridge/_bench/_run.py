@@ -781,7 +781,7 @@ def format_report(r: BenchReport) -> str:
     inside = r.bridge_latency_ms
     if inside:
         row(
-            "  inside the bridge, p50 / p99",
+            "  inside the bridge, last 2,048 samples",
             f"{inside.get('p50') or 0:.1f} / {inside.get('p99') or 0:.1f} ms",
         )
     row(
