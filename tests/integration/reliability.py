@@ -194,6 +194,10 @@ class Recorder:
 
     def __init__(self, port: int, *filters: str) -> None:
         self.messages: list[Message] = []
+        # by exact topic too: a wait on the status topic must not rescan thousands of samples
+        # on every message (that held the lock against paho's thread, and the recorder fell
+        # seconds behind the bridge once the bridge got fast)
+        self._by_topic: dict[str, list[Message]] = {}
         self._cond = threading.Condition()
         self._filters = filters
         self._subscribed = threading.Event()
@@ -214,13 +218,15 @@ class Recorder:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(
-                Message(msg.topic, bytes(msg.payload), bool(msg.retain), time.monotonic())
-            )
+            message = Message(msg.topic, bytes(msg.payload), bool(msg.retain), time.monotonic())
+            self.messages.append(message)
+            self._by_topic.setdefault(msg.topic, []).append(message)
             self._cond.notify_all()
 
     def on(self, topic_filter: str) -> list[Message]:
         with self._cond:
+            if "+" not in topic_filter and "#" not in topic_filter:
+                return list(self._by_topic.get(topic_filter, ()))
             return [m for m in self.messages if paho.topic_matches_sub(topic_filter, m.topic)]
 
     def wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
