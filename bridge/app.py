@@ -450,6 +450,7 @@ async def bootstrap(
         for char in chars:
             broadcaster.meta[char.id] = _meta(settings, char, specs[char.id].rules, shared_meta)
         live = LiveState(mqtt, prefix, int(b.history_size), [c.id for c in chars])
+        pipeline.on_idle = live.flush_idle
         for kind, handlers in event_table(broadcaster, live, MetricsRecorder(metrics)).items():
             for handler in handlers:
                 bus.subscribe(kind, handler)

@@ -6,7 +6,8 @@
 - :class:`Broadcaster` publishes the results on MQTT (sample, violation, ack, limits, meta).
 - :class:`LiveState` keeps the retained ``history`` and ``alarms`` topics current:
   alarms are republished whenever the open set changes; history at most once a second per
-  characteristic (always the latest), and on shutdown.
+  characteristic (always the latest), at once when the pipeline is idle (within a budget),
+  and on shutdown.
 - :class:`MetricsRecorder` counts.
 """
 
@@ -201,6 +202,11 @@ class Broadcaster:
             self.publish_meta(event.characteristic_id, event.online)
 
 
+IDLE_FLUSH_RATE = 20.0
+"""History publishes a second that idle flushes may make, all characteristics together."""
+IDLE_FLUSH_BURST = 50.0
+
+
 class LiveState:
     """The retained ``history`` (last N samples) and ``alarms`` (open violations) topics."""
 
@@ -228,6 +234,10 @@ class LiveState:
         self.alarms: dict[int, dict[int, dict[str, Any]]] = {cid: {} for cid in characteristic_ids}
         self._dirty: set[int] = set()
         self._last_history: dict[int, float] = {}
+        # idle flushes: a budget of history publishes (a token bucket), so a quiet plant sees
+        # its retained history current at once and a busy one stays coalesced
+        self._idle_tokens = IDLE_FLUSH_BURST
+        self._idle_tokens_at = monotonic()
 
     def restore(
         self, history: Mapping[int, Sequence[dict[str, Any]]], alarms: Sequence[dict[str, Any]]
@@ -297,6 +307,26 @@ class LiveState:
             dumps(envelope("alarms", alarms_payload(cid, violations))),
             retain=True,
         )
+
+    def flush_idle(self) -> None:
+        """The pipeline has nothing waiting: publish changed histories now, within a budget.
+
+        After a burst the retained history then ends at the last sample as soon as that
+        sample is out, instead of up to ``min_interval`` later; under a steady load the
+        budget (``IDLE_FLUSH_RATE`` publishes a second) keeps the once-a-second coalescing.
+        """
+        if not self._dirty:
+            return
+        now = self.monotonic()
+        self._idle_tokens = min(
+            IDLE_FLUSH_BURST, self._idle_tokens + (now - self._idle_tokens_at) * IDLE_FLUSH_RATE
+        )
+        self._idle_tokens_at = now
+        for cid in sorted(self._dirty):
+            if self._idle_tokens < 1.0:
+                return
+            self._idle_tokens -= 1.0
+            self.publish_history(cid)
 
     def flush(self, *, force: bool = False) -> None:
         """Publish every history that changed and is due (all of them with ``force``)."""

@@ -216,6 +216,8 @@ class Pipeline:
         self._sessions = 0
         # taken from the inbox, not yet acknowledged or dropped: with the inbox, what is held
         self.held = 0
+        # called after a batch's results are published when nothing more is waiting
+        self.on_idle: Callable[[], None] | None = None
 
     # --- entry points -----------------------------------------------------------------
 
@@ -494,6 +496,8 @@ class Pipeline:
                 item.ack()
         self.held -= len(acks)
         await self.bus.publish(events)
+        if self.on_idle is not None and not len(self.inbox):
+            self.on_idle()
         await self.mqtt.wait_window()
 
     def _rows(self, pending: _Pending) -> tuple[BatchWrite, list[DomainEvent]]:

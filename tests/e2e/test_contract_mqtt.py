@@ -655,12 +655,6 @@ def test_a_late_subscriber_sees_exactly_the_retained_topics(shop: Shop) -> None:
         assert by_topic[shop.t(f"char/{cid}/sample")]["payload"] == samples[-1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="history is coalesced to one publish per characteristic per second "
-    "(docs/bridge.md): after a burst the retained history lags the retained sample by up "
-    "to 1.25 s, so an HMI that connects at once draws a chart without the newest points",
-)
 def test_a_new_hmi_right_after_a_burst_gets_a_history_ending_at_the_last_sample(
     shop: Shop,
 ) -> None:

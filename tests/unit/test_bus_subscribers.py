@@ -71,6 +71,30 @@ def test_history_is_published_at_most_once_a_second_and_always_the_latest() -> N
     assert all(retain for topic, _, retain in out.sent if topic == "p/char/1/history")
 
 
+def test_an_idle_pipeline_brings_every_history_up_to_date_within_a_budget() -> None:
+    out, clock = RecordingPublisher(), Clock()
+    ids = list(range(1, 81))
+    live = LiveState(out, "p", history_size=3, characteristic_ids=ids, monotonic=clock)
+    for cid in ids:
+        live.on_sample(sample(1, 1.0, cid))  # each characteristic's first: at once
+        live.on_sample(sample(2, 2.0, cid))  # held back (once a second)
+    assert len(out.on("history")) == 80
+    live.flush_idle()  # nothing waiting: the burst's last samples go out now, 50 of them
+    latest = {h["payload"]["characteristic_id"]: h for h in out.on("history")[80:]}
+    assert sorted(latest) == ids[:50]
+    assert all([s["value"] for s in h["payload"]["samples"]] == [1.0, 2.0] for h in latest.values())
+    live.flush_idle()  # the budget is spent: the rest wait
+    assert len(out.on("history")) == 130
+    clock.now = 0.5  # 20 a second come back: 10 more
+    live.flush_idle()
+    assert len(out.on("history")) == 140
+    clock.now = 1.0  # and the once-a-second flush takes the rest
+    live.flush()
+    assert len(out.on("history")) == 160
+    live.flush_idle()  # nothing changed since: nothing to send
+    assert len(out.on("history")) == 160
+
+
 def test_alarms_follow_the_open_set() -> None:
     out = RecordingPublisher()
     live = LiveState(out, "p", history_size=5, characteristic_ids=[1, 2], monotonic=Clock())
