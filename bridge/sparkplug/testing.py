@@ -40,6 +40,17 @@ def _abort(client: aiomqtt.Client) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+async def _close(listener: asyncio.Task[None] | None, client: aiomqtt.Client | None) -> None:
+    """Stop a double's listening task, then its connection (quietly: it may be gone)."""
+    if listener is not None:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await listener
+    if client is not None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.__aexit__(None, None, None)
+
+
 class SimulatedEdgeNode:
     """Edge node ``<group>/<edge>`` on the broker at ``host:port``; use ``async with``.
 
@@ -90,13 +101,7 @@ class SimulatedEdgeNode:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await self._listener
-        if self._client is not None:
-            with contextlib.suppress(aiomqtt.MqttError):
-                await self._client.__aexit__(None, None, None)
+        await _close(self._listener, self._client)
         self._client = None
 
     async def _listen(self, client: aiomqtt.Client) -> None:
@@ -202,13 +207,7 @@ class SparkplugRecorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await self._listener
-        if self._client is not None:
-            with contextlib.suppress(aiomqtt.MqttError):
-                await self._client.__aexit__(None, None, None)
+        await _close(self._listener, self._client)
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
