@@ -66,6 +66,18 @@ def missing(what: str) -> None:
     pytest.skip(message)
 
 
+def bundle_problem() -> str | None:
+    """Why mosquitto/hmi/app.js is not the build of hmi/src/ (missing or older), or None."""
+    bundle = HMI_DIR / "app.js"
+    if not bundle.exists():
+        return "mosquitto/hmi/app.js is missing: run scripts/build-hmi (scripts/setup does)"
+    sources = [*(ROOT / "hmi" / "src").glob("*.js"), ROOT / "hmi" / "build.mjs"]
+    newer = [p.name for p in sources if p.stat().st_mtime > bundle.stat().st_mtime]
+    if newer:
+        return f"mosquitto/hmi/app.js is older than {', '.join(sorted(newer))}: run scripts/build-hmi"
+    return None
+
+
 # ---- broker ---------------------------------------------------------------------------------
 
 
@@ -101,6 +113,9 @@ def plant(topic_prefix: str) -> Iterator[HmiPlant]:
         missing("mosquitto")
     if not (HMI_DIR / "vendor" / "mqtt.min.js").exists():
         pytest.fail("mosquitto/hmi/vendor/ is empty: run scripts/build-hmi (scripts/setup does)")
+    stale = bundle_problem()
+    if stale is not None:
+        pytest.fail(stale)
     workdir = Path(tempfile.mkdtemp(prefix="openspc-hmi-"))
     broker = PlantBroker(workdir, mqtt_port=free_port(), ws_port=free_port(), http_dir=HMI_DIR)
     store = broker.users

@@ -1,0 +1,72 @@
+// Commands with MQTT 5 request/response (docs/topics.md "Commands in"): each command gets a
+// fresh correlation; its `done(error)` is called exactly once, with null on {"ok": true}, else
+// with the bridge's or the broker's reason, or a timeout. Timers are passed in, so this is
+// tested with `node --test` without waiting (hmi/test/requests.test.js).
+
+export function createRequests({ timeoutMs, setTimer, clearTimer, newId }) {
+  const pending = new Map(); // correlation -> {done, timer}
+
+  function finish(correlation, error) {
+    const entry = pending.get(correlation);
+    if (!entry) return false;
+    pending.delete(correlation);
+    clearTimer(entry.timer);
+    entry.done(error);
+    return true;
+  }
+
+  return {
+    // A new pending request: its correlation string (to send as correlation data).
+    start(done) {
+      const correlation = "req-" + newId();
+      const entry = { done, timer: null };
+      pending.set(correlation, entry);
+      entry.timer = setTimer(() => {
+        finish(correlation, "no reply from the bridge within " + timeoutMs / 1000 + " s");
+      }, timeoutMs);
+      return correlation;
+    },
+    // A reply arrived on our reply topic; false when it answers nothing we asked.
+    reply(correlation, text) {
+      return finish(correlation, replyError(text));
+    },
+    // The broker refused the publish (e.g. MQTT 5 "Not authorized").
+    fail(correlation, error) {
+      return finish(correlation, error);
+    },
+    get size() {
+      return pending.size;
+    },
+  };
+}
+
+// null for {"ok": true}; else the reason the bridge gave, or a generic one.
+export function replyError(text) {
+  let reply = null;
+  try {
+    reply = JSON.parse(text);
+  } catch (e) {
+    reply = null;
+  }
+  if (reply && reply.ok === true) return null;
+  return (reply && typeof reply.error === "string" && reply.error) || "the bridge refused the command";
+}
+
+// The correlation data of a reply as a string (mqtt.js gives a Buffer/Uint8Array).
+export function correlationOf(properties, decode) {
+  const cd = properties && properties.correlationData;
+  if (cd == null) return "";
+  return typeof cd === "string" ? cd : decode(cd);
+}
+
+// What a connection error means for the session (mqtt.js `error` events):
+// "ignore" (a transient error: mqtt.js reconnects), "login-refused" (new credentials refused:
+// back to the anonymous view), "session-refused" (credentials that worked are refused now,
+// e.g. a changed password: back to anonymous), "anonymous-refused" (the broker wants a login).
+export function refusalAction(err, credentials) {
+  const code = err && err.code;
+  const refused = code === 4 || code === 5 || code === 134 || code === 135;
+  if (!refused) return "ignore";
+  if (!credentials) return "anonymous-refused";
+  return credentials.confirmed ? "session-refused" : "login-refused";
+}

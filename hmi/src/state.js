@@ -1,0 +1,295 @@
+// The page's view state and the pure functions that change it from MQTT messages
+// (docs/topics.md). No DOM, no MQTT client, no timers: each handler returns what changed
+// (`dirty` parts of the page, and what the caller must do about it), so the whole of it is
+// tested with `node --test` (hmi/test/state.test.js).
+import { isNum } from "./format.js";
+
+export const DEFAULTS = {
+  history: 100, // points kept per chart until a larger history is seen
+  maxAlarmsPerChar: 500, // open alarms kept per characteristic (oldest dropped)
+  maxAckedMemory: 2000, // acknowledged ids remembered against late messages
+};
+
+export function createState(options = {}) {
+  return {
+    options: { ...DEFAULTS, ...options },
+    chars: new Map(), // id (string, from the topic) -> characteristic state
+    selectedId: null,
+    bridge: { known: false, online: false, timestamp: null },
+    acked: new Set(), // violation ids known to be acknowledged
+    fresh: new Set(), // alarms raised while we watch, until their row is drawn
+  };
+}
+
+export function charState(state, id) {
+  let ch = state.chars.get(id);
+  if (!ch) {
+    // alarmsBeyond: open alarms we know of but do not hold (the bridge's retained list holds
+    // only its newest 1,000, with `open_count`; we keep at most maxAlarmsPerChar)
+    ch = {
+      id,
+      meta: null,
+      limits: null,
+      last: null,
+      alarms: new Map(),
+      alarmsBeyond: 0,
+      alarmsSynced: false,
+      samples: [],
+      cap: state.options.history,
+    };
+    state.chars.set(id, ch);
+  }
+  return ch;
+}
+
+// What a handler changed. `dirty` names the parts of the page to redraw; the rest are
+// requests to the caller: `metaArrived` (a characteristic appeared or changed),
+// `removed` (it disappeared), `historyLoaded` (the retained history of the one on screen
+// arrived: the caller unsubscribes from it), `warning` (a malformed message, for the console).
+function change(...parts) {
+  return { dirty: new Set(parts) };
+}
+
+// Decode `{type, payload}`: the envelope, or a `warning` saying why not.
+export function decodeEnvelope(text, topic) {
+  let msg;
+  try {
+    msg = JSON.parse(text);
+  } catch (e) {
+    return { warning: "not JSON on " + topic };
+  }
+  if (!msg || typeof msg !== "object" || !msg.payload || typeof msg.payload !== "object") {
+    return { warning: "no {type, payload} envelope on " + topic };
+  }
+  return { type: msg.type, payload: msg.payload };
+}
+
+// One message of a characteristic's topic (`kind` is the topic's last level).
+export function handleCharMessage(state, id, kind, text, topic) {
+  if (text.length === 0) return onCleared(state, id, kind);
+  const msg = decodeEnvelope(text, topic);
+  if (msg.warning) return { dirty: new Set(), warning: msg.warning };
+  const p = msg.payload;
+  switch (msg.type) {
+    case "meta":
+      return onMeta(state, id, p);
+    case "control_limits":
+      return onLimits(state, id, p);
+    case "sample":
+      return onSample(state, id, p);
+    case "history":
+      return onHistory(state, id, p);
+    case "alarms":
+      return onAlarms(state, id, p);
+    case "violation":
+      return onViolation(state, id, p);
+    case "ack_update":
+      return onAckUpdate(state, id, p);
+    default:
+      return change(); // types added later are ignored
+  }
+}
+
+export function onBridgeStatus(state, text) {
+  let s = null;
+  try {
+    s = text ? JSON.parse(text) : null;
+  } catch (e) {
+    s = null;
+  }
+  if (s && typeof s.online === "boolean") {
+    state.bridge = { known: true, online: s.online, timestamp: s.timestamp || null };
+  } else {
+    state.bridge = { known: false, online: false, timestamp: null };
+  }
+  return change("status");
+}
+
+// An empty retained message clears what it stood for.
+export function onCleared(state, id, kind) {
+  const ch = state.chars.get(id);
+  if (!ch) return change();
+  if (kind === "meta") {
+    state.chars.delete(id);
+    const c = change("list", "alarms", "header");
+    c.removed = id;
+    return c;
+  }
+  if (kind === "alarms") {
+    ch.alarms.clear();
+    return change("alarms", "list");
+  }
+  if (kind === "limits") {
+    ch.limits = null;
+    return change("charts", "header");
+  }
+  return change();
+}
+
+export function onMeta(state, id, p) {
+  const ch = charState(state, id);
+  ch.meta = p;
+  const c = change("list", "header", "alarms");
+  c.metaArrived = id;
+  return c;
+}
+
+export function onLimits(state, id, p) {
+  const ch = charState(state, id);
+  ch.limits = p;
+  return id === state.selectedId ? change("charts", "header") : change();
+}
+
+// 1: p is newer than last; 0: the same or older (a retained copy, or in the history);
+// -1: newer, but its id is lower: the bridge started on a new database, start again.
+export function compareSample(p, last) {
+  if (!last || p.sample_id > last.sample_id) return 1;
+  if (p.sample_id < last.sample_id && Date.parse(p.timestamp) > Date.parse(last.timestamp)) {
+    return -1;
+  }
+  return 0;
+}
+
+function appendSample(ch, p) {
+  const arr = ch.samples;
+  const order = compareSample(p, arr[arr.length - 1]);
+  if (order === 0) return;
+  if (order === -1) arr.length = 0;
+  arr.push(p);
+  if (arr.length > ch.cap) arr.splice(0, arr.length - ch.cap);
+}
+
+export function onSample(state, id, p) {
+  if (!isNum(p.sample_id)) return change();
+  const ch = charState(state, id);
+  if (compareSample(p, ch.last) !== 0) ch.last = p;
+  // Every characteristic keeps its points (at most the history size), not only the one on
+  // screen: the retained history may lag the samples, so a pick must not rely on it alone.
+  appendSample(ch, p);
+  return id === state.selectedId ? change("list", "charts", "header") : change("list");
+}
+
+export function onHistory(state, id, p) {
+  if (id !== state.selectedId) return change();
+  const ch = charState(state, id);
+  const samples = Array.isArray(p.samples) ? p.samples.filter((s) => s && isNum(s.sample_id)) : [];
+  ch.cap = Math.max(ch.cap, samples.length);
+  const lastId = samples.length ? samples[samples.length - 1].sample_id : -Infinity;
+  const newer = ch.samples.filter((s) => s.sample_id > lastId);
+  ch.samples = samples.concat(newer);
+  if (ch.samples.length > ch.cap) ch.samples.splice(0, ch.samples.length - ch.cap);
+  const newest = ch.samples[ch.samples.length - 1];
+  if (newest && compareSample(newest, ch.last) !== 0) ch.last = newest;
+  // The retained history is only needed once per (re)connection: from here on the samples
+  // keep the chart current.
+  const c = change("charts", "header", "list");
+  c.historyLoaded = id;
+  return c;
+}
+
+function addAlarm(state, ch, v) {
+  if (!isNum(v.violation_id) || state.acked.has(v.violation_id)) return;
+  if (ch.alarms.has(v.violation_id)) return;
+  ch.alarms.set(v.violation_id, v);
+  if (ch.alarms.size > state.options.maxAlarmsPerChar) {
+    ch.alarms.delete(ch.alarms.keys().next().value);
+    ch.alarmsBeyond += 1;
+  }
+}
+
+export function openCount(ch) {
+  return ch.alarms.size + ch.alarmsBeyond;
+}
+
+export function onAlarms(state, id, p) {
+  const ch = charState(state, id);
+  const before = ch.alarms;
+  const list = Array.isArray(p.violations) ? p.violations : [];
+  if (ch.alarmsSynced) {
+    // an update while we watch: what it adds was raised just now
+    for (const v of list) {
+      if (v && isNum(v.violation_id) && !before.has(v.violation_id)) state.fresh.add(v.violation_id);
+    }
+  }
+  ch.alarmsSynced = true;
+  ch.alarms = new Map();
+  ch.alarmsBeyond = 0;
+  for (const v of list) if (v) addAlarm(state, ch, v);
+  if (isNum(p.open_count)) ch.alarmsBeyond = Math.max(0, p.open_count - ch.alarms.size);
+  return change("alarms", "list");
+}
+
+export function onViolation(state, id, p) {
+  if (isNum(p.violation_id) && !state.acked.has(p.violation_id)) state.fresh.add(p.violation_id);
+  addAlarm(state, charState(state, id), p);
+  return change("alarms", "list");
+}
+
+// An acknowledgement, from the bridge's broadcast (`id` from the topic) or from our own
+// command's reply (`id` null).
+export function onAckUpdate(state, id, p) {
+  if (!isNum(p.violation_id) || p.acknowledged === false) return change();
+  if (state.acked.has(p.violation_id)) return change(); // our reply, then the broadcast
+  state.acked.add(p.violation_id);
+  if (state.acked.size > state.options.maxAckedMemory) {
+    state.acked.delete(state.acked.values().next().value);
+  }
+  let held = false;
+  state.chars.forEach((ch) => {
+    held = ch.alarms.delete(p.violation_id) || held;
+  });
+  const owner = state.chars.get(String(id !== null ? id : p.characteristic_id));
+  if (!held && owner && owner.alarmsBeyond > 0) owner.alarmsBeyond -= 1; // one we did not hold
+  return change("alarms", "list");
+}
+
+// Every (re)connection brings the retained lists again: they are not news.
+export function onResubscribe(state) {
+  state.chars.forEach((ch) => {
+    ch.alarmsSynced = false;
+  });
+}
+
+// ---- derived views ------------------------------------------------------------------------
+
+// Characteristics with a meta, by id (numerically when both are numbers).
+export function sortedChars(state) {
+  return Array.from(state.chars.values())
+    .filter((c) => c.meta)
+    .sort((a, b) => {
+      const na = Number(a.id);
+      const nb = Number(b.id);
+      if (isFinite(na) && isFinite(nb) && na !== nb) return na - nb;
+      return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+    });
+}
+
+// The open alarms of every characteristic, newest first.
+export function openAlarms(state) {
+  const all = [];
+  state.chars.forEach((ch) => ch.alarms.forEach((v) => all.push(v)));
+  all.sort((a, b) => {
+    const ta = Date.parse(a.timestamp) || 0;
+    const tb = Date.parse(b.timestamp) || 0;
+    return tb - ta || b.violation_id - a.violation_id;
+  });
+  return all;
+}
+
+// How many alarms are open in all (those held, and those known only by count).
+export function totalOpen(state) {
+  let total = 0;
+  state.chars.forEach((ch) => {
+    total += openCount(ch);
+  });
+  return total;
+}
+
+// Which characteristic to show when one's meta arrives: "select" it (the one asked for by
+// ?char= or the last pick, unless someone already picked another), "auto" (none is shown
+// yet: pick one once the burst of retained metas is in), or null.
+export function selectionOnMeta(state, id, wanted, userChose) {
+  if (!userChose && wanted === id && state.selectedId !== id) return "select";
+  if (state.selectedId === null) return "auto";
+  return null;
+}

@@ -1,0 +1,63 @@
+// What the page reads from meta/control_limits, and the zone edges it still derives.
+// (tests/unit/test_hmi_modules.py also checks zoneEdges against engine/_limits.py.)
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { chartLabels, chartView, reasonCodes, sampleState, zoneEdges, zoneLabel } from "../src/spc.js";
+
+const close = (a, b) => assert.ok(Math.abs(a - b) < 1e-12, `${a} != ${b}`);
+
+test("the chart family's labels come from meta.chart, not from the subgroup size", () => {
+  assert.equal(chartLabels({ chart: "xbar_s", subgroup_size: 5 })[2], "S");
+  assert.equal(chartLabels({ chart: "xbar_r", subgroup_size: 12 })[2], "R");
+  assert.equal(chartLabels({ chart: "i_mr" })[0], "Individuals (X)");
+  assert.equal(chartLabels(null)[2], "MR", "an individuals chart until a meta is known");
+  assert.equal(chartLabels({ chart: "ewma" })[0], "Statistic", "a family this page does not know");
+});
+
+test("reason codes are the meta's, and none without it", () => {
+  assert.deepEqual(reasonCodes({ reason_codes: ["Tool Change", "", 3, "Other"] }), ["Tool Change", "Other"]);
+  assert.deepEqual(reasonCodes({}), []);
+  assert.deepEqual(reasonCodes(null), []);
+});
+
+test("computed limits: zones sigma/sqrt(n) wide on both sides", () => {
+  const z = zoneEdges({ center_line: 10, ucl: 10.3, lcl: 9.7, sigma: 0.2, method: "r_bar_d2" }, { subgroup_size: 4 });
+  close(z.upper[0], 10.1);
+  close(z.upper[2], 10.3);
+  close(z.lower[1], 9.8);
+});
+
+test("fixed limits off the midpoint: uneven zones, a third of each side", () => {
+  const z = zoneEdges({ center_line: 500, ucl: 503, lcl: 494, sigma: 3, method: "fixed" }, { subgroup_size: 5 });
+  assert.deepEqual(z.upper, [501, 502, 503]);
+  assert.deepEqual(z.lower, [498, 496, 494]);
+});
+
+test("no sigma: a sixth of the limits' span; nothing to shade without limits", () => {
+  const z = zoneEdges({ center_line: 0, ucl: 6, lcl: -6, sigma: null, method: "moving_range" }, null);
+  assert.deepEqual(z.upper, [2, 4, 6]);
+  assert.equal(zoneEdges(null, null), null);
+  assert.equal(zoneEdges({ center_line: 1, ucl: 1, lcl: 1, sigma: 0 }, null), null);
+});
+
+test("the secondary chart draws the limits' range, and no zones", () => {
+  const ch = {
+    samples: [],
+    meta: { subgroup_size: 1 },
+    limits: { center_line: 1, ucl: 2, lcl: 0, sigma: 1 / 3, method: "moving_range", range: { center_line: 0.4, ucl: 1.3, lcl: 0 } },
+  };
+  const r = chartView(ch, "r");
+  assert.deepEqual([r.cl, r.ucl, r.lcl, r.zones], [0.4, 1.3, 0, null]);
+  assert.equal(chartView(ch, "x").zones.cl, 1);
+  assert.deepEqual(chartView(null, "x").samples, []);
+});
+
+test("zone names and sample states", () => {
+  assert.equal(zoneLabel("zone_b_lower"), "zone B lower");
+  assert.equal(zoneLabel("somewhere_new"), "somewhere_new");
+  assert.equal(sampleState(null), "no_data");
+  assert.equal(sampleState({ in_control: true }), "in_control");
+  assert.equal(sampleState({ in_control: false }), "out_of_control");
+  assert.equal(sampleState({ in_control: null }), "no_limits");
+});
