@@ -40,10 +40,10 @@ from bridge._mosquitto import (
     find_mosquitto,
     wait_for_port,
 )
+from bridge._package_data import broker_template, hmi_dir
 
 __all__ = [
     "DEFAULT_TEMPLATE",
-    "REPO_ROOT",
     "BrokerLayout",
     "BrokerNotRunning",
     "BrokerUser",
@@ -61,8 +61,7 @@ __all__ = [
     "render_config",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TEMPLATE = REPO_ROOT / "mosquitto" / "mosquitto.conf"
+DEFAULT_TEMPLATE = broker_template()  # package data (docs/packaging.md)
 _BROKER_USER = "mosquitto"  # the user Mosquitto drops to when started as root
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -524,7 +523,7 @@ class PlantBroker:
     workdir: Path
     mqtt_port: int
     ws_port: int
-    http_dir: Path = REPO_ROOT / "mosquitto" / "hmi"
+    http_dir: Path = field(default_factory=hmi_dir)
     bind: str | None = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 

@@ -3,7 +3,8 @@
 Our Mosquitto (``mosquitto/mosquitto.conf`` rendered for the demo's ports, bound to
 127.0.0.1, with demo users), the bridge on SQLite (:func:`bridge.app.run_bridge`) and
 simulated gauges (:mod:`bridge.simulator`) that drift, shift and throw outliers. Everything
-it keeps lives in the state directory (default ``.openspc-demo/`` at the repository root):
+it keeps lives in the state directory (``--state-dir``; default :func:`default_state_dir`),
+never in the installation, whose files (the broker's config, the HMI) it only reads:
 
     broker/          rendered mosquitto.conf, passwd, roles.json, acl, data/, mosquitto.log
     openspc.toml     the demo's bridge configuration (rewritten on every start)
@@ -27,31 +28,46 @@ import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 from bridge._mosquitto import MosquittoFailedToStart, port_is_free
-from bridge.broker import REPO_ROOT, PlantBroker, Role
+from bridge._package_data import hmi_dir
+from bridge.broker import PlantBroker, Role
 
 __all__ = [
-    "DEFAULT_STATE_DIR",
     "DemoOptions",
     "DemoUser",
     "PortTaken",
     "StateDirUnusable",
     "check_ports",
+    "default_state_dir",
     "demo_config",
     "run_demo",
 ]
 
 log = logging.getLogger("openspc.demo")
 
-DEFAULT_STATE_DIR = REPO_ROOT / ".openspc-demo"
 _MARKER = ".openspc-demo"  # a file in the state dir: --reset deletes only a dir that has it
 _HOST = "127.0.0.1"
 _POINT_SIZE = 5  # --rate is the readings per second of an n = 5 gauge
+
+
+def default_state_dir() -> Path:
+    """Where the demo keeps its state unless told (docs/broker.md "openspc demo").
+
+    ``$XDG_STATE_HOME/openspc/demo`` (``~/.local/state/openspc/demo``) for a user; as root,
+    ``/var/lib/openspc/demo``: Mosquitto drops root to user ``mosquitto``, who cannot enter
+    root's home (mode 0700) but can enter /var/lib.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/openspc/demo")
+    base = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(base):  # unset, or relative (which the XDG spec says to ignore)
+        base = str(Path.home() / ".local" / "state")
+    return Path(base) / "openspc" / "demo"
 
 
 class PortTaken(Exception):
@@ -75,10 +91,10 @@ class StateDirUnusable(Exception):
 class DemoOptions:
     mqtt_port: int = 1883
     ws_port: int = 9001
-    state_dir: Path = DEFAULT_STATE_DIR
+    state_dir: Path = field(default_factory=default_state_dir)
     reset: bool = False
     rate: float = 2.0  # readings per second per gauge
-    http_dir: Path = REPO_ROOT / "mosquitto" / "hmi"
+    http_dir: Path = field(default_factory=hmi_dir)
 
 
 @dataclass(frozen=True)
@@ -164,12 +180,16 @@ def _without_overrides() -> Iterator[list[str]]:
 
 
 def _servable_hmi(http_dir: Path, state: Path) -> Path:
-    """The HMI directory Mosquitto will serve: the repository's, or a copy in the state
-    directory when user ``mosquitto`` cannot reach the repository (e.g. under /root)."""
+    """The HMI directory Mosquitto will serve: the installed one, or a copy in the state
+    directory when user ``mosquitto`` cannot reach the installation (e.g. a venv in /root)."""
     if not (http_dir / "index.html").exists():
         log.warning("no HMI page in %s: the web page will be missing", http_dir)
-    elif not (http_dir / "vendor").is_dir():
-        log.warning("%s/vendor is missing: run scripts/setup to build the HMI", http_dir)
+    elif not (http_dir / "app.js").is_file() or not (http_dir / "vendor").is_dir():
+        log.warning(
+            "%s has no app.js or vendor/: run scripts/build-hmi (scripts/setup does) and "
+            "install again; the page will not work",
+            http_dir,
+        )
     if _broker_can_reach(http_dir) is None:
         return http_dir
     copy = state / "hmi"

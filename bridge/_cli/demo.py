@@ -45,8 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="where the demo keeps its broker files and database (default .openspc-demo/ "
-        "at the repository root)",
+        help="where the demo keeps its broker files, users and database (default "
+        "$XDG_STATE_HOME/openspc/demo, i.e. ~/.local/state/openspc/demo; as root "
+        "/var/lib/openspc/demo)",
     )
     parser.add_argument(
         "--reset", action="store_true", help="delete the state directory first: start afresh"
@@ -79,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     options = demo.DemoOptions(
         mqtt_port=args.mqtt_port,
         ws_port=args.ws_port,
-        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
+        state_dir=args.state_dir or demo.default_state_dir(),
         reset=args.reset,
         rate=args.rate,
     )

@@ -23,7 +23,7 @@ import aiomqtt
 import pytest
 
 from bridge._mosquitto import find_mosquitto, free_port
-from bridge.broker import REPO_ROOT
+from bridge._package_data import hmi_dir
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 
@@ -192,7 +192,7 @@ async def test_the_demo_runs_a_plant_and_stops_cleanly(state_root: Path) -> None
 
             status, body = await asyncio.to_thread(http_get, demo.ws_port)
             assert status == 200
-            assert body == (REPO_ROOT / "mosquitto" / "hmi" / "index.html").read_bytes()
+            assert body == (hmi_dir() / "index.html").read_bytes()
 
             broker_pid = demo.broker_pid
             assert process_exists(broker_pid)
