@@ -8,12 +8,15 @@ shared by the session.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 # The fixtures (browser, plant, feed) come from hmi_support as a plugin; registered for
 # assertion rewriting before it is imported here for its helpers.
@@ -294,6 +297,48 @@ def test_the_bridges_refusal_of_an_acknowledgement_is_shown(
     assert "failed" in error.text
     assert len(all_by_testid(page, "alarm-row")) == 1  # still open: nothing changed
     screenshot(page, "hmi-ack-refused")
+    assert console_errors(page) == []
+
+
+def test_a_command_asks_for_its_reply_in_the_users_own_reply_tree(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    """docs/topics.md: a response topic must lie in <prefix>/reply/<user>/..., which only that
+    user may read; the page answers to a reply there (here the test plays the bridge)."""
+    feed.publish(f"{plant.prefix}/char/1/meta", meta(1, "Shaft OD"), retain=True)
+    feed.subscribe(f"{plant.prefix}/cmd/ack/+")
+    page.get(plant.page_url())
+    log_in(page, "bob", PASSWORDS["bob"])
+    wait_until(page, text_is("current-user", "● bob"))
+    feed.publish(
+        f"{plant.prefix}/char/1/violation", {"type": "violation", "payload": violation(1, 31, 5)}
+    )
+    button = wait_until(
+        page, lambda d: by_testid(d, "ack-button").is_enabled() and by_testid(d, "ack-button")
+    )
+    button.click()
+    command = feed.expect(lambda m: m.topic == f"{plant.prefix}/cmd/ack/bob")
+    reply_topic = command.properties.ResponseTopic
+    assert re.fullmatch(
+        re.escape(f"{plant.prefix}/reply/bob/") + r"openspc-hmi-[a-z0-9]+", reply_topic
+    )
+    assert json.loads(command.payload) == {
+        "violation_id": 31,
+        "reason": "Tool Change",
+        "exclude_sample": False,
+    }
+    answer = Properties(PacketTypes.PUBLISH)
+    answer.CorrelationData = command.properties.CorrelationData
+    feed.client.publish(
+        reply_topic,
+        json.dumps({"ok": False, "error": "the test says no"}),
+        qos=1,
+        properties=answer,
+    )
+    error = wait_until(
+        page, lambda d: by_testid(d, "ack-error").is_displayed() and by_testid(d, "ack-error")
+    )
+    assert error.text == "Acknowledge of alarm #31 failed: the test says no"
     assert console_errors(page) == []
 
 
