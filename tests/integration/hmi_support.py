@@ -74,7 +74,8 @@ def bundle_problem() -> str | None:
     sources = [*(ROOT / "hmi" / "src").glob("*.js"), ROOT / "hmi" / "build.mjs"]
     newer = [p.name for p in sources if p.stat().st_mtime > bundle.stat().st_mtime]
     if newer:
-        return f"mosquitto/hmi/app.js is older than {', '.join(sorted(newer))}: run scripts/build-hmi"
+        names = ", ".join(sorted(newer))
+        return f"mosquitto/hmi/app.js is older than {names}: run scripts/build-hmi"
     return None
 
 

@@ -43,7 +43,8 @@ def test_hmi_modules_pass_their_node_tests() -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     passed = re.search(r"^# pass (\d+)$", result.stdout, re.MULTILINE)
     failed = re.search(r"^# fail (\d+)$", result.stdout, re.MULTILINE)
-    assert passed is not None and failed is not None, result.stdout[-2000:]
+    assert passed is not None, result.stdout[-2000:]
+    assert failed is not None, result.stdout[-2000:]
     assert int(failed.group(1)) == 0
     assert int(passed.group(1)) >= 30  # the files of hmi/test/ ran, not an empty directory
 
