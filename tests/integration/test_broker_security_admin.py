@@ -130,11 +130,12 @@ def test_users_mistakes_exit_2_with_one_clear_line(
 async def test_a_bridge_down_across_a_broker_restart_loses_no_qos1_reading(
     plant: PlantBroker,
 ) -> None:
-    plant.users.add("bridge", Role.BRIDGE, "b-pw")
-    plant.users.add("gauge", Role.GAUGE, "g-pw")
+    char_id = 1 + uuid.uuid4().int % 10**6
+    plant.users.add("bridge", Role.BRIDGE, "bridge-pw")
+    plant.users.add("gauge", Role.GAUGE, "gauge-pw", characteristics=[char_id])
     plant.reload()
-    assert await eventually_login(plant, "gauge", "g-pw", expect=True) is True
-    topic = f"openspc/char/{uuid.uuid4().hex[:8]}/reading"
+    assert await eventually_login(plant, "gauge", "gauge-pw", expect=True) is True
+    topic = f"openspc/char/{char_id}/reading"
     identifier = f"bridge-{uuid.uuid4().hex[:6]}"
     count = 3000  # three times Mosquitto's default max_queued_messages (1000)
 
@@ -143,7 +144,7 @@ async def test_a_bridge_down_across_a_broker_restart_loses_no_qos1_reading(
             "127.0.0.1",
             plant.mqtt_port,
             username="bridge",
-            password="b-pw",
+            password="bridge-pw",
             identifier=identifier,
             clean_session=False,
             timeout=5,
@@ -152,7 +153,7 @@ async def test_a_bridge_down_across_a_broker_restart_loses_no_qos1_reading(
     async with bridge() as client:
         await client.subscribe(topic, qos=1)
     async with aiomqtt.Client(
-        "127.0.0.1", plant.mqtt_port, username="gauge", password="g-pw", timeout=5
+        "127.0.0.1", plant.mqtt_port, username="gauge", password="gauge-pw", timeout=5
     ) as gauge:
         for i in range(count):
             await gauge.publish(topic, str(i), qos=1)

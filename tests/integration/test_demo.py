@@ -118,7 +118,8 @@ async def start_demo(
 
 
 async def watcher(demo: Demo, wait: float = 20) -> aiomqtt.Client:
-    """An anonymous client on the demo's MQTT port, once the demo's broker answers."""
+    """An anonymous client on the demo's WebSocket port (the MQTT port takes named users
+    only), once the demo's broker answers."""
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         assert demo.process is not None
@@ -127,7 +128,7 @@ async def watcher(demo: Demo, wait: float = 20) -> aiomqtt.Client:
             if demo.process.returncode == 2 and " is in use: choose another with " in err:
                 raise PortRace(err)
             raise AssertionError(f"the demo exited {demo.process.returncode}: {err}")
-        client = aiomqtt.Client("127.0.0.1", demo.mqtt_port, timeout=5)
+        client = aiomqtt.Client("127.0.0.1", demo.ws_port, transport="websockets", timeout=5)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError:
@@ -223,7 +224,7 @@ async def acknowledge_as_alice(
     from paho.mqtt.properties import Properties
 
     credentials = json.loads((demo.state_dir / "credentials.json").read_text())
-    reply_topic = f"openspc/hmi/reply/test-{uuid.uuid4().hex[:8]}"
+    reply_topic = f"openspc/reply/alice/test-{uuid.uuid4().hex[:8]}"  # her own reply tree
     cid = violation["characteristic_id"]
     await watcher.subscribe(f"openspc/char/{cid}/ack", qos=1)
     async with aiomqtt.Client(
