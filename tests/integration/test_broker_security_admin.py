@@ -16,6 +16,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from bridge import broker as broker_module
 from bridge._mosquitto import find_mosquitto, free_port
 from bridge.broker import (
     DEFAULT_TEMPLATE,
@@ -264,3 +265,43 @@ def block(acl: str, user: str) -> list[str]:
     start = lines.index(f"user {user}") + 1
     end = next((i for i in range(start, len(lines)) if not lines[i]), len(lines))
     return lines[start:end]
+
+
+@pytest.fixture
+def guard_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The plugin's source alone in a directory of its own (as after `pip install .`,
+    with no build beside it)."""
+    source = tmp_path / "plugin" / "openspc_guard.c"
+    source.parent.mkdir()
+    shutil.copyfile(broker_module.GUARD_SOURCE, source)
+    monkeypatch.setattr(broker_module, "GUARD_SOURCE", source)
+    return source
+
+
+def test_without_a_build_the_plugin_is_compiled_into_the_state_dir_once(
+    guard_copy: Path, tmp_path: Path
+) -> None:
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler (scripts/setup installs gcc)")
+    state = tmp_path / "state"
+    built = broker_module.guard_plugin(cache_dir=state)
+    assert built.parent == state
+    assert built.name.startswith("openspc_guard-")
+    assert not (guard_copy.parent / "openspc_guard.so").exists()
+    first = built.stat().st_mtime_ns
+    assert broker_module.guard_plugin(cache_dir=state) == built
+    assert built.stat().st_mtime_ns == first  # cached by the source's hash
+    guard_copy.write_text(guard_copy.read_text() + "\n/* changed */\n")
+    assert broker_module.guard_plugin(cache_dir=state) != built
+
+
+def test_without_a_compiler_the_error_is_one_clear_line(
+    guard_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(broker_module.GuardPluginUnavailable) as caught:
+        broker_module.guard_plugin(cache_dir=tmp_path / "state")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "no C compiler (cc)" in message
+    assert "scripts/setup" in message
