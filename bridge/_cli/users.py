@@ -224,6 +224,8 @@ def _scope(user: BrokerUser) -> str:
     if user.legacy:
         parts.append("LEGACY: unscoped")
     parts += user.topics
+    if user.role.value in ("gauge", "edge") and not _writes(user):
+        parts.append("(writes nothing)")
     return " ".join(parts)
 
 
