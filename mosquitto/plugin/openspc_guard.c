@@ -294,6 +294,11 @@ static void set_remove(struct client_set *set, const struct mosquitto *client)
 
 /* ---- events ------------------------------------------------------------------------------ */
 
+static const char *or_unknown(const char *text)
+{
+	return text ? text : "?";
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
@@ -306,13 +311,13 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	if(reserved && !(user && listed(reserved->users, reserved->user_count, user))){
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
 				"%s: refused client id '%s' from %s (user %s): the id is reserved for another user",
-				GUARD, id, mosquitto_client_address(ed->client), user ? user : "anonymous");
+				GUARD, id, or_unknown(mosquitto_client_address(ed->client)), user ? user : "anonymous");
 		return MOSQ_ERR_AUTH;
 	}
 	if(!user && !mosquitto_client_clean_session(ed->client)){
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
 				"%s: refused anonymous client '%s' from %s: anonymous clients must use clean start",
-				GUARD, id ? id : "", mosquitto_client_address(ed->client));
+				GUARD, or_unknown(id), or_unknown(mosquitto_client_address(ed->client)));
 		return MOSQ_ERR_AUTH;
 	}
 	if(!set_add(&guard->online, ed->client) && !guard->untracked){
