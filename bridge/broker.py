@@ -815,11 +815,11 @@ class PlantBroker:
     """The project's Mosquitto, configured from ``mosquitto/mosquitto.conf``, in ``workdir``.
 
     ``workdir`` holds the rendered ``mosquitto.conf``, ``passwd``, ``roles.json``, ``acl``,
-    ``guard.rules``, a copy of the guard plugin (compiled there when no current build is
-    beside its source), ``data/`` (persistence, pid file) and ``mosquitto.log``; users
-    added to :attr:`users` before :meth:`start` (or followed by :meth:`reload`) can log in.
-    ``bind`` defaults to IPv4 loopback, as the demo and the tests want. Used by ``openspc demo`` and by tests
-    (including the HMI's browser tests) that need the real, secured front door.
+    ``guard.rules``, a copy of the guard plugin (compiled there when no current build is beside
+    its source), ``data/`` (persistence, pid file) and ``mosquitto.log``; users added to
+    :attr:`users` before :meth:`start` (or followed by :meth:`reload`) can log in. ``bind``
+    defaults to IPv4 loopback, as the demo and the tests want. Used by ``openspc demo`` and by
+    tests (including the HMI's browser tests) that need the real, secured front door.
 
     The broker runs in its own session, so a Ctrl-C meant for ``openspc demo`` does not stop
     it before the bridge has published its offline status; it gets SIGTERM if we die.
