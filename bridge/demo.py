@@ -208,7 +208,7 @@ def demo_users(state: Path) -> list[DemoUser]:
     specs = [
         ("alice", Role.HMI, "HMI operator: log in on the page to acknowledge alarms"),
         ("bob", Role.HMI, "HMI operator"),
-        ("gauges", Role.GAUGE, "the simulated gauges: write readings only"),
+        ("gauges", Role.GAUGE, "the simulated gauges: write their own readings only"),
         ("bridge", Role.BRIDGE, "the bridge: the only writer of results"),
     ]
     users = [
@@ -315,12 +315,20 @@ async def _finish(bridge: asyncio.Task[None]) -> None:
 
 
 async def _await_bridge_online(
-    mqtt_port: int, bridge: asyncio.Task[None], since: datetime, wait: float = 30.0
+    mqtt_port: int,
+    bridge: asyncio.Task[None],
+    since: datetime,
+    login: DemoUser,
+    wait: float = 30.0,
 ) -> None:
-    """Wait for this run's bridge to say it is online, so no early reading is lost."""
+    """Wait for this run's bridge to say it is online, so no early reading is lost.
+
+    The MQTT listener takes named users only (docs/broker.md): ``login`` watches."""
     import aiomqtt
 
-    async with aiomqtt.Client(_HOST, mqtt_port, timeout=10) as watcher:
+    async with aiomqtt.Client(
+        _HOST, mqtt_port, username=login.name, password=login.password, timeout=10
+    ) as watcher:
         await watcher.subscribe("openspc/bridge/status", qos=1)
 
         async def online() -> None:
@@ -352,7 +360,7 @@ def _banner(options: DemoOptions, state: Path, users: list[DemoUser]) -> str:
         "OpenSPC demo is running.",
         f"  HMI (open in a browser):  http://{_HOST}:{options.ws_port}/",
         f"  MQTT:                     mqtt://{_HOST}:{options.mqtt_port}"
-        "  (anyone may read openspc/#, e.g. mosquitto_sub -t 'openspc/#' -v)",
+        "  (named users only, e.g. mosquitto_sub -u alice -P PASSWORD -t 'openspc/char/#' -v)",
         f"  Live feed:                ws://{_HOST}:{options.ws_port}",
         "  Users (name / password):",
         *(f"    {u.name + ' / ' + u.password:<{width}}  {u.note}" for u in users),
@@ -402,11 +410,22 @@ async def run_demo(
         ws_port=options.ws_port,
         http_dir=_servable_hmi(options.http_dir, state),
     )
+    # the simulated gauges write exactly the demo's characteristics: their own topics, or
+    # openspc/char/<id>/reading for those without one (docs/broker.md)
     gauge_topics = sorted({c.topic for c in settings.characteristic if c.topic is not None})
+    gauge_ids = sorted(c.id for c in settings.characteristic if c.topic is None)
     store = broker.users
     for user in users:
-        topics = gauge_topics if user.role is Role.GAUGE else []
-        store.add(user.name, user.role, user.password, topics, topic_prefix="openspc")
+        is_gauge = user.role is Role.GAUGE
+        store.add(
+            user.name,
+            user.role,
+            user.password,
+            gauge_topics if is_gauge else [],
+            characteristics=gauge_ids if is_gauge else [],
+            client_id=settings.broker.client_id if user.role is Role.BRIDGE else None,
+            topic_prefix="openspc",
+        )
     _start_broker(broker, options)
     started = datetime.now(UTC) - timedelta(seconds=1)
     try:
@@ -432,7 +451,7 @@ async def run_demo(
         ]
         started_publishers: list[GaugePublisher] = []
         try:
-            await _await_bridge_online(options.mqtt_port, bridge, started)
+            await _await_bridge_online(options.mqtt_port, bridge, started, by_name["gauges"])
             for publisher in publishers:
                 await asyncio.to_thread(publisher.start)
                 started_publishers.append(publisher)

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bridge.broker import UserStore
+    from bridge.broker import BrokerUser, UserStore
 
 HELP = "manage the broker's users: add, remove, list (password file and ACL)"
 
 _DEFAULT_PASSWORD_FILE = Path("mosquitto/passwd")
-_ROLES = ("hmi", "engineer", "gauge", "edge", "bridge")
+_ROLES = ("hmi", "engineer", "gauge", "edge", "bridge", "gateway")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -56,12 +56,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add.add_argument("name", metavar="NAME", help="the user name (an HMI user acknowledges as it)")
     add.add_argument("--role", required=True, choices=_ROLES, help="what the user may do")
     add.add_argument(
+        "--characteristics",
+        metavar="IDS",
+        help="gauge only: the characteristics whose <prefix>/char/<id>/reading it may write, "
+        "e.g. 1,2 (a gauge without this or --topic writes nothing)",
+    )
+    add.add_argument(
         "--topic",
         action="append",
         default=[],
         metavar="TOPIC",
         help="gauge/edge only: a further topic (filter) it may publish readings on, e.g. "
         "plant1/line3/gauge7/#; repeat for more",
+    )
+    add.add_argument(
+        "--group",
+        metavar="G",
+        help="edge only, with --edge: its Sparkplug group (it writes only its own node's "
+        "spBv1.0/G/{N,D}{BIRTH,DATA,DEATH}/E[/device] and reads its NCMD/DCMD)",
+    )
+    add.add_argument("--edge", metavar="E", help="edge only, with --group: its edge node id")
+    add.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="bridge only: the bridge's [broker] client_id (default openspc-bridge); that id "
+        "and every id starting with ID- are reserved for the bridge's users",
     )
     secret = add.add_mutually_exclusive_group()
     secret.add_argument(
@@ -115,6 +134,14 @@ def main(args: argparse.Namespace) -> int:
         if args.action == "add":
             if args.topic and args.role not in ("gauge", "edge"):
                 return _fail(f"--topic is for gauge and edge users, not {args.role}")
+            characteristics = (
+                broker.parse_characteristics(args.characteristics)
+                if args.characteristics is not None
+                else ()
+            )
+            if (args.group is None) != (args.edge is None):
+                return _fail("--group and --edge go together (an edge user's own node)")
+            sparkplug = (args.group, args.edge) if args.group is not None else None
             password = args.password
             if args.generate:
                 import secrets
@@ -129,18 +156,32 @@ def main(args: argparse.Namespace) -> int:
                 broker.Role(args.role),
                 password,
                 args.topic,
+                characteristics=characteristics,
+                sparkplug=sparkplug,
+                client_id=args.client_id,
                 topic_prefix=args.topic_prefix,
             )
             print(f"{user.name}: {user.role.value} user saved in {store.password_file}")
+            if user.role in (broker.Role.GAUGE, broker.Role.EDGE) and not _writes(user):
+                print(
+                    f"note: {user.name} may write nothing yet: give it --characteristics, "
+                    "--topic" + (" or --group/--edge" if user.role is broker.Role.EDGE else "")
+                )
             if args.generate:
                 print(f"password: {password}")
             if args.password_file == _DEFAULT_PASSWORD_FILE:
-                # the shipped mosquitto.conf keeps persistence and its pid file there
+                # the shipped mosquitto.conf keeps persistence and its pid file there, and
+                # loads the guard plugin built beside its source
                 broker.prepare_data_dir(args.password_file.parent / "data")
+                try:
+                    broker.guard_plugin()
+                except broker.GuardPluginUnavailable as exc:
+                    print(f"openspc users: warning: {exc}", file=sys.stderr)
         else:
             store.remove(args.name)
             print(f"{args.name}: removed from {store.password_file}")
-        print(f"ACL rewritten: {store.acl_file}")
+        print(f"ACL and guard rules rewritten: {store.acl_file}, {store.guard_file}")
+        _warn_legacy(store)
         pid_file = args.pid_file or store.password_file.parent / "data" / "mosquitto.pid"
         if args.reload:
             pid = broker.reload_broker(pid_file)
@@ -151,7 +192,12 @@ def main(args: argparse.Namespace) -> int:
                 f"or kill -HUP $(cat {pid_file})"
             )
         return 0
-    except (broker.InvalidUserName, broker.InvalidTopic, broker.InvalidPassword) as exc:
+    except (
+        broker.InvalidUserName,
+        broker.InvalidTopic,
+        broker.InvalidPassword,
+        broker.InvalidUserScope,
+    ) as exc:
         return _fail(str(exc))
     except broker.UnknownUser as exc:
         return _fail(str(exc))
@@ -161,6 +207,37 @@ def main(args: argparse.Namespace) -> int:
         return _fail(str(exc), 1)
     except (OSError, ValueError) as exc:
         return _fail(f"cannot update the broker's files: {exc}", 1)
+
+
+def _writes(user: BrokerUser) -> bool:
+    return bool(user.topics or user.characteristics or user.group or user.legacy)
+
+
+def _scope(user: BrokerUser) -> str:
+    parts = []
+    if user.characteristics:
+        parts.append("characteristics " + ",".join(str(c) for c in user.characteristics))
+    if user.group is not None:
+        parts.append(f"node {user.group}/{user.edge}")
+    if user.role.value == "bridge":
+        parts.append(f"client id {user.bridge_client_id}")
+    if user.legacy:
+        parts.append("LEGACY: unscoped")
+    parts += user.topics
+    if user.role.value in ("gauge", "edge") and not _writes(user):
+        parts.append("(writes nothing)")
+    return " ".join(parts)
+
+
+def _warn_legacy(store: UserStore) -> None:
+    legacy = [u.name for u in store.users() if u.legacy]
+    if legacy:
+        print(
+            f"openspc users: warning: {', '.join(legacy)} still have the old unscoped rights "
+            "(any characteristic / any edge node): add them again with --characteristics, "
+            "--topic or --group/--edge (docs/broker.md)",
+            file=sys.stderr,
+        )
 
 
 def _list(store: UserStore, *, as_json: bool) -> int:
@@ -176,9 +253,9 @@ def _list(store: UserStore, *, as_json: bool) -> int:
                     "topic_prefix": store.topic_prefix,
                     "users": [
                         {
-                            "name": u.name,
-                            "role": u.role.value,
+                            **u.to_json(),
                             "topics": list(u.topics),
+                            "legacy": u.legacy,
                             "has_password": u.name in with_password,
                         }
                         for u in users
@@ -192,10 +269,11 @@ def _list(store: UserStore, *, as_json: bool) -> int:
         print(f"no users yet in {store.password_file}: openspc users add NAME --role ROLE")
         return 0
     width = max([4, *(len(u.name) for u in users)])
-    print(f"{'NAME':<{width}}  {'ROLE':<8}  TOPICS")
+    print(f"{'NAME':<{width}}  {'ROLE':<8}  SCOPE")
     for user in users:
         note = "" if user.name in with_password else "  (no password: cannot log in)"
-        print(f"{user.name:<{width}}  {user.role.value:<8}  {' '.join(user.topics)}{note}")
+        print(f"{user.name:<{width}}  {user.role.value:<8}  {_scope(user)}{note}")
     for name in sorted(with_password - with_role):
         print(f"{name:<{width}}  {'-':<8}  (password only, no role: may do nothing)")
+    _warn_legacy(store)
     return 0

@@ -118,7 +118,8 @@ async def start_demo(
 
 
 async def watcher(demo: Demo, wait: float = 20) -> aiomqtt.Client:
-    """An anonymous client on the demo's MQTT port, once the demo's broker answers."""
+    """An anonymous client on the demo's WebSocket port (the MQTT port takes named users
+    only), once the demo's broker answers."""
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         assert demo.process is not None
@@ -127,7 +128,7 @@ async def watcher(demo: Demo, wait: float = 20) -> aiomqtt.Client:
             if demo.process.returncode == 2 and " is in use: choose another with " in err:
                 raise PortRace(err)
             raise AssertionError(f"the demo exited {demo.process.returncode}: {err}")
-        client = aiomqtt.Client("127.0.0.1", demo.mqtt_port, timeout=5)
+        client = aiomqtt.Client("127.0.0.1", demo.ws_port, transport="websockets", timeout=5)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError:
