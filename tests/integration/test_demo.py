@@ -223,7 +223,7 @@ async def acknowledge_as_alice(
     from paho.mqtt.properties import Properties
 
     credentials = json.loads((demo.state_dir / "credentials.json").read_text())
-    reply_topic = f"openspc/hmi/reply/test-{uuid.uuid4().hex[:8]}"
+    reply_topic = f"openspc/reply/alice/test-{uuid.uuid4().hex[:8]}"
     cid = violation["characteristic_id"]
     await watcher.subscribe(f"openspc/char/{cid}/ack", qos=1)
     async with aiomqtt.Client(

@@ -221,7 +221,7 @@ def test_command_during_a_postgres_outage_waits_for_it_then_is_answered(
     if find_pg_bin() is None:
         pytest.skip("PostgreSQL is not installed")
     broker = fresh_mosquitto
-    reply_topic = f"{topic_prefix}/hmi/reply/tester"
+    reply_topic = f"{topic_prefix}/reply/tester/recalc"
     with stack() as s:
         cluster = s.enter_context(PostgresCluster())
         config = tmp_path / "command.toml"
