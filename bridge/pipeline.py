@@ -590,7 +590,7 @@ class Pipeline:
         letters = []
         for k, exc in poison:
             origin = rows.origins[k]
-            reason = clip(f"not stored ({type(exc).__name__}: {exc})", 1000)
+            reason = clip(f"{type(exc).__name__}: {exc}", 1000)
             letters.append(DeadLetter(_topic(origin), _payload(origin), reason))
             log.error("dead letter from %s: %s", _topic(origin), reason)
 
@@ -603,7 +603,7 @@ class Pipeline:
         await self._retry(write)
         self.metrics.dead_letters += len(letters)
         for letter in letters:
-            self._report(letter.topic, letter.payload, f"{letter.reason}; kept as a dead letter")
+            self._report(letter.topic, letter.payload, f"kept as a dead letter: {letter.reason}")
 
     def _rows(self, pending: _Pending) -> _Rows:
         batch = BatchWrite(readings=pending.readings)

@@ -52,7 +52,11 @@ def test_json_of_the_shaft_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert sum(1 for p in points[:25] if p["failed_rules"] or p["range_failed_rules"]) == 1
     for p, q in zip(points, expected.points, strict=True):
         # computed figures to 10 significant digits, as the bridge spells them: no binary noise
-        assert (p["value"], p["range"], p["zone"]) == (figure(q.value), figure(q.range), q.zone.value)
+        assert (p["value"], p["range"], p["zone"]) == (
+            figure(q.value),
+            figure(q.range),
+            q.zone.value,
+        )
         assert len(repr(p["value"])) <= 12
 
 
