@@ -91,7 +91,7 @@ class ErrorReporter:
                 self._seen.add(key)
                 self._sent_at_once += 1
             log.info("rejected input on %s: %.300s", topic or "-", reason)
-            self._send(topic, payload, reason, 1)
+            self._send(topic, payload, reason, 1, summary=False)
             return
         counted = self._counts.get(key)
         if counted is None:
@@ -116,14 +116,14 @@ class ErrorReporter:
         self._window_start = self._monotonic()
         for (topic, reason), counted in counts.items():
             log.info("rejected input on %s (%d times): %.300s", topic, counted.count, reason)
-            self._send(topic, counted.payload, reason, counted.count)
+            self._send(topic, counted.payload, reason, counted.count, summary=True)
         if overflow:
             reason = (
                 f"{overflow} more rejected inputs in the last {self.window_s:g} s, on topics "
                 "or for reasons beyond those reported (the errors topic is rate-limited)"
             )
             log.info("%s", reason)
-            self._send("", b"", reason, overflow)
+            self._send("", b"", reason, overflow, summary=True)
 
     def _arm(self, now: float) -> None:
         if self._timer is None:
@@ -134,6 +134,7 @@ class ErrorReporter:
         self._timer = None
         self.flush()
 
-    def _send(self, topic: str, payload: bytes, reason: str, count: int) -> None:
+    def _send(self, topic: str, payload: bytes, reason: str, count: int, *, summary: bool) -> None:
         self.published += 1
-        self._publish(dumps(error_payload(topic, payload, reason, self._clock(), count)))
+        message = error_payload(topic, payload, reason, self._clock(), count, summary)
+        self._publish(dumps(message))

@@ -188,10 +188,11 @@ def _text(raw: bytes | str) -> str:
 
 
 def error_payload(
-    topic: str, payload: bytes, reason: str, ts: datetime, count: int = 1
+    topic: str, payload: bytes, reason: str, ts: datetime, count: int = 1, summary: bool = False
 ) -> dict[str, Any]:
     """An ``errors`` message; every field echoed from outside is cut short. ``count`` is
-    how many rejections it stands for (more than 1 for a coalesced summary)."""
+    how many rejections it stands for; ``summary`` is true for the end-of-window message that
+    counts the repeats not published one by one (bridge/_error_reports.py)."""
     return {
         "topic": clip(_text(topic), ERROR_TOPIC_CHARS),
         # cut the bytes first: a 100 MB payload is not decoded to be cut
@@ -199,6 +200,7 @@ def error_payload(
         "reason": clip(_text(reason), ERROR_REASON_CHARS),
         "timestamp": iso_z(ts),
         "count": count,
+        "summary": summary,
     }
 
 

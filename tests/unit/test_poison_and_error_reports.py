@@ -119,6 +119,7 @@ def test_the_first_of_each_kind_goes_out_at_once_repeats_as_one_summary() -> Non
     timers[0][1]()
     assert len(sent) == 2
     assert sent[1]["count"] == 999
+    assert (sent[0]["summary"], sent[1]["summary"]) == (False, True)
     assert (sent[1]["topic"], sent[1]["reason"]) == ("p/char/99/reading", sent[0]["reason"])
     clock.now = 6.0  # a new window: the first goes out at once again
     errors.report("p/char/99/reading", b"1.0", "unknown characteristic 99")
