@@ -71,11 +71,13 @@ def limits_payload(
     figures rounded by :func:`figure`; the engine's snapshot keeps them exact
     (:func:`limits_to_dict`)."""
     cap = limits.capability
+    # fixed limits are the config's own numbers, kept as given; the rest is computed
+    given = limits.method is Method.FIXED
     return {
         "characteristic_id": characteristic_id,
-        "center_line": figure(limits.center_line),
-        "ucl": figure(limits.ucl),
-        "lcl": figure(limits.lcl),
+        "center_line": limits.center_line if given else figure(limits.center_line),
+        "ucl": limits.ucl if given else figure(limits.ucl),
+        "lcl": limits.lcl if given else figure(limits.lcl),
         "sigma": figure(limits.sigma),
         "method": limits.method.value,
         "sample_count": limits.sample_count,
