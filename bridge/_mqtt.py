@@ -211,8 +211,9 @@ class MqttClient:
         self.aborted = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._published = 0  # QoS>0 publishes handed to paho
-        self._completed = 0  # of which acknowledged by the broker
+        # packet ids of QoS>0 publishes handed to paho and not yet acknowledged by the broker
+        # (paho calls on_publish for QoS 0 too: counting those made the figure negative)
+        self._in_flight: set[int] = set()
         # handed to paho unacknowledged at most: the broker's Receive Maximum (from CONNACK),
         # and never more than ``window``: paho's message ids are 16 bits, so at 65,535 in
         # flight the next publish fails with "Message queue full"; the rest waits in _held
@@ -543,9 +544,9 @@ class MqttClient:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._completed += 1
+        self._in_flight.discard(mid)
         held = self._held
-        while held and self._published - self._completed < self._send_limit:
+        while held and len(self._in_flight) < self._send_limit:
             self._send(*held.popleft())
 
     # --- the bridge's side --------------------------------------------------------------
@@ -587,7 +588,7 @@ class MqttClient:
     @property
     def outstanding(self) -> int:
         """QoS 1 publishes not yet confirmed by the broker, held ones included."""
-        return self._published - self._completed + len(self._held)
+        return len(self._in_flight) + len(self._held)
 
     def publish(
         self,
@@ -610,7 +611,7 @@ class MqttClient:
                 self._max_packet,
             )
             return
-        if qos > 0 and (self._held or self._published - self._completed >= self._send_limit):
+        if qos > 0 and (self._held or len(self._in_flight) >= self._send_limit):
             self._held.append((topic, payload, qos, retain, properties))
             return
         self._send(topic, payload, qos, retain, properties)
@@ -618,10 +619,17 @@ class MqttClient:
     def _send(
         self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
     ) -> None:
-        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        try:
+            info = self._client.publish(
+                topic, payload, qos=qos, retain=retain, properties=properties
+            )
+        except ValueError as exc:  # a topic paho refuses (a wildcard, empty): never raise here,
+            # a publish may be sent later from a callback (docs/bridge.md, "Commands")
+            log.warning("not publishing to %r: %s", topic[:80], exc)
+            return
         if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             if qos > 0:
-                self._published += 1
+                self._in_flight.add(info.mid)
         else:
             log.warning("publish to %s failed: %s", topic, paho.error_string(info.rc))
 

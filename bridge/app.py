@@ -199,6 +199,7 @@ class Bridge:
             "db_batches": m.db_batches,
             "db_retries": m.db_retries,
             "db_errors": m.db_errors,
+            "dead_letters": m.dead_letters,
             "buffered_readings": self.buffered,
             "buffer_max": self.buffer_bound,
             "buffer_full": self.buffer_full,

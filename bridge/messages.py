@@ -15,14 +15,19 @@ from typing import Any
 
 from bridge.domain import AcknowledgeViolation, Recalculate
 from bridge.errors import InvalidCommand
-from engine import RuleConfig, SampleProcessed, ViolationRaised
+from bridge.readings import text_fault
+from engine import RuleConfig, SampleProcessed, ViolationRaised, figure, plotted_value
 
 __all__ = [
     "ERROR_PAYLOAD_CHARS",
+    "ERROR_REASON_CHARS",
+    "ERROR_TOPIC_CHARS",
     "MAX_ALARMS",
+    "MAX_COMMAND_ID",
     "ack_payload",
     "alarms_payload",
     "chart_name",
+    "clip",
     "dumps",
     "envelope",
     "error_payload",
@@ -38,6 +43,24 @@ __all__ = [
 ]
 
 ERROR_PAYLOAD_CHARS = 200
+"""Characters of an input's payload echoed on ``<prefix>/bridge/errors``."""
+ERROR_REASON_CHARS = 500
+"""Characters of a reason echoed on ``errors`` or in a reply (a 5 MB ``reason`` in a command
+must not come back as 5 MB)."""
+ERROR_TOPIC_CHARS = 200
+"""Characters of an input's topic echoed on ``errors``."""
+MAX_COMMAND_ID = 2**63 - 1
+"""Largest id a command may name (a database BIGINT)."""
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters plus ``...`` when it was longer."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _shown(value: object) -> str:
+    """A value from a command, as quoted in a reason: its repr, cut short."""
+    return clip(repr(value), 40)
 
 
 def iso_z(ts: datetime) -> str:
@@ -65,13 +88,16 @@ def envelope(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sample_payload(sample_id: int, sample: SampleProcessed) -> dict[str, Any]:
+    """The ``sample`` payload: readings as given, computed figures rounded
+    (engine/_serialize.py, shared with ``openspc analyze``)."""
+    value = _number(sample.value)
     return {
         "sample_id": sample_id,
         "characteristic_id": sample.characteristic_id,
         "timestamp": iso_z(sample.timestamp),
-        "value": _number(sample.value),
+        "value": None if value is None else plotted_value(value, len(sample.values)),
         "values": [float(v) for v in sample.values],
-        "range": _number(sample.range),
+        "range": figure(_number(sample.range)),
         "zone": None if sample.zone is None else str(sample.zone),
         "in_control": sample.in_control,
         "failed_rules": sorted(sample.failed_rules),
@@ -151,23 +177,47 @@ def status_payload(online: bool, ts: datetime, client_id: str, version: str) -> 
     return {"online": online, "timestamp": iso_z(ts), "client_id": client_id, "version": version}
 
 
-def error_payload(topic: str, payload: bytes, reason: str, ts: datetime) -> dict[str, Any]:
-    text = payload.decode("utf-8", errors="replace")
-    if len(text) > ERROR_PAYLOAD_CHARS:
-        text = text[:ERROR_PAYLOAD_CHARS] + "..."
-    return {"topic": topic, "payload": text, "reason": reason, "timestamp": iso_z(ts)}
+def _text(raw: bytes | str) -> str:
+    """Bytes from outside as text that is safe to echo (bad UTF-8 and lone surrogates
+    replaced, NUL shown as U+FFFD)."""
+    if isinstance(raw, bytes):
+        text = raw.decode("utf-8", errors="replace")
+    else:
+        text = raw.encode("utf-8", errors="replace").decode("utf-8")
+    return text.replace("\x00", "\ufffd")
+
+
+def error_payload(
+    topic: str, payload: bytes, reason: str, ts: datetime, count: int = 1, summary: bool = False
+) -> dict[str, Any]:
+    """An ``errors`` message; every field echoed from outside is cut short. ``count`` is
+    how many rejections it stands for; ``summary`` is true for the end-of-window message that
+    counts the repeats not published one by one (bridge/_error_reports.py)."""
+    return {
+        "topic": clip(_text(topic), ERROR_TOPIC_CHARS),
+        # cut the bytes first: a 100 MB payload is not decoded to be cut
+        "payload": clip(_text(payload[: ERROR_PAYLOAD_CHARS * 4]), ERROR_PAYLOAD_CHARS),
+        "reason": clip(_text(reason), ERROR_REASON_CHARS),
+        "timestamp": iso_z(ts),
+        "count": count,
+        "summary": summary,
+    }
 
 
 def reply_payload(error: str | None = None) -> dict[str, Any]:
     """The MQTT 5 reply to a command: ``{"ok": true}`` or ``{"ok": false, "error": ...}``."""
-    return {"ok": True} if error is None else {"ok": False, "error": error}
+    return (
+        {"ok": True} if error is None else {"ok": False, "error": clip(error, ERROR_REASON_CHARS)}
+    )
 
 
 def _json_object(topic: str, payload: bytes) -> dict[str, Any]:
     try:
         data = json.loads(payload.decode("utf-8") or "{}")
+    except RecursionError:
+        raise InvalidCommand(topic, "not JSON: nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidCommand(topic, f"not JSON: {exc}") from None
+        raise InvalidCommand(topic, clip(f"not JSON: {exc}", 200)) from None
     if not isinstance(data, dict):
         raise InvalidCommand(topic, "a command must be a JSON object")
     return data
@@ -175,8 +225,18 @@ def _json_object(topic: str, payload: bytes) -> dict[str, Any]:
 
 def _positive_int(topic: str, data: Mapping[str, Any], key: str) -> int:
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidCommand(topic, f"{key!r} must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COMMAND_ID:
+        raise InvalidCommand(
+            topic,
+            f"{key!r} must be an integer from 1 to {MAX_COMMAND_ID}, got {_shown(value)}",
+        )
+    return value
+
+
+def _checked_text(topic: str, value: str, what: str) -> str:
+    fault = text_fault(value, what)
+    if fault is not None:
+        raise InvalidCommand(topic, fault)
     return value
 
 
@@ -186,12 +246,16 @@ def parse_ack(topic: str, user: str, payload: bytes) -> AcknowledgeViolation:
     violation_id = _positive_int(topic, data, "violation_id")
     reason = data.get("reason")
     if not isinstance(reason, str) or not reason.strip():
-        raise InvalidCommand(topic, f"'reason' must be a non-empty string, got {reason!r}")
+        raise InvalidCommand(topic, f"'reason' must be a non-empty string, got {_shown(reason)}")
+    _checked_text(topic, reason, "reason")
     exclude = data.get("exclude_sample", False)
     if not isinstance(exclude, bool):
-        raise InvalidCommand(topic, f"'exclude_sample' must be true or false, got {exclude!r}")
+        raise InvalidCommand(
+            topic, f"'exclude_sample' must be true or false, got {_shown(exclude)}"
+        )
     if not user:
         raise InvalidCommand(topic, "the user (the topic's last level) is empty")
+    _checked_text(topic, user, "user")
     return AcknowledgeViolation(violation_id, user, reason, exclude)
 
 
@@ -200,6 +264,7 @@ def parse_recalculate(topic: str, characteristic_id: int, payload: bytes) -> Rec
     data = _json_object(topic, payload)
     unknown = set(data) - {"last"}
     if unknown:
-        raise InvalidCommand(topic, f"unknown field(s): {', '.join(sorted(unknown))}")
+        names = clip(", ".join(sorted(unknown)), 100)
+        raise InvalidCommand(topic, f"unknown field(s): {names}")
     last = _positive_int(topic, data, "last") if "last" in data else None
     return Recalculate(characteristic_id, last)

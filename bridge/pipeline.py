@@ -9,9 +9,14 @@ messages acknowledged to the broker, and the results handed to the bus (which pu
 them). A command in the middle of a batch first commits what came before it, so every
 characteristic sees its inputs in order.
 
-A database failure is retried with back-off (0.1 s doubling to 5 s) and reported once per
+Failures are classified where they happen (docs/bridge.md, "Poison messages"): an
+unavailable database (connection refused or lost, PostgreSQL starting up, SQLite locked or
+busy, disk full) is retried with back-off (0.1 s doubling to 5 s) and reported once per
 outage on ``<prefix>/bridge/errors``; meanwhile nothing is acknowledged, the inbox fills up
-to ``buffer_max`` (MQTT 5 Receive Maximum) and then the broker queues.
+to ``buffer_max`` (MQTT 5 Receive Maximum) and then the broker queues. Any other failure of
+a batch's write is bisected down to the message(s) that cause it (bridge/_poison.py): those
+go to the ``dead_letters`` table and the errors topic and are acknowledged; the rest of the
+batch is stored.
 
 Other sources (Sparkplug B) register a topic filter and a decoder at bootstrap
 (:class:`InboundSource`), or call :meth:`Pipeline.submit` directly.
@@ -32,7 +37,9 @@ from paho.mqtt.client import topic_matches_sub
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bridge._dedupe import SeenReadings
+from bridge._error_reports import ErrorReporter
 from bridge._mqtt import Inbound, Inbox, MqttClient
+from bridge._poison import isolate
 from bridge.bus import MessageBus
 from bridge.domain import (
     DomainEvent,
@@ -48,8 +55,8 @@ from bridge.errors import (
     UnknownCharacteristic,
 )
 from bridge.messages import (
+    clip,
     dumps,
-    error_payload,
     iso_z,
     parse_ack,
     parse_recalculate,
@@ -57,7 +64,8 @@ from bridge.messages import (
     sample_payload,
 )
 from bridge.readings import InvalidReading, parse_reading
-from bridge.store import BatchWrite, IdAllocator, Store, encode_rules, encode_values
+from bridge.store import BatchWrite, DeadLetter, IdAllocator, Store, encode_rules, encode_values
+from bridge.topics import CommandTopic, Topics, parse_id
 from engine import (
     CharacteristicEngine,
     ControlLimitsUpdated,
@@ -131,6 +139,7 @@ class Metrics:
     db_batches: int = 0
     db_retries: int = 0
     db_errors: int = 0
+    dead_letters: int = 0  # messages whose rows could not be written (poison), kept aside
     latencies: list[float] = field(default_factory=list)
 
     def observe_latency(self, seconds: float) -> None:
@@ -158,9 +167,30 @@ class _Pending:
     touched: set[int] = field(default_factory=set)
     acks: list[Inbound | Submission] = field(default_factory=list)
     extra: list[DomainEvent] = field(default_factory=list)
+    # each message that fed readings, with where its readings and engine events begin: the
+    # parts a failing write is bisected into (bridge/_poison.py)
+    marks: list[tuple[Inbound | Submission, int, int]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.events or self.touched or self.acks or self.extra)
+
+    def begin(self, origin: Inbound | Submission) -> None:
+        """The rows fed from now on come from ``origin`` (once per message)."""
+        if not self.marks or self.marks[-1][0] is not origin:
+            self.marks.append((origin, len(self.readings), len(self.events)))
+
+
+@dataclass
+class _Rows:
+    """A batch ready to write: its rows, its domain events, and each message's part of
+    both (``bounds[k]`` is where message ``k``'s rows and events begin; one more at the
+    end)."""
+
+    batch: BatchWrite
+    events: list[DomainEvent]
+    extra: list[DomainEvent]
+    origins: list[Inbound | Submission]
+    bounds: list[tuple[tuple[int, int, int, int], int]]
 
 
 class Pipeline:
@@ -200,10 +230,11 @@ class Pipeline:
             for r in routes.values()
             if r.topic and ("+" in r.topic or "#" in r.topic)
         ]
-        self._reading_head = f"{prefix}/char/"
-        self._ack_head = f"{prefix}/cmd/ack/"
-        self._recalc_head = f"{prefix}/cmd/char/"
-        self._errors_topic = f"{prefix}/bridge/errors"
+        self.topics = Topics(prefix)
+        # every report on <prefix>/bridge/errors goes through it: coalesced, bounded
+        self.errors = ErrorReporter(
+            lambda data: self.mqtt.publish(self.topics.errors, data, qos=1), clock
+        )
         self._db_down = False
         self._writing: asyncio.Task[None] | None = None
         self._drain_until: float | None = None
@@ -267,6 +298,8 @@ class Pipeline:
             if self._writing is not None:
                 self._writing.cancel()
             raise
+        finally:
+            self.errors.flush()  # the counts of repeated errors not yet summed up
 
     async def _consume(self, stop: asyncio.Event) -> None:
         while True:
@@ -308,6 +341,15 @@ class Pipeline:
                 self.metrics.readings_duplicate += 1
                 pending.acks.append(item)  # stored already; now its ack can be sent
                 continue
+            command = self.topics.command(item.topic) if isinstance(item, Inbound) else None
+            if command is not None:
+                assert isinstance(item, Inbound)
+                # what came before is committed first, so every characteristic sees its
+                # inputs in order; the command then starts a fresh batch
+                await self._commit(pending)
+                pending = _Pending()
+                await self._command(item, command)  # raises only StoreUnavailable
+                continue
             try:
                 if isinstance(item, Submission):
                     pending.acks.append(item)
@@ -317,9 +359,9 @@ class Pipeline:
                         self.metrics.readings_rejected += 1
                         self._report(item.source, repr(item.values).encode(), bad)
                     else:
-                        self._feed(pending, item)
+                        self._feed(pending, item, item)
                 else:
-                    pending = await self._route(pending, item)
+                    self._route(pending, item)
             except Exception as exc:
                 log.exception("could not process a message on %s", _topic(item))
                 self._report(_topic(item), _payload(item), f"internal error: {exc!r}")
@@ -327,7 +369,7 @@ class Pipeline:
                     pending.acks.append(item)
         await self._commit(pending, overlap=True)
 
-    async def _route(self, pending: _Pending, msg: Inbound) -> _Pending:
+    def _route(self, pending: _Pending, msg: Inbound) -> None:
         topic = msg.topic
         cid = self._own_topics.get(topic)
         if cid is None:
@@ -337,24 +379,17 @@ class Pipeline:
                     break
         if cid is not None:
             self._reading(pending, msg, cid, own_topic=True)
-            return pending
-        if topic.startswith(self._reading_head) and topic.endswith("/reading"):
-            key = topic[len(self._reading_head) : -len("/reading")]
-            self._reading(pending, msg, _int_id(key), own_topic=False, key=key)
-            return pending
-        if topic.startswith(self._ack_head) or (
-            topic.startswith(self._recalc_head) and topic.endswith("/recalculate")
-        ):
-            await self._commit(pending)
-            await self._command(msg)
-            return _Pending()
+            return
+        key = self.topics.reading_key(topic)
+        if key is not None:
+            self._reading(pending, msg, parse_id(key), own_topic=False, key=key)
+            return
         for source in self.sources:
             if topic_matches_sub(source.topic_filter, topic):
                 self._decode(pending, msg, source)
-                return pending
+                return
         self._report(topic, msg.payload, "no characteristic reads this topic")
         pending.acks.append(msg)
-        return pending
 
     def _reading(
         self, pending: _Pending, msg: Inbound, cid: int | None, *, own_topic: bool, key: str = ""
@@ -391,7 +426,7 @@ class Pipeline:
             batch=reading.batch,
             operator=reading.operator,
         )
-        self._feed(pending, sub)
+        self._feed(pending, sub, msg)
 
     def _decode(self, pending: _Pending, msg: Inbound, source: InboundSource) -> None:
         pending.acks.append(msg)
@@ -418,12 +453,13 @@ class Pipeline:
                 self._reject(msg, bad)
                 continue
             item.received = msg.received
-            self._feed(pending, item)
+            self._feed(pending, item, msg)
 
-    def _feed(self, pending: _Pending, sub: Submission) -> None:
+    def _feed(self, pending: _Pending, sub: Submission, origin: Inbound | Submission) -> None:
         engine = self.engines.get(sub.characteristic_id)
         if engine is None:
             raise UnknownCharacteristic(sub.characteristic_id)
+        pending.begin(origin)
         events = engine.add_readings(list(sub.values), sub.ts)
         received_at = sub.received_at.astimezone(UTC)
         ts = sub.ts.astimezone(UTC)
@@ -459,9 +495,9 @@ class Pipeline:
             await self._retry(lambda: self.ids.reserve("sample", n_samples))
         if n_violations:
             await self._retry(lambda: self.ids.reserve("violation", n_violations))
-        batch, events = self._rows(pending)
+        rows = self._rows(pending)
         await self.wait_written()
-        finish = self._finish(batch, events, pending.acks, self.clock())
+        finish = self._finish(rows, pending.acks, self.clock())
         if overlap:
             self._writing = asyncio.create_task(finish, name="pipeline-write")
         else:
@@ -473,22 +509,11 @@ class Pipeline:
         if writing is not None:
             await writing
 
-    async def _finish(
-        self,
-        batch: BatchWrite,
-        events: list[DomainEvent],
-        acks: list[Inbound | Submission],
-        now: datetime,
-    ) -> None:
-        if batch:
-
-            async def write() -> None:
-                async with self.store.unit_of_work() as uow:
-                    await uow.write_batch(batch, now)
-                    await uow.commit()
-
-            await self._retry(write)
-            self.metrics.db_batches += 1
+    async def _finish(self, rows: _Rows, acks: list[Inbound | Submission], now: datetime) -> None:
+        events = rows.events
+        if rows.batch:
+            events = await self._store(rows, now)
+        events = events + rows.extra
         for item in acks:
             if isinstance(item, Inbound):
                 self._ack(item)
@@ -500,10 +525,101 @@ class Pipeline:
             self.on_idle()
         await self.mqtt.wait_window()
 
-    def _rows(self, pending: _Pending) -> tuple[BatchWrite, list[DomainEvent]]:
+    async def _write(self, batch: BatchWrite, now: datetime) -> None:
+        """Write rows in one transaction, waiting out an unavailable database; any other
+        failure is raised (and bisected by the caller)."""
+        if not batch:
+            return
+
+        async def write() -> None:
+            async with self.store.unit_of_work() as uow:
+                await uow.write_batch(batch, now)
+                await uow.commit()
+
+        await self._retry(write, only=_database_unavailable, resumes=True)
+
+    async def _store(self, rows: _Rows, now: datetime) -> list[DomainEvent]:
+        """Store a batch; returns the domain events of what was stored.
+
+        When the write fails for a reason other than an outage, the batch is bisected down
+        to the message(s) that cause it (bridge/_poison.py); those become dead letters.
+        """
+        try:
+            await self._write(rows.batch, now)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.warning(
+                "a batch of %d messages could not be stored (%s); looking for the cause",
+                len(rows.origins),
+                clip(f"{type(exc).__name__}: {exc}", 300),
+            )
+        else:
+            self.metrics.db_batches += 1
+            return rows.events
+        bounds = rows.bounds
+
+        async def write_part(lo: int, hi: int) -> None:
+            await self._write(rows.batch.between(bounds[lo][0], bounds[hi][0]), now)
+
+        poison = await isolate(0, len(rows.origins), write_part)
+        self.metrics.db_batches += 1
+        if rows.batch.states:
+            try:
+                await self._write(BatchWrite(states=rows.batch.states), now)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # not a message's fault: stored with the next batch
+                log.exception("engine states of %s not stored", sorted(rows.batch.states))
+                self._report("", b"", f"engine state not stored: {type(exc).__name__}: {exc}")
+        await self._dead_letter(rows, poison, now)
+        dead = {k for k, _ in poison}
+        return [
+            event
+            for k in range(len(rows.origins))
+            if k not in dead
+            for event in rows.events[bounds[k][1] : bounds[k + 1][1]]
+        ]
+
+    async def _dead_letter(
+        self, rows: _Rows, poison: list[tuple[int, Exception]], now: datetime
+    ) -> None:
+        """Keep the poison messages in ``dead_letters`` and report each on the errors topic."""
+        if not poison:
+            return
+        letters = []
+        for k, exc in poison:
+            origin = rows.origins[k]
+            reason = clip(f"{type(exc).__name__}: {exc}", 1000)
+            letters.append(DeadLetter(_topic(origin), _payload(origin), reason))
+            log.error("dead letter from %s: %s", _topic(origin), reason)
+
+        async def write() -> None:
+            async with self.store.unit_of_work() as uow:
+                await uow.add_dead_letters(letters, now)
+                await uow.commit()
+
+        # a dead letter is the last place a message can be kept: never acked unkept
+        await self._retry(write)
+        self.metrics.dead_letters += len(letters)
+        for letter in letters:
+            self._report(letter.topic, letter.payload, f"kept as a dead letter: {letter.reason}")
+
+    def _rows(self, pending: _Pending) -> _Rows:
         batch = BatchWrite(readings=pending.readings)
         events: list[DomainEvent] = []
-        for event, received in pending.events:
+        marks = pending.marks
+        bounds: list[tuple[tuple[int, int, int, int], int]] = []
+
+        def reach(event_index: int) -> None:
+            # every message whose engine events begin at ``event_index`` begins here
+            while len(bounds) < len(marks) and marks[len(bounds)][2] <= event_index:
+                k = len(bounds)
+                row = (marks[k][1], len(batch.samples), len(batch.violations), len(batch.limits))
+                bounds.append((row, len(events)))
+
+        for index, (event, received) in enumerate(pending.events):
+            reach(index)
             if isinstance(event, SampleProcessed):
                 sample_id = self.ids.take("sample")
                 self._last_sample[event.characteristic_id] = (event.seq, sample_id)
@@ -529,16 +645,23 @@ class Pipeline:
                     }
                 )
                 events.append(LimitsUpdated(event.characteristic_id, payload))
+        reach(len(pending.events))
+        bounds.append((batch.mark(), len(events)))
         for cid in sorted(pending.touched):
             batch.states[cid] = self.engines[cid].snapshot()
-        events.extend(pending.extra)
-        return batch, events
+        return _Rows(batch, events, list(pending.extra), [m[0] for m in marks], bounds)
 
     async def _retry(
-        self, action: Callable[[], Any], only: Callable[[Exception], bool] | None = None
+        self,
+        action: Callable[[], Any],
+        only: Callable[[Exception], bool] | None = None,
+        *,
+        resumes: bool = False,
     ) -> None:
         """Run ``action`` until it succeeds, backing off; with ``only``, retry only the
-        exceptions it accepts (the others propagate)."""
+        exceptions it accepts (the others propagate). Only an action that ``resumes`` (a
+        committed write) ends an outage: "database writes resumed" is said when a write
+        really went through, not when a read or a counter did."""
         delay = 0.1
         while True:
             try:
@@ -557,41 +680,64 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            if self._db_down:
+            if self._db_down and resumes:
                 self._db_down = False
                 log.info("database writes resumed")
             return
 
     # --- commands ---------------------------------------------------------------------
 
-    async def _command(self, msg: Inbound) -> None:
+    async def _command(self, msg: Inbound, topic: CommandTopic) -> None:
+        """Carry out a command, answer on its response topic, ack it. Raises only
+        :class:`StoreUnavailable` (stopping during an outage: not acked, delivered again).
+
+        A response topic outside the sender's reply tree (bridge/topics.py) refuses the
+        command: nothing is done, nothing is answered, and it is reported on the errors
+        topic (docs/topics.md, "Commands").
+        """
         self.metrics.commands += 1
         error: str | None = None
+        refusal = None
+        if msg.response_topic:
+            sender = topic.user if topic.kind == "ack" else None
+            refusal = self.topics.reply_fault(msg.response_topic, sender)
         try:
-            if msg.topic.startswith(self._ack_head):
-                user = msg.topic[len(self._ack_head) :]
-                command: Any = parse_ack(msg.topic, user, msg.payload)
+            if refusal is not None:
+                raise CommandRejected(f"not carried out: {refusal}; no reply sent")
+            command: Any
+            if topic.kind == "ack":
+                command = parse_ack(msg.topic, topic.user, msg.payload)
             else:
-                key = msg.topic[len(self._recalc_head) : -len("/recalculate")]
-                cid = _int_id(key)
+                cid = topic.characteristic_id
                 if cid is None or cid not in self.routes:
-                    raise CommandRejected(str(UnknownCharacteristic(key)))
+                    raise CommandRejected(str(UnknownCharacteristic(clip(topic.key, 40))))
                 command = parse_recalculate(msg.topic, cid, msg.payload)
             # while the database is away the command waits for it, as readings do
-            await self._retry(lambda: self.bus.execute(command), only=_database_unavailable)
+            await self._retry(
+                lambda: self.bus.execute(command), only=_database_unavailable, resumes=True
+            )
         except (InvalidCommand, CommandRejected) as exc:
             error = str(exc)
         except StoreUnavailable:
             raise  # stopping: not acked, so the broker delivers the command again
         except Exception as exc:
             log.exception("command on %s failed", msg.topic)
-            error = f"internal error: {exc}"
+            error = clip(f"internal error: {exc}", 300)
         if error is not None:
             self.metrics.commands_rejected += 1
             self._report(msg.topic, msg.payload, error)
-        self.mqtt.reply(msg, dumps(reply_payload(error)))
+        if refusal is None:
+            self._reply(msg, dumps(reply_payload(error)))
         self._ack(msg)
         self.held -= 1
+
+    def _reply(self, msg: Inbound, payload: bytes) -> None:
+        """Answer on the (checked) response topic; a failure here touches nothing else."""
+        try:
+            self.mqtt.reply(msg, payload)
+        except Exception as exc:
+            log.warning("could not reply on %r: %s", clip(msg.response_topic or "", 80), exc)
+            self._report(msg.topic, msg.payload, f"reply not sent: {exc}")
 
     # --- acks and redeliveries ---------------------------------------------------------
 
@@ -629,10 +775,8 @@ class Pipeline:
         self._report("", b"", reason)
 
     def _report(self, topic: str, payload: bytes, reason: str) -> None:
-        log.info("rejected input on %s: %s", topic or "-", reason)
-        self.mqtt.publish(
-            self._errors_topic, dumps(error_payload(topic, payload, reason, self.clock())), qos=1
-        )
+        """On ``<prefix>/bridge/errors``, coalesced and cut short (bridge/_error_reports.py)."""
+        self.errors.report(topic, payload, reason)
 
 
 def _refuse(sub: Submission) -> str:
@@ -657,12 +801,6 @@ def _database_unavailable(exc: Exception) -> bool:
     # ("the database system is starting up" arrives as a plain DBAPIError from asyncpg)
     state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
     return exc.connection_invalidated or state.startswith(("08", "57P"))
-
-
-def _int_id(key: str) -> int | None:
-    if not key.isdigit() or len(key) > 12:
-        return None
-    return int(key)
 
 
 def _topic(item: Inbound | Submission) -> str:

@@ -26,11 +26,14 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 __all__ = [
+    "MAX_TEXT_CHARS",
     "MIN_EPOCH_MS",
     "InvalidReading",
     "Reading",
+    "check_text",
     "compile_value_path",
     "parse_reading",
+    "text_fault",
 ]
 
 MIN_EPOCH_MS = 0
@@ -41,6 +44,36 @@ as a 1970 timestamp on the chart, rather than losing the measurement."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _SHOW = 40  # characters of an offending input quoted in a reason
+
+MAX_TEXT_CHARS = 200
+"""Longest text field taken from outside (``batch``, ``operator``; the columns hold 200)."""
+
+
+def text_fault(value: str, what: str, max_chars: int = MAX_TEXT_CHARS) -> str | None:
+    """Why ``value`` cannot be stored as text (None: it can): the one check of every string
+    that enters from outside (readings, commands, Sparkplug string metrics).
+
+    Valid UTF-8 without lone surrogates (``json.loads`` yields ``"\\ud800"`` happily, and no
+    database encodes it), no NUL (PostgreSQL refuses it), at most ``max_chars`` characters.
+    """
+    if len(value) > max_chars:
+        return f"{what} is too long: {len(value)} characters, limit is {max_chars}"
+    if "\x00" in value:
+        return f"{what} contains a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"{what} is not valid UTF-8 text (a lone surrogate at character {exc.start})"
+    return None
+
+
+def check_text(value: str, what: str, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """``value`` itself, or :class:`InvalidReading` saying why it cannot be stored."""
+    fault = text_fault(value, what, max_chars)
+    if fault is not None:
+        raise InvalidReading(fault)
+    return value
 
 
 class InvalidReading(ValueError):
@@ -174,8 +207,10 @@ def _timestamp(raw: object) -> datetime:
 
 def _text_field(obj: dict[str, object], key: str) -> str | None:
     value = obj.get(key)
-    if value is None or isinstance(value, str):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return check_text(value, key)
     raise InvalidReading(f"{key} must be a string, got {_describe(value)}")
 
 
@@ -276,13 +311,14 @@ def parse_reading(
             values = _values(found, subgroup_size, f"value_path {value_path}")
         else:
             values = (_number(found, f"value_path {value_path}"),)
+        # a vendor's JSON may use these keys for something else: only strings are taken
         batch, operator = obj.get("batch"), obj.get("operator")
         return Reading(
             values,
             ts,
             source_ts,
-            batch if isinstance(batch, str) else None,
-            operator if isinstance(operator, str) else None,
+            check_text(batch, "batch") if isinstance(batch, str) else None,
+            check_text(operator, "operator") if isinstance(operator, str) else None,
         )
 
     has_value = "value" in obj

@@ -14,7 +14,14 @@ from engine._limits import (
     zone_boundaries,
 )
 from engine._rules import MAX_RULE_LENGTH, PRESETS, RULE_DEFAULTS, resolve_rules, rule_name
-from engine._serialize import iso_z, limits_from_dict, limits_payload, limits_to_dict
+from engine._serialize import (
+    figure,
+    iso_z,
+    limits_from_dict,
+    limits_payload,
+    limits_to_dict,
+    plotted_value,
+)
 from engine._types import (
     Capability,
     CharacteristicSpec,
@@ -62,12 +69,14 @@ __all__ = [
     "classify",
     "compute_limits",
     "factors",
+    "figure",
     "fixed_limits",
     "iso_z",
     "limits_from_dict",
     "limits_payload",
     "limits_to_dict",
     "method_for",
+    "plotted_value",
     "resolve_rules",
     "rule_name",
     "zone_boundaries",

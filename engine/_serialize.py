@@ -8,7 +8,32 @@ from typing import Any
 
 from engine._types import Capability, ControlLimits, Method, SecondaryLimits
 
-__all__ = ["iso_z", "limits_from_dict", "limits_payload", "limits_to_dict"]
+__all__ = [
+    "figure",
+    "iso_z",
+    "limits_from_dict",
+    "limits_payload",
+    "limits_to_dict",
+    "plotted_value",
+]
+
+FIGURE_DIGITS = 10
+
+
+def figure(value: float | None) -> float | None:
+    """A computed figure as it goes out in a payload: 10 significant digits, so a mean or a
+    range carries no binary noise (``0.0283``, not ``0.028300000000001546``). Readings
+    themselves never pass through here: they keep the gauge's digits (docs/topics.md)."""
+    if value is None:
+        return None
+    return float(f"{value:.{FIGURE_DIGITS}g}")
+
+
+def plotted_value(value: float, subgroup_size: int) -> float:
+    """A sample's ``value`` as it goes out: an individual reading as the gauge gave it, a
+    subgroup mean (computed) as a :func:`figure`. ``sample`` payloads, stored history and
+    ``openspc analyze`` all spell it through here."""
+    return value if subgroup_size == 1 else float(f"{value:.{FIGURE_DIGITS}g}")
 
 
 def iso_z(ts: datetime) -> str:
@@ -42,10 +67,33 @@ def limits_to_dict(limits: ControlLimits) -> dict[str, Any]:
 def limits_payload(
     limits: ControlLimits, characteristic_id: int | None, timestamp_iso: str
 ) -> dict[str, Any]:
-    """The ``control_limits`` payload of docs/topics.md (the envelope is the caller's)."""
+    """The ``control_limits`` payload of docs/topics.md (the envelope is the caller's), its
+    figures rounded by :func:`figure`; the engine's snapshot keeps them exact
+    (:func:`limits_to_dict`)."""
+    cap = limits.capability
+    # fixed limits are the config's own numbers, kept as given; the rest is computed
+    given = limits.method is Method.FIXED
     return {
         "characteristic_id": characteristic_id,
-        **limits_to_dict(limits),
+        "center_line": limits.center_line if given else figure(limits.center_line),
+        "ucl": limits.ucl if given else figure(limits.ucl),
+        "lcl": limits.lcl if given else figure(limits.lcl),
+        "sigma": figure(limits.sigma),
+        "method": limits.method.value,
+        "sample_count": limits.sample_count,
+        "range": {
+            "center_line": figure(limits.range.center_line),
+            "ucl": figure(limits.range.ucl),
+            "lcl": figure(limits.range.lcl),
+        },
+        "capability": None
+        if cap is None
+        else {
+            "cp": figure(cap.cp),
+            "cpk": figure(cap.cpk),
+            "pp": figure(cap.pp),
+            "ppk": figure(cap.ppk),
+        },
         "timestamp": timestamp_iso,
     }
 

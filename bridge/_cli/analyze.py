@@ -112,16 +112,17 @@ def _limits_time(stamps: list[str] | None, n: int, baseline: int) -> datetime:
     return datetime.now(UTC)
 
 
-def _document(analysis: Analysis, stamp: str) -> dict[str, Any]:
-    from engine import limits_payload
+def _document(analysis: Analysis, stamp: str, subgroup_size: int) -> dict[str, Any]:
+    # numbers spelt as the bridge spells them (engine/_serialize.py), so the two agree exactly
+    from engine import figure, limits_payload, plotted_value
 
     return {
         "limits": limits_payload(analysis.limits, None, stamp),
         "points": [
             {
                 "index": p.index,
-                "value": p.value,
-                "range": p.range,
+                "value": plotted_value(p.value, subgroup_size),
+                "range": figure(p.range),
                 "zone": p.zone.value,
                 "failed_rules": list(p.failed_rules),
                 "range_failed_rules": list(p.range_failed_rules),
@@ -219,7 +220,7 @@ def main(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if args.json:
         stamp = iso_z(_limits_time(stamps, n, args.baseline))
-        text = json.dumps(_document(analysis, stamp), allow_nan=False)
+        text = json.dumps(_document(analysis, stamp, n), allow_nan=False)
     else:
         text = _table(analysis, args, stamps)
     try:

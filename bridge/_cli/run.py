@@ -27,6 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import asyncio
+    import faulthandler
     import logging
     import signal
 
@@ -39,6 +40,10 @@ def main(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # a fatal signal says so on stderr ("Fatal Python error: Bus error" and where) instead of
+    # the process vanishing without a word: SQLite maps its -shm file, and a -shm truncated
+    # under a running bridge ends it with SIGBUS (docs/bridge.md, "SQLite's -shm file")
+    faulthandler.enable()
     try:
         settings = load_settings(args.config)
     except ConfigInvalid as exc:

@@ -12,6 +12,8 @@ import math
 import struct
 from enum import IntEnum, StrEnum
 
+from bridge.readings import text_fault
+
 __all__ = [
     "NUMERIC_TYPES",
     "DataType",
@@ -23,6 +25,9 @@ __all__ = [
 ]
 
 WireValue = int | float | bool | str | bytes
+
+MAX_SPARKPLUG_TEXT_CHARS = 65_536
+"""A String/Text metric longer than this is refused (a reading's payload limit is 64 KiB)."""
 
 
 class DataType(IntEnum):
@@ -183,6 +188,10 @@ def decode_value(datatype: DataType, field: ValueField, raw: WireValue | None) -
         raise ValueError(f"reading {datatype.name} values is not supported")
     if field not in expected:
         raise ValueError(f"{datatype.name} metric carries {field.value}")
+    if isinstance(raw, str):  # text from outside: the bridge's one check (bridge/readings.py)
+        fault = text_fault(raw, f"{datatype.name} metric", MAX_SPARKPLUG_TEXT_CHARS)
+        if fault is not None:
+            raise ValueError(fault)
     return raw
 
 

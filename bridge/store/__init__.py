@@ -1,7 +1,9 @@
 """Persistence: readings, samples, violations, limits and engine state (SQLAlchemy 2)."""
 
 from bridge.store._store import (
+    DEAD_LETTER_PAYLOAD_BYTES,
     BatchWrite,
+    DeadLetter,
     IdAllocator,
     Store,
     UnitOfWork,
@@ -14,7 +16,9 @@ from bridge.store._store import (
 from bridge.store._tables import metadata
 
 __all__ = [
+    "DEAD_LETTER_PAYLOAD_BYTES",
     "BatchWrite",
+    "DeadLetter",
     "IdAllocator",
     "Store",
     "UnitOfWork",

@@ -32,15 +32,19 @@ from bridge.messages import iso_z
 from bridge.store._tables import (
     characteristics,
     control_limits,
+    dead_letters,
     id_counters,
     metadata,
     readings,
     samples,
     violations,
 )
+from engine import figure, plotted_value
 
 __all__ = [
+    "DEAD_LETTER_PAYLOAD_BYTES",
     "BatchWrite",
+    "DeadLetter",
     "IdAllocator",
     "Store",
     "UnitOfWork",
@@ -54,6 +58,8 @@ __all__ = [
 log = logging.getLogger("openspc.store")
 
 COUNTERS = ("sample", "violation")
+DEAD_LETTER_PAYLOAD_BYTES = 1 << 20
+"""A dead letter keeps at most this much of its payload (and its full size)."""
 CONNECT_TIMEOUT_S = 10.0
 STATEMENT_TIMEOUT_S = 30.0
 
@@ -145,6 +151,43 @@ class BatchWrite:
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.samples or self.violations or self.limits or self.states)
+
+    def mark(self) -> tuple[int, int, int, int]:
+        """Where the rows added next begin (for :meth:`between`)."""
+        return (len(self.readings), len(self.samples), len(self.violations), len(self.limits))
+
+    def between(self, lo: tuple[int, int, int, int], hi: tuple[int, int, int, int]) -> BatchWrite:
+        """The rows added between two marks (no engine states): a part of the batch."""
+        return BatchWrite(
+            readings=self.readings[lo[0] : hi[0]],
+            samples=self.samples[lo[1] : hi[1]],
+            violations=self.violations[lo[2] : hi[2]],
+            limits=self.limits[lo[3] : hi[3]],
+        )
+
+
+def _safe_text(text: str, limit: int) -> str:
+    """Text any database stores: no lone surrogates, no NUL, at most ``limit`` characters."""
+    clean = text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
+    return clean[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message whose rows could not be written, and why."""
+
+    topic: str
+    payload: bytes
+    reason: str
+
+    def row(self, now: datetime) -> dict[str, Any]:
+        return {
+            "ts": _utc(now),
+            "topic": _safe_text(self.topic, 500),
+            "payload": bytes(self.payload[:DEAD_LETTER_PAYLOAD_BYTES]),
+            "payload_size": len(self.payload),
+            "reason": _safe_text(self.reason, 2000),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +292,9 @@ class UnitOfWork:
                 "UPDATE characteristics SET engine_state = ?, updated_at = ? WHERE id = ?",
                 [(s if state is None else state(s), at, cid) for cid, s in batch.states.items()],
             )
+
+    async def add_dead_letters(self, letters: Sequence[DeadLetter], now: datetime) -> None:
+        await self.conn.execute(insert(dead_letters), [letter.row(now) for letter in letters])
 
     async def save_states(self, states: Mapping[int, dict[str, Any]], now: datetime) -> None:
         stmt = (
@@ -517,6 +563,12 @@ class Store:
         found.reverse()
         return found
 
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter, oldest first (for tests and diagnostics)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(dead_letters).order_by(dead_letters.c.id))
+            return [dict(row._mapping) for row in rows]
+
     async def count(self, table: str, characteristic_id: int | None = None) -> int:
         """Rows in a table (for tests and diagnostics)."""
         target = metadata.tables[table]
@@ -539,14 +591,16 @@ class Store:
 
 
 def _sample_dict(row: Row[Any]) -> dict[str, Any]:
+    """A stored sample as its ``sample`` payload (spelt as bridge/messages.py spells it)."""
     m = row._mapping
+    values = decode_values(m["values"])
     return {
         "sample_id": m["id"],
         "characteristic_id": m["characteristic_id"],
         "timestamp": iso_z(_aware(m["ts"])),
-        "value": m["value"],
-        "values": decode_values(m["values"]),
-        "range": m["range"],
+        "value": plotted_value(m["value"], len(values)),
+        "values": values,
+        "range": figure(m["range"]),
         "zone": m["zone"],
         "in_control": m["in_control"],
         "failed_rules": decode_rules(m["failed_rules"]),

@@ -326,7 +326,7 @@ def test_environment_overrides_the_file_and_postgresql_works(
             assert meta["payload"]["name"] == "From the environment"
             hmi.publish(f"{env_prefix}/char/7/reading", '{"values": [12.0, 12.5]}')
             [v] = hmi.wait_for(f"{env_prefix}/char/7/violation")
-            reply = f"{env_prefix}/reply"
+            reply = f"{env_prefix}/reply/dora/cli"
             vid = v["payload"]["violation_id"]
             hmi.request(
                 f"{env_prefix}/cmd/ack/dora", {"violation_id": vid, "reason": "Tool Change"},

@@ -356,9 +356,10 @@ def test_acknowledgements_with_every_default_reason_broadcast_and_update_alarms(
 
 def test_mqtt5_commands_get_answers_and_refusals_change_nothing(shop: Shop) -> None:
     [first, second] = raise_alarms(shop, 2)
-    reply = shop.t(f"hmi/{uuid.uuid4().hex[:6]}/reply")
+    tag = uuid.uuid4().hex[:6]
 
     def ask(user: str, body: dict[str, Any]) -> tuple[dict[str, Any], Msg]:
+        reply = shop.t(f"reply/{user}/{tag}")  # the sender's own reply tree
         corr = uuid.uuid4().bytes
         before = len(shop.hmi.matching(reply))
         shop.hmi.request(shop.t(f"cmd/ack/{user}"), body, reply, corr)
@@ -473,7 +474,7 @@ def test_recalculate_all_and_last_n_excluding_acknowledged_samples(shop: Shop) -
 
     everything = shop.sent[4]
     usable = [g for g in everything if g is not live[wild_index]]
-    reply = shop.t("hmi/recalc/reply")
+    reply = shop.t("reply/engineer/recalc")
 
     def recalc(body: dict[str, Any]) -> dict[str, Any]:
         before = len(shop.hmi.matching(shop.t("char/4/limits")))
@@ -522,7 +523,7 @@ def test_recalculate_all_and_last_n_excluding_acknowledged_samples(shop: Shop) -
 
 
 def test_recalculate_refusals_answer_with_an_error(shop: Shop) -> None:
-    reply = shop.t("hmi/recalc-bad/reply")
+    reply = shop.t("reply/engineer/recalc-bad")
     cases: list[tuple[int, dict[str, Any]]] = [
         (4, {"last": 0}),
         (4, {"last": "many"}),

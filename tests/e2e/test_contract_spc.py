@@ -211,6 +211,16 @@ def run(mosquitto: MosquittoProcess, module_tmp: Path) -> Iterator[Run]:
             plant.stop()
 
 
+def assert_derived(got: Any, want: float, carried: float, what: str) -> None:
+    """``want`` is worked out here from payload figures, which carry 10 significant digits
+    (CONTRACT section 13: each within 5e-10 of itself); ``carried`` is the size of the
+    rounded terms that went into it, in ``want``'s unit, so the rounding they carry is
+    allowed for, and ``got``'s own rounding too."""
+    assert type(got) in (int, float), f"{what}: {got!r}"
+    tol = 5e-10 * carried + 1e-9 * abs(want)
+    assert abs(got - want) <= tol, f"{what}: got {got!r}, want {want!r} +/- {tol:.3g}"
+
+
 def assert_close(got: Any, want: float | None, what: str) -> None:
     assert (got is None) == (want is None), f"{what}: got {got!r}, want {want!r}"
     if want is not None:
@@ -291,8 +301,9 @@ def test_limits_agree_with_the_reference(run: Run, cid: int) -> None:
     assert_close(lim["range"]["center_line"], want.r_center, "range.center_line")
     # the X chart's limits are CL +/- 3 sigma/sqrt(n) of the sigma it states
     half = 3 * lim["sigma"] / math.sqrt(s.n)
-    assert_close(lim["ucl"], lim["center_line"] + half, "ucl")
-    assert_close(lim["lcl"], lim["center_line"] - half, "lcl")
+    mu = lim["center_line"]
+    assert_derived(lim["ucl"], mu + half, abs(mu) + half, "ucl")
+    assert_derived(lim["lcl"], mu - half, abs(mu) + half, "lcl")
     tol = 1e-9 if s.n == 1 else 6e-4  # the printed tables' rounding
     assert abs(lim["sigma"] - want.sigma) <= tol * want.sigma, (lim["sigma"], want.sigma)
     assert abs(lim["range"]["ucl"] - want.r_ucl) <= 2e-3 * want.r_ucl
@@ -304,8 +315,10 @@ def test_limits_agree_with_the_reference(run: Run, cid: int) -> None:
         mu, sigma = lim["center_line"], lim["sigma"]
         assert s.usl is not None
         assert s.lsl is not None
-        assert_close(cap["cp"], (s.usl - s.lsl) / (6 * sigma), "cp")
-        assert_close(cap["cpk"], min(s.usl - mu, mu - s.lsl) / (3 * sigma), "cpk")
+        cp = (s.usl - s.lsl) / (6 * sigma)
+        assert_derived(cap["cp"], cp, cp, "cp")
+        cpk = min(s.usl - mu, mu - s.lsl) / (3 * sigma)
+        assert_derived(cap["cpk"], cpk, abs(mu) / (3 * sigma) + abs(cpk), "cpk")
         assert_close(cap["pp"], want.capability["pp"], "pp")
         assert_close(cap["ppk"], want.capability["ppk"], "ppk")
 
@@ -373,7 +386,8 @@ def test_fixed_limits_are_announced_first_and_judge_every_sample(run: Run) -> No
     assert_close(lim["sigma"], (s.fixed[1] - s.fixed[2]) / 6 * math.sqrt(5), "fixed sigma")
     cap = lim["capability"]
     assert cap["cp"] is None  # usl only
-    assert_close(cap["cpk"], (s.usl - s.fixed[0]) / (3 * lim["sigma"]), "cpk")  # type: ignore[operator]
+    cpk = (s.usl - s.fixed[0]) / (3 * lim["sigma"])  # type: ignore[operator]
+    assert_derived(cap["cpk"], cpk, cpk, "cpk")
     msgs = [
         m.topic.rsplit("/", 1)[1]
         for m in run.listener.matching(f"{run.plant.prefix}/char/4/+")

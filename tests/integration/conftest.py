@@ -91,6 +91,13 @@ class Probe:
                 self._changed.clear()
                 await self._changed.wait()
 
+    async def wait_until(self, condition: Callable[[], bool], within: float = TIMEOUT) -> None:
+        """Wait until ``condition()`` holds, checking it on every message received."""
+        async with asyncio.timeout(within):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
     async def publish(self, topic: str, payload: str | bytes, qos: int = 1, **kw: Any) -> None:
         await self.client.publish(topic, payload, qos=qos, **kw)
 

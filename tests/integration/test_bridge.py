@@ -178,7 +178,7 @@ async def test_baseline_then_limits_then_judged_samples_and_a_violation(
 
 
 async def ack(probe: Probe, prefix: str, user: str, body: dict[str, object], corr: bytes) -> dict:
-    reply_topic = f"{prefix}/replies/{user}/{corr.decode()}"
+    reply_topic = f"{prefix}/reply/{user}/{corr.decode()}"
     await probe.request(f"{prefix}/cmd/ack/{user}", body, reply_topic, corr)
     [reply] = await probe.wait_for(reply_topic)
     [raw] = probe.matching(reply_topic)
@@ -262,25 +262,25 @@ async def test_exclude_sample_and_recalculate(
     assert excluded == [sid]
 
     recalc = f"{topic_prefix}/cmd/char/1/recalculate"
-    await probe.request(recalc, {}, f"{topic_prefix}/replies/r1", b"r1")
-    assert (await probe.wait_for(f"{topic_prefix}/replies/r1")) == [{"ok": True}]
+    await probe.request(recalc, {}, f"{topic_prefix}/reply/eng/r1", b"r1")
+    assert (await probe.wait_for(f"{topic_prefix}/reply/eng/r1")) == [{"ok": True}]
     limits = await probe.wait_for(f"{topic_prefix}/char/1/limits", count=2)
     # the last 5 non-excluded subgroups are the baseline's: the outlier is left out
     assert limits[1]["payload"]["center_line"] == 10.0
     assert limits[1]["payload"]["sample_count"] == 5
 
-    await probe.request(recalc, {"last": 3}, f"{topic_prefix}/replies/r2", b"r2")
-    assert (await probe.wait_for(f"{topic_prefix}/replies/r2")) == [{"ok": True}]
+    await probe.request(recalc, {"last": 3}, f"{topic_prefix}/reply/eng/r2", b"r2")
+    assert (await probe.wait_for(f"{topic_prefix}/reply/eng/r2")) == [{"ok": True}]
     limits = await probe.wait_for(f"{topic_prefix}/char/1/limits", count=3)
     assert limits[2]["payload"]["center_line"] == pytest.approx(28 / 3)
     assert limits[2]["payload"]["sample_count"] == 3
 
-    await probe.request(recalc, {"last": 0}, f"{topic_prefix}/replies/r3", b"r3")
-    [bad] = await probe.wait_for(f"{topic_prefix}/replies/r3")
+    await probe.request(recalc, {"last": 0}, f"{topic_prefix}/reply/eng/r3", b"r3")
+    [bad] = await probe.wait_for(f"{topic_prefix}/reply/eng/r3")
     assert bad["ok"] is False
     unknown = f"{topic_prefix}/cmd/char/42/recalculate"
-    await probe.request(unknown, {}, f"{topic_prefix}/replies/r4", b"r4")
-    [bad] = await probe.wait_for(f"{topic_prefix}/replies/r4")
+    await probe.request(unknown, {}, f"{topic_prefix}/reply/eng/r4", b"r4")
+    [bad] = await probe.wait_for(f"{topic_prefix}/reply/eng/r4")
     assert bad == {"ok": False, "error": "unknown characteristic '42'"}
     assert await app.store.count("control_limits", 1) == 3
 

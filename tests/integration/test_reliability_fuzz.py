@@ -223,15 +223,23 @@ def test_fuzzed_bad_input_never_crashes_never_stores_always_answers(
             send(topic, payload)
             send(f"{topic_prefix}/char/1/reading", json.dumps({"value": value, "ts": ts}).encode())
             rec.wait(lambda: sampled(ts), 10, f"the good reading after a bad one on {topic}")
-            answers = rec.on(errors_topic)[before:]
-            assert len(answers) == 1, [a.json() for a in answers]
-            assert answers[0].json()["topic"] == topic
+            # each bad input is reported: at once, or (the errors topic is rate-limited per
+            # topic and reason, docs/topics.md) counted in a summary at the window's end
+            answers = [a for a in rec.on(errors_topic)[before:] if not a.json()["summary"]]
+            assert len(answers) <= 1, [a.json() for a in answers]
+            assert all(a.json()["topic"] == topic for a in answers)
             assert bridge.alive()
             head = suffix.split("/")[0] if suffix.startswith("cmd") else "reading"
             kinds[head] = kinds.get(head, 0) + 1
 
         example()
         assert bridge.alive()
+
+        def reported() -> int:
+            return sum(m.json()["count"] for m in rec.on(errors_topic))
+
+        rec.wait(lambda: reported() >= len(good), 15, "every bad input counted on errors")
+        assert reported() == len(good)
         assert bridge.terminate() == 0
         rec.wait(lambda: rec.status(topic_prefix)[-1:] == [False], 10, "status offline")
         metrics = rec.on(f"{topic_prefix}/bridge/metrics")
@@ -246,7 +254,7 @@ def test_fuzzed_bad_input_never_crashes_never_stores_always_answers(
     assert "Traceback" not in log
     last: dict[str, Any] = metrics[-1].json() if metrics else {}
     report(
-        f"fuzz: {len(good)} bad inputs ({kinds}), each answered once on errors; "
+        f"fuzz: {len(good)} bad inputs ({kinds}), each counted once on errors; "
         f"{len(good)} good readings interleaved, {len(stored)} stored, lost "
         f"{len(good) - len(stored)}, bad stored 0; rejected per metrics "
         f"{last.get('readings_rejected')} readings + {last.get('commands_rejected')} commands"

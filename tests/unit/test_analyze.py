@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.cli import main
-from engine import analyze, limits_payload
+from engine import analyze, figure, limits_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAFT = ROOT / "config" / "examples" / "shaft-od.csv"
@@ -51,7 +51,13 @@ def test_json_of_the_shaft_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(p["failed_rules"] for p in points[32:])
     assert sum(1 for p in points[:25] if p["failed_rules"] or p["range_failed_rules"]) == 1
     for p, q in zip(points, expected.points, strict=True):
-        assert (p["value"], p["range"], p["zone"]) == (q.value, q.range, q.zone.value)
+        # computed figures to 10 significant digits, as the bridge spells them: no binary noise
+        assert (p["value"], p["range"], p["zone"]) == (
+            figure(q.value),
+            figure(q.range),
+            q.zone.value,
+        )
+        assert len(repr(p["value"])) <= 12
 
 
 def test_spec_limits_preset_and_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,9 +70,10 @@ def test_spec_limits_preset_and_table(capsys: pytest.CaptureFixture[str]) -> Non
     grand_mean = sum(sum(g) / 5 for g in groups) / 25
     sigma = sum(max(g) - min(g) for g in groups) / 25 / 2.326  # R-bar / d2(5) as printed
     cp, cpk = 0.1 / (6 * sigma), min(10.05 - grand_mean, grand_mean - 9.95) / (3 * sigma)
-    assert doc["limits"]["sigma"] == pytest.approx(sigma, rel=1e-12)
-    assert doc["limits"]["capability"]["cp"] == pytest.approx(cp, rel=1e-12)
-    assert doc["limits"]["capability"]["cpk"] == pytest.approx(cpk, rel=1e-12)
+    # payload figures carry 10 significant digits (docs/topics.md): exactly these
+    assert doc["limits"]["sigma"] == float(f"{sigma:.10g}")
+    assert doc["limits"]["capability"]["cp"] == float(f"{cp:.10g}")
+    assert doc["limits"]["capability"]["cpk"] == float(f"{cpk:.10g}")
     assert {r for p in doc["points"] for r in p["failed_rules"]} <= {1, 2, 5, 6}
     status, out, _ = run([*args, "1,2"], capsys)
     assert status == 0

@@ -95,6 +95,8 @@ def test_error_payload_cuts_long_and_undecodable_payloads() -> None:
         "payload": "abc",
         "reason": "not a number",
         "timestamp": "2026-11-28T06:00:00.123Z",
+        "count": 1,
+        "summary": False,
     }
 
 

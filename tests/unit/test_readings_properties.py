@@ -62,11 +62,17 @@ def test_bare_numbers_round_trip(x: float, pad: str) -> None:
     assert attempt(f"{pad}{x!r}{pad}".encode(), 5) == Reading((x,), ARRIVAL, False)
 
 
+storable = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=10
+)
+"""Text a database stores: no lone surrogates, no NUL (the rest is refused, below)."""
+
+
 @given(
     finite,
     st.none() | epoch_ms,
-    st.none() | st.text(max_size=10),
-    st.none() | st.text(max_size=10),
+    st.none() | storable,
+    st.none() | storable,
 )
 def test_value_objects_round_trip(
     x: float, ts: int | None, batch: str | None, operator: str | None
@@ -79,6 +85,21 @@ def test_value_objects_round_trip(
         ARRIVAL if ts is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ts)
     )
     assert reading == Reading((x,), expected_ts, ts is not None, batch, operator)
+
+
+@given(
+    finite,
+    st.sampled_from(["batch", "operator"]),
+    st.text(max_size=5),
+    st.sampled_from(["\x00", "\ud800", "\udfff"]),
+    st.text(max_size=5),
+)
+def test_text_with_nul_or_a_lone_surrogate_is_refused(
+    x: float, key: str, head: str, bad: str, tail: str
+) -> None:
+    doc = {"value": x, key: head + bad + tail}
+    with pytest.raises(InvalidReading, match=key):
+        parse_reading(json.dumps(doc).encode(), subgroup_size=1, received_at=ARRIVAL)
 
 
 @given(sizes.flatmap(lambda n: st.tuples(st.just(n), st.lists(finite, min_size=n, max_size=n))))
