@@ -21,22 +21,27 @@ def iso_z(ts: datetime) -> str:
 def limits_to_dict(limits: ControlLimits) -> dict[str, Any]:
     """The limits as the ``control_limits`` payload spells them (without id and timestamp)."""
     cap = limits.capability
-    return {
+    rng = limits.range
+    data: dict[str, Any] = {
         "center_line": limits.center_line,
         "ucl": limits.ucl,
         "lcl": limits.lcl,
         "sigma": limits.sigma,
         "method": limits.method.value,
         "sample_count": limits.sample_count,
-        "range": {
-            "center_line": limits.range.center_line,
-            "ucl": limits.range.ucl,
-            "lcl": limits.range.lcl,
-        },
+        "range": None
+        if rng is None
+        else {"center_line": rng.center_line, "ucl": rng.ucl, "lcl": rng.lcl},
         "capability": None
         if cap is None
         else {"cp": cap.cp, "cpk": cap.cpk, "pp": cap.pp, "ppk": cap.ppk},
     }
+    if limits.chart is not None:
+        # The chart families of docs/spc.md; the Shewhart variables charts' payload keeps
+        # the shape it always had (their chart follows from the characteristic).
+        data["chart"] = limits.chart
+        data["parameters"] = dict(limits.parameters)
+    return data
 
 
 def limits_payload(
@@ -58,6 +63,8 @@ def limits_from_dict(data: Mapping[str, Any]) -> ControlLimits:
     """Inverse of ``limits_to_dict`` (extra keys such as a timestamp are ignored)."""
     rng = data["range"]
     cap = data.get("capability")
+    chart = data.get("chart")
+    parameters = data.get("parameters") or {}
     return ControlLimits(
         center_line=float(data["center_line"]),
         ucl=float(data["ucl"]),
@@ -65,7 +72,9 @@ def limits_from_dict(data: Mapping[str, Any]) -> ControlLimits:
         sigma=float(data["sigma"]),
         method=Method(data["method"]),
         sample_count=int(data["sample_count"]),
-        range=SecondaryLimits(
+        range=None
+        if rng is None
+        else SecondaryLimits(
             center_line=float(rng["center_line"]), ucl=float(rng["ucl"]), lcl=float(rng["lcl"])
         ),
         capability=None
@@ -76,4 +85,6 @@ def limits_from_dict(data: Mapping[str, Any]) -> ControlLimits:
             pp=_opt(cap.get("pp")),
             ppk=_opt(cap.get("ppk")),
         ),
+        chart=None if chart is None else str(chart),
+        parameters=tuple((str(k), float(v)) for k, v in parameters.items()),
     )
