@@ -4,7 +4,14 @@ from engine._analysis import Analysis, AnalysisPoint, analyze
 from engine._bench import benchmark
 from engine._constants import Factors, c4, factors
 from engine._engine import CharacteristicEngine
-from engine._errors import IncompatibleState, InsufficientData, ZeroDispersion
+from engine._errors import (
+    IncompatibleState,
+    InsufficientData,
+    InvalidChartSettings,
+    InvalidCount,
+    ReadingKindMismatch,
+    ZeroDispersion,
+)
 from engine._limits import (
     capability,
     classify,
@@ -30,8 +37,16 @@ from engine._types import (
     ViolationRaised,
     Zone,
 )
+from engine.charts import (
+    FAMILIES,
+    ChartFamily,
+    chart_family,
+    check_chart,
+    default_chart,
+)
 
 __all__ = [
+    "FAMILIES",
     "MAX_RULE_LENGTH",
     "PRESETS",
     "RULE_DEFAULTS",
@@ -41,13 +56,17 @@ __all__ = [
     "CharacteristicEngine",
     "CharacteristicSpec",
     "Chart",
+    "ChartFamily",
     "ControlLimits",
     "ControlLimitsUpdated",
     "EngineEvent",
     "Factors",
     "IncompatibleState",
     "InsufficientData",
+    "InvalidChartSettings",
+    "InvalidCount",
     "Method",
+    "ReadingKindMismatch",
     "RuleConfig",
     "SampleProcessed",
     "SecondaryLimits",
@@ -59,8 +78,11 @@ __all__ = [
     "benchmark",
     "c4",
     "capability",
+    "chart_family",
+    "check_chart",
     "classify",
     "compute_limits",
+    "default_chart",
     "factors",
     "fixed_limits",
     "iso_z",

@@ -85,7 +85,6 @@ class CharacteristicEngine:
         "_count",
         "_failing",
         "_family",
-        "_point",
         "_k2",
         "_k3",
         "_k4",
@@ -107,6 +106,7 @@ class CharacteristicEngine:
         "_o_run",
         "_partial",
         "_partial_ts",
+        "_point",
         "_r1",
         "_rfailing",
         "_rlcl",
@@ -140,8 +140,12 @@ class CharacteristicEngine:
         if state is not None:
             self._restore(state)
         elif spec.has_fixed_limits:
-            self._install(fixed_limits(spec))
+            self._install(self._fixed_limits())
             self._announce = True
+
+    def _fixed_limits(self) -> ControlLimits:
+        """The limits the config fixes (docs/spc.md, "Points and limits")."""
+        return fixed_limits(self.spec)
 
     def _setup(self, spec: CharacteristicSpec, min_baseline: int) -> ChartFamily:
         """What every family's engine shares: settings checked, rules, counters, episodes."""
@@ -322,8 +326,10 @@ class CharacteristicEngine:
         (self._lcl, self._l2, self._l1, self._cl, self._u1, self._u2, self._ucl) = zone_boundaries(
             limits, self._n
         )
-        self._rucl = limits.range.ucl
-        self._rlcl = limits.range.lcl
+        rng = limits.range
+        if rng is not None:
+            self._rucl = rng.ucl
+            self._rlcl = rng.lcl
         self._reset_counters()
         for value in self._window:
             self._advance(value)
@@ -458,6 +464,19 @@ class CharacteristicEngine:
                 out.append(ViolationRaised(cid, seq, 1, rule.name, rule.severity, Chart.RANGE, ts))
             self._rfailing = range_fails
 
+    def _report(self, seq: int, ts: datetime, fail: int, out: list[EngineEvent]) -> None:
+        """Raise a violation for each rule that starts failing (one alarm per episode)."""
+        new = fail & ~self._failing
+        self._failing = fail
+        if new:
+            rules = self._rules
+            cid = self._cid
+            for rule_id in _FAILED[new]:
+                rule = rules[rule_id]
+                out.append(
+                    ViolationRaised(cid, seq, rule_id, rule.name, rule.severity, Chart.X, ts)
+                )
+
     def _statistic(self, values: tuple[float, ...]) -> tuple[float, float | None]:
         """The family's plotted mean and secondary statistic; ValueError if not finite."""
         r: float | None
@@ -541,7 +560,7 @@ class CharacteristicEngine:
         spec = self.spec
         if spec.has_fixed_limits and (limits is None or limits.method is Method.FIXED):
             # The config's fixed limits win over remembered fixed ones (they may be edited).
-            fixed = fixed_limits(spec)
+            fixed = self._fixed_limits()
             if fixed != limits:
                 limits, pending = fixed, True
         if limits is not None:
