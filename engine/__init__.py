@@ -1,6 +1,6 @@
 """The pure SPC engine: readings in, samples, limits and events out. No I/O here."""
 
-from engine._analysis import Analysis, AnalysisPoint, analyze
+from engine._analysis import Analysis, AnalysisPoint, analyze, analyze_counts
 from engine._bench import benchmark
 from engine._constants import Factors, c4, factors
 from engine._engine import CharacteristicEngine
@@ -75,6 +75,7 @@ __all__ = [
     "ZeroDispersion",
     "Zone",
     "analyze",
+    "analyze_counts",
     "benchmark",
     "c4",
     "capability",

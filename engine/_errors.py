@@ -59,13 +59,16 @@ class InvalidChartSettings(ValueError):
 class InvalidCount(ValueError):
     """An attribute reading that no chart can take: a negative or fractional count,
     defectives above inspected, a wrong ``inspected`` for np, zero units. ``name`` is the
-    payload field (``defectives``, ``inspected``, ``defects``, ``units``)."""
+    payload field (``defectives``, ``inspected``, ``defects``, ``units``); ``index`` the
+    sample's position where a whole series was given (``analyze_counts``)."""
 
-    def __init__(self, name: str, value: object, reason: str) -> None:
-        super().__init__(f"{name} = {value!r}: {reason}")
+    def __init__(self, name: str, value: object, reason: str, index: int | None = None) -> None:
+        where = "" if index is None else f"sample {index}: "
+        super().__init__(f"{where}{name} = {value!r}: {reason}")
         self.name = name
         self.value = value
         self.reason = reason
+        self.index = index
 
 
 class ReadingKindMismatch(ValueError):
