@@ -424,3 +424,12 @@ def test_analyze_of_ewma_leaves_the_baseline_unjudged() -> None:
     assert [p.statistic is None for p in result.points] == [True] * 20 + [False] * 10
     assert result.limits.chart == "ewma"
     assert chart_family("ewma").kind == "ewma"
+
+
+def test_a_cusum_sum_exactly_on_the_interval_is_no_signal() -> None:
+    """'Exceeds h sigma': C+ = 5.0 exactly passes; a hair above fails."""
+    engine = known("cusum")
+    points = samples([e for x in (15.5, 10.5, 10.5001) for e in engine.add_reading(x, T0)])
+    assert [p.cusum_upper for p in points[:2]] == [5.0, 5.0]
+    assert [p.failed_rules for p in points] == [(), (), (1,)]
+    assert [p.zone for p in points] == ["zone_a_upper", "zone_a_upper", "beyond_ucl"]
