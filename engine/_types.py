@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Zone(StrEnum):
@@ -197,17 +198,50 @@ class SampleProcessed:
     in_control: bool | None
     failed_rules: tuple[int, ...]
     range_failed_rules: tuple[int, ...]
-    statistic: float | None = None
-    """The plotted point of the chart families (docs/spc.md): d/n, d, c, c/units, the EWMA
-    z or the larger CUSUM sum; None for the Shewhart variables charts (``value`` is their
-    plotted point) and for EWMA/CUSUM baseline samples."""
-    ucl: float | None = None
-    """This point's own limits (they vary for p, u and EWMA); None until limits exist."""
-    lcl: float | None = None
+    point: ChartPoint | None = None
+    """The plotted point of the chart families of docs/spc.md (p, np, c, u, EWMA, CUSUM);
+    None for the Shewhart variables charts, whose plotted point is ``value``. One field
+    rather than six: a frozen dataclass pays for every field it sets, and the Shewhart path
+    makes a few hundred thousand of these a second."""
+
+    @property
+    def statistic(self) -> float | None:
+        """d/n, d, c, c/units, the EWMA z or the larger CUSUM sum; None for the Shewhart
+        variables charts and for EWMA/CUSUM baseline samples."""
+        return None if self.point is None else self.point.statistic
+
+    @property
+    def ucl(self) -> float | None:
+        """This point's own upper limit (it varies for p, u and EWMA); None before limits."""
+        return None if self.point is None else self.point.ucl
+
+    @property
+    def lcl(self) -> float | None:
+        return None if self.point is None else self.point.lcl
+
+    @property
+    def cusum_upper(self) -> float | None:
+        return None if self.point is None else self.point.cusum_upper
+
+    @property
+    def cusum_lower(self) -> float | None:
+        return None if self.point is None else self.point.cusum_lower
+
+    @property
+    def size(self) -> float | None:
+        """Attribute charts: the sample's ``inspected`` (p, np) or ``units`` (u); None else."""
+        return None if self.point is None else self.point.size
+
+
+class ChartPoint(NamedTuple):
+    """What a chart family's sample adds to ``SampleProcessed`` (docs/spc.md)."""
+
+    statistic: float | None
+    ucl: float | None
+    lcl: float | None
     cusum_upper: float | None = None
     cusum_lower: float | None = None
     size: float | None = None
-    """Attribute charts: the sample's ``inspected`` (p, np) or ``units`` (u); None else."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from engine._errors import (
 from engine._serialize import limits_from_dict
 from engine._types import (
     CharacteristicSpec,
+    ChartPoint,
     ControlLimits,
     ControlLimitsUpdated,
     EngineEvent,
@@ -88,12 +89,7 @@ class AttributeEngine(CharacteristicEngine):
                     None,
                     _NONE,
                     _NONE,
-                    stat,
-                    None,
-                    None,
-                    None,
-                    None,
-                    shown,
+                    ChartPoint(stat, None, None, None, None, shown),
                 )
             )
             self._grow(c, n, ts, out)
@@ -112,12 +108,7 @@ class AttributeEngine(CharacteristicEngine):
                 not fail,
                 _FAILED[fail],
                 _NONE,
-                stat,
-                ucl,
-                lcl,
-                None,
-                None,
-                shown,
+                ChartPoint(stat, ucl, lcl, None, None, shown),
             )
         )
         self._report(seq, ts, fail, out)

@@ -18,6 +18,7 @@ from engine._errors import IncompatibleState
 from engine._limits import compute_limits, fixed_limits
 from engine._types import (
     CharacteristicSpec,
+    ChartPoint,
     ControlLimits,
     ControlLimitsUpdated,
     EngineEvent,
@@ -162,9 +163,7 @@ class EwmaEngine(_SmallShiftEngine):
                 not fail,
                 _FAILED[fail],
                 _NONE,
-                z,
-                ucl,
-                lcl,
+                ChartPoint(z, ucl, lcl),
             )
         )
         self._report(seq, ts, fail, out)
@@ -233,11 +232,7 @@ class CusumEngine(_SmallShiftEngine):
                 not fail,
                 _FAILED[fail],
                 _NONE,
-                upper if upper >= lower else lower,
-                interval,
-                0.0,
-                upper,
-                lower,
+                ChartPoint(upper if upper >= lower else lower, interval, 0.0, upper, lower),
             )
         )
         self._report(seq, ts, fail, out)
