@@ -14,7 +14,7 @@ from engine._types import (
     Method,
     Zone,
 )
-from engine.charts import VariablesFamily, chart_family, variables_family
+from engine.charts import SmallShiftFamily, VariablesFamily, chart_family, variables_family
 
 __all__ = [
     "capability",
@@ -147,8 +147,9 @@ def fixed_limits(spec: CharacteristicSpec) -> ControlLimits:
     """
     n = spec.subgroup_size
     check_subgroup_size(n)
-    chart = spec.chart_name
-    family = _family(n, None if chart in ("ewma", "cusum") else chart)
+    chosen = chart_family(spec.chart_name)
+    # EWMA and CUSUM take a known CL and sigma from fixed limits, as their baseline would
+    family = chosen.base(n) if isinstance(chosen, SmallShiftFamily) else _family(n, chosen.name)
     if spec.ucl is None or spec.lcl is None:
         raise ValueError(f"characteristic {spec.id}: fixed limits need both ucl and lcl")
     ucl, lcl = float(spec.ucl), float(spec.lcl)
