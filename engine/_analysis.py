@@ -139,7 +139,7 @@ def analyze(
     family = check_chart(spec)
     if isinstance(family, AttributeFamily):
         raise ValueError(f"a {family.name} chart takes counts: use analyze_counts")
-    min_baseline = 2 if n == 1 else 1
+    min_baseline = family.fewest_baseline(n)
     if baseline < min_baseline:
         raise ValueError(f"baseline must be at least {min_baseline} subgroups, got {baseline}")
     whole = len(values) // n

@@ -134,7 +134,7 @@ class CharacteristicEngine:
         return object.__new__(cls)
 
     def __init__(self, spec: CharacteristicSpec, state: Mapping[str, Any] | None = None) -> None:
-        family = self._setup(spec, 2 if spec.subgroup_size == 1 else 1)
+        family = self._setup(spec)
         assert isinstance(family, VariablesFamily)
         self._point = family.point
         if state is not None:
@@ -147,10 +147,11 @@ class CharacteristicEngine:
         """The limits the config fixes (docs/spc.md, "Points and limits")."""
         return fixed_limits(self.spec)
 
-    def _setup(self, spec: CharacteristicSpec, min_baseline: int) -> ChartFamily:
+    def _setup(self, spec: CharacteristicSpec) -> ChartFamily:
         """What every family's engine shares: settings checked, rules, counters, episodes."""
         family = check_chart(spec)
         n = spec.subgroup_size
+        min_baseline = family.fewest_baseline(n)
         if not spec.has_fixed_limits and spec.baseline < min_baseline:
             raise ValueError(
                 f"characteristic {spec.id}: baseline must be at least {min_baseline} "

@@ -234,13 +234,15 @@ def _num(x: float | None) -> str:
 
 def _table(analysis: Analysis, args: argparse.Namespace, stamps: list[str] | None) -> str:
     from engine import chart_family
+    from engine.charts import VariablesFamily
 
-    if analysis.chart not in _SHEWHART:
+    family = chart_family(analysis.chart)
+    if not isinstance(family, VariablesFamily):
         return _family_table(analysis, args, stamps)
     lim = analysis.limits
     assert lim.range is not None
     n = args.subgroup_size
-    chart = getattr(chart_family(analysis.chart), "secondary_name", "R")
+    chart = family.secondary_name  # MR, R or S
     lines = [
         f"{args.file}: {len(analysis.points)} subgroups of {n}, limits from the first "
         f"{lim.sample_count} ({lim.method.value}), rules {args.rules or 'nelson'}",

@@ -39,7 +39,7 @@ class AttributeEngine(CharacteristicEngine):
     __slots__ = ("_afamily", "_counts", "_sigma", "_sizes")
 
     def __init__(self, spec: CharacteristicSpec, state: Mapping[str, Any] | None = None) -> None:
-        family = self._setup(spec, 1)
+        family = self._setup(spec)
         assert isinstance(family, AttributeFamily)
         self._afamily = family
         self._baseline = None

@@ -44,6 +44,10 @@ class ChartFamily:
         """The streaming engine that runs charts of this family."""
         raise NotImplementedError
 
+    def fewest_baseline(self, subgroup_size: int) -> int:
+        """The smallest ``baseline`` (in samples) limits can come from."""
+        return 1
+
     def check(self, spec: CharacteristicSpec) -> None:
         """Raise ``InvalidChartSettings`` (naming the config key) for settings this family
         cannot run with; the checks every family shares first."""

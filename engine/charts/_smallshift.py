@@ -40,6 +40,9 @@ class SmallShiftFamily(ChartFamily):
             raise InvalidChartSettings("subgroup_size", n, "must be an integer")
         self.base(n).check_size(n)
 
+    def fewest_baseline(self, subgroup_size: int) -> int:
+        return self.base(subgroup_size).min_baseline
+
     def parameters(self, spec: CharacteristicSpec) -> tuple[tuple[str, float], ...]:
         raise NotImplementedError
 

@@ -49,7 +49,7 @@ class _SmallShiftEngine(CharacteristicEngine):
     __slots__ = ("_sfamily", "_sx")
 
     def __init__(self, spec: CharacteristicSpec, state: Mapping[str, Any] | None = None) -> None:
-        family = self._setup(spec, 2 if spec.subgroup_size == 1 else 1)
+        family = self._setup(spec)
         assert isinstance(family, SmallShiftFamily)
         self._sfamily = family
         self._point = family.base(self._n).point

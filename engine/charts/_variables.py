@@ -61,6 +61,9 @@ class VariablesFamily(ChartFamily):
         """Fewest subgroups limits can come from."""
         return 1
 
+    def fewest_baseline(self, subgroup_size: int) -> int:
+        return self.min_baseline
+
     def point(self, values: Sequence[float], window: Sequence[float]) -> tuple[float, float | None]:
         """The plotted mean and the secondary statistic of one subgroup; ``window`` holds the
         earlier plotted points (the last is the previous one)."""
