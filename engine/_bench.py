@@ -64,6 +64,7 @@ def reading_rate(points: int = 100_000, subgroup_size: int = 5) -> float:
 
 
 def _count_series(chart: str, points: int, seed: int = 7) -> list[tuple[int, float | None]]:
+    # sizes as JSON gives them: integers inspected, units as floats
     """Counts of a process that shifts now and then (so rule 1 fires), with sizes that vary
     for p and u (so every point has its own limits)."""
     rng = random.Random(seed)
@@ -73,7 +74,7 @@ def _count_series(chart: str, points: int, seed: int = 7) -> list[tuple[int, flo
         if chart in ("p", "np"):
             n = 50 if chart == "np" else rng.randint(40, 60)
             d = sum(1 for _ in range(n) if rng.random() < 0.05 * worse)
-            series.append((d, float(n)))
+            series.append((d, n))
         elif chart == "c":
             series.append((int(rng.gauss(9.0 * worse, 3.0)) % 40, None))
         else:

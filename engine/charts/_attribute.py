@@ -88,6 +88,15 @@ class AttributeFamily(ChartFamily):
     def statistic(self, count: int, size: float) -> float:
         raise NotImplementedError
 
+    def sample(
+        self, count: object, size: object, spec: CharacteristicSpec
+    ) -> tuple[int, float, float]:
+        """``(count, size, statistic)`` of a reading, checked (``InvalidCount`` otherwise).
+        Families override it with a fast path for the plain case (int counts, as JSON gives
+        them), falling back to ``reading`` for everything else."""
+        c, n = self.reading(count, size, spec)
+        return c, n, self.statistic(c, n)
+
     def centre(self, baseline: Sequence[tuple[int, float]]) -> tuple[float, float, float]:
         """The centre line, the standard error at the average size, and the average size
         (n-bar, or units-bar) of a baseline of ``(count, size)`` samples."""
@@ -131,6 +140,13 @@ class ProportionFamily(AttributeFamily):
     def statistic(self, count: int, size: float) -> float:
         return count / size
 
+    def sample(
+        self, count: object, size: object, spec: CharacteristicSpec
+    ) -> tuple[int, float, float]:
+        if type(count) is int and type(size) is int and 0 <= count <= size and size > 0:
+            return count, float(size), count / size
+        return super().sample(count, size, spec)
+
     def centre(self, baseline: Sequence[tuple[int, float]]) -> tuple[float, float, float]:
         defectives = sum(c for c, _ in baseline)
         inspected = math.fsum(s for _, s in baseline)
@@ -171,6 +187,15 @@ class NumberDefectiveFamily(AttributeFamily):
     def statistic(self, count: int, size: float) -> float:
         return float(count)
 
+    def sample(
+        self, count: object, size: object, spec: CharacteristicSpec
+    ) -> tuple[int, float, float]:
+        n = spec.inspected
+        plain = size is None or (type(size) is int and size == n)
+        if type(count) is int and n is not None and 0 <= count <= n and plain:
+            return count, float(n), float(count)
+        return super().sample(count, size, spec)
+
     def centre(self, baseline: Sequence[tuple[int, float]]) -> tuple[float, float, float]:
         defectives = sum(c for c, _ in baseline)
         inspected = math.fsum(s for _, s in baseline)
@@ -198,6 +223,13 @@ class CountFamily(AttributeFamily):
     def statistic(self, count: int, size: float) -> float:
         return float(count)
 
+    def sample(
+        self, count: object, size: object, spec: CharacteristicSpec
+    ) -> tuple[int, float, float]:
+        if type(count) is int and count >= 0 and size is None:
+            return count, 1.0, float(count)
+        return super().sample(count, size, spec)
+
     def centre(self, baseline: Sequence[tuple[int, float]]) -> tuple[float, float, float]:
         c_bar = sum(c for c, _ in baseline) / len(baseline)
         return c_bar, math.sqrt(c_bar), 1.0
@@ -222,6 +254,13 @@ class RateFamily(AttributeFamily):
 
     def statistic(self, count: int, size: float) -> float:
         return count / size
+
+    def sample(
+        self, count: object, size: object, spec: CharacteristicSpec
+    ) -> tuple[int, float, float]:
+        if type(count) is int and count >= 0 and type(size) is float and 0.0 < size < math.inf:
+            return count, size, count / size
+        return super().sample(count, size, spec)
 
     def centre(self, baseline: Sequence[tuple[int, float]]) -> tuple[float, float, float]:
         defects = sum(c for c, _ in baseline)

@@ -77,8 +77,7 @@ class AttributeEngine(CharacteristicEngine):
         if ts.tzinfo is None:
             raise ValueError(f"timestamp {ts!r} has no time zone")
         family = self._afamily
-        c, n = family.reading(count, size, self.spec)
-        stat = family.statistic(c, n)
+        c, n, stat = family.sample(count, size, self.spec)
         out: list[EngineEvent] = []
         seq = self._seq + 1
         self._seq = seq

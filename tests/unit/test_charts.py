@@ -433,3 +433,14 @@ def test_a_cusum_sum_exactly_on_the_interval_is_no_signal() -> None:
     assert [p.cusum_upper for p in points[:2]] == [5.0, 5.0]
     assert [p.failed_rules for p in points] == [(), (), (1,)]
     assert [p.zone for p in points] == ["zone_a_upper", "zone_a_upper", "beyond_ucl"]
+
+
+@pytest.mark.parametrize(
+    ("chart", "count", "size"),
+    [("p", 0, 0), ("p", 0, 0.0), ("np", 1, True), ("u", 1, 0), ("c", False, None)],
+)
+def test_edge_counts_on_the_fast_path_are_refused_too(chart: str, count: Any, size: Any) -> None:
+    inspected = 1 if chart == "np" else None
+    engine = CharacteristicEngine(CharacteristicSpec(id=1, chart=chart, inspected=inspected))
+    with pytest.raises(InvalidCount):
+        engine.add_count(count, size, T0)

@@ -56,7 +56,10 @@ def feed_counts(
 ) -> list[EngineEvent]:
     out: list[EngineEvent] = []
     for i, (c, n) in enumerate(data):
-        out += engine.add_count(c, None if chart == "c" else n, T0 + timedelta(minutes=i))
+        size: float | int | None = None if chart == "c" else n
+        if chart in ("p", "np"):
+            size = int(n)  # as JSON gives it (the fast path); analyze_counts below gets floats
+        out += engine.add_count(c, size, T0 + timedelta(minutes=i))
     return out
 
 
