@@ -107,11 +107,14 @@ class _SmallShiftEngine(CharacteristicEngine):
 class EwmaEngine(_SmallShiftEngine):
     """z_i = lambda x_i + (1 - lambda) z_(i-1) from z_0 = CL; time-varying limits."""
 
-    __slots__ = ("_ewma_i", "_z")
+    __slots__ = ("_ewma_i", "_settled", "_z")
 
     def _restart(self) -> None:
         self._ewma_i = 0
         self._z = self._cl
+        self._settled: tuple[float, float, float] | None = None
+        """(ucl, lcl, zone step) once (1 - lambda)^(2i) has underflowed to 0: from then on the
+        formula gives the asymptotic limits to the bit, and they need no more computing."""
 
     def _install(self, limits: ControlLimits) -> None:
         super()._install(limits)
@@ -148,12 +151,18 @@ class EwmaEngine(_SmallShiftEngine):
         z = lam * x + (1.0 - lam) * self._z
         self._z = z
         cl = self._cl
-        width = (
-            spec.ewma_l * self._sx * math.sqrt(lam / (2.0 - lam) * (1.0 - (1.0 - lam) ** (2 * i)))
-        )
-        ucl = cl + width
-        lcl = cl - width
-        code = zone_code(z, cl, width / 3.0, width / 3.0, ucl, lcl)
+        settled = self._settled
+        if settled is None:
+            decay = (1.0 - lam) ** (2 * i)
+            width = spec.ewma_l * self._sx * math.sqrt(lam / (2.0 - lam) * (1.0 - decay))
+            ucl = cl + width
+            lcl = cl - width
+            step = width / 3.0
+            if decay == 0.0:
+                self._settled = (ucl, lcl, step)
+        else:
+            ucl, lcl, step = settled
+        code = zone_code(z, cl, step, step, ucl, lcl)
         fail = 2 if self._r1 and (z > ucl or z < lcl) else 0
         out.append(
             SampleProcessed(
@@ -177,7 +186,7 @@ class EwmaEngine(_SmallShiftEngine):
 class CusumEngine(_SmallShiftEngine):
     """Tabular CUSUM: the upper and lower sums from 0, never reset."""
 
-    __slots__ = ("_lower", "_upper")
+    __slots__ = ("_high", "_interval", "_low", "_lower", "_upper")
 
     def _restart(self) -> None:
         self._upper = 0.0
@@ -185,6 +194,10 @@ class CusumEngine(_SmallShiftEngine):
 
     def _install(self, limits: ControlLimits) -> None:
         super()._install(limits)
+        spec = self.spec
+        self._high = self._cl + spec.cusum_k * self._sx  # CL + k sigma_xbar
+        self._low = self._cl - spec.cusum_k * self._sx
+        self._interval = spec.cusum_h * self._sx  # h sigma_xbar
         self._restart()
 
     def snapshot(self) -> dict[str, Any]:
@@ -211,15 +224,11 @@ class CusumEngine(_SmallShiftEngine):
             out.append(SampleProcessed(cid, seq, ts, x, values, r, None, None, _NONE, _NONE))
             self._grow_baseline(values, ts, out)
             return
-        spec = self.spec
-        cl = self._cl
-        sx = self._sx
-        k = spec.cusum_k
-        upper = max(0.0, x - (cl + k * sx) + self._upper)
-        lower = max(0.0, (cl - k * sx) - x + self._lower)
+        upper = max(0.0, x - self._high + self._upper)
+        lower = max(0.0, self._low - x + self._lower)
         self._upper = upper
         self._lower = lower
-        interval = spec.cusum_h * sx
+        interval = self._interval
         if upper >= lower:
             code = zone_code(upper, 0.0, interval / 3.0, 0.0, interval, 0.0)
         else:

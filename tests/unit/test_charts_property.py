@@ -191,3 +191,23 @@ def test_a_restart_anywhere_changes_nothing(
     head = run(first, counts[:cut], 0)
     state = json.loads(json.dumps(first.snapshot()))
     assert head + run(CharacteristicEngine(spec, state=state), counts[cut:], cut) == whole
+
+
+def test_long_runs_equal_the_reference_after_the_limits_settle() -> None:
+    """(1 - lambda)^(2i) underflows to 0 after about 1,700 points at lambda 0.2: the engine
+    then stops recomputing the limits; they must still equal the formula's to the bit."""
+    readings = [10.0 + ((i * 7919) % 1000 - 500) / 400 for i in range(4000)]
+    for chart in ("ewma", "cusum"):
+        spec = CharacteristicSpec(id=1, chart=chart, ucl=13.0, lcl=7.0)
+        engine = CharacteristicEngine(spec)
+        events = [e for x in readings for e in engine.add_reading(x, T0)]
+        got = [e for e in events if isinstance(e, SampleProcessed)]
+        want = (
+            ref.ewma(readings, 10.0, 1.0, 0.2, 3.0)
+            if chart == "ewma"
+            else ref.cusum(readings, 10.0, 1.0, 0.5, 5.0)
+        )
+        assert [(p.statistic, p.ucl, p.lcl, p.zone) for p in got] == [
+            (p.statistic, p.ucl, p.lcl, p.zone) for p in want
+        ]
+        assert [p.failed_rules for p in got] == [p.failed for p in want]
