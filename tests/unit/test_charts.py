@@ -444,3 +444,35 @@ def test_edge_counts_on_the_fast_path_are_refused_too(chart: str, count: Any, si
     engine = CharacteristicEngine(CharacteristicSpec(id=1, chart=chart, inspected=inspected))
     with pytest.raises(InvalidCount):
         engine.add_count(count, size, T0)
+
+
+def test_a_family_engine_stays_small() -> None:
+    """Like the Shewhart engine (8 KB each, test_engine.py): 300 engines of each family,
+    in and after their baseline."""
+    import tracemalloc
+
+    inputs: dict[str, Any] = {
+        "p": lambda i, j: engine_count(i, j, 50),
+        "u": lambda i, j: engine_count(i, j, 4.5),
+        "ewma": None,
+        "cusum": None,
+    }
+    for chart, count in inputs.items():
+        for taken in (24, 40):
+            tracemalloc.start()
+            engines = []
+            for i in range(300):
+                eng = CharacteristicEngine(CharacteristicSpec(id=i, chart=chart))
+                for j in range(taken):
+                    if count is None:
+                        eng.add_reading(10.0 + ((i + j) % 7) / 100, T0)
+                    else:
+                        eng.add_count(*count(i, j), T0)
+                engines.append(eng)
+            used, _ = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            assert used / len(engines) < 8_000, (chart, taken)
+
+
+def engine_count(i: int, j: int, size: float) -> tuple[int, float]:
+    return (i + j) % 5 + 1, size
