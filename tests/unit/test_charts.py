@@ -467,7 +467,8 @@ def test_a_family_engine_stays_small() -> None:
                     if count is None:
                         eng.add_reading(10.0 + ((i + j) % 7) / 100, T0)
                     else:
-                        eng.add_count(*count(i, j), T0)
+                        c, size = count(i, j)
+                        eng.add_count(c, size, T0)
                 engines.append(eng)
             used, _ = tracemalloc.get_traced_memory()
             tracemalloc.stop()
