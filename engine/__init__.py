@@ -42,6 +42,7 @@ from engine.charts import (
     FAMILIES,
     ChartFamily,
     chart_family,
+    chart_faults,
     check_chart,
     default_chart,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "c4",
     "capability",
     "chart_family",
+    "chart_faults",
     "check_chart",
     "classify",
     "compute_limits",

@@ -146,10 +146,15 @@ class CharacteristicSpec:
 
     def __post_init__(self) -> None:
         if isinstance(self.rules, _UnsetRules):
-            from engine.charts import chart_family, default_chart
+            from engine._rules import RULE_DEFAULTS
+            from engine.charts import FAMILIES, default_chart
 
-            family = chart_family(self.chart or default_chart(self.subgroup_size))
-            object.__setattr__(self, "rules", family.default_rules)
+            # an unknown chart keeps Nelson's rules here: the engine's check refuses it
+            n = self.subgroup_size
+            name = self.chart or (default_chart(n) if isinstance(n, int) else "")
+            family = FAMILIES.get(name)
+            rules = RULE_DEFAULTS if family is None else family.default_rules
+            object.__setattr__(self, "rules", rules)
 
     @property
     def has_fixed_limits(self) -> bool:

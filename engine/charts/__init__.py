@@ -27,6 +27,7 @@ __all__ = [
     "SmallShiftFamily",
     "VariablesFamily",
     "chart_family",
+    "chart_faults",
     "check_chart",
     "default_chart",
     "variables_family",
@@ -71,6 +72,17 @@ def chart_family(name: str) -> ChartFamily:
     if family is None:
         raise InvalidChartSettings("chart", name, f"expected one of {', '.join(FAMILIES)}")
     return family
+
+
+def chart_faults(spec: CharacteristicSpec) -> list[InvalidChartSettings]:
+    """Every chart setting of ``spec`` at fault, each naming its config key (``chart``,
+    ``inspected``, ``ewma_lambda``, ``ewma_l``, ``cusum_k``, ``cusum_h``, ``subgroup_size``,
+    ``rules``, ``ucl``, ``lcl``, ``center_line``): a config loader prints one line each."""
+    try:
+        family = chart_family(spec.chart_name)
+    except InvalidChartSettings as fault:
+        return [fault]
+    return family.faults(spec)
 
 
 def check_chart(spec: CharacteristicSpec) -> ChartFamily:

@@ -10,7 +10,7 @@ limits are CL +/- 3 sigma_i, floored at 0 (and a p chart's capped at 1), the zon
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from engine._errors import InvalidChartSettings, InvalidCount
@@ -67,12 +67,18 @@ class AttributeFamily(ChartFamily):
 
         return AttributeEngine
 
-    def check(self, spec: CharacteristicSpec) -> None:
-        super().check(spec)
+    def _checks(self) -> list[Callable[[CharacteristicSpec], None]]:
+        return [*super()._checks(), self._check_size, self._check_fixed]
+
+    @staticmethod
+    def _check_size(spec: CharacteristicSpec) -> None:
         if spec.subgroup_size != 1:
             raise InvalidChartSettings(
                 "subgroup_size", spec.subgroup_size, "an attribute chart takes one count a sample"
             )
+
+    @staticmethod
+    def _check_fixed(spec: CharacteristicSpec) -> None:
         if spec.has_fixed_limits or spec.center_line is not None:
             key, value = ("ucl", spec.ucl) if spec.ucl is not None else ("lcl", spec.lcl)
             if spec.center_line is not None and value is None:
@@ -166,13 +172,12 @@ class NumberDefectiveFamily(AttributeFamily):
     size_name = "inspected"
     varying = False
 
-    def check(self, spec: CharacteristicSpec) -> None:
+    def _check_inspected(self, spec: CharacteristicSpec) -> None:
         inspected = spec.inspected
         if inspected is None:
             raise InvalidChartSettings("inspected", None, "an np chart needs it")
         if isinstance(inspected, bool) or not isinstance(inspected, int) or inspected < 1:
             raise InvalidChartSettings("inspected", inspected, "must be a positive integer")
-        super().check(spec)
 
     def reading(self, count: object, size: object, spec: CharacteristicSpec) -> tuple[int, float]:
         d = count_of("defectives", count)

@@ -10,6 +10,7 @@ engine of each kind lives beside them and asks its family for every number.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from engine._errors import InvalidChartSettings
@@ -48,13 +49,34 @@ class ChartFamily:
         """The smallest ``baseline`` (in samples) limits can come from."""
         return 1
 
+    def faults(self, spec: CharacteristicSpec) -> list[InvalidChartSettings]:
+        """Every setting of ``spec`` this family cannot run with, each naming its config key
+        (a config loader reports them one line each)."""
+        found: list[InvalidChartSettings] = []
+        for check in self._checks():
+            try:
+                check(spec)
+            except InvalidChartSettings as fault:
+                found.append(fault)
+        return found
+
     def check(self, spec: CharacteristicSpec) -> None:
-        """Raise ``InvalidChartSettings`` (naming the config key) for settings this family
-        cannot run with; the checks every family shares first."""
+        """Raise the first of ``faults(spec)``, if any."""
+        found = self.faults(spec)
+        if found:
+            raise found[0]
+
+    def _checks(self) -> list[Callable[[CharacteristicSpec], None]]:
+        """The family's checks, each raising ``InvalidChartSettings`` for one key."""
+        return [self._check_inspected, self._check_rules]
+
+    def _check_inspected(self, spec: CharacteristicSpec) -> None:
         if spec.inspected is not None and self.name != "np":
             raise InvalidChartSettings(
                 "inspected", spec.inspected, f"only an np chart takes it (this is {self.name})"
             )
+
+    def _check_rules(self, spec: CharacteristicSpec) -> None:
         refused = sorted(r.rule_id for r in spec.rules if r.rule_id not in self.allowed_rules)
         if refused:
             allowed = ", ".join(str(r) for r in sorted(self.allowed_rules))

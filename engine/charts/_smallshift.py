@@ -8,6 +8,7 @@ their parameters.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from engine._errors import InvalidChartSettings
@@ -33,8 +34,10 @@ class SmallShiftFamily(ChartFamily):
 
         return variables_family(n)
 
-    def check(self, spec: CharacteristicSpec) -> None:
-        super().check(spec)
+    def _checks(self) -> list[Callable[[CharacteristicSpec], None]]:
+        return [*super()._checks(), self._check_size]
+
+    def _check_size(self, spec: CharacteristicSpec) -> None:
         n = spec.subgroup_size
         if isinstance(n, bool) or not isinstance(n, int):
             raise InvalidChartSettings("subgroup_size", n, "must be an integer")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from engine._constants import MAX_SUBGROUP_SIZE, MR_D2, MR_D4, factors
@@ -40,9 +40,8 @@ class VariablesFamily(ChartFamily):
 
         return CharacteristicEngine
 
-    def check(self, spec: CharacteristicSpec) -> None:
-        super().check(spec)
-        self.check_size(spec.subgroup_size)
+    def _checks(self) -> list[Callable[[CharacteristicSpec], None]]:
+        return [*super()._checks(), lambda spec: self.check_size(spec.subgroup_size)]
 
     def check_size(self, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SUBGROUP_SIZE:

@@ -3,6 +3,7 @@ C-_i = max(0, (CL - k sigma_xbar) - x_i + C-_(i-1)); a signal when either exceed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -26,10 +27,12 @@ class CusumFamily(SmallShiftFamily):
 
         return CusumEngine
 
-    def check(self, spec: CharacteristicSpec) -> None:
-        positive("cusum_k", spec.cusum_k)
-        positive("cusum_h", spec.cusum_h)
-        super().check(spec)
+    def _checks(self) -> list[Callable[[CharacteristicSpec], None]]:
+        return [
+            lambda spec: positive("cusum_k", spec.cusum_k),
+            lambda spec: positive("cusum_h", spec.cusum_h),
+            *super()._checks(),
+        ]
 
     def parameters(self, spec: CharacteristicSpec) -> tuple[tuple[str, float], ...]:
         return (("k", float(spec.cusum_k)), ("h", float(spec.cusum_h)))

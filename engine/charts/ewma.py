@@ -4,6 +4,7 @@ limits CL +/- L sigma_xbar sqrt(lambda / (2 - lambda) (1 - (1 - lambda)^(2i)))."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -28,14 +29,20 @@ class EwmaFamily(SmallShiftFamily):
 
         return EwmaEngine
 
-    def check(self, spec: CharacteristicSpec) -> None:
+    def _checks(self) -> list[Callable[[CharacteristicSpec], None]]:
+        return [
+            self._check_lambda,
+            lambda spec: positive("ewma_l", spec.ewma_l),
+            *super()._checks(),
+        ]
+
+    @staticmethod
+    def _check_lambda(spec: CharacteristicSpec) -> None:
         lam = spec.ewma_lambda
         if isinstance(lam, bool) or not isinstance(lam, int | float):
             raise InvalidChartSettings("ewma_lambda", lam, "must be a number")
         if not 0.0 < lam <= 1.0:
             raise InvalidChartSettings("ewma_lambda", lam, "must lie in (0, 1]")
-        positive("ewma_l", spec.ewma_l)
-        super().check(spec)
 
     def parameters(self, spec: CharacteristicSpec) -> tuple[tuple[str, float], ...]:
         return (("lambda", float(spec.ewma_lambda)), ("L", float(spec.ewma_l)))

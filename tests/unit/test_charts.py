@@ -477,3 +477,14 @@ def test_a_family_engine_stays_small() -> None:
 
 def engine_count(i: int, j: int, size: float) -> tuple[int, float]:
     return (i + j) % 5 + 1, size
+
+
+def test_every_fault_of_a_spec_is_named_once() -> None:
+    from engine import chart_faults
+
+    ewma = CharacteristicSpec(id=1, chart="ewma", ewma_lambda=2.0, ewma_l=0.0, rules=NELSON)
+    assert [f.key for f in chart_faults(ewma)] == ["ewma_lambda", "ewma_l", "rules"]
+    np_chart = CharacteristicSpec(id=1, chart="np", subgroup_size=5, ucl=3.0, lcl=1.0)
+    assert [f.key for f in chart_faults(np_chart)] == ["inspected", "subgroup_size", "ucl"]
+    assert [f.key for f in chart_faults(CharacteristicSpec(id=1, chart="x"))] == ["chart"]
+    assert chart_faults(CharacteristicSpec(id=1, chart="cusum", subgroup_size=25)) == []
