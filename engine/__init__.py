@@ -1,10 +1,17 @@
 """The pure SPC engine: readings in, samples, limits and events out. No I/O here."""
 
-from engine._analysis import Analysis, AnalysisPoint, analyze
+from engine._analysis import Analysis, AnalysisPoint, analyze, analyze_counts
 from engine._bench import benchmark
 from engine._constants import Factors, c4, factors
 from engine._engine import CharacteristicEngine
-from engine._errors import IncompatibleState, InsufficientData, ZeroDispersion
+from engine._errors import (
+    IncompatibleState,
+    InsufficientData,
+    InvalidChartSettings,
+    InvalidCount,
+    ReadingKindMismatch,
+    ZeroDispersion,
+)
 from engine._limits import (
     capability,
     classify,
@@ -26,6 +33,7 @@ from engine._types import (
     Capability,
     CharacteristicSpec,
     Chart,
+    ChartPoint,
     ControlLimits,
     ControlLimitsUpdated,
     EngineEvent,
@@ -37,8 +45,17 @@ from engine._types import (
     ViolationRaised,
     Zone,
 )
+from engine.charts import (
+    FAMILIES,
+    ChartFamily,
+    chart_family,
+    chart_faults,
+    check_chart,
+    default_chart,
+)
 
 __all__ = [
+    "FAMILIES",
     "MAX_RULE_LENGTH",
     "PRESETS",
     "RULE_DEFAULTS",
@@ -48,13 +65,18 @@ __all__ = [
     "CharacteristicEngine",
     "CharacteristicSpec",
     "Chart",
+    "ChartFamily",
+    "ChartPoint",
     "ControlLimits",
     "ControlLimitsUpdated",
     "EngineEvent",
     "Factors",
     "IncompatibleState",
     "InsufficientData",
+    "InvalidChartSettings",
+    "InvalidCount",
     "Method",
+    "ReadingKindMismatch",
     "RuleConfig",
     "SampleProcessed",
     "SecondaryLimits",
@@ -63,11 +85,16 @@ __all__ = [
     "ZeroDispersion",
     "Zone",
     "analyze",
+    "analyze_counts",
     "benchmark",
     "c4",
     "capability",
+    "chart_family",
+    "chart_faults",
+    "check_chart",
     "classify",
     "compute_limits",
+    "default_chart",
     "factors",
     "figure",
     "fixed_limits",

@@ -15,12 +15,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from engine._errors import IncompatibleState, ZeroDispersion
+from engine._errors import IncompatibleState, ReadingKindMismatch, ZeroDispersion
 from engine._limits import (
-    check_subgroup_size,
     compute_limits,
     fixed_limits,
-    min_subgroups,
     zone_boundaries,
 )
 from engine._rules import rule_window
@@ -37,10 +35,13 @@ from engine._types import (
     ViolationRaised,
     Zone,
 )
+from engine.charts import ChartFamily, VariablesFamily, check_chart, default_chart
 
 __all__ = ["CharacteristicEngine"]
 
-_STATE_VERSION: Final = 1
+_STATE_VERSION: Final = 2
+"""2 adds ``chart`` (and each family's own keys); 1, written before chart families existed,
+is read as the variables chart its subgroup size implies."""
 _NEVER: Final = 1 << 62  # the threshold of a rule that is not configured
 
 # zone code -> Zone: 1..4 upper (C, B, A, beyond), -1..-4 lower (negative indexing)
@@ -67,8 +68,11 @@ _NONE: Final[tuple[int, ...]] = ()
 class CharacteristicEngine:
     """SPC for one characteristic: forms subgroups, computes limits, judges Nelson's rules.
 
-    ``state`` is a ``snapshot()`` taken earlier; restoring it gives exactly the events the
-    engine would have produced had it never stopped.
+    ``CharacteristicEngine(spec)`` builds the engine of the spec's chart family
+    (``spec.chart``, docs/spc.md): this class runs the Shewhart variables charts (I-MR,
+    X-bar-R, X-bar-S); the attribute, EWMA and CUSUM charts are subclasses that share its
+    rules, episodes and snapshot. ``state`` is a ``snapshot()`` taken earlier; restoring it
+    gives exactly the events the engine would have produced had it never stopped.
     """
 
     __slots__ = (
@@ -80,6 +84,7 @@ class CharacteristicEngine:
         "_cl",
         "_count",
         "_failing",
+        "_family",
         "_k2",
         "_k3",
         "_k4",
@@ -101,6 +106,7 @@ class CharacteristicEngine:
         "_o_run",
         "_partial",
         "_partial_ts",
+        "_point",
         "_r1",
         "_rfailing",
         "_rlcl",
@@ -120,15 +126,39 @@ class CharacteristicEngine:
         "spec",
     )
 
+    def __new__(
+        cls, spec: CharacteristicSpec, state: Mapping[str, Any] | None = None
+    ) -> CharacteristicEngine:
+        if cls is CharacteristicEngine:
+            cls = check_chart(spec).engine_class()
+        return object.__new__(cls)
+
     def __init__(self, spec: CharacteristicSpec, state: Mapping[str, Any] | None = None) -> None:
+        family = self._setup(spec)
+        assert isinstance(family, VariablesFamily)
+        self._point = family.point
+        if state is not None:
+            self._restore(state)
+        elif spec.has_fixed_limits:
+            self._install(self._fixed_limits())
+            self._announce = True
+
+    def _fixed_limits(self) -> ControlLimits:
+        """The limits the config fixes (docs/spc.md, "Points and limits")."""
+        return fixed_limits(self.spec)
+
+    def _setup(self, spec: CharacteristicSpec) -> ChartFamily:
+        """What every family's engine shares: settings checked, rules, counters, episodes."""
+        family = check_chart(spec)
         n = spec.subgroup_size
-        check_subgroup_size(n)
-        if not spec.has_fixed_limits and spec.baseline < min_subgroups(n):
+        min_baseline = family.fewest_baseline(n)
+        if not spec.has_fixed_limits and spec.baseline < min_baseline:
             raise ValueError(
-                f"characteristic {spec.id}: baseline must be at least {min_subgroups(n)} "
+                f"characteristic {spec.id}: baseline must be at least {min_baseline} "
                 f"subgroups for subgroup size {n}, got {spec.baseline}"
             )
         self.spec = spec
+        self._family = family
         self._cid = spec.id
         self._n = n
         rules = {rule.rule_id: rule for rule in spec.rules}
@@ -156,11 +186,7 @@ class CharacteristicEngine:
         self._cl = self._u1 = self._u2 = self._ucl = 0.0
         self._l1 = self._l2 = self._lcl = self._rucl = self._rlcl = 0.0
         self._reset_counters()
-        if state is not None:
-            self._restore(state)
-        elif spec.has_fixed_limits:
-            self._install(fixed_limits(spec))
-            self._announce = True
+        return family
 
     @staticmethod
     def _m_of(rule: RuleConfig | None) -> tuple[int, int, int]:
@@ -184,6 +210,21 @@ class CharacteristicEngine:
     def seq(self) -> int:
         """How many samples this characteristic has produced (the last ``seq``)."""
         return self._seq
+
+    @property
+    def chart(self) -> str:
+        """The chart family's name (``imr``, ``xbar_r``, ..., ``cusum``)."""
+        return self._family.name
+
+    @property
+    def family(self) -> ChartFamily:
+        return self._family
+
+    def add_count(self, count: float, size: float | None, ts: datetime) -> list[EngineEvent]:
+        """Add one attribute reading (p, np, c, u charts): ``count`` defectives or defects,
+        ``size`` the number inspected (p, np) or the units (u), None for c. A variables,
+        EWMA or CUSUM chart raises ``ReadingKindMismatch``."""
+        raise ReadingKindMismatch(self._family.name, "measured values, not counts")
 
     def add_reading(self, value: float, ts: datetime) -> list[EngineEvent]:
         """Add one reading taken at ``ts`` (timezone-aware); returns what it caused."""
@@ -242,7 +283,7 @@ class CharacteristicEngine:
         Raises ``InsufficientData`` or ``ZeroDispersion`` and changes nothing then.
         """
         spec = self.spec
-        limits = compute_limits(subgroups, self._n, usl=spec.usl, lsl=spec.lsl)
+        limits = compute_limits(subgroups, self._n, usl=spec.usl, lsl=spec.lsl, chart=self.chart)
         self._install(limits)
         self._announce = False
         return ControlLimitsUpdated(self._cid, limits, ts)
@@ -253,6 +294,7 @@ class CharacteristicEngine:
         baseline = self._baseline
         return {
             "version": _STATE_VERSION,
+            "chart": self._family.name,
             "characteristic_id": self._cid,
             "subgroup_size": self._n,
             "seq": self._seq,
@@ -285,8 +327,10 @@ class CharacteristicEngine:
         (self._lcl, self._l2, self._l1, self._cl, self._u1, self._u2, self._ucl) = zone_boundaries(
             limits, self._n
         )
-        self._rucl = limits.range.ucl
-        self._rlcl = limits.range.lcl
+        rng = limits.range
+        if rng is not None:
+            self._rucl = rng.ucl
+            self._rlcl = rng.lcl
         self._reset_counters()
         for value in self._window:
             self._advance(value)
@@ -380,23 +424,8 @@ class CharacteristicEngine:
 
     def _complete(self, values: tuple[float, ...], ts: datetime, out: list[EngineEvent]) -> None:
         """A subgroup is full: compute its point, judge it, and report."""
-        n = self._n
         window = self._window
-        r: float | None
-        try:
-            if n == 1:
-                x = values[0]
-                r = abs(x - window[-1]) if window else None
-            elif n <= 10:
-                x = math.fsum(values) / n
-                r = max(values) - min(values)
-            else:
-                x = math.fsum(values) / n
-                r = math.sqrt(math.fsum([(v - x) ** 2 for v in values]) / (n - 1))
-        except (OverflowError, ValueError):  # fsum of infinities, or of huge numbers
-            r = x = math.nan
-        if not (math.isfinite(x) and (r is None or math.isfinite(r))):
-            raise ValueError(f"subgroup {values!r} holds a reading that is not a finite number")
+        x, r = self._statistic(values)
         window.append(x)
         seq = self._seq + 1
         self._seq = seq
@@ -436,6 +465,30 @@ class CharacteristicEngine:
                 out.append(ViolationRaised(cid, seq, 1, rule.name, rule.severity, Chart.RANGE, ts))
             self._rfailing = range_fails
 
+    def _report(self, seq: int, ts: datetime, fail: int, out: list[EngineEvent]) -> None:
+        """Raise a violation for each rule that starts failing (one alarm per episode)."""
+        new = fail & ~self._failing
+        self._failing = fail
+        if new:
+            rules = self._rules
+            cid = self._cid
+            for rule_id in _FAILED[new]:
+                rule = rules[rule_id]
+                out.append(
+                    ViolationRaised(cid, seq, rule_id, rule.name, rule.severity, Chart.X, ts)
+                )
+
+    def _statistic(self, values: tuple[float, ...]) -> tuple[float, float | None]:
+        """The family's plotted mean and secondary statistic; ValueError if not finite."""
+        r: float | None
+        try:
+            x, r = self._point(values, self._window)
+        except (OverflowError, ValueError):  # fsum of infinities, or of huge numbers
+            r = x = math.nan
+        if not (math.isfinite(x) and (r is None or math.isfinite(r))):
+            raise ValueError(f"subgroup {values!r} holds a reading that is not a finite number")
+        return x, r
+
     def _groups(self, flat: array[float]) -> list[list[float]]:
         n = self._n
         return [flat[i : i + n].tolist() for i in range(0, len(flat), n)]
@@ -450,7 +503,7 @@ class CharacteristicEngine:
         if len(baseline) < self.spec.baseline * n:
             return
         try:
-            limits = compute_limits(self._groups(baseline), n, usl=self.spec.usl, lsl=self.spec.lsl)
+            limits = self._baseline_limits(self._groups(baseline))
         except ZeroDispersion:
             # No variation yet (a coarse gauge, a machine warming up): slide the baseline on
             # and try again with the next sample rather than collapse every zone onto CL.
@@ -459,15 +512,32 @@ class CharacteristicEngine:
         self._install(limits)
         out.append(ControlLimitsUpdated(self._cid, limits, ts))
 
+    def _baseline_limits(self, subgroups: list[list[float]]) -> ControlLimits:
+        spec = self.spec
+        return compute_limits(subgroups, self._n, usl=spec.usl, lsl=spec.lsl, chart=self.chart)
+
+    def _check_state_chart(self, state: Mapping[str, Any]) -> None:
+        version = state.get("version")
+        if version in (1, _STATE_VERSION) and state["subgroup_size"] != self._n:
+            raise IncompatibleState(
+                f"state is for subgroup size {state['subgroup_size']}, "
+                f"characteristic {self._cid} now has {self._n}"
+            )
+        if version == 1:  # before chart families: the chart followed the subgroup size
+            chart = default_chart(state["subgroup_size"])
+        elif version == _STATE_VERSION:
+            chart = state["chart"]
+        else:
+            raise IncompatibleState(f"unknown state version {version!r}")
+        if chart != self._family.name:
+            raise IncompatibleState(
+                f"state is of a {chart} chart, characteristic {self._cid} is now a "
+                f"{self._family.name} chart"
+            )
+
     def _restore(self, state: Mapping[str, Any]) -> None:
         try:
-            if state.get("version") != _STATE_VERSION:
-                raise IncompatibleState(f"unknown state version {state.get('version')!r}")
-            if state["subgroup_size"] != self._n:
-                raise IncompatibleState(
-                    f"state is for subgroup size {state['subgroup_size']}, "
-                    f"characteristic {self._cid} now has {self._n}"
-                )
+            self._check_state_chart(state)
             partial = [float(v) for v in state["partial"]]
             if len(partial) >= self._n:
                 raise IncompatibleState(f"partial subgroup of {len(partial)} readings")
@@ -491,7 +561,7 @@ class CharacteristicEngine:
         spec = self.spec
         if spec.has_fixed_limits and (limits is None or limits.method is Method.FIXED):
             # The config's fixed limits win over remembered fixed ones (they may be edited).
-            fixed = fixed_limits(spec)
+            fixed = self._fixed_limits()
             if fixed != limits:
                 limits, pending = fixed, True
         if limits is not None:

@@ -5,7 +5,14 @@ An SPC signal is never an exception: it is a ``ViolationRaised`` event.
 
 from __future__ import annotations
 
-__all__ = ["IncompatibleState", "InsufficientData", "ZeroDispersion"]
+__all__ = [
+    "IncompatibleState",
+    "InsufficientData",
+    "InvalidChartSettings",
+    "InvalidCount",
+    "ReadingKindMismatch",
+    "ZeroDispersion",
+]
 
 
 class InsufficientData(ValueError):
@@ -35,3 +42,39 @@ class IncompatibleState(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"cannot restore engine state: {reason}")
         self.reason = reason
+
+
+class InvalidChartSettings(ValueError):
+    """A characteristic's chart settings are wrong: ``key`` is the setting's name as the
+    config spells it (``chart``, ``inspected``, ``ewma_lambda``, ``ewma_l``, ``cusum_k``,
+    ``cusum_h``, ``subgroup_size``, ``rules``, ``ucl``), ``value`` what was given."""
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        super().__init__(f"{key} = {value!r}: {reason}")
+        self.key = key
+        self.value = value
+        self.reason = reason
+
+
+class InvalidCount(ValueError):
+    """An attribute reading that no chart can take: a negative or fractional count,
+    defectives above inspected, a wrong ``inspected`` for np, zero units. ``name`` is the
+    payload field (``defectives``, ``inspected``, ``defects``, ``units``); ``index`` the
+    sample's position where a whole series was given (``analyze_counts``)."""
+
+    def __init__(self, name: str, value: object, reason: str, index: int | None = None) -> None:
+        where = "" if index is None else f"sample {index}: "
+        super().__init__(f"{where}{name} = {value!r}: {reason}")
+        self.name = name
+        self.value = value
+        self.reason = reason
+        self.index = index
+
+
+class ReadingKindMismatch(ValueError):
+    """Measured values sent to an attribute chart, or counts to a variables chart."""
+
+    def __init__(self, chart: str, expected: str) -> None:
+        super().__init__(f"a {chart} chart takes {expected}")
+        self.chart = chart
+        self.expected = expected

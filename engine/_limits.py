@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
-from engine._constants import MAX_SUBGROUP_SIZE, MR_D2, MR_D4, factors
+from engine._constants import MAX_SUBGROUP_SIZE
 from engine._errors import InsufficientData, ZeroDispersion
 from engine._types import (
     Capability,
     CharacteristicSpec,
     ControlLimits,
     Method,
-    SecondaryLimits,
     Zone,
 )
+from engine.charts import SmallShiftFamily, VariablesFamily, chart_family, variables_family
 
 __all__ = [
     "capability",
@@ -35,24 +34,30 @@ def check_subgroup_size(n: int) -> None:
         raise ValueError(f"subgroup size must be 1..{MAX_SUBGROUP_SIZE}, got {n!r}")
 
 
-def method_for(n: int) -> Method:
-    """The sigma estimator the contract prescribes for subgroup size ``n``."""
-    if n == 1:
-        return Method.MOVING_RANGE
-    return Method.R_BAR_D2 if n <= 10 else Method.S_BAR_C4
+def _family(n: int, chart: str | None) -> VariablesFamily:
+    """The variables family ``chart`` names, or the one the subgroup size implies."""
+    if chart is None:
+        return variables_family(n)
+    family = chart_family(chart)
+    if not isinstance(family, VariablesFamily):
+        raise ValueError(f"{chart} is not a variables chart (imr, xbar_r, xbar_s)")
+    family.check_size(n)
+    return family
 
 
-def min_subgroups(n: int) -> int:
+def method_for(n: int, chart: str | None = None) -> Method:
+    """The sigma estimator for subgroup size ``n`` (docs/spc.md): its family's."""
+    return _family(n, chart).method
+
+
+def min_subgroups(n: int, chart: str | None = None) -> int:
     """Fewest subgroups limits can come from: two individuals (one moving range), else one."""
-    return 2 if n == 1 else 1
+    return _family(n, chart).min_baseline
 
 
 def subgroup_dispersion(values: Sequence[float], mean: float) -> float:
     """The secondary chart's statistic of one subgroup (n >= 2): range, or S for n > 10."""
-    n = len(values)
-    if n <= 10:
-        return max(values) - min(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    return variables_family(len(values)).dispersion(values, mean)
 
 
 def _stdev(values: Sequence[float]) -> float:
@@ -95,8 +100,10 @@ def compute_limits(
     *,
     usl: float | None = None,
     lsl: float | None = None,
+    chart: str | None = None,
 ) -> ControlLimits:
-    """Limits of both charts from ``subgroups`` (each of ``subgroup_size`` readings).
+    """Limits of both charts from ``subgroups`` (each of ``subgroup_size`` readings), by the
+    variables family ``chart`` (default: the one the subgroup size implies).
 
     Raises ``InsufficientData`` with fewer than 2 individuals (n = 1) or no subgroup at all,
     ``ZeroDispersion`` when sigma comes out 0, ``ValueError`` for a subgroup of the wrong size
@@ -104,35 +111,19 @@ def compute_limits(
     """
     n = subgroup_size
     check_subgroup_size(n)
+    family = _family(n, chart)
     k = len(subgroups)
-    if k < min_subgroups(n):
-        raise InsufficientData(min_subgroups(n), k)
+    if k < family.min_baseline:
+        raise InsufficientData(family.min_baseline, k)
     for index, group in enumerate(subgroups):
         if len(group) != n:
             raise ValueError(f"subgroup {index} has {len(group)} readings, expected {n}")
         if not all(math.isfinite(v) for v in group):
             raise ValueError(f"subgroup {index} holds a reading that is not a finite number")
     readings = [v for group in subgroups for v in group]
-    if n == 1:
-        moving = [abs(b - a) for a, b in itertools.pairwise(readings)]
-        centre = math.fsum(readings) / k
-        mr_bar = math.fsum(moving) / len(moving)
-        sigma = mr_bar / MR_D2
-        half_width = 3.0 * sigma
-        secondary = SecondaryLimits(center_line=mr_bar, ucl=MR_D4 * mr_bar, lcl=0.0)
-    else:
-        f = factors(n)
-        means = [math.fsum(group) / n for group in subgroups]
-        centre = math.fsum(means) / k
-        spreads = [subgroup_dispersion(g, m) for g, m in zip(subgroups, means, strict=True)]
-        bar = math.fsum(spreads) / k
-        if n <= 10:
-            sigma = bar / f.d2
-            secondary = SecondaryLimits(center_line=bar, ucl=f.D4 * bar, lcl=f.D3 * bar)
-        else:
-            sigma = bar / f.c4
-            secondary = SecondaryLimits(center_line=bar, ucl=f.B4 * bar, lcl=f.B3 * bar)
-        half_width = 3.0 * sigma / math.sqrt(n)
+    centre, bar = family.estimate(subgroups, n)
+    sigma = family.sigma(bar, n)
+    half_width = 3.0 * sigma / math.sqrt(n)
     if not sigma > 0.0:
         raise ZeroDispersion(k, centre)
     overall = _stdev(readings) if len(readings) > 1 else None
@@ -141,9 +132,9 @@ def compute_limits(
         ucl=centre + half_width,
         lcl=centre - half_width,
         sigma=sigma,
-        method=method_for(n),
+        method=family.method,
         sample_count=k,
-        range=secondary,
+        range=family.secondary(bar, n),
         capability=capability(centre, sigma, usl=usl, lsl=lsl, sigma_overall=overall),
     )
 
@@ -156,6 +147,9 @@ def fixed_limits(spec: CharacteristicSpec) -> ControlLimits:
     """
     n = spec.subgroup_size
     check_subgroup_size(n)
+    chosen = chart_family(spec.chart_name)
+    # EWMA and CUSUM take a known CL and sigma from fixed limits, as their baseline would
+    family = chosen.base(n) if isinstance(chosen, SmallShiftFamily) else _family(n, chosen.name)
     if spec.ucl is None or spec.lcl is None:
         raise ValueError(f"characteristic {spec.id}: fixed limits need both ucl and lcl")
     ucl, lcl = float(spec.ucl), float(spec.lcl)
@@ -166,17 +160,7 @@ def fixed_limits(spec: CharacteristicSpec) -> ControlLimits:
             f"got lcl={lcl:g}, center_line={centre:g}, ucl={ucl:g}"
         )
     sigma = (ucl - lcl) / 6.0 * math.sqrt(n)
-    if n == 1:
-        bar = MR_D2 * sigma
-        secondary = SecondaryLimits(center_line=bar, ucl=MR_D4 * bar, lcl=0.0)
-    elif n <= 10:
-        f = factors(n)
-        bar = f.d2 * sigma
-        secondary = SecondaryLimits(center_line=bar, ucl=f.D4 * bar, lcl=f.D3 * bar)
-    else:
-        f = factors(n)
-        bar = f.c4 * sigma
-        secondary = SecondaryLimits(center_line=bar, ucl=f.B4 * bar, lcl=f.B3 * bar)
+    secondary = family.secondary(family.bar_of(sigma, n), n)
     return ControlLimits(
         center_line=centre,
         ucl=ucl,

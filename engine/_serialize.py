@@ -46,22 +46,27 @@ def iso_z(ts: datetime) -> str:
 def limits_to_dict(limits: ControlLimits) -> dict[str, Any]:
     """The limits as the ``control_limits`` payload spells them (without id and timestamp)."""
     cap = limits.capability
-    return {
+    rng = limits.range
+    data: dict[str, Any] = {
         "center_line": limits.center_line,
         "ucl": limits.ucl,
         "lcl": limits.lcl,
         "sigma": limits.sigma,
         "method": limits.method.value,
         "sample_count": limits.sample_count,
-        "range": {
-            "center_line": limits.range.center_line,
-            "ucl": limits.range.ucl,
-            "lcl": limits.range.lcl,
-        },
+        "range": None
+        if rng is None
+        else {"center_line": rng.center_line, "ucl": rng.ucl, "lcl": rng.lcl},
         "capability": None
         if cap is None
         else {"cp": cap.cp, "cpk": cap.cpk, "pp": cap.pp, "ppk": cap.ppk},
     }
+    if limits.chart is not None:
+        # The chart families of docs/spc.md; the Shewhart variables charts' payload keeps
+        # the shape it always had (their chart follows from the characteristic).
+        data["chart"] = limits.chart
+        data["parameters"] = dict(limits.parameters)
+    return data
 
 
 def limits_payload(
@@ -70,32 +75,16 @@ def limits_payload(
     """The ``control_limits`` payload of docs/topics.md (the envelope is the caller's), its
     figures rounded by :func:`figure`; the engine's snapshot keeps them exact
     (:func:`limits_to_dict`)."""
-    cap = limits.capability
+    data = limits_to_dict(limits)
     # fixed limits are the config's own numbers, kept as given; the rest is computed
-    given = limits.method is Method.FIXED
-    return {
-        "characteristic_id": characteristic_id,
-        "center_line": limits.center_line if given else figure(limits.center_line),
-        "ucl": limits.ucl if given else figure(limits.ucl),
-        "lcl": limits.lcl if given else figure(limits.lcl),
-        "sigma": figure(limits.sigma),
-        "method": limits.method.value,
-        "sample_count": limits.sample_count,
-        "range": {
-            "center_line": figure(limits.range.center_line),
-            "ucl": figure(limits.range.ucl),
-            "lcl": figure(limits.range.lcl),
-        },
-        "capability": None
-        if cap is None
-        else {
-            "cp": figure(cap.cp),
-            "cpk": figure(cap.cpk),
-            "pp": figure(cap.pp),
-            "ppk": figure(cap.ppk),
-        },
-        "timestamp": timestamp_iso,
-    }
+    if limits.method is not Method.FIXED:
+        for key in ("center_line", "ucl", "lcl"):
+            data[key] = figure(data[key])
+    data["sigma"] = figure(data["sigma"])
+    for part in ("range", "capability"):
+        if data[part] is not None:
+            data[part] = {key: figure(value) for key, value in data[part].items()}
+    return {"characteristic_id": characteristic_id, **data, "timestamp": timestamp_iso}
 
 
 def _opt(value: Any) -> float | None:
@@ -106,6 +95,8 @@ def limits_from_dict(data: Mapping[str, Any]) -> ControlLimits:
     """Inverse of ``limits_to_dict`` (extra keys such as a timestamp are ignored)."""
     rng = data["range"]
     cap = data.get("capability")
+    chart = data.get("chart")
+    parameters = data.get("parameters") or {}
     return ControlLimits(
         center_line=float(data["center_line"]),
         ucl=float(data["ucl"]),
@@ -113,7 +104,9 @@ def limits_from_dict(data: Mapping[str, Any]) -> ControlLimits:
         sigma=float(data["sigma"]),
         method=Method(data["method"]),
         sample_count=int(data["sample_count"]),
-        range=SecondaryLimits(
+        range=None
+        if rng is None
+        else SecondaryLimits(
             center_line=float(rng["center_line"]), ucl=float(rng["ucl"]), lcl=float(rng["lcl"])
         ),
         capability=None
@@ -124,4 +117,6 @@ def limits_from_dict(data: Mapping[str, Any]) -> ControlLimits:
             pp=_opt(cap.get("pp")),
             ppk=_opt(cap.get("ppk")),
         ),
+        chart=None if chart is None else str(chart),
+        parameters=tuple((str(k), float(v)) for k, v in parameters.items()),
     )

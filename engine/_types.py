@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Zone(StrEnum):
@@ -31,6 +32,12 @@ class Method(StrEnum):
     R_BAR_D2 = "r_bar_d2"
     S_BAR_C4 = "s_bar_c4"
     FIXED = "fixed"
+    P_BAR = "p_bar"
+    """p and np charts: p-bar = sum of defectives / sum inspected (binomial sigma)."""
+    C_BAR = "c_bar"
+    """c chart: c-bar, the mean count (Poisson sigma)."""
+    U_BAR = "u_bar"
+    """u chart: u-bar = sum of defects / sum of units (Poisson sigma)."""
 
 
 class Severity(StrEnum):
@@ -82,7 +89,14 @@ class Capability:
 @dataclass(frozen=True, slots=True)
 class ControlLimits:
     """Limits of both charts. ``sigma`` is the within-subgroup process sigma; an X-bar
-    chart's zones are ``sigma / sqrt(n)`` wide."""
+    chart's zones are ``sigma / sqrt(n)`` wide.
+
+    ``chart`` and ``parameters`` are set by the chart families of docs/spc.md ("Chart
+    families": p, np, c, u, EWMA, CUSUM); they stay None and ``()`` for the Shewhart
+    variables charts, whose limits (and their payload) are as they always were. ``range``
+    is None for a family without a secondary chart. For p and u charts, whose limits vary
+    from point to point, ``ucl`` and ``lcl`` are those at the baseline's average size.
+    """
 
     center_line: float
     ucl: float
@@ -90,8 +104,18 @@ class ControlLimits:
     sigma: float
     method: Method
     sample_count: int
-    range: SecondaryLimits
+    range: SecondaryLimits | None
     capability: Capability | None
+    chart: str | None = None
+    parameters: tuple[tuple[str, float], ...] = ()
+    """The family's settings, e.g. ``(("lambda", 0.2), ("L", 3.0), ("n", 1))``."""
+
+    def parameter(self, name: str) -> float:
+        """One of ``parameters`` by name (KeyError when the family has no such setting)."""
+        for key, value in self.parameters:
+            if key == name:
+                return value
+        raise KeyError(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +131,53 @@ class CharacteristicSpec:
     ucl: float | None = None
     lcl: float | None = None
     baseline: int = 25
-    rules: tuple[RuleConfig, ...] = field(default_factory=lambda: _nelson())
-    """The rules to judge; Nelson's eight by default (an explicit ``()`` judges none)."""
+    rules: tuple[RuleConfig, ...] = field(default_factory=lambda: _unset_rules())
+    """The rules to judge. Left out: the family's default (Nelson's eight for the Shewhart
+    variables charts, rule 1 for the others); an explicit ``()`` judges none."""
+    chart: str | None = None
+    """The chart family (docs/spc.md): ``imr``, ``xbar_r``, ``xbar_s``, ``p``, ``np``, ``c``,
+    ``u``, ``ewma``, ``cusum``; None follows the subgroup size (``engine.default_chart``)."""
+    inspected: int | None = None
+    """np charts: the number inspected in every sample (required there, refused elsewhere)."""
+    ewma_lambda: float = 0.2
+    ewma_l: float = 3.0
+    cusum_k: float = 0.5
+    cusum_h: float = 5.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rules, _UnsetRules):
+            from engine._rules import RULE_DEFAULTS
+            from engine.charts import FAMILIES, default_chart
+
+            # an unknown chart keeps Nelson's rules here: the engine's check refuses it
+            n = self.subgroup_size
+            name = self.chart or (default_chart(n) if isinstance(n, int) else "")
+            family = FAMILIES.get(name)
+            rules = RULE_DEFAULTS if family is None else family.default_rules
+            object.__setattr__(self, "rules", rules)
 
     @property
     def has_fixed_limits(self) -> bool:
         return self.ucl is not None and self.lcl is not None
 
+    @property
+    def chart_name(self) -> str:
+        """``chart``, or the variables chart the subgroup size implies."""
+        if self.chart is not None:
+            return self.chart
+        from engine.charts import default_chart
 
-def _nelson() -> tuple[RuleConfig, ...]:
-    from engine._rules import RULE_DEFAULTS  # the rule table imports this module
+        return default_chart(self.subgroup_size)
 
-    return RULE_DEFAULTS
+
+class _UnsetRules(tuple[RuleConfig, ...]):
+    """Marks ``rules`` left out, so the spec can take its family's default."""
+
+    __slots__ = ()
+
+
+def _unset_rules() -> tuple[RuleConfig, ...]:
+    return _UnsetRules()
 
 
 # --- events (past tense): what the engine tells the world --------------------------------
@@ -144,6 +203,50 @@ class SampleProcessed:
     in_control: bool | None
     failed_rules: tuple[int, ...]
     range_failed_rules: tuple[int, ...]
+    point: ChartPoint | None = None
+    """The plotted point of the chart families of docs/spc.md (p, np, c, u, EWMA, CUSUM);
+    None for the Shewhart variables charts, whose plotted point is ``value``. One field
+    rather than six: a frozen dataclass pays for every field it sets, and the Shewhart path
+    makes a few hundred thousand of these a second."""
+
+    @property
+    def statistic(self) -> float | None:
+        """d/n, d, c, c/units, the EWMA z or the larger CUSUM sum; None for the Shewhart
+        variables charts and for EWMA/CUSUM baseline samples."""
+        return None if self.point is None else self.point.statistic
+
+    @property
+    def ucl(self) -> float | None:
+        """This point's own upper limit (it varies for p, u and EWMA); None before limits."""
+        return None if self.point is None else self.point.ucl
+
+    @property
+    def lcl(self) -> float | None:
+        return None if self.point is None else self.point.lcl
+
+    @property
+    def cusum_upper(self) -> float | None:
+        return None if self.point is None else self.point.cusum_upper
+
+    @property
+    def cusum_lower(self) -> float | None:
+        return None if self.point is None else self.point.cusum_lower
+
+    @property
+    def size(self) -> float | None:
+        """Attribute charts: the sample's ``inspected`` (p, np) or ``units`` (u); None else."""
+        return None if self.point is None else self.point.size
+
+
+class ChartPoint(NamedTuple):
+    """What a chart family's sample adds to ``SampleProcessed`` (docs/spc.md)."""
+
+    statistic: float | None
+    ucl: float | None
+    lcl: float | None
+    cusum_upper: float | None = None
+    cusum_lower: float | None = None
+    size: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,3 +158,113 @@ def test_as_a_real_process(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr == "openspc analyze: /nonexistent.csv: no such file\n"
+
+
+# --- chart families (docs/spc.md, "Chart families") --------------------------------------
+
+ORANGE_JUICE = [12, 15, 8, 10, 4, 7, 16, 9, 14, 10, 5, 6, 17, 12, 22, 8, 10, 5, 13, 11]
+ORANGE_JUICE += [20, 18, 24, 15, 9, 12, 7, 13, 9, 6]
+
+
+def test_p_chart_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine import analyze_counts
+
+    path = tmp_path / "cans.csv"
+    rows = [f"2026-11-02T06:{i:02d}:00Z,{d},50" for i, d in enumerate(ORANGE_JUICE)]
+    path.write_text("ts,defectives,inspected\n" + "\n".join(rows) + "\n")
+    status, out, err = run([str(path), "--chart", "p", "--baseline", "30", "--json"], capsys)
+    assert (status, err) == (0, "")
+    doc = json.loads(out)
+    expected = analyze_counts(ORANGE_JUICE, [50] * 30, "p", baseline=30)
+    assert doc["limits"] == limits_payload(expected.limits, None, "2026-11-02T06:29:00.000Z")
+    assert doc["limits"]["chart"] == "p"
+    assert doc["limits"]["parameters"] == {"inspected": 50}
+    points = doc["points"]
+    assert list(points[0]) == [
+        "index", "value", "range", "zone", "failed_rules", "range_failed_rules",
+        "statistic", "ucl", "lcl",
+    ]  # fmt: skip
+    assert points[14]["value"] == 22
+    assert isinstance(points[14]["value"], int)
+    assert points[14]["statistic"] == 0.44
+    assert [p["index"] for p in points if p["failed_rules"]] == [14, 22]  # rule 1 only
+    status, table, _ = run([str(path), "--chart", "p", "--baseline", "30"], capsys)
+    assert status == 0
+    assert "2 of 30 points out of control" in table
+    assert "p chart, 30 samples" in table
+
+
+def test_cusum_and_ewma_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "table91.csv"
+    values = [9.45, 7.99, 9.29, 11.66, 12.16, 10.18, 8.04, 11.46, 9.20, 10.34, 9.03, 11.47]
+    values += [10.51, 9.40, 10.08, 9.37, 10.62, 10.31, 8.52, 10.84, 10.90, 9.33, 12.29]
+    values += [11.50, 10.60, 11.08, 10.38, 11.62, 11.31, 10.52]
+    path.write_text("value\n" + "\n".join(str(v) for v in values) + "\n")
+    args = [str(path), "--chart", "cusum", "--baseline", "20", "--cusum-h", "4", "--json"]
+    status, out, err = run(args, capsys)
+    assert (status, err) == (0, "")
+    doc = json.loads(out)
+    assert (doc["limits"]["chart"], doc["limits"]["parameters"]) == ("cusum", {"k": 0.5, "h": 4})
+    assert doc["limits"]["lcl"] == 0.0
+    points = doc["points"]
+    assert all(p["statistic"] is None and p["zone"] is None for p in points[:20])
+    assert all(p["cusum_upper"] is not None for p in points[20:])
+    assert all(p["ucl"] == doc["limits"]["ucl"] for p in points[20:])
+    args = [str(path), "--chart", "ewma", "--baseline", "20", "--ewma-lambda", "0.1", "--json"]
+    status, out, _ = run(args, capsys)
+    ewma = json.loads(out)["points"]
+    assert ewma[20]["ucl"] < ewma[29]["ucl"]  # the limits widen towards the asymptote
+    assert "cusum_upper" not in ewma[20]
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("value\n1\n2\n", ["--chart", "ewma", "--ewma-lambda", "0"], "--ewma-lambda: must lie"),
+        ("value\n1\n2\n", ["--chart", "cusum", "--cusum-h", "-1"], "--cusum-h: must be positive"),
+        ("defectives\n1\n", ["--chart", "np"], "--inspected: an np chart needs it"),
+        ("defectives\n1\n", ["--chart", "p"], "no 'inspected' column"),
+        (
+            "defectives,inspected\n1,5\n-1,5\n",
+            ["--chart", "p"],
+            "line 3: defectives -1: must not be negative",
+        ),
+        ("defectives,inspected\n6,5\n", ["--chart", "p"], "more than the 5 inspected"),
+        ("defects,units\n1,0\n", ["--chart", "u"], "units 0.0: must be positive"),
+        ("defects\n1.5\n", ["--chart", "c"], "must be a whole number"),
+        ("defects\n1\n", ["--chart", "c", "-n", "5"], "--subgroup-size: a c chart takes"),
+        ("defects\n1\n2\n", ["--chart", "c", "--rules", "nelsen"], "--rules: unknown"),
+        ("defects\n1\n2\n", ["--chart", "c"], "too few samples for the baseline: 25"),
+        ("defects\n0\n0\n", ["--chart", "c", "--baseline", "2"], "need some defects"),
+        ("value\n1\n2\n", ["--chart", "bar"], "--chart: expected one of imr"),
+        ("value\n1\n2\n", ["--chart", "ewma", "--rules", "nelson"], "--rules: a ewma chart"),
+        ("value\n1\n2\n", [], "--subgroup-size is required"),
+    ],
+)
+def test_chart_mistakes_are_one_line_and_status_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    args: list[str],
+    message: str,
+) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(content)
+    status, out, err = run([str(path), "--json", *args], capsys)
+    assert (status, out) == (2, "")
+    assert err.count("\n") == 1
+    assert err.startswith("openspc analyze: ")
+    assert message in err
+
+
+def test_attribute_charts_judge_rule_1_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.csv"
+    counts = [5, 7, 6, 5, 4, 6, 5, 7, 6, 5] + [8] * 10  # ten above CL: rule 2 on request
+    path.write_text("defects\n" + "\n".join(str(c) for c in counts) + "\n")
+    base = [str(path), "--chart", "c", "--baseline", "10", "--json"]
+    _, out, _ = run(base, capsys)
+    assert not any(p["failed_rules"] for p in json.loads(out)["points"])
+    _, out, _ = run([*base, "--rules", "1,2"], capsys)
+    assert [p["failed_rules"] for p in json.loads(out)["points"]][-1] == [2]
