@@ -22,7 +22,6 @@ from engine import (
     SecondaryLimits,
     ViolationRaised,
     ZeroDispersion,
-    benchmark,
     compute_limits,
     factors,
     fixed_limits,
@@ -328,9 +327,3 @@ def test_an_engine_stays_small() -> None:
         used, _ = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert used / len(engines) < 8_000, samples
-
-
-def test_speed_guard() -> None:
-    """A generous floor (the figures are in docs/spc.md): 20,000 subgroups of 5 through all
-    eight rules at well over 50,000 points/s even on a busy machine."""
-    assert benchmark(20_000, 5, repeat=1) > 50_000
