@@ -85,18 +85,27 @@ class Hub:
         self._loop = asyncio.get_running_loop()
         self._closers: set[asyncio.Task[None]] = set()
         self.slow_closed = 0  # clients closed for falling behind
+        self._changed = asyncio.Event()  # a client came or went
 
     # --- clients -------------------------------------------------------------------------
 
     def add(self, ws: ServerConnection) -> Client:
         client = Client(ws)
         self.clients[ws] = client
+        self._changed.set()
         return client
 
     def remove(self, client: Client) -> None:
         self.clients.pop(client.ws, None)
+        self._changed.set()
         for cid in list(client.subscriptions):
             self._unroute(client, cid)
+
+    async def wait_clients(self, count: int) -> None:
+        """Until exactly ``count`` clients are connected (for tests and benchmarks)."""
+        while len(self.clients) != count:
+            self._changed.clear()
+            await self._changed.wait()
 
     def subscribe(self, client: Client, request: Subscribe, cids: Iterable[int]) -> list[int]:
         """Subscribe ``client`` to ``cids`` with the request's options; returns the ids that

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Final
@@ -46,6 +47,9 @@ MAX_FRAME_BYTES: Final = 65_536
 READY_WAIT_S: Final = 5.0
 """A subscribe that arrives before the broker's retained state is in waits this long for it."""
 CLOSE_TIMEOUT_S: Final = 5.0
+SOCKET_SEND_BUFFER: Final = 65_536
+"""Each client socket's kernel send buffer, fixed (autotuning on loopback grows it past a
+megabyte): with ``client_queue_bytes`` it bounds what a slow client can hold up."""
 
 
 class Gateway:
@@ -125,6 +129,10 @@ class Gateway:
         return None
 
     async def _connection(self, ws: ServerConnection) -> None:
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
         client = self.hub.add(ws)
         idle = self.options.idle_timeout
         try:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -22,7 +25,7 @@ from bridge._mosquitto import MosquittoProcess
 from bridge.gateway import Gateway
 from tests.integration.conftest import BridgeFactory, Probe
 
-TIMEOUT = 20.0
+TIMEOUT = 30.0  # generous: the machine is shared with the team's other suites
 
 FIXED = {"center_line": 10.0, "ucl": 13.0, "lcl": 7.0}
 """Fixed limits with sigma 1 (n = 1): judged from the first reading; 20 fails rule 1."""
@@ -121,6 +124,47 @@ async def ws_client(url: str, **kw: Any) -> AsyncIterator[WsClient]:
             await client.close()
 
 
+def small_window_socket(port: int, rcvbuf: int = 4096) -> socket.socket:
+    """A TCP connection to 127.0.0.1:``port`` that advertises a small receive window (set
+    before connecting): a client that stops reading fills it after a few kilobytes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def outliving_probe(broker: MosquittoProcess, *filters: str) -> AsyncIterator[Probe]:
+    """Like conftest's ``open_probe``, for a test that stops the broker under it: the lost
+    connection ends the probe quietly."""
+    async with contextlib.AsyncExitStack() as stack:
+        client = aiomqtt.Client(
+            "127.0.0.1",
+            broker.port,
+            identifier=f"probe-{uuid.uuid4().hex[:8]}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+        )
+        await client.__aenter__()
+
+        async def leave() -> None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
+
+        stack.push_async_callback(leave)
+        probe = Probe(client)
+        for topic_filter in filters:
+            await client.subscribe(topic_filter, qos=1)
+        reader = asyncio.create_task(probe._read())
+
+        async def stop_reading() -> None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await reader
+
+        stack.push_async_callback(stop_reading)
+        yield probe
+
+
 @dataclass
 class Plant:
     """A bridge and a gateway in-process against ``broker``, with a probe on the prefix."""
@@ -152,7 +196,9 @@ class Plant:
         await self.probe.publish(f"{self.prefix}/char/{cid}/reading", json.dumps(value))
 
     async def samples_on_mqtt(self, cid: int, count: int) -> list[Any]:
-        return await self.probe.wait_for(f"{self.prefix}/char/{cid}/sample", count=count)
+        return await self.probe.wait_for(
+            f"{self.prefix}/char/{cid}/sample", count=count, within=3 * TIMEOUT
+        )
 
 
 @contextlib.asynccontextmanager
