@@ -59,6 +59,8 @@ def main(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.log_level == "DEBUG":
+        logging.getLogger("openspc.gateway.ws").setLevel(logging.DEBUG)
     try:
         settings = load_settings(args.config)
     except ConfigInvalid as exc:

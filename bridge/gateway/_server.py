@@ -40,6 +40,9 @@ from bridge.gateway._state import Characteristics
 __all__ = ["MAX_FRAME_BYTES", "PATH", "Gateway", "run_gateway"]
 
 log = logging.getLogger("openspc.gateway")
+_ws_log = logging.getLogger("openspc.gateway.ws")  # websockets' own: a line per connection
+if _ws_log.level == logging.NOTSET:
+    _ws_log.setLevel(logging.WARNING)  # `openspc gateway --log-level DEBUG` shows them
 
 PATH: Final = "/api/v1/ws"
 MAX_FRAME_BYTES: Final = 65_536
@@ -86,7 +89,7 @@ class Gateway:
             compression="deflate",
             max_size=MAX_FRAME_BYTES,
             close_timeout=self.close_timeout,
-            logger=logging.getLogger("openspc.gateway.ws"),
+            logger=_ws_log,
         )
         self._feed_task = asyncio.create_task(self.feed.run(), name="gateway-feed")
 
