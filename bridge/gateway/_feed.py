@@ -1,7 +1,8 @@
 """The gateway's one MQTT connection: the bridge's results in, read-only (docs/gateway.md).
 
-A reconnect loop around aiomqtt's client (aiomqtt 2.x: MQTT 5, clean start, nothing kept by
-the broker). At each connect it subscribes to the live result topics and, until their
+A reconnect loop around aiomqtt's client (aiomqtt 2.x: MQTT 3.1.1, clean session, nothing
+kept by the broker; QoS 0, so no acknowledgement to send per message: what a dropped
+connection loses is sent on from the retained history when it is back). At each connect it subscribes to the live result topics and, until their
 retained messages have stopped arriving, to ``history`` too: that is how a new or
 restarted gateway learns what it needs to replay, and how samples published while it was
 cut off from the broker are sent on. While the broker is away every client is told
@@ -84,8 +85,8 @@ class Feed:
             username=gateway.username,
             password=gateway.password if gateway.username is not None else None,
             identifier=f"openspc-gateway-{uuid.uuid4().hex[:12]}",
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=True,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            clean_session=True,
             keepalive=broker.keepalive,
             timeout=10,
             max_queued_incoming_messages=MAX_QUEUED,
@@ -126,7 +127,7 @@ class Feed:
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         topics = filters(self.prefix, (*LIVE, HISTORY))
         self._last_retained = self._loop.time()
-        granted = await client.subscribe([(topic, 1) for topic in topics])
+        granted = await client.subscribe([(topic, 0) for topic in topics])
         refused = [t for t, code in zip(topics, granted, strict=False) if _code(code) >= 0x80]
         if refused and not self._ever_connected:
             broker = self.settings.broker
