@@ -347,7 +347,7 @@ class GatewaySettings(_Section):
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
     password_file: Path | None = None
-    client_queue_bytes: Annotated[int, AfterValidator(_between(4096, 268_435_456))] = 1_048_576
+    client_queue_bytes: Annotated[int, AfterValidator(_at_least(4096))] = 1_048_576
     replay_max: Annotated[int, AfterValidator(_between(0, 10_000))] = 100
 
     @field_validator("password_file", mode="before")
