@@ -2,11 +2,12 @@
 
 A reconnect loop around aiomqtt's client (aiomqtt 2.x: MQTT 3.1.1, clean session, nothing
 kept by the broker; QoS 0, so no acknowledgement to send per message: what a dropped
-connection loses is sent on from the retained history when it is back). At each connect it subscribes to the live result topics and, until their
-retained messages have stopped arriving, to ``history`` too: that is how a new or
-restarted gateway learns what it needs to replay, and how samples published while it was
-cut off from the broker are sent on. While the broker is away every client is told
-``broker unavailable``; the feed resumes by itself when it returns.
+connection loses is sent on from the retained history when it is back). At each connect it
+subscribes to the live result topics and, until their retained messages have stopped
+arriving, to ``history`` too: that is how a new or restarted gateway learns what it needs to
+replay, and how samples published while it was cut off from the broker are sent on. While
+the broker is away every client is told ``broker unavailable``; the feed resumes by itself
+when it returns.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ _REFUSED_CODES: Final = {4, 5, 134, 135}  # bad user name or password, not autho
 
 class BrokerRefused(BrokerUnavailable):
     """The broker refused the gateway's credentials, or its subscription, at start-up."""
+
+    def __init__(self, host: str, port: int, reason: str = "") -> None:
+        super().__init__(host, port, reason)
+        self.args = (f"MQTT broker {host}:{port} refused the gateway: {reason}",)
 
 
 def _code(value: Any) -> int:

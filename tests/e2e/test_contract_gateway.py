@@ -189,3 +189,21 @@ def test_a_taken_port_and_a_wrong_config_are_one_line_and_exit_2(
         f'{wrong}: gateway.port = "8000": must be a whole number',
         f"{wrong}: gateway.idle_timeout = -1: must be between 1 and 86400",
     ]
+
+
+def test_a_broker_that_refuses_the_gateway_stops_it_with_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    closed = f"per_listener_settings false\nallow_anonymous false\nlistener {port} 127.0.0.1\n"
+    with MosquittoProcess(port=port, config=closed) as broker:
+        config = _config(tmp_path, broker, unique_prefix(), port=free_port())
+        result = subprocess.run(
+            [OPENSPC, "gateway", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"openspc gateway: MQTT broker 127.0.0.1:{port} refused the gateway: ")
+    assert line.endswith("(connecting as an anonymous client)")

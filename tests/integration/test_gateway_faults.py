@@ -127,7 +127,9 @@ async def test_ten_thousand_ids_are_refused_whole_with_a_clear_error(plant: Plan
         assert unknown["characteristic_ids"] == list(range(2, 22))
 
 
-async def test_a_one_megabyte_frame_closes_with_1009_and_others_are_served(plant: Plant) -> None:
+async def test_a_one_megabyte_frame_closes_with_1009_bad_utf8_1007_others_served(
+    plant: Plant,
+) -> None:
     await plant.start_bridge([char(1)])
     gateway = await plant.start_gateway()
     async with ws_client(gateway.url) as other:
@@ -137,6 +139,12 @@ async def test_a_one_megabyte_frame_closes_with_1009_and_others_are_served(plant
                 await ws.recv()
             assert info.value.rcvd is not None
             assert info.value.rcvd.code == 1009
+        async with connect(gateway.url) as ws:
+            await ws.send(b'{"type": "\xff"}', text=True)  # a text frame that is not UTF-8
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1007
         await other.ping_pong()
         assert other.messages == [{"type": "pong"}]
 
