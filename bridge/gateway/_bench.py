@@ -9,7 +9,11 @@ characteristics. After ``--warmup`` seconds the gateway's CPU time (user + syste
 /proc) is measured over ``--seconds``, with the messages the clients received meanwhile.
 
     scripts/bench-gateway [--clients 1000] [--per-client 10] [--characteristics 1000]
-                          [--rate 1000] [--seconds 20] [--no-compression] [--json]
+                          [--rate 1000] [--seconds 20] [--no-compression] [--synthetic]
+                          [--json]
+
+``--synthetic`` leaves the bridge out: the publisher sends what the bridge would (a retained
+``meta`` per characteristic, then ``sample`` messages encoded by ``bridge.messages``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Result:
     rate: float
     seconds: float
     compression: bool
+    synthetic: bool
     gateway_cpu: float  # cores (1.0 = one core busy)
     bridge_cpu: float
     clients_cpu: float
@@ -202,7 +207,9 @@ class _SampleCounter:
 class _Publisher(threading.Thread):
     """``rate`` readings a second, one characteristic after the other (QoS 1)."""
 
-    def __init__(self, port: int, characteristics: int, rate: float) -> None:
+    def __init__(
+        self, port: int, characteristics: int, rate: float, *, synthetic: bool = False
+    ) -> None:
         super().__init__(daemon=True, name="bench-publisher")
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
@@ -215,6 +222,33 @@ class _Publisher(threading.Thread):
         self.rate = rate
         self.stop = threading.Event()
         self.sent = 0
+        self.synthetic = synthetic
+
+    def announce(self) -> None:
+        """As the bridge would: a retained meta per characteristic (``--synthetic``)."""
+        for cid in range(1, self.characteristics + 1):
+            meta = {"type": "meta", "payload": {"characteristic_id": cid, "name": f"C{cid}"}}
+            self.client.publish(f"openspc/char/{cid}/meta", json.dumps(meta), qos=1, retain=True)
+
+    def _sample(self, cid: int, value: float) -> tuple[str, bytes]:
+        """What the bridge publishes for one n = 1 reading, encoded as the bridge does."""
+        from datetime import UTC, datetime
+
+        from bridge.messages import dumps, envelope, iso_z
+
+        payload = {
+            "sample_id": self.sent + 1,
+            "characteristic_id": cid,
+            "timestamp": iso_z(datetime.now(UTC)),
+            "value": value,
+            "values": [value],
+            "range": 0.42,
+            "zone": "zone_c_upper" if value >= 10 else "zone_c_lower",
+            "in_control": True,
+            "failed_rules": [],
+            "range_failed_rules": [],
+        }
+        return f"openspc/char/{cid}/sample", dumps(envelope("sample", payload))
 
     def run(self) -> None:
         import random
@@ -226,8 +260,12 @@ class _Publisher(threading.Thread):
             due = int((time.monotonic() - started) * self.rate)
             while self.sent < due:
                 cid = cid % self.characteristics + 1
-                value = gauge.gauss(10.0, 1.0)
-                self.client.publish(f"openspc/char/{cid}/reading", f"{value:.2f}", qos=1)
+                value = round(gauge.gauss(10.0, 1.0), 2)
+                if self.synthetic:
+                    topic, sample = self._sample(cid, value)
+                    self.client.publish(topic, sample, qos=1, retain=True)
+                else:
+                    self.client.publish(f"openspc/char/{cid}/reading", f"{value:.2f}", qos=1)
                 self.sent += 1
             time.sleep(0.005)
         self.client.loop_stop()
@@ -257,11 +295,18 @@ def _run(args: argparse.Namespace, log: Any, tmp: str) -> Result:
         config = _config(Path(tmp) / "openspc.toml", broker.port, args.characteristics)
         log(f"bridge with {args.characteristics} characteristics (in {tmp})")
         counter = _SampleCounter(broker.port)
+        publisher = _Publisher(
+            broker.port, args.characteristics, args.rate, synthetic=args.synthetic
+        )
         bridge = subprocess.Popen(
-            [openspc, "run", "--config", str(config), "--log-level", "WARNING"],
+            ["sleep", "infinity"]  # nothing to run: the publisher stands in for the bridge
+            if args.synthetic
+            else [openspc, "run", "--config", str(config), "--log-level", "WARNING"],
             cwd=tmp,
             stderr=open(Path(tmp) / "bridge.log", "wb"),  # noqa: SIM115 (closed with the dir)
         )
+        if args.synthetic:
+            publisher.announce()
         counter.wait_metas(args.characteristics, 120)  # the gateway starts knowing them all
         gateway = subprocess.Popen(
             [openspc, "gateway", "--config", str(config), "--port", "0", "--log-level", "WARNING"],
@@ -271,7 +316,6 @@ def _run(args: argparse.Namespace, log: Any, tmp: str) -> Result:
             text=True,
         )
         clients_proc = None
-        publisher = None
         try:
             assert gateway.stdout is not None
             line = gateway.stdout.readline()
@@ -297,7 +341,6 @@ def _run(args: argparse.Namespace, log: Any, tmp: str) -> Result:
                 raise RuntimeError("the clients did not all subscribe within 180 s")
             parent.recv()
             log(f"publishing {args.rate:g} readings/s; warming up {args.warmup:g} s")
-            publisher = _Publisher(broker.port, args.characteristics, args.rate)
             publisher.start()
             time.sleep(args.warmup)
             pids = {
@@ -323,8 +366,8 @@ def _run(args: argparse.Namespace, log: Any, tmp: str) -> Result:
             rss = _rss_mb(gateway.pid)
             parent.send("stop")
         finally:
-            if publisher is not None:
-                publisher.stop.set()
+            publisher.stop.set()
+            if publisher.is_alive():
                 publisher.join(5)
             if clients_proc is not None:
                 clients_proc.join(10)
@@ -345,6 +388,7 @@ def _run(args: argparse.Namespace, log: Any, tmp: str) -> Result:
         rate=args.rate,
         seconds=round(elapsed, 1),
         compression=not args.no_compression,
+        synthetic=args.synthetic,
         gateway_cpu=round(cpu["gateway"], 3),
         bridge_cpu=round(cpu["bridge"], 3),
         clients_cpu=round(cpu["clients"], 3),
@@ -372,6 +416,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-compression", action="store_true")
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="publish the bridge's sample messages directly instead of running the bridge"
+        " (the gateway sees the same messages; for a machine too busy to run the bridge too)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args(argv)
@@ -390,7 +440,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{result.us_per_message:.0f} us of gateway CPU per message delivered: at the full"
         f" {args.clients * args.per_client * args.rate / args.characteristics:.0f} messages/s"
         f" that is {result.projected_cpu * 100:.0f} % of one core\n"
-        f"beside it: bridge {result.bridge_cpu * 100:.0f} %, clients"
+        f"beside it: {'none (--synthetic)' if result.synthetic else 'bridge'}"
+        f" {result.bridge_cpu * 100:.0f} %, clients"
         f" {result.clients_cpu * 100:.0f} %, Mosquitto {result.broker_cpu * 100:.0f} %"
         f" (measured over {result.seconds:g} s)"
     )
