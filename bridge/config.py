@@ -349,6 +349,7 @@ class GatewaySettings(_Section):
     password_file: Path | None = None
     client_queue_bytes: Annotated[int, AfterValidator(_at_least(4096))] = 1_048_576
     replay_max: Annotated[int, AfterValidator(_between(0, 10_000))] = 100
+    max_clients: Annotated[int, AfterValidator(_at_least(1))] = 10_000
 
     @field_validator("password_file", mode="before")
     @classmethod

@@ -129,6 +129,11 @@ class Gateway:
             return connection.respond(
                 HTTPStatus.NOT_FOUND, f"Not Found: OpenSPC's WebSocket API is at {PATH}\n"
             )
+        if len(self.hub.clients) >= self.options.max_clients:
+            log.warning("refused a client: %d connected (max_clients)", len(self.hub.clients))
+            return connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE, "Too many clients: try again later\n"
+            )
         return None
 
     async def _connection(self, ws: ServerConnection) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bridge._mosquitto import MosquittoProcess
 from bridge.gateway import MAX_IDS
@@ -147,6 +147,22 @@ async def test_a_one_megabyte_frame_closes_with_1009_bad_utf8_1007_others_served
             assert info.value.rcvd.code == 1007
         await other.ping_pong()
         assert other.messages == [{"type": "pong"}]
+
+
+async def test_clients_beyond_max_clients_are_refused_with_503(plant: Plant) -> None:
+    await plant.start_bridge([char(1)])
+    gateway = await plant.start_gateway(max_clients=2)
+    async with ws_client(gateway.url) as first, ws_client(gateway.url) as second:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(gateway.url):
+                pass
+        assert info.value.response.status_code == 503
+        await first.ping_pong()
+        await second.ping_pong()
+    async with asyncio.timeout(TIMEOUT):
+        await gateway.hub.wait_clients(0)
+    async with ws_client(gateway.url) as again:  # a place is free again
+        await again.ping_pong()
 
 
 async def test_a_slow_client_is_closed_with_1008_while_a_fast_one_gets_everything_in_order(

@@ -34,6 +34,7 @@ def test_defaults_listen_on_loopback_8000_and_read_anonymously(tmp_path: Path) -
     assert (gateway.host, gateway.port, gateway.idle_timeout) == ("127.0.0.1", 8000, 90.0)
     assert (gateway.username, gateway.password, gateway.password_file) == (None, None, None)
     assert (gateway.client_queue_bytes, gateway.replay_max) == (1_048_576, 100)
+    assert gateway.max_clients == 10_000
 
 
 def test_the_bridges_credentials_are_not_the_gateways(tmp_path: Path) -> None:
