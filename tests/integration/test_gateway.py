@@ -160,7 +160,7 @@ async def test_replay_gives_limits_then_the_last_samples_then_live_without_gap_o
     feeding = asyncio.create_task(_feed(plant, 1, 40))
     try:
         async with ws_client(gateway.url) as ws:
-            await asyncio.sleep(0.05)  # subscribe while samples are flowing (not an event wait)
+            await plant.samples_on_mqtt(1, 35)  # subscribe while samples are flowing
             await ws.send({"type": "subscribe", "characteristic_ids": [1], "replay": 10})
             await feeding
             after = await plant.samples_on_mqtt(1, 70)
