@@ -26,7 +26,7 @@ from bridge.errors import BrokerUnavailable
 from bridge.gateway._hub import Hub
 from bridge.gateway._protocol import error_message
 from bridge.gateway._state import Characteristics, sample_id_of
-from bridge.gateway._topics import HISTORY, LIVE, filters, parse_topic
+from bridge.gateway._topics import AT_CONNECT, HISTORY, filters, parse_topic
 
 __all__ = ["BROKER_UNAVAILABLE", "BrokerRefused", "Feed"]
 
@@ -130,7 +130,7 @@ class Feed:
             raise BrokerRefused(broker.host, broker.port, f"{exc} (connecting as {user})")
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
-        topics = filters(self.prefix, (*LIVE, HISTORY))
+        topics = filters(self.prefix, AT_CONNECT)
         self._last_retained = self._loop.time()
         granted = await client.subscribe([(topic, 0) for topic in topics])
         refused = [t for t, code in zip(topics, granted, strict=False) if _code(code) >= 0x80]

@@ -5,13 +5,17 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["HISTORY", "KINDS", "LIVE", "filters", "parse_topic"]
+__all__ = ["AT_CONNECT", "HISTORY", "KINDS", "LIVE", "filters", "parse_topic"]
 
 LIVE: Final = ("meta", "limits", "sample", "violation", "ack")
 """Subscribed for as long as the gateway runs, in this order (retained state first)."""
 HISTORY: Final = "history"
 """Subscribed at each connect only until its retained messages are in (docs/gateway.md)."""
 KINDS: Final = frozenset((*LIVE, HISTORY))
+AT_CONNECT: Final = ("meta", "limits", HISTORY, "sample", "violation", "ack")
+"""Subscribed at each connect, in this order: the broker sends the retained messages filter by
+filter, and after a reconnect the history (the samples missed meanwhile, oldest first) must
+come before the retained latest sample, or the latest would hide the ones before it."""
 _ID: Final = re.compile(r"[1-9][0-9]{0,17}")  # ASCII digits only: int() also takes "٢" and "02"
 
 

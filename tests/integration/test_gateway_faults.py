@@ -9,6 +9,7 @@ order; the broker's restart is reported to every client and the feed resumes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -293,3 +294,39 @@ async def test_the_broker_going_away_is_told_and_the_feed_resumes(
             values = [s["value"] for s in ws.of("sample")]
             assert values[-3:] == [9.8, 10.1, 10.3]
             assert ws.closed is None
+
+
+async def test_samples_published_while_the_gateway_was_cut_off_are_sent_on_in_order(
+    plant: Plant,
+) -> None:
+    await plant.start_bridge([char(1, **FIXED)])
+    gateway = await plant.start_gateway()
+    async with ws_client(gateway.url) as ws:
+        await ws.send({"type": "subscribe", "characteristic_ids": [1]})
+        await ws.wait_type("subscribed")
+        for value in (10.0, 10.1):
+            await plant.reading(1, value)
+        await ws.wait_type("sample", 2)
+        # the gateway's MQTT side goes away (its state stays), the bridge goes on
+        gateway.feed_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gateway.feed_task
+        for value in (10.2, 10.3, 10.4):
+            await plant.reading(1, value)
+        await plant.probe.wait_for(
+            f"{plant.prefix}/char/1/history", lambda h: len(h["payload"]["samples"]) == 5
+        )
+        assert len(ws.of("sample")) == 2
+        # back: the missed samples come from the retained history, then live ones
+        feed = asyncio.create_task(gateway.feed.run())
+        try:
+            await ws.wait_type("sample", 5)
+            await plant.reading(1, 10.5)
+            samples = await ws.wait_type("sample", 6)
+            assert [s["value"] for s in samples] == [10.0, 10.1, 10.2, 10.3, 10.4, 10.5]
+            await ws.ping_pong()
+            assert len(ws.of("sample")) == 6  # the retained sample was not sent again
+        finally:
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed
