@@ -182,9 +182,9 @@ class Feed:
         if message.retain:
             self._last_retained = self._loop.time()
         self.received += 1
-        self.on_message(str(message.topic), raw)
+        self.on_message(str(message.topic), raw, bool(message.retain))
 
-    def on_message(self, topic: str, raw: bytes) -> None:
+    def on_message(self, topic: str, raw: bytes, retained: bool = False) -> None:
         """Route one message from the broker (parsed once, passed on as it came)."""
         parsed = parse_topic(self.prefix, topic)
         if parsed is None:
@@ -203,7 +203,7 @@ class Feed:
             log.debug("not an envelope on %s: ignored", topic)
         elif kind == "sample":
             sample_id = sample_id_of(message["payload"])
-            if sample_id is not None and self.chars.on_sample(cid, sample_id, raw):
+            if sample_id is not None and self.chars.on_sample(cid, sample_id, raw, retained):
                 self.hub.sample(cid, raw)
         elif kind == "violation":
             self.hub.violation(cid, message["payload"].get("severity"), raw)

@@ -8,7 +8,8 @@ Nothing here outlives the process, and nothing needs to: the bridge's retained `
 - ``ring`` holds the last ``replay_max`` samples, oldest first, each as the ``sample``
   message a client receives: filled from the retained ``history`` and kept current by the
   live samples. Sample ids grow per characteristic, so the highest one seen tells a new
-  sample from a repeated one (a retained sample sent again after a reconnect).
+  sample from a repeated one (a retained sample sent again after a reconnect); a live sample
+  with a lower id means the bridge's ids started again, and is taken.
 """
 
 from __future__ import annotations
@@ -74,11 +75,17 @@ class Characteristics:
         state.limits = raw
         return True
 
-    def on_sample(self, cid: int, sample_id: int, raw: bytes) -> bool:
-        """Take a live sample; True when it is new, False for one already taken."""
+    def on_sample(self, cid: int, sample_id: int, raw: bytes, retained: bool = False) -> bool:
+        """Take a sample; True when it is new. The one taken last, sent again (the bridge
+        republishes its latest at start-up), and a retained one no newer than what was taken
+        (sent again at a reconnect) are not new. A live sample with a lower id than the last
+        is: the bridge's ids started again (a new database), so the ring starts afresh."""
         state = self.get(cid)
-        if state.last_id is not None and sample_id <= state.last_id:
-            return False
+        last = state.last_id
+        if last is not None and sample_id <= last:
+            if sample_id == last or retained:
+                return False
+            state.ring.clear()
         state.last_id = sample_id
         state.ring.append((sample_id, raw))
         return True

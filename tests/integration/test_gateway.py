@@ -339,3 +339,25 @@ async def test_two_gateways_side_by_side_feed_the_same(plant: Plant) -> None:
         for value in (10.0, 10.5, 9.5):
             await plant.reading(1, value)
         assert await a.wait_type("sample", 3) == await b.wait_type("sample", 3)
+
+
+async def test_a_bridge_restarted_on_a_new_database_is_followed(
+    plant: Plant, tmp_path: Path
+) -> None:
+    await plant.start_bridge([char(1, **FIXED)])
+    gateway = await plant.start_gateway()
+    async with ws_client(gateway.url) as ws:
+        await ws.send({"type": "subscribe", "characteristic_ids": [1]})
+        await ws.wait_type("subscribed")
+        for value in (10.0, 10.1, 10.2):
+            await plant.reading(1, value)
+        await ws.wait_type("sample", 3)
+        [(app, _, _)] = plant.factory.running
+        await plant.factory.stop(app)
+        fresh = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        await plant.factory.start([char(1, **FIXED)], db_url=fresh)  # sample ids from 1 again
+        for value in (9.9, 9.8):
+            await plant.reading(1, value)
+        samples = await ws.wait_type("sample", 5)
+        assert [s["value"] for s in samples] == [10.0, 10.1, 10.2, 9.9, 9.8]
+        assert [s["sample_id"] for s in samples[3:]] == [1, 2]

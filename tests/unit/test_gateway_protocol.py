@@ -101,10 +101,20 @@ def _msg(sid: int) -> bytes:
 def test_live_samples_are_taken_once_in_id_order() -> None:
     chars = Characteristics(replay_max=3)
     assert chars.on_sample(1, 5, _msg(5))
-    assert not chars.on_sample(1, 5, _msg(5))  # the retained one sent again
-    assert not chars.on_sample(1, 4, _msg(4))
+    assert not chars.on_sample(1, 5, _msg(5))  # the latest republished by a restarted bridge
+    assert not chars.on_sample(1, 5, _msg(5), retained=True)  # sent again at a reconnect
+    assert not chars.on_sample(1, 4, _msg(4), retained=True)
     assert chars.on_sample(1, 6, _msg(6))
     assert chars.replay(1, 10) == [_msg(5), _msg(6)]
+
+
+def test_a_live_sample_with_a_lower_id_starts_afresh() -> None:
+    chars = Characteristics(replay_max=3)
+    for sid in (100, 101):
+        assert chars.on_sample(1, sid, _msg(sid))
+    assert chars.on_sample(1, 1, _msg(1))  # the bridge's new database: ids from 1 again
+    assert chars.on_sample(1, 2, _msg(2))
+    assert chars.replay(1, 10) == [_msg(1), _msg(2)]
 
 
 def test_history_fills_the_ring_and_returns_only_what_was_missed() -> None:
