@@ -137,8 +137,19 @@ async def _clients(
                 ready[0] += 1
                 if ready[0] == clients:
                     subscribed.set()
-                async for _ in ws:
-                    counts[i] += 1
+
+                async def keepalive() -> None:  # as OpenSPC clients do: within idle_timeout
+                    while True:
+                        await asyncio.sleep(30)
+                        await ws.send('{"type": "ping"}')
+
+                pinger = asyncio.create_task(keepalive())
+                try:
+                    async for frame in ws:
+                        if frame != '{"type":"pong"}':
+                            counts[i] += 1
+                finally:
+                    pinger.cancel()
         except Exception as exc:
             closed[0] += 1
             errors[type(exc).__name__ + ": " + str(exc)[:80]] = 1 + errors.get(
