@@ -199,8 +199,26 @@ class Gateway:
         if unknown:
             self.hub.send(client, unknown_ids_message(unknown))
         if isinstance(request, Subscribe) and request.replay is not None:
-            for cid in added:
-                self.hub.send_many(client, self.chars.replay(cid, request.replay))
+            self._replay(client, added, request.replay)
+
+    def _replay(self, client: Client, cids: list[int], count: int) -> None:
+        """Queue the replay, unless it alone would fill half the client's queue: then an
+        error says so and the subscription goes on live (a replay must not get the client
+        closed as too slow before it could read a byte)."""
+        messages = [m for cid in cids for m in self.chars.replay(cid, count)]
+        size = sum(len(m) for m in messages)
+        limit = self.options.client_queue_bytes // 2
+        if size > limit:
+            self.hub.send(
+                client,
+                error_message(
+                    f"replay of {len(messages)} messages ({size} bytes) is more than half of"
+                    f" client_queue_bytes ({self.options.client_queue_bytes}): not replayed;"
+                    " ask for fewer samples or characteristics"
+                ),
+            )
+            return
+        self.hub.send_many(client, messages)
 
 
 async def run_gateway(

@@ -361,3 +361,36 @@ async def test_a_bridge_restarted_on_a_new_database_is_followed(
         samples = await ws.wait_type("sample", 5)
         assert [s["value"] for s in samples] == [10.0, 10.1, 10.2, 9.9, 9.8]
         assert [s["sample_id"] for s in samples[3:]] == [1, 2]
+
+
+async def test_a_replay_bigger_than_half_the_client_queue_is_refused_and_live_goes_on(
+    plant: Plant,
+) -> None:
+    await plant.start_bridge([char(1, **FIXED)])
+    for i in range(30):
+        await plant.reading(1, 10 + i / 100)
+    await plant.samples_on_mqtt(1, 30)
+    gateway = await plant.start_gateway(client_queue_bytes=8192)  # half: 4 KiB, ~15 samples
+    async with ws_client(gateway.url) as ws:
+        await ws.send({"type": "subscribe", "characteristic_ids": [1], "replay": 30})
+        [error] = await ws.wait_type("error")
+        assert error["message"].startswith("replay of 31 messages (")
+        assert error["message"].endswith(
+            "bytes) is more than half of client_queue_bytes (8192): not replayed;"
+            " ask for fewer samples or characteristics"
+        )
+        await ws.send({"type": "unsubscribe", "characteristic_ids": [1]})
+        await ws.send({"type": "subscribe", "characteristic_ids": [1], "replay": 3})
+        await ws.ping_pong()
+        assert [m["type"] for m in ws.messages] == [
+            "subscribed",
+            "error",
+            "subscribed",
+            "subscribed",
+            "control_limits",
+            *["sample"] * 3,
+            "pong",
+        ]
+        await plant.reading(1, 10.5)
+        [live] = await ws.wait_type("sample", value=10.5)
+        assert live["characteristic_id"] == 1
