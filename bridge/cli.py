@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-SUBCOMMANDS = ("run", "demo", "analyze", "bench", "users")
+SUBCOMMANDS = ("run", "gateway", "demo", "analyze", "bench", "users")
 
 
 def _load(name: str) -> ModuleType | None:

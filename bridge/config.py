@@ -48,6 +48,7 @@ __all__ = [
     "ConfigFault",
     "ConfigInvalid",
     "DatabaseSettings",
+    "GatewaySettings",
     "Settings",
     "SparkplugEdgeSettings",
     "SparkplugSource",
@@ -333,6 +334,42 @@ class BridgeSettings(_Section):
         return value
 
 
+class GatewaySettings(_Section):
+    """``[gateway]``: ``openspc gateway``, OpenSPC's WebSocket API fed from the broker
+    (docs/gateway.md). It reads from the ``[broker]`` table's host and port; without a
+    ``username`` it connects anonymously (never with the bridge's own credentials)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    host: Name = "127.0.0.1"
+    port: Port = 8000
+    idle_timeout: Annotated[float, AfterValidator(_between(1, 86_400))] = 90.0
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    password_file: Path | None = None
+    client_queue_bytes: Annotated[int, AfterValidator(_at_least(4096))] = 1_048_576
+    replay_max: Annotated[int, AfterValidator(_between(0, 10_000))] = 100
+    max_clients: Annotated[int, AfterValidator(_at_least(1))] = 10_000
+
+    @field_validator("password_file", mode="before")
+    @classmethod
+    def _path_from_text(cls, value: Any) -> Any:
+        # strict mode takes no str for a Path; a TOML file can only give a string
+        return Path(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_password(self) -> GatewaySettings:
+        faults: list[tuple[str | int, object, str]] = []
+        if self.password is not None and self.password_file is not None:
+            faults.append(
+                ("password_file", str(self.password_file), "give password or password_file")
+            )
+        if self.username is None and (self.password is not None or self.password_file is not None):
+            faults.append(("username", MISSING, "required with a password (or leave both out)"))
+        _raise_if(faults)
+        return self
+
+
 class SparkplugSource(_Section):
     """``sparkplug = {group, edge, device, metric}``: a characteristic fed by a Sparkplug B
     metric; ``device`` left out for a node-level metric (NBIRTH/NDATA)."""
@@ -481,6 +518,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     characteristic: list[CharacteristicSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -570,6 +608,7 @@ _SECTIONS: Final[dict[str, type[BaseModel]]] = {
     "database": DatabaseSettings,
     "bridge": BridgeSettings,
     "sparkplug_edge": SparkplugEdgeSettings,
+    "gateway": GatewaySettings,
     "characteristic": CharacteristicSettings,
     "sparkplug": SparkplugSource,
 }
@@ -662,7 +701,32 @@ def _read_env(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
             names[".".join(parts)] = ENV_PREFIX + "__".join(parts).upper()
 
     walk(env, ())
-    return env, names
+    return _env_scalars(env), names
+
+
+def _env_scalars(env: dict[str, Any]) -> dict[str, Any]:
+    """An environment variable is text: for the strictly typed ``[gateway]`` table, a number
+    or true/false given as text is read as JSON (``OPENSPC_GATEWAY__PORT=8001``), so only the
+    file's ``port = "8001"`` is a fault."""
+    gateway = env.get("gateway")
+    if not isinstance(gateway, dict):
+        return env
+    numeric = {
+        name
+        for name, info in GatewaySettings.model_fields.items()
+        if info.annotation in (int, float, bool)
+    }
+    typed = dict(gateway)
+    for key, value in gateway.items():
+        if key not in numeric or not isinstance(value, str):
+            continue
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            continue  # left as text: a fault naming the variable
+        if isinstance(parsed, bool | int | float):
+            typed[key] = parsed
+    return {**env, "gateway": typed}
 
 
 def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -670,7 +734,7 @@ def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in top.items():
         below = result.get(key)
         if isinstance(value, dict) and isinstance(below, dict):
-            if key == "broker":
+            if key in ("broker", "gateway"):
                 # A password from one place replaces a password_file from the other.
                 below = dict(below)
                 if "password" in value:
@@ -750,9 +814,28 @@ def _faults(exc: ValidationError, source: str, env_names: Mapping[str, str]) -> 
 def _read_password_file(
     settings: Settings, path: Path, base_dir: Path, source: str, env_names: Mapping[str, str]
 ) -> Settings:
+    gateway_file = settings.gateway.password_file
+    if gateway_file is not None:
+        secret = _secret(gateway_file, base_dir, "gateway.password_file", path, source, env_names)
+        gateway = settings.gateway.model_copy(update={"password": secret})
+        settings = settings.model_copy(update={"gateway": gateway})
     password_file = settings.broker.password_file
     if password_file is None:
         return settings
+    secret = _secret(password_file, base_dir, "broker.password_file", path, source, env_names)
+    broker = settings.broker.model_copy(update={"password": secret})
+    return settings.model_copy(update={"broker": broker})
+
+
+def _secret(
+    password_file: Path,
+    base_dir: Path,
+    key: str,
+    path: Path,
+    source: str,
+    env_names: Mapping[str, str],
+) -> str:
+    """The password in ``password_file`` (relative to the config's directory), stripped."""
     file = password_file if password_file.is_absolute() else base_dir / password_file
     try:
         secret = file.read_text(encoding="utf-8").strip()
@@ -762,9 +845,7 @@ def _read_password_file(
         why = "cannot read: not UTF-8 text"
     else:
         if secret:
-            broker = settings.broker.model_copy(update={"password": secret})
-            return settings.model_copy(update={"broker": broker})
+            return secret
         why = "the file is empty"
-    key = "broker.password_file"
     fault = ConfigFault(_source_of(key, source, env_names), key, str(password_file), why)
     raise ConfigInvalid(path, [fault])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -31,11 +32,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bridge._mosquitto import MosquittoFailedToStart, port_is_free
 from bridge._package_data import hmi_dir
 from bridge.broker import PlantBroker, Role
+
+if TYPE_CHECKING:
+    from bridge.config import Settings
 
 __all__ = [
     "DemoOptions",
@@ -53,6 +57,7 @@ log = logging.getLogger("openspc.demo")
 _MARKER = ".openspc-demo"  # a file in the state dir: --reset deletes only a dir that has it
 _HOST = "127.0.0.1"
 _POINT_SIZE = 5  # --rate is the readings per second of an n = 5 gauge
+_GATEWAY = "OpenSPC WebSocket API"
 
 
 def default_state_dir() -> Path:
@@ -91,6 +96,7 @@ class StateDirUnusable(Exception):
 class DemoOptions:
     mqtt_port: int = 1883
     ws_port: int = 9001
+    gateway_port: int = 8000  # OpenSPC's WebSocket API (docs/gateway.md)
     state_dir: Path = field(default_factory=default_state_dir)
     reset: bool = False
     rate: float = 2.0  # readings per second per gauge
@@ -106,16 +112,20 @@ class DemoUser:
 
 
 def check_ports(options: DemoOptions) -> None:
-    """Raise :class:`PortTaken` unless both ports are valid, distinct and free on 127.0.0.1."""
+    """Raise :class:`PortTaken` unless the ports are valid, distinct and free on 127.0.0.1."""
     ports = (
         (options.mqtt_port, "MQTT", "--mqtt-port"),
         (options.ws_port, "WebSocket/HMI", "--ws-port"),
+        (options.gateway_port, _GATEWAY, "--gateway-port"),
     )
     for port, what, flag in ports:
         if not 1 <= port <= 65535:
             raise PortTaken(port, what, flag, "is not a port number (1-65535)")
     if options.mqtt_port == options.ws_port:
         raise PortTaken(options.ws_port, "WebSocket/HMI", "--ws-port", "is also the MQTT port")
+    for port, what in ((options.mqtt_port, "MQTT"), (options.ws_port, "WebSocket/HMI")):
+        if options.gateway_port == port:
+            raise PortTaken(port, _GATEWAY, "--gateway-port", f"is also the {what} port")
     for port, what, flag in ports:
         if not port_is_free(port, _HOST):
             raise PortTaken(port, what, flag)
@@ -210,6 +220,7 @@ def demo_users(state: Path) -> list[DemoUser]:
         ("bob", Role.HMI, "HMI operator"),
         ("gauges", Role.GAUGE, "the simulated gauges: write their own readings only"),
         ("bridge", Role.BRIDGE, "the bridge: the only writer of results"),
+        ("gateway", Role.GATEWAY, "the OpenSPC WebSocket API (openspc gateway): reads results"),
     ]
     users = [
         DemoUser(name, role, saved.get(name) or secrets.token_urlsafe(8), note)
@@ -220,8 +231,18 @@ def demo_users(state: Path) -> list[DemoUser]:
     return users
 
 
-def demo_config(*, mqtt_port: int, bridge_password: str) -> str:
-    """The demo bridge's TOML: four characteristics, n = 1 and n = 5, own and standard topics."""
+def demo_config(
+    *,
+    mqtt_port: int,
+    bridge_password: str,
+    gateway_port: int = 8000,
+    gateway_password: str | None = None,
+) -> str:
+    """The demo bridge's TOML: four characteristics, n = 1 and n = 5, own and standard topics;
+    the gateway's port, and its broker user when it has one."""
+    gateway = f'[gateway]\nhost = "{_HOST}"\nport = {gateway_port}\n'
+    if gateway_password is not None:
+        gateway += f'username = "gateway"\npassword = "{gateway_password}"\n'
     return f"""# Written by `openspc demo` on every start; a real plant edits config/openspc.toml.
 
 [broker]
@@ -238,6 +259,8 @@ url = "sqlite+aiosqlite:///openspc.db"
 topic_prefix = "openspc"
 metrics_interval = 5.0
 
+# openspc gateway: OpenSPC's WebSocket API (docs/gateway.md)
+{gateway}
 # n = 5 from a vendor gauge on its own topic: {{"data": {{"od": 10.01}}, "ts": ...}}
 [[characteristic]]
 id = 1
@@ -304,14 +327,39 @@ def _start_broker(broker: PlantBroker, options: DemoOptions) -> None:
 
 
 async def _finish(bridge: asyncio.Task[None]) -> None:
-    """Let the bridge finish (offline status, flush); log, never raise, what went wrong."""
+    """Let the bridge (or the gateway) finish (offline status, flush); log, never raise,
+    what went wrong."""
     try:
         await asyncio.wait_for(asyncio.shield(bridge), 20)
     except TimeoutError:
         bridge.cancel()
-        log.warning("the bridge did not stop within 20 s; cancelled")
+        log.warning("the %s did not stop within 20 s; cancelled", bridge.get_name())
     except Exception as exc:  # reported by the caller when it is why we stop
-        log.debug("the bridge ended with %r", exc)
+        log.debug("the %s ended with %r", bridge.get_name(), exc)
+
+
+async def _start_gateway(settings: Settings, stop: asyncio.Event) -> asyncio.Task[None]:
+    """Start ``openspc gateway`` in this process; return once it listens. A port taken since
+    :func:`check_ports` is a :class:`PortTaken`."""
+    from bridge.gateway import run_gateway
+
+    listening = asyncio.Event()
+    task = asyncio.create_task(
+        run_gateway(settings, stop, on_ready=lambda _gateway: listening.set()), name="gateway"
+    )
+    waiting = asyncio.create_task(listening.wait(), name="await-gateway")
+    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if task.done():
+        port = settings.gateway.port
+        try:
+            task.result()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortTaken(port, _GATEWAY, "--gateway-port") from None
+            raise
+        raise RuntimeError("the gateway stopped before it listened")
+    return task
 
 
 async def _await_bridge_online(
@@ -362,6 +410,7 @@ def _banner(options: DemoOptions, state: Path, users: list[DemoUser]) -> str:
         f"  MQTT:                     mqtt://{_HOST}:{options.mqtt_port}"
         "  (named users only, e.g. mosquitto_sub -u alice -P PASSWORD -t 'openspc/char/#' -v)",
         f"  Live feed:                ws://{_HOST}:{options.ws_port}",
+        f"  OpenSPC API (WebSocket):  ws://{_HOST}:{options.gateway_port}/api/v1/ws",
         "  Users (name / password):",
         *(f"    {u.name + ' / ' + u.password:<{width}}  {u.note}" for u in users),
         f"  State:                    {state}  (kept; --reset starts afresh)",
@@ -396,7 +445,12 @@ async def run_demo(
     by_name = {u.name: u for u in users}
     config_path = state / "openspc.toml"
     config_path.write_text(
-        demo_config(mqtt_port=options.mqtt_port, bridge_password=by_name["bridge"].password)
+        demo_config(
+            mqtt_port=options.mqtt_port,
+            bridge_password=by_name["bridge"].password,
+            gateway_port=options.gateway_port,
+            gateway_password=by_name["gateway"].password,
+        )
     )
     config_path.chmod(0o600)
     with _without_overrides() as ignored:
@@ -450,8 +504,11 @@ async def run_demo(
             for size, group in sorted(by_size.items())
         ]
         started_publishers: list[GaugePublisher] = []
+        gateway_stop = asyncio.Event()
+        gateway: asyncio.Task[None] | None = None
         try:
             await _await_bridge_online(options.mqtt_port, bridge, started, by_name["gauges"])
+            gateway = await _start_gateway(settings, gateway_stop)
             for publisher in publishers:
                 await asyncio.to_thread(publisher.start)
                 started_publishers.append(publisher)
@@ -460,16 +517,22 @@ async def run_demo(
             if on_ready is not None:
                 on_ready()
             stopper = asyncio.create_task(stop.wait(), name="stop")
-            await asyncio.wait({bridge, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({bridge, gateway, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
             if bridge.done():
                 bridge.result()  # the bridge ended by itself: report why
                 raise RuntimeError("the bridge stopped unexpectedly")
+            if gateway.done():
+                gateway.result()
+                raise RuntimeError("the gateway stopped unexpectedly")
             out.write("Stopping: gauges, then the bridge (offline status), then the broker.\n")
             out.flush()
         finally:
             for publisher in started_publishers:
                 await asyncio.to_thread(publisher.stop, 2.0)
+            gateway_stop.set()
+            if gateway is not None:
+                await _finish(gateway)
             bridge_stop.set()
             await _finish(bridge)
     finally:

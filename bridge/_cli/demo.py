@@ -41,6 +41,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="WebSocket port that also serves the HMI page (default 9001)",
     )
     parser.add_argument(
+        "--gateway-port",
+        type=_port,
+        default=8000,
+        metavar="PORT",
+        help="port of OpenSPC's WebSocket API, ws://127.0.0.1:PORT/api/v1/ws (default 8000)",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -80,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
     options = demo.DemoOptions(
         mqtt_port=args.mqtt_port,
         ws_port=args.ws_port,
+        gateway_port=args.gateway_port,
         state_dir=args.state_dir or demo.default_state_dir(),
         reset=args.reset,
         rate=args.rate,

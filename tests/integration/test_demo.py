@@ -37,6 +37,7 @@ class Demo:
     state_dir: Path
     mqtt_port: int = field(default_factory=free_port)
     ws_port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
 
     def start(self, *extra: str, env: dict[str, str] | None = None) -> Demo:
@@ -48,6 +49,8 @@ class Demo:
                 str(self.mqtt_port),
                 "--ws-port",
                 str(self.ws_port),
+                "--gateway-port",
+                str(self.gateway_port),
                 "--state-dir",
                 str(self.state_dir),
                 "--rate",
@@ -331,6 +334,8 @@ def test_ports_taken_exit_2_naming_the_port_before_starting_anything(state_root:
                 str(taken),
                 "--ws-port",
                 str(free_port()),
+                "--gateway-port",
+                str(free_port()),
                 "--state-dir",
                 str(state),
             ],
@@ -379,6 +384,8 @@ def test_an_unusable_state_dir_exits_2_and_deletes_nothing(
             "--mqtt-port",
             str(free_port()),
             "--ws-port",
+            str(free_port()),
+            "--gateway-port",
             str(free_port()),
             "--state-dir",
             str(state),
