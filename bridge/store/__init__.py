@@ -1,5 +1,6 @@
 """Persistence: readings, samples, violations, limits and engine state (SQLAlchemy 2)."""
 
+from bridge.store._migrate import SchemaTooNew, SchemaUnrecognized
 from bridge.store._store import (
     BatchWrite,
     IdAllocator,
@@ -16,6 +17,8 @@ from bridge.store._tables import metadata
 __all__ = [
     "BatchWrite",
     "IdAllocator",
+    "SchemaTooNew",
+    "SchemaUnrecognized",
     "Store",
     "UnitOfWork",
     "ViolationRecord",

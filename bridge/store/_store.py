@@ -8,7 +8,6 @@ PostgreSQL never collide and no row needs a flush to learn its id.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Table, bindparam, event, func, insert, select, update
 from sqlalchemy.engine import Dialect, Row, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 
 from bridge.errors import StoreUnavailable
 from bridge.messages import iso_z
+from bridge.store._migrate import upgrade_to_head
 from bridge.store._tables import (
     characteristics,
     control_limits,
@@ -369,17 +369,17 @@ class Store:
         await self.engine.dispose()
 
     async def create_schema(self) -> None:
-        for attempt in range(3):
-            try:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all)
-                break
-            except (IntegrityError, ProgrammingError):
-                # two bridges creating the tables of a fresh PostgreSQL at the same moment:
-                # the slower one finds them there on the next try
-                if attempt == 2:
-                    raise
-                await asyncio.sleep(0.2)
+        """Bring the schema to this release's (bridge/store/_migrate.py), then make sure the
+        id counters exist. Raises :class:`SchemaTooNew` for a database of a newer release."""
+        async with self.engine.connect() as conn:
+            found, head = await conn.run_sync(upgrade_to_head, self.url)
+            await conn.commit()
+        if found != head:
+            log.info(
+                "database schema: %s -> revision %s",
+                "empty" if found is None else f"revision {found}",
+                head,
+            )
         for name in COUNTERS:
             try:
                 async with self.engine.begin() as conn:
