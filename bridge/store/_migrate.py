@@ -16,17 +16,14 @@ The whole upgrade is one transaction, taken exclusively: on PostgreSQL under an 
 (several bridges starting at once on one database upgrade it once, the others wait and find it
 done), on SQLite with ``BEGIN IMMEDIATE``.
 
-``python -m bridge.store._migrate revision "add dead letters"`` (``scripts/new-revision``)
-writes the next numbered revision from the difference between ``_tables.py`` and the head.
+``scripts/new-revision "add dead letters"`` (``python -m bridge.store.migrations``) writes the
+next numbered revision from the difference between ``_tables.py`` and the head.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import tempfile
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -46,7 +43,9 @@ __all__ = [
     "SchemaTooNew",
     "SchemaUnrecognized",
     "alembic_config",
+    "check_tables",
     "head_revision",
+    "new_revision",
     "schema_differences",
     "script_location",
     "upgrade_to_head",
@@ -98,7 +97,7 @@ def script_location() -> Path:
     folder = resources.files("bridge.store") / "migrations"
     if not isinstance(folder, Path):
         # a zip import: Alembic loads the revisions from files
-        raise SchemaUnrecognized("-", f"migrations at {folder} are not plain files")
+        raise RuntimeError(f"the migrations at {folder} are not plain files: install unzipped")
     return folder
 
 
@@ -117,10 +116,10 @@ def head_revision(location: Path | None = None) -> str:
     script = ScriptDirectory.from_config(alembic_config(location=location))
     heads = script.get_heads()
     if len(heads) != 1:
-        raise SchemaUnrecognized(
-            "-",
-            f"the migrations have {len(heads)} heads ({', '.join(sorted(heads))}); each "
-            "revision's down_revision must be the one before it (docs/bridge.md)",
+        # a bug of the package (two branches each added a revision), not of the plant
+        raise RuntimeError(
+            f"bridge/store/migrations has {len(heads)} heads ({', '.join(sorted(heads))}): "
+            "each revision's down_revision must be the one before it (docs/bridge.md)"
         )
     return heads[0]
 
@@ -180,6 +179,19 @@ def _next_revision_id(script: ScriptDirectory) -> str:
     return f"{max(numbers, default=0) + 1:04d}"
 
 
+def check_tables() -> list[object]:
+    """The differences between ``_tables.py`` and the head revision, on a scratch SQLite."""
+    with tempfile.TemporaryDirectory(prefix="openspc-check-") as scratch:
+        engine = create_engine(f"sqlite:///{scratch}/head.db")
+        try:
+            with engine.connect() as conn:
+                upgrade_to_head(conn, "scratch")
+                conn.commit()
+                return schema_differences(conn)
+        finally:
+            engine.dispose()
+
+
 def new_revision(message: str, location: Path | None = None) -> Path:
     """Write the next revision: the difference between ``_tables.py`` and the head, as ops.
 
@@ -204,40 +216,3 @@ def new_revision(message: str, location: Path | None = None) -> Path:
     assert scripts
     assert scripts[0] is not None
     return Path(scripts[0].path)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bridge.store._migrate",
-        description="Developer tools for the schema migrations (docs/bridge.md).",
-    )
-    sub = parser.add_subparsers(dest="action", required=True)
-    rev = sub.add_parser("revision", help="write the next revision from _tables.py")
-    rev.add_argument("message", help='what it changes, e.g. "add dead letters"')
-    sub.add_parser("check", help="exit 1 if _tables.py differs from the head revision")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.action == "revision":
-        path = new_revision(args.message)
-        print(f"wrote {path}: review it, then run the migration tests (docs/bridge.md)")
-        return 0
-    with tempfile.TemporaryDirectory(prefix="openspc-check-") as scratch:
-        engine = create_engine(f"sqlite:///{scratch}/head.db")
-        try:
-            with engine.connect() as conn:
-                upgrade_to_head(conn, "scratch")
-                conn.commit()
-                differences = schema_differences(conn)
-        finally:
-            engine.dispose()
-    for difference in differences:
-        print(difference)
-    if differences:
-        print("_tables.py differs from the migrations: scripts/new-revision 'what changed'")
-        return 1
-    print(f"_tables.py matches the migrations at {head_revision()}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
