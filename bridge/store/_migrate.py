@@ -113,7 +113,10 @@ def alembic_config(connection: Connection | None = None, location: Path | None =
 
 def head_revision(location: Path | None = None) -> str:
     """The one head revision; two heads (two branches each added one) is a developer's error."""
-    script = ScriptDirectory.from_config(alembic_config(location=location))
+    return _single_head(ScriptDirectory.from_config(alembic_config(location=location)))
+
+
+def _single_head(script: ScriptDirectory) -> str:
     heads = script.get_heads()
     if len(heads) != 1:
         # a bug of the package (two branches each added a revision), not of the plant
@@ -142,7 +145,7 @@ def upgrade_to_head(
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     config = alembic_config(connection, location)
     script = ScriptDirectory.from_config(config)
-    head = head_revision(location)
+    head = _single_head(script)
     current = MigrationContext.configure(connection).get_current_heads()
     for revision in current:
         try:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from bridge._mosquitto import MosquittoProcess
@@ -462,3 +463,53 @@ async def test_a_next_revision_upgrades_a_0_1_0_database_keeping_its_rows(
     assert after["violations"] == [(*row, None) for row in before["violations"]]
     for table in ("readings", "samples", "control_limits", "characteristics", "id_counters"):
         assert after[table] == before[table], table
+
+
+FAILING_REVISION = '''"""A revision that fails half-way."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))
+    with op.batch_alter_table("samples") as batch:
+        batch.add_column(sa.Column("note", sa.String(50), nullable=True))
+    op.execute("UPDATE no_such_table SET x = 1")
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+async def test_a_failed_upgrade_leaves_the_database_as_it_was(
+    release_db: str, tmp_path: Path
+) -> None:
+    location = tmp_path / "migrations"
+    shutil.copytree(script_location(), location, ignore=shutil.ignore_patterns("__pycache__"))
+    (location / "versions" / "0002_fails.py").write_text(FAILING_REVISION)
+    before = await snapshot(release_db)
+    engine = create_async_engine(release_db)
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError):
+                await conn.run_sync(upgrade_to_head, "test", location)
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+            columns = await conn.run_sync(
+                lambda c: [col["name"] for col in inspect(c).get_columns("samples")]
+            )
+    finally:
+        await engine.dispose()
+    # not even stamped: the next start finds 0.1.0's database as it was
+    assert tables == RELEASE_0_1_0_TABLES
+    assert "note" not in columns
+    assert await snapshot(release_db) == before
