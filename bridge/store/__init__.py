@@ -1,6 +1,6 @@
 """Persistence: readings, samples, violations, limits and engine state (SQLAlchemy 2)."""
 
-from bridge.store._migrate import SchemaTooNew, SchemaUnrecognized
+from bridge.store._migrate import SchemaTooNew, SchemaUnrecognized, SchemaUpgradeFailed
 from bridge.store._store import (
     BatchWrite,
     IdAllocator,
@@ -19,6 +19,7 @@ __all__ = [
     "IdAllocator",
     "SchemaTooNew",
     "SchemaUnrecognized",
+    "SchemaUpgradeFailed",
     "Store",
     "UnitOfWork",
     "ViolationRecord",

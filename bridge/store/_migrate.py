@@ -34,6 +34,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from bridge.errors import BridgeError
 
@@ -42,8 +43,10 @@ __all__ = [
     "RELEASE_0_1_0_TABLES",
     "SchemaTooNew",
     "SchemaUnrecognized",
+    "SchemaUpgradeFailed",
     "alembic_config",
     "check_tables",
+    "describe",
     "head_revision",
     "new_revision",
     "schema_differences",
@@ -80,6 +83,20 @@ class SchemaTooNew(BridgeError):
             f"database {url} has schema revision {revision}, which this openspc-bridge does "
             f"not know (its newest is {head}): a newer release upgraded it; run that release, "
             "or restore the backup taken before the upgrade"
+        )
+
+
+class SchemaUpgradeFailed(BridgeError):
+    """A revision failed on this database; the upgrade was rolled back as a whole."""
+
+    def __init__(self, url: str, found: str, head: str, reason: str) -> None:
+        self.url = url
+        self.found = found
+        self.head = head
+        self.reason = reason
+        super().__init__(
+            f"database {url}: the upgrade from {found} to revision {head} failed and was "
+            f"rolled back, nothing changed: {reason}"
         )
 
 
@@ -153,19 +170,36 @@ def upgrade_to_head(
         except CommandError:
             raise SchemaTooNew(url, revision, head) from None
     found: str | None = current[0] if len(current) == 1 else None
+    stamp = False
     if not current:
         present = RELEASE_0_1_0_TABLES & set(inspect(connection).get_table_names())
         if present == RELEASE_0_1_0_TABLES:
-            command.stamp(config, BASELINE)
-            found = "0.1.0"
+            stamp, found = True, "0.1.0"
         elif present:
             missing = ", ".join(sorted(RELEASE_0_1_0_TABLES - present))
             raise SchemaUnrecognized(
                 url, f"no alembic_version and tables of 0.1.0 missing: {missing}"
             )
-    if found != head:
+    if found == head:
+        return found, head
+    try:
+        if stamp:
+            command.stamp(config, BASELINE)
         command.upgrade(config, "head")
+    except Exception as exc:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            raise  # the database went away: an outage, waited out like one
+        # a revision that fails here fails again on the next start: said, not retried
+        reason = (str(exc).splitlines() or [repr(exc)])[0]
+        raise SchemaUpgradeFailed(url, describe(found), head, reason) from exc
     return found, head
+
+
+def describe(found: str | None) -> str:
+    """What :func:`upgrade_to_head` found, in words: for its callers' log lines."""
+    if found is None:
+        return "an empty database"
+    return "release 0.1.0's schema" if found == "0.1.0" else f"revision {found}"
 
 
 def schema_differences(connection: Connection) -> list[object]:

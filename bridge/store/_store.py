@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import (
     AsyncTransaction,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 from bridge.errors import StoreUnavailable
 from bridge.messages import iso_z
-from bridge.store._migrate import upgrade_to_head
+from bridge.store._migrate import describe, upgrade_to_head
 from bridge.store._tables import (
     characteristics,
     control_limits,
@@ -370,16 +371,24 @@ class Store:
 
     async def create_schema(self) -> None:
         """Bring the schema to this release's (bridge/store/_migrate.py), then make sure the
-        id counters exist. Raises :class:`SchemaTooNew` for a database of a newer release."""
-        async with self.engine.connect() as conn:
-            found, head = await conn.run_sync(upgrade_to_head, self.url)
-            await conn.commit()
-        if found != head:
-            log.info(
-                "database schema: %s -> revision %s",
-                "empty" if found is None else f"revision {found}",
-                head,
+        id counters exist. Raises :class:`SchemaTooNew` for a database of a newer release,
+        :class:`SchemaUpgradeFailed` when a revision fails (all of it rolled back)."""
+        migrator = self.engine
+        if self.engine.dialect.driver == "asyncpg":
+            # an upgrade (or the wait for another bridge's, under the advisory lock) may take
+            # longer than a batch's statement timeout: a connection of its own, without one
+            migrator = create_async_engine(
+                self.engine.url, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT_S}
             )
+        try:
+            async with migrator.connect() as conn:
+                found, head = await conn.run_sync(upgrade_to_head, self.url)
+                await conn.commit()
+        finally:
+            if migrator is not self.engine:
+                await migrator.dispose()
+        if found != head:
+            log.info("database schema: %s -> revision %s", describe(found), head)
         for name in COUNTERS:
             try:
                 async with self.engine.begin() as conn:

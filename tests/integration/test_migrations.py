@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from bridge._mosquitto import MosquittoProcess
-from bridge.store import SchemaTooNew, SchemaUnrecognized, Store
+from bridge.store import SchemaTooNew, SchemaUnrecognized, SchemaUpgradeFailed, Store
 from bridge.store._migrate import (
     BASELINE,
     RELEASE_0_1_0_TABLES,
@@ -524,7 +523,7 @@ async def test_a_failed_upgrade_leaves_the_database_as_it_was(
     engine = create_async_engine(release_db)
     try:
         async with engine.connect() as conn:
-            with pytest.raises(DBAPIError):
+            with pytest.raises(SchemaUpgradeFailed) as failed:
                 await conn.run_sync(upgrade_to_head, "test", location)
         async with engine.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
@@ -533,6 +532,9 @@ async def test_a_failed_upgrade_leaves_the_database_as_it_was(
             )
     finally:
         await engine.dispose()
+    assert failed.value.found == "release 0.1.0's schema"
+    assert failed.value.head == following
+    assert "no_such_table" in failed.value.reason
     # not even stamped, nor upgraded to the revisions before the failing one: the next
     # start finds 0.1.0's database as it was
     assert tables == RELEASE_0_1_0_TABLES
