@@ -540,3 +540,18 @@ async def test_a_failed_upgrade_leaves_the_database_as_it_was(
     assert tables == RELEASE_0_1_0_TABLES
     assert "note" not in columns
     assert await snapshot(release_db) == before
+
+
+async def test_stores_opening_at_once_on_a_0_1_0_sqlite_file_upgrade_it_once(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "release-0.1.0.sqlite"
+    shutil.copyfile(FIXTURES / "release-0.1.0.sqlite", db)
+    url = f"sqlite+aiosqlite:///{db}"
+    before = await snapshot(url)
+    stores = await asyncio.gather(*(Store.open(url) for _ in range(4)))
+    for store in stores:
+        await store.close()
+    assert await scalar(url, "SELECT count(*) FROM alembic_version") == 1
+    assert await scalar(url, "SELECT version_num FROM alembic_version") == head_revision()
+    assert await snapshot(url) == before
