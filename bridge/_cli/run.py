@@ -34,6 +34,7 @@ def main(args: argparse.Namespace) -> int:
     from bridge.app import run_bridge
     from bridge.config import ConfigInvalid, format_faults, load_settings
     from bridge.errors import StoreUnavailable
+    from bridge.store import SchemaTooNew, SchemaUnrecognized
 
     logging.basicConfig(
         level=getattr(logging, args.log_level),
@@ -59,6 +60,10 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve())
+    except (SchemaTooNew, SchemaUnrecognized) as exc:
+        # waiting would not mend it: a newer release's database, or not ours (docs/bridge.md)
+        print(f"openspc run: {exc}", file=sys.stderr)
+        return 2
     except StoreUnavailable as exc:
         print(f"openspc run: {exc}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
 """Persistence: readings, samples, violations, limits and engine state (SQLAlchemy 2)."""
 
+from bridge.store._migrate import SchemaTooNew, SchemaUnrecognized, SchemaUpgradeFailed
 from bridge.store._store import (
     DEAD_LETTER_PAYLOAD_BYTES,
     BatchWrite,
@@ -20,6 +21,9 @@ __all__ = [
     "BatchWrite",
     "DeadLetter",
     "IdAllocator",
+    "SchemaTooNew",
+    "SchemaUnrecognized",
+    "SchemaUpgradeFailed",
     "Store",
     "UnitOfWork",
     "ViolationRecord",

@@ -8,7 +8,6 @@ PostgreSQL never collide and no row needs a flush to learn its id.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,16 +18,18 @@ from typing import Any
 
 from sqlalchemy import DateTime, Table, bindparam, event, func, insert, select, update
 from sqlalchemy.engine import Dialect, Row, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
     AsyncTransaction,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 from bridge.errors import StoreUnavailable
 from bridge.messages import iso_z
+from bridge.store._migrate import describe, upgrade_to_head
 from bridge.store._tables import (
     characteristics,
     control_limits,
@@ -415,17 +416,25 @@ class Store:
         await self.engine.dispose()
 
     async def create_schema(self) -> None:
-        for attempt in range(3):
-            try:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all)
-                break
-            except (IntegrityError, ProgrammingError):
-                # two bridges creating the tables of a fresh PostgreSQL at the same moment:
-                # the slower one finds them there on the next try
-                if attempt == 2:
-                    raise
-                await asyncio.sleep(0.2)
+        """Bring the schema to this release's (bridge/store/_migrate.py), then make sure the
+        id counters exist. Raises :class:`SchemaTooNew` for a database of a newer release,
+        :class:`SchemaUpgradeFailed` when a revision fails (all of it rolled back)."""
+        migrator = self.engine
+        if self.engine.dialect.driver == "asyncpg":
+            # an upgrade (or the wait for another bridge's, under the advisory lock) may take
+            # longer than a batch's statement timeout: a connection of its own, without one
+            migrator = create_async_engine(
+                self.engine.url, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT_S}
+            )
+        try:
+            async with migrator.connect() as conn:
+                found, head = await conn.run_sync(upgrade_to_head, self.url)
+                await conn.commit()
+        finally:
+            if migrator is not self.engine:
+                await migrator.dispose()
+        if found != head:
+            log.info("database schema: %s -> revision %s", describe(found), head)
         for name in COUNTERS:
             try:
                 async with self.engine.begin() as conn:
