@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bridge._mosquitto import MosquittoProcess, find_mosquitto, free_port
-from tests.integration.reliability import BridgeProcess, Recorder, config_text, wait_until
+from tests.integration.reliability import BridgeProcess, Recorder, config_text
 
 pytestmark = [pytest.mark.reliability, pytest.mark.mosquitto]
 
@@ -66,7 +66,8 @@ class AuthBroker:
         self.process = MosquittoProcess(port=port, config=config + "\n", workdir=workdir / "run")
 
     def write_acl(self, bridge_acl: list[str]) -> None:
-        self.acl.write_text("\n".join(["topic readwrite #", "", f"user {USER}", *bridge_acl]) + "\n")
+        lines = ["topic readwrite #", "", f"user {USER}", *bridge_acl]
+        self.acl.write_text("\n".join(lines) + "\n")
         self.acl.chmod(0o644)
 
     def reload(self) -> None:
