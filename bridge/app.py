@@ -34,8 +34,14 @@ from bridge.handlers import (
 )
 from bridge.messages import chart_name, dumps, error_payload, iso_z, rules_payload, status_payload
 from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
-from bridge.sparkplug import SparkplugEdgeNode
-from bridge.sparkplug._wiring import build_edge_node, feed_edge_node, seed_edge_node
+from bridge.sparkplug import SparkplugEdgeNode, SparkplugInbound
+from bridge.sparkplug._state import INBOUND, OWN, BdSeqStore, PrimaryHost
+from bridge.sparkplug._wiring import (
+    build_edge_node,
+    build_primary_host,
+    feed_edge_node,
+    seed_edge_node,
+)
 from bridge.store import BatchWrite, Store, ViolationRecord
 from engine import CharacteristicEngine, IncompatibleState, limits_from_dict, limits_payload
 
@@ -69,6 +75,9 @@ before taking any reading, for it to take its session back (its reconnect takes 
 
 START_FLUSH_SECONDS = 30.0
 """At start-up, how long to wait for the broker to confirm the retained state."""
+
+STATE_ONLINE_SECONDS = 5.0
+"""At start-up, how long to wait for the Sparkplug STATE "online" before asking for births."""
 
 
 def _version() -> str:
@@ -104,6 +113,11 @@ class Bridge:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     buffer_full: bool = False  # see _buffer_watch
     sparkplug_edge: SparkplugEdgeNode | None = None  # bridge.sparkplug_edge.enabled
+    sparkplug_inbound: SparkplugInbound | None = None  # characteristics with a sparkplug source
+    sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
+    bd_seqs: BdSeqStore | None = None
+    _host_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _host_task: asyncio.Task[None] | None = None
 
     @property
     def prefix(self) -> str:
@@ -144,6 +158,22 @@ class Bridge:
             await self._publish_retained()
             await self.mqtt.subscribed.wait()
         await self._check_start()
+        await self._start_sparkplug_host()
+
+    async def _start_sparkplug_host(self) -> None:
+        """The Primary Host's STATE online, then a rebirth request to every configured edge
+        node not born since the bridge started (docs/sparkplug.md)."""
+        host = self.sparkplug_host
+        if host is not None and self._host_task is None:
+            self._host_task = asyncio.create_task(host.run(self._host_stop), name="sparkplug-host")
+            try:
+                await asyncio.wait_for(host.online.wait(), STATE_ONLINE_SECONDS)
+            except TimeoutError:
+                log.warning("no Sparkplug STATE online on %s yet; going on", host.topic)
+        if self.sparkplug_inbound is not None:
+            asked = self.sparkplug_inbound.request_rebirths()
+            if asked:
+                log.info("asked %d Sparkplug edge node(s) for their births", asked)
         log.info(
             "bridge started: %d characteristic(s), prefix %r, database %s",
             len(self.engines),
@@ -327,6 +357,12 @@ class Bridge:
             raise self.mqtt.taken_over
 
     async def close(self) -> None:
+        if self._host_task is not None:  # STATE offline first: the host stops here
+            self._host_stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._host_task, 5.0)
+        if self.bd_seqs is not None:
+            await self.bd_seqs.flush()
         self.live.flush(force=True)
         self.publish_metrics()
         self.mqtt.say_offline(dumps(status_payload(False, self.clock())))
@@ -387,13 +423,12 @@ def _meta(
     }
 
 
-def _sparkplug_sources(settings: Settings, mqtt: MqttClient) -> list[InboundSource]:
-    """One inbound source per Sparkplug B edge node the characteristics read from."""
+def _sparkplug_inbound(settings: Settings, mqtt: MqttClient) -> SparkplugInbound | None:
+    """The Sparkplug B host side, for the edge nodes the characteristics read from."""
     chars = [c for c in settings.characteristic if c.sparkplug is not None]
     if not chars:
-        return []
+        return None
     from bridge.sparkplug import SparkplugBinding
-    from bridge.sparkplug._inbound import SparkplugInbound
 
     bindings = []
     for c in chars:
@@ -402,7 +437,7 @@ def _sparkplug_sources(settings: Settings, mqtt: MqttClient) -> list[InboundSour
         bindings.append(SparkplugBinding(c.id, sp.group, sp.edge, sp.device, sp.metric))
     inbound = SparkplugInbound(bindings, rebirth_on_gap=settings.bridge.rebirth_on_gap)
     inbound.attach(lambda topic, data: mqtt.publish(topic, data, qos=0))
-    return list(inbound.sources)
+    return inbound
 
 
 async def bootstrap(
@@ -488,7 +523,12 @@ async def bootstrap(
             window * max((c.subgroup_size for c in chars), default=1),
             [c.id for c in chars],
         )
-        for source in [*sources, *_sparkplug_sources(settings, mqtt)]:
+        bd_seqs = BdSeqStore(store)
+        inbound = _sparkplug_inbound(settings, mqtt)
+        if inbound is not None:  # an NDEATH after a restart still meets its NBIRTH's bdSeq
+            inbound.host.restore_bd_seqs(await bd_seqs.load(INBOUND))
+            inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
+        for source in [*sources, *(inbound.sources if inbound is not None else [])]:
             pipeline.add_source(source)
         for topic_filter in pipeline.topic_filters():
             mqtt.add_subscription(topic_filter)
@@ -513,6 +553,14 @@ async def bootstrap(
         sparkplug_edge = build_edge_node(settings, clock=clock)
         if sparkplug_edge is not None:
             feed_edge_node(sparkplug_edge, bus)
+            group, edge = sparkplug_edge.group, sparkplug_edge.edge
+            last = (await bd_seqs.load(OWN)).get((group, edge))
+            sparkplug_edge.first_bd_seq = 0 if last is None else (last + 1) % 256
+
+            async def save_bd_seq(n: int) -> None:
+                await bd_seqs.save(OWN, group, edge, n)
+
+            sparkplug_edge.on_bd_seq = save_bd_seq
     except BaseException:
         await store.close()
         raise
@@ -529,6 +577,9 @@ async def bootstrap(
         engines=engines,
         clock=clock,
         sparkplug_edge=sparkplug_edge,
+        sparkplug_inbound=inbound,
+        sparkplug_host=build_primary_host(settings),
+        bd_seqs=bd_seqs,
     )
 
 
