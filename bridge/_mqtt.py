@@ -247,6 +247,7 @@ class MqttClient:
         # CONNACKs: accepted ones, and the reason of the last refusal (wrong password...)
         self.connections = 0
         self.refusal: str | None = None
+        self.connects_refused = 0
         self._answered = asyncio.Event()  # any CONNACK, or a failed attempt
         # a second client with our id (docs/bridge.md "A second bridge")
         self.taken_over: ClientIdInUse | None = None
@@ -569,6 +570,7 @@ class MqttClient:
     ) -> None:
         if reason_code.is_failure:
             self.last_error = self.refusal = str(reason_code)
+            self.connects_refused += 1
             log.warning(
                 "broker %s:%s refused the connection of user %r: %s",
                 self.options.host,

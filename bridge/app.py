@@ -283,6 +283,7 @@ class Bridge:
             "publishes_denied": self.mqtt.denied,
             "publishes_retry_pending": self.mqtt.retry_pending,
             "status_reasserted": self.mqtt.status_reasserted,
+            "connects_refused": self.mqtt.connects_refused,
             "handler_failures": self.bus.failures,
             "connected": self.mqtt.connected.is_set(),
             "latency_ms": m.latency_ms(),

@@ -50,6 +50,7 @@ class SparkplugInbound:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.host = SparkplugHost(bindings, rebirth_requests=rebirth_on_gap)
+        self.rebirth_on_gap = rebirth_on_gap
         self.clock = clock
         self._publish: Publish | None = None
         self.rebirths_requested = 0
@@ -69,8 +70,8 @@ class SparkplugInbound:
         """Ask every configured edge node without a birth since the bridge started for one
         (at start-up, so that its first data after a restart of the bridge is understood).
         Returns how many were asked."""
-        if self._publish is None:
-            return 0
+        if self._publish is None or not self.rebirth_on_gap:
+            return 0  # rebirth_on_gap = false: the bridge never writes to an edge node
         now = self.clock()
         unborn = self.host.unborn()
         for group, edge in unborn:

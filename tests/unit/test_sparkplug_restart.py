@@ -76,3 +76,11 @@ def test_at_start_up_every_unborn_node_is_asked_once_and_births_are_reported_for
 
 def test_the_state_payload_is_the_specifications_json() -> None:
     assert state_payload(True, T0) == b'{"online": true, "timestamp": 1795845600000}'
+
+
+def test_with_rebirth_on_gap_false_nothing_is_sent_at_start_up() -> None:
+    sent: list[str] = []
+    inbound = SparkplugInbound(BINDINGS, rebirth_on_gap=False, clock=lambda: T0)
+    inbound.attach(lambda topic, data: sent.append(topic))
+    assert inbound.request_rebirths() == 0
+    assert sent == []
