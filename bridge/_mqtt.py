@@ -584,6 +584,7 @@ class MqttClient:
         self.connections += 1
         self._connected_at = time.monotonic()
         self._echoed = False
+        self.status_checked.clear()
         self.foreign_online = None
         if not flags.session_present:
             self.sessions += 1  # packet ids of earlier connections mean nothing any more
@@ -752,6 +753,32 @@ class MqttClient:
                 self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
             else:
                 self._retry_delay = RETRY_FIRST_S
+
+    @property
+    def paused(self) -> bool:
+        """Not reading the socket: as many unacknowledged readings held as we may."""
+        return self._paused
+
+    async def wait_readable(self, event: asyncio.Event, wait_s: float) -> bool:
+        """Wait up to ``wait_s`` for ``event``, but not while reading is paused: what would
+        set it is then behind the held readings in the socket. True when it is set."""
+        deadline = time.monotonic() + wait_s
+        while not event.is_set() and not self._paused and self.connected.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(left, 0.05))
+        return event.is_set()
+
+    async def wait_confirmed(self, wait_s: float) -> bool:
+        """Like :meth:`flush`, but giving up at once while reading is paused."""
+        deadline = time.monotonic() + wait_s
+        while self.outstanding > 0 and time.monotonic() < deadline:
+            if not self.connected.is_set() or self._paused:
+                return False
+            await asyncio.sleep(0.005)
+        return self.outstanding <= 0
 
     @property
     def retry_pending(self) -> int:

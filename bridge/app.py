@@ -156,7 +156,7 @@ class Bridge:
         async with asyncio.timeout(connect_timeout):
             await self.mqtt.wait_answer()
             await self._publish_retained()
-            await self.mqtt.subscribed.wait()
+            await self.mqtt.wait_readable(self.mqtt.subscribed, STATUS_CHECK_SECONDS)
         await self._check_start()
         await self._start_sparkplug_host()
 
@@ -184,9 +184,15 @@ class Bridge:
     async def _check_start(self) -> None:
         """Before any reading is taken: is the broker letting us publish, and are we the only
         bridge with this client id? (docs/bridge.md "Status" and "A second bridge")"""
+        # Waits end early while the adapter holds buffer_max unacknowledged readings (a
+        # backlog in the session): what they wait for is behind them in the socket, and only
+        # the pipeline, which starts after this, acknowledges readings. The checks are then
+        # skipped (docs/bridge.md).
         mqtt = self.mqtt
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(mqtt.status_checked.wait(), STATUS_CHECK_SECONDS)
+        checked = await mqtt.wait_readable(mqtt.status_checked, STATUS_CHECK_SECONDS)
+        if not checked and mqtt.paused:
+            log.warning("a backlog of readings at start-up: start-up checks skipped")
+            return
         if mqtt.foreign_online is not None and not mqtt.fatal.is_set():
             log.warning(
                 "%s said online at %s, not this bridge: another bridge with client id %r may be"
@@ -200,7 +206,7 @@ class Bridge:
                 await asyncio.wait_for(mqtt.fatal.wait(), TAKEOVER_GRACE_SECONDS)
         if mqtt.taken_over is not None:
             raise mqtt.taken_over
-        if await mqtt.flush(START_FLUSH_SECONDS) is False and mqtt.connected.is_set():
+        if not await mqtt.wait_confirmed(START_FLUSH_SECONDS) and mqtt.connected.is_set():
             log.warning("the broker has not confirmed the start-up's retained state yet")
         if mqtt.first_denial is not None:
             topic, reason = mqtt.first_denial
