@@ -20,7 +20,15 @@ bridge must not acknowledge a reading before it is durably stored. So:
   messages the adapter stops reading its socket (the broker queues) and reads again below
   three quarters (docs/reliability.md);
 - ``publish`` is paho's (non-blocking: packets are written when the socket is writable);
-  :meth:`MqttClient.wait_window` keeps unacknowledged QoS 1 publishes under ``window``.
+  :meth:`MqttClient.wait_window` keeps unacknowledged QoS 1 publishes under ``window``;
+- the bridge's own status (``MqttOptions.status_topic``): the Will and the "online" of each
+  connection carry its time; the adapter listens to the topic and answers a stale "offline"
+  (a late Will) with "online", and notices another client's "online" there (a second
+  bridge with our client id); docs/bridge.md "Status" and "A second bridge";
+- refusals: a CONNACK refusal before the first connection raises from
+  :meth:`MqttClient.wait_answer`; a publish the broker refuses (MQTT 5 PUBACK >= 0x80, its
+  ACL) is counted, reported once per topic and published again with back-off
+  (docs/bridge.md "Refusals by the broker").
 """
 
 from __future__ import annotations
