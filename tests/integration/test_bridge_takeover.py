@@ -8,11 +8,20 @@ stops with one clear line (exit 3); the first goes on and stores every reading o
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from bridge._mosquitto import MosquittoProcess
+from bridge.app import bootstrap
+from bridge.errors import ClientIdInUse
+from tests.integration.conftest import TIMEOUT, BridgeFactory, char
 from tests.integration.reliability import (
     BridgeProcess,
     Gauge,
@@ -91,3 +100,40 @@ def test_a_second_bridge_with_the_same_client_id_is_named_and_stops(
     assert figures.duplicated == []
     assert figures.unexpected == []
     assert figures.stored == READINGS
+
+
+async def test_a_running_bridge_that_keeps_being_taken_over_stops_instead_of_fighting(
+    mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    """Another client (one that fights back: it reconnects at once, as an older bridge did)
+    takes the running bridge's session and says online. The bridge takes it back once; taken
+    over again within seconds of that, it stops with ClientIdInUse: a bounded number of
+    reconnects, not a loop."""
+    factory = BridgeFactory(mosquitto, topic_prefix, tmp_path)
+    app = await bootstrap(factory.settings([char(1)]))
+    await app.start(connect_timeout=TIMEOUT)
+    run = asyncio.create_task(app.run(asyncio.Event()))
+    status = f"{topic_prefix}/bridge/status"
+    other = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=factory.client_id,
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    other.reconnect_delay_set(1, 1)
+    said = json.dumps({"online": True, "timestamp": "2026-01-01T00:00:00.000Z"})
+    other.on_connect = lambda c, *a: c.publish(status, said, qos=1, retain=True)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 60
+    other.connect("127.0.0.1", mosquitto.port, clean_start=False, properties=props)
+    other.loop_start()
+    try:
+        async with asyncio.timeout(20):
+            with pytest.raises(ClientIdInUse) as stopped:
+                await run
+    finally:
+        other.loop_stop()
+        other.disconnect()
+        if not run.done():
+            run.cancel()
+    assert stopped.value.client_id == factory.client_id
+    assert app.mqtt.connections == 2  # its own, and the one it took back: then it stopped
