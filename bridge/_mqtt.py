@@ -225,6 +225,8 @@ class MqttClient:
         self.inbox = inbox
         self.generation = 0
         self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()  # the opposite of connected, to await
+        self.disconnected.set()
         self.subscribed = asyncio.Event()  # set on the first SUBACK after each connect
         self.on_connect: Callable[[], None] | None = None  # called on the loop
         self.last_error: str = ""
@@ -427,6 +429,7 @@ class MqttClient:
             # it again) instead of storing it now and again when it comes back
             self.generation += 1
         self.connected.clear()
+        self.disconnected.set()
         self.subscribed.clear()
         self._lost.set()
 
@@ -627,6 +630,7 @@ class MqttClient:
         if self.on_connect is not None:
             self.on_connect()
         self.connected.set()
+        self.disconnected.clear()
         self._answered.set()
 
     def _on_disconnect(

@@ -585,7 +585,8 @@ async def bootstrap(
         clock=clock,
         sparkplug_edge=sparkplug_edge,
         sparkplug_inbound=inbound,
-        sparkplug_host=build_primary_host(settings),
+        # online only while the main connection is up (docs/sparkplug.md)
+        sparkplug_host=build_primary_host(settings, (mqtt.connected, mqtt.disconnected)),
         bd_seqs=bd_seqs,
     )
 

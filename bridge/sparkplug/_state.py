@@ -130,7 +130,11 @@ class PrimaryHost:
         keepalive: int = 30,
         reconnect_delay: float = 1.0,
         clock: Callable[[], datetime] = _now_ms,
+        follows: tuple[asyncio.Event, asyncio.Event] | None = None,
     ) -> None:
+        # (up, down) of the bridge's main connection: the host is online only while it is,
+        # since edge nodes take "online" to mean that the host hears them
+        self.follows = follows
         self.host_id = host_id
         self.topic = f"{NAMESPACE}/STATE/{host_id}"
         self.host, self.port = host, port
@@ -150,6 +154,11 @@ class PrimaryHost:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
+                if self.follows is not None and not self.follows[0].is_set():
+                    up = asyncio.ensure_future(self.follows[0].wait())
+                    await asyncio.wait({up, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    up.cancel()
+                    continue
                 session = asyncio.ensure_future(self._session())
                 done, _ = await asyncio.wait(
                     {session, stopping}, return_when=asyncio.FIRST_COMPLETED
@@ -189,7 +198,6 @@ class PrimaryHost:
             keepalive=self.keepalive,
             tls_params=aiomqtt.TLSParameters() if self.tls else None,
         )
-        echoed = False
         async with client:
             self._client = client
             try:
@@ -197,30 +205,50 @@ class PrimaryHost:
                 await client.subscribe(self.topic, qos=1)
                 await client.publish(self.topic, state_payload(True, stamp), qos=1, retain=True)
                 self.births += 1
-                async for message in client.messages:
-                    state = _state_of(message.payload)
-                    if state is None:
-                        continue
-                    online, at = state
-                    if at == to_epoch_ms(stamp):
-                        if online and not echoed:
-                            echoed = True
-                            self.online.set()
-                        continue
-                    if echoed and not online:
-                        self.reasserted += 1
-                        log.warning(
-                            "%s said offline (timestamp %s) while this host is online:"
-                            " an earlier connection's Will; saying online again",
-                            self.topic,
-                            at,
-                        )
-                        await client.publish(
-                            self.topic, state_payload(True, stamp), qos=1, retain=True
-                        )
+                listening = asyncio.ensure_future(self._listen(client, stamp))
+                waits: set[asyncio.Future[Any]] = {listening}
+                if self.follows is not None:
+                    waits.add(asyncio.ensure_future(self.follows[1].wait()))
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in waits:
+                        waiting.cancel()
+                if listening.done() and not listening.cancelled():
+                    failure = listening.exception()
+                    if failure is not None:
+                        raise failure  # the connection was lost: run() connects again
+                # the main connection is down: offline, and leave cleanly (no Will then)
+                log.info("the bridge's connection is down: %s offline", self.topic)
+                await client.publish(
+                    self.topic, state_payload(False, stamp), qos=1, retain=True, timeout=2
+                )
             finally:
                 self._client = None
                 self.online.clear()
+
+    async def _listen(self, client: aiomqtt.Client, stamp: datetime) -> None:
+        """Our own birth coming back, then any stale "offline": answered with "online"."""
+        echoed = False
+        async for message in client.messages:
+            state = _state_of(message.payload)
+            if state is None:
+                continue
+            online, at = state
+            if at == to_epoch_ms(stamp):
+                if online and not echoed:
+                    echoed = True
+                    self.online.set()
+                continue
+            if echoed and not online:
+                self.reasserted += 1
+                log.warning(
+                    "%s said offline (timestamp %s) while this host is online:"
+                    " an earlier connection's Will; saying online again",
+                    self.topic,
+                    at,
+                )
+                await client.publish(self.topic, state_payload(True, stamp), qos=1, retain=True)
 
     def abort(self) -> None:
         """Drop the connection without DISCONNECT, as a crash would: the broker publishes the

@@ -10,6 +10,7 @@ beside the pipeline.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +56,9 @@ def build_edge_node(
     )
 
 
-def build_primary_host(settings: Settings) -> PrimaryHost | None:
+def build_primary_host(
+    settings: Settings, follows: tuple[asyncio.Event, asyncio.Event] | None = None
+) -> PrimaryHost | None:
     """The Primary Host Application ``[bridge.sparkplug] host_id`` asks for, on its own
     connection (client id ``<client_id>-host``, the bridge's credentials); None without."""
     host_id = settings.bridge.sparkplug.host_id
@@ -71,6 +74,7 @@ def build_primary_host(settings: Settings) -> PrimaryHost | None:
         password=_secret(broker.password),
         tls=bool(broker.tls),
         keepalive=int(broker.keepalive),
+        follows=follows,
     )
 
 

@@ -147,3 +147,23 @@ async def test_the_bridges_edge_node_goes_on_with_its_bdseq_after_a_restart(
         (MessageType.NBIRTH, 2),
         (MessageType.NDEATH, 2),
     ]
+
+
+async def test_state_follows_the_bridges_main_connection(
+    bridge_factory: BridgeFactory, mosquitto: MosquittoProcess, host_id: str
+) -> None:
+    """Edge nodes take "online" to mean that the host hears them: when the bridge's main
+    connection (its subscriptions) is lost, STATE says offline until it is back."""
+    topic = f"spBv1.0/STATE/{host_id}"
+    async with open_probe(mosquitto, topic) as probe:
+        app = await bridge_factory.start([char(1)], sparkplug={"host_id": host_id})
+        [birth] = await probe.wait_for(topic, lambda s: s["online"] is True)
+        app.mqtt._drop("cut by the test")  # the main connection only; it reconnects in 1 s
+        [offline] = await probe.wait_for(topic, lambda s: s["online"] is False)
+        [again] = await probe.wait_for(
+            topic, lambda s: s["online"] is True and s["timestamp"] > birth["timestamp"]
+        )
+        assert app.mqtt.connected.is_set()
+    assert offline == {"online": False, "timestamp": birth["timestamp"]}
+    assert [s["online"] for s in states(probe, topic)] == [True, False, True]
+    assert again["timestamp"] > birth["timestamp"]
