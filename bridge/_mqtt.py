@@ -20,13 +20,22 @@ bridge must not acknowledge a reading before it is durably stored. So:
   messages the adapter stops reading its socket (the broker queues) and reads again below
   three quarters (docs/reliability.md);
 - ``publish`` is paho's (non-blocking: packets are written when the socket is writable);
-  :meth:`MqttClient.wait_window` keeps unacknowledged QoS 1 publishes under ``window``.
+  :meth:`MqttClient.wait_window` keeps unacknowledged QoS 1 publishes under ``window``;
+- the bridge's own status (``MqttOptions.status_topic``): the Will and the "online" of each
+  connection carry its time; the adapter listens to the topic and answers a stale "offline"
+  (a late Will) with "online", and notices another client's "online" there (a second
+  bridge with our client id); docs/bridge.md "Status" and "A second bridge";
+- refusals: a CONNACK refusal before the first connection raises from
+  :meth:`MqttClient.wait_answer`; a publish the broker refuses (MQTT 5 PUBACK >= 0x80, its
+  ACL) is counted, reported once per topic and published again with back-off
+  (docs/bridge.md "Refusals by the broker").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import select
 import socket
@@ -46,7 +55,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge import _paho_fast
-from bridge.errors import BrokerUnavailable
+from bridge.errors import BrokerRefused, BrokerUnavailable, ClientIdInUse
 
 __all__ = ["Inbound", "Inbox", "MqttClient", "MqttOptions"]
 
@@ -76,6 +85,14 @@ def _packet_size(topic: str, payload: bytes) -> int:
 
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+TAKEOVER_WINDOW_S = 10.0
+"""A connection lost this soon after it was made, when another client had said "online" on
+the bridge's status topic just before, was taken back by that client: a second bridge with
+the same client id that was there first (docs/bridge.md "A second bridge")."""
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
+RETRY_QUEUE_MAX = 1000
+"""Publishes the broker refused, kept to be tried again; beyond this the oldest are dropped."""
 READS_PER_WAKE = 2000
 """Packets read per readable event at most, so a flood cannot starve the loop."""
 
@@ -190,10 +207,13 @@ class MqttOptions:
     keepalive: int = 60
     receive_maximum: int = 10_000
     window: int = 10_000
-    will_topic: str | None = None
-    will_payload: bytes = b""
-    # makes the Will afresh before each connect (e.g. with the time of connecting)
-    will_factory: Callable[[], bytes] | None = None
+    # The bridge's own retained status (docs/bridge.md "Status"): the Last Will says
+    # offline and the first publish of every connection online, both with the time of
+    # connecting; the adapter listens to the topic and says online again when a stale
+    # "offline" arrives while it is connected (a late Will).
+    status_topic: str | None = None
+    # (online, timestamp of the connection) -> payload
+    status_payload: Callable[[bool, datetime], bytes] | None = None
     subscriptions: Sequence[str] = field(default_factory=tuple)
 
 
@@ -205,6 +225,8 @@ class MqttClient:
         self.inbox = inbox
         self.generation = 0
         self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()  # the opposite of connected, to await
+        self.disconnected.set()
         self.subscribed = asyncio.Event()  # set on the first SUBACK after each connect
         self.on_connect: Callable[[], None] | None = None  # called on the loop
         self.last_error: str = ""
@@ -220,6 +242,38 @@ class MqttClient:
         self._send_limit = min(65_535, options.window)
         self._max_packet: int | None = None  # the broker's Maximum Packet Size (from CONNACK)
         self.refused = 0  # publishes too large for the broker, not sent
+        # publishes the broker refused (MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 Not
+        # authorized by its ACL): counted, reported, tried again with back-off
+        self.denied = 0
+        self.denied_dropped = 0  # refused publishes dropped from a full retry queue
+        self.first_denial: tuple[str, str] | None = None  # (topic, reason), for start-up
+        # (topic, reason), once per topic and episode
+        self.on_denied: Callable[[str, str], None] | None = None
+        self._denied_topics: set[str] = set()
+        self._retry_retained: dict[str, tuple[bytes, int, Properties | None]] = {}
+        self._retry_events: deque[tuple[str, bytes, int, Properties | None]] = deque()
+        self._retry_delay = RETRY_FIRST_S
+        self._retry_wake = asyncio.Event()
+        self._retrier: asyncio.Task[None] | None = None
+        # CONNACKs: accepted ones, and the reason of the last refusal (wrong password...)
+        self.connections = 0
+        self.refusal: str | None = None
+        self.connects_refused = 0
+        self._answered = asyncio.Event()  # any CONNACK, or a failed attempt
+        # a second client with our id (docs/bridge.md "A second bridge")
+        self.taken_over: ClientIdInUse | None = None
+        self.fatal = asyncio.Event()
+        self._connected_at = 0.0
+        # the status topic: this connection's time (in its Will and its "online"), the
+        # times of this process's earlier connections, whether our own "online" has come
+        # back to us (so anything after it is news), another client's "online" found retained
+        self._stamp: datetime | None = None
+        self._own_stamps: deque[datetime] = deque(maxlen=64)
+        self._echoed = False
+        self._status_final = False
+        self.status_checked = asyncio.Event()
+        self.foreign_online: str | None = None
+        self.status_reasserted = 0
         self.sessions = 0  # connects that found no session at the broker (a fresh one)
         self._held: deque[tuple[str, bytes, int, bool, Properties | None]] = deque()
         self._filters: list[str] = list(options.subscriptions)
@@ -251,8 +305,6 @@ class MqttClient:
             client.username_pw_set(options.username, options.password)
         if options.tls:
             client.tls_set()
-        if options.will_topic:
-            client.will_set(options.will_topic, options.will_payload, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -378,6 +430,7 @@ class MqttClient:
             # it again) instead of storing it now and again when it comes back
             self.generation += 1
         self.connected.clear()
+        self.disconnected.set()
         self.subscribed.clear()
         self._lost.set()
 
@@ -397,14 +450,12 @@ class MqttClient:
         while not self._stopping:
             self._lost.clear()
             generation = self.generation  # moves on each accepted CONNACK
-            if self.options.will_topic and self.options.will_factory is not None:
-                self._client.will_set(
-                    self.options.will_topic, self.options.will_factory(), qos=1, retain=True
-                )
+            self._set_will()
             try:
                 await self._loop.run_in_executor(None, self._connect_blocking, props)
             except (OSError, paho.WebsocketConnectionError) as exc:
                 self.last_error = str(exc)
+                self._answered.set()
                 log.warning(
                     "broker %s:%s unreachable (%s); retrying in %.0f s",
                     self.options.host,
@@ -419,12 +470,90 @@ class MqttClient:
             # not self.connected: _on_disconnect has cleared it by now
             was_connected = self.generation != generation
             self._mark_disconnected()
+            self._answered.set()
             if self._stopping:
+                return
+            lived = time.monotonic() - self._connected_at
+            if was_connected and self.foreign_online is not None and lived < TAKEOVER_WINDOW_S:
+                # we had found another client's "online" and it took the session back at once
+                self.taken_over = ClientIdInUse(
+                    self.options.client_id, self.options.username, self.foreign_online
+                )
+                log.error("%s", self.taken_over)
+                self.fatal.set()
                 return
             if was_connected:
                 delay = 1.0
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    def _set_will(self) -> None:
+        """The Will of the next connection: status offline with the time of connecting."""
+        topic, make = self.options.status_topic, self.options.status_payload
+        if topic is None or make is None:
+            return
+        now = datetime.now(UTC)
+        self._stamp = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as sent
+        self._own_stamps.append(self._stamp)
+        self._client.will_set(topic, make(False, self._stamp), qos=1, retain=True)
+
+    def _publish_status(self, online: bool) -> None:
+        topic, make = self.options.status_topic, self.options.status_payload
+        if topic is None or make is None or self._stamp is None:
+            return
+        self.publish(topic, make(online, self._stamp), qos=1, retain=True)
+
+    def say_offline(self, payload: bytes) -> None:
+        """A clean stop: say offline (``payload``) and no longer answer a stale "offline".
+
+        The status subscription is dropped first: our own "offline" must not wait in the
+        persistent session and greet the next start as news."""
+        self._status_final = True
+        topic = self.options.status_topic
+        if topic is None:
+            return
+        if self._client.is_connected():
+            self._client.unsubscribe(topic)
+        self.publish(topic, payload, qos=1, retain=True)
+
+    def _status_message(self, message: paho.MQTTMessage) -> None:
+        """A message on our own status topic (see MqttOptions.status_topic)."""
+        try:
+            data = json.loads(message.payload)
+            online = data["online"]
+            said = str(data["timestamp"])
+            stamp: datetime | None = datetime.fromisoformat(said.replace("Z", "+00:00"))
+        except (ValueError, KeyError, TypeError):
+            return  # not a status we can read: not ours to answer
+        if message.retain:  # what the broker held when we subscribed
+            if online is True and stamp not in self._own_stamps:
+                self.foreign_online = said
+            return
+        if stamp == self._stamp:
+            if online is True and not self._echoed:
+                self._echoed = True  # everything from here on was said after our "online"
+                self.status_checked.set()
+                if self.foreign_online is not None and self.connections > 1:
+                    log.warning(
+                        "another client said online on %s (at %s) while this bridge was away:"
+                        " something else connects with client id %r and takes its session;"
+                        " this bridge took it back (docs/bridge.md)",
+                        message.topic,
+                        self.foreign_online,
+                        self.options.client_id,
+                    )
+            return
+        if online is False and self._echoed and not self._status_final and self.connected.is_set():
+            # a Will (or an "offline") of an earlier connection, arriving after our "online"
+            # (Mosquitto 2.0.11 after a restart): the truth is that we are online
+            self.status_reasserted += 1
+            log.warning(
+                "%s said offline (at %s) while this bridge is connected: an earlier"
+                " connection's Last Will; saying online again",
+                message.topic,
+                said,
+            )
+            self._publish_status(True)
 
     def _connect_blocking(self, props: Properties) -> None:
         self._client.connect(
@@ -452,10 +581,23 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            self.last_error = str(reason_code)
-            log.warning("broker refused the connection: %s", reason_code)
+            self.last_error = self.refusal = str(reason_code)
+            self.connects_refused += 1
+            log.warning(
+                "broker %s:%s refused the connection of user %r: %s",
+                self.options.host,
+                self.options.port,
+                self.options.username,
+                reason_code,
+            )
+            self._answered.set()
             return
         self.generation += 1
+        self.connections += 1
+        self._connected_at = time.monotonic()
+        self._echoed = False
+        self.status_checked.clear()
+        self.foreign_online = None
         if not flags.session_present:
             self.sessions += 1  # packet ids of earlier connections mean nothing any more
         self._unacked_in = 0  # the broker redelivers what the last connection did not ack
@@ -479,9 +621,18 @@ class MqttClient:
                     for f in self._filters
                 ]
             )
+        status = self.options.status_topic
+        if status is not None and not self._status_final:
+            # first the subscription (its retained message tells what was said before us),
+            # then our "online": the broker handles them in this order
+            send = SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE
+            client.subscribe(status, options=SubscribeOptions(qos=1, retainHandling=send))
+            self._publish_status(True)
         if self.on_connect is not None:
             self.on_connect()
         self.connected.set()
+        self.disconnected.clear()
+        self._answered.set()
 
     def _on_disconnect(
         self,
@@ -502,6 +653,11 @@ class MqttClient:
             log.exception("could not take a message on %r", message._topic)
 
     def _receive(self, message: paho.MQTTMessage) -> None:
+        if self.options.status_topic is not None and message.topic == self.options.status_topic:
+            if message.qos > 0:
+                self._client.ack(message.mid, message.qos)
+            self._status_message(message)
+            return
         if message.qos > 0:
             self._unacked_in += 1
         props = message.properties
@@ -545,9 +701,115 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         self._in_flight.discard(mid)
+        if reason_code.is_failure:  # e.g. 0x87 Not authorized: the broker's ACL
+            out = client._out_messages.get(mid)
+            if out is not None:
+                payload = bytes(out.payload)
+                self._deny(out.topic, payload, out.qos, out.retain, out.properties, reason_code)
+        elif self._denied_topics:
+            out = client._out_messages.get(mid)
+            if out is not None and out.topic in self._denied_topics:
+                self._denied_topics.discard(out.topic)
+                log.info("the broker accepts publishes to %s again", out.topic)
         held = self._held
         while held and len(self._in_flight) < self._send_limit:
             self._send(*held.popleft())
+
+    def _deny(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        properties: Properties | None,
+        reason: ReasonCode,
+    ) -> None:
+        """The broker refused a publish: count it, say so once per topic and episode, keep it
+        to be tried again (the latest per retained topic; a bounded queue of the rest)."""
+        self.denied += 1
+        why = f"{reason} (user {self.options.username!r})"
+        if self.first_denial is None:
+            self.first_denial = (topic, why)
+        if topic not in self._denied_topics:
+            self._denied_topics.add(topic)
+            log.error("the broker refused a publish to %s: %s; trying again later", topic, why)
+            if self.on_denied is not None:
+                self.on_denied(topic, why)
+        if retain:
+            self._retry_retained[topic] = (payload, qos, properties)
+        else:
+            if len(self._retry_events) >= RETRY_QUEUE_MAX:
+                self._retry_events.popleft()
+                self.denied_dropped += 1
+            self._retry_events.append((topic, payload, qos, properties))
+        self._retry_wake.set()
+
+    async def _retry_denied(self) -> None:
+        """Publish refused messages again: 1 s after the first refusal, doubling to 60 s
+        while the broker keeps refusing (an ACL is mended by reloading the broker)."""
+        while True:
+            await self._retry_wake.wait()
+            self._retry_wake.clear()
+            await asyncio.sleep(self._retry_delay)
+            if not self.connected.is_set():
+                self._retry_wake.set()
+                continue
+            denied_before = self.denied
+            retained, self._retry_retained = self._retry_retained, {}
+            events, self._retry_events = self._retry_events, deque()
+            for topic, (payload, qos, props) in retained.items():
+                self.publish(topic, payload, qos=qos, retain=True, properties=props)
+            for topic, payload, qos, props in events:
+                self.publish(topic, payload, qos=qos, properties=props)
+            await self.flush(10.0)
+            if self.denied > denied_before:
+                self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+            else:
+                self._retry_delay = RETRY_FIRST_S
+
+    @property
+    def paused(self) -> bool:
+        """Not reading the socket: as many unacknowledged readings held as we may."""
+        return self._paused
+
+    async def wait_readable(self, event: asyncio.Event, wait_s: float) -> bool:
+        """Wait up to ``wait_s`` for ``event``, but not while reading is paused: what would
+        set it is then behind the held readings in the socket. True when it is set."""
+        deadline = time.monotonic() + wait_s
+        while not event.is_set() and not self._paused and self.connected.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(left, 0.05))
+        return event.is_set()
+
+    async def wait_confirmed(self, wait_s: float) -> bool:
+        """Like :meth:`flush`, but giving up at once while reading is paused."""
+        deadline = time.monotonic() + wait_s
+        while self.outstanding > 0 and time.monotonic() < deadline:
+            if not self.connected.is_set() or self._paused:
+                return False
+            await asyncio.sleep(0.005)
+        return self.outstanding <= 0
+
+    @property
+    def retry_pending(self) -> int:
+        """Refused publishes waiting to be tried again."""
+        return len(self._retry_retained) + len(self._retry_events)
+
+    async def wait_answer(self) -> None:
+        """Wait for the broker's first answer: connected, or refused (raises
+        :class:`BrokerRefused`). An unreachable broker is waited for (the adapter retries)."""
+        while not self.connected.is_set():
+            if self.refusal is not None and self.connections == 0:
+                raise BrokerRefused(
+                    self.options.host, self.options.port, self.options.username, self.refusal
+                )
+            self._answered.clear()
+            if self.connected.is_set():
+                break
+            await self._answered.wait()
 
     # --- the bridge's side --------------------------------------------------------------
 
@@ -569,6 +831,7 @@ class MqttClient:
         self.inbox.bind(self._loop)
         self._runner = asyncio.create_task(self._connection(), name="mqtt-connection")
         self._misc = asyncio.create_task(self._keepalive(), name="mqtt-keepalive")
+        self._retrier = asyncio.create_task(self._retry_denied(), name="mqtt-retry-refused")
         if wait_s is not None:
             try:
                 await asyncio.wait_for(self.connected.wait(), wait_s)
@@ -601,6 +864,8 @@ class MqttClient:
     ) -> None:
         if self.aborted:
             return
+        if self._retry_retained and retain:
+            self._retry_retained.pop(topic, None)  # superseded by this one
         if self._max_packet is not None and _packet_size(topic, payload) > self._max_packet:
             # the broker would drop the connection for it (and again after every reconnect)
             self.refused += 1
@@ -674,7 +939,7 @@ class MqttClient:
         self._mark_disconnected()
 
     async def _cancel_tasks(self) -> None:
-        for task in (self._runner, self._misc):
+        for task in (self._runner, self._misc, self._retrier):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -684,7 +949,7 @@ class MqttClient:
         """Drop the connection without DISCONNECT (the broker sends the Last Will); tests."""
         self.aborted = True
         self._stopping = True
-        for task in (self._runner, self._misc):
+        for task in (self._runner, self._misc, self._retrier):
             if task is not None:
                 task.cancel()
         sock = self._sock

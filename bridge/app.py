@@ -23,7 +23,7 @@ from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge.bus import MessageBus
 from bridge.config import Settings
-from bridge.errors import StoreUnavailable
+from bridge.errors import PublishRefused, StoreUnavailable
 from bridge.handlers import (
     Broadcaster,
     CommandContext,
@@ -32,10 +32,16 @@ from bridge.handlers import (
     command_table,
     event_table,
 )
-from bridge.messages import chart_name, dumps, iso_z, rules_payload, status_payload
+from bridge.messages import chart_name, dumps, error_payload, iso_z, rules_payload, status_payload
 from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
-from bridge.sparkplug import SparkplugEdgeNode
-from bridge.sparkplug._wiring import build_edge_node, feed_edge_node, seed_edge_node
+from bridge.sparkplug import SparkplugEdgeNode, SparkplugInbound
+from bridge.sparkplug._state import INBOUND, OWN, BdSeqStore, PrimaryHost
+from bridge.sparkplug._wiring import (
+    build_edge_node,
+    build_primary_host,
+    feed_edge_node,
+    seed_edge_node,
+)
 from bridge.store import BatchWrite, Store, ViolationRecord
 from engine import CharacteristicEngine, IncompatibleState, limits_from_dict, limits_payload
 
@@ -59,6 +65,19 @@ GIVE_UP_SECONDS = 10.0
 
 BUFFER_WATCH_SECONDS = 0.25
 """How often the bridge checks whether its buffer of unacknowledged readings is full."""
+
+STATUS_CHECK_SECONDS = 3.0
+"""At start-up, how long to wait for our own "online" to come back on the status topic."""
+
+TAKEOVER_GRACE_SECONDS = 3.0
+"""At start-up, when another bridge had said "online" on our status topic: how long to wait,
+before taking any reading, for it to take its session back (its reconnect takes about 1 s)."""
+
+START_FLUSH_SECONDS = 30.0
+"""At start-up, how long to wait for the broker to confirm the retained state."""
+
+STATE_ONLINE_SECONDS = 5.0
+"""At start-up, how long to wait for the Sparkplug STATE "online" before asking for births."""
 
 
 def _version() -> str:
@@ -94,6 +113,11 @@ class Bridge:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     buffer_full: bool = False  # see _buffer_watch
     sparkplug_edge: SparkplugEdgeNode | None = None  # bridge.sparkplug_edge.enabled
+    sparkplug_inbound: SparkplugInbound | None = None  # characteristics with a sparkplug source
+    sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
+    bd_seqs: BdSeqStore | None = None
+    _host_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _host_task: asyncio.Task[None] | None = None
 
     @property
     def prefix(self) -> str:
@@ -103,34 +127,91 @@ class Bridge:
     def status_topic(self) -> str:
         return f"{self.prefix}/bridge/status"
 
-    def _status(self, online: bool) -> bytes:
-        client_id = self.mqtt.options.client_id
-        return dumps(status_payload(online, self.clock(), client_id, self.version))
-
-    def _on_connect(self) -> None:
-        # on the loop, from paho's CONNACK handling: say we are online on every (re)connect
-        self.mqtt.publish(self.status_topic, self._status(True), qos=1, retain=True)
+    def _on_denied(self, topic: str, reason: str) -> None:
+        """The broker refused a publish (its ACL): say so on the errors topic, unless that is
+        the topic refused (the adapter logs it and tries again with back-off)."""
+        errors = f"{self.prefix}/bridge/errors"
+        if topic == errors:
+            return
+        text = f"the broker refused the bridge's publish: {reason}; retrying with back-off"
+        self.mqtt.publish(errors, dumps(error_payload(topic, b"", text, self.clock())), qos=1)
 
     def set_source_online(self, characteristic_id: int, online: bool) -> None:
         """Sparkplug B birth/death: republish the characteristic's meta with ``online``."""
         self.broadcaster.publish_meta(characteristic_id, online, self.clock())
 
     async def start(self, connect_timeout: float | None = None) -> None:
-        """Restore retained state from the database, connect, publish it."""
+        """Restore retained state from the database, connect, publish it.
+
+        Waits for the broker's first answer (an unreachable broker is waited for, as long as
+        it takes, or ``connect_timeout``). Raises :class:`~bridge.errors.BrokerRefused` when
+        it refuses the connection, :class:`~bridge.errors.PublishRefused` when it refuses a
+        publish of the start-up, :class:`~bridge.errors.ClientIdInUse` when another bridge
+        with the same client id takes its session back (docs/bridge.md)."""
         await self._restore_live_state()
         if self.sparkplug_edge is not None:  # its first NBIRTH carries the restored results
             seed_edge_node(self.sparkplug_edge, self.live.history, self.engines)
-        self.mqtt.on_connect = self._on_connect
+        self.mqtt.on_denied = self._on_denied
         await self.mqtt.start()
-        await self._publish_retained()
-        if connect_timeout is not None:
-            await asyncio.wait_for(self.mqtt.subscribed.wait(), connect_timeout)
+        async with asyncio.timeout(connect_timeout):
+            await self.mqtt.wait_answer()
+            await self._publish_retained()
+            await self.mqtt.wait_readable(self.mqtt.subscribed, STATUS_CHECK_SECONDS)
+        await self._check_start()
+        await self._start_sparkplug_host()
+
+    async def _start_sparkplug_host(self) -> None:
+        """The Primary Host's STATE online, then a rebirth request to every configured edge
+        node not born since the bridge started (docs/sparkplug.md)."""
+        host = self.sparkplug_host
+        if host is not None and self._host_task is None:
+            self._host_task = asyncio.create_task(host.run(self._host_stop), name="sparkplug-host")
+            try:
+                await asyncio.wait_for(host.online.wait(), STATE_ONLINE_SECONDS)
+            except TimeoutError:
+                log.warning("no Sparkplug STATE online on %s yet; going on", host.topic)
+        if self.sparkplug_inbound is not None:
+            asked = self.sparkplug_inbound.request_rebirths()
+            if asked:
+                log.info("asked %d Sparkplug edge node(s) for their births", asked)
         log.info(
             "bridge started: %d characteristic(s), prefix %r, database %s",
             len(self.engines),
             self.prefix,
             self.store.engine.url.render_as_string(hide_password=True),
         )
+
+    async def _check_start(self) -> None:
+        """Before any reading is taken: is the broker letting us publish, and are we the only
+        bridge with this client id? (docs/bridge.md "Status" and "A second bridge")"""
+        # Waits end early while the adapter holds buffer_max unacknowledged readings (a
+        # backlog in the session): what they wait for is behind them in the socket, and only
+        # the pipeline, which starts after this, acknowledges readings. The checks are then
+        # skipped (docs/bridge.md).
+        mqtt = self.mqtt
+        checked = await mqtt.wait_readable(mqtt.status_checked, STATUS_CHECK_SECONDS)
+        if not checked and mqtt.paused:
+            log.warning("a backlog of readings at start-up: start-up checks skipped")
+            return
+        if mqtt.foreign_online is not None and not mqtt.fatal.is_set():
+            log.warning(
+                "%s said online at %s, not this bridge: another bridge with client id %r may be"
+                " running; waiting %.0f s to see whether it takes its session back",
+                self.status_topic,
+                mqtt.foreign_online,
+                mqtt.options.client_id,
+                TAKEOVER_GRACE_SECONDS,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(mqtt.fatal.wait(), TAKEOVER_GRACE_SECONDS)
+        if mqtt.taken_over is not None:
+            raise mqtt.taken_over
+        if not await mqtt.wait_confirmed(START_FLUSH_SECONDS) and mqtt.connected.is_set():
+            log.warning("the broker has not confirmed the start-up's retained state yet")
+        if mqtt.first_denial is not None:
+            topic, reason = mqtt.first_denial
+            o = mqtt.options
+            raise PublishRefused(o.host, o.port, o.username, topic, reason)
 
     async def _restore_live_state(self) -> None:
         size = self.settings.bridge.history_size
@@ -206,6 +287,10 @@ class Bridge:
             "dropped_readings": self.inbox.dropped,
             "publish_outstanding": self.mqtt.outstanding,
             "publishes_refused": self.mqtt.refused,
+            "publishes_denied": self.mqtt.denied,
+            "publishes_retry_pending": self.mqtt.retry_pending,
+            "status_reasserted": self.mqtt.status_reasserted,
+            "connects_refused": self.mqtt.connects_refused,
             "handler_failures": self.bus.failures,
             "connected": self.mqtt.connected.is_set(),
             "latency_ms": m.latency_ms(),
@@ -266,19 +351,29 @@ class Bridge:
                 if self.sparkplug_edge is not None:  # says NDEATH when halted
                     tasks.create_task(self.sparkplug_edge.run(halt), name="sparkplug-edge")
                 stopper = tasks.create_task(stop.wait(), name="stop")
-                await asyncio.wait({pipeline, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                fatal = tasks.create_task(self.mqtt.fatal.wait(), name="mqtt-fatal")
+                await asyncio.wait({pipeline, stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
                 log.info("stopping: finishing in-flight work")
                 halt.set()
                 self.inbox.wake()
                 self.pipeline.stop_by(time.monotonic() + DRAIN_SECONDS, GIVE_UP_SECONDS)
                 stopper.cancel()
+                fatal.cancel()
         finally:
             await self.close()
+        if self.mqtt.taken_over is not None:
+            raise self.mqtt.taken_over
 
     async def close(self) -> None:
+        if self._host_task is not None:  # STATE offline first: the host stops here
+            self._host_stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._host_task, 5.0)
+        if self.bd_seqs is not None:
+            await self.bd_seqs.flush()
         self.live.flush(force=True)
         self.publish_metrics()
-        self.mqtt.publish(self.status_topic, self._status(False), qos=1, retain=True)
+        self.mqtt.say_offline(dumps(status_payload(False, self.clock())))
         if not await self.mqtt.flush(5.0):
             log.warning("some results were not confirmed by the broker before stopping")
         await self.mqtt.stop()
@@ -336,13 +431,12 @@ def _meta(
     }
 
 
-def _sparkplug_sources(settings: Settings, mqtt: MqttClient) -> list[InboundSource]:
-    """One inbound source per Sparkplug B edge node the characteristics read from."""
+def _sparkplug_inbound(settings: Settings, mqtt: MqttClient) -> SparkplugInbound | None:
+    """The Sparkplug B host side, for the edge nodes the characteristics read from."""
     chars = [c for c in settings.characteristic if c.sparkplug is not None]
     if not chars:
-        return []
+        return None
     from bridge.sparkplug import SparkplugBinding
-    from bridge.sparkplug._inbound import SparkplugInbound
 
     bindings = []
     for c in chars:
@@ -351,7 +445,7 @@ def _sparkplug_sources(settings: Settings, mqtt: MqttClient) -> list[InboundSour
         bindings.append(SparkplugBinding(c.id, sp.group, sp.edge, sp.device, sp.metric))
     inbound = SparkplugInbound(bindings, rebirth_on_gap=settings.bridge.rebirth_on_gap)
     inbound.attach(lambda topic, data: mqtt.publish(topic, data, qos=0))
-    return list(inbound.sources)
+    return inbound
 
 
 async def bootstrap(
@@ -397,14 +491,9 @@ async def bootstrap(
                 tls=bool(settings.broker.tls),
                 keepalive=int(settings.broker.keepalive),
                 receive_maximum=int(b.buffer_max),
-                will_topic=f"{prefix}/bridge/status",
-                will_payload=dumps(
-                    status_payload(False, clock(), settings.broker.client_id, _version())
-                ),
-                # the Will says "offline" with the time of the connection it ends
-                will_factory=lambda: dumps(
-                    status_payload(False, clock(), settings.broker.client_id, _version())
-                ),
+                # retained status, its Will and the answer to a late Will (docs/bridge.md)
+                status_topic=f"{prefix}/bridge/status",
+                status_payload=lambda online, at: dumps(status_payload(online, at)),
             ),
             inbox,
         )
@@ -442,7 +531,12 @@ async def bootstrap(
             window * max((c.subgroup_size for c in chars), default=1),
             [c.id for c in chars],
         )
-        for source in [*sources, *_sparkplug_sources(settings, mqtt)]:
+        bd_seqs = BdSeqStore(store)
+        inbound = _sparkplug_inbound(settings, mqtt)
+        if inbound is not None:  # an NDEATH after a restart still meets its NBIRTH's bdSeq
+            inbound.host.restore_bd_seqs(await bd_seqs.load(INBOUND))
+            inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
+        for source in [*sources, *(inbound.sources if inbound is not None else [])]:
             pipeline.add_source(source)
         for topic_filter in pipeline.topic_filters():
             mqtt.add_subscription(topic_filter)
@@ -467,6 +561,14 @@ async def bootstrap(
         sparkplug_edge = build_edge_node(settings, clock=clock)
         if sparkplug_edge is not None:
             feed_edge_node(sparkplug_edge, bus)
+            group, edge = sparkplug_edge.group, sparkplug_edge.edge
+            last = (await bd_seqs.load(OWN)).get((group, edge))
+            sparkplug_edge.first_bd_seq = 0 if last is None else (last + 1) % 256
+
+            async def save_bd_seq(n: int) -> None:
+                await bd_seqs.save(OWN, group, edge, n)
+
+            sparkplug_edge.on_bd_seq = save_bd_seq
     except BaseException:
         await store.close()
         raise
@@ -483,6 +585,10 @@ async def bootstrap(
         engines=engines,
         clock=clock,
         sparkplug_edge=sparkplug_edge,
+        sparkplug_inbound=inbound,
+        # online only while the main connection is up (docs/sparkplug.md)
+        sparkplug_host=build_primary_host(settings, (mqtt.connected, mqtt.disconnected)),
+        bd_seqs=bd_seqs,
     )
 
 
@@ -515,7 +621,20 @@ async def run_bridge(
                 return
             delay = min(delay * 2, START_RETRY_MAX_S)
     try:
-        await bridge.start()
+        # waits for the broker as long as it takes; a stop request ends the wait
+        starting = asyncio.ensure_future(bridge.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            await bridge.close()
+            return
+        starting.result()
     except BaseException:
         await bridge.close()
         raise

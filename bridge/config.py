@@ -51,6 +51,7 @@ __all__ = [
     "GatewaySettings",
     "Settings",
     "SparkplugEdgeSettings",
+    "SparkplugHostSettings",
     "SparkplugSource",
     "format_faults",
     "load_settings",
@@ -307,6 +308,13 @@ class SparkplugEdgeSettings(_Section):
     edge: MqttName = "Bridge"
 
 
+class SparkplugHostSettings(_Section):
+    """``[bridge.sparkplug]``: with ``host_id``, the bridge is a Sparkplug 3.0 Primary Host
+    Application (``spBv1.0/STATE/<host_id>``; docs/sparkplug.md)."""
+
+    host_id: MqttName | None = None
+
+
 class BridgeSettings(_Section):
     """``[bridge]``: topics, acknowledgement reasons, and the bridge's own limits."""
 
@@ -319,6 +327,7 @@ class BridgeSettings(_Section):
     batch_ms: Annotated[float, AfterValidator(_at_least(0))] = 5.0
     buffer_max: Annotated[int, AfterValidator(_at_least(1))] = 100_000
     sparkplug_edge: SparkplugEdgeSettings = Field(default_factory=SparkplugEdgeSettings)
+    sparkplug: SparkplugHostSettings = Field(default_factory=SparkplugHostSettings)
     rebirth_on_gap: bool = True
 
     @field_validator("reason_codes")
@@ -609,6 +618,7 @@ _SECTIONS: Final[dict[str, type[BaseModel]]] = {
     "bridge": BridgeSettings,
     "sparkplug_edge": SparkplugEdgeSettings,
     "gateway": GatewaySettings,
+    "bridge.sparkplug": SparkplugHostSettings,
     "characteristic": CharacteristicSettings,
     "sparkplug": SparkplugSource,
 }
@@ -767,7 +777,7 @@ def _source_of(key: str, file_source: str, env_names: Mapping[str, str]) -> str:
 
 def _unknown_key_why(loc: tuple[str | int, ...]) -> str:
     names = [part for part in loc[:-1] if isinstance(part, str)]
-    model = _SECTIONS.get(names[-1] if names else "", None)
+    model = _SECTIONS.get(".".join(names[-2:])) or _SECTIONS.get(names[-1] if names else "")
     if model is None:
         return "unknown key"
     known = {name.lower(): name for name in model.model_fields}

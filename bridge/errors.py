@@ -8,9 +8,12 @@ from __future__ import annotations
 
 __all__ = [
     "BridgeError",
+    "BrokerRefused",
     "BrokerUnavailable",
+    "ClientIdInUse",
     "CommandRejected",
     "InvalidCommand",
+    "PublishRefused",
     "StoreUnavailable",
     "UnknownCharacteristic",
 ]
@@ -54,6 +57,50 @@ class BrokerUnavailable(BridgeError):
         self.reason = reason
         detail = f": {reason}" if reason else ""
         super().__init__(f"MQTT broker {host}:{port} unavailable{detail}")
+
+
+class BrokerRefused(BridgeError):
+    """The MQTT broker answered, and refused the bridge: its CONNACK (wrong user name or
+    password, not authorized) or, at start-up, a PUBACK (its ACL). Waiting will not mend it."""
+
+    def __init__(self, host: str, port: int, user: str | None, reason: str) -> None:
+        self.host = host
+        self.port = port
+        self.user = user
+        self.reason = reason
+        super().__init__(
+            f"MQTT broker {host}:{port} refused the connection of user {user!r}: {reason}"
+            " (check [broker] username and password, and the broker's password file)"
+        )
+
+
+class PublishRefused(BrokerRefused):
+    """At start-up the broker refused a publish of the bridge (MQTT 5 PUBACK 0x87)."""
+
+    def __init__(self, host: str, port: int, user: str | None, topic: str, reason: str) -> None:
+        self.topic = topic
+        BridgeError.__init__(
+            self,
+            f"MQTT broker {host}:{port} refused to let user {user!r} publish to {topic}:"
+            f" {reason} (the broker's ACL must let the bridge write its topics;"
+            " docs/broker.md)",
+        )
+        self.host, self.port, self.user, self.reason = host, port, user, reason
+
+
+class ClientIdInUse(BridgeError):
+    """Another client connected with the bridge's client id and kept its session."""
+
+    def __init__(self, client_id: str, user: str | None, other_online_at: str) -> None:
+        self.client_id = client_id
+        self.user = user
+        self.other_online_at = other_online_at
+        super().__init__(
+            f"another client uses this bridge's MQTT client id {client_id!r} (user {user!r}):"
+            f" a bridge with it said online at {other_online_at} and took the session back"
+            " right after this one connected; stopping this bridge so the two do not knock"
+            " each other off (give each bridge its own [broker] client_id)"
+        )
 
 
 class StoreUnavailable(BridgeError):

@@ -173,8 +173,9 @@ def rules_payload(rules: Sequence[RuleConfig]) -> list[dict[str, Any]]:
     ]
 
 
-def status_payload(online: bool, ts: datetime, client_id: str, version: str) -> dict[str, Any]:
-    return {"online": online, "timestamp": iso_z(ts), "client_id": client_id, "version": version}
+def status_payload(online: bool, ts: datetime) -> dict[str, Any]:
+    """``bridge/status``: no client id (it would tell anyone which id to take; docs/topics.md)."""
+    return {"online": online, "timestamp": iso_z(ts)}
 
 
 def _text(raw: bytes | str) -> str:

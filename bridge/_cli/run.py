@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
 
     from bridge.app import run_bridge
     from bridge.config import ConfigInvalid, format_faults, load_settings
-    from bridge.errors import StoreUnavailable
+    from bridge.errors import BrokerRefused, ClientIdInUse, StoreUnavailable
     from bridge.store import SchemaTooNew, SchemaUnrecognized
 
     logging.basicConfig(
@@ -64,6 +64,11 @@ def main(args: argparse.Namespace) -> int:
         # waiting would not mend it: a newer release's database, or not ours (docs/bridge.md)
         print(f"openspc run: {exc}", file=sys.stderr)
         return 2
+    except (BrokerRefused, ClientIdInUse) as exc:
+        # the broker refuses this bridge: starting it again will not mend that (exit 3, so a
+        # service manager can be told not to restart it: docs/bridge.md)
+        print(f"openspc run: {exc}", file=sys.stderr)
+        return 3
     except StoreUnavailable as exc:
         print(f"openspc run: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -190,6 +190,10 @@ class SparkplugEdgeNode:
         self.born = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._connections = 0
+        # bdSeq of the first connection (the stored one + 1 after a restart), and where each
+        # connection's bdSeq is saved before connecting (docs/sparkplug.md)
+        self.first_bd_seq = 0
+        self.on_bd_seq: Callable[[int], Awaitable[None]] | None = None
         self._outbox: asyncio.Queue[list[Metric] | str] = asyncio.Queue(maxsize=10_000)
 
     @property
@@ -227,9 +231,14 @@ class SparkplugEdgeNode:
             await session
 
     async def _session(self) -> None:
-        # bdSeq: 0 for the first connection, +1 per new connection (spec v3).
-        bd_seq = self._connections % 256
+        # bdSeq: +1 per new connection (spec v3), going on from the last one stored
+        bd_seq = (self.first_bd_seq + self._connections) % 256
         self._connections += 1
+        if self.on_bd_seq is not None:
+            try:
+                await self.on_bd_seq(bd_seq)
+            except Exception as exc:  # the database is away: the next restart repeats one
+                log.warning("could not store the edge node's bdSeq %d: %s", bd_seq, exc)
         self.messages = EdgeNodeMessages(self.group, self.edge, bd_seq=bd_seq)
         will = self.messages.ndeath(self.clock())
         client = aiomqtt.Client(

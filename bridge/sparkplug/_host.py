@@ -200,6 +200,32 @@ class SparkplugHost:
         """One subscription per configured edge node: ``spBv1.0/<group>/+/<edge>/#``."""
         return [f"{NAMESPACE}/{group}/+/{edge}/#" for group, edge in sorted(self._bindings)]
 
+    @property
+    def nodes(self) -> list[tuple[str, str]]:
+        """The configured edge nodes, as ``(group, edge)``."""
+        return sorted(self._bindings)
+
+    def restore_bd_seqs(self, bd_seqs: dict[tuple[str, str], int]) -> None:
+        """The last bdSeq of each node's NBIRTH, from before a restart of the bridge: an
+        NDEATH with another bdSeq is then a stale Will and is ignored (docs/sparkplug.md)."""
+        for key, bd_seq in bd_seqs.items():
+            if key in self._bindings:
+                self._nodes.setdefault(key, _Node()).bd_seq = bd_seq
+
+    def bd_seq(self, group: str, edge: str) -> int | None:
+        """The bdSeq of the node's last NBIRTH (or restored), None when unknown."""
+        node = self._nodes.get((group, edge))
+        return None if node is None else node.bd_seq
+
+    def unborn(self) -> list[tuple[str, str]]:
+        """The configured nodes with no NBIRTH since the bridge started."""
+        return [key for key in self.nodes if not self._nodes.get(key, _Node()).born]
+
+    def rebirth_requested(self, group: str, edge: str, at: datetime) -> None:
+        """A rebirth was asked for outside :meth:`handle` (at start-up): the hold-off counts."""
+        if (group, edge) in self._bindings:
+            self._nodes.setdefault((group, edge), _Node()).last_rebirth_request = at
+
     def is_online(self, characteristic_id: int) -> bool | None:
         """Whether the characteristic's source is alive; None before anything was heard."""
         return self._online.get(characteristic_id)
@@ -322,9 +348,11 @@ class _Message:
 
     def _ndeath(self) -> None:
         bd_seq = _bd_seq(self.payload)
-        if self.node.born and None not in (bd_seq, self.node.bd_seq) and bd_seq != self.node.bd_seq:
-            return  # the Will of an earlier session, arriving after the current birth
-        # Unborn (e.g. the bridge restarted since the birth): the death is still news.
+        if None not in (bd_seq, self.node.bd_seq) and bd_seq != self.node.bd_seq:
+            # the Will of an earlier session, arriving after the current birth (whose bdSeq
+            # may be one stored before a restart of the bridge)
+            return
+        # Unborn, and no bdSeq known to compare with: the death is still news.
         self.node.born = False
         self.node.seq = None
         self.node.devices.clear()

@@ -50,9 +50,13 @@ class SparkplugInbound:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.host = SparkplugHost(bindings, rebirth_requests=rebirth_on_gap)
+        self.rebirth_on_gap = rebirth_on_gap
         self.clock = clock
         self._publish: Publish | None = None
         self.rebirths_requested = 0
+        # (group, edge, bdSeq) of every NBIRTH that carries one: stored (docs/sparkplug.md)
+        self.on_birth: Callable[[str, str, int], None] | None = None
+        self._told: dict[tuple[str, str], int] = {}
 
     @property
     def sources(self) -> list[SparkplugFilter]:
@@ -62,8 +66,22 @@ class SparkplugInbound:
         """Give the adapter the bridge's MQTT publisher, for NCMD rebirth requests."""
         self._publish = publish
 
+    def request_rebirths(self) -> int:
+        """Ask every configured edge node without a birth since the bridge started for one
+        (at start-up, so that its first data after a restart of the bridge is understood).
+        Returns how many were asked."""
+        if self._publish is None or not self.rebirth_on_gap:
+            return 0  # rebirth_on_gap = false: the bridge never writes to an edge node
+        now = self.clock()
+        unborn = self.host.unborn()
+        for group, edge in unborn:
+            self._request_rebirth(RebirthRequested(group, edge, "the bridge started"))
+            self.host.rebirth_requested(group, edge, now)
+        return len(unborn)
+
     def decode(self, topic: str, payload: bytes, received_at: datetime) -> list[Decoded]:
         out: list[Decoded] = []
+        before = self._birth_key(topic)
         for event in self.host.handle(topic, payload, received_at):
             if isinstance(event, ReadingReceived):
                 out.append(
@@ -81,7 +99,20 @@ class SparkplugInbound:
                 out.append(InvalidReading(event.reason, event.topic))
             elif isinstance(event, RebirthRequested):
                 self._request_rebirth(event)
+        if before is not None and self.on_birth is not None:
+            bd_seq = self.host.bd_seq(*before)
+            if bd_seq is not None and self._told.get(before) != bd_seq:
+                self._told[before] = bd_seq
+                self.on_birth(*before, bd_seq)
         return out
+
+    @staticmethod
+    def _birth_key(topic: str) -> tuple[str, str] | None:
+        """``(group, edge)`` when ``topic`` is an NBIRTH's."""
+        parts = topic.split("/")
+        if len(parts) == 4 and parts[2] == "NBIRTH":
+            return parts[1], parts[3]
+        return None
 
     def _request_rebirth(self, event: RebirthRequested) -> None:
         if self._publish is None:

@@ -10,6 +10,7 @@ beside the pipeline.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +19,10 @@ from bridge.bus import MessageBus
 from bridge.config import Settings
 from bridge.domain import LimitsUpdated, SampleRecorded
 from bridge.sparkplug._edge import SparkplugEdgeNode
+from bridge.sparkplug._state import PrimaryHost
 from engine import CharacteristicEngine
 
-__all__ = ["build_edge_node", "feed_edge_node", "seed_edge_node"]
+__all__ = ["build_edge_node", "build_primary_host", "feed_edge_node", "seed_edge_node"]
 
 
 def _secret(value: Any) -> str | None:
@@ -51,6 +53,28 @@ def build_edge_node(
         tls=bool(broker.tls),
         keepalive=int(broker.keepalive),
         clock=clock,
+    )
+
+
+def build_primary_host(
+    settings: Settings, follows: tuple[asyncio.Event, asyncio.Event] | None = None
+) -> PrimaryHost | None:
+    """The Primary Host Application ``[bridge.sparkplug] host_id`` asks for, on its own
+    connection (client id ``<client_id>-host``, the bridge's credentials); None without."""
+    host_id = settings.bridge.sparkplug.host_id
+    if host_id is None:
+        return None
+    broker = settings.broker
+    return PrimaryHost(
+        host_id=host_id,
+        host=broker.host,
+        port=broker.port,
+        client_id=f"{broker.client_id}-host",
+        username=broker.username,
+        password=_secret(broker.password),
+        tls=bool(broker.tls),
+        keepalive=int(broker.keepalive),
+        follows=follows,
     )
 
 

@@ -113,3 +113,17 @@ dead_letters = Table(
     Column("payload_size", Integer, nullable=False),  # before any truncation
     Column("reason", Text, nullable=False),
 )
+
+# --- Sparkplug B state (bridge/sparkplug/_state.py; docs/sparkplug.md) ---------------------
+# The last bdSeq per edge node: "inbound" for the edge nodes the bridge reads (so an NDEATH
+# that arrives after a restart of the bridge is still matched to its NBIRTH), "own" for the
+# bridge's own edge node (its bdSeq goes on across restarts instead of starting at 0).
+sparkplug_nodes = Table(
+    "sparkplug_nodes",
+    metadata,
+    Column("role", String(10), primary_key=True),
+    Column("group_id", String(200), primary_key=True),
+    Column("edge_id", String(200), primary_key=True),
+    Column("bd_seq", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

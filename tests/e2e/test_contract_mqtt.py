@@ -719,7 +719,7 @@ def test_a_partial_subgroup_survives_a_clean_restart_and_a_kill(shop: Shop) -> N
     assert shop.plant.proc is not None
     shop.plant.proc.kill()
     [will] = shop.hmi.wait_for(status, lambda d: d["online"] is False, count=2, within=60)[1:]
-    assert will["client_id"] == shop.plant.client_id
+    assert set(will) == {"online", "timestamp"}  # the client id is nobody's business
     shop.plant.start(shop.hmi)
     sample = shop.next_sample(3, lambda: shop.gauge.publish(shop.t("char/3/reading"), repr(g[4])))
     assert sample["values"] == g

@@ -175,3 +175,62 @@ def test_a_device_death_marks_its_characteristic_offline(edge: Edge) -> None:
     edge.hmi.wait_for(
         f"{prefix}/char/1/meta", lambda d: d["payload"].get("online") is True, count=2
     )
+
+
+def test_the_primary_host_says_state_and_asks_for_births_after_a_restart(
+    mosquitto: MosquittoProcess, tmp_path: Path
+) -> None:
+    """CONTRACT section 12: STATE birth and death with one timestamp, and a Rebirth NCMD at
+    start-up, so that an edge node's first data after a restart of the bridge is read."""
+    group, host_id = f"Plant{uuid.uuid4().hex[:8]}", f"scada{uuid.uuid4().hex[:6]}"
+    state = f"spBv1.0/STATE/{host_id}"
+    chars: list[dict[str, Any]] = [
+        {"id": 1, "name": "Temp", "sparkplug": {"group": group, "edge": "Line3", "metric": "Temp"}}
+    ]
+    plant = Plant(
+        mosquitto,
+        unique_prefix(),
+        tmp_path,
+        chars,
+        bridge_section={"sparkplug": {"host_id": host_id}},
+    )
+    with Client(mosquitto.port) as hmi, Client(mosquitto.port, v5=False) as node:
+        hmi.subscribe(f"{plant.prefix}/#", state)
+        node.subscribe(f"spBv1.0/{group}/NCMD/Line3")
+        edge = Edge(plant, hmi, node, group)
+        plant.start(hmi)
+        [online] = hmi.wait_for(state, lambda d: d["online"] is True)
+        assert set(online) == {"online", "timestamp"}
+        assert isinstance(online["timestamp"], int)
+        edge.send(
+            "NBIRTH",
+            metric(name="bdSeq", datatype=UINT64, long=0),
+            metric(name="Temp", alias=1, datatype=DOUBLE, null=True),
+        )
+        edge.send("NDATA", metric(alias=1, double=20.5))
+        edge.hmi.wait_for(f"{plant.prefix}/char/1/sample")
+        plant.stop()
+        [offline] = hmi.wait_for(state, lambda d: d["online"] is False)
+        assert offline == {"online": False, "timestamp": online["timestamp"]}
+
+        asked = len(node.matching(f"spBv1.0/{group}/NCMD/Line3"))
+        plant.start(hmi)  # knows no alias of Line3: asks for a birth at once
+        node.wait_msgs(f"spBv1.0/{group}/NCMD/Line3", count=asked + 1)
+        [ncmd] = node.matching(f"spBv1.0/{group}/NCMD/Line3")[asked:]
+        assert b"Node Control/Rebirth" in ncmd.payload
+        edge.seq = 0
+        edge.send(
+            "NBIRTH",
+            metric(name="bdSeq", datatype=UINT64, long=1),
+            metric(name="Temp", alias=1, datatype=DOUBLE, null=True),
+        )
+        edge.send("NDATA", metric(alias=1, double=21.5))  # the first data after the restart
+        [after] = edge.hmi.wait_for(  # not lost: the bridge knew the birth by then
+            f"{plant.prefix}/char/1/sample", lambda d: d["payload"]["values"] != [20.5]
+        )
+        [reborn] = hmi.wait_for(state, lambda d: d["online"] is True and d != online)
+        plant.stop()
+    assert after["payload"]["values"] == [21.5]
+    assert reborn["timestamp"] > online["timestamp"]
+    errors = [m.json()["reason"] for m in hmi.matching(f"{plant.prefix}/bridge/errors")]
+    assert not [r for r in errors if "before NBIRTH" in r]

@@ -70,7 +70,7 @@ async def test_run_serves_until_sigterm_then_says_offline_and_exits_0(
             process.kill()
             await process.wait()
     [offline] = await probe.wait_for(f"{topic_prefix}/bridge/status", lambda m: not m["online"])
-    assert offline["client_id"] == "cli-bridge"
+    assert set(offline) == {"online", "timestamp"}  # no client id to take
     assert (tmp_path / "bridge.db").exists()  # beside the config file
     assert process.stderr is not None
     log = (await process.stderr.read()).decode()

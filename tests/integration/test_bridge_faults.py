@@ -92,16 +92,16 @@ async def test_a_bridge_started_before_its_broker_connects_when_it_comes(
 ) -> None:
     import asyncio
 
-    from bridge.app import bootstrap
+    from bridge.app import run_bridge
 
     broker = MosquittoProcess(workdir=tmp_path / "broker")
     factory = BridgeFactory(broker, unique_topic("openspc"), tmp_path)
-    app = await bootstrap(factory.settings([char(1)]))
-    await app.start()  # does not wait for the broker
     stop = asyncio.Event()
-    task = asyncio.create_task(app.run(stop))
+    task = asyncio.create_task(run_bridge(factory.settings([char(1)]), stop))
     try:
-        assert not app.mqtt.connected.is_set()
+        # start-up waits for the broker's first answer, as long as it takes
+        done, _ = await asyncio.wait({task}, timeout=1.5)
+        assert not done
         with broker:
             async with open_probe(broker, f"{factory.prefix}/#") as probe:
                 await probe.wait_for(
@@ -116,6 +116,23 @@ async def test_a_bridge_started_before_its_broker_connects_when_it_comes(
         stop.set()
         if not task.done():
             task.cancel()
+
+
+async def test_a_stop_while_waiting_for_the_broker_at_start_up_ends_cleanly(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from bridge.app import run_bridge
+
+    broker = MosquittoProcess(workdir=tmp_path / "broker")  # never started
+    factory = BridgeFactory(broker, unique_topic("openspc"), tmp_path)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_bridge(factory.settings([char(1)]), stop))
+    done, _ = await asyncio.wait({task}, timeout=1.5)
+    assert not done
+    stop.set()
+    await asyncio.wait_for(task, 10)  # returns, no exception
 
 
 async def test_a_message_too_large_for_the_broker_is_refused_not_the_connection(

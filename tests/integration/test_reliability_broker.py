@@ -9,6 +9,7 @@ manager does), so queued messages and sessions survive it.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -234,3 +235,102 @@ def test_broker_restarted_without_its_sessions_the_bridge_subscribes_again(
     assert figures.lost == []
     assert figures.duplicated == []
     assert figures.stored == 200
+
+
+def retained_status(port: int, topic: str) -> dict[str, object]:
+    """What a new subscriber is told now: the retained status."""
+    with Recorder(port, topic) as late:
+        late.wait(lambda: bool(late.on(topic)), 5, "the retained status")
+        message = late.on(topic)[0]
+        assert message.retain
+        data: dict[str, object] = message.json()
+        return data
+
+
+def test_status_is_online_within_5_s_after_each_of_several_broker_restarts(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    """Restarted five times, the broker says "offline" when it goes (the Will) and the bridge
+    says "online" once it is back; a Will that Mosquitto 2.0.11 delivers late, after that, is
+    answered at once. Checked as a new HMI sees it: the retained message."""
+    broker = fresh_mosquitto
+    config = write_config(tmp_path / "status.toml", broker.port, topic_prefix, tmp_path / "s.db")
+    status = f"{topic_prefix}/bridge/status"
+    back_in: list[float] = []
+    with stack() as s:
+        bridge = s.enter_context(BridgeProcess(config))
+        bridge.start().wait_started()
+        assert retained_status(broker.port, status)["online"] is True
+        for _ in range(5):
+            broker.restart()
+            up = time.monotonic()
+            wait_until(
+                lambda: retained_status(broker.port, status)["online"] is True,
+                5,
+                "the retained status online again",
+            )
+            back_in.append(time.monotonic() - up)
+            # and it stays so (a late Will would turn it, and be answered within the 5 s)
+            with Recorder(broker.port, status) as watch:
+                watch.wait(lambda: bool(watch.on(status)), 5, "the retained status")
+                time.sleep(2.0)  # a window for a late Will to arrive in; nothing to await
+                said = [m.json()["online"] for m in watch.on(status)]
+            assert said[-1] is True, said
+        assert bridge.alive()
+        assert bridge.terminate() == 0
+        assert retained_status(broker.port, status)["online"] is False  # at once
+    reasserted = bridge.log_text().count("an earlier connection's Last Will")
+    report(
+        "status after 5 broker restarts: online again after "
+        + ", ".join(f"{t:.1f}" for t in back_in)
+        + f" s; late Wills answered {reasserted}"
+    )
+    assert "Traceback" not in bridge.log_text()
+
+
+def test_a_stale_offline_while_connected_is_answered_with_online(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    """A late Will cannot be made to order; a stale "offline" published by another client
+    looks the same to the bridge, and gets the same answer: "online", with the time of its
+    connection (the same as its Will's)."""
+    broker = fresh_mosquitto
+    config = write_config(tmp_path / "stale.toml", broker.port, topic_prefix, tmp_path / "t.db")
+    status = f"{topic_prefix}/bridge/status"
+    with stack() as s:
+        rec = s.enter_context(Recorder(broker.port, status))
+        bridge = s.enter_context(BridgeProcess(config))
+        bridge.start().wait_started()
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [True], 10, "status online")
+        [online] = [m.json() for m in rec.on(status)]
+        for _ in range(3):
+            stale = {"online": False, "timestamp": "2026-01-01T00:00:00.000Z"}
+            seen = len(rec.on(status))
+            rec.client.publish(status, json.dumps(stale), qos=1, retain=True)
+            rec.wait(lambda n=seen: len(rec.on(status)) >= n + 2, 5, "the stale one, the answer")
+            said = [m.json() for m in rec.on(status)[seen:]]
+            assert said == [stale, online]  # "online", with the connection's time
+        assert retained_status(broker.port, status) == online
+        assert bridge.terminate() == 0
+
+
+def test_a_killed_bridge_is_offline_as_soon_as_the_broker_notices(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    broker = fresh_mosquitto
+    config = write_config(tmp_path / "kill.toml", broker.port, topic_prefix, tmp_path / "k.db")
+    status = f"{topic_prefix}/bridge/status"
+    with stack() as s:
+        rec = s.enter_context(Recorder(broker.port, status))
+        bridge = s.enter_context(BridgeProcess(config))
+        bridge.start().wait_started()
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [True], 10, "status online")
+        [online] = [m.json() for m in rec.on(status)]
+        killed = time.monotonic()
+        bridge.kill()
+        rec.wait(lambda: rec.status(topic_prefix)[-1:] == [False], 7.5, "the Will")
+        took = time.monotonic() - killed
+        will = rec.on(status)[-1].json()
+    report(f"SIGKILL of openspc run: status offline after {took:.2f} s")
+    assert will == {"online": False, "timestamp": online["timestamp"]}  # the Will: its birth's
+    assert took < 5 * 1.5  # keepalive 5 s in these configs, x 1.5

@@ -101,12 +101,7 @@ def test_error_payload_cuts_long_and_undecodable_payloads() -> None:
 
 
 def test_status_and_reply() -> None:
-    assert status_payload(False, T, "b1", "0.1.0") == {
-        "online": False,
-        "timestamp": "2026-11-28T06:00:00.123Z",
-        "client_id": "b1",
-        "version": "0.1.0",
-    }
+    assert status_payload(False, T) == {"online": False, "timestamp": "2026-11-28T06:00:00.123Z"}
     assert reply_payload() == {"ok": True}
     assert reply_payload("nope") == {"ok": False, "error": "nope"}
 
