@@ -187,8 +187,9 @@ class DueTracker:
         ``expire``, and one already raised is not raised again."""
         grace = _check(interval, grace)
         since = None
-        if state.running and state.since is not None:
-            since = now - (wall_now - state.since).total_seconds()
+        if state.running:
+            # a running line with no moment stored counts from start-up, like ``configure``
+            since = now if state.since is None else now - (wall_now - state.since).total_seconds()
         clock = _Clock(interval, grace, severity, since)
         clock.running = state.running
         clock.raised = state.raised
