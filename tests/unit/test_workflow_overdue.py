@@ -391,3 +391,16 @@ def test_a_restart_neither_loses_nor_repeats_an_alarm(
     play(second, steps[cut:], float(base), down_wall, split)
     assert split == whole
     assert whole == sorted(set(whole), key=whole.index)  # no alarm twice at one moment
+
+
+# --- what it costs: counted, not timed (the figures are in docs/spc.md) -----------------------
+
+
+def test_idle_characteristics_cost_one_wake_each_per_episode_and_none_between() -> None:
+    from engine.alarms._bench import overdue_costs
+
+    costs = overdue_costs(2_000)
+    assert costs.day_wakes == 2_000  # one alarm each, then nothing until a sample
+    assert costs.running_wakes == 0  # samples in time: the bridge never wakes for nothing
+    assert costs.heap_size == 2_000  # one entry per characteristic, however many samples
+    assert costs.running_samples > 2_000
