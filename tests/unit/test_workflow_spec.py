@@ -136,3 +136,29 @@ def test_a_restart_anywhere_changes_no_alarm(series: list[list[float]], cut: int
     second = SpecWatch(1, usl=5.0, lsl=-5.0, in_episode=first.in_episode)
     got += [second.judge(s, g, T0).raised for s, g in enumerate(series[cut:], start=cut + 1)]
     assert got == expected
+
+
+# --- the core stays pure --------------------------------------------------------------------
+
+
+def test_the_alarm_core_imports_no_io_and_reads_no_clock() -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import sys, engine.alarms; "
+        "print(sorted(m for m in ('asyncio', 'paho', 'sqlalchemy', 'bridge', 'socket') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    package = Path(__file__).resolve().parents[2] / "engine" / "alarms"
+    clock = re.compile(r"\.(now|utcnow|today|time|monotonic|perf_counter|process_time)\(")
+    readers = [
+        p.name
+        for p in package.glob("*.py")
+        if p.name != "_bench.py" and clock.search(p.read_text())
+    ]
+    assert readers == []
