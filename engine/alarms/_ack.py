@@ -164,12 +164,15 @@ def _target(data: Mapping[str, object]) -> ViolationIds | AllOpen:
 
 
 def _code(data: Mapping[str, object], name: str, codes: tuple[str, ...]) -> str | None:
+    """``data[name]`` when it is one of ``codes``; None when absent. ``reason`` is checked
+    against the cause codes and named as the sender spelled it."""
     value = data.get(name)
     if value is None:
         return None
+    kind = "cause" if name == "reason" else name
     if not isinstance(value, str) or value not in codes:
         raise InvalidAcknowledgement(
-            name, f"{name} {_shown(value)} is not one of the configured {name}_codes"
+            name, f"{name} {_shown(value)} is not one of the configured {kind}_codes"
         )
     return value
 
@@ -188,8 +191,7 @@ def parse_acknowledgement(data: Mapping[str, object], policy: AckPolicy) -> Ackn
         raise InvalidAcknowledgement(
             "cause", f"'cause' {_shown(cause)} and 'reason' {_shown(reason)} disagree"
         )
-    named = "cause" if cause is not None else "reason"
-    checked = _code({named: cause if cause is not None else reason}, named, policy.cause_codes)
+    checked = _code(data, "cause" if cause is not None else "reason", policy.cause_codes)
     if checked is None:
         raise InvalidAcknowledgement("cause", "'cause' is required (one of the cause_codes)")
     action = _code(data, "action", policy.action_codes)

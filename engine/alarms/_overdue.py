@@ -180,12 +180,21 @@ class DueTracker:
         now: float,
         wall_now: datetime,
         severity: Severity = Severity.WARNING,
+        running_topic: bool = True,
     ) -> None:
         """Track a characteristic after a restart, from its stored state: due from
         ``state.since`` (a wall-clock time before the restart), so a pending alarm is not
         lost, one that fell due while the bridge was down is raised by the first
-        ``expire``, and one already raised is not raised again."""
+        ``expire``, and one already raised is not raised again.
+
+        The line state last heard is kept (a stopped line stays stopped until its topic
+        says otherwise). ``running_topic=False`` (the config has no running topic for it,
+        or no longer has one): the line runs, due from ``since`` or, stopped before, from
+        ``now``.
+        """
         grace = _check(interval, grace)
+        if not running_topic and not state.running:
+            state = OverdueState(state.characteristic_id, None, state.raised, running=True)
         since = None
         if state.running:
             # a running line with no moment stored counts from start-up, like ``configure``

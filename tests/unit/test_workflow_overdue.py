@@ -404,3 +404,18 @@ def test_idle_characteristics_cost_one_wake_each_per_episode_and_none_between() 
     assert costs.running_wakes == 0  # samples in time: the bridge never wakes for nothing
     assert costs.heap_size == 2_000  # one entry per characteristic, however many samples
     assert costs.running_samples > 2_000
+
+
+def test_a_stopped_line_whose_running_topic_left_the_config_runs_after_a_restart() -> None:
+    stopped = OverdueState(1, None, raised=False, running=False)
+    t = DueTracker()
+    t.restore(stopped, 10.0, 0.0, now=50.0, wall_now=W0, running_topic=False)
+    assert t.running(1) is True
+    assert t.due_at(1) == 60.0
+    assert ids(t.expire(60.0)) == [1]
+
+
+def test_a_running_state_without_a_moment_counts_from_start_up() -> None:
+    t = DueTracker()
+    t.restore(OverdueState(1, None, raised=False, running=True), 10.0, 0.0, now=5.0, wall_now=W0)
+    assert t.due_at(1) == 15.0
