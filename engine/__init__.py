@@ -45,6 +45,7 @@ from engine._types import (
     ViolationRaised,
     Zone,
 )
+from engine.alarms import AlarmKind, DueTracker, SampleOverdue, SpecViolationRaised
 from engine.charts import (
     FAMILIES,
     ChartFamily,
@@ -108,3 +109,7 @@ __all__ = [
     "rule_name",
     "zone_boundaries",
 ]
+
+# the alarm workflow's pure core (docs/spc.md, "Alarm workflow: the pure core"); the rest
+# of it is in engine.alarms
+__all__ += ["AlarmKind", "DueTracker", "SampleOverdue", "SpecViolationRaised"]
