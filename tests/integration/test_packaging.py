@@ -227,7 +227,8 @@ def test_demo_and_users_work_from_elsewhere_and_write_only_where_told(
     log = installed.venv.parent / "demo.log"  # beside the venv: neither in it nor elsewhere/
     demo, mqtt_port, ws_port = _start_demo(installed, state, log)
     try:
-        sample = asyncio.run(_one_sample(mqtt_port))
+        alice = json.loads((state / "credentials.json").read_text())["alice"]
+        sample = asyncio.run(_one_sample(mqtt_port, alice))
         assert sample["type"] == "sample"
         page = installed.site_packages / "mosquitto" / "hmi"
         assert _http_get(ws_port, "/") == (page / "index.html").read_bytes()
@@ -248,9 +249,12 @@ def test_demo_and_users_work_from_elsewhere_and_write_only_where_told(
     assert sorted(p.name for p in installed.elsewhere.iterdir()) == ["state", "users"]
 
 
-async def _one_sample(mqtt_port: int) -> dict[str, object]:
-    """The first `sample` message the demo's bridge publishes (a retained one counts)."""
-    async with aiomqtt.Client("127.0.0.1", mqtt_port, timeout=10) as client:
+async def _one_sample(mqtt_port: int, password: str) -> dict[str, object]:
+    """The first `sample` message the demo's bridge publishes (a retained one counts), read
+    as the demo's operator alice: anonymous MQTT is off on the demo's MQTT listener."""
+    async with aiomqtt.Client(
+        "127.0.0.1", mqtt_port, username="alice", password=password, timeout=10
+    ) as client:
         await client.subscribe("openspc/char/+/sample", qos=1)
         async with asyncio.timeout(30):
             async for message in client.messages:
@@ -267,9 +271,10 @@ def _start_demo(
 
     Its log (stderr) goes to ``log``: a pipe nobody reads could fill and stall it."""
     for _ in range(3):
-        mqtt_port, ws_port = free_port(), free_port()
-        ports = f"--mqtt-port {mqtt_port} --ws-port {ws_port} --rate 20".split()
-        argv = [installed.openspc, "demo", "--state-dir", str(state), *ports]
+        mqtt_port, ws_port, gateway_port = free_port(), free_port(), free_port()
+        ports = f"--mqtt-port {mqtt_port} --ws-port {ws_port} --gateway-port {gateway_port}"
+        ports += " --rate 20"
+        argv = [installed.openspc, "demo", "--state-dir", str(state), *ports.split()]
         with log.open("w") as err:
             demo = subprocess.Popen(
                 argv,
