@@ -230,8 +230,10 @@ export function renderHeader(session) {
   const s = ch.last;
   $("last-value").textContent = s ? fmt(last.value, last.decimals) : "\u2014";
   $("last-unit").textContent = meta.unit || "";
+  // the chart families say what else the point holds (the count, x, the sums) instead of its
+  // sample number, which would not fit a 1280x800 panel beside them
   $("last-time").textContent = s
-    ? fmtTime(s.timestamp) + age(s.timestamp) + " \u00b7 sample #" + s.sample_id + (last.note ? " \u00b7 " + last.note : "")
+    ? fmtTime(s.timestamp) + age(s.timestamp) + (last.note ? " \u00b7 " + last.note : " \u00b7 sample #" + s.sample_id)
     : "\u00a0";
   const st = sampleState(s);
   if (st === "in_control") setProcessState("in_control", "IN CONTROL");

@@ -383,7 +383,7 @@ export function keyFigures(ch) {
         label: CENTRE_NAME[name] || "CL",
         text: num(l.center_line, d),
         cpk: null,
-        extra: size ? "\u00b7 limits at " + size[0] + " = " + param(sizeValue) + "; each point against its own" : "",
+        extra: size ? "\u00b7 limits per point" : "",
       },
     };
   }

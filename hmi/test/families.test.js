@@ -97,7 +97,7 @@ test("a p chart has no secondary chart, and its key figures are p-bar and n-bar,
   assert.equal(k.cap.label, "p\u0304");
   assert.equal(k.cap.cpk, null);
   assert.ok(!/Cp/.test(k.cap.extra), k.cap.extra);
-  assert.match(k.cap.extra, /limits at n\u0304 = 50/);
+  assert.equal(k.cap.extra, "\u00b7 limits per point", "the limits shown are at n-bar");
   const last = lastFigure(ch);
   assert.deepEqual([last.label, last.value.toFixed(last.decimals), last.note], ["Last p", "0.100", "40 defective"]);
 });
