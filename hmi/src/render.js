@@ -3,7 +3,7 @@
 // panel. Rows are kept by id and updated in place (never rebuilt on each sample), so a click,
 // a chosen reason or the keyboard focus is never lost to a redraw.
 import { age, capabilityClass, charName, fmt, fmtTime, isNum } from "./format.js";
-import { chartKind, chartLabels, hasSecondary, keyFigures, lastFigure, reasonCodes, sampleState, zoneLabel } from "./spc.js";
+import { chartLabels, chartView, hasSecondary, keyFigures, lastFigure, reasonCodes, sampleState, zoneLabel } from "./spc.js";
 import { openAlarms, openCount, sortedChars, totalOpen } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -199,7 +199,7 @@ function stateNote(ch, s, names) {
 // The legend says what the chart draws: zones on the Shewhart charts only, limits as steps
 // where each point has its own.
 function renderLegend(ch) {
-  const kind = chartKind(ch && ch.meta, ch && ch.limits);
+  const kind = ch ? chartView(ch, "x").family : "shewhart";
   $("legend-zones").hidden = kind !== "shewhart";
   $("legend-limits").textContent =
     kind === "cusum" ? "\u00b1H" : kind === "shewhart" ? "UCL/LCL" : "UCL/LCL (each point's own)";

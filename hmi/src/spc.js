@@ -160,7 +160,16 @@ export function chartView(ch, kind) {
     zones: null,
     decimals: chartDecimals(ch),
   };
-  if (family === "shewhart") return shewhartView(view, kind, l, meta);
+  // a family this page does not know whose samples carry their plotted `statistic`: drawn
+  // as the families are (the statistic against each point's own limits), not as a Shewhart
+  // chart of `value`
+  const name = chartName(meta, l);
+  const unknown = name !== null && !(name in KIND_OF);
+  if (unknown && samples.some((s) => isNum(s.statistic))) {
+    view.family = "other";
+  } else if (family === "shewhart") {
+    return shewhartView(view, kind, l, meta);
+  }
   if (kind !== "x") {
     view.shown = false;
     view.samples = [];

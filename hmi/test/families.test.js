@@ -259,3 +259,21 @@ test("Shewhart charts draw as before: flat limits, zones, the value, the seconda
   assert.deepEqual(k.rows[0], ["UCL", "10.060", "USL", "\u2014"]);
   assert.equal(k.cap.label, "Cpk");
 });
+
+test("a family this page does not know, whose samples carry a statistic and limits: steps", () => {
+  const samples = [
+    { sample_id: 1, value: 4, statistic: 0.4, ucl: 0.9, lcl: 0, failed_rules: [] },
+    { sample_id: 2, value: 9, statistic: 0.95, ucl: 0.8, lcl: 0.1, failed_rules: [1] },
+  ];
+  const ch = { meta: { chart: "g" }, limits: { center_line: 0.4, ucl: 0.85, lcl: 0.05, chart: "g" }, samples };
+  const v = chartView(ch, "x");
+  assert.equal(v.family, "other");
+  assert.deepEqual(v.ys, [0.4, 0.95]);
+  assert.deepEqual([v.uclSteps, v.lclSteps], [[0.9, 0.8], [0, 0.1]]);
+  assert.deepEqual(v.points.map((p) => p.rules), [[], [1]]);
+  assert.equal(chartView(ch, "r").shown, false);
+  // without a statistic it is drawn as before: the value against flat limits
+  const plain = { ...ch, samples: samples.map(({ statistic, ucl, lcl, ...s }) => s) };
+  assert.deepEqual(chartView(plain, "x").ys, [4, 9]);
+  assert.equal(chartView(plain, "x").uclSteps, null);
+});
