@@ -3,7 +3,7 @@
 // panel. Rows are kept by id and updated in place (never rebuilt on each sample), so a click,
 // a chosen reason or the keyboard focus is never lost to a redraw.
 import { age, capabilityClass, charName, fmt, fmtTime, isNum } from "./format.js";
-import { chartLabels, chartView, hasSecondary, keyFigures, lastFigure, reasonCodes, sampleState, zoneLabel } from "./spc.js";
+import { chartKind, chartLabels, chartView, keyFigures, lastFigure, reasonCodes, sampleState, zoneLabel } from "./spc.js";
 import { openAlarms, openCount, sortedChars, totalOpen } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -191,7 +191,8 @@ function stateNote(ch, s, names) {
   if (s && s.zone) return zoneLabel(s.zone);
   const meta = ch.meta || {};
   if (s && !ch.limits && isNum(meta.baseline)) {
-    return "limits after " + Math.min(ch.samples.length, meta.baseline) + " of " + meta.baseline + " subgroups";
+    const what = chartKind(meta, ch.limits) === "attribute" ? " samples" : " subgroups";
+    return "limits after " + Math.min(ch.samples.length, meta.baseline) + " of " + meta.baseline + what;
   }
   return "\u00a0";
 }
@@ -223,7 +224,8 @@ export function renderHeader(session) {
   $("char-title").textContent = charName(ch);
   document.title = charName(ch) + " \u2013 OpenSPC HMI";
   const sub = ["#" + ch.id];
-  if (isNum(meta.subgroup_size) && hasSecondary(meta, ch.limits)) sub.push("n = " + meta.subgroup_size);
+  // the subgroup size of the variables charts (an attribute chart's n is in its key figures)
+  if (isNum(meta.subgroup_size) && chartKind(meta, ch.limits) !== "attribute") sub.push("n = " + meta.subgroup_size);
   sub.push(names[2] ? names[3] + "/" + names[2] + " chart" : names[3] + " chart");
   if (meta.online === false) sub.push("SOURCE OFFLINE");
   $("char-subtitle").textContent = sub.join(" \u00b7 ");

@@ -629,7 +629,7 @@ def test_an_ewma_chart_draws_z_against_its_widening_limits(
     values = [cl + 0.02 * (((i * 7) % 5) - 2) / 2 for i in range(40)]
     for i in range(30, 40):
         values[i] += 0.03  # a shift of 1.5 sigma: the EWMA sees it
-    history = ewma_chart(12, values, cl, sx, baseline=5)
+    *history, live = ewma_chart(12, [*values, cl + 0.035], cl, sx, baseline=5)
     asym = 3 * sx * (0.2 / 1.8) ** 0.5
     lim = family_limits(
         12, "ewma", cl, cl + asym, cl - asym, sx, {"lambda": 0.2, "L": 3.0}, "moving_range"
@@ -657,6 +657,15 @@ def test_an_ewma_chart_draws_z_against_its_widening_limits(
     assert figures["cap"] == "λ 0.2 · L 3"
     assert figures["UCL"] == f"{cl + asym:.3f}"
     assert figures["last"] == f"Last z {history[-1]['statistic']:.3f}"
+
+    # a live sample: one more z and its own limit
+    feed.publish(f"{p}/char/12/sample", envelope("sample", live))
+    wait_until(browser, attr_is("x-chart", "data-last-sample-id", str(live["sample_id"])))
+    d = drawn(browser)
+    assert d["points"] == 41
+    assert d["series"][-1] == live["statistic"]
+    assert d["ucl"][-1] == live["ucl"]
+    assert d["lcl"][-1] == live["lcl"]
     print("screenshot:", screenshot(browser, "hmi-family-ewma"))
     assert console_errors(browser) == []
 
@@ -670,7 +679,7 @@ def test_a_cusum_chart_draws_both_sums_against_h(page: Any, plant: HmiPlant, fee
         values[i] -= 0.012  # a downward shift: the lower sum grows
     for i in range(26, 36):
         values[i] += 0.015  # then an upward one
-    history = cusum_chart(13, values, cl, sx, baseline=4)
+    *history, live = cusum_chart(13, [*values, cl + 0.02], cl, sx, baseline=4)
     lim = family_limits(13, "cusum", cl, 5 * sx, 0.0, sx, {"k": 0.5, "h": 5.0}, "moving_range")
     publish_family(feed, p, 13, family_meta(13, "Bore CUSUM", "cusum", unit="mm"), lim, history)
 
@@ -699,6 +708,15 @@ def test_a_cusum_chart_draws_both_sums_against_h(page: Any, plant: HmiPlant, fee
     assert by_testid(browser, "last-time").text.endswith(
         f"C⁺ {last['cusum_upper']:.3f} · C⁻ {last['cusum_lower']:.3f}"
     )
+
+    # a live sample: both sums one point further
+    feed.publish(f"{p}/char/13/sample", envelope("sample", live))
+    wait_until(browser, attr_is("x-chart", "data-last-sample-id", str(live["sample_id"])))
+    d = drawn(browser)
+    assert d["points"] == 33
+    assert d["series"][-1] == live["cusum_upper"]
+    assert d["series2"][-1] == (-live["cusum_lower"] or 0.0)  # mirrored (never -0)
+    assert d["ucl"][-1] == live["ucl"]
     print("screenshot:", screenshot(browser, "hmi-family-cusum"))
 
     # back to a Shewhart characteristic on the same page: its secondary chart returns
