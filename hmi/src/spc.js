@@ -342,7 +342,11 @@ export function lastFigure(ch) {
   if (kind === "attribute") {
     out.value = isNum(s.statistic) ? s.statistic : null;
     if (name === "np" || name === "c") out.decimals = 0;
-    else if (isNum(s.value)) out.note = String(s.value) + (name === "u" ? " defects" : " defective");
+    else if (isNum(s.value) && name === "u") {
+      out.note = s.value + " defects" + (isNum(s.units) ? " in " + s.units + " units" : "");
+    } else if (isNum(s.value)) {
+      out.note = s.value + (isNum(s.inspected) ? " of " + s.inspected : "") + " defective";
+    }
   } else if (kind === "ewma") {
     out.value = isNum(s.statistic) ? s.statistic : null;
     if (isNum(s.value)) out.note = "x " + s.value.toFixed(d);
@@ -354,6 +358,12 @@ export function lastFigure(ch) {
 }
 
 const dash = "\u2014";
+// a family's parameter: control_limits' (as the limits were made), else meta's (known before
+// the limits are)
+const famParam = (meta, l, key) => {
+  const v = parameter(l, key);
+  return v !== null ? v : parameter(meta, key);
+};
 const num = (v, d) => (isNum(v) ? v.toFixed(d) : dash);
 // a parameter as configured: as few digits as it has (0.2, 3, 0.5), at most 4
 const param = (v) => (isNum(v) ? String(Number(v.toFixed(4))) : dash);
@@ -379,7 +389,7 @@ export function keyFigures(ch) {
   if (isNum(cap.cp) || isNum(cap.ppk)) cpk.extra = "\u00b7 Cp " + num(cap.cp, 2) + " \u00b7 Ppk " + num(cap.ppk, 2);
   if (kind === "attribute") {
     const size = SIZE_NAME[name];
-    const sizeValue = size ? parameter(l, size[1]) : null;
+    const sizeValue = size ? famParam(meta, l, size[1]) : null;
     const left = [
       ["UCL", num(l.ucl, d)],
       [CENTRE_NAME[name] || "CL", num(l.center_line, d)],
@@ -402,10 +412,10 @@ export function keyFigures(ch) {
       ["CL", num(l.center_line, d)],
       ["LCL", num(l.lcl, d)],
     ];
-    const extra = "\u00b7 L " + param(parameter(l, "L")) + (cpk.cpk !== null ? " \u00b7 Cpk " + cpk.text : "");
+    const extra = "\u00b7 L " + param(famParam(meta, l, "L")) + (cpk.cpk !== null ? " \u00b7 Cpk " + cpk.text : "");
     return {
       rows: left.map((x, i) => [...x, ...spec[i]]),
-      cap: { label: "\u03bb", text: param(parameter(l, "lambda")), cpk: null, extra },
+      cap: { label: "\u03bb", text: param(famParam(meta, l, "lambda")), cpk: null, extra },
     };
   }
   if (kind === "cusum") {
@@ -414,10 +424,10 @@ export function keyFigures(ch) {
       ["CL", num(l.center_line, d)],
       ["\u2212H", isNum(l.ucl) ? num(-l.ucl, d) : dash],
     ];
-    const extra = "\u00b7 h " + param(parameter(l, "h")) + (cpk.cpk !== null ? " \u00b7 Cpk " + cpk.text : "");
+    const extra = "\u00b7 h " + param(famParam(meta, l, "h")) + (cpk.cpk !== null ? " \u00b7 Cpk " + cpk.text : "");
     return {
       rows: left.map((x, i) => [...x, ...spec[i]]),
-      cap: { label: "k", text: param(parameter(l, "k")), cpk: null, extra },
+      cap: { label: "k", text: param(famParam(meta, l, "k")), cpk: null, extra },
     };
   }
   const left = [

@@ -277,3 +277,14 @@ test("a family this page does not know, whose samples carry a statistic and limi
   assert.deepEqual(chartView(plain, "x").ys, [4, 9]);
   assert.equal(chartView(plain, "x").uclSteps, null);
 });
+
+test("the count with its size when the sample carries it; parameters from meta before limits", () => {
+  const p = { meta: { chart: "p" }, limits: null, last: { sample_id: 5, value: 3, statistic: 0.06, inspected: 50, ucl: null, lcl: null } };
+  assert.equal(lastFigure(p).note, "3 of 50 defective");
+  const u = { meta: { chart: "u" }, limits: null, last: { sample_id: 5, value: 7, statistic: 1.4, units: 5, ucl: null, lcl: null } };
+  assert.equal(lastFigure(u).note, "7 defects in 5 units");
+  const e = { meta: { chart: "ewma", parameters: { lambda: 0.1, L: 2.7 } }, limits: null };
+  assert.deepEqual([keyFigures(e).cap.text, keyFigures(e).cap.extra], ["0.1", "\u00b7 L 2.7"]);
+  const both = { meta: { chart: "cusum", parameters: { k: 1, h: 4 } }, limits: { chart: "cusum", ucl: 0.1, parameters: { k: 0.5, h: 5 } } };
+  assert.equal(keyFigures(both).cap.text, "0.5", "the limits' own, as they were made");
+});

@@ -586,14 +586,15 @@ def p_chart(
     first_id: int = 1,
     baseline: int = 0,
 ) -> list[dict[str, Any]]:
-    """p samples of ``(defectives, inspected)``: statistic d/n, each its own limits
+    """p samples of ``(defectives, inspected)``: ``value`` the count, ``inspected``,
+    statistic d/n, each its own limits
     p-bar +/- 3 sqrt(p-bar (1 - p-bar) / n) floored at 0, capped at 1 (docs/spc.md); the first
     ``baseline`` with null limits (limits not yet known)."""
     start = datetime.now(UTC) - timedelta(seconds=len(counts))
     out = []
     for i, (d, n) in enumerate(counts):
         s = _family_sample(char_id, first_id + i, start + timedelta(seconds=i), float(d))
-        s["statistic"] = _sig(d / n)
+        s.update(value=d, values=[d], inspected=n, statistic=_sig(d / n))
         if i < baseline:
             s.update(ucl=None, lcl=None)
         else:

@@ -616,6 +616,7 @@ def test_a_p_chart_draws_each_points_own_limits_as_steps(
     assert d["ucl"][-1] == live["ucl"]
     assert d["series"][-1] == 0.09
     assert key_figures(browser)["last"] == "Last p 0.090"
+    assert by_testid(browser, "last-time").text.endswith("9 of 100 defective")
     print("screenshot:", screenshot(browser, "hmi-family-p"))
     assert console_errors(browser) == []
 
