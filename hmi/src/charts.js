@@ -1,11 +1,13 @@
-// The two Shewhart charts, drawn with uPlot (the global from vendor/uPlot.iife.min.js):
-// the primary (X / X-bar) with its limits and zones, the secondary (MR / R / S) below it.
+// The charts, drawn with uPlot (the global from vendor/uPlot.iife.min.js): the primary
+// (X / X-bar, p, np, c, u, EWMA z, CUSUM sums) with its limits (stepped where each point has
+// its own) and zones, and for the Shewhart charts the secondary (MR / R / S) below it.
 // What to draw comes from spc.js (chartView); docs/hmi.md "Charts" says how it looks.
-import { decimalsFor, fmtTime, isNum } from "./format.js";
-import { chartView, failedRules, plotted } from "./spc.js";
+import { fmtTime, isNum } from "./format.js";
+import { chartView, viewExtent } from "./spc.js";
 
 const COLORS = {
   line: "#4fc3f7",
+  line2: "#ffb020",
   point: "#e8f4fb",
   bad: "#ff2d2d",
   cl: "#2ecc71",
@@ -27,7 +29,8 @@ function currentScale() {
 function yRange(v, min, max) {
   let lo = min;
   let hi = max;
-  for (const x of [v.ucl, v.lcl, v.cl]) {
+  const extent = viewExtent(v); // the limits (steps too) and every point, not only the line
+  for (const x of extent || []) {
     if (isNum(x)) {
       lo = lo == null || !isFinite(lo) ? x : Math.min(lo, x);
       hi = hi == null || !isFinite(hi) ? x : Math.max(hi, x);
@@ -67,48 +70,81 @@ function drawZones(u, v) {
   ctx.restore();
 }
 
+// A limit that each point has its own: a step through every point's value, half a point
+// either side of it; a gap where a point has none (baseline).
+function drawSteps(u, steps, px) {
+  const ctx = u.ctx;
+  const x = (i) => u.valToPos(i, "x", true);
+  ctx.beginPath();
+  let open = false;
+  steps.forEach((value, i) => {
+    if (!isNum(value)) {
+      open = false;
+      return;
+    }
+    const y = Math.round(u.valToPos(value, "y", true)) + 0.5;
+    if (open) ctx.lineTo(x(i - 0.5), y);
+    else ctx.moveTo(x(i - 0.5), y);
+    ctx.lineTo(x(i + 0.5), y);
+    open = true;
+  });
+  ctx.lineWidth = 2 * px;
+  ctx.stroke();
+}
+
 function drawLimits(u, v, scale) {
   const ctx = u.ctx;
   const px = uPlot.pxRatio * scale;
-  const d = decimalsFor(v.ch);
+  const d = v.decimals;
   const lines = [
-    ["UCL", v.ucl, COLORS.limit, [8 * px, 5 * px]],
-    ["CL", v.cl, COLORS.cl, []],
-    ["LCL", v.lcl, COLORS.limit, [8 * px, 5 * px]],
+    [v.names[0], v.ucl, COLORS.limit, [8 * px, 5 * px], v.uclSteps],
+    [v.names[1], v.cl, COLORS.cl, [], null],
+    [v.names[2], v.lcl, COLORS.limit, [8 * px, 5 * px], v.lclSteps],
   ];
   ctx.save();
   ctx.font = "bold " + Math.round(12 * px) + FONT;
   ctx.textAlign = "left";
   ctx.textBaseline = "middle";
   const labelled = [];
-  for (const [name, value, color, dash] of lines) {
-    if (!isNum(value)) continue;
+  lines.forEach(([name, value, color, dash, steps], index) => {
+    if (!isNum(value)) return;
     const y = Math.round(u.valToPos(value, "y", true)) + 0.5;
-    if (y < u.bbox.top - 1 || y > u.bbox.top + u.bbox.height + 1) continue;
+    if (y < u.bbox.top - 1 || y > u.bbox.top + u.bbox.height + 1) return;
     ctx.strokeStyle = color;
     ctx.lineWidth = 2 * px;
     ctx.setLineDash(dash);
-    ctx.beginPath();
-    ctx.moveTo(u.bbox.left, y);
-    ctx.lineTo(u.bbox.left + u.bbox.width, y);
-    ctx.stroke();
+    if (steps) {
+      clipToPlot(u, ctx);
+      ctx.strokeStyle = color;
+      ctx.setLineDash(dash);
+      drawSteps(u, steps, px);
+      ctx.restore();
+    } else {
+      ctx.beginPath();
+      ctx.moveTo(u.bbox.left, y);
+      ctx.lineTo(u.bbox.left + u.bbox.width, y);
+      ctx.stroke();
+    }
     ctx.setLineDash([]);
-    // Labels in the right margin, nudged apart when the lines are close together.
+    // Labels in the right margin (a stepped limit's newest value), nudged apart when close.
     let ly = y;
     for (const other of labelled) {
-      if (Math.abs(ly - other) < 13 * px) ly = other + (name === "LCL" ? 13 : -13) * px;
+      if (Math.abs(ly - other) < 13 * px) ly = other + (index === 2 ? 13 : -13) * px;
     }
     labelled.push(ly);
     ctx.fillStyle = color;
-    ctx.fillText(name + " " + value.toFixed(d), u.bbox.left + u.bbox.width + 6 * px, ly);
-  }
+    const text = value.toFixed(d);
+    ctx.fillText(name ? name + " " + text : text, u.bbox.left + u.bbox.width + 6 * px, ly);
+  });
   ctx.restore();
 }
 
-function drawPoints(u, kind, v, scale) {
+function drawPoints(u, v, scale) {
   const ctx = u.ctx;
   const px = uPlot.pxRatio * scale;
   const marks = [];
+  const drawnSamples = new Set();
+  const markedSamples = new Map();
   ctx.save();
   ctx.beginPath(); // the plot, plus the top margin where rule numbers go
   ctx.rect(u.bbox.left - 8 * px, 0, u.bbox.width + 16 * px, u.bbox.top + u.bbox.height);
@@ -116,21 +152,27 @@ function drawPoints(u, kind, v, scale) {
   ctx.font = "bold " + Math.round(13 * px) + FONT;
   ctx.textAlign = "center";
   ctx.textBaseline = "bottom";
-  let drawn = 0;
   const labels = []; // boxes of the rule labels drawn so far
-  v.samples.forEach((s, i) => {
-    const val = plotted(kind, s);
-    if (val === null) return;
-    drawn += 1;
-    const x = u.valToPos(i, "x", true);
-    const y = u.valToPos(val, "y", true);
-    const rules = failedRules(kind, s);
+  for (const p of v.points) {
+    const s = v.samples[p.i];
+    drawnSamples.add(p.i);
+    const x = u.valToPos(p.i, "x", true);
+    const y = u.valToPos(p.y, "y", true);
+    const rules = p.rules;
     ctx.beginPath();
+    if (p.hollow) {
+      // a baseline point: not judged, no statistic yet
+      ctx.arc(x, y, 3.5 * px, 0, 2 * Math.PI);
+      ctx.lineWidth = 1.5 * px;
+      ctx.strokeStyle = COLORS.point;
+      ctx.stroke();
+      continue;
+    }
     if (!rules.length) {
       ctx.arc(x, y, 3.5 * px, 0, 2 * Math.PI);
       ctx.fillStyle = COLORS.point;
       ctx.fill();
-      return;
+      continue;
     }
     ctx.arc(x, y, 6 * px, 0, 2 * Math.PI);
     ctx.fillStyle = COLORS.bad;
@@ -153,16 +195,26 @@ function drawPoints(u, kind, v, scale) {
       labels.push(box);
       if (labels.length > 12) labels.shift(); // only recent labels can be near
     }
-    marks.push(s.sample_id + ":" + label);
-  });
+    if (!markedSamples.has(p.i)) {
+      markedSamples.set(p.i, true);
+      marks.push(s.sample_id + ":" + label);
+    }
+  }
   ctx.restore();
   // What was drawn, for tests and for anyone inspecting the page (docs/hmi.md "Stable hooks").
   const el = u.root.parentNode;
-  el.dataset.points = String(drawn);
+  el.dataset.points = String(drawnSamples.size);
   el.dataset.failedPoints = String(marks.length);
   el.dataset.marks = marks.join(" ");
   const last = v.samples[v.samples.length - 1];
   el.dataset.lastSampleId = last ? String(last.sample_id) : "";
+  el.dataset.family = v.family;
+  const list = (arr) => (arr ? arr.map((x) => (isNum(x) ? String(x) : "-")).join(" ") : "");
+  el.dataset.series = list(v.ys);
+  el.dataset.series2 = list(v.ys2);
+  el.dataset.uclSteps = list(v.uclSteps);
+  el.dataset.lclSteps = list(v.lclSteps);
+  el.dataset.hollowPoints = String(v.points.filter((p) => p.hollow).length);
 }
 
 // `elements`: {x, r} (the chart containers); `selected()`: the characteristic on screen or null.
@@ -218,19 +270,24 @@ export function createCharts(elements, selected) {
           grid: { stroke: COLORS.grid, width: 1 },
           ticks: { stroke: COLORS.grid, width: 1 },
           values: (u, splits) => {
-            const d = decimalsFor(view(kind).ch);
+            const d = view(kind).decimals;
             return splits.map((v) => v.toFixed(d));
           },
         },
       ],
-      series: [{}, { stroke: COLORS.line, width: 2 * scale, points: { show: false }, spanGaps: false }],
+      // the statistic's line; a second line for CUSUM's lower sum (empty otherwise)
+      series: [
+        {},
+        { stroke: COLORS.line, width: 2 * scale, points: { show: false }, spanGaps: false },
+        { stroke: COLORS.line2, width: 2 * scale, points: { show: false }, spanGaps: false },
+      ],
       hooks: {
         drawClear: [(u) => kind === "x" && drawZones(u, view(kind))],
         drawAxes: [(u) => drawLimits(u, view(kind), scale)],
-        draw: [(u) => drawPoints(u, kind, view(kind), scale)],
+        draw: [(u) => drawPoints(u, view(kind), scale)],
       },
     };
-    const u = new uPlot(opts, [[], []], el);
+    const u = new uPlot(opts, [[], [], []], el);
     let observer = null;
     if (window.ResizeObserver) {
       observer = new ResizeObserver(() => {
@@ -262,17 +319,22 @@ export function createCharts(elements, selected) {
     if (!charts.r) charts.r = make("r");
     for (const kind of ["x", "r"]) {
       const v = view(kind);
-      const xs = new Array(v.samples.length);
-      const ys = new Array(v.samples.length);
-      for (let i = 0; i < v.samples.length; i++) {
+      // the chart families of docs/spc.md have no secondary chart: its box is hidden
+      const box = elements[kind].parentNode;
+      const display = v.shown ? "" : "none";
+      if (box.style.display !== display) box.style.display = display;
+      const n = v.samples.length;
+      const xs = new Array(n);
+      const ys2 = new Array(n);
+      for (let i = 0; i < n; i++) {
         xs[i] = i;
-        ys[i] = plotted(kind, v.samples[i]);
+        ys2[i] = v.ys2 ? v.ys2[i] : null;
       }
       const u = charts[kind].u;
       // The x range stays [0, 100) once the chart is full, and uPlot recomputes axis labels
       // only when a range changes: ask for them explicitly, in the same single redraw.
       u.batch(() => {
-        u.setData([xs, ys]);
+        u.setData([xs, v.ys, ys2]);
         u.redraw(false, true);
       });
     }

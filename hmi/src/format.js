@@ -14,6 +14,11 @@ export function decimalsFor(ch) {
   } else if (ch && ch.meta && isNum(ch.meta.usl) && isNum(ch.meta.lsl) && ch.meta.usl > ch.meta.lsl) {
     scale = (ch.meta.usl - ch.meta.lsl) / 6;
   }
+  return decimalsForScale(scale);
+}
+
+// The digits that resolve a fifth of `scale` (0 to 6; 3 without a scale).
+export function decimalsForScale(scale) {
   if (scale && scale > 0) return Math.max(0, Math.min(6, Math.ceil(-Math.log10(scale) + 0.7)));
   return 3;
 }

@@ -1,5 +1,6 @@
 // The OpenSPC HMI: a static page served by Mosquitto's http_dir that reads the bridge's
-// topics (docs/topics.md) over MQTT 5 on the same websocket port and draws Shewhart charts.
+// topics (docs/topics.md) over MQTT 5 on the same websocket port and draws control charts
+// (Shewhart, attribute, EWMA, CUSUM).
 //
 // This file wires the parts together: transport.js (the MQTT connection) feeds messages to
 // state.js (pure: message -> view state), and render.js / charts.js draw what changed, at

@@ -2,8 +2,8 @@
 // status pills and banner, the characteristic list, the header and key figures, the alarm
 // panel. Rows are kept by id and updated in place (never rebuilt on each sample), so a click,
 // a chosen reason or the keyboard focus is never lost to a redraw.
-import { age, capabilityClass, charName, decimalsFor, fmt, fmtTime, isNum } from "./format.js";
-import { chartLabels, reasonCodes, sampleState, zoneLabel } from "./spc.js";
+import { age, capabilityClass, charName, fmt, fmtTime, isNum } from "./format.js";
+import { chartKind, chartLabels, chartView, keyFigures, lastFigure, reasonCodes, sampleState, zoneLabel } from "./spc.js";
 import { openAlarms, openCount, sortedChars, totalOpen } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -113,7 +113,8 @@ export function renderCharList(session) {
     row.li.dataset.state = sampleState(ch.last);
     setText(row.name, charName(ch));
     const bits = [];
-    if (ch.last) bits.push(fmt(ch.last.value, decimalsFor(ch)) + (ch.meta.unit ? " " + ch.meta.unit : ""));
+    const shown = lastFigure(ch);
+    if (ch.last) bits.push(fmt(shown.value, shown.decimals) + (ch.meta.unit ? " " + ch.meta.unit : ""));
     else if (ch.meta.unit) bits.push(ch.meta.unit);
     if (ch.meta.online === false) bits.push("SOURCE OFFLINE");
     setText(row.info, bits.join(" \u00b7 "));
@@ -142,13 +143,33 @@ function setProcessState(state, text) {
     (state === "in_control" ? "state-good" : state === "out_of_control" ? "state-bad" : "state-unknown");
 }
 
+const KPI_IDS = [
+  ["kpi-ucl", "kpi-usl"],
+  ["kpi-cl", "kpi-target"],
+  ["kpi-lcl", "kpi-lsl"],
+];
+
+// The key figures panel from spc.js keyFigures: labels and numbers.
+function fillKeyFigures(k) {
+  k.rows.forEach((row, i) => {
+    const [left, right] = KPI_IDS[i];
+    $(left + "-label").textContent = row[0];
+    $(left).textContent = row[1];
+    $(right + "-label").textContent = row[2];
+    $(right).textContent = row[3];
+  });
+  $("kpi-cap-label").textContent = k.cap.label;
+  $("kpi-cpk").textContent = k.cap.text;
+}
+
 function clearHeader() {
   $("char-title").textContent = "No characteristic";
   $("char-subtitle").textContent = "";
   document.title = "OpenSPC HMI";
-  for (const k of ["last-value", "kpi-ucl", "kpi-cl", "kpi-lcl", "kpi-usl", "kpi-lsl", "kpi-target", "kpi-cpk"]) {
-    $(k).textContent = "\u2014";
-  }
+  $("last-value").textContent = "\u2014";
+  const k = keyFigures(null); // the Shewhart labels, every figure a dash
+  fillKeyFigures(k);
+  $("kpi-cpk").className = "";
   $("last-unit").textContent = "";
   $("last-time").textContent = "\u00a0";
   $("last-rules").textContent = "\u00a0";
@@ -170,53 +191,63 @@ function stateNote(ch, s, names) {
   if (s && s.zone) return zoneLabel(s.zone);
   const meta = ch.meta || {};
   if (s && !ch.limits && isNum(meta.baseline)) {
-    return "limits after " + Math.min(ch.samples.length, meta.baseline) + " of " + meta.baseline + " subgroups";
+    const what = chartKind(meta, ch.limits) === "attribute" ? " samples" : " subgroups";
+    return "limits after " + Math.min(ch.samples.length, meta.baseline) + " of " + meta.baseline + what;
   }
   return "\u00a0";
+}
+
+// The legend says what the chart draws: zones on the Shewhart charts only, limits as steps
+// where each point has its own.
+function renderLegend(ch) {
+  const kind = ch ? chartView(ch, "x").family : "shewhart";
+  $("legend-zones").hidden = kind !== "shewhart";
+  $("legend-limits").textContent =
+    kind === "cusum" ? "\u00b1H" : kind === "shewhart" ? "UCL/LCL" : "UCL/LCL (each point's own)";
+  $("legend-cl").textContent = kind === "cusum" ? "0" : "CL";
 }
 
 export function renderHeader(session) {
   const { state } = session;
   const ch = state.selectedId !== null ? state.chars.get(state.selectedId) : null;
-  const names = chartLabels(ch && ch.meta);
+  const names = chartLabels(ch && ch.meta, ch && ch.limits);
   $("x-title").textContent = names[0] + " chart";
-  $("r-title").textContent = names[1] + " chart";
-  $("value-label").textContent = "Last " + names[3];
+  $("r-title").textContent = names[1] ? names[1] + " chart" : "";
+  renderLegend(ch);
+  const last = lastFigure(ch);
+  $("value-label").textContent = last.label;
   if (!ch) {
     clearHeader();
     return;
   }
   const meta = ch.meta || {};
-  const d = decimalsFor(ch);
   $("char-title").textContent = charName(ch);
   document.title = charName(ch) + " \u2013 OpenSPC HMI";
   const sub = ["#" + ch.id];
-  if (isNum(meta.subgroup_size)) sub.push("n = " + meta.subgroup_size);
-  sub.push(names[3] + "/" + names[2] + " chart");
+  // the subgroup size of the variables charts (an attribute chart's n is in its key figures)
+  if (isNum(meta.subgroup_size) && chartKind(meta, ch.limits) !== "attribute") sub.push("n = " + meta.subgroup_size);
+  sub.push(names[2] ? names[3] + "/" + names[2] + " chart" : names[3] + " chart");
   if (meta.online === false) sub.push("SOURCE OFFLINE");
   $("char-subtitle").textContent = sub.join(" \u00b7 ");
   const s = ch.last;
-  $("last-value").textContent = s ? fmt(s.value, d) : "\u2014";
+  $("last-value").textContent = s ? fmt(last.value, last.decimals) : "\u2014";
   $("last-unit").textContent = meta.unit || "";
-  $("last-time").textContent = s ? fmtTime(s.timestamp) + age(s.timestamp) + " \u00b7 sample #" + s.sample_id : "\u00a0";
+  // the chart families say what else the point holds (the count, x, the sums) instead of its
+  // sample number, which would not fit a 1280x800 panel beside them
+  $("last-time").textContent = s
+    ? fmtTime(s.timestamp) + age(s.timestamp) + (last.note ? " \u00b7 " + last.note : " \u00b7 sample #" + s.sample_id)
+    : "\u00a0";
   const st = sampleState(s);
   if (st === "in_control") setProcessState("in_control", "IN CONTROL");
   else if (st === "out_of_control") setProcessState("out_of_control", "OUT OF CONTROL");
   else if (st === "no_limits") setProcessState("no_limits", ch.limits ? "NOT JUDGED" : "BASELINE");
   else setProcessState("unknown", "NO DATA");
   $("last-rules").textContent = stateNote(ch, s, names);
-  const l = ch.limits || {};
-  $("kpi-ucl").textContent = fmt(l.ucl, d);
-  $("kpi-cl").textContent = fmt(l.center_line, d);
-  $("kpi-lcl").textContent = fmt(l.lcl, d);
-  $("kpi-usl").textContent = fmt(meta.usl, d);
-  $("kpi-lsl").textContent = fmt(meta.lsl, d);
-  $("kpi-target").textContent = fmt(meta.target, d);
-  const cap = l.capability || {};
-  $("kpi-cpk").textContent = fmt(cap.cpk, 2);
-  $("kpi-cpk").className = capabilityClass(cap.cpk);
-  $("kpi-cp").textContent =
-    isNum(cap.cp) || isNum(cap.ppk) ? "\u00b7 Cp " + fmt(cap.cp, 2) + " \u00b7 Ppk " + fmt(cap.ppk, 2) : "";
+  // the key figures of the family (spc.js keyFigures): labels and numbers
+  const k = keyFigures(ch);
+  fillKeyFigures(k);
+  $("kpi-cpk").className = capabilityClass(k.cap.cpk);
+  $("kpi-cp").textContent = k.cap.extra;
 }
 
 // ---- alarms -----------------------------------------------------------------------------
@@ -297,8 +328,8 @@ function updateAckButton(li, session) {
 function updateAlarmRow(li, v, session) {
   const { state } = session;
   const ch = state.chars.get(String(v.characteristic_id));
-  const names = chartLabels(ch && ch.meta);
-  const chartName = v.chart === "range" ? names[2] : names[3];
+  const names = chartLabels(ch && ch.meta, ch && ch.limits);
+  const chartName = v.chart === "range" && names[2] ? names[2] : names[3];
   li.querySelector(".alarm-meta").textContent =
     (ch ? charName(ch) : "Characteristic " + v.characteristic_id) +
     " \u00b7 " + chartName + " chart \u00b7 sample #" + v.sample_id;

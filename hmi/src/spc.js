@@ -2,7 +2,11 @@
 // Pure: no DOM.
 //
 // Read from the bridge's retained messages (docs/topics.md), never copied here:
-// - the chart family: `meta.chart` (i_mr, xbar_r, xbar_s; the bridge decides the n split),
+// - the chart family: `meta.chart` (imr (or i_mr), xbar_r, xbar_s; the bridge decides the n
+//   split; p, np, c, u, ewma, cusum), else `control_limits.chart`,
+// - the families' parameters: `control_limits.parameters` (inspected, units, lambda, L, k, h),
+// - each point of the chart families' own limits: the sample's `ucl` / `lcl`, its plotted
+//   point `statistic`, CUSUM's `cusum_upper` / `cusum_lower`,
 // - the reason codes an acknowledgement may name: `meta.reason_codes`,
 // - rule names: each `violation`'s `rule_name` (and `meta.rules`),
 // - limits, sigma and how they were made: `control_limits` (`method`, `sigma`, `range`).
@@ -13,13 +17,35 @@
 //   the distance from the centre line to each limit (uneven when the centre is off the middle),
 //   as engine/_limits.py zone_boundaries does,
 // - the names of the zones (ZONE_LABELS).
-import { isNum } from "./format.js";
+import { decimalsFor, decimalsForScale, isNum } from "./format.js";
 
-// [primary chart, secondary chart, secondary short name, primary short name]
+// [primary chart, secondary chart, secondary short name, primary short name]; the chart
+// families of docs/spc.md have no secondary chart.
 const CHART_LABELS = {
+  imr: ["Individuals (X)", "Moving range (MR)", "MR", "X"],
   i_mr: ["Individuals (X)", "Moving range (MR)", "MR", "X"],
   xbar_r: ["Subgroup mean (X\u0304)", "Range (R)", "R", "X\u0304"],
   xbar_s: ["Subgroup mean (X\u0304)", "Std. deviation (S)", "S", "X\u0304"],
+  p: ["Proportion defective (p)", null, null, "p"],
+  np: ["Number defective (np)", null, null, "np"],
+  c: ["Defects (c)", null, null, "c"],
+  u: ["Defects per unit (u)", null, null, "u"],
+  ewma: ["EWMA (z)", null, null, "EWMA"],
+  cusum: ["CUSUM (C\u207a up, C\u207b down)", null, null, "CUSUM"],
+};
+
+// What kind of chart a family is: how its points, limits and key figures are drawn.
+const KIND_OF = {
+  imr: "shewhart",
+  i_mr: "shewhart",
+  xbar_r: "shewhart",
+  xbar_s: "shewhart",
+  p: "attribute",
+  np: "attribute",
+  c: "attribute",
+  u: "attribute",
+  ewma: "ewma",
+  cusum: "cusum",
 };
 const UNKNOWN_CHART = ["Statistic", "Secondary", "2nd", "X"];
 
@@ -34,10 +60,36 @@ export const ZONE_LABELS = {
   beyond_lcl: "beyond LCL",
 };
 
-// The chart family's labels, by `meta.chart`; an individuals chart until a meta is known.
-export function chartLabels(meta) {
-  if (!meta) return CHART_LABELS.i_mr;
-  return CHART_LABELS[meta.chart] || UNKNOWN_CHART;
+// The chart family's name: `meta.chart`, else `control_limits.chart` (`i_mr`, as the bridge
+// spelled it before the chart families, is `imr`); null when neither says.
+export function chartName(meta, limits) {
+  const name = (meta && meta.chart) || (limits && limits.chart) || null;
+  if (typeof name !== "string") return null;
+  return name === "i_mr" ? "imr" : name;
+}
+
+// "shewhart" (also an unknown family), "attribute", "ewma" or "cusum".
+export function chartKind(meta, limits) {
+  return KIND_OF[chartName(meta, limits)] || "shewhart";
+}
+
+// The chart family's labels, by `meta.chart` (else `control_limits.chart`); an individuals
+// chart until either is known. The secondary names are null for families without one.
+export function chartLabels(meta, limits) {
+  const name = chartName(meta, limits);
+  if (!name) return CHART_LABELS.imr;
+  return CHART_LABELS[name] || UNKNOWN_CHART;
+}
+
+// Whether the family has a secondary (MR / R / S) chart.
+export function hasSecondary(meta, limits) {
+  return chartKind(meta, limits) === "shewhart";
+}
+
+// A number of `control_limits.parameters`, or null.
+export function parameter(limits, key) {
+  const p = limits && limits.parameters;
+  return p && typeof p === "object" && isNum(p[key]) ? p[key] : null;
 }
 
 export function zoneLabel(zone) {
@@ -75,24 +127,180 @@ export function zoneEdges(limits, meta) {
   };
 }
 
-// What a chart of characteristic `ch` draws: "x" (the primary) or "r" (the secondary).
+// What a chart of characteristic `ch` draws: "x" (the primary) or "r" (the secondary), all
+// derived from the messages held (the samples and `control_limits`), never from copies:
+// - `samples`; `ys` (the line, one value or null per sample) and `ys2` (CUSUM's lower sum);
+// - `points`: the dots, `{i, y, rules, hollow}` (several per sample for CUSUM);
+// - `cl`, `ucl`, `lcl`: the lines and their labels (`names`), flat; `uclSteps` / `lclSteps`
+//   (one value or null per sample) when the samples carry their own limits: the limits are
+//   then drawn as steps through each point's own, labelled with the newest;
+// - `zones`: the shaded 1 and 2 sigma zones (Shewhart charts only, docs/hmi.md);
+// - `shown`: false for the secondary chart of a family that has none;
+// - `decimals`: the digits of the chart's numbers.
 export function chartView(ch, kind) {
   const samples = ch ? ch.samples : [];
   const l = ch && ch.limits;
-  const view = { ch, samples, cl: null, ucl: null, lcl: null, zones: null };
+  const meta = ch && ch.meta;
+  const family = chartKind(meta, l);
+  const view = {
+    ch,
+    family,
+    kind,
+    shown: true,
+    samples,
+    ys: [],
+    ys2: null,
+    points: [],
+    cl: null,
+    ucl: null,
+    lcl: null,
+    names: ["UCL", "CL", "LCL"],
+    uclSteps: null,
+    lclSteps: null,
+    zones: null,
+    decimals: chartDecimals(ch),
+  };
+  // a family this page does not know whose samples carry their plotted `statistic`: drawn
+  // as the families are (the statistic against each point's own limits), not as a Shewhart
+  // chart of `value`
+  const name = chartName(meta, l);
+  const unknown = name !== null && !(name in KIND_OF);
+  if (unknown && samples.some((s) => isNum(s.statistic))) {
+    view.family = "other";
+  } else if (family === "shewhart") {
+    return shewhartView(view, kind, l, meta);
+  }
+  if (kind !== "x") {
+    view.shown = false;
+    view.samples = [];
+    return view;
+  }
+  if (family === "cusum") return cusumView(view, l);
+  return familyView(view, l);
+}
+
+function shewhartView(view, kind, l, meta) {
   if (kind === "x") {
     if (l) {
       view.cl = l.center_line;
       view.ucl = l.ucl;
       view.lcl = l.lcl;
-      view.zones = zoneEdges(l, ch.meta);
+      view.zones = zoneEdges(l, meta);
     }
   } else if (l && l.range) {
     view.cl = l.range.center_line;
     view.ucl = l.range.ucl;
     view.lcl = l.range.lcl;
   }
+  view.samples.forEach((s, i) => {
+    const y = plotted(kind, s);
+    view.ys.push(y);
+    if (y !== null) view.points.push({ i, y, rules: failedRules(kind, s), hollow: false });
+  });
   return view;
+}
+
+// The steps of per-point limits, or null when no sample carries any.
+function steps(samples, key, sign = 1) {
+  let any = false;
+  const out = samples.map((s) => {
+    if (!isNum(s[key])) return null;
+    any = true;
+    return sign * s[key];
+  });
+  return any ? out : null;
+}
+
+function lastNum(arr) {
+  for (let i = arr.length - 1; i >= 0; i--) if (isNum(arr[i])) return arr[i];
+  return null;
+}
+
+// p, np, c, u and EWMA: the statistic against each point's own limits. An EWMA baseline
+// sample (statistic null) is drawn hollow at its measured value, off the line.
+function familyView(view, l) {
+  if (l) {
+    view.cl = l.center_line;
+    view.ucl = l.ucl;
+    view.lcl = l.lcl;
+  }
+  view.uclSteps = steps(view.samples, "ucl");
+  view.lclSteps = steps(view.samples, "lcl");
+  if (view.uclSteps) view.ucl = lastNum(view.uclSteps);
+  if (view.lclSteps) view.lcl = lastNum(view.lclSteps);
+  view.samples.forEach((s, i) => {
+    const y = isNum(s.statistic) ? s.statistic : null;
+    view.ys.push(y);
+    if (y !== null) {
+      view.points.push({ i, y, rules: failedRules("x", s), hollow: false });
+    } else if (view.family === "ewma" && isNum(s.value)) {
+      view.points.push({ i, y: s.value, rules: [], hollow: true });
+    }
+  });
+  return view;
+}
+
+// CUSUM, as Minitab draws it: the upper sum C+ upwards, the lower sum C- mirrored downwards
+// (plotted as -C-), against +H and -H (H = h sigma, the sample's `ucl`) around 0. Baseline
+// samples (no sums yet) are not drawn.
+function cusumView(view, l) {
+  view.cl = 0;
+  view.names = ["H", "", "\u2212H"];
+  if (l && isNum(l.ucl)) {
+    view.ucl = l.ucl;
+    view.lcl = -l.ucl;
+  }
+  view.uclSteps = steps(view.samples, "ucl");
+  view.lclSteps = steps(view.samples, "ucl", -1);
+  if (view.uclSteps) {
+    view.ucl = lastNum(view.uclSteps);
+    view.lcl = -view.ucl;
+  }
+  view.ys2 = [];
+  view.samples.forEach((s, i) => {
+    const up = isNum(s.cusum_upper) ? s.cusum_upper : null;
+    const down = isNum(s.cusum_lower) ? 0 - s.cusum_lower || 0 : null; // never -0
+    view.ys.push(up);
+    view.ys2.push(down);
+    const rules = failedRules("x", s);
+    const h = isNum(s.ucl) ? s.ucl : view.ucl;
+    // the red dot on the sum that crossed H (on the larger one if neither says)
+    let markUp = rules.length > 0 && up !== null && isNum(h) && up > h;
+    let markDown = rules.length > 0 && down !== null && isNum(h) && -down > h;
+    if (rules.length && !markUp && !markDown) {
+      if (up !== null && (down === null || up >= -down)) markUp = true;
+      else markDown = down !== null;
+    }
+    if (up !== null) view.points.push({ i, y: up, rules: markUp ? rules : [], hollow: false });
+    if (down !== null) view.points.push({ i, y: down, rules: markDown ? rules : [], hollow: false });
+  });
+  return view;
+}
+
+// The digits of a chart's numbers (docs/hmi.md "Numbers"); for CUSUM from sigma_xbar = H / h.
+export function chartDecimals(ch) {
+  const l = ch && ch.limits;
+  if (l && chartKind(ch.meta, l) === "cusum") {
+    const h = parameter(l, "h");
+    if (isNum(l.ucl) && l.ucl > 0 && h) return decimalsForScale(l.ucl / h);
+  }
+  return decimalsFor(ch);
+}
+
+// Everything a view draws outside its line series, for the y range.
+export function viewExtent(view) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  const take = (x) => {
+    if (isNum(x)) {
+      if (x < lo) lo = x;
+      if (x > hi) hi = x;
+    }
+  };
+  for (const arr of [view.uclSteps, view.lclSteps, view.ys, view.ys2]) if (arr) arr.forEach(take);
+  view.points.forEach((p) => take(p.y));
+  [view.ucl, view.lcl, view.cl].forEach(take);
+  return lo <= hi ? [lo, hi] : null;
 }
 
 export function plotted(kind, s) {
@@ -111,4 +319,121 @@ export function sampleState(s) {
   if (s.in_control === true) return "in_control";
   if (s.in_control === false) return "out_of_control";
   return "no_limits";
+}
+
+// ---- the key figures panel ------------------------------------------------------------------
+
+const BAR = "\u0304"; // combining macron: p̄, c̄, ū
+const CENTRE_NAME = { p: "p" + BAR, np: "n p" + BAR, c: "c" + BAR, u: "u" + BAR };
+const SIZE_NAME = { p: ["n" + BAR, "inspected"], np: ["n", "inspected"], u: ["units" + BAR, "units"] };
+
+// The last sample as the big number shows it: `{label, value, decimals, note}`: the plotted
+// statistic of p, np, c, u and EWMA (np and c as whole counts), CUSUM's and the Shewhart
+// charts' measured value; `note` adds what else the point says (the count, the sums).
+export function lastFigure(ch) {
+  const s = ch && ch.last;
+  const name = chartName(ch && ch.meta, ch && ch.limits);
+  const kind = chartKind(ch && ch.meta, ch && ch.limits);
+  const names = chartLabels(ch && ch.meta, ch && ch.limits);
+  const d = chartDecimals(ch);
+  const label = kind === "ewma" ? "z" : kind === "cusum" ? "x" : names[3];
+  const out = { label: "Last " + label, value: s && isNum(s.value) ? s.value : null, decimals: d, note: "" };
+  if (!s) return out;
+  if (kind === "attribute") {
+    out.value = isNum(s.statistic) ? s.statistic : null;
+    if (name === "np" || name === "c") out.decimals = 0;
+    else if (isNum(s.value) && name === "u") {
+      out.note = s.value + " defects" + (isNum(s.units) ? " in " + s.units + " units" : "");
+    } else if (isNum(s.value)) {
+      out.note = s.value + (isNum(s.inspected) ? " of " + s.inspected : "") + " defective";
+    }
+  } else if (kind === "ewma") {
+    out.value = isNum(s.statistic) ? s.statistic : null;
+    if (isNum(s.value)) out.note = "x " + s.value.toFixed(d);
+    if (out.value === null) out.label = "Last x";
+  } else if (kind === "cusum" && isNum(s.cusum_upper) && isNum(s.cusum_lower)) {
+    out.note = "C\u207a " + s.cusum_upper.toFixed(d) + " \u00b7 C\u207b " + s.cusum_lower.toFixed(d);
+  }
+  return out;
+}
+
+const dash = "\u2014";
+// a family's parameter: control_limits' (as the limits were made), else meta's (known before
+// the limits are)
+const famParam = (meta, l, key) => {
+  const v = parameter(l, key);
+  return v !== null ? v : parameter(meta, key);
+};
+const num = (v, d) => (isNum(v) ? v.toFixed(d) : dash);
+// a parameter as configured: as few digits as it has (0.2, 3, 0.5), at most 4
+const param = (v) => (isNum(v) ? String(Number(v.toFixed(4))) : dash);
+
+// The key figures of characteristic `ch` as the panel shows them: `rows` (three of
+// [label, text, label, text]: the left column the limits, the right the spec or the
+// family's size), and the line under them, `cap` = {label, text, cpk, extra}: Cpk for the
+// variables charts (Shewhart, EWMA, CUSUM), the centre for attribute charts (no capability),
+// and the family's parameters (lambda and L, k and h) from `control_limits.parameters`.
+export function keyFigures(ch) {
+  const meta = (ch && ch.meta) || {};
+  const l = (ch && ch.limits) || {};
+  const name = chartName(meta, l);
+  const kind = chartKind(meta, l);
+  const d = chartDecimals(ch);
+  const cap = l.capability || {};
+  const spec = [
+    ["USL", num(meta.usl, d)],
+    ["T", num(meta.target, d)],
+    ["LSL", num(meta.lsl, d)],
+  ];
+  const cpk = { label: "Cpk", text: num(cap.cpk, 2), cpk: isNum(cap.cpk) ? cap.cpk : null, extra: "" };
+  if (isNum(cap.cp) || isNum(cap.ppk)) cpk.extra = "\u00b7 Cp " + num(cap.cp, 2) + " \u00b7 Ppk " + num(cap.ppk, 2);
+  if (kind === "attribute") {
+    const size = SIZE_NAME[name];
+    const sizeValue = size ? famParam(meta, l, size[1]) : null;
+    const left = [
+      ["UCL", num(l.ucl, d)],
+      [CENTRE_NAME[name] || "CL", num(l.center_line, d)],
+      ["LCL", num(l.lcl, d)],
+    ];
+    const right = [size ? [size[0], isNum(sizeValue) ? param(sizeValue) : dash] : ["", ""], ["", ""], ["", ""]];
+    return {
+      rows: left.map((x, i) => [...x, ...right[i]]),
+      cap: {
+        label: CENTRE_NAME[name] || "CL",
+        text: num(l.center_line, d),
+        cpk: null,
+        extra: size ? "\u00b7 limits per point" : "",
+      },
+    };
+  }
+  if (kind === "ewma") {
+    const left = [
+      ["UCL", num(l.ucl, d)],
+      ["CL", num(l.center_line, d)],
+      ["LCL", num(l.lcl, d)],
+    ];
+    const extra = "\u00b7 L " + param(famParam(meta, l, "L")) + (cpk.cpk !== null ? " \u00b7 Cpk " + cpk.text : "");
+    return {
+      rows: left.map((x, i) => [...x, ...spec[i]]),
+      cap: { label: "\u03bb", text: param(famParam(meta, l, "lambda")), cpk: null, extra },
+    };
+  }
+  if (kind === "cusum") {
+    const left = [
+      ["H", num(l.ucl, d)],
+      ["CL", num(l.center_line, d)],
+      ["\u2212H", isNum(l.ucl) ? num(-l.ucl, d) : dash],
+    ];
+    const extra = "\u00b7 h " + param(famParam(meta, l, "h")) + (cpk.cpk !== null ? " \u00b7 Cpk " + cpk.text : "");
+    return {
+      rows: left.map((x, i) => [...x, ...spec[i]]),
+      cap: { label: "k", text: param(famParam(meta, l, "k")), cpk: null, extra },
+    };
+  }
+  const left = [
+    ["UCL", num(l.ucl, d)],
+    ["CL", num(l.center_line, d)],
+    ["LCL", num(l.lcl, d)],
+  ];
+  return { rows: left.map((x, i) => [...x, ...spec[i]]), cap: cpk };
 }

@@ -12,7 +12,8 @@ test("the chart family's labels come from meta.chart, not from the subgroup size
   assert.equal(chartLabels({ chart: "xbar_r", subgroup_size: 12 })[2], "R");
   assert.equal(chartLabels({ chart: "i_mr" })[0], "Individuals (X)");
   assert.equal(chartLabels(null)[2], "MR", "an individuals chart until a meta is known");
-  assert.equal(chartLabels({ chart: "ewma" })[0], "Statistic", "a family this page does not know");
+  assert.equal(chartLabels({ chart: "imr" })[0], "Individuals (X)");
+  assert.equal(chartLabels({ chart: "g_chart" })[0], "Statistic", "a family this page does not know");
 });
 
 test("reason codes are the meta's, and none without it", () => {

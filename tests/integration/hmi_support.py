@@ -516,3 +516,162 @@ def violation(char_id: int, violation_id: int, sample_id: int, rule_id: int = 1)
         "chart": "x",
         "timestamp": iso(datetime.now(UTC)),
     }
+
+
+# ---- the chart families (docs/spc.md): payloads as the bridge publishes them ----------------
+
+
+def _sig(x: float) -> float:
+    """A computed figure as the bridge rounds it (engine/_serialize.py ``figure``)."""
+    return float(f"{x:.10g}")
+
+
+def family_meta(char_id: int, name: str, chart: str, *, unit: str = "") -> dict[str, Any]:
+    """A ``meta`` of a chart family: the chart named, rule 1 only, no spec limits."""
+    m = meta(char_id, name, unit=unit)
+    m["payload"]["chart"] = chart
+    return m
+
+
+def family_limits(
+    char_id: int,
+    chart: str,
+    cl: float,
+    ucl: float,
+    lcl: float,
+    sigma: float,
+    parameters: dict[str, float],
+    method: str,
+) -> dict[str, Any]:
+    """A ``control_limits`` of a chart family: ``chart``, ``parameters``, no ``range``."""
+    return envelope(
+        "control_limits",
+        {
+            "characteristic_id": char_id,
+            "center_line": _sig(cl),
+            "ucl": _sig(ucl),
+            "lcl": _sig(lcl),
+            "sigma": _sig(sigma),
+            "method": method,
+            "sample_count": 25,
+            "range": None,
+            "capability": None,
+            "chart": chart,
+            "parameters": parameters,
+            "timestamp": iso(datetime.now(UTC)),
+        },
+    )
+
+
+def _family_sample(char_id: int, sample_id: int, ts: datetime, value: float) -> dict[str, Any]:
+    return {
+        "sample_id": sample_id,
+        "characteristic_id": char_id,
+        "timestamp": iso(ts),
+        "value": value,
+        "values": [value],
+        "range": None,
+        "zone": None,
+        "in_control": None,
+        "failed_rules": [],
+        "range_failed_rules": [],
+    }
+
+
+def p_chart(
+    char_id: int,
+    counts: list[tuple[int, int]],
+    p_bar: float,
+    *,
+    first_id: int = 1,
+    baseline: int = 0,
+) -> list[dict[str, Any]]:
+    """p samples of ``(defectives, inspected)``: ``value`` the count, ``inspected``,
+    statistic d/n, each its own limits
+    p-bar +/- 3 sqrt(p-bar (1 - p-bar) / n) floored at 0, capped at 1 (docs/spc.md); the first
+    ``baseline`` with null limits (limits not yet known)."""
+    start = datetime.now(UTC) - timedelta(seconds=len(counts))
+    out = []
+    for i, (d, n) in enumerate(counts):
+        s = _family_sample(char_id, first_id + i, start + timedelta(seconds=i), float(d))
+        s.update(value=d, values=[d], inspected=n, statistic=_sig(d / n))
+        if i < baseline:
+            s.update(ucl=None, lcl=None)
+        else:
+            se = (p_bar * (1 - p_bar) / n) ** 0.5
+            ucl, lcl = min(1.0, p_bar + 3 * se), max(0.0, p_bar - 3 * se)
+            out_of = not lcl <= d / n <= ucl
+            s.update(ucl=_sig(ucl), lcl=_sig(lcl), in_control=not out_of)
+            s["failed_rules"] = [1] if out_of else []
+        out.append(s)
+    return out
+
+
+def ewma_chart(
+    char_id: int,
+    values: list[float],
+    cl: float,
+    sigma_xbar: float,
+    *,
+    lam: float = 0.2,
+    big_l: float = 3.0,
+    baseline: int = 0,
+    first_id: int = 1,
+) -> list[dict[str, Any]]:
+    """EWMA samples: the first ``baseline`` with statistic null, then z_i = lambda x_i +
+    (1 - lambda) z_{i-1} from z_0 = CL with limits CL +/- L sigma_xbar sqrt(lambda / (2 -
+    lambda) (1 - (1 - lambda)^(2i))) (docs/spc.md)."""
+    start = datetime.now(UTC) - timedelta(seconds=len(values))
+    out = []
+    z = cl
+    for k, x in enumerate(values):
+        s = _family_sample(char_id, first_id + k, start + timedelta(seconds=k), x)
+        if k < baseline:
+            s.update(statistic=None, ucl=None, lcl=None)
+        else:
+            i = k - baseline + 1
+            z = lam * x + (1 - lam) * z
+            w = big_l * sigma_xbar * (lam / (2 - lam) * (1 - (1 - lam) ** (2 * i))) ** 0.5
+            out_of = not cl - w <= z <= cl + w
+            s.update(statistic=_sig(z), ucl=_sig(cl + w), lcl=_sig(cl - w), in_control=not out_of)
+            s["failed_rules"] = [1] if out_of else []
+        out.append(s)
+    return out
+
+
+def cusum_chart(
+    char_id: int,
+    values: list[float],
+    cl: float,
+    sigma_xbar: float,
+    *,
+    k: float = 0.5,
+    h: float = 5.0,
+    baseline: int = 0,
+    first_id: int = 1,
+) -> list[dict[str, Any]]:
+    """Tabular CUSUM samples: C+ and C- from 0 after the ``baseline`` (statistic null there),
+    statistic the larger, ``ucl`` h sigma_xbar, ``lcl`` 0 (docs/spc.md)."""
+    start = datetime.now(UTC) - timedelta(seconds=len(values))
+    out = []
+    up = down = 0.0
+    big_h = h * sigma_xbar
+    for i, x in enumerate(values):
+        s = _family_sample(char_id, first_id + i, start + timedelta(seconds=i), x)
+        if i < baseline:
+            s.update(statistic=None, ucl=None, lcl=None, cusum_upper=None, cusum_lower=None)
+        else:
+            up = max(0.0, x - (cl + k * sigma_xbar) + up)
+            down = max(0.0, (cl - k * sigma_xbar) - x + down)
+            out_of = up > big_h or down > big_h
+            s.update(
+                statistic=_sig(max(up, down)),
+                ucl=_sig(big_h),
+                lcl=0.0,
+                cusum_upper=_sig(up),
+                cusum_lower=_sig(down),
+                in_control=not out_of,
+            )
+            s["failed_rules"] = [1] if out_of else []
+        out.append(s)
+    return out

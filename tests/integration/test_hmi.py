@@ -35,11 +35,16 @@ from tests.integration.hmi_support import (  # noqa: E402 (after the rewrite reg
     attr_is,
     by_testid,
     console_errors,
+    cusum_chart,
     envelope,
+    ewma_chart,
+    family_limits,
+    family_meta,
     iso,
     limits,
     meta,
     open_window,
+    p_chart,
     record_figure,
     samples,
     screenshot,
@@ -509,3 +514,229 @@ def test_an_engineer_recalculates_the_limits_and_an_operator_may_not(
     assert float(by_testid(page, "kpi-ucl").text) > float(baseline_ucl)
     screenshot(page, "hmi-recalculated")
     assert console_errors(page) == []
+
+
+# ---- the chart families (docs/spc.md, docs/hmi.md "Chart families") -------------------------
+
+
+def drawn(driver: Any) -> dict[str, Any]:
+    """What the primary chart drew (its data-* hooks) and whether the secondary is shown."""
+    out: dict[str, Any] = driver.execute_script(
+        """
+        const x = document.getElementById("x-chart");
+        const nums = (t) => t ? t.split(" ").map((v) => v === "-" ? null : Number(v)) : null;
+        return {family: x.dataset.family, points: Number(x.dataset.points),
+                marks: x.dataset.marks, hollow: Number(x.dataset.hollowPoints),
+                series: nums(x.dataset.series), series2: nums(x.dataset.series2),
+                ucl: nums(x.dataset.uclSteps), lcl: nums(x.dataset.lclSteps),
+                secondary: document.getElementById("r-chart").offsetParent !== null,
+                title: document.getElementById("x-title").textContent,
+                zonesLegend: !document.getElementById("legend-zones").hidden};
+        """
+    )
+    return out
+
+
+def key_figures(driver: Any) -> dict[str, str]:
+    out: dict[str, str] = driver.execute_script(
+        """
+        const t = (id) => document.getElementById(id).textContent;
+        const out = {};
+        for (const id of ["kpi-ucl", "kpi-cl", "kpi-lcl", "kpi-usl", "kpi-target", "kpi-lsl"]) {
+          out[t(id + "-label")] = t(id);
+        }
+        out.cap = document.querySelector('[data-testid="kpi-capline"]').textContent
+          .replace(/\\s+/g, " ").trim();
+        out.last = t("value-label") + " " + t("last-value");
+        return out;
+        """
+    )
+    return out
+
+
+def publish_family(
+    feed: Feed, prefix: str, char_id: int, meta_env: Any, limits_env: Any, history: list[Any]
+) -> None:
+    """Retained meta, limits and history of one characteristic, and its last sample."""
+    feed.publish(f"{prefix}/char/{char_id}/meta", meta_env, retain=True)
+    feed.publish(f"{prefix}/char/{char_id}/limits", limits_env, retain=True)
+    feed.publish(
+        f"{prefix}/char/{char_id}/history",
+        envelope("history", {"characteristic_id": char_id, "samples": history}),
+        retain=True,
+    )
+    feed.publish(f"{prefix}/char/{char_id}/sample", envelope("sample", history[-1]), retain=True)
+
+
+def test_a_p_chart_draws_each_points_own_limits_as_steps(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    """A vision station: defectives of a varying number inspected (p-bar 0.05 at n-bar 50)."""
+    browser = page
+    p = plant.prefix
+    sizes = [50, 40, 60, 50, 400, 30, 50, 80, 50, 45] * 3
+    counts = [(round(n * 0.05) + (i % 3) - 1, n) for i, n in enumerate(sizes)]
+    counts[0] = (2, 50)
+    counts[17] = (12, 80)  # 0.15 beyond its own UCL (0.123 at n = 80)
+    p_bar = 0.05
+    se_bar = (p_bar * (1 - p_bar) / 50) ** 0.5
+    history = p_chart(11, counts, p_bar, first_id=1, baseline=3)
+    lim = family_limits(11, "p", p_bar, p_bar + 3 * se_bar, 0.0, se_bar, {"inspected": 50}, "p_bar")
+    publish_family(feed, p, 11, family_meta(11, "Vision station rejects", "p"), lim, history)
+
+    browser.get(plant.page_url(char="11"))
+    wait_until(browser, attr_is("x-chart", "data-points", "30"))
+    d = drawn(browser)
+    assert d["family"] == "attribute"
+    assert d["title"] == "Proportion defective (p) chart"
+    assert d["secondary"] is False, "no secondary chart for a p chart"
+    assert d["zonesLegend"] is False
+    assert d["series"] == [s["statistic"] for s in history]
+    # the steps: none for the baseline, then each point's own (narrower for more inspected)
+    assert d["ucl"][:3] == [None, None, None]
+    assert d["ucl"][4] == history[4]["ucl"]  # n = 400
+    assert d["ucl"][5] == history[5]["ucl"]  # n = 30
+    assert d["ucl"][4] < lim["payload"]["ucl"] < d["ucl"][5]
+    assert d["lcl"][4] == history[4]["lcl"] > 0  # n = 400: above the floor
+    assert d["lcl"][5] == 0.0  # n = 30: floored
+    assert d["marks"] == "18:1"
+    figures = key_figures(browser)
+    assert figures["p̄"] == "0.050"
+    assert figures["n̄"] == "50"
+    assert "Cpk" not in figures["cap"]
+    assert "Cp" not in figures["cap"]
+    assert figures["cap"].startswith("p̄ 0.050")
+
+    # a live sample: one more point, its own step
+    live = p_chart(11, [(9, 100)], p_bar, first_id=31)[0]
+    feed.publish(f"{p}/char/11/sample", envelope("sample", live))
+    wait_until(browser, attr_is("x-chart", "data-last-sample-id", "31"))
+    d = drawn(browser)
+    assert d["points"] == 31
+    assert d["ucl"][-1] == live["ucl"]
+    assert d["series"][-1] == 0.09
+    assert key_figures(browser)["last"] == "Last p 0.090"
+    assert by_testid(browser, "last-time").text.endswith("9 of 100 defective")
+    print("screenshot:", screenshot(browser, "hmi-family-p"))
+    assert console_errors(browser) == []
+
+
+def test_an_ewma_chart_draws_z_against_its_widening_limits(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    browser = page
+    p = plant.prefix
+    cl, sx = 10.0, 0.02
+    values = [cl + 0.02 * (((i * 7) % 5) - 2) / 2 for i in range(40)]
+    for i in range(30, 40):
+        values[i] += 0.03  # a shift of 1.5 sigma: the EWMA sees it
+    *history, live = ewma_chart(12, [*values, cl + 0.035], cl, sx, baseline=5)
+    asym = 3 * sx * (0.2 / 1.8) ** 0.5
+    lim = family_limits(
+        12, "ewma", cl, cl + asym, cl - asym, sx, {"lambda": 0.2, "L": 3.0}, "moving_range"
+    )
+    m = family_meta(12, "Fill weight EWMA", "ewma", unit="g")
+    publish_family(feed, p, 12, m, lim, history)
+
+    browser.get(plant.page_url(char="12"))
+    wait_until(browser, attr_is("x-chart", "data-points", "40"))
+    d = drawn(browser)
+    assert d["family"] == "ewma"
+    assert d["secondary"] is False
+    assert d["hollow"] == 5, "the baseline samples, hollow at their values"
+    assert d["series"][:5] == [None] * 5
+    assert d["series"][5:] == [s["statistic"] for s in history[5:]]
+    # widening: the first limit after the baseline is the narrowest, later ones near the asymptote
+    assert d["ucl"][5] == history[5]["ucl"]
+    assert d["ucl"][30] == history[30]["ucl"]
+    assert d["ucl"][5] - cl < d["ucl"][6] - cl < d["ucl"][30] - cl < asym
+    assert d["lcl"][5] == history[5]["lcl"]
+    failing = [str(s["sample_id"]) + ":1" for s in history if s["failed_rules"]]
+    assert failing, "the shift is signalled"
+    assert d["marks"].split(" ")[0] == failing[0]
+    figures = key_figures(browser)
+    assert figures["cap"] == "λ 0.2 · L 3"
+    assert figures["UCL"] == f"{cl + asym:.3f}"
+    assert figures["last"] == f"Last z {history[-1]['statistic']:.3f}"
+
+    # a live sample: one more z and its own limit
+    feed.publish(f"{p}/char/12/sample", envelope("sample", live))
+    wait_until(browser, attr_is("x-chart", "data-last-sample-id", str(live["sample_id"])))
+    d = drawn(browser)
+    assert d["points"] == 41
+    assert d["series"][-1] == live["statistic"]
+    assert d["ucl"][-1] == live["ucl"]
+    assert d["lcl"][-1] == live["lcl"]
+    print("screenshot:", screenshot(browser, "hmi-family-ewma"))
+    assert console_errors(browser) == []
+
+
+def test_a_cusum_chart_draws_both_sums_against_h(page: Any, plant: HmiPlant, feed: Feed) -> None:
+    browser = page
+    p = plant.prefix
+    cl, sx = 25.0, 0.01
+    values = [cl + 0.01 * (((i * 3) % 5) - 2) / 2 for i in range(36)]
+    for i in range(12, 20):
+        values[i] -= 0.012  # a downward shift: the lower sum grows
+    for i in range(26, 36):
+        values[i] += 0.015  # then an upward one
+    *history, live = cusum_chart(13, [*values, cl + 0.02], cl, sx, baseline=4)
+    lim = family_limits(13, "cusum", cl, 5 * sx, 0.0, sx, {"k": 0.5, "h": 5.0}, "moving_range")
+    publish_family(feed, p, 13, family_meta(13, "Bore CUSUM", "cusum", unit="mm"), lim, history)
+
+    browser.get(plant.page_url(char="13"))
+    wait_until(browser, attr_is("x-chart", "data-points", "32"))  # the baseline not drawn
+    d = drawn(browser)
+    assert d["family"] == "cusum"
+    assert d["secondary"] is False
+    assert d["series"][:4] == [None] * 4
+    assert d["series"][4:] == [s["cusum_upper"] for s in history[4:]]
+    # the lower sum mirrored below zero, as Minitab draws it
+    assert d["series2"][4:] == [-s["cusum_lower"] if s["cusum_lower"] else 0 for s in history[4:]]
+    assert min(d["series2"][4:]) < -0.05
+    assert max(d["series"][4:]) > 0.05
+    assert d["ucl"][4] == d["ucl"][35] == 0.05
+    assert d["lcl"][4] == d["lcl"][35] == -0.05
+    assert d["marks"].split(" ")[0] == next(
+        f"{s['sample_id']}:1" for s in history if s["failed_rules"]
+    )
+    figures = key_figures(browser)
+    assert figures["H"] == "0.050"
+    assert figures["CL"] == "25.000"
+    assert figures["cap"] == "k 0.5 · h 5"
+    last = history[-1]
+    assert figures["last"] == f"Last x {last['value']:.3f}"
+    assert by_testid(browser, "last-time").text.endswith(
+        f"C⁺ {last['cusum_upper']:.3f} · C⁻ {last['cusum_lower']:.3f}"
+    )
+
+    # a live sample: both sums one point further
+    feed.publish(f"{p}/char/13/sample", envelope("sample", live))
+    wait_until(browser, attr_is("x-chart", "data-last-sample-id", str(live["sample_id"])))
+    d = drawn(browser)
+    assert d["points"] == 33
+    assert d["series"][-1] == live["cusum_upper"]
+    assert d["series2"][-1] == (-live["cusum_lower"] or 0.0)  # mirrored (never -0)
+    assert d["ucl"][-1] == live["ucl"]
+    print("screenshot:", screenshot(browser, "hmi-family-cusum"))
+
+    # back to a Shewhart characteristic on the same page: its secondary chart returns
+    feed.publish(f"{p}/char/14/meta", meta(14, "Shaft OD"), retain=True)
+    feed.publish(f"{p}/char/14/limits", limits(14, 10.0, 0.02), retain=True)
+    shaft = samples(14, [10.0 + 0.01 * (i % 3) for i in range(10)], first_id=900)
+    feed.publish(
+        f"{p}/char/14/history",
+        envelope("history", {"characteristic_id": 14, "samples": shaft}),
+        retain=True,
+    )
+    wait_until(browser, lambda b: len(all_by_testid(b, "char-item")) == 2)
+    all_by_testid(browser, "char-item")[1].click()
+    wait_until(browser, attr_is("x-chart", "data-points", "10"))
+    d = drawn(browser)
+    assert d["family"] == "shewhart"
+    assert d["secondary"] is True
+    assert d["zonesLegend"] is True
+    assert d["ucl"] is None
+    assert key_figures(browser)["cap"].startswith("Cpk 0.95")
+    assert by_testid(browser, "r-chart").get_attribute("data-points") == "9"
+    assert console_errors(browser) == []
