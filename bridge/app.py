@@ -204,6 +204,8 @@ class Bridge:
             "buffer_full": self.buffer_full,
             "dropped_readings": self.inbox.dropped,
             "publish_outstanding": self.mqtt.outstanding,
+            "publish_outstanding_max": self.mqtt.outstanding_max,
+            "publishes_coalesced": self.mqtt.coalesced,
             "publishes_refused": self.mqtt.refused,
             "handler_failures": self.bus.failures,
             "connected": self.mqtt.connected.is_set(),
@@ -396,6 +398,7 @@ async def bootstrap(
                 tls=bool(settings.broker.tls),
                 keepalive=int(settings.broker.keepalive),
                 receive_maximum=int(b.buffer_max),
+                outbound_max=int(b.outbound_max),
                 will_topic=f"{prefix}/bridge/status",
                 will_payload=dumps(
                     status_payload(False, clock(), settings.broker.client_id, _version())
@@ -449,7 +452,14 @@ async def bootstrap(
         shared_meta: dict[Any, list[Any]] = {}
         for char in chars:
             broadcaster.meta[char.id] = _meta(settings, char, specs[char.id].rules, shared_meta)
-        live = LiveState(mqtt, prefix, int(b.history_size), [c.id for c in chars])
+        live = LiveState(
+            mqtt,
+            prefix,
+            int(b.history_size),
+            [c.id for c in chars],
+            budget=int(b.history_budget),
+            backlog=lambda: mqtt.outstanding_bytes,
+        )
         pipeline.on_idle = live.flush_idle
         for kind, handlers in event_table(broadcaster, live, MetricsRecorder(metrics)).items():
             for handler in handlers:
