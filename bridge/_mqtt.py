@@ -565,10 +565,11 @@ class MqttClient:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._completed += 1
         size = self._sizes.pop(mid, None)
-        if size is not None:
-            self._inflight_bytes -= size
+        if size is None:  # a QoS 0 publish: paho reports those as soon as they are written
+            return
+        self._completed += 1
+        self._inflight_bytes -= size
         held = self._held
         while held and self._published - self._completed < self._send_limit:
             entry = held.popleft()

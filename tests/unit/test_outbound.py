@@ -121,3 +121,13 @@ async def test_the_pipeline_waits_past_outbound_max_and_reads_on_for_the_pubacks
     assert client.outstanding == 8
     assert not client._want_acks  # the next read stops again at buffer_max
     assert client.window_waits == 1
+
+
+def test_a_qos0_publish_reported_by_paho_does_not_count_as_a_confirmation() -> None:
+    client, fake = adapter(window=10)
+    client.publish("p/char/1/sample", b"s")
+    client.publish("p/bridge/metrics", b"m", qos=0)
+    client._on_publish(None, None, fake.mids[1], None, None)  # type: ignore[arg-type]  # paho
+    assert client.outstanding == 1  # was 0: metrics made the sample look confirmed
+    puback(client, fake)
+    assert client.outstanding == 0
