@@ -141,7 +141,8 @@ class LiveState:
     """The retained ``history`` (last N samples) and ``alarms`` (open violations) topics.
 
     ``budget`` is ``history`` bytes a second for all characteristics; ``backlog`` (the MQTT
-    adapter's unconfirmed bytes) holds histories back while the broker lags.
+    adapter's unconfirmed bytes) holds histories back while the broker lags, and ``full``
+    (the adapter at its ``outbound_max``) stops them as the pipeline is stopped.
     """
 
     def __init__(
@@ -154,6 +155,7 @@ class LiveState:
         monotonic: Callable[[], float] = time.monotonic,
         budget: float = DEFAULT_HISTORY_BUDGET,
         backlog: Callable[[], int] | None = None,
+        full: Callable[[], bool] | None = None,
     ) -> None:
         self.mqtt = mqtt
         self.prefix = prefix
@@ -162,6 +164,7 @@ class LiveState:
         self.monotonic = monotonic
         self.budget = float(budget)
         self.backlog = backlog
+        self.full = full
         self._rings: dict[int, _Ring] = {}  # made on first sample (10,000 empty ones cost)
         self.alarms: dict[int, dict[int, dict[str, Any]]] = {cid: {} for cid in characteristic_ids}
         # characteristics whose retained history lacks samples, longest-waiting first
@@ -276,9 +279,12 @@ class LiveState:
             return  # the broker has a second's worth unconfirmed: let it catch up first
         due = now - self.min_interval
         last = self._last_history
+        full = self.full
         for cid in list(self._dirty):
             if last.get(cid, -math.inf) > due:
                 continue  # sent less than min_interval ago: stays first in line
+            if full is not None and full():
+                return  # as many publishes unconfirmed as the bridge allows: later
             self._tokens -= self.send_history(cid)
             if self._tokens <= 0:
                 return

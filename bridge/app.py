@@ -459,6 +459,7 @@ async def bootstrap(
             [c.id for c in chars],
             budget=int(b.history_budget),
             backlog=lambda: mqtt.outstanding_bytes,
+            full=lambda: mqtt.outstanding >= mqtt.options.outbound_max,
         )
         pipeline.on_idle = live.flush_idle
         for kind, handlers in event_table(broadcaster, live, MetricsRecorder(metrics)).items():

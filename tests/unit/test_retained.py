@@ -188,3 +188,15 @@ def test_alarms_are_published_as_coalescible_state() -> None:
     [(topic, payload, retain, coalesce)] = out.sent
     assert (topic, retain, coalesce) == ("p/char/1/alarms", True, True)
     assert json.loads(payload)["payload"]["violations"] == []
+
+
+def test_no_history_once_the_outbound_is_at_its_bound() -> None:
+    live, out, _ = make([1, 2, 3])
+    for cid in (1, 2, 3):
+        live.on_sample(sample(1, 1.0, cid))
+    live.full = lambda: len(out.sent) >= 2  # the adapter's outbound_max, as it fills
+    live.pump()
+    assert [cid for cid, _ in out.histories()] == [1, 2]
+    live.full = lambda: False
+    live.pump()
+    assert [cid for cid, _ in out.histories()] == [1, 2, 3]
