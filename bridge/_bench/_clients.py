@@ -170,11 +170,13 @@ def subscriber(
     expected: int,
     keep: bool | str,
     idle_s: float,
+    give_up_s: float,
     out: Any,
 ) -> None:
     """Count (and with ``keep``, keep) messages on ``topic_filter`` until ``expected``
     arrived or none came for ``idle_s`` seconds. Retained messages are skipped.
-    ``keep="arrivals"`` keeps only each topic's arrival times (8 bytes a message)."""
+    ``keep="arrivals"`` keeps only each topic's arrival times (8 bytes a message); with
+    ``give_up_s``, it stops that long after the first message whatever still comes."""
     count = 0
     first = last = 0
     kept: list[tuple[str, bytes, int]] = []
@@ -211,10 +213,15 @@ def subscriber(
         raise RuntimeError("no SUBACK")
     out.put(("ready", None))
     seen = -1
-    while not done.wait(idle_s):
-        if count == seen:  # nothing new for idle_s: give up
+    idle_since = time.monotonic()
+    while not done.wait(min(idle_s, 1.0)):
+        now = time.monotonic()
+        if give_up_s and first and now - first / 1e9 > give_up_s:
+            break  # samples back in time are counted, the late ones are not
+        if count != seen:
+            seen, idle_since = count, now
+        elif now - idle_since >= idle_s:  # nothing new for idle_s: give up
             break
-        seen = count
     timed_out = not done.is_set()
     cpu = time.process_time()
     client.disconnect()

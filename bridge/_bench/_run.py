@@ -73,6 +73,7 @@ class BenchOptions:
     plant_rate: float = 8_000.0  # readings a second, all characteristics together
     plant_readings: int = 100  # per characteristic
     plant_rss_limit_mb: float = 4_000.0  # the bench stops a bridge that grows past it
+    plant_wait_s: float = 300.0  # samples later than this after the readings were due: late
     bridge_source: Path | None = None  # run this checkout's bridge (PYTHONPATH) instead
     broker_pid: int = 0  # set by run_bench
     tcp_nodelay: bool = False  # the broker's set_tcp_nodelay (off by default, as in Mosquitto)
@@ -254,10 +255,11 @@ def _relay_or_bridge(
     idle_s: float,
     during: Callable[[], None] | None = None,
     timeout_s: float = 600.0,
+    give_up_s: float = 0.0,
 ) -> tuple[PublishResult, SubscribeResult]:
     """One publisher and one subscriber process: subscribe, publish, wait for the last."""
     go = _ctx.Event()
-    sub = _Child(_subscriber, port, sub_filter, expected, keep, idle_s)
+    sub = _Child(_subscriber, port, sub_filter, expected, keep, idle_s, give_up_s)
     try:
         sub.wait("ready", 30)
         pub = _Child(_publisher, port, layout, rate, record, go)
@@ -860,7 +862,8 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
                     rate=rate,
                     record=True,
                     idle_s=max(options.idle_s, 30.0),
-                    timeout_s=layout.readings / rate + 900,
+                    timeout_s=layout.readings / rate + options.plant_wait_s + 300,
+                    give_up_s=layout.readings / rate + options.plant_wait_s,
                 )
                 if bridge.poll() is None:
                     report.plant_bridge_cpu_s = round(_cpu_s(bridge.pid) - cpu0, 2)

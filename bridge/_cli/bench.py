@@ -65,6 +65,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="plant phase: K readings per characteristic (default 100)",
     )
     parser.add_argument(
+        "--plant-wait",
+        type=float,
+        default=None,
+        metavar="S",
+        help="plant phase: count samples back until S s after the readings were due (300)",
+    )
+    parser.add_argument(
         "--bridge-source",
         type=Path,
         default=None,
@@ -118,6 +125,8 @@ def main(args: argparse.Namespace) -> int:
             print("openspc bench: --plant-readings must be at least 1", file=sys.stderr)
             return 2
         options.plant_readings = args.plant_readings
+    if args.plant_wait is not None:
+        options.plant_wait_s = max(0.0, args.plant_wait)
     if args.bridge_source is not None:
         options.bridge_source = args.bridge_source.resolve()
     options.profile = args.profile
