@@ -104,6 +104,10 @@ class _Decoded(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return 0 if self._ring is None else min(self._ring.count, self._size)
 
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._ring is not None:
+            yield from (json.loads(s) for s in self._ring.samples(self._size))
+
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
     @overload

@@ -8,6 +8,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bridge._retained import CHUNK, LiveState
 from bridge.domain import SampleRecorded
 from bridge.messages import dumps, envelope, history_payload, sample_payload
@@ -200,3 +203,14 @@ def test_no_history_once_the_outbound_is_at_its_bound() -> None:
     live.full = lambda: False
     live.pump()
     assert [cid for cid, _ in out.histories()] == [1, 2, 3]
+
+
+@given(size=st.integers(1, 3 * CHUNK), count=st.integers(0, 5 * CHUNK))
+def test_any_size_and_count_give_the_last_samples_exactly(size: int, count: int) -> None:
+    live, _, _ = make([3], size=size)
+    events = [sample(seq, seq / 8, 3) for seq in range(1, count + 1)]
+    for event in events:
+        live.on_sample(event)
+    want = [e.payload for e in events][-size:] if events else []
+    assert live.history_message(3) == dumps(envelope("history", history_payload(3, want)))
+    assert list(live.history[3]) == want
