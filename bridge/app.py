@@ -206,6 +206,7 @@ class Bridge:
             "publish_outstanding": self.mqtt.outstanding,
             "publish_outstanding_max": self.mqtt.outstanding_max,
             "publishes_coalesced": self.mqtt.coalesced,
+            "readings_past_receive_maximum": self.mqtt.over_receive,
             "publishes_refused": self.mqtt.refused,
             "handler_failures": self.bus.failures,
             "connected": self.mqtt.connected.is_set(),
