@@ -245,6 +245,29 @@ class LiveState:
             self._scheduled = True
             loop.call_soon(self.pump)
 
+    def update_samples(
+        self, cid: int, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> int:
+        """Rewrite ``cid``'s history samples in place (e.g. mark one ``excluded``):
+        ``change`` gets each sample payload and returns a new one, or None to keep it.
+        Republishes the history (within the budget) when something changed; the count."""
+        ring = self._rings.get(cid)
+        if ring is None:
+            return 0
+        samples = ring.samples(self.history_size)
+        new = _Ring()
+        changed = 0
+        for encoded in samples:
+            updated = change(json.loads(encoded))
+            if updated is not None:
+                encoded = dumps(updated)
+                changed += 1
+            new.append(encoded, self.history_size)
+        if changed:
+            self._rings[cid] = new
+            self.publish_history(cid)
+        return changed
+
     def history_message(self, cid: int) -> bytes:
         """The ``history`` message of ``cid`` now: the same bytes as
         ``dumps(envelope("history", history_payload(cid, samples)))``."""

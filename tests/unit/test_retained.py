@@ -214,3 +214,21 @@ def test_any_size_and_count_give_the_last_samples_exactly(size: int, count: int)
     want = [e.payload for e in events][-size:] if events else []
     assert live.history_message(3) == dumps(envelope("history", history_payload(3, want)))
     assert list(live.history[3]) == want
+
+
+def test_a_history_sample_can_be_rewritten_in_place() -> None:
+    live, out, _ = make([1], size=CHUNK + 3)
+    for seq in range(1, CHUNK + 6):  # some compressed, some open
+        live.on_sample(sample(seq, float(seq)))
+    target = 1000 + 3 + 2  # sample_id of seq 5, inside a compressed chunk
+
+    def exclude(p: dict[str, object]) -> dict[str, object] | None:
+        return {**p, "excluded": True} if p["sample_id"] == target else None
+
+    assert live.update_samples(1, exclude) == 1
+    live.pump()
+    [history] = [json.loads(p)["payload"] for t, p, _, _ in out.sent if t.endswith("history")]
+    flags = {s["sample_id"]: s.get("excluded") for s in history["samples"]}
+    assert flags[target] is True
+    assert sum(1 for v in flags.values() if v) == 1
+    assert len(history["samples"]) == CHUNK + 3
