@@ -20,7 +20,13 @@ bridge must not acknowledge a reading before it is durably stored. So:
   messages the adapter stops reading its socket (the broker queues) and reads again below
   three quarters (docs/reliability.md);
 - ``publish`` is paho's (non-blocking: packets are written when the socket is writable);
-  :meth:`MqttClient.wait_window` keeps unacknowledged QoS 1 publishes under ``window``;
+  at most ``window`` QoS 1 publishes are handed to paho unacknowledged, the rest are held
+  in order. A publish of retained *state* (``coalesce=True``: history, alarms, limits,
+  meta, status) replaces a held one of the same topic instead of queueing behind it;
+  events (samples, violations, acks, replies, errors) are never dropped or reordered.
+  :meth:`MqttClient.wait_window` makes the pipeline wait while more than ``outbound_max``
+  publishes are outstanding (in flight + held), so memory stays bounded when the broker
+  takes publishes slower than readings come (docs/bridge.md, "Bounded outbound");
 - the bridge's own status (``MqttOptions.status_topic``): the Will and the "online" of each
   connection carry its time; the adapter listens to the topic and answers a stale "offline"
   (a late Will) with "online", and notices another client's "online" there (a second
@@ -206,7 +212,8 @@ class MqttOptions:
     tls: bool = False
     keepalive: int = 60
     receive_maximum: int = 10_000
-    window: int = 10_000
+    window: int = 10_000  # QoS 1 publishes handed to paho unacknowledged, at most
+    outbound_max: int = 10_000  # outstanding (in flight + held) before the pipeline waits
     # The bridge's own retained status (docs/bridge.md "Status"): the Last Will says
     # offline and the first publish of every connection online, both with the time of
     # connecting; the adapter listens to the topic and says online again when a stale
@@ -235,7 +242,6 @@ class MqttClient:
         self._loop_thread: int | None = None
         # packet ids of QoS>0 publishes handed to paho and not yet acknowledged by the broker
         # (paho calls on_publish for QoS 0 too: counting those made the figure negative)
-        self._in_flight: set[int] = set()
         # handed to paho unacknowledged at most: the broker's Receive Maximum (from CONNACK),
         # and never more than ``window``: paho's message ids are 16 bits, so at 65,535 in
         # flight the next publish fails with "Message queue full"; the rest waits in _held
@@ -275,7 +281,20 @@ class MqttClient:
         self.foreign_online: str | None = None
         self.status_reasserted = 0
         self.sessions = 0  # connects that found no session at the broker (a fresh one)
-        self._held: deque[tuple[str, bytes, int, bool, Properties | None]] = deque()
+        # publishes past the send limit, in order: [topic, payload, qos, retain, properties,
+        # coalesce]; a superseded state publish stays as a tombstone (payload None) so that
+        # dropping it is O(1); tombstones are swept when they are half the queue
+        self._held: deque[list[Any]] = deque()
+        self._held_state: dict[str, list[Any]] = {}  # topic -> its held state publish
+        self._held_dead = 0
+        self._held_bytes = 0
+        self._sizes: dict[int, int] = {}  # mid -> payload bytes of a QoS 1 publish in flight
+        self._inflight_bytes = 0
+        self.coalesced = 0  # state publishes replaced by a newer one before they were sent
+        self.outstanding_max = 0  # the most publishes ever outstanding at once
+        self.window_waits = 0  # times the pipeline waited for the broker to take publishes
+        self.over_receive = 0  # readings the broker sent past our Receive Maximum
+        self._want_acks = False  # reading past the inbound bound: the PUBACKs are behind
         self._filters: list[str] = list(options.subscriptions)
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
@@ -388,7 +407,7 @@ class MqttClient:
         client = self._client
         try:
             for _ in range(READS_PER_WAKE):
-                if self._unacked_in >= self._in_limit:
+                if self._unacked_in >= self._in_limit and not self._want_acks:
                     self._pause()
                     return
                 # paho's public loop_read() reads one packet per call when nothing is in
@@ -660,6 +679,8 @@ class MqttClient:
             return
         if message.qos > 0:
             self._unacked_in += 1
+            if self._unacked_in > self._in_limit:
+                self.over_receive += 1
         props = message.properties
         response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
@@ -700,7 +721,10 @@ class MqttClient:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._in_flight.discard(mid)
+        size = self._sizes.pop(mid, None)
+        if size is None:  # a QoS 0 publish: paho reports those as soon as they are written
+            return
+        self._inflight_bytes -= size
         if reason_code.is_failure:  # e.g. 0x87 Not authorized: the broker's ACL
             out = client._out_messages.get(mid)
             if out is not None:
@@ -712,8 +736,16 @@ class MqttClient:
                 self._denied_topics.discard(out.topic)
                 log.info("the broker accepts publishes to %s again", out.topic)
         held = self._held
-        while held and len(self._in_flight) < self._send_limit:
-            self._send(*held.popleft())
+        while held and len(self._sizes) < self._send_limit:
+            entry = held.popleft()
+            topic, payload, qos, retain, properties, coalesce = entry
+            if payload is None:  # superseded by a newer state publish
+                self._held_dead -= 1
+                continue
+            if coalesce and self._held_state.get(topic) is entry:
+                del self._held_state[topic]
+            self._held_bytes -= len(payload)
+            self._send(topic, payload, qos, retain, properties)
 
     def _deny(
         self,
@@ -851,7 +883,17 @@ class MqttClient:
     @property
     def outstanding(self) -> int:
         """QoS 1 publishes not yet confirmed by the broker, held ones included."""
-        return len(self._in_flight) + len(self._held)
+        return len(self._sizes) + len(self._held) - self._held_dead
+
+    @property
+    def held(self) -> int:
+        """Publishes waiting for room in the send window (not yet handed to paho)."""
+        return len(self._held) - self._held_dead
+
+    @property
+    def outstanding_bytes(self) -> int:
+        """Payload bytes of the outstanding QoS 1 publishes (in flight and held)."""
+        return self._inflight_bytes + self._held_bytes
 
     def publish(
         self,
@@ -861,7 +903,10 @@ class MqttClient:
         qos: int = 1,
         retain: bool = False,
         properties: Properties | None = None,
+        coalesce: bool = False,
     ) -> None:
+        """Send (or hold, past the send window) one message. ``coalesce`` marks retained
+        state: a newer publish of the topic replaces a held older one (docs/bridge.md)."""
         if self.aborted:
             return
         if self._retry_retained and retain:
@@ -876,10 +921,30 @@ class MqttClient:
                 self._max_packet,
             )
             return
-        if qos > 0 and (self._held or len(self._in_flight) >= self._send_limit):
-            self._held.append((topic, payload, qos, retain, properties))
-            return
-        self._send(topic, payload, qos, retain, properties)
+        if qos > 0 and (self._held or len(self._sizes) >= self._send_limit):
+            self._hold([topic, payload, qos, retain, properties, coalesce])
+        else:
+            self._send(topic, payload, qos, retain, properties)
+        if qos > 0:
+            outstanding = len(self._sizes) + len(self._held) - self._held_dead
+            if outstanding > self.outstanding_max:
+                self.outstanding_max = outstanding
+
+    def _hold(self, entry: list[Any]) -> None:
+        topic, payload, coalesce = entry[0], entry[1], entry[5]
+        if coalesce:
+            older = self._held_state.get(topic)
+            if older is not None:  # not handed to paho yet: the newer state replaces it
+                self._held_bytes -= len(older[1])
+                older[1] = None
+                self._held_dead += 1
+                self.coalesced += 1
+            self._held_state[topic] = entry
+        self._held.append(entry)
+        self._held_bytes += len(payload)
+        if self._held_dead > 1024 and 2 * self._held_dead > len(self._held):
+            self._held = deque(e for e in self._held if e[1] is not None)
+            self._held_dead = 0
 
     def _send(
         self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
@@ -894,7 +959,8 @@ class MqttClient:
             return
         if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             if qos > 0:
-                self._in_flight.add(info.mid)
+                self._sizes[info.mid] = len(payload)
+                self._inflight_bytes += len(payload)
         else:
             log.warning("publish to %s failed: %s", topic, paho.error_string(info.rc))
 
@@ -908,16 +974,30 @@ class MqttClient:
         self.publish(message.response_topic, payload, qos=1, properties=props)
 
     async def wait_window(self) -> None:
-        """Wait while more than ``window`` QoS 1 publishes are unacknowledged."""
-        # ASYNC110 allowed: PUBACKs arrive on this loop in bursts; a short poll under
-        # back-pressure is cheaper than an event per PUBACK.
-        # Not while reading is paused (buffer_max readings held): the PUBACKs we would wait
-        # for are behind the readings in the socket, and only acking readings resumes
-        # reading; waiting here deadlocked the bridge (openspc bench, 200,000 readings).
-        while (  # noqa: ASYNC110
-            self.outstanding > self.options.window and self.connected.is_set() and not self._paused
-        ):
-            await asyncio.sleep(0.002)
+        """Wait while more than ``outbound_max`` QoS 1 publishes are outstanding (in flight
+        and held): the pipeline then takes no more readings, the inbox fills up to
+        ``buffer_max`` and the broker keeps the rest in the bridge's session.
+
+        While reading is paused at ``buffer_max`` the PUBACKs we wait for are behind the
+        held readings in the socket (waiting without reading deadlocked the bridge, and not
+        waiting let the outbound grow without bound: 11 GB at 10,000 characteristics). So
+        the socket is read on while we wait: a broker that keeps our Receive Maximum sends
+        only PUBACKs then; readings it sends past it (Mosquitto 2.0.11 does, after a PUBACK)
+        are taken into the inbox and counted (``over_receive``)."""
+        if self.outstanding <= self.options.outbound_max or not self.connected.is_set():
+            return
+        self.window_waits += 1
+        self._want_acks = True
+        self._resume()
+        try:
+            # ASYNC110 allowed: PUBACKs arrive on this loop in bursts; a short poll under
+            # back-pressure is cheaper than an event per PUBACK.
+            while (  # noqa: ASYNC110
+                self.outstanding > self.options.outbound_max and self.connected.is_set()
+            ):
+                await asyncio.sleep(0.002)
+        finally:
+            self._want_acks = False
 
     async def flush(self, wait_s: float) -> bool:
         """Wait until every QoS 1 publish is acknowledged (or ``wait_s`` seconds)."""

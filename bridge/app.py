@@ -286,6 +286,9 @@ class Bridge:
             "buffer_full": self.buffer_full,
             "dropped_readings": self.inbox.dropped,
             "publish_outstanding": self.mqtt.outstanding,
+            "publish_outstanding_max": self.mqtt.outstanding_max,
+            "publishes_coalesced": self.mqtt.coalesced,
+            "readings_past_receive_maximum": self.mqtt.over_receive,
             "publishes_refused": self.mqtt.refused,
             "publishes_denied": self.mqtt.denied,
             "publishes_retry_pending": self.mqtt.retry_pending,
@@ -491,6 +494,7 @@ async def bootstrap(
                 tls=bool(settings.broker.tls),
                 keepalive=int(settings.broker.keepalive),
                 receive_maximum=int(b.buffer_max),
+                outbound_max=int(b.outbound_max),
                 # retained status, its Will and the answer to a late Will (docs/bridge.md)
                 status_topic=f"{prefix}/bridge/status",
                 status_payload=lambda online, at: dumps(status_payload(online, at)),
@@ -544,7 +548,15 @@ async def bootstrap(
         shared_meta: dict[Any, list[Any]] = {}
         for char in chars:
             broadcaster.meta[char.id] = _meta(settings, char, specs[char.id].rules, shared_meta)
-        live = LiveState(mqtt, prefix, int(b.history_size), [c.id for c in chars])
+        live = LiveState(
+            mqtt,
+            prefix,
+            int(b.history_size),
+            [c.id for c in chars],
+            budget=int(b.history_budget),
+            backlog=lambda: mqtt.outstanding_bytes,
+            full=lambda: mqtt.outstanding >= mqtt.options.outbound_max,
+        )
         pipeline.on_idle = live.flush_idle
         for kind, handlers in event_table(broadcaster, live, MetricsRecorder(metrics)).items():
             for handler in handlers:

@@ -326,6 +326,10 @@ class BridgeSettings(_Section):
     batch_max: Annotated[int, AfterValidator(_at_least(1))] = 1000
     batch_ms: Annotated[float, AfterValidator(_at_least(0))] = 5.0
     buffer_max: Annotated[int, AfterValidator(_at_least(1))] = 100_000
+    # history bytes a second, all characteristics together (docs/bridge.md, "history")
+    history_budget: Annotated[int, AfterValidator(_at_least(1000))] = 1_000_000
+    # QoS 1 publishes not yet taken by the broker before the pipeline waits
+    outbound_max: Annotated[int, AfterValidator(_at_least(100))] = 10_000
     sparkplug_edge: SparkplugEdgeSettings = Field(default_factory=SparkplugEdgeSettings)
     sparkplug: SparkplugHostSettings = Field(default_factory=SparkplugHostSettings)
     rebirth_on_gap: bool = True

@@ -14,6 +14,8 @@ from __future__ import annotations
 import random
 import threading
 import time
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,15 +58,19 @@ class Layout:
         rng = random.Random(self.ids[index] * 7919)
         return [round(rng.gauss(10.0, 0.01), 4) for _ in range(self.per_char())]
 
-    def messages(self) -> list[tuple[str, bytes]]:
+    def count(self) -> int:
+        """Readings sent: whole rounds over every characteristic."""
+        return self.per_char() * len(self.ids)
+
+    def messages(self) -> Iterator[tuple[str, bytes]]:
+        """Every reading in order, made as it is sent (10,000 characteristics x 100
+        readings as a list took 150 MB of the publisher's memory)."""
         columns = [self.values(k) for k in range(len(self.ids))]
         topics = [self.topic.format(cid=cid) for cid in self.ids]
-        out: list[tuple[str, bytes]] = []
         width = len(self.ids)
-        for i in range(self.per_char() * width):
+        for i in range(self.count()):
             k = i % width
-            out.append((topics[k], b'{"value":%r}' % columns[k][i // width]))
-        return out
+            yield topics[k], b'{"value":%r}' % columns[k][i // width]
 
 
 @dataclass
@@ -86,6 +92,8 @@ class SubscribeResult:
     kept: list[tuple[str, bytes, int]] = field(default_factory=list)
     timed_out: bool = False
     cpu_s: float = 0.0  # this process, until the last message (set-up included)
+    # arrival times by topic, in order, when asked for only those (thousands of topics)
+    arrivals: dict[str, array[int]] = field(default_factory=dict)
 
 
 def _client(client_id: str) -> paho.Client:
@@ -114,7 +122,7 @@ def publisher(
 ) -> None:
     """Publish every reading of ``layout`` at QoS 1, as fast as the window allows or at
     ``rate`` per second; report when the last PUBACK is in."""
-    messages = layout.messages()
+    total = layout.count()
     acked = 0
     lock = threading.Lock()
 
@@ -133,41 +141,47 @@ def publisher(
     errors = 0
     started = time.monotonic_ns()
     interval_ns = int(1e9 / rate) if rate else 0
-    for i, (topic, payload) in enumerate(messages):
+    for i, (topic, payload) in enumerate(layout.messages()):
         if interval_ns:
             due = started + i * interval_ns
             while (now := time.monotonic_ns()) < due:
                 time.sleep(min(0.0005, (due - now) / 1e9))
-        elif i - acked >= WINDOW:
-            while i - acked >= WINDOW:
-                time.sleep(0.0002)
+        # paced or not, at most WINDOW unconfirmed: past 65,535 paho refuses the publish
+        # (a broker slower than the pace made the plant phase lose readings at the source)
+        while i - acked >= WINDOW:
+            time.sleep(0.0002)
         if record:
             sent.append(time.monotonic_ns())
         if publish(topic, payload, qos=1).rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             errors += 1
     deadline = time.monotonic() + 60
-    while acked < len(messages) - errors and time.monotonic() < deadline:
+    while acked < total - errors and time.monotonic() < deadline:
         time.sleep(0.0005)
     finished = time.monotonic_ns()
     client.disconnect()
     client.loop_stop()
     cpu = time.process_time()
-    out.put(("done", PublishResult(len(messages), started, finished, sent, errors, cpu)))
+    out.put(("done", PublishResult(total, started, finished, sent, errors, cpu)))
 
 
 def subscriber(
     port: int,
     topic_filter: str,
     expected: int,
-    keep: bool,
+    keep: bool | str,
     idle_s: float,
+    give_up_s: float,
     out: Any,
 ) -> None:
     """Count (and with ``keep``, keep) messages on ``topic_filter`` until ``expected``
-    arrived or none came for ``idle_s`` seconds. Retained messages are skipped."""
+    arrived or none came for ``idle_s`` seconds. Retained messages are skipped.
+    ``keep="arrivals"`` keeps only each topic's arrival times (8 bytes a message); with
+    ``give_up_s``, it stops that long after the first message whatever still comes."""
     count = 0
     first = last = 0
     kept: list[tuple[str, bytes, int]] = []
+    arrivals: dict[str, array[int]] = {}
+    only_times = keep == "arrivals"
     done = threading.Event()
 
     def on_message(_client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
@@ -178,7 +192,13 @@ def subscriber(
         if not count:
             first = last
         count += 1
-        if keep:
+        if only_times:
+            topic = message.topic
+            times = arrivals.get(topic)
+            if times is None:
+                times = arrivals[topic] = array("q")
+            times.append(last)
+        elif keep:
             kept.append((message.topic, bytes(message.payload), last))
         if count >= expected:
             done.set()
@@ -193,12 +213,17 @@ def subscriber(
         raise RuntimeError("no SUBACK")
     out.put(("ready", None))
     seen = -1
-    while not done.wait(idle_s):
-        if count == seen:  # nothing new for idle_s: give up
+    idle_since = time.monotonic()
+    while not done.wait(min(idle_s, 1.0)):
+        now = time.monotonic()
+        if give_up_s and first and now - first / 1e9 > give_up_s:
+            break  # samples back in time are counted, the late ones are not
+        if count != seen:
+            seen, idle_since = count, now
+        elif now - idle_since >= idle_s:  # nothing new for idle_s: give up
             break
-        seen = count
     timed_out = not done.is_set()
     cpu = time.process_time()
     client.disconnect()
     client.loop_stop()
-    out.put(("done", SubscribeResult(count, first, last, kept, timed_out, cpu)))
+    out.put(("done", SubscribeResult(count, first, last, kept, timed_out, cpu, arrivals)))

@@ -10,7 +10,12 @@ Everything runs on this machine, on loopback, in processes of its own:
 3. *latency*: readings paced at 2,000/s; publish-to-``sample`` p50 and p99;
 4. *engine*: points/s of one :class:`engine.CharacteristicEngine` (``engine.benchmark``);
 5. *memory*: VmRSS of ``openspc run`` with 10,000 characteristics, after start-up and after
-   one sample each.
+   one sample each;
+6. *plant* (only when asked: ``--only plant`` or ``--characteristics``): thousands of
+   characteristics, n = 1, fixed limits, readings paced at ``--rate`` (e.g. 10,000
+   characteristics at 8,000 readings/s, or 2,000 at 1 Hz each): samples back, latency
+   from publish to ``sample``, the bridge's RSS sampled over the run (max) and the
+   publishes it had outstanding (max). docs/performance.md, "Plant scale".
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ CHARACTERISTICS = 200
 THROUGHPUT_BASE = 0  # ids 1..200
 LATENCY_BASE = 1000  # ids 1001..1200
 MEMORY_PREFIX = "openspcmem"
-PHASES = frozenset({"relay", "bridge", "latency", "engine", "memory"})
+PHASES = frozenset({"relay", "bridge", "latency", "engine", "memory", "plant"})
+DEFAULT_PHASES = PHASES - {"plant"}
+PLANT_PREFIX = "openspcplant"
 
 
 @dataclass
@@ -61,7 +68,13 @@ class BenchOptions:
     idle_s: float = 15.0  # a phase gives up when nothing arrived for this long
     keep_dir: bool = False
     profile: Path | None = None  # py-spy record of the bridge during the throughput phase
-    phases: frozenset[str] = PHASES
+    phases: frozenset[str] = DEFAULT_PHASES
+    plant_characteristics: int = 10_000
+    plant_rate: float = 8_000.0  # readings a second, all characteristics together
+    plant_readings: int = 100  # per characteristic
+    plant_rss_limit_mb: float = 4_000.0  # the bench stops a bridge that grows past it
+    plant_wait_s: float = 300.0  # samples later than this after the readings were due: late
+    bridge_source: Path | None = None  # run this checkout's bridge (PYTHONPATH) instead
     broker_pid: int = 0  # set by run_bench
     tcp_nodelay: bool = False  # the broker's set_tcp_nodelay (off by default, as in Mosquitto)
     log: Callable[[str], None] = field(default=lambda _text: None)
@@ -112,6 +125,22 @@ class BenchReport:
     memory_startup_s: float = 0.0
     memory_rss_mb: float = 0.0
     memory_rss_after_mb: float | None = None
+    plant_characteristics: int = 0
+    plant_rate: float = 0.0
+    plant_expected: int = 0
+    plant_received: int = 0
+    plant_stored: int = 0
+    plant_publish_s: float = 0.0  # first to last reading sent
+    plant_publish_errors: int = 0  # readings the publisher could not send
+    plant_back_s: float = 0.0  # first reading sent to last sample back
+    plant_p50_ms: float | None = None
+    plant_p99_ms: float | None = None
+    plant_max_ms: float | None = None
+    plant_rss_start_mb: float = 0.0
+    plant_rss_max_mb: float = 0.0
+    plant_outstanding_max: int = 0
+    plant_bridge_cpu_s: float = 0.0
+    plant_killed: str = ""  # why the bench stopped the bridge early, if it did
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -220,15 +249,17 @@ def _relay_or_bridge(
     sub_filter: str,
     expected: int,
     *,
-    keep: bool,
+    keep: bool | str,
     rate: float | None,
     record: bool,
     idle_s: float,
     during: Callable[[], None] | None = None,
+    timeout_s: float = 600.0,
+    give_up_s: float = 0.0,
 ) -> tuple[PublishResult, SubscribeResult]:
     """One publisher and one subscriber process: subscribe, publish, wait for the last."""
     go = _ctx.Event()
-    sub = _Child(_subscriber, port, sub_filter, expected, keep, idle_s)
+    sub = _Child(_subscriber, port, sub_filter, expected, keep, idle_s, give_up_s)
     try:
         sub.wait("ready", 30)
         pub = _Child(_publisher, port, layout, rate, record, go)
@@ -237,8 +268,8 @@ def _relay_or_bridge(
             go.set()
             if during is not None:
                 during()
-            published: PublishResult = pub.wait("done", 600)
-            received: SubscribeResult = sub.wait("done", 600)
+            published: PublishResult = pub.wait("done", timeout_s)
+            received: SubscribeResult = sub.wait("done", timeout_s)
         finally:
             pub.close()
     finally:
@@ -255,6 +286,8 @@ def _bridge_config(
     client_id: str,
     prefix: str,
     groups: list[tuple[Layout, Callable[[int], int]]],
+    *,
+    fixed: bool = False,
 ) -> str:
     lines = [
         "[broker]",
@@ -280,6 +313,7 @@ def _bridge_config(
                 f"baseline = {baseline(n)}",
                 "usl = 10.05",
                 "lsl = 9.95",
+                *(["center_line = 10.0", "ucl = 10.03", "lcl = 9.97"] if fixed else []),
                 'rules = "nelson"',
                 "",
             ]
@@ -335,14 +369,22 @@ class _Watcher:
 
 
 @contextmanager
-def _bridge_process(config: Path, workdir: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``openspc run --config FILE`` as a child; SIGTERM and wait on the way out."""
+def _bridge_process(
+    config: Path, workdir: Path, name: str, source: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``openspc run --config FILE`` as a child; SIGTERM and wait on the way out. With
+    ``source``, the bridge of that checkout (first on its PYTHONPATH): before and after a
+    change measured by the same clients."""
     log = (workdir / f"{name}.log").open("wb")
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "run", "--config", str(config), "--log-level", "WARNING"],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=workdir,
+        env=env,
     )
     log.close()
     try:
@@ -442,6 +484,8 @@ def run_bench(options: BenchOptions) -> BenchReport:
                 _bridge(options, report, broker.port, workdir)
             if "memory" in options.phases:
                 _memory(options, report, broker.port, workdir)
+            if "plant" in options.phases:
+                _plant(options, report, broker.port, workdir)
         if "engine" in options.phases:
             say("engine alone")
             from engine import benchmark
@@ -500,7 +544,7 @@ def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path
     )
     watcher = _Watcher(port, [f"{prefix}/bridge/status", f"{prefix}/bridge/metrics"])
     try:
-        with _bridge_process(config, workdir, "bridge") as bridge:
+        with _bridge_process(config, workdir, "bridge", options.bridge_source) as bridge:
             watcher.wait_for(
                 lambda: watcher.online(f"{prefix}/bridge/status") or bridge.poll() is not None,
                 60,
@@ -685,7 +729,7 @@ def _memory(options: BenchOptions, report: BenchReport, port: int, workdir: Path
     watcher = _Watcher(port, [alarms, samples])
     try:
         started = time.monotonic()
-        with _bridge_process(config, workdir, "memory") as bridge:
+        with _bridge_process(config, workdir, "memory", options.bridge_source) as bridge:
             # the bridge publishes meta, limits, history, alarms per characteristic at start-up
             watcher.wait_for(
                 lambda: watcher.distinct(alarms) >= count or bridge.poll() is not None,
@@ -725,6 +769,136 @@ def _memory(options: BenchOptions, report: BenchReport, port: int, workdir: Path
                 client.loop_stop()
     finally:
         watcher.close()
+
+
+class _Sampler:
+    """A thread in the parent: the bridge's RSS and outstanding publishes, every 0.2 s; it
+    kills a bridge that grows past ``rss_limit_mb`` (a run that would take the machine)."""
+
+    def __init__(self, pid: int, watcher: _Watcher, metrics: str, rss_limit_mb: float) -> None:
+        self.pid = pid
+        self.watcher = watcher
+        self.metrics = metrics
+        self.rss_limit_mb = rss_limit_mb
+        self.rss_max = 0.0
+        self.outstanding_max = 0
+        self.killed = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                rss = _rss_mb(self.pid)
+            except (OSError, ValueError):
+                return  # it exited
+            self.rss_max = max(self.rss_max, rss)
+            raw = self.watcher.payloads.get(self.metrics)
+            if raw is not None:
+                try:
+                    m = json.loads(raw)
+                except ValueError:
+                    m = {}
+                seen = max(m.get("publish_outstanding") or 0, m.get("publish_outstanding_max") or 0)
+                self.outstanding_max = max(self.outstanding_max, int(seen))
+            if rss > self.rss_limit_mb and not self.killed:
+                self.killed = (
+                    f"RSS {rss:,.0f} MB past the bench's limit of {self.rss_limit_mb:,.0f}"
+                )
+                os.kill(self.pid, signal.SIGKILL)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path) -> None:
+    count, rate = options.plant_characteristics, options.plant_rate
+    layout = Layout(
+        tuple(range(1, count + 1)),
+        (1,) * count,
+        count * options.plant_readings,
+        PLANT_PREFIX + "/char/{cid}/reading",
+    )
+    expected = layout.expected_samples()
+    report.plant_characteristics, report.plant_rate = count, rate
+    report.plant_expected = expected
+    options.log(
+        f"plant: {count:,} characteristics, n = 1, fixed limits, {layout.readings:,} QoS 1 "
+        f"readings paced at {rate:,.0f}/s"
+    )
+    db = workdir / "plant.db"
+    config = workdir / "plant.toml"
+    config.write_text(
+        _bridge_config(
+            port, db, "openspc-bench-plant", PLANT_PREFIX, [(layout, lambda n: 25)], fixed=True
+        )
+    )
+    status, metrics = f"{PLANT_PREFIX}/bridge/status", f"{PLANT_PREFIX}/bridge/metrics"
+    alarms = f"{PLANT_PREFIX}/char/+/alarms"
+    watcher = _Watcher(port, [status, metrics, alarms])
+    try:
+        with _bridge_process(config, workdir, "plant", options.bridge_source) as bridge:
+            watcher.wait_for(
+                lambda: watcher.distinct(alarms) >= count or bridge.poll() is not None,
+                300,
+                f"{count} characteristics started",
+            )
+            if bridge.poll() is not None:
+                raise RuntimeError(f"openspc run exited: {(workdir / 'plant.log').read_text()}")
+            time.sleep(1.0)
+            report.plant_rss_start_mb = round(_rss_mb(bridge.pid), 1)
+            cpu0 = _cpu_s(bridge.pid)
+            sampler = _Sampler(bridge.pid, watcher, metrics, options.plant_rss_limit_mb)
+            try:
+                pub, sub = _relay_or_bridge(
+                    port,
+                    layout,
+                    f"{PLANT_PREFIX}/char/+/sample",
+                    expected,
+                    keep="arrivals",
+                    rate=rate,
+                    record=True,
+                    idle_s=max(options.idle_s, 30.0),
+                    timeout_s=layout.readings / rate + options.plant_wait_s + 300,
+                    give_up_s=layout.readings / rate + options.plant_wait_s,
+                )
+                if bridge.poll() is None:
+                    report.plant_bridge_cpu_s = round(_cpu_s(bridge.pid) - cpu0, 2)
+                    time.sleep(1.5)  # one more metrics message
+            finally:
+                sampler.stop()
+            report.plant_rss_max_mb = round(sampler.rss_max, 1)
+            report.plant_outstanding_max = sampler.outstanding_max
+            report.plant_killed = sampler.killed
+    finally:
+        watcher.close()
+    report.plant_received = sub.count
+    report.plant_publish_errors = pub.errors
+    report.plant_publish_s = (
+        round((pub.sent_ns[-1] - pub.started_ns) / 1e9, 2) if pub.sent_ns else 0
+    )
+    report.plant_back_s = round((sub.last_ns - pub.started_ns) / 1e9, 2) if sub.count else 0.0
+    index = {layout.topic.format(cid=cid).rsplit("/", 1)[0]: k for k, cid in enumerate(layout.ids)}
+    arrivals: list[list[int]] = [[] for _ in layout.ids]
+    for topic, times in sub.arrivals.items():
+        k = index.get(topic.rsplit("/", 1)[0])
+        if k is not None:
+            arrivals[k] = list(times)
+    delays = _delays(layout, pub, arrivals)
+    if delays:
+        report.plant_p50_ms, report.plant_p99_ms, report.plant_max_ms = _quantiles(delays)
+    report.plant_stored = _count_rows(db, "samples", 1, count)
+    if report.plant_killed:
+        report.problems.append(f"plant: bridge stopped by the bench: {report.plant_killed}")
+    if pub.errors:
+        report.problems.append(f"plant: the publisher could not send {pub.errors:,} readings")
+    if sub.count != expected:
+        report.problems.append(f"plant: {sub.count:,} of {expected:,} samples arrived")
+    if report.plant_stored != expected and not report.plant_killed:
+        report.problems.append(f"plant: {report.plant_stored:,} of {expected:,} samples stored")
 
 
 # --- output -------------------------------------------------------------------------------
@@ -810,6 +984,41 @@ def format_report(r: BenchReport) -> str:
             "" if after is None else f"<= 150 MB: {mark(after <= 150)}",
         )
         row("  start-up time", f"{r.memory_startup_s:.1f} s")
+    if r.plant_characteristics:  # only when asked for
+        # the issue's targets: 10,000 characteristics at 8,000 readings/s (p99 < 1 s, RSS
+        # <= 250 MB); 2,000 at 1 Hz each (p99 < 50 ms, RSS < 150 MB)
+        large = r.plant_characteristics >= 10_000
+        p99_target, rss_target = (1000.0, 250.0) if large else (50.0, 150.0)
+        p99 = r.plant_p99_ms
+        row(
+            f"plant: {r.plant_characteristics:,} chars, n = 1, {r.plant_rate:,.0f} readings/s",
+            f"{r.plant_received:,} / {r.plant_expected:,} samples back",
+            f"all: {mark(r.plant_received == r.plant_expected)}",
+        )
+        row("  samples stored in the database", f"{r.plant_stored:,}")
+        row(
+            "  publish -> sample p50 / max",
+            "-"
+            if r.plant_p50_ms is None
+            else f"{r.plant_p50_ms:,.1f} / {r.plant_max_ms or 0:,.1f} ms",
+        )
+        row(
+            "  p99",
+            "-" if p99 is None else f"{p99:,.1f} ms",
+            f"< {p99_target:,.0f} ms: {mark(p99 is not None and p99 < p99_target)}",
+        )
+        row(
+            "  readings sent in / last sample back after",
+            f"{r.plant_publish_s:,.1f} / {r.plant_back_s:,.1f} s",
+            f"(paced: {r.plant_expected / r.plant_rate:,.1f} s)",
+        )
+        row(
+            "  bridge RSS after start-up / max over the run",
+            f"{r.plant_rss_start_mb:,.0f} / {r.plant_rss_max_mb:,.0f} MB",
+            f"<= {rss_target:,.0f} MB: {mark(r.plant_rss_max_mb <= rss_target)}",
+        )
+        row("  publishes outstanding, max", f"{r.plant_outstanding_max:,}")
+        row("  bridge CPU during the run", f"{r.plant_bridge_cpu_s:,.1f} s")
     w1 = max(len(a) for a, _, _ in rows)
     w2 = max(len(b) for _, b, _ in rows)
     lines = [

@@ -8,7 +8,10 @@ import signal
 import sys
 from pathlib import Path
 
-HELP = "measure relay, bridge throughput and latency, engine speed and memory on this machine"
+HELP = (
+    "measure relay, bridge throughput and latency, engine speed and memory on this machine"
+    " (and, when asked, a plant of thousands of characteristics)"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +38,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--only",
         default=None,
         metavar="PHASES",
-        help="comma-separated subset of relay,bridge,latency,engine,memory (default: all)",
+        help=(
+            "comma-separated subset of relay,bridge,latency,engine,memory,plant"
+            " (default: all but plant)"
+        ),
+    )
+    parser.add_argument(
+        "--characteristics",
+        type=int,
+        default=None,
+        metavar="N",
+        help="plant phase: N characteristics, n = 1, fixed limits (default 10000; adds plant)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="plant phase: R readings a second, all together (default 8000; N for 1 Hz each)",
+    )
+    parser.add_argument(
+        "--plant-readings",
+        type=int,
+        default=None,
+        metavar="K",
+        help="plant phase: K readings per characteristic (default 100)",
+    )
+    parser.add_argument(
+        "--plant-wait",
+        type=float,
+        default=None,
+        metavar="S",
+        help="plant phase: count samples back until S s after the readings were due (300)",
+    )
+    parser.add_argument(
+        "--bridge-source",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run the bridge of another checkout (DIR first on its PYTHONPATH), same clients",
     )
     parser.add_argument(
         "--tcp-nodelay",
@@ -67,6 +108,27 @@ def main(args: argparse.Namespace) -> int:
             print(f"openspc bench: --only takes {','.join(sorted(PHASES))}", file=sys.stderr)
             return 2
         options.phases = chosen
+    if args.characteristics is not None or args.rate is not None:
+        options.phases = options.phases | {"plant"}
+    if args.characteristics is not None:
+        if args.characteristics < 1:
+            print("openspc bench: --characteristics must be at least 1", file=sys.stderr)
+            return 2
+        options.plant_characteristics = args.characteristics
+    if args.rate is not None:
+        if args.rate <= 0:
+            print("openspc bench: --rate must be positive", file=sys.stderr)
+            return 2
+        options.plant_rate = args.rate
+    if args.plant_readings is not None:
+        if args.plant_readings < 1:
+            print("openspc bench: --plant-readings must be at least 1", file=sys.stderr)
+            return 2
+        options.plant_readings = args.plant_readings
+    if args.plant_wait is not None:
+        options.plant_wait_s = max(0.0, args.plant_wait)
+    if args.bridge_source is not None:
+        options.bridge_source = args.bridge_source.resolve()
     options.profile = args.profile
     if not args.json:
         options.log = lambda text: print(f"... {text}", file=sys.stderr, flush=True)

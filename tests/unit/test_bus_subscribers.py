@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +22,15 @@ T = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 class RecordingPublisher:
     sent: list[tuple[str, Any, bool]] = field(default_factory=list)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        coalesce: bool = False,
+    ) -> None:
         self.sent.append((topic, json.loads(payload), retain))
 
     def on(self, leaf: str) -> list[Any]:
@@ -46,55 +55,6 @@ def violation(vid: int, cid: int = 1) -> ViolationCreated:
     return ViolationCreated(vid, 101, v)
 
 
-def test_history_is_published_at_most_once_a_second_and_always_the_latest() -> None:
-    out, clock = RecordingPublisher(), Clock()
-    live = LiveState(out, "p", history_size=2, characteristic_ids=[1], monotonic=clock)
-    for seq, value in enumerate((1.0, 2.0, 3.0), start=1):
-        live.on_sample(sample(seq, value))
-    # the first at once, the next two held back
-    assert [[s["value"] for s in h["payload"]["samples"]] for h in out.on("history")] == [[1.0]]
-    clock.now = 0.5
-    live.flush()
-    assert len(out.on("history")) == 1
-    clock.now = 1.0
-    live.flush()
-    live.flush()
-    histories = out.on("history")
-    assert [[s["value"] for s in h["payload"]["samples"]] for h in histories] == [
-        [1.0],
-        [2.0, 3.0],
-    ]
-    assert histories[1]["payload"]["characteristic_id"] == 1
-    live.on_sample(sample(4, 4.0))
-    live.flush(force=True)  # on shutdown
-    assert [s["value"] for s in out.on("history")[-1]["payload"]["samples"]] == [3.0, 4.0]
-    assert all(retain for topic, _, retain in out.sent if topic == "p/char/1/history")
-
-
-def test_an_idle_pipeline_brings_every_history_up_to_date_within_a_budget() -> None:
-    out, clock = RecordingPublisher(), Clock()
-    ids = list(range(1, 81))
-    live = LiveState(out, "p", history_size=3, characteristic_ids=ids, monotonic=clock)
-    for cid in ids:
-        live.on_sample(sample(1, 1.0, cid))  # each characteristic's first: at once
-        live.on_sample(sample(2, 2.0, cid))  # held back (once a second)
-    assert len(out.on("history")) == 80
-    live.flush_idle()  # nothing waiting: the burst's last samples go out now, 50 of them
-    latest = {h["payload"]["characteristic_id"]: h for h in out.on("history")[80:]}
-    assert sorted(latest) == ids[:50]
-    assert all([s["value"] for s in h["payload"]["samples"]] == [1.0, 2.0] for h in latest.values())
-    live.flush_idle()  # the budget is spent: the rest wait
-    assert len(out.on("history")) == 130
-    clock.now = 0.5  # 20 a second come back: 10 more
-    live.flush_idle()
-    assert len(out.on("history")) == 140
-    clock.now = 1.0  # and the once-a-second flush takes the rest
-    live.flush()
-    assert len(out.on("history")) == 160
-    live.flush_idle()  # nothing changed since: nothing to send
-    assert len(out.on("history")) == 160
-
-
 def test_alarms_follow_the_open_set() -> None:
     out = RecordingPublisher()
     live = LiveState(out, "p", history_size=5, characteristic_ids=[1, 2], monotonic=Clock())
@@ -113,6 +73,7 @@ async def test_the_event_table_wires_broadcast_live_state_and_counts() -> None:
     live = LiveState(out, "p", history_size=5, characteristic_ids=[1], monotonic=Clock())
     bus = MessageBus(event_table(broadcaster, live, MetricsRecorder(metrics)))
     await bus.publish([sample(1, 5.0), violation(3)])
+    await asyncio.sleep(0)  # the history goes out right after the batch
     [message] = out.on("sample")
     assert message["type"] == "sample"
     assert message["payload"]["sample_id"] == 101
