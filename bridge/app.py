@@ -32,7 +32,16 @@ from bridge.handlers import (
     command_table,
     event_table,
 )
-from bridge.messages import chart_name, dumps, error_payload, iso_z, rules_payload, status_payload
+from bridge.messages import (
+    ATTRIBUTE_CHARTS,
+    chart_parameters,
+    dumps,
+    error_payload,
+    iso_z,
+    limits_message,
+    rules_payload,
+    status_payload,
+)
 from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
 from bridge.sparkplug import SparkplugEdgeNode, SparkplugInbound
 from bridge.sparkplug._state import INBOUND, OWN, BdSeqStore, PrimaryHost
@@ -43,7 +52,7 @@ from bridge.sparkplug._wiring import (
     seed_edge_node,
 )
 from bridge.store import BatchWrite, Store, ViolationRecord
-from engine import CharacteristicEngine, IncompatibleState, limits_from_dict, limits_payload
+from engine import CharacteristicEngine, CharacteristicSpec, IncompatibleState, limits_from_dict
 
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
 
@@ -230,8 +239,10 @@ class Bridge:
             payload = stored.get(cid)
             if payload is None or limits_from_dict(payload) != engine.limits:
                 # fixed limits never stored yet, or edited in the config since
-                payload = limits_payload(engine.limits, cid, iso_z(now))
+                payload = limits_message(engine.limits, cid, iso_z(now), engine.chart)
                 new_rows.append({"characteristic_id": cid, "ts": now, "payload": payload})
+            elif "chart" not in payload:  # stored before every payload named its chart
+                payload["chart"] = engine.chart
             in_force[cid] = payload
         if new_rows:
             async with self.store.unit_of_work() as uow:
@@ -397,7 +408,7 @@ def _violation_dict(v: ViolationRecord) -> dict[str, Any]:
 def _meta(
     settings: Settings,
     char: Any,
-    engine_rules: Sequence[Any],
+    spec: CharacteristicSpec,
     shared: dict[Any, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``meta`` payload. With ``shared``, characteristics with the same rules share one
@@ -405,6 +416,7 @@ def _meta(
     top-level keys); with 10,000 characteristics that is about 25 MB (docs/performance.md)."""
     if shared is None:
         shared = {}
+    engine_rules = spec.rules
     rules_key = ("rules", tuple(engine_rules))
     if rules_key not in shared:
         shared[rules_key] = rules_payload(engine_rules)
@@ -422,7 +434,8 @@ def _meta(
         "lsl": char.lsl,
         "target": char.target,
         "baseline": char.baseline,
-        "chart": chart_name(char.subgroup_size),
+        "chart": spec.chart_name,
+        "parameters": chart_parameters(spec),
         "rules": shared[rules_key],
         "reason_codes": shared["reason_codes"],
         "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
@@ -505,6 +518,7 @@ async def bootstrap(
                 baseline=c.baseline,
                 topic=c.topic,
                 value_path=c.value_path,
+                counts=specs[c.id] if specs[c.id].chart_name in ATTRIBUTE_CHARTS else None,
             )
             for c in chars
         }
@@ -543,7 +557,7 @@ async def bootstrap(
         broadcaster = Broadcaster(mqtt, prefix, metrics)
         shared_meta: dict[Any, list[Any]] = {}
         for char in chars:
-            broadcaster.meta[char.id] = _meta(settings, char, specs[char.id].rules, shared_meta)
+            broadcaster.meta[char.id] = _meta(settings, char, specs[char.id], shared_meta)
         live = LiveState(mqtt, prefix, int(b.history_size), [c.id for c in chars])
         pipeline.on_idle = live.flush_idle
         for kind, handlers in event_table(broadcaster, live, MetricsRecorder(metrics)).items():
