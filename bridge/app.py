@@ -52,7 +52,7 @@ from bridge.sparkplug._wiring import (
     seed_edge_node,
 )
 from bridge.store import BatchWrite, Store, ViolationRecord
-from engine import CharacteristicEngine, CharacteristicSpec, IncompatibleState, limits_from_dict
+from engine import CharacteristicEngine, CharacteristicSpec, IncompatibleState
 
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
 
@@ -237,12 +237,14 @@ class Bridge:
             if engine.limits is None:
                 continue  # collecting a (new) baseline: no limits are in force
             payload = stored.get(cid)
-            if payload is None or limits_from_dict(payload) != engine.limits:
-                # fixed limits never stored yet, or edited in the config since
-                payload = limits_message(engine.limits, cid, iso_z(now), engine.chart)
+            fresh = limits_message(engine.limits, cid, iso_z(now), engine.chart)
+            if payload is not None:
+                payload.setdefault("chart", engine.chart)  # stored before limits named it
+            if payload is None or _but_time(payload) != _but_time(fresh):
+                # fixed limits never stored yet, or edited in the config since (compared as
+                # published: the stored payload's figures are rounded, engine/_serialize.py)
+                payload = fresh
                 new_rows.append({"characteristic_id": cid, "ts": now, "payload": payload})
-            elif "chart" not in payload:  # stored before every payload named its chart
-                payload["chart"] = engine.chart
             in_force[cid] = payload
         if new_rows:
             async with self.store.unit_of_work() as uow:
@@ -390,6 +392,10 @@ class Bridge:
         await self.mqtt.stop()
         await self.store.close()
         log.info("bridge stopped")
+
+
+def _but_time(payload: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in payload.items() if key != "timestamp"}
 
 
 def _violation_dict(v: ViolationRecord) -> dict[str, Any]:
