@@ -515,6 +515,10 @@ class Pipeline:
         try:
             if sub.counts:
                 events = engine.add_count(int(sub.values[0]), sub.size, sub.ts)
+            elif engine.chart == "c" and len(sub.values) == 1:
+                # one number from another source (a Sparkplug metric) is a c chart's count;
+                # the engine refuses 2.5 or -1 as it refuses them from MQTT
+                events = engine.add_count(sub.values[0], None, sub.ts)
             else:
                 events = engine.add_readings(list(sub.values), sub.ts)
         except (ReadingKindMismatch, InvalidCount) as exc:

@@ -444,6 +444,32 @@ def test_bad_counts_and_the_wrong_kind_are_refused_on_errors(run: Run) -> None:
     assert {cid: len(run.samples(cid)) for cid in CIDS} == before
 
 
+@pytest.mark.parametrize("cid", [1, 4, 6])
+def test_recalculate_takes_the_last_samples_with_their_sizes(run: Run, cid: int) -> None:
+    """Last in the module: it changes the limits the tests above compare."""
+    c = run.charts[cid]
+    prefix = run.plant.prefix
+    last = 24  # not BASELINE: the limits of the baseline have sample_count 20
+    with Client(run.plant.broker.port) as hmi:
+        hmi.publish(f"{prefix}/cmd/char/{cid}/recalculate", json.dumps({"last": last}))
+    [msg] = run.listener.wait_msgs(
+        f"{prefix}/char/{cid}/limits", lambda d: d["payload"]["sample_count"] == last
+    )
+    lim = msg.json()["payload"]
+    assert lim["chart"] == c.chart
+    if c.attribute:  # p and u: the sizes came back from the database with the counts
+        recent = c.counts[-last:]
+        cl = sum(d for d, _ in recent) / math.fsum(n for _, n in recent)
+        close(lim["center_line"], cl, "center_line")
+        size = math.fsum(n for _, n in recent) / last
+        s = math.sqrt(cl * (1 - cl) / size) if c.chart == "p" else math.sqrt(cl / size)
+        close(lim["ucl"], cl + 3 * s, "ucl")
+        return
+    want = ref.compute_limits(c.groups[-last:], c.n, None, None)
+    close(lim["center_line"], want.center_line, "center_line")
+    close(lim["ucl"], 4.0 * want.sigma / math.sqrt(c.n), "ucl")
+
+
 # --- PostgreSQL: a p chart with a restart in the middle -------------------------------------
 
 
