@@ -507,6 +507,15 @@ class CharacteristicSettings(_Section):
             )
         if not faults:
             faults += self._chart_faults()
+        if self.sparkplug is not None and self.chart in ("p", "np", "u"):
+            faults.append(
+                (
+                    "sparkplug",
+                    self.sparkplug.model_dump(exclude_none=True),
+                    f"a {self.chart} chart needs two numbers a sample, a Sparkplug metric is one"
+                    " (feed it from a topic)",
+                )
+            )
         if self.sparkplug is not None and self.topic is not None:
             faults.append(("topic", self.topic, "give topic or sparkplug, not both"))
         if self.sparkplug is not None and self.value_path is not None:

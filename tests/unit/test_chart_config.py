@@ -106,3 +106,13 @@ def test_types_are_strict(tmp_path: Path) -> None:
         'characteristic[0].lambda = "0.2": '
     )
     assert faults(char(tmp_path, "chart = 3\n"))[0].startswith("characteristic[0].chart = 3: ")
+
+
+def test_a_sparkplug_metric_cannot_feed_a_p_np_or_u_chart(tmp_path: Path) -> None:
+    source = 'sparkplug = {group = "G", edge = "E", metric = "Caps"}\n'
+    assert faults(char(tmp_path, 'chart = "p"\n' + source)) == [
+        'characteristic[0].sparkplug = {"group": "G", "edge": "E", "metric": "Caps"}: a p chart '
+        "needs two numbers a sample, a Sparkplug metric is one (feed it from a topic)"
+    ]
+    c = load_settings(char(tmp_path, 'chart = "c"\n' + source)).characteristic[0]
+    assert c.chart_name == "c"
