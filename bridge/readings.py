@@ -10,9 +10,13 @@ Accepted, UTF-8, at most ``max_bytes``:
   ``subgroup_size`` numbers) found at that path in a vendor's JSON object, and the
   top-level ``ts`` if any. A bare number is still accepted there.
 
+:func:`parse_count` reads the counts of the attribute charts (p, np, c, u):
+``{"defectives": 3, "inspected": 50}``, ``{"defects": 4}`` or a bare integer,
+``{"defects": 7, "units": 5}`` (docs/topics.md), checked by the engine's own rules.
+
 ``ts`` is epoch milliseconds (a JSON number) or an ISO 8601 string with a zone (``Z`` or an
 offset). Everything else raises :class:`InvalidReading` with a short, specific reason; no
-other exception escapes :func:`parse_reading`, whatever the bytes.
+other exception escapes :func:`parse_reading` or :func:`parse_count`, whatever the bytes.
 
 Speed matters more than elegance here: one ``json.loads`` and plain type checks, no pydantic.
 """
@@ -26,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import engine
+from engine.charts import AttributeFamily
 
 __all__ = [
     "MAX_TEXT_CHARS",
@@ -386,13 +391,13 @@ def _checked_count(
 ) -> tuple[int, float | None]:
     """The engine's own check of a count (engine/charts/_attribute.py): one rule for the
     bridge and ``openspc analyze``."""
-    from engine.charts import AttributeFamily
-
     assert isinstance(family, AttributeFamily)
     try:
         c, n = family.reading(count, size, spec)
     except engine.InvalidCount as exc:
         raise InvalidReading(f"{exc.name} {_describe(exc.value)}: {exc.reason}") from None
+    except OverflowError:  # an integer of hundreds of digits: no float holds it
+        raise InvalidReading("a count or size too large to be a number") from None
     return c, (None if family.size_name is None else n)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.readings import CountReading, InvalidReading, parse_count, parse_reading
 from engine import CharacteristicSpec
@@ -91,3 +94,41 @@ def test_value_path_finds_the_fields_in_a_vendors_json() -> None:
                     "data.caps")  # fmt: skip
     assert (reading.count, reading.size, reading.source_ts) == (2, 48.0, True)
     assert parse("c", '{"board": {"defects": 5}}', "board.defects").count == 5
+
+
+def test_an_integer_too_large_for_a_float_is_refused() -> None:
+    big = "9" * 400
+    assert "too large" in refused("u", f'{{"defects": 1, "units": {big}}}')
+    assert "too large" in refused("p", f'{{"defectives": 1, "inspected": {big}}}')
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "defectives": _json,
+        "defects": _json,
+        "inspected": _json,
+        "units": _json,
+        "ts": _json,
+        "batch": _json,
+        "value": _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chart=st.sampled_from(sorted(SPECS)), body=_fields | _json, raw=st.binary(max_size=40))
+def test_nothing_but_invalid_reading_escapes(chart: str, body: object, raw: bytes) -> None:
+    for payload in (json.dumps(body).encode(), raw):
+        try:
+            reading = parse_count(payload, spec=SPECS[chart], received_at=NOW)
+        except InvalidReading:
+            continue
+        assert type(reading.count) is int
+        assert reading.count >= 0
+        assert (reading.size is None) == (chart == "c")
