@@ -52,7 +52,7 @@ from bridge.sparkplug._wiring import (
     seed_edge_node,
 )
 from bridge.store import BatchWrite, Store, ViolationRecord
-from engine import CharacteristicEngine, CharacteristicSpec, IncompatibleState
+from engine import CharacteristicEngine, CharacteristicSpec, IncompatibleState, limits_from_dict
 
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
 
@@ -238,11 +238,16 @@ class Bridge:
                 continue  # collecting a (new) baseline: no limits are in force
             payload = stored.get(cid)
             fresh = limits_message(engine.limits, cid, iso_z(now), engine.chart)
-            if payload is not None:
+            same = payload is not None and (
+                limits_from_dict(payload) == engine.limits
+                or _but_time({"chart": engine.chart, **payload}) == _but_time(fresh)
+            )
+            if payload is not None and same:
                 payload.setdefault("chart", engine.chart)  # stored before limits named it
-            if payload is None or _but_time(payload) != _but_time(fresh):
-                # fixed limits never stored yet, or edited in the config since (compared as
-                # published: the stored payload's figures are rounded, engine/_serialize.py)
+            else:
+                # fixed limits never stored yet, or edited in the config since (compared
+                # exactly, as 0.1.0 stored them, or as published: figures are rounded since,
+                # engine/_serialize.py)
                 payload = fresh
                 new_rows.append({"characteristic_id": cid, "ts": now, "payload": payload})
             in_force[cid] = payload

@@ -18,6 +18,7 @@ import { isNum } from "./format.js";
 // [primary chart, secondary chart, secondary short name, primary short name]
 const CHART_LABELS = {
   i_mr: ["Individuals (X)", "Moving range (MR)", "MR", "X"],
+  imr: ["Individuals (X)", "Moving range (MR)", "MR", "X"], // meta.chart since the chart families
   xbar_r: ["Subgroup mean (X\u0304)", "Range (R)", "R", "X\u0304"],
   xbar_s: ["Subgroup mean (X\u0304)", "Std. deviation (S)", "S", "X\u0304"],
 };
