@@ -32,7 +32,16 @@ from bridge.handlers import (
     command_table,
     event_table,
 )
-from bridge.messages import chart_name, dumps, error_payload, iso_z, rules_payload, status_payload
+from bridge.messages import (
+    ATTRIBUTE_CHARTS,
+    chart_parameters,
+    dumps,
+    error_payload,
+    iso_z,
+    limits_message,
+    rules_payload,
+    status_payload,
+)
 from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
 from bridge.sparkplug import SparkplugEdgeNode, SparkplugInbound
 from bridge.sparkplug._state import INBOUND, OWN, BdSeqStore, PrimaryHost
@@ -43,7 +52,7 @@ from bridge.sparkplug._wiring import (
     seed_edge_node,
 )
 from bridge.store import BatchWrite, Store, ViolationRecord
-from engine import CharacteristicEngine, IncompatibleState, limits_from_dict, limits_payload
+from engine import CharacteristicEngine, CharacteristicSpec, IncompatibleState, limits_from_dict
 
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
 
@@ -228,9 +237,18 @@ class Bridge:
             if engine.limits is None:
                 continue  # collecting a (new) baseline: no limits are in force
             payload = stored.get(cid)
-            if payload is None or limits_from_dict(payload) != engine.limits:
-                # fixed limits never stored yet, or edited in the config since
-                payload = limits_payload(engine.limits, cid, iso_z(now))
+            fresh = limits_message(engine.limits, cid, iso_z(now), engine.chart)
+            same = payload is not None and (
+                limits_from_dict(payload) == engine.limits
+                or _but_time({"chart": engine.chart, **payload}) == _but_time(fresh)
+            )
+            if payload is not None and same:
+                payload.setdefault("chart", engine.chart)  # stored before limits named it
+            else:
+                # fixed limits never stored yet, or edited in the config since (compared
+                # exactly, as 0.1.0 stored them, or as published: figures are rounded since,
+                # engine/_serialize.py)
+                payload = fresh
                 new_rows.append({"characteristic_id": cid, "ts": now, "payload": payload})
             in_force[cid] = payload
         if new_rows:
@@ -384,6 +402,10 @@ class Bridge:
         log.info("bridge stopped")
 
 
+def _but_time(payload: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in payload.items() if key != "timestamp"}
+
+
 def _violation_dict(v: ViolationRecord) -> dict[str, Any]:
     return {
         "violation_id": v.id,
@@ -400,7 +422,7 @@ def _violation_dict(v: ViolationRecord) -> dict[str, Any]:
 def _meta(
     settings: Settings,
     char: Any,
-    engine_rules: Sequence[Any],
+    spec: CharacteristicSpec,
     shared: dict[Any, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``meta`` payload. With ``shared``, characteristics with the same rules share one
@@ -408,6 +430,7 @@ def _meta(
     top-level keys); with 10,000 characteristics that is about 25 MB (docs/performance.md)."""
     if shared is None:
         shared = {}
+    engine_rules = spec.rules
     rules_key = ("rules", tuple(engine_rules))
     if rules_key not in shared:
         shared[rules_key] = rules_payload(engine_rules)
@@ -425,7 +448,8 @@ def _meta(
         "lsl": char.lsl,
         "target": char.target,
         "baseline": char.baseline,
-        "chart": chart_name(char.subgroup_size),
+        "chart": spec.chart_name,
+        "parameters": chart_parameters(spec),
         "rules": shared[rules_key],
         "reason_codes": shared["reason_codes"],
         "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
@@ -509,6 +533,7 @@ async def bootstrap(
                 baseline=c.baseline,
                 topic=c.topic,
                 value_path=c.value_path,
+                counts=specs[c.id] if specs[c.id].chart_name in ATTRIBUTE_CHARTS else None,
             )
             for c in chars
         }
@@ -547,7 +572,7 @@ async def bootstrap(
         broadcaster = Broadcaster(mqtt, prefix, metrics)
         shared_meta: dict[Any, list[Any]] = {}
         for char in chars:
-            broadcaster.meta[char.id] = _meta(settings, char, specs[char.id].rules, shared_meta)
+            broadcaster.meta[char.id] = _meta(settings, char, specs[char.id], shared_meta)
         live = LiveState(
             mqtt,
             prefix,

@@ -401,10 +401,19 @@ def _resolve_rules(rules: RulesInput) -> tuple[engine.RuleConfig, ...]:
     return engine.resolve_rules(rules)
 
 
+_CHART_KEYS: Final[Mapping[str, str]] = {
+    "ewma_lambda": "lambda",
+    "ewma_l": "L",
+    "cusum_k": "k",
+    "cusum_h": "h",
+}
+"""The engine's names of the chart settings -> their TOML keys (docs/configuration.md)."""
+
+
 class CharacteristicSettings(_Section):
     """One ``[[characteristic]]``: a measured quantity and how to chart it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
     id: Annotated[int, AfterValidator(_at_least(1))]
     name: Name
@@ -419,8 +428,18 @@ class CharacteristicSettings(_Section):
     ucl: float | None = None
     lcl: float | None = None
     baseline: Annotated[int, AfterValidator(_between(1, 100_000))] = 25
-    rules: RulesInput = "nelson"
+    rules: RulesInput | None = None
+    """None: the chart family's default (``nelson`` for imr/xbar_r/xbar_s, rule 1 for the
+    others; docs/spc.md)."""
     sparkplug: SparkplugSource | None = None
+    # the chart family and its settings (docs/configuration.md, "Chart families"); the TOML
+    # keys are those of docs/spc.md (lambda, L, k, h), the longer names are accepted too
+    chart: str | None = None
+    inspected: int | None = None
+    ewma_lambda: float = Field(default=0.2, alias="lambda")
+    ewma_l: float = Field(default=3.0, alias="L")
+    cusum_k: float = Field(default=0.5, alias="k")
+    cusum_h: float = Field(default=5.0, alias="h")
 
     @field_validator("value_path")
     @classmethod
@@ -431,7 +450,9 @@ class CharacteristicSettings(_Section):
 
     @field_validator("rules")
     @classmethod
-    def _check_rules(cls, value: RulesInput) -> RulesInput:
+    def _check_rules(cls, value: RulesInput | None) -> RulesInput | None:
+        if value is None:
+            return value
         try:
             _resolve_rules(value)
         except ValueError as exc:
@@ -477,9 +498,27 @@ class CharacteristicSettings(_Section):
                 )
         elif self.center_line is not None:
             faults.append(("center_line", self.center_line, "fixed limits also need ucl and lcl"))
-        if self.subgroup_size == 1 and self.baseline < 2 and self.ucl is None:
+        family = engine.FAMILIES.get(self.chart_name)
+        if (
+            family is not None
+            and family.kind != "attribute"
+            and self.subgroup_size == 1
+            and self.baseline < 2
+            and self.ucl is None
+        ):
             faults.append(
                 ("baseline", self.baseline, "must be at least 2 for individuals (a moving range)")
+            )
+        if not faults:
+            faults += self._chart_faults()
+        if self.sparkplug is not None and self.chart in ("p", "np", "u"):
+            faults.append(
+                (
+                    "sparkplug",
+                    self.sparkplug.model_dump(exclude_none=True),
+                    f"a {self.chart} chart needs two numbers a sample, a Sparkplug metric is one"
+                    " (feed it from a topic)",
+                )
             )
         if self.sparkplug is not None and self.topic is not None:
             faults.append(("topic", self.topic, "give topic or sparkplug, not both"))
@@ -491,6 +530,19 @@ class CharacteristicSettings(_Section):
             )
         _raise_if(faults)
         return self
+
+    @property
+    def chart_name(self) -> str:
+        """``chart``, or the variables chart the subgroup size implies (engine.default_chart)."""
+        return self.chart if self.chart is not None else engine.default_chart(self.subgroup_size)
+
+    def _chart_faults(self) -> list[tuple[str | int, object, str]]:
+        """The engine's check of the chart settings (engine.chart_faults), each fault on
+        its TOML key."""
+        return [
+            (_CHART_KEYS.get(f.key, f.key), f.value, f.reason)
+            for f in engine.chart_faults(self.to_spec())
+        ]
 
     def reading_topic(self, topic_prefix: str) -> str:
         """Where a gauge of this characteristic publishes: its own ``topic`` if it has one,
@@ -512,7 +564,13 @@ class CharacteristicSettings(_Section):
             ucl=self.ucl,
             lcl=self.lcl,
             baseline=self.baseline,
-            rules=_resolve_rules(self.rules),
+            **({} if self.rules is None else {"rules": _resolve_rules(self.rules)}),
+            chart=self.chart,
+            inspected=self.inspected,
+            ewma_lambda=self.ewma_lambda,
+            ewma_l=self.ewma_l,
+            cusum_k=self.cusum_k,
+            cusum_h=self.cusum_h,
         )
 
 

@@ -238,7 +238,8 @@ def demo_config(
     gateway_port: int = 8000,
     gateway_password: str | None = None,
 ) -> str:
-    """The demo bridge's TOML: four characteristics, n = 1 and n = 5, own and standard topics;
+    """The demo bridge's TOML: six characteristics, n = 1 and n = 5, a p chart and an EWMA
+    chart, own and standard topics;
     the gateway's port, and its broker user when it has one."""
     gateway = f'[gateway]\nhost = "{_HOST}"\nport = {gateway_port}\n'
     if gateway_password is not None:
@@ -309,6 +310,29 @@ unit = "um"
 topic = "plant1/line3/profilometer/ra"
 usl = 1.6
 rules = "nelson"
+
+# a p chart: a vision station reports the defective caps of about 50 inspected,
+# {{"defectives": 2, "inspected": 51, "ts": ...}}; rule 1 (the attribute charts' default)
+[[characteristic]]
+id = 5
+name = "Cap defects (vision)"
+unit = "fraction defective"
+topic = "plant1/line3/vision/caps"
+chart = "p"
+baseline = 25
+
+# an EWMA chart of individuals: sees a small shift long before a Shewhart chart would
+[[characteristic]]
+id = 6
+name = "Coating thickness"
+unit = "um"
+usl = 62.0
+lsl = 38.0
+target = 50.0
+baseline = 20
+chart = "ewma"
+lambda = 0.2
+L = 3.0
 """
 
 
@@ -435,10 +459,19 @@ async def run_demo(
     """
     from bridge.app import run_bridge
     from bridge.config import load_settings
-    from bridge.simulator import Disturbances, Gauge, GaugePublisher, gauges_from_settings
+    from bridge.simulator import (
+        CountGauge,
+        Disturbances,
+        Gauge,
+        GaugePublisher,
+        gauges_from_settings,
+    )
 
     # an alarm within a minute, then a few a minute: a demo, not a flood
     calmer = Disturbances(gap=(40, 80), outlier_chance=0.005)
+    # an EWMA chart sees each episode sooner and for longer: rarer ones keep it as calm
+    # (about 18 alarms an hour at n = 1, against about 30 with `calmer`; measured offline)
+    rarer = Disturbances(gap=(150, 300), outlier_chance=0.002)
 
     state = prepare_state_dir(options)
     users = demo_users(state)
@@ -488,8 +521,11 @@ async def run_demo(
         # Every chart gains a point at the same pace: an n = 5 gauge sends `rate` readings a
         # second, an n = 1 gauge a fifth of that (else its chart races and alarms five times
         # as often).
-        by_size: dict[int, list[Gauge]] = {}
-        for gauge in gauges_from_settings(settings, seed=secrets.randbits(32), disturbances=calmer):
+        by_size: dict[int, list[Gauge | CountGauge]] = {}
+        gauges = gauges_from_settings(
+            settings, seed=secrets.randbits(32), disturbances=calmer, small_shift=rarer
+        )
+        for gauge in gauges:
             by_size.setdefault(gauge.profile.subgroup_size, []).append(gauge)
         publishers = [
             GaugePublisher(

@@ -38,12 +38,13 @@ from bridge.messages import (
     dumps,
     envelope,
     iso_z,
+    limits_message,
     sample_payload,
     violation_payload,
 )
 from bridge.pipeline import Metrics
 from bridge.store import Store
-from engine import CharacteristicEngine, limits_payload
+from engine import CharacteristicEngine
 
 __all__ = [
     "Broadcaster",
@@ -132,7 +133,9 @@ async def recalculate(command: Recalculate, ctx: CommandContext) -> list[DomainE
         updated = engine.recalculate(subgroups, now)
     except ValueError as exc:
         raise CommandRejected(f"cannot recalculate: {exc}") from None
-    payload = limits_payload(updated.limits, command.characteristic_id, iso_z(updated.timestamp))
+    payload = limits_message(
+        updated.limits, command.characteristic_id, iso_z(updated.timestamp), engine.chart
+    )
     async with ctx.store.unit_of_work() as uow:
         await uow.add_limits(command.characteristic_id, updated.timestamp, payload)
         await uow.save_states({command.characteristic_id: engine.snapshot()}, now)

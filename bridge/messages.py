@@ -16,25 +16,38 @@ from typing import Any
 from bridge.domain import AcknowledgeViolation, Recalculate
 from bridge.errors import InvalidCommand
 from bridge.readings import text_fault
-from engine import RuleConfig, SampleProcessed, ViolationRaised, figure, plotted_value
+from engine import (
+    CharacteristicSpec,
+    ControlLimits,
+    RuleConfig,
+    SampleProcessed,
+    ViolationRaised,
+    figure,
+    limits_payload,
+    plotted_value,
+)
 
 __all__ = [
+    "ATTRIBUTE_CHARTS",
     "ERROR_PAYLOAD_CHARS",
     "ERROR_REASON_CHARS",
     "ERROR_TOPIC_CHARS",
     "MAX_ALARMS",
     "MAX_COMMAND_ID",
+    "SHEWHART_CHARTS",
     "ack_payload",
     "alarms_payload",
-    "chart_name",
+    "chart_parameters",
     "clip",
     "dumps",
     "envelope",
     "error_payload",
     "history_payload",
     "iso_z",
+    "limits_message",
     "parse_ack",
     "parse_recalculate",
+    "point_fields",
     "reply_payload",
     "rules_payload",
     "sample_payload",
@@ -87,11 +100,22 @@ def envelope(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": kind, "payload": dict(payload)}
 
 
-def sample_payload(sample_id: int, sample: SampleProcessed) -> dict[str, Any]:
+SHEWHART_CHARTS = frozenset(("imr", "xbar_r", "xbar_s"))
+"""The Shewhart variables charts: their ``sample`` has no ``statistic`` (docs/topics.md)."""
+ATTRIBUTE_CHARTS = frozenset(("p", "np", "c", "u"))
+"""The attribute charts: one count a sample; ``value`` is that count."""
+_SIZE_FIELD = {"p": "inspected", "np": "inspected", "u": "units"}
+
+
+def sample_payload(
+    sample_id: int, sample: SampleProcessed, chart: str | None = None
+) -> dict[str, Any]:
     """The ``sample`` payload: readings as given, computed figures rounded
-    (engine/_serialize.py, shared with ``openspc analyze``)."""
+    (engine/_serialize.py, shared with ``openspc analyze``). ``chart`` is the
+    characteristic's chart family (None: a Shewhart chart); the families of docs/spc.md
+    add their plotted point (docs/topics.md)."""
     value = _number(sample.value)
-    return {
+    data: dict[str, Any] = {
         "sample_id": sample_id,
         "characteristic_id": sample.characteristic_id,
         "timestamp": iso_z(sample.timestamp),
@@ -103,6 +127,76 @@ def sample_payload(sample_id: int, sample: SampleProcessed) -> dict[str, Any]:
         "failed_rules": sorted(sample.failed_rules),
         "range_failed_rules": sorted(sample.range_failed_rules),
     }
+    if chart is None or chart in SHEWHART_CHARTS:
+        return data
+    return point_fields(
+        data,
+        chart,
+        sample.statistic,
+        sample.ucl,
+        sample.lcl,
+        sample.cusum_upper,
+        sample.cusum_lower,
+        sample.size,
+    )
+
+
+def point_fields(
+    data: dict[str, Any],
+    chart: str,
+    statistic: float | None,
+    ucl: float | None,
+    lcl: float | None,
+    cusum_upper: float | None,
+    cusum_lower: float | None,
+    size: float | None,
+) -> dict[str, Any]:
+    """Add a chart family's point to a ``sample`` payload ``data`` (live or stored; one
+    spelling): ``statistic``, ``ucl``, ``lcl`` (CUSUM also ``cusum_upper``,
+    ``cusum_lower``; p and np ``inspected``, u ``units``); an attribute chart's ``value``
+    and ``values`` are its count, as an integer."""
+    if chart in ATTRIBUTE_CHARTS:
+        count = data["value"]
+        if count is not None:
+            data["value"] = int(count)
+            data["values"] = [int(count)]
+        field_name = _SIZE_FIELD.get(chart)
+        if field_name is not None:
+            shown = None if size is None else figure(size)
+            if field_name == "inspected" and shown is not None:
+                shown = int(shown)
+            data[field_name] = shown
+    data["statistic"] = figure(_number(statistic))
+    data["ucl"] = figure(_number(ucl))
+    data["lcl"] = figure(_number(lcl))
+    if chart == "cusum":
+        data["cusum_upper"] = figure(_number(cusum_upper))
+        data["cusum_lower"] = figure(_number(cusum_lower))
+    return data
+
+
+def limits_message(
+    limits: ControlLimits, characteristic_id: int | None, timestamp_iso: str, chart: str
+) -> dict[str, Any]:
+    """The ``control_limits`` payload (engine.limits_payload), with ``chart`` for every
+    chart family, the Shewhart ones included (docs/topics.md)."""
+    payload = limits_payload(limits, characteristic_id, timestamp_iso)
+    payload["chart"] = chart
+    return payload
+
+
+def chart_parameters(spec: CharacteristicSpec) -> dict[str, float | int]:
+    """The settings of a characteristic's chart family, as ``meta.parameters`` names them
+    (the names of docs/spc.md): np ``inspected``; EWMA ``lambda``, ``L``; CUSUM ``k``,
+    ``h``; nothing for the others."""
+    chart = spec.chart_name
+    if chart == "np" and spec.inspected is not None:
+        return {"inspected": spec.inspected}
+    if chart == "ewma":
+        return {"lambda": float(spec.ewma_lambda), "L": float(spec.ewma_l)}
+    if chart == "cusum":
+        return {"k": float(spec.cusum_k), "h": float(spec.cusum_h)}
+    return {}
 
 
 def violation_payload(
@@ -153,12 +247,6 @@ def alarms_payload(
         "violations": shown,
         "open_count": len(violations),
     }
-
-
-def chart_name(subgroup_size: int) -> str:
-    if subgroup_size == 1:
-        return "i_mr"
-    return "xbar_r" if subgroup_size <= 10 else "xbar_s"
 
 
 def rules_payload(rules: Sequence[RuleConfig]) -> list[dict[str, Any]]:

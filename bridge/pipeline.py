@@ -55,24 +55,28 @@ from bridge.errors import (
     UnknownCharacteristic,
 )
 from bridge.messages import (
+    SHEWHART_CHARTS,
     clip,
     dumps,
     iso_z,
+    limits_message,
     parse_ack,
     parse_recalculate,
     reply_payload,
     sample_payload,
 )
-from bridge.readings import InvalidReading, parse_reading
+from bridge.readings import InvalidReading, parse_count, parse_reading
 from bridge.store import BatchWrite, DeadLetter, IdAllocator, Store, encode_rules, encode_values
 from bridge.topics import CommandTopic, Topics, parse_id
 from engine import (
     CharacteristicEngine,
+    CharacteristicSpec,
     ControlLimitsUpdated,
     EngineEvent,
+    InvalidCount,
+    ReadingKindMismatch,
     SampleProcessed,
     ViolationRaised,
-    limits_payload,
 )
 
 __all__ = ["CharacteristicRoute", "InboundSource", "Metrics", "Pipeline", "Submission"]
@@ -93,6 +97,10 @@ class Submission:
     batch: str | None = None
     operator: str | None = None
     ack: Callable[[], None] | None = None
+    size: float | None = None
+    """An attribute reading's inspected (p, np) or units (u); None otherwise."""
+    counts: bool = False
+    """True for an attribute reading: ``values`` is ``(count,)`` (docs/topics.md)."""
 
 
 class InboundSource(Protocol):
@@ -121,6 +129,9 @@ class CharacteristicRoute:
     baseline: int
     topic: str | None = None
     value_path: str | None = None
+    counts: CharacteristicSpec | None = None
+    """The spec of an attribute chart (p, np, c, u), whose readings are counts; None for a
+    chart of measured values."""
 
 
 @dataclass
@@ -400,6 +411,9 @@ class Pipeline:
         if route is None:
             self._reject(msg, str(UnknownCharacteristic(key if cid is None else cid)))
             return
+        if route.counts is not None:
+            self._count(pending, msg, route, route.counts, own_topic)
+            return
         try:
             reading = parse_reading(
                 msg.payload,
@@ -425,6 +439,45 @@ class Pipeline:
             received=msg.received,
             batch=reading.batch,
             operator=reading.operator,
+        )
+        self._feed(pending, sub, msg)
+
+    def _count(
+        self,
+        pending: _Pending,
+        msg: Inbound,
+        route: CharacteristicRoute,
+        spec: CharacteristicSpec,
+        own_topic: bool,
+    ) -> None:
+        """One reading of an attribute chart: one sample (docs/topics.md)."""
+        try:
+            reading = parse_count(
+                msg.payload,
+                spec=spec,
+                value_path=route.value_path if own_topic else None,
+                max_bytes=self.max_payload_bytes,
+                received_at=msg.received_at,
+            )
+        except InvalidReading as exc:
+            self._reject(msg, exc.reason)
+            return
+        values = (float(reading.count),)
+        if reading.source_ts and not self.seen.add((route.id, reading.ts, values)):
+            self.metrics.readings_duplicate += 1
+            log.debug("reading on %s seen before; not stored again", msg.topic)
+            return
+        sub = Submission(
+            route.id,
+            values,
+            reading.ts,
+            msg.topic,
+            received_at=msg.received_at,
+            received=msg.received,
+            batch=reading.batch,
+            operator=reading.operator,
+            size=reading.size,
+            counts=True,
         )
         self._feed(pending, sub, msg)
 
@@ -459,8 +512,21 @@ class Pipeline:
         engine = self.engines.get(sub.characteristic_id)
         if engine is None:
             raise UnknownCharacteristic(sub.characteristic_id)
+        try:
+            if sub.counts:
+                events = engine.add_count(int(sub.values[0]), sub.size, sub.ts)
+            elif engine.chart == "c" and len(sub.values) == 1:
+                # one number from another source (a Sparkplug metric) is a c chart's count;
+                # the engine refuses 2.5 or -1 as it refuses them from MQTT
+                events = engine.add_count(sub.values[0], None, sub.ts)
+            else:
+                events = engine.add_readings(list(sub.values), sub.ts)
+        except (ReadingKindMismatch, InvalidCount) as exc:
+            # e.g. a Sparkplug metric (measured values) on a p chart: refused, nothing changed
+            self.metrics.readings_rejected += 1
+            self._report(_topic(origin), _payload(origin), str(exc))
+            return
         pending.begin(origin)
-        events = engine.add_readings(list(sub.values), sub.ts)
         received_at = sub.received_at.astimezone(UTC)
         ts = sub.ts.astimezone(UTC)
         for value in sub.values:
@@ -623,8 +689,9 @@ class Pipeline:
             if isinstance(event, SampleProcessed):
                 sample_id = self.ids.take("sample")
                 self._last_sample[event.characteristic_id] = (event.seq, sample_id)
-                batch.samples.append(_sample_row(sample_id, event))
-                payload = sample_payload(sample_id, event)
+                chart = self.engines[event.characteristic_id].chart
+                batch.samples.append(_sample_row(sample_id, event, chart))
+                payload = sample_payload(sample_id, event, chart)
                 events.append(SampleRecorded(sample_id, event, received, payload, dumps(payload)))
             elif isinstance(event, ViolationRaised):
                 violation_id = self.ids.take("violation")
@@ -634,8 +701,11 @@ class Pipeline:
                 batch.violations.append(_violation_row(violation_id, sample_id, event))
                 events.append(ViolationCreated(violation_id, sample_id, event))
             elif isinstance(event, ControlLimitsUpdated):
-                payload = limits_payload(
-                    event.limits, event.characteristic_id, iso_z(event.timestamp)
+                payload = limits_message(
+                    event.limits,
+                    event.characteristic_id,
+                    iso_z(event.timestamp),
+                    self.engines[event.characteristic_id].chart,
                 )
                 batch.limits.append(
                     {
@@ -811,7 +881,8 @@ def _payload(item: Inbound | Submission) -> bytes:
     return item.payload if isinstance(item, Inbound) else repr(item.values).encode()
 
 
-def _sample_row(sample_id: int, s: SampleProcessed) -> dict[str, Any]:
+def _sample_row(sample_id: int, s: SampleProcessed, chart: str) -> dict[str, Any]:
+    point = s.point
     return {
         "id": sample_id,
         "characteristic_id": s.characteristic_id,
@@ -825,6 +896,15 @@ def _sample_row(sample_id: int, s: SampleProcessed) -> dict[str, Any]:
         "failed_rules": encode_rules(s.failed_rules),
         "range_failed_rules": encode_rules(s.range_failed_rules),
         "excluded": False,
+        # the chart families of docs/spc.md: the plotted point with its own limits (NULL
+        # for the Shewhart variables charts, whose point is ``value``; docs/bridge.md)
+        "chart": None if chart in SHEWHART_CHARTS else chart,
+        "statistic": None if point is None else point.statistic,
+        "ucl": None if point is None else point.ucl,
+        "lcl": None if point is None else point.lcl,
+        "cusum_upper": None if point is None else point.cusum_upper,
+        "cusum_lower": None if point is None else point.cusum_lower,
+        "size": None if point is None else point.size,
     }
 
 

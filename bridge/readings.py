@@ -10,9 +10,13 @@ Accepted, UTF-8, at most ``max_bytes``:
   ``subgroup_size`` numbers) found at that path in a vendor's JSON object, and the
   top-level ``ts`` if any. A bare number is still accepted there.
 
+:func:`parse_count` reads the counts of the attribute charts (p, np, c, u):
+``{"defectives": 3, "inspected": 50}``, ``{"defects": 4}`` or a bare integer,
+``{"defects": 7, "units": 5}`` (docs/topics.md), checked by the engine's own rules.
+
 ``ts`` is epoch milliseconds (a JSON number) or an ISO 8601 string with a zone (``Z`` or an
 offset). Everything else raises :class:`InvalidReading` with a short, specific reason; no
-other exception escapes :func:`parse_reading`, whatever the bytes.
+other exception escapes :func:`parse_reading` or :func:`parse_count`, whatever the bytes.
 
 Speed matters more than elegance here: one ``json.loads`` and plain type checks, no pydantic.
 """
@@ -25,13 +29,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+import engine
+from engine.charts import AttributeFamily
+
 __all__ = [
     "MAX_TEXT_CHARS",
     "MIN_EPOCH_MS",
+    "CountReading",
     "InvalidReading",
     "Reading",
     "check_text",
     "compile_value_path",
+    "count_shape",
+    "parse_count",
     "parse_reading",
     "text_fault",
 ]
@@ -325,6 +335,11 @@ def parse_reading(
     has_values = "values" in obj
     if has_value and has_values:
         raise InvalidReading('both "value" and "values" given: send one of them')
+    if not (has_value or has_values) and not _COUNT_KEYS.isdisjoint(obj):
+        raise InvalidReading(
+            "a count (defectives, defects) sent to a chart of measured values"
+            ' (send a number, {"value": x} or {"values": [...]})'
+        )
     if has_value:
         values = (_number(obj["value"], "value"),)
     elif has_values:
@@ -333,3 +348,147 @@ def parse_reading(
         keys = ", ".join(sorted(obj)[:5]) or "none"
         raise InvalidReading(f'unknown shape: no "value" or "values" (keys: {_show(keys)[1:-1]})')
     return Reading(values, ts, source_ts, _text_field(obj, "batch"), _text_field(obj, "operator"))
+
+
+# --- attribute readings (docs/topics.md, "Readings of attribute charts") ------------------
+
+_COUNT_KEYS = frozenset(("defectives", "defects", "inspected", "units"))
+
+_SHAPES = {
+    "p": ("defectives", "inspected"),
+    "np": ("defectives", "inspected"),
+    "c": ("defects", None),
+    "u": ("defects", "units"),
+}
+
+
+def count_shape(chart: str) -> str:
+    """The payload an attribute chart takes, as a reason quotes it."""
+    return {
+        "p": '{"defectives": 3, "inspected": 50}',
+        "np": '{"defectives": 3, "inspected": 50}',
+        "c": '{"defects": 4} or a bare integer',
+        "u": '{"defects": 7, "units": 5}',
+    }[chart]
+
+
+@dataclass(frozen=True, slots=True)
+class CountReading:
+    """One attribute reading (p, np, c, u charts): one sample. ``count`` is the defectives
+    (p, np) or defects (c, u); ``size`` the number inspected (p, np) or the units (u), None
+    for a c chart."""
+
+    count: int
+    size: float | None
+    ts: datetime
+    source_ts: bool
+    batch: str | None = None
+    operator: str | None = None
+
+
+def _checked_count(
+    family: engine.ChartFamily, spec: engine.CharacteristicSpec, count: object, size: object
+) -> tuple[int, float | None]:
+    """The engine's own check of a count (engine/charts/_attribute.py): one rule for the
+    bridge and ``openspc analyze``."""
+    assert isinstance(family, AttributeFamily)
+    try:
+        c, n = family.reading(count, size, spec)
+    except engine.InvalidCount as exc:
+        raise InvalidReading(f"{exc.name} {_describe(exc.value)}: {exc.reason}") from None
+    except OverflowError:  # an integer of hundreds of digits: no float holds it
+        raise InvalidReading("a count or size too large to be a number") from None
+    return c, (None if family.size_name is None else n)
+
+
+def parse_count(
+    payload: bytes | bytearray | memoryview,
+    *,
+    spec: engine.CharacteristicSpec,
+    value_path: str | None = None,
+    max_bytes: int = 65536,
+    received_at: datetime,
+) -> CountReading:
+    """Parse one reading of an attribute chart (``spec.chart`` is p, np, c or u):
+    ``{"defectives": 3, "inspected": 50}`` (p, np), ``{"defects": 4}`` or a bare integer (c),
+    ``{"defects": 7, "units": 5}`` (u), with optional ``ts``, ``batch``, ``operator``. With a
+    ``value_path`` the object (or, for c, the number) at that path holds the fields; ``ts``,
+    ``batch`` and ``operator`` stay at the top level. Raises :class:`InvalidReading`."""
+    chart = spec.chart_name
+    family = engine.chart_family(chart)
+    count_key, size_key = _SHAPES[chart]
+    size = len(payload)
+    if size == 0:
+        raise InvalidReading("empty payload")
+    if size > max_bytes:
+        raise InvalidReading(f"payload too long: {size} bytes, limit is {max_bytes}")
+    try:
+        text = bytes(payload).decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise InvalidReading(f"not UTF-8 (bad byte at offset {exc.start})") from None
+    if text[:1] == "\ufeff":
+        text = text[1:].lstrip()
+    if not text:
+        raise InvalidReading("empty payload (only whitespace)")
+    wanted = f"a {chart} chart takes {count_shape(chart)}"
+    if text[0] != "{":
+        if chart != "c" or text[0] in '["':
+            raise InvalidReading(f"{wanted}, not a measured value: got {_show(text)}")
+        number = _bare_number(text)
+        c, _ = _checked_count(family, spec, int(number) if number.is_integer() else number, None)
+        return CountReading(c, None, received_at, False)
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise InvalidReading("JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidReading(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except ValueError:
+        raise InvalidReading("not valid JSON: a number with too many digits") from None
+    if not isinstance(obj, dict):  # pragma: no cover - text starts with "{"
+        raise InvalidReading(f"unknown shape: {_show(text)}")
+    raw_ts = obj.get("ts")
+    if raw_ts is None:
+        ts, source_ts = received_at, False
+    else:
+        ts, source_ts = _timestamp(raw_ts), True
+    fields: object = obj if value_path is None else _follow(obj, value_path)
+    if not isinstance(fields, dict):
+        if chart == "c" and value_path is not None:
+            fields = {"defects": fields}
+        else:
+            where = "" if value_path is None else f" at value_path {value_path}"
+            raise InvalidReading(f"{wanted}{where}: got {_describe(fields)}")
+    if count_key not in fields:
+        if "value" in fields or "values" in fields:
+            raise InvalidReading(f"{wanted}, not measured values")
+        other = "defects" if count_key == "defectives" else "defectives"
+        hint = f" ({other} is for a {'c or u' if other == 'defects' else 'p or np'} chart)"
+        raise InvalidReading(f"{wanted}: no {count_key!r}{hint if other in fields else ''}")
+    extra = sorted(k for k in _COUNT_KEYS if k in fields and k not in (count_key, size_key))
+    if extra:
+        raise InvalidReading(f"{wanted}: {extra[0]!r} does not belong to a {chart} chart")
+    raw_size = fields.get(size_key) if size_key is not None else None
+    if raw_size is None and chart in ("p", "u"):
+        raise InvalidReading(f"{wanted}: no {size_key!r}")
+    if raw_size is None and chart == "np":
+        raw_size = spec.inspected  # the setting itself (docs/topics.md)
+    c, n = _checked_count(family, spec, fields[count_key], raw_size)
+    top: dict[str, object] = obj
+    return CountReading(
+        c,
+        n,
+        ts,
+        source_ts,
+        _opt_text(top, "batch", value_path is not None),
+        _opt_text(top, "operator", value_path is not None),
+    )
+
+
+def _opt_text(obj: dict[str, object], key: str, lenient: bool) -> str | None:
+    """``batch``/``operator``: refused when not a string, or (``lenient``, a vendor's JSON
+    under a value_path) left out."""
+    value = obj.get(key)
+    if lenient and not isinstance(value, str):
+        return None
+    return _text_field(obj, key)

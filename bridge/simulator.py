@@ -6,6 +6,9 @@ Two parts:
   ``sigma``) that, after a calm warm-up (by default the baseline's worth of readings), now and
   then suffers a *step shift*, a *drift* or a single *outlier*, so that SPC alarms appear soon
   after the control limits exist.
+- :class:`CountGauge` is its counterpart for the attribute charts (p, np, c, u): an
+  inspection station that reports defectives of those inspected (or defects, or defects per
+  units), mostly in control, with now and then a short spell of many more.
 - :class:`GaugePublisher` publishes gauges' readings with paho-mqtt (QoS 1) from a thread, at
   a given rate, as ``{"value": x, "ts": <epoch ms>}`` on each characteristic's reading topic
   (or the vendor shape its ``value_path`` names).
@@ -32,6 +35,7 @@ from bridge.errors import BrokerUnavailable
 from bridge.readings import compile_value_path
 
 __all__ = [
+    "CountGauge",
     "Disturbance",
     "Disturbances",
     "Gauge",
@@ -168,6 +172,88 @@ class Gauge:
             yield self.next()
 
 
+ATTRIBUTE_CHARTS = ("p", "np", "c", "u")
+
+
+class CountGauge:
+    """A deterministic stream of attribute readings (same seed, same stream): a vision
+    station's ``{"defectives": d, "inspected": n}`` (p, np), a tester's ``{"defects": c}``
+    (c) or ``{"defects": c, "units": u}`` (u), one reading a sample (docs/topics.md).
+
+    ``profile.mean`` is the process's rate: the fraction defective (p, np) or the defects per
+    unit (c, u). After ``baseline`` calm samples, spells of ``length`` samples now and then
+    (``gap`` samples apart) run at that rate plus ``shift_sigmas`` of its standard error, so
+    rule 1 sees them; in between the process is in control. The spells are rarer and
+    shorter than a variables gauge's episodes: an attribute chart judges rule 1 alone, which
+    re-arms at every point back within the limits.
+    """
+
+    def __init__(
+        self,
+        profile: GaugeProfile,
+        chart: str,
+        *,
+        inspected: int | None = None,
+        seed: int = 0,
+        baseline: int = 25,
+        gap: tuple[int, int] = (150, 300),
+        length: tuple[int, int] = (4, 8),
+        shift_sigmas: float = 4.0,
+    ) -> None:
+        if chart not in ATTRIBUTE_CHARTS:
+            raise ValueError(f"a count gauge is for a p, np, c or u chart, not {chart!r}")
+        self.profile = profile
+        self.chart = chart
+        self.inspected = inspected or 50
+        self.gap, self.length, self.shift_sigmas = gap, length, shift_sigmas
+        self._random = random.Random(f"{seed}/{profile.characteristic_id}/counts")
+        self._count = 0
+        self._calm_until = baseline + self._random.randint(*gap) // 2
+        self._spell_until = 0
+
+    @property
+    def count(self) -> int:
+        """Samples produced so far."""
+        return self._count
+
+    def next(self) -> dict[str, int | float]:
+        """The next sample's fields (without ``ts``)."""
+        rnd = self._random
+        i = self._count
+        self._count += 1
+        if i >= self._calm_until and i >= self._spell_until:
+            self._spell_until = i + rnd.randint(*self.length)
+            self._calm_until = self._spell_until + rnd.randint(*self.gap)
+        spell = i < self._spell_until
+        rate = self.profile.mean
+        if self.chart in ("p", "np"):
+            n = self.inspected if self.chart == "np" else rnd.randint(45, 55)
+            if spell:
+                rate = min(1.0, rate + self.shift_sigmas * math.sqrt(rate * (1 - rate) / n))
+            defectives = sum(1 for _ in range(n) if rnd.random() < rate)
+            return {"defectives": defectives, "inspected": n}
+        units = 1.0 if self.chart == "c" else rnd.choice((2.0, 2.5, 3.0, 4.0))
+        mean = rate * units
+        if spell:
+            mean += self.shift_sigmas * math.sqrt(mean)
+        fields: dict[str, int | float] = {"defects": _poisson(rnd, mean)}
+        if self.chart == "u":
+            fields["units"] = units
+        return fields
+
+    def payload(self, ts_ms: int) -> bytes:
+        return json.dumps({**self.next(), "ts": ts_ms}, separators=(",", ":")).encode()
+
+
+def _poisson(rnd: random.Random, mean: float) -> int:
+    """Knuth's method (fine for the small means of a demo)."""
+    k, p, limit = 0, rnd.random(), math.exp(-mean)
+    while p > limit:
+        k += 1
+        p *= rnd.random()
+    return k
+
+
 def _decimals(sigma: float) -> int:
     """Digits a real gauge would show: about a hundredth of sigma."""
     return max(0, min(12, 2 - math.floor(math.log10(sigma))))
@@ -207,6 +293,15 @@ def profile_for(characteristic: CharacteristicSettings, topic_prefix: str) -> Ga
     or Cp about 1.33 within the spec limits (Cpk 1.33 under a one-sided limit)."""
     c = characteristic
     n = c.subgroup_size
+    if c.chart_name in ATTRIBUTE_CHARTS:  # the rate of a CountGauge
+        rate = 0.04 if c.chart_name in ("p", "np") else 4.0 if c.chart_name == "c" else 1.5
+        return GaugeProfile(
+            c.id,
+            c.reading_topic(topic_prefix),
+            rate,
+            1.0,
+            value_path=c.value_path if c.topic is not None else None,
+        )
     if c.ucl is not None and c.lcl is not None:
         mean = c.center_line if c.center_line is not None else (c.ucl + c.lcl) / 2
         sigma = (c.ucl - c.lcl) / 6 * math.sqrt(n)
@@ -238,21 +333,46 @@ def profile_for(characteristic: CharacteristicSettings, topic_prefix: str) -> Ga
 
 
 def gauges_from_settings(
-    settings: Settings, *, seed: int = 0, disturbances: Disturbances | None = None
-) -> list[Gauge]:
-    """One gauge per configured characteristic that reads MQTT (Sparkplug B ones skipped)."""
+    settings: Settings,
+    *,
+    seed: int = 0,
+    disturbances: Disturbances | None = None,
+    small_shift: Disturbances | None = None,
+) -> list[Gauge | CountGauge]:
+    """One gauge per configured characteristic that reads MQTT (Sparkplug B ones skipped):
+    a :class:`CountGauge` for an attribute chart, a :class:`Gauge` for the others, with
+    ``small_shift`` (default ``disturbances``) for the EWMA and CUSUM charts, which see every
+    episode sooner and longer."""
     prefix = settings.bridge.topic_prefix
-    return [
-        Gauge(
-            profile_for(c, prefix),
-            seed=seed,
-            disturbances=disturbances,
-            # against fixed limits there is no baseline to wait for: a short calm start
-            baseline=5 if c.ucl is not None else c.baseline,
+    gauges: list[Gauge | CountGauge] = []
+    for c in settings.characteristic:
+        if c.sparkplug is not None:
+            continue
+        if c.chart_name in ATTRIBUTE_CHARTS:
+            gauges.append(
+                CountGauge(
+                    profile_for(c, prefix),
+                    c.chart_name,
+                    inspected=c.inspected,
+                    seed=seed,
+                    baseline=c.baseline,
+                )
+            )
+            continue
+        gauges.append(
+            Gauge(
+                profile_for(c, prefix),
+                seed=seed,
+                disturbances=(
+                    small_shift
+                    if small_shift is not None and c.chart_name in ("ewma", "cusum")
+                    else disturbances
+                ),
+                # against fixed limits there is no baseline to wait for: a short calm start
+                baseline=5 if c.ucl is not None else c.baseline,
+            )
         )
-        for c in settings.characteristic
-        if c.sparkplug is None
-    ]
+    return gauges
 
 
 @dataclass
@@ -272,7 +392,7 @@ class GaugePublisher:
 
     host: str
     port: int
-    gauges: Sequence[Gauge]
+    gauges: Sequence[Gauge | CountGauge]
     rate: float = 1.0
     count: int | None = None
     username: str | None = None
@@ -384,13 +504,16 @@ class GaugePublisher:
             ts_ms = int(self.clock() * 1000)
             for gauge, digits in zip(self.gauges, decimals, strict=True):
                 value: float | list[float]
-                if self.subgroups:
-                    value = [r.value for r in gauge.take(gauge.profile.subgroup_size)]
+                if isinstance(gauge, CountGauge):
+                    payload = gauge.payload(ts_ms)
                 else:
-                    value = gauge.next().value
-                payload = reading_payload(
-                    value, ts_ms, value_path=gauge.profile.value_path, decimals=digits
-                )
+                    if self.subgroups:
+                        value = [r.value for r in gauge.take(gauge.profile.subgroup_size)]
+                    else:
+                        value = gauge.next().value
+                    payload = reading_payload(
+                        value, ts_ms, value_path=gauge.profile.value_path, decimals=digits
+                    )
                 while not self._slots.acquire(timeout=0.1):
                     if self._stop.is_set():
                         return

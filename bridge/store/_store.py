@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from bridge.errors import StoreUnavailable
-from bridge.messages import iso_z
+from bridge.messages import iso_z, point_fields
 from bridge.store._migrate import describe, upgrade_to_head
 from bridge.store._tables import (
     characteristics,
@@ -557,9 +557,11 @@ class Store:
         return None if payload is None else dict(payload)
 
     async def subgroups(self, characteristic_id: int, last: int) -> list[tuple[float, ...]]:
-        """The values of the last ``last`` non-excluded samples, oldest first."""
+        """The values of the last ``last`` non-excluded samples, oldest first; for an
+        attribute chart's sample ``(count, inspected or units)`` (``(count,)`` for c), as
+        ``CharacteristicEngine.recalculate`` takes them."""
         stmt = (
-            select(samples.c["values"])
+            select(samples.c["values"], samples.c.size)
             .where(samples.c.characteristic_id == characteristic_id)
             .where(samples.c.excluded.is_(False))
             .order_by(samples.c.id.desc())
@@ -567,7 +569,8 @@ class Store:
         )
         async with self.engine.connect() as conn:
             found = [
-                tuple(decode_values(values)) for values in (await conn.execute(stmt)).scalars()
+                tuple(decode_values(values)) + (() if size is None else (size,))
+                for values, size in (await conn.execute(stmt)).all()
             ]
         found.reverse()
         return found
@@ -603,7 +606,7 @@ def _sample_dict(row: Row[Any]) -> dict[str, Any]:
     """A stored sample as its ``sample`` payload (spelt as bridge/messages.py spells it)."""
     m = row._mapping
     values = decode_values(m["values"])
-    return {
+    data = {
         "sample_id": m["id"],
         "characteristic_id": m["characteristic_id"],
         "timestamp": iso_z(_aware(m["ts"])),
@@ -615,6 +618,19 @@ def _sample_dict(row: Row[Any]) -> dict[str, Any]:
         "failed_rules": decode_rules(m["failed_rules"]),
         "range_failed_rules": decode_rules(m["range_failed_rules"]),
     }
+    chart = m["chart"]
+    if chart is None:  # a Shewhart variables chart
+        return data
+    return point_fields(
+        data,
+        chart,
+        m["statistic"],
+        m["ucl"],
+        m["lcl"],
+        m["cusum_upper"],
+        m["cusum_lower"],
+        m["size"],
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -70,6 +70,16 @@ samples = Table(
     Column("failed_rules", String(40), nullable=False),
     Column("range_failed_rules", String(40), nullable=False),
     Column("excluded", Boolean, nullable=False, default=False),
+    # the chart families of docs/spc.md (p, np, c, u, ewma, cusum): the family, the plotted
+    # point and its own limits, and an attribute sample's inspected/units; all NULL for the
+    # Shewhart variables charts, whose plotted point is ``value`` (revision 0004)
+    Column("chart", String(10), nullable=True),
+    Column("statistic", Float, nullable=True),
+    Column("ucl", Float, nullable=True),
+    Column("lcl", Float, nullable=True),
+    Column("cusum_upper", Float, nullable=True),
+    Column("cusum_lower", Float, nullable=True),
+    Column("size", Float, nullable=True),
     Index("ix_samples_char_id", "characteristic_id", "id"),
 )
 

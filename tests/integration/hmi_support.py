@@ -430,7 +430,7 @@ def meta(char_id: int, name: str, *, unit: str = "mm", n: int = 1, **extra: Any)
             "lsl": extra.get("lsl"),
             "target": extra.get("target"),
             "baseline": 25,
-            "chart": "i_mr" if n == 1 else "xbar_r" if n <= 10 else "xbar_s",
+            "chart": "imr" if n == 1 else "xbar_r" if n <= 10 else "xbar_s",
             "rules": [
                 {"rule_id": 1, "name": "Beyond 3 sigma", "length": 1, "severity": "CRITICAL"}
             ],

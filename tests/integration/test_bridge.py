@@ -320,7 +320,8 @@ async def test_a_late_subscriber_sees_the_whole_state_at_once(
     assert meta["type"] == "meta"
     assert set(meta["payload"]) == {
         "characteristic_id", "name", "unit", "subgroup_size", "usl", "lsl", "target",
-        "baseline", "chart", "rules", "reason_codes", "source", "online", "timestamp",
+        "baseline", "chart", "parameters", "rules", "reason_codes", "source", "online",
+        "timestamp",
     }  # fmt: skip
     assert set(status) == {"online", "timestamp"}
     assert set(sample["payload"]) == {
@@ -329,10 +330,12 @@ async def test_a_late_subscriber_sees_the_whole_state_at_once(
     }  # fmt: skip
     assert set(limits["payload"]) == {
         "characteristic_id", "center_line", "ucl", "lcl", "sigma", "method", "sample_count",
-        "range", "capability", "timestamp",
+        "range", "capability", "chart", "timestamp",
     }  # fmt: skip
     assert meta["payload"]["unit"] == "mm"
-    assert meta["payload"]["chart"] == "i_mr"
+    assert meta["payload"]["chart"] == "imr"
+    assert meta["payload"]["parameters"] == {}
+    assert limits["payload"]["chart"] == "imr"
     assert meta["payload"]["rules"][0]["rule_id"] == 1
     assert "Tool Change" in meta["payload"]["reason_codes"]
     assert meta["payload"]["online"] is True

@@ -129,3 +129,36 @@ async def test_a_failing_extra_subscriber_is_isolated(
         assert [s["payload"]["value"] for s in samples] == [1.0, 2.0]
         await probe.wait_for(f"{topic_prefix}/bridge/metrics", lambda m: m["handler_failures"] == 2)
     assert await app.store.count("samples", 1) == 2
+
+
+async def test_another_sources_number_is_a_c_charts_count_and_refused_elsewhere(
+    mosquitto: MosquittoProcess, tmp_path: Path
+) -> None:
+    """A Sparkplug-like source gives plain numbers: a c chart takes one as its count (a whole,
+    non-negative number); a p chart needs defectives and inspected, so it refuses it."""
+    factory = BridgeFactory(mosquitto, unique_topic("openspc"), tmp_path)
+    prefix, root = factory.prefix, unique_topic("vendor")
+    chars = [char(3, chart="c", baseline=2), char(4, chart="p")]
+    app = await bootstrap(factory.settings(chars), sources=[LineSource(root)])
+    await app.start(connect_timeout=TIMEOUT)
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop))
+    try:
+        async with open_probe(mosquitto, f"{prefix}/#") as probe:
+            for text in ("3=4", "3=2.5", "3=-1", "4=3", "3=6.0"):
+                await probe.publish(f"{root}/line3", text)
+            samples = await probe.wait_for(f"{prefix}/char/3/sample", count=2)
+            assert [s["payload"]["value"] for s in samples] == [4, 6]
+            assert [s["payload"]["statistic"] for s in samples] == [4.0, 6.0]
+            errors = await probe.wait_for(f"{prefix}/bridge/errors", count=3)
+            reasons = [e["reason"] for e in errors]
+            assert "defects = 2.5: must be a whole number" in reasons[0]
+            assert "defects = -1: must not be negative" in reasons[1]
+            assert "a p chart takes counts" in reasons[2]
+            [limits] = await probe.wait_for(f"{prefix}/char/3/limits")
+            assert (limits["payload"]["chart"], limits["payload"]["center_line"]) == ("c", 5.0)
+        assert await app.store.count("samples", 3) == 2
+        assert await app.store.count("samples", 4) == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, TIMEOUT)

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import aiomqtt
 import pytest
@@ -402,3 +403,46 @@ def test_an_unusable_state_dir_exits_2_and_deletes_nothing(
     assert message in last
     assert last.endswith("choose another with --state-dir DIR")
     assert sorted(state_root.rglob("*")) == before
+
+
+async def test_the_demo_has_a_p_chart_and_an_ewma_chart(state_root: Path) -> None:
+    """A vision station (p chart, defectives of about 50 inspected) and an EWMA chart, fed
+    by the demo's gauge user through the broker's ACL: samples with their plotted point."""
+    demo, client = await start_demo(state_root / "state", "--rate", "20")
+    try:
+        try:
+            for topic in ("5/sample", "6/sample", "5/meta", "6/meta"):
+                await client.subscribe(f"openspc/char/{topic}", qos=1)
+            await client.subscribe("openspc/bridge/errors", qos=1)
+            samples: dict[str, list[dict[str, Any]]] = {"5": [], "6": []}
+            metas: dict[str, dict[str, Any]] = {}
+            errors: list[dict[str, object]] = []
+            async with asyncio.timeout(30):
+                async for topic, message in messages(client):
+                    cid, leaf = (
+                        topic.split("/")[2:4] if topic.startswith("openspc/char/") else ("", "")
+                    )
+                    if leaf == "sample":
+                        samples[cid].append(cast(dict[str, Any], message["payload"]))
+                    elif leaf == "meta":
+                        metas[cid] = cast(dict[str, Any], message["payload"])
+                    else:
+                        errors.append(message)
+                    if len(metas) == 2 and all(len(s) >= 3 for s in samples.values()):
+                        break
+        finally:
+            demo.interrupt()
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
+        returncode, _, err = await asyncio.to_thread(demo.finish)
+    finally:
+        demo.kill()
+    assert returncode == 0, err
+    assert errors == []
+    assert (metas["5"]["chart"], metas["5"]["parameters"]) == ("p", {})
+    assert (metas["6"]["chart"], metas["6"]["parameters"]) == ("ewma", {"lambda": 0.2, "L": 3.0})
+    for p in samples["5"]:
+        assert isinstance(p["value"], int)
+        assert 45 <= p["inspected"] <= 55
+        assert p["statistic"] == pytest.approx(p["value"] / p["inspected"], rel=1e-9)
+    assert {"statistic", "ucl", "lcl"} <= set(samples["6"][0])

@@ -99,22 +99,43 @@ def restore_release_dump(cluster: PostgresCluster, url: str) -> None:
     )
 
 
+# columns later revisions add to 0.1.0's tables (0004: the chart families' point)
+LATER_COLUMNS = {"samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower")}
+LATER_COLUMNS["samples"] += ("size",)
+
+
 async def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of 0.1.0's tables, in key order, as the driver hands them back."""
+    """Every row of 0.1.0's tables, in key order, as the driver hands them back: 0.1.0's
+    columns only (:func:`later_columns` reads the others)."""
     engine = create_async_engine(url)
+    found: dict[str, list[tuple[Any, ...]]] = {}
     try:
         async with engine.connect() as conn:
-            return {
-                table: [
-                    tuple(row)
-                    for row in await conn.execute(
-                        text(f"SELECT * FROM {table} ORDER BY {key}")  # noqa: S608  # our names
-                    )
-                ]
-                for table, key in PRIMARY_KEYS.items()
-            }
+            for table, key in PRIMARY_KEYS.items():
+                result = await conn.execute(
+                    text(f"SELECT * FROM {table} ORDER BY {key}")  # noqa: S608  # our names
+                )
+                later = LATER_COLUMNS.get(table, ())
+                keep = [i for i, name in enumerate(result.keys()) if name not in later]
+                found[table] = [tuple(row[i] for i in keep) for row in result]
     finally:
         await engine.dispose()
+    return found
+
+
+async def later_columns(url: str) -> set[Any]:
+    """Every value the later revisions' columns hold in the rows of 0.1.0's tables."""
+    engine = create_async_engine(url)
+    values: set[Any] = set()
+    try:
+        async with engine.connect() as conn:
+            for table, names in LATER_COLUMNS.items():
+                columns = ", ".join(names)
+                for row in await conn.execute(text(f"SELECT {columns} FROM {table}")):  # noqa: S608  # our names
+                    values.update(row)
+    finally:
+        await engine.dispose()
+    return values
 
 
 async def scalar(url: str, sql: str) -> Any:
@@ -271,6 +292,7 @@ async def test_a_0_1_0_database_is_stamped_and_upgraded_keeping_every_row(
     assert await scalar(release_db, "SELECT version_num FROM alembic_version") == head_revision()
     after = await snapshot(release_db)
     assert after == before
+    assert await later_columns(release_db) == {None}  # 0.1.0's samples are Shewhart samples
     # opened again: nothing to do, nothing changed
     store = await Store.open(release_db)
     await store.close()
