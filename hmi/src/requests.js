@@ -70,3 +70,18 @@ export function refusalAction(err, credentials) {
   if (!credentials) return "anonymous-refused";
   return credentials.confirmed ? "session-refused" : "login-refused";
 }
+
+// One acknowledgement sent as several commands (one per violation, until the bridge takes
+// one bulk command: docs/hmi.md "Alarms"): `done(failures)` is called once, when every
+// answer is in, with [[violationId, error], ...] (empty when all succeeded). Returns the
+// callback for the answer about violation `id`.
+export function gatherReplies(ids, done) {
+  let waiting = ids.length;
+  const failures = [];
+  if (waiting === 0) done(failures);
+  return (id) => (error) => {
+    if (error) failures.push([id, error]);
+    waiting -= 1;
+    if (waiting === 0) done(failures);
+  };
+}

@@ -321,6 +321,27 @@ export function sampleState(s) {
   return "no_limits";
 }
 
+// The sparkline of an overview tile: the last `max` plotted points (the statistic of the
+// chart families that have one, else the measured value / subgroup mean), which of them
+// failed a rule, and the flat limits when the chart has them (Shewhart only: the families'
+// limits vary by point). `{ys, failed, ucl, lcl}`; null for no value (a baseline EWMA point).
+export function sparkline(ch, max = 50) {
+  const kind = chartKind(ch && ch.meta, ch && ch.limits);
+  const samples = (ch && ch.samples ? ch.samples : []).slice(-max);
+  const useStat = kind === "attribute" || kind === "ewma";
+  const ys = samples.map((s) => {
+    const v = useStat ? s.statistic : s.value;
+    return isNum(v) ? v : null;
+  });
+  const failed = [];
+  samples.forEach((s, i) => {
+    if (s.in_control === false && ys[i] !== null) failed.push(i);
+  });
+  const l = ch && ch.limits;
+  const flat = kind === "shewhart" && l && isNum(l.ucl) && isNum(l.lcl);
+  return { ys, failed, ucl: flat ? l.ucl : null, lcl: flat ? l.lcl : null };
+}
+
 // ---- the key figures panel ------------------------------------------------------------------
 
 const BAR = "\u0304"; // combining macron: p̄, c̄, ū

@@ -102,3 +102,17 @@ test("what a refused connection means for the session", () => {
   assert.equal(refusalAction({ code: 134 }, { user: "a", confirmed: false }), "login-refused");
   assert.equal(refusalAction({ code: 5 }, { user: "a", confirmed: true }), "session-refused");
 });
+
+test("one acknowledgement of several alarms answers once, with every failure", async () => {
+  const { gatherReplies } = await import("../src/requests.js");
+  const calls = [];
+  const answer = gatherReplies([7, 8, 9], (failures) => calls.push(failures));
+  answer(7)(null);
+  answer(9)("already acknowledged");
+  assert.deepEqual(calls, []); // 8 has not answered yet
+  answer(8)(null);
+  assert.deepEqual(calls, [[[9, "already acknowledged"]]]);
+  const none = [];
+  gatherReplies([], (f) => none.push(f));
+  assert.deepEqual(none, [[]]);
+});

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { chartLabels, chartView, reasonCodes, sampleState, zoneEdges, zoneLabel } from "../src/spc.js";
+import { chartLabels, chartView, reasonCodes, sampleState, sparkline, zoneEdges, zoneLabel } from "../src/spc.js";
 
 const close = (a, b) => assert.ok(Math.abs(a - b) < 1e-12, `${a} != ${b}`);
 
@@ -61,4 +61,26 @@ test("zone names and sample states", () => {
   assert.equal(sampleState({ in_control: true }), "in_control");
   assert.equal(sampleState({ in_control: false }), "out_of_control");
   assert.equal(sampleState({ in_control: null }), "no_limits");
+});
+
+test("an overview tile's sparkline: the plotted values, the failed points, flat limits only", () => {
+  const samples = [
+    { sample_id: 1, value: 10.0, in_control: true },
+    { sample_id: 2, value: 10.5, in_control: false },
+    { sample_id: 3, value: 9.9, in_control: true },
+  ];
+  const shewhart = { meta: { chart: "i_mr" }, limits: { ucl: 10.3, lcl: 9.7 }, samples };
+  assert.deepEqual(sparkline(shewhart), { ys: [10.0, 10.5, 9.9], failed: [1], ucl: 10.3, lcl: 9.7 });
+  assert.deepEqual(sparkline(shewhart, 2).ys, [10.5, 9.9]);
+  // EWMA: z, and no value for a baseline point; limits vary by point, so none drawn flat
+  const ewma = {
+    meta: { chart: "ewma" },
+    limits: { ucl: 1, lcl: 0 },
+    samples: [
+      { sample_id: 1, value: 4, statistic: null, in_control: null },
+      { sample_id: 2, value: 5, statistic: 4.2, in_control: false },
+    ],
+  };
+  assert.deepEqual(sparkline(ewma), { ys: [null, 4.2], failed: [1], ucl: null, lcl: null });
+  assert.deepEqual(sparkline(null), { ys: [], failed: [], ucl: null, lcl: null });
 });
