@@ -9,7 +9,7 @@
 // see docs/hmi.md.
 import { createCharts } from "./charts.js";
 import * as render from "./render.js";
-import { refusalAction } from "./requests.js";
+import { plainRefusal, refusalAction } from "./requests.js";
 import * as model from "./state.js";
 import { createTopics, userNameProblem } from "./topics.js";
 import { createTransport } from "./transport.js";
@@ -270,7 +270,11 @@ function start() {
       }
       const which = failures.map((f) => "#" + f[0]).join(", ");
       render.showAckError(
-        "Acknowledge of alarm" + (failures.length > 1 ? "s " : " ") + which + " failed: " + failures[0][1],
+        "Acknowledge of alarm" +
+          (failures.length > 1 ? "s " : " ") +
+          which +
+          " failed: " +
+          plainRefusal("ack", failures[0][1]),
       );
     });
   }
@@ -317,7 +321,8 @@ function start() {
     render.setRecalcStatus("sending\u2026", false);
     transport.request(topics.recalculate(state.selectedId), {}, (error) => {
       if (error) {
-        render.setRecalcStatus("Recalculate failed: " + error, true);
+        const plain = plainRefusal("recalculate", error);
+        render.setRecalcStatus(plain === error ? "Recalculate failed: " + error : plain, true, error);
         return;
       }
       render.setRecalcStatus("Limits recalculated", false);

@@ -622,12 +622,13 @@ export function setLoginError(text) {
   $("login-error").textContent = text;
 }
 
-export function setRecalcStatus(text, bad) {
+// `detail`: what the broker or bridge said, when `text` puts it in plain words (a tooltip).
+export function setRecalcStatus(text, bad, detail) {
   const e = $("recalc-status");
   e.textContent = text;
   e.className = "recalc-status" + (bad ? " bad" : "");
   e.dataset.state = bad ? "error" : text ? "ok" : "";
-  e.title = text;
+  e.title = detail && detail !== text ? text + " (" + detail + ")" : text;
   e.parentNode.parentNode.classList.toggle("has-status", !!text);
 }
 

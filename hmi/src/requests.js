@@ -85,3 +85,14 @@ export function gatherReplies(ids, done) {
     if (waiting === 0) done(failures);
   };
 }
+
+// A command's refusal in plain words. The broker's ACL refuses what a user's role may not do
+// (MQTT 5 "Not authorized"); the page cannot know the role beforehand (no message says it:
+// docs/hmi.md "Roles"), so it says what the refusal means instead of the protocol's words.
+export function plainRefusal(command, error) {
+  const text = String(error || "");
+  if (!/not authori[sz]ed/i.test(text)) return text;
+  if (command === "recalculate") return "Only engineers may recalculate limits";
+  if (command === "ack") return "your account may not acknowledge alarms (" + text + ")";
+  return "not allowed for your account (" + text + ")";
+}

@@ -116,3 +116,14 @@ test("one acknowledgement of several alarms answers once, with every failure", a
   gatherReplies([], (f) => none.push(f));
   assert.deepEqual(none, [[]]);
 });
+
+test("a refusal by the broker's ACL is said in plain words", async () => {
+  const { plainRefusal } = await import("../src/requests.js");
+  assert.equal(plainRefusal("recalculate", "Publish error: Not authorized"), "Only engineers may recalculate limits");
+  assert.equal(
+    plainRefusal("ack", "Publish error: Not authorized"),
+    "your account may not acknowledge alarms (Publish error: Not authorized)",
+  );
+  // the bridge's own reasons are already words: kept as they are
+  assert.equal(plainRefusal("recalculate", "characteristic 3 has no samples"), "characteristic 3 has no samples");
+});

@@ -533,6 +533,25 @@ def test_a_burst_of_samples_is_drawn_without_falling_behind(
     assert console_errors(page) == []
 
 
+def legend_clear_of_button(driver: Any) -> bool:
+    """The recalculation button is shown, inside the window, and no legend box overlaps it."""
+    result: bool = driver.execute_script(
+        """
+        const b = document.getElementById("recalc").getBoundingClientRect();
+        if (!b.width || b.left < 0 || b.right > innerWidth) return false;
+        const legend = document.querySelector(".chart-box-x .legend");
+        if (legend.offsetParent === null) return true;
+        for (const r of legend.getClientRects()) {
+          if (r.left < b.right && b.left < r.right && r.top < b.bottom && b.top < r.bottom) {
+            return false;
+          }
+        }
+        return true;
+        """
+    )
+    return result
+
+
 def test_an_engineer_recalculates_the_limits_and_an_operator_may_not(
     page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
 ) -> None:
@@ -557,12 +576,25 @@ def test_an_engineer_recalculates_the_limits_and_an_operator_may_not(
     by_testid(page, "recalc").click()
     by_testid(page, "recalc").click()  # the second click confirms
     wait_until(page, attr_is("recalc-status", "data-state", "error"))
-    assert "Not authorized" in by_testid(page, "recalc-status").text
+    status = by_testid(page, "recalc-status")
+    # in plain words, whole (the broker's own words in its tooltip)
+    assert status.text == "Only engineers may recalculate limits"
+    assert "Not authorized" in status.get_attribute("title")
+    assert page.execute_script(
+        "const e = arguments[0]; return e.scrollWidth <= e.clientWidth", status
+    )
     assert by_testid(page, "kpi-ucl").text == baseline_ucl
 
     by_testid(page, "logout").click()
     log_in(page, "erin", PASSWORDS["erin"])
     wait_until(page, text_is("current-user", "● erin"))
+    # the legend never lies over the button, on a desktop or a portrait panel
+    for width, height in ((1280, 800), (800, 1280)):
+        set_viewport(page, width, height)
+        try:
+            assert wait_until(page, lambda d: legend_clear_of_button(d)) is True
+        finally:
+            set_viewport(page)
     by_testid(page, "recalc").click()
     assert by_testid(page, "recalc-status").text == ""  # armed, not sent
     by_testid(page, "recalc").click()
