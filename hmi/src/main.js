@@ -8,6 +8,7 @@
 // mosquitto/hmi/app.js (Mosquitto sends no Content-Type, so ES modules cannot be served);
 // see docs/hmi.md.
 import { createCharts } from "./charts.js";
+import { capabilityText, drawHistogram } from "./histogram.js";
 import * as render from "./render.js";
 import { plainRefusal, refusalAction } from "./requests.js";
 import * as model from "./state.js";
@@ -59,6 +60,7 @@ function start() {
     connected: false,
     connection: "connecting",
     view: settings.view, // "chart" or "overview"
+    histogram: false, // the histogram instead of the secondary chart
   };
   let userChoseChar = false;
   const dirty = new Set();
@@ -76,7 +78,13 @@ function start() {
       },
     ],
     ["header", () => render.renderHeader(session)],
-    ["charts", () => charts && charts.render()],
+    [
+      "charts",
+      () => {
+        if (charts) charts.render();
+        paintHistogram();
+      },
+    ],
     ["alarms", () => render.renderAlarms(session)],
   ];
 
@@ -99,6 +107,25 @@ function start() {
     if (!document.hidden) schedule();
   });
   window.setInterval(() => schedule("header"), 15000); // "(12 min ago)" keeps counting
+
+  // ---- the histogram, in the secondary chart's box -----------------------------------------
+  function paintHistogram() {
+    const on = session.histogram;
+    $("r-chart").hidden = on;
+    $("histogram").hidden = !on;
+    $("hist-cap").hidden = !on;
+    $("hist-toggle").setAttribute("aria-pressed", on ? "true" : "false");
+    $("hist-toggle").textContent = on ? "Back to chart" : "Histogram";
+    if (!on) return;
+    const ch = state.selectedId !== null ? state.chars.get(state.selectedId) || null : null;
+    const hist = drawHistogram($("histogram"), $("hist-canvas"), ch);
+    $("hist-cap").textContent = hist ? capabilityText(hist.cap) + " \u00b7 " + hist.readings + " readings" : "";
+  }
+  $("hist-toggle").addEventListener("click", () => {
+    session.histogram = !session.histogram;
+    schedule("charts", "header");
+  });
+  if (window.ResizeObserver) new ResizeObserver(() => session.histogram && paintHistogram()).observe($("histogram"));
 
   // ---- the connection -------------------------------------------------------------------
   const transport = createTransport({

@@ -358,7 +358,11 @@ export function renderHeader(session) {
   const ch = state.selectedId !== null ? state.chars.get(state.selectedId) : null;
   const names = chartLabels(ch && ch.meta, ch && ch.limits);
   $("x-title").textContent = names[0] + " chart";
-  $("r-title").textContent = names[1] ? names[1] + " chart" : "";
+  $("r-title").textContent = session.histogram
+    ? "Histogram"
+    : names[1]
+      ? names[1] + " chart"
+      : "";
   renderLegend(ch);
   const last = lastFigure(ch);
   $("value-label").textContent = last.label;

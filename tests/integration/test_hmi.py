@@ -1024,3 +1024,53 @@ def test_the_overview_shows_every_characteristic_and_opens_its_chart(
         assert console_errors(page) == []
     finally:
         set_viewport(page)
+
+
+def test_spec_limits_on_the_x_chart_and_a_histogram_with_the_capability(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    p = plant.prefix
+    values = [10.0 + 0.01 * ((i * 7) % 5 - 2) for i in range(30)]
+    values[25] = 10.07  # beyond UCL 10.06 and USL 10.065
+    history = samples(1, values, first_id=301, failing={25: [1]})
+    feed.publish(
+        f"{p}/char/1/meta", meta(1, "Shaft OD", usl=10.065, lsl=9.935, target=10.0), retain=True
+    )
+    feed.publish(f"{p}/char/1/limits", limits(1, 10.0, 0.02), retain=True)
+    feed.publish(
+        f"{p}/char/1/history",
+        envelope("history", {"characteristic_id": 1, "samples": history}),
+        retain=True,
+    )
+    page.get(plant.page_url())
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    x = by_testid(page, "x-chart")
+    assert x.get_attribute("data-spec") == "USL 10.065 LSL 9.935"
+    assert x.get_attribute("data-out-of-spec") == "326"  # the one reading beyond USL
+
+    by_testid(page, "hist-toggle").click()
+    hist = wait_until(
+        page,
+        lambda d: (
+            by_testid(d, "histogram").get_attribute("data-readings") == "30"
+            and by_testid(d, "histogram")
+        ),
+    )
+    assert sum(int(c) for c in hist.get_attribute("data-bins").split()) == 30
+    assert hist.get_attribute("data-spec") == "LSL 9.935 T 10.000 USL 10.065"
+    assert float(hist.get_attribute("data-sigma")) == 0.02  # the limits' sigma
+    assert float(hist.get_attribute("data-mean")) == pytest.approx(sum(values) / 30)
+    # the capability the bridge computed (control_limits.capability), not the page's own
+    assert (
+        by_testid(page, "hist-cap").text == "Cp 1.10 · Cpk 0.95 · Pp 1.00 · Ppk 0.90 · 30 readings"
+    )
+    assert by_testid(page, "r-chart").is_displayed() is False
+    assert page.find_element(By.ID, "r-title").text == "Histogram"
+    # a live sample is counted in
+    live = samples(1, [10.0], first_id=400)[0]
+    feed.publish(f"{p}/char/1/sample", envelope("sample", live))
+    wait_until(page, attr_is("histogram", "data-readings", "31"))
+    print("screenshot:", screenshot(page, "hmi-spec-histogram"))
+    by_testid(page, "hist-toggle").click()
+    wait_until(page, lambda d: by_testid(d, "r-chart").is_displayed())
+    assert console_errors(page) == []
