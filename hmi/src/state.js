@@ -250,6 +250,7 @@ export function onAckUpdate(state, id, p) {
 export function onResubscribe(state) {
   state.chars.forEach((ch) => {
     ch.alarmsSynced = false;
+    ch.historyLoaded = false; // the overview asks for every history again
   });
 }
 
