@@ -12,6 +12,7 @@ const COLORS = {
   bad: "#ff2d2d",
   cl: "#2ecc71",
   limit: "#ff6b6b",
+  spec: "#d69bff",
   zone2: "rgba(255, 176, 32, 0.20)",
   zone1: "rgba(255, 176, 32, 0.08)",
   axis: "#c3ccd5",
@@ -137,6 +138,65 @@ function drawLimits(u, v, scale) {
     ctx.fillText(name ? name + " " + text : text, u.bbox.left + u.bbox.width + 6 * px, ly);
   });
   ctx.restore();
+  drawSpec(u, v, scale);
+}
+
+// The spec limits (meta's USL / LSL) on the X chart: violet dash-dot lines labelled on the
+// left inside the plot (the right margin is the control limits'); a limit beyond the y range
+// is named at the edge with an arrow. Points with a reading out of spec get a violet ring.
+function drawSpec(u, v, scale) {
+  const el = u.root.parentNode;
+  if (!v.spec) {
+    if (v.kind === "x") {
+      el.dataset.spec = "";
+      el.dataset.outOfSpec = "";
+    }
+    return;
+  }
+  const ctx = u.ctx;
+  const px = uPlot.pxRatio * scale;
+  const top = u.bbox.top;
+  const bottom = u.bbox.top + u.bbox.height;
+  const drawn = [];
+  ctx.save();
+  ctx.font = "bold " + Math.round(12 * px) + FONT;
+  ctx.textAlign = "left";
+  ctx.fillStyle = COLORS.spec;
+  ctx.strokeStyle = COLORS.spec;
+  ctx.lineWidth = 1.5 * px;
+  for (const [name, value] of [["USL", v.spec.usl], ["LSL", v.spec.lsl]]) {
+    if (!isNum(value)) continue;
+    const text = name + " " + value.toFixed(v.decimals);
+    drawn.push(text);
+    const y = Math.round(u.valToPos(value, "y", true)) + 0.5;
+    if (y < top || y > bottom) {
+      ctx.textBaseline = y < top ? "top" : "bottom";
+      ctx.fillText(text + (y < top ? " \u25b2" : " \u25bc"), u.bbox.left + 6 * px, y < top ? top + 2 * px : bottom - 2 * px);
+      continue;
+    }
+    ctx.setLineDash([10 * px, 4 * px, 2 * px, 4 * px]);
+    ctx.beginPath();
+    ctx.moveTo(u.bbox.left, y);
+    ctx.lineTo(u.bbox.left + u.bbox.width, y);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.textBaseline = name === "USL" ? "bottom" : "top";
+    ctx.fillText(text, u.bbox.left + 6 * px, y + (name === "USL" ? -2 : 2) * px);
+  }
+  ctx.lineWidth = 2 * px;
+  const ids = [];
+  for (const i of v.outOfSpec) {
+    const y = v.ys[i];
+    if (!isNum(y)) continue;
+    const s = 9 * px;
+    const x = u.valToPos(i, "x", true);
+    const yy = u.valToPos(y, "y", true);
+    ctx.strokeRect(x - s, yy - s, 2 * s, 2 * s);
+    ids.push(v.samples[i].sample_id);
+  }
+  ctx.restore();
+  el.dataset.spec = drawn.join(" ");
+  el.dataset.outOfSpec = ids.join(" ");
 }
 
 function drawPoints(u, v, scale) {

@@ -8,8 +8,9 @@
 // mosquitto/hmi/app.js (Mosquitto sends no Content-Type, so ES modules cannot be served);
 // see docs/hmi.md.
 import { createCharts } from "./charts.js";
+import { capabilityText, drawHistogram } from "./histogram.js";
 import * as render from "./render.js";
-import { refusalAction } from "./requests.js";
+import { plainRefusal, refusalAction } from "./requests.js";
 import * as model from "./state.js";
 import { createTopics, userNameProblem } from "./topics.js";
 import { createTransport } from "./transport.js";
@@ -43,6 +44,7 @@ function readSettings(location) {
     prefix: (params.get("prefix") || "openspc").replace(/\/+$/, ""),
     brokerUrl: params.get("broker") || (location.protocol === "https:" ? "wss://" : "ws://") + location.host,
     wantedChar: params.get("char") || storageGet(STORAGE_KEY),
+    view: params.get("view") === "overview" ? "overview" : "chart",
   };
 }
 
@@ -51,7 +53,15 @@ function start() {
   const topics = createTopics(settings.prefix);
   const state = model.createState();
   // What render.js draws from: the view state and this page's session.
-  const session = { state, settings, user: null, connected: false, connection: "connecting" };
+  const session = {
+    state,
+    settings,
+    user: null,
+    connected: false,
+    connection: "connecting",
+    view: settings.view, // "chart" or "overview"
+    histogram: false, // the histogram instead of the secondary chart
+  };
   let userChoseChar = false;
   const dirty = new Set();
   let renderScheduled = false;
@@ -60,9 +70,21 @@ function start() {
   // ---- redrawing, coalesced into one animation frame ------------------------------------
   const painters = [
     ["status", () => render.renderStatus(session)],
-    ["list", () => render.renderCharList(session)],
+    [
+      "list",
+      () => {
+        render.renderCharList(session);
+        render.renderOverview(session);
+      },
+    ],
     ["header", () => render.renderHeader(session)],
-    ["charts", () => charts && charts.render()],
+    [
+      "charts",
+      () => {
+        if (charts) charts.render();
+        paintHistogram();
+      },
+    ],
     ["alarms", () => render.renderAlarms(session)],
   ];
 
@@ -86,6 +108,25 @@ function start() {
   });
   window.setInterval(() => schedule("header"), 15000); // "(12 min ago)" keeps counting
 
+  // ---- the histogram, in the secondary chart's box -----------------------------------------
+  function paintHistogram() {
+    const on = session.histogram;
+    $("r-chart").hidden = on;
+    $("histogram").hidden = !on;
+    $("hist-cap").hidden = !on;
+    $("hist-toggle").setAttribute("aria-pressed", on ? "true" : "false");
+    $("hist-toggle").textContent = on ? "Back to chart" : "Histogram";
+    if (!on) return;
+    const ch = state.selectedId !== null ? state.chars.get(state.selectedId) || null : null;
+    const hist = drawHistogram($("histogram"), $("hist-canvas"), ch);
+    $("hist-cap").textContent = hist ? capabilityText(hist.cap) + " \u00b7 " + hist.readings + " readings" : "";
+  }
+  $("hist-toggle").addEventListener("click", () => {
+    session.histogram = !session.histogram;
+    schedule("charts", "header");
+  });
+  if (window.ResizeObserver) new ResizeObserver(() => session.histogram && paintHistogram()).observe($("histogram"));
+
   // ---- the connection -------------------------------------------------------------------
   const transport = createTransport({
     mqtt: window.mqtt,
@@ -102,6 +143,7 @@ function start() {
         }
         model.onResubscribe(state); // the retained lists come again
         transport.subscribe(topics.subscriptions(state.selectedId, transport.replyTopic));
+        if (session.view === "overview") transport.subscribe(topics.allHistory);
       },
       error: onConnectionError,
       message: onMessage,
@@ -155,7 +197,11 @@ function start() {
       if (action === "select") selectChar(change.metaArrived, false);
       else if (action === "auto") scheduleAutoSelect();
     }
-    if (change.historyLoaded !== undefined) transport.unsubscribe(topics.history(change.historyLoaded));
+    if (change.historyLoaded !== undefined) {
+      transport.unsubscribe(topics.history(change.historyLoaded));
+      // the overview's sparklines have what they need: the live samples keep them current
+      if (model.allHistoriesLoaded(state)) transport.unsubscribe(topics.allHistory);
+    }
     schedule(...change.dirty);
   }
 
@@ -191,31 +237,72 @@ function start() {
     schedule("list", "charts", "header", "alarms");
   }
 
+  // ---- overview: a tile per characteristic; a click opens its chart ------------------------
+  function setView(view) {
+    if (session.view === view) return;
+    session.view = view;
+    const url = new URL(window.location.href);
+    if (view === "overview") url.searchParams.set("view", "overview");
+    else url.searchParams.delete("view");
+    window.history.replaceState(null, "", url.toString());
+    if (view === "overview" && !model.allHistoriesLoaded(state)) transport.subscribe(topics.allHistory);
+    if (view !== "overview") transport.unsubscribe(topics.allHistory);
+    render.renderView(session);
+    schedule("list", "charts");
+  }
+
+  $("overview-button").addEventListener("click", () => setView(session.view === "overview" ? "chart" : "overview"));
+  function openTile(ev) {
+    const tile = ev.target.closest(".tile");
+    if (!tile) return;
+    if (ev.type === "keydown") {
+      if (ev.key !== "Enter" && ev.key !== " ") return;
+      ev.preventDefault();
+    }
+    selectChar(tile.dataset.charId, true);
+    setView("chart");
+  }
+  $("tile-list").addEventListener("click", openTile);
+  $("tile-list").addEventListener("keydown", openTile);
+
   $("char-list").addEventListener("click", (ev) => {
     const li = ev.target.closest(".char-item");
-    if (li) selectChar(li.dataset.charId, true);
+    if (!li) return;
+    selectChar(li.dataset.charId, true);
+    setView("chart");
   });
   $("char-list").addEventListener("keydown", (ev) => {
     const li = ev.target.closest(".char-item");
     if (li && (ev.key === "Enter" || ev.key === " ")) {
       ev.preventDefault();
       selectChar(li.dataset.charId, true);
+      setView("chart");
     }
   });
 
   // ---- acknowledging --------------------------------------------------------------------
-  function acknowledge(violationId, reason, exclude) {
-    if (!session.user || !session.connected) return;
-    render.setRowBusy(violationId, true, session);
-    const payload = { violation_id: violationId, reason, exclude_sample: !!exclude };
-    transport.request(topics.ack(session.user), payload, (error) => {
-      render.setRowBusy(violationId, false, session);
-      if (error) {
-        render.showAckError("Acknowledge of alarm #" + violationId + " failed: " + error);
-      } else {
-        render.showAckError("");
-        apply(model.onAckUpdate(state, null, { violation_id: violationId, acknowledged: true }));
+  // One card is one sample's alarms: acknowledged together, with one cause.
+  function acknowledge(key, violationIds, reason, exclude) {
+    if (!session.user || !session.connected || !reason || !violationIds.length) return;
+    render.setCardBusy(key, true, session);
+    transport.acknowledge(session.user, violationIds, reason, exclude, (failures) => {
+      render.setCardBusy(key, false, session);
+      const failed = new Set(failures.map((f) => f[0]));
+      for (const id of violationIds) {
+        if (!failed.has(id)) apply(model.onAckUpdate(state, null, { violation_id: id, acknowledged: true }));
       }
+      if (!failures.length) {
+        render.showAckError("");
+        return;
+      }
+      const which = failures.map((f) => "#" + f[0]).join(", ");
+      render.showAckError(
+        "Acknowledge of alarm" +
+          (failures.length > 1 ? "s " : " ") +
+          which +
+          " failed: " +
+          plainRefusal("ack", failures[0][1]),
+      );
     });
   }
 
@@ -225,11 +312,20 @@ function start() {
     if (!btn || btn.disabled) return;
     const li = btn.closest(".alarm");
     acknowledge(
-      Number(li.dataset.violationId),
+      li.dataset.key,
+      li.dataset.violationIds.split(" ").filter(Boolean).map(Number),
       li.querySelector(".ack-reason").value,
       li.querySelector(".ack-exclude").checked,
     );
   });
+  // a chosen cause enables the card's button
+  $("alarm-list").addEventListener("change", (ev) => {
+    const li = ev.target.closest(".alarm");
+    if (li && ev.target.classList.contains("ack-reason")) render.updateAckButton(li, session);
+  });
+  for (const id of ["alarm-filter-char", "alarm-filter-severity"]) {
+    $(id).addEventListener("change", () => schedule("alarms"));
+  }
 
   // ---- recalculating limits ---------------------------------------------------------------
   // An engineer's command: two clicks (the first arms the button for 5 s), and the broker's
@@ -252,7 +348,8 @@ function start() {
     render.setRecalcStatus("sending\u2026", false);
     transport.request(topics.recalculate(state.selectedId), {}, (error) => {
       if (error) {
-        render.setRecalcStatus("Recalculate failed: " + error, true);
+        const plain = plainRefusal("recalculate", error);
+        render.setRecalcStatus(plain === error ? "Recalculate failed: " + error : plain, true, error);
         return;
       }
       render.setRecalcStatus("Limits recalculated", false);
@@ -300,6 +397,7 @@ function start() {
 
   // ---- start ------------------------------------------------------------------------------
   showLogin();
+  render.renderView(session);
   render.renderStatus(session);
   render.renderHeader(session);
   render.renderAlarms(session);

@@ -3,8 +3,18 @@
 // panel. Rows are kept by id and updated in place (never rebuilt on each sample), so a click,
 // a chosen reason or the keyboard focus is never lost to a redraw.
 import { age, capabilityClass, charName, fmt, fmtTime, isNum } from "./format.js";
-import { chartKind, chartLabels, chartView, keyFigures, lastFigure, reasonCodes, sampleState, zoneLabel } from "./spc.js";
-import { openAlarms, openCount, sortedChars, totalOpen } from "./state.js";
+import {
+  chartKind,
+  chartLabels,
+  chartView,
+  keyFigures,
+  lastFigure,
+  reasonCodes,
+  sampleState,
+  sparkline,
+  zoneLabel,
+} from "./spc.js";
+import { alarmGroups, openCount, sortedChars, totalOpen } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -132,6 +142,142 @@ export function renderCharList(session) {
   });
 }
 
+// ---- overview: a tile per characteristic ---------------------------------------------------
+
+const tiles = new Map(); // id -> {li, name, alarms, value, unit, state, info, spark}
+const SVG = "http://www.w3.org/2000/svg";
+const STATE_TEXT = {
+  in_control: ["IN CONTROL", "state-good"],
+  out_of_control: ["OUT OF CONTROL", "state-bad"],
+  no_limits: ["BASELINE", "state-unknown"],
+  no_data: ["NO DATA", "state-unknown"],
+};
+
+function makeTile(id) {
+  const li = el("li", "tile", "tile");
+  li.dataset.charId = id;
+  li.tabIndex = 0;
+  const name = el("div", "tile-name", "tile-name");
+  const alarms = el("span", "char-badge tile-alarms", "tile-alarms");
+  const value = el("div", "tile-value");
+  const number = el("span", "", "tile-value");
+  const unit = el("span", "unit");
+  value.appendChild(number);
+  value.appendChild(document.createTextNode(" "));
+  value.appendChild(unit);
+  const state = el("div", "tile-state", "tile-state");
+  const spark = document.createElementNS(SVG, "svg");
+  spark.setAttribute("class", "tile-spark");
+  spark.setAttribute("data-testid", "tile-spark");
+  spark.setAttribute("viewBox", "0 0 100 30");
+  spark.setAttribute("preserveAspectRatio", "none");
+  spark.setAttribute("aria-hidden", "true");
+  const info = el("div", "tile-info", "tile-info");
+  for (const e of [name, alarms, value, state, spark, info]) li.appendChild(e);
+  return { li, name, alarms, number, unit, state, spark, info };
+}
+
+// The sparkline (spc.js sparkline) as SVG in a 100 x 30 box: the line, red dots on the
+// failed points, dashed limits when flat. data-points / data-failed say what was drawn.
+function drawSpark(svg, ch) {
+  const sp = sparkline(ch);
+  const vals = sp.ys.filter((v) => v !== null);
+  for (const v of [sp.ucl, sp.lcl]) if (v !== null) vals.push(v);
+  svg.dataset.points = String(sp.ys.filter((v) => v !== null).length);
+  svg.dataset.failed = String(sp.failed.length);
+  const key = sp.ys.join(",") + "|" + sp.failed.join(",") + "|" + sp.ucl + "|" + sp.lcl;
+  if (svg.dataset.key === key) return;
+  svg.dataset.key = key;
+  while (svg.firstChild) svg.removeChild(svg.firstChild);
+  if (!vals.length) return;
+  let lo = Math.min(...vals);
+  let hi = Math.max(...vals);
+  if (hi === lo) {
+    hi += 1;
+    lo -= 1;
+  }
+  const n = Math.max(1, sp.ys.length - 1);
+  const x = (i) => (sp.ys.length === 1 ? 50 : (100 * i) / n);
+  const y = (v) => 28 - (26 * (v - lo)) / (hi - lo);
+  for (const v of [sp.ucl, sp.lcl]) {
+    if (v === null) continue;
+    const line = document.createElementNS(SVG, "line");
+    line.setAttribute("x1", "0");
+    line.setAttribute("x2", "100");
+    line.setAttribute("y1", y(v).toFixed(2));
+    line.setAttribute("y2", y(v).toFixed(2));
+    svg.appendChild(line);
+  }
+  const pts = [];
+  sp.ys.forEach((v, i) => {
+    if (v !== null) pts.push(x(i).toFixed(2) + "," + y(v).toFixed(2));
+  });
+  const poly = document.createElementNS(SVG, "polyline");
+  poly.setAttribute("points", pts.join(" "));
+  svg.appendChild(poly);
+  for (const i of sp.failed) {
+    const c = document.createElementNS(SVG, "circle");
+    c.setAttribute("cx", x(i).toFixed(2));
+    c.setAttribute("cy", y(sp.ys[i]).toFixed(2));
+    c.setAttribute("r", "1.8");
+    svg.appendChild(c);
+  }
+}
+
+export function renderOverview(session) {
+  const { state } = session;
+  if (session.view !== "overview") return;
+  const list = $("tile-list");
+  const items = sortedChars(state);
+  $("tile-empty").hidden = items.length > 0;
+  const keep = new Set();
+  items.forEach((ch, i) => {
+    keep.add(ch.id);
+    let t = tiles.get(ch.id);
+    if (!t) {
+      t = makeTile(ch.id);
+      tiles.set(ch.id, t);
+    }
+    const st = sampleState(ch.last);
+    t.li.dataset.state = st;
+    t.li.title = "open the chart of " + charName(ch);
+    setText(t.name, charName(ch));
+    const shown = lastFigure(ch);
+    setText(t.number, ch.last ? fmt(shown.value, shown.decimals) : "\u2014");
+    setText(t.unit, (ch.meta && ch.meta.unit) || "");
+    const [text, cls] = STATE_TEXT[st];
+    setText(t.state, st === "no_limits" && ch.limits ? "NOT JUDGED" : text);
+    t.state.className = "tile-state " + cls;
+    t.state.dataset.state = st;
+    const open = openCount(ch);
+    t.alarms.hidden = open === 0;
+    setText(t.alarms, String(open));
+    t.alarms.title = open + " open alarm(s)";
+    const names = chartLabels(ch.meta, ch.limits);
+    const bits = ["#" + ch.id, names[2] ? names[3] + "/" + names[2] : names[3]];
+    if (ch.last) bits.push(fmtTime(ch.last.timestamp) + age(ch.last.timestamp));
+    if (ch.meta.online === false) bits.push("SOURCE OFFLINE");
+    setText(t.info, bits.join(" \u00b7 "));
+    drawSpark(t.spark, ch);
+    if (list.children[i] !== t.li) list.insertBefore(t.li, list.children[i] || null);
+  });
+  tiles.forEach((t, id) => {
+    if (!keep.has(id)) {
+      t.li.remove();
+      tiles.delete(id);
+    }
+  });
+}
+
+// Which of the chart and the overview is on screen.
+export function renderView(session) {
+  const overview = session.view === "overview";
+  $("overview").hidden = !overview;
+  $("charts").hidden = overview;
+  $("overview-button").setAttribute("aria-pressed", overview ? "true" : "false");
+  $("overview-button").textContent = overview ? "Chart" : "Overview";
+}
+
 // ---- header and key figures -------------------------------------------------------------
 
 function setProcessState(state, text) {
@@ -212,7 +358,11 @@ export function renderHeader(session) {
   const ch = state.selectedId !== null ? state.chars.get(state.selectedId) : null;
   const names = chartLabels(ch && ch.meta, ch && ch.limits);
   $("x-title").textContent = names[0] + " chart";
-  $("r-title").textContent = names[1] ? names[1] + " chart" : "";
+  $("r-title").textContent = session.histogram
+    ? "Histogram"
+    : names[1]
+      ? names[1] + " chart"
+      : "";
   renderLegend(ch);
   const last = lastFigure(ch);
   $("value-label").textContent = last.label;
@@ -252,7 +402,8 @@ export function renderHeader(session) {
 
 // ---- alarms -----------------------------------------------------------------------------
 
-const alarmRows = new Map(); // violation_id -> <li>
+const alarmCards = new Map(); // group key (characteristic:sample) -> <li>
+const KIND_LABELS = { spec: "OUT OF SPEC", overdue: "OVERDUE" }; // the workflow's alarm kinds
 
 function el(tag, className, testid) {
   const e = document.createElement(tag);
@@ -261,26 +412,23 @@ function el(tag, className, testid) {
   return e;
 }
 
-function makeAlarmRow(v) {
+// One card per sample: every rule and chart it failed, one cause for all, one button.
+function makeAlarmCard(g) {
   const li = el("li", "", "alarm-row");
-  li.dataset.violationId = String(v.violation_id);
-  li.dataset.characteristicId = String(v.characteristic_id);
+  li.dataset.key = g.key;
+  li.dataset.characteristicId = g.characteristicId;
+  li.dataset.sampleId = g.sampleId === null ? "" : String(g.sampleId);
   li.dataset.busy = "false";
-  const sev = v.severity === "CRITICAL" ? "CRITICAL" : "WARNING";
-  li.className = "alarm sev-" + sev;
   const top = el("div", "alarm-top");
-  const badge = el("span", "sev");
-  badge.textContent = sev;
+  const badge = el("span", "sev", "alarm-severity");
   const time = el("span", "alarm-time", "alarm-time");
-  time.textContent = fmtTime(v.timestamp);
   top.appendChild(badge);
   top.appendChild(time);
-  const rule = el("div", "alarm-rule", "alarm-rule");
-  rule.textContent = "Rule " + v.rule_id + ": " + (v.rule_name || "");
   const meta = el("div", "alarm-meta", "alarm-meta");
+  const rules = el("ul", "alarm-rules", "alarm-rules");
   const actions = el("div", "alarm-actions");
   const select = el("select", "ack-reason", "ack-reason");
-  select.setAttribute("aria-label", "reason");
+  select.setAttribute("aria-label", "cause");
   const label = document.createElement("label");
   const exclude = el("input", "ack-exclude", "ack-exclude");
   exclude.type = "checkbox";
@@ -294,99 +442,168 @@ function makeAlarmRow(v) {
   actions.appendChild(label);
   actions.appendChild(btn);
   li.appendChild(top);
-  li.appendChild(rule);
   li.appendChild(meta);
+  li.appendChild(rules);
   li.appendChild(actions);
   return li;
 }
 
-// The reasons come from the characteristic's meta; a row drawn before its meta arrived gets
-// them once it has.
+// The causes come from the characteristic's meta, with none chosen: the user must pick one
+// (a preselected cause records a false one when someone hurries). A card drawn before its
+// meta arrived gets them once it has.
 function fillReasons(select, meta) {
   if (select.options.length) return;
-  for (const r of reasonCodes(meta)) {
+  const codes = reasonCodes(meta);
+  if (!codes.length) return;
+  const prompt = document.createElement("option");
+  prompt.value = "";
+  prompt.textContent = "Choose a cause\u2026";
+  prompt.disabled = true;
+  prompt.selected = true;
+  select.appendChild(prompt);
+  for (const r of codes) {
     const o = document.createElement("option");
     o.value = r;
     o.textContent = r;
     select.appendChild(o);
   }
+  select.value = "";
 }
 
-function updateAckButton(li, session) {
+export function updateAckButton(li, session) {
   const btn = li.querySelector(".ack-button");
-  const noReason = !li.querySelector(".ack-reason").options.length;
-  btn.disabled = !session.user || !session.connected || li.dataset.busy === "true" || noReason;
+  const select = li.querySelector(".ack-reason");
+  const noReason = !select.options.length;
+  const unchosen = !select.value;
+  btn.disabled = !session.user || !session.connected || li.dataset.busy === "true" || noReason || unchosen;
   btn.title = !session.user
     ? "log in to acknowledge"
     : !session.connected
       ? "not connected"
       : noReason
         ? "waiting for the characteristic's reason codes"
-        : "";
+        : unchosen
+          ? "choose a cause first"
+          : "";
 }
 
-function updateAlarmRow(li, v, session) {
-  const { state } = session;
-  const ch = state.chars.get(String(v.characteristic_id));
-  const names = chartLabels(ch && ch.meta, ch && ch.limits);
+// One line of a card: "X̄ · Rule 5: Two of three beyond 2 sigma" (or the alarm's kind).
+function ruleLine(v, names) {
   const chartName = v.chart === "range" && names[2] ? names[2] : names[3];
-  li.querySelector(".alarm-meta").textContent =
-    (ch ? charName(ch) : "Characteristic " + v.characteristic_id) +
-    " \u00b7 " + chartName + " chart \u00b7 sample #" + v.sample_id;
-  li.classList.toggle("current", String(v.characteristic_id) === state.selectedId);
+  const kind = KIND_LABELS[v.kind] || "";
+  const what = isNum(v.rule_id) ? "Rule " + v.rule_id + ": " + (v.rule_name || "") : v.rule_name || kind || "alarm";
+  return chartName + " \u00b7 " + (kind && isNum(v.rule_id) ? kind + " \u00b7 " : "") + what;
+}
+
+function updateAlarmCard(li, g, session) {
+  const { state } = session;
+  const ch = state.chars.get(g.characteristicId);
+  const names = chartLabels(ch && ch.meta, ch && ch.limits);
+  li.className = "alarm sev-" + g.severity + (li.classList.contains("new") ? " new" : "");
+  li.classList.toggle("current", g.characteristicId === state.selectedId);
+  const ids = g.violations.map((v) => v.violation_id);
+  li.dataset.violationIds = ids.join(" ");
+  setText(li.querySelector(".sev"), g.severity);
+  setText(li.querySelector(".alarm-time"), fmtTime(g.timestamp));
+  setText(
+    li.querySelector(".alarm-meta"),
+    (ch ? charName(ch) : "Characteristic " + g.characteristicId) +
+      (g.sampleId !== null ? " \u00b7 sample #" + g.sampleId : ""),
+  );
+  const rules = li.querySelector(".alarm-rules");
+  const key = ids.join(",") + "|" + names.join(",");
+  if (rules.dataset.key !== key) {
+    rules.dataset.key = key;
+    rules.textContent = "";
+    for (const v of g.violations) {
+      const item = el("li", "alarm-rule sev-line-" + (v.severity === "CRITICAL" ? "CRITICAL" : "WARNING"), "alarm-rule");
+      item.dataset.violationId = String(v.violation_id);
+      item.dataset.chart = v.chart === "range" ? "range" : "x";
+      if (v.kind) item.dataset.kind = String(v.kind);
+      item.textContent = ruleLine(v, names);
+      rules.appendChild(item);
+    }
+  }
+  li.querySelector(".ack-button").textContent =
+    li.dataset.busy === "true" ? "Sending\u2026" : ids.length > 1 ? "Acknowledge all " + ids.length : "Acknowledge";
   fillReasons(li.querySelector(".ack-reason"), ch && ch.meta);
   updateAckButton(li, session);
 }
 
-export function setRowBusy(violationId, busy, session) {
-  const row = alarmRows.get(violationId);
-  if (!row) return;
-  row.dataset.busy = busy ? "true" : "false";
-  row.querySelector(".ack-button").textContent = busy ? "Sending\u2026" : "Acknowledge";
-  updateAckButton(row, session);
+export function setCardBusy(key, busy, session) {
+  const li = alarmCards.get(key);
+  if (!li) return;
+  li.dataset.busy = busy ? "true" : "false";
+  li.querySelector(".ack-button").textContent = busy ? "Sending\u2026" : "Acknowledge";
+  updateAckButton(li, session);
+}
+
+// The characteristic filter's choices follow the characteristics known.
+function fillCharFilter(state) {
+  const select = $("alarm-filter-char");
+  const want = [["", "All characteristics"]].concat(sortedChars(state).map((ch) => [ch.id, charName(ch)]));
+  const have = Array.from(select.options).map((o) => [o.value, o.textContent]);
+  if (JSON.stringify(want) === JSON.stringify(have)) return;
+  const chosen = select.value;
+  select.textContent = "";
+  for (const [value, text] of want) {
+    const o = document.createElement("option");
+    o.value = value;
+    o.textContent = text;
+    select.appendChild(o);
+  }
+  select.value = want.some((w) => w[0] === chosen) ? chosen : "";
 }
 
 export function renderAlarms(session) {
   const { state } = session;
+  fillCharFilter(state);
+  const filter = { char: $("alarm-filter-char").value, severity: $("alarm-filter-severity").value };
   const list = $("alarm-list");
   const total = totalOpen(state);
-  const shown = openAlarms(state).slice(0, MAX_ALARM_ROWS);
+  const groups = alarmGroups(state, filter);
+  const shown = groups.slice(0, MAX_ALARM_ROWS);
   const keep = new Set();
-  shown.forEach((v, i) => {
-    keep.add(v.violation_id);
-    let li = alarmRows.get(v.violation_id);
+  let shownAlarms = 0;
+  shown.forEach((g, i) => {
+    keep.add(g.key);
+    shownAlarms += g.violations.length;
+    let li = alarmCards.get(g.key);
     if (!li) {
-      li = makeAlarmRow(v);
+      li = makeAlarmCard(g);
       // An alarm raised while we watch (a `violation`) pulses a few times; the ones that
       // were already open (the retained `alarms`) do not.
-      if (state.fresh.has(v.violation_id)) li.classList.add("new");
-      alarmRows.set(v.violation_id, li);
+      if (g.violations.some((v) => state.fresh.has(v.violation_id))) li.classList.add("new");
+      alarmCards.set(g.key, li);
     }
-    updateAlarmRow(li, v, session);
+    updateAlarmCard(li, g, session);
     if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
   });
   state.fresh.clear();
-  alarmRows.forEach((li, id) => {
-    if (!keep.has(id)) {
+  alarmCards.forEach((li, key) => {
+    if (!keep.has(key)) {
       li.remove();
-      alarmRows.delete(id);
+      alarmCards.delete(key);
     }
   });
+  const filtered = filter.char || filter.severity;
   let more = $("alarm-more");
-  if (total > shown.length) {
+  const beyond = filtered ? groups.length - shown.length : total - shownAlarms;
+  if (beyond > 0) {
     if (!more) {
       more = el("p", "alarm-more", "alarm-more");
       more.id = "alarm-more";
       list.after(more);
     }
-    more.textContent = "+ " + (total - shown.length) + " older open alarm(s)";
+    more.textContent = filtered ? "+ " + beyond + " more sample(s)" : "+ " + beyond + " older open alarm(s)";
   } else if (more) {
     more.remove();
   }
   const count = $("alarm-count");
   count.textContent = String(total);
   count.classList.toggle("nonzero", total > 0);
-  $("alarm-empty").hidden = total > 0;
+  $("alarm-empty").hidden = shown.length > 0 || (!filtered && total > 0);
+  $("alarm-empty").textContent = filtered && total > 0 ? "No open alarms match the filter." : "No open alarms.";
   $("ack-hint").textContent = session.user ? "Acknowledging as " + session.user + "." : "Log in to acknowledge.";
 }
 
@@ -409,12 +626,13 @@ export function setLoginError(text) {
   $("login-error").textContent = text;
 }
 
-export function setRecalcStatus(text, bad) {
+// `detail`: what the broker or bridge said, when `text` puts it in plain words (a tooltip).
+export function setRecalcStatus(text, bad, detail) {
   const e = $("recalc-status");
   e.textContent = text;
   e.className = "recalc-status" + (bad ? " bad" : "");
   e.dataset.state = bad ? "error" : text ? "ok" : "";
-  e.title = text;
+  e.title = detail && detail !== text ? text + " (" + detail + ")" : text;
   e.parentNode.parentNode.classList.toggle("has-status", !!text);
 }
 

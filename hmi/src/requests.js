@@ -70,3 +70,29 @@ export function refusalAction(err, credentials) {
   if (!credentials) return "anonymous-refused";
   return credentials.confirmed ? "session-refused" : "login-refused";
 }
+
+// One acknowledgement sent as several commands (one per violation, until the bridge takes
+// one bulk command: docs/hmi.md "Alarms"): `done(failures)` is called once, when every
+// answer is in, with [[violationId, error], ...] (empty when all succeeded). Returns the
+// callback for the answer about violation `id`.
+export function gatherReplies(ids, done) {
+  let waiting = ids.length;
+  const failures = [];
+  if (waiting === 0) done(failures);
+  return (id) => (error) => {
+    if (error) failures.push([id, error]);
+    waiting -= 1;
+    if (waiting === 0) done(failures);
+  };
+}
+
+// A command's refusal in plain words. The broker's ACL refuses what a user's role may not do
+// (MQTT 5 "Not authorized"); the page cannot know the role beforehand (no message says it:
+// docs/hmi.md "Roles"), so it says what the refusal means instead of the protocol's words.
+export function plainRefusal(command, error) {
+  const text = String(error || "");
+  if (!/not authori[sz]ed/i.test(text)) return text;
+  if (command === "recalculate") return "Only engineers may recalculate limits";
+  if (command === "ack") return "your account may not acknowledge alarms (" + text + ")";
+  return "not allowed for your account (" + text + ")";
+}

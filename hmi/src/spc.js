@@ -158,6 +158,8 @@ export function chartView(ch, kind) {
     uclSteps: null,
     lclSteps: null,
     zones: null,
+    spec: null, // {usl, lsl} drawn on the X chart of the Shewhart families
+    outOfSpec: [], // indices of the samples with a reading beyond a spec limit
     decimals: chartDecimals(ch),
   };
   // a family this page does not know whose samples carry their plotted `statistic`: drawn
@@ -186,6 +188,14 @@ function shewhartView(view, kind, l, meta) {
       view.ucl = l.ucl;
       view.lcl = l.lcl;
       view.zones = zoneEdges(l, meta);
+    }
+    const usl = meta && isNum(meta.usl) ? meta.usl : null;
+    const lsl = meta && isNum(meta.lsl) ? meta.lsl : null;
+    if (usl !== null || lsl !== null) {
+      view.spec = { usl, lsl };
+      view.samples.forEach((s, i) => {
+        if (outOfSpec(s, usl, lsl)) view.outOfSpec.push(i);
+      });
     }
   } else if (l && l.range) {
     view.cl = l.range.center_line;
@@ -287,6 +297,27 @@ export function chartDecimals(ch) {
   return decimalsFor(ch);
 }
 
+// Whether a sample has a reading beyond a spec limit: its own `out_of_spec` when the bridge
+// says (the alarm workflow's field), else any of its `values` (or its `value`).
+export function outOfSpec(s, usl, lsl) {
+  if (typeof s.out_of_spec === "boolean") return s.out_of_spec;
+  const readings = Array.isArray(s.values) && s.values.length ? s.values : [s.value];
+  return readings.some((x) => isNum(x) && ((usl !== null && x > usl) || (lsl !== null && x < lsl)));
+}
+
+// The spec limits that the y range takes in: those no further from the centre line than twice
+// the control limits (a capable process's spec far outside would squash the points flat;
+// such a limit is labelled at the chart's edge instead).
+export function specInRange(view) {
+  const out = [];
+  if (!view.spec) return out;
+  const half = isNum(view.ucl) && isNum(view.cl) ? Math.abs(view.ucl - view.cl) : null;
+  for (const x of [view.spec.usl, view.spec.lsl]) {
+    if (isNum(x) && (half === null || Math.abs(x - view.cl) <= 2 * half)) out.push(x);
+  }
+  return out;
+}
+
 // Everything a view draws outside its line series, for the y range.
 export function viewExtent(view) {
   let lo = Infinity;
@@ -300,6 +331,7 @@ export function viewExtent(view) {
   for (const arr of [view.uclSteps, view.lclSteps, view.ys, view.ys2]) if (arr) arr.forEach(take);
   view.points.forEach((p) => take(p.y));
   [view.ucl, view.lcl, view.cl].forEach(take);
+  specInRange(view).forEach(take);
   return lo <= hi ? [lo, hi] : null;
 }
 
@@ -319,6 +351,84 @@ export function sampleState(s) {
   if (s.in_control === true) return "in_control";
   if (s.in_control === false) return "out_of_control";
   return "no_limits";
+}
+
+// The sparkline of an overview tile: the last `max` plotted points (the statistic of the
+// chart families that have one, else the measured value / subgroup mean), which of them
+// failed a rule, and the flat limits when the chart has them (Shewhart only: the families'
+// limits vary by point). `{ys, failed, ucl, lcl}`; null for no value (a baseline EWMA point).
+export function sparkline(ch, max = 50) {
+  const kind = chartKind(ch && ch.meta, ch && ch.limits);
+  const samples = (ch && ch.samples ? ch.samples : []).slice(-max);
+  const useStat = kind === "attribute" || kind === "ewma";
+  const ys = samples.map((s) => {
+    const v = useStat ? s.statistic : s.value;
+    return isNum(v) ? v : null;
+  });
+  const failed = [];
+  samples.forEach((s, i) => {
+    if (s.in_control === false && ys[i] !== null) failed.push(i);
+  });
+  const l = ch && ch.limits;
+  const flat = kind === "shewhart" && l && isNum(l.ucl) && isNum(l.lcl);
+  return { ys, failed, ucl: flat ? l.ucl : null, lcl: flat ? l.lcl : null };
+}
+
+// The histogram of the readings held (every reading of every sample, oldest first, the
+// excluded ones left out when the samples say so): `bins` equal bins over the readings and
+// the spec limits, the normal curve's mean (of the readings) and sigma (the limits' within
+// sigma, else the readings' standard deviation), and the capability the bridge computed
+// (`control_limits.capability`: the page computes none). null without readings.
+export function histogram(ch, bins = 20) {
+  const readings = [];
+  for (const s of (ch && ch.samples) || []) {
+    if (s.excluded === true) continue;
+    const vals = Array.isArray(s.values) && s.values.length ? s.values : [s.value];
+    for (const v of vals) if (isNum(v)) readings.push(v);
+  }
+  if (!readings.length) return null;
+  const meta = (ch && ch.meta) || {};
+  const l = (ch && ch.limits) || {};
+  const usl = isNum(meta.usl) ? meta.usl : null;
+  const lsl = isNum(meta.lsl) ? meta.lsl : null;
+  const target = isNum(meta.target) ? meta.target : null;
+  const mean = readings.reduce((a, b) => a + b, 0) / readings.length;
+  const sd =
+    readings.length > 1
+      ? Math.sqrt(readings.reduce((a, b) => a + (b - mean) * (b - mean), 0) / (readings.length - 1))
+      : 0;
+  const sigma = isNum(l.sigma) && l.sigma > 0 ? l.sigma : sd;
+  let lo = Math.min(...readings);
+  let hi = Math.max(...readings);
+  for (const x of [usl, lsl]) {
+    if (x !== null) {
+      lo = Math.min(lo, x);
+      hi = Math.max(hi, x);
+    }
+  }
+  if (sigma > 0) {
+    lo = Math.min(lo, mean - 3 * sigma);
+    hi = Math.max(hi, mean + 3 * sigma);
+  }
+  if (hi === lo) {
+    hi += 1;
+    lo -= 1;
+  }
+  const width = (hi - lo) / bins;
+  const counts = new Array(bins).fill(0);
+  for (const v of readings) counts[Math.min(bins - 1, Math.floor((v - lo) / width))] += 1;
+  const cap = l.capability && typeof l.capability === "object" ? l.capability : null;
+  return { readings: readings.length, lo, hi, width, counts, mean, sigma, usl, lsl, target, cap };
+}
+
+// The capability line under the histogram: "Cp 1.10 · Cpk 0.95 · Pp 1.00 · Ppk 0.90" (a dash
+// for an index the bridge left null, e.g. Cp with one spec limit).
+export function capabilityText(cap) {
+  if (!cap) return "no capability (no spec limits or no limits yet)";
+  const f = (v) => (isNum(v) ? v.toFixed(2) : "\u2014");
+  return ["cp", "cpk", "pp", "ppk"]
+    .map((k) => k.charAt(0).toUpperCase() + k.slice(1) + " " + f(cap[k]))
+    .join(" \u00b7 ");
 }
 
 // ---- the key figures panel ------------------------------------------------------------------

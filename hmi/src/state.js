@@ -34,6 +34,7 @@ export function charState(state, id) {
       alarms: new Map(),
       alarmsBeyond: 0,
       alarmsSynced: false,
+      historyLoaded: false,
       samples: [],
       cap: state.options.history,
     };
@@ -169,9 +170,11 @@ export function onSample(state, id, p) {
   return id === state.selectedId ? change("list", "charts", "header") : change("list");
 }
 
+// The retained history of the characteristic on screen, or (for the overview's sparklines)
+// of any other one.
 export function onHistory(state, id, p) {
-  if (id !== state.selectedId) return change();
   const ch = charState(state, id);
+  ch.historyLoaded = true;
   const samples = Array.isArray(p.samples) ? p.samples.filter((s) => s && isNum(s.sample_id)) : [];
   ch.cap = Math.max(ch.cap, samples.length);
   const lastId = samples.length ? samples[samples.length - 1].sample_id : -Infinity;
@@ -182,7 +185,7 @@ export function onHistory(state, id, p) {
   if (newest && compareSample(newest, ch.last) !== 0) ch.last = newest;
   // The retained history is only needed once per (re)connection: from here on the samples
   // keep the chart current.
-  const c = change("charts", "header", "list");
+  const c = id === state.selectedId ? change("charts", "header", "list") : change("list");
   c.historyLoaded = id;
   return c;
 }
@@ -247,7 +250,14 @@ export function onAckUpdate(state, id, p) {
 export function onResubscribe(state) {
   state.chars.forEach((ch) => {
     ch.alarmsSynced = false;
+    ch.historyLoaded = false; // the overview asks for every history again
   });
+}
+
+// Whether every characteristic known has had its retained history (the overview then needs
+// no more of them: the live samples keep its sparklines current).
+export function allHistoriesLoaded(state) {
+  return sortedChars(state).every((ch) => ch.historyLoaded);
 }
 
 // ---- derived views ------------------------------------------------------------------------
@@ -274,6 +284,45 @@ export function openAlarms(state) {
     return tb - ta || b.violation_id - a.violation_id;
   });
   return all;
+}
+
+// The open alarms as an operator handles them: one group per sample (every rule and chart it
+// failed, and the alarm kinds to come: `kind` "spec" / "overdue" keep their own group when
+// they carry no sample), newest first. `filter`: {char: id or "", severity: "" / "CRITICAL" /
+// "WARNING"}; a group's severity is its worst. Each group: {key, characteristicId, sampleId,
+// timestamp (the newest of its alarms), severity, violations (X before the secondary chart,
+// then by rule)}.
+export function alarmGroups(state, filter = {}) {
+  const groups = new Map();
+  for (const v of openAlarms(state)) {
+    const sampleKey = isNum(v.sample_id) ? "s" + v.sample_id : "v" + v.violation_id;
+    const key = String(v.characteristic_id) + ":" + sampleKey;
+    let g = groups.get(key);
+    if (!g) {
+      g = {
+        key,
+        characteristicId: String(v.characteristic_id),
+        sampleId: isNum(v.sample_id) ? v.sample_id : null,
+        timestamp: v.timestamp,
+        severity: "WARNING",
+        violations: [],
+      };
+      groups.set(key, g); // openAlarms is newest first: so are the groups
+    }
+    g.violations.push(v);
+    if (v.severity === "CRITICAL") g.severity = "CRITICAL";
+  }
+  const chartOrder = (v) => (v.chart === "range" ? 1 : 0);
+  const out = [];
+  groups.forEach((g) => {
+    if (filter.char && g.characteristicId !== String(filter.char)) return;
+    if (filter.severity && g.severity !== filter.severity) return;
+    g.violations.sort(
+      (a, b) => chartOrder(a) - chartOrder(b) || (a.rule_id || 0) - (b.rule_id || 0) || a.violation_id - b.violation_id,
+    );
+    out.push(g);
+  });
+  return out;
 }
 
 // How many alarms are open in all (those held, and those known only by count).

@@ -12,6 +12,9 @@ export function createTopics(prefix) {
     prefix,
     status: root + "bridge/status",
     history: (id) => root + "char/" + id + "/history",
+    // every characteristic's history: only while the overview is on screen, until each
+    // characteristic's has arrived (docs/hmi.md "Overview")
+    allHistory: root + "char/+/history",
     ack: (user) => root + "cmd/ack/" + user,
     recalculate: (id) => root + "cmd/char/" + id + "/recalculate",
     // The user's private reply tree (only that user may read it; the bridge answers only

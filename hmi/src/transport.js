@@ -2,7 +2,7 @@
 // anonymously or as a user, subscribe, and send commands with a response topic in the user's
 // own reply tree (docs/hmi.md "What it reads and writes"). What the messages mean is
 // state.js's business; what the page shows is render.js's.
-import { correlationOf, createRequests } from "./requests.js";
+import { correlationOf, createRequests, gatherReplies } from "./requests.js";
 
 export function randomId() {
   return Math.random().toString(36).slice(2, 10) + Date.now().toString(36).slice(-4);
@@ -111,6 +111,17 @@ export function createTransport({ mqtt, brokerUrl, topics, reconnectMs, ackTimeo
     );
   }
 
+  // Acknowledge the alarms `violationIds` (one sample's, docs/hmi.md "Alarms") with one cause:
+  // today one `cmd/ack/<user>` command each (the bridge takes no bulk command yet; this is the
+  // one place to change when it does). `done(failures)` once, when every answer is in:
+  // [[violationId, error], ...], empty when all were acknowledged.
+  function acknowledge(user, violationIds, reason, exclude, done) {
+    const answer = gatherReplies(violationIds, done);
+    for (const id of violationIds) {
+      request(topics.ack(user), { violation_id: id, reason, exclude_sample: !!exclude }, answer(id));
+    }
+  }
+
   // Stop trying (the broker refuses anonymous viewers: only a login can help).
   function end() {
     if (client) client.end(true);
@@ -121,6 +132,7 @@ export function createTransport({ mqtt, brokerUrl, topics, reconnectMs, ackTimeo
     subscribe,
     unsubscribe,
     request,
+    acknowledge,
     end,
     get connected() {
       return connected;

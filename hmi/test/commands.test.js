@@ -102,3 +102,28 @@ test("what a refused connection means for the session", () => {
   assert.equal(refusalAction({ code: 134 }, { user: "a", confirmed: false }), "login-refused");
   assert.equal(refusalAction({ code: 5 }, { user: "a", confirmed: true }), "session-refused");
 });
+
+test("one acknowledgement of several alarms answers once, with every failure", async () => {
+  const { gatherReplies } = await import("../src/requests.js");
+  const calls = [];
+  const answer = gatherReplies([7, 8, 9], (failures) => calls.push(failures));
+  answer(7)(null);
+  answer(9)("already acknowledged");
+  assert.deepEqual(calls, []); // 8 has not answered yet
+  answer(8)(null);
+  assert.deepEqual(calls, [[[9, "already acknowledged"]]]);
+  const none = [];
+  gatherReplies([], (f) => none.push(f));
+  assert.deepEqual(none, [[]]);
+});
+
+test("a refusal by the broker's ACL is said in plain words", async () => {
+  const { plainRefusal } = await import("../src/requests.js");
+  assert.equal(plainRefusal("recalculate", "Publish error: Not authorized"), "Only engineers may recalculate limits");
+  assert.equal(
+    plainRefusal("ack", "Publish error: Not authorized"),
+    "your account may not acknowledge alarms (Publish error: Not authorized)",
+  );
+  // the bridge's own reasons are already words: kept as they are
+  assert.equal(plainRefusal("recalculate", "characteristic 3 has no samples"), "characteristic 3 has no samples");
+});

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { chartLabels, chartView, reasonCodes, sampleState, zoneEdges, zoneLabel } from "../src/spc.js";
+import { chartLabels, chartView, reasonCodes, sampleState, sparkline, zoneEdges, zoneLabel } from "../src/spc.js";
 
 const close = (a, b) => assert.ok(Math.abs(a - b) < 1e-12, `${a} != ${b}`);
 
@@ -61,4 +61,67 @@ test("zone names and sample states", () => {
   assert.equal(sampleState({ in_control: true }), "in_control");
   assert.equal(sampleState({ in_control: false }), "out_of_control");
   assert.equal(sampleState({ in_control: null }), "no_limits");
+});
+
+test("an overview tile's sparkline: the plotted values, the failed points, flat limits only", () => {
+  const samples = [
+    { sample_id: 1, value: 10.0, in_control: true },
+    { sample_id: 2, value: 10.5, in_control: false },
+    { sample_id: 3, value: 9.9, in_control: true },
+  ];
+  const shewhart = { meta: { chart: "i_mr" }, limits: { ucl: 10.3, lcl: 9.7 }, samples };
+  assert.deepEqual(sparkline(shewhart), { ys: [10.0, 10.5, 9.9], failed: [1], ucl: 10.3, lcl: 9.7 });
+  assert.deepEqual(sparkline(shewhart, 2).ys, [10.5, 9.9]);
+  // EWMA: z, and no value for a baseline point; limits vary by point, so none drawn flat
+  const ewma = {
+    meta: { chart: "ewma" },
+    limits: { ucl: 1, lcl: 0 },
+    samples: [
+      { sample_id: 1, value: 4, statistic: null, in_control: null },
+      { sample_id: 2, value: 5, statistic: 4.2, in_control: false },
+    ],
+  };
+  assert.deepEqual(sparkline(ewma), { ys: [null, 4.2], failed: [1], ucl: null, lcl: null });
+  assert.deepEqual(sparkline(null), { ys: [], failed: [], ucl: null, lcl: null });
+});
+
+test("spec limits on the X chart: drawn, in range when near, out-of-spec points found", async () => {
+  const { specInRange } = await import("../src/spc.js");
+  const ch = {
+    meta: { chart: "xbar_r", usl: 10.1, lsl: 9.5 },
+    limits: { center_line: 10.0, ucl: 10.05, lcl: 9.95, sigma: 0.0375, range: { center_line: 0.1, ucl: 0.2, lcl: 0 } },
+    samples: [
+      { sample_id: 1, value: 10.0, values: [10.0, 10.0] },
+      { sample_id: 2, value: 10.05, values: [10.0, 10.11] }, // one reading beyond USL, mean inside
+      { sample_id: 3, value: 10.0, values: [10.0, 10.0], out_of_spec: true }, // the bridge says so
+    ],
+  };
+  const v = chartView(ch, "x");
+  assert.deepEqual(v.spec, { usl: 10.1, lsl: 9.5 });
+  assert.deepEqual(v.outOfSpec, [1, 2]);
+  assert.deepEqual(specInRange(v), [10.1]); // LSL is 10 half-spans away: labelled at the edge
+  assert.equal(chartView(ch, "r").spec, null);
+  assert.equal(chartView({ ...ch, meta: { chart: "p", usl: 1 } }, "x").spec, null);
+});
+
+test("the histogram bins every reading over the spec limits and carries the bridge's capability", async () => {
+  const { histogram, capabilityText } = await import("../src/spc.js");
+  const ch = {
+    meta: { chart: "xbar_r", usl: 10.3, lsl: 9.7, target: 10 },
+    limits: { sigma: 0.1, capability: { cp: 1.0, cpk: 0.9, pp: null, ppk: 0.8 } },
+    samples: [
+      { sample_id: 1, values: [10.0, 10.1] },
+      { sample_id: 2, values: [9.9, 10.0], excluded: true },
+      { sample_id: 3, value: 10.2 },
+    ],
+  };
+  const h = histogram(ch, 6);
+  assert.equal(h.readings, 3); // the excluded sample left out
+  assert.equal(h.counts.reduce((a, b) => a + b, 0), 3);
+  assert.equal(h.lo, 9.7);
+  assert.ok(Math.abs(h.hi - 10.4) < 1e-9); // mean + 3 sigma beyond USL
+  assert.equal(h.sigma, 0.1);
+  assert.ok(Math.abs(h.mean - 10.1) < 1e-9);
+  assert.equal(capabilityText(h.cap), "Cp 1.00 \u00b7 Cpk 0.90 \u00b7 Pp \u2014 \u00b7 Ppk 0.80");
+  assert.equal(histogram({ samples: [] }), null);
 });

@@ -75,15 +75,21 @@ test("the retained history draws the chart on screen, keeps newer live samples, 
   assert.equal(ch.last.sample_id, 31);
 });
 
-test("a history larger than the default raises the cap; another characteristic's is ignored", () => {
+test("a history larger than the default raises the cap; another characteristic's feeds the overview", () => {
   const state = model.createState({ history: 5 });
   state.selectedId = "1";
+  feed(state, "1", "meta", "meta", { name: "one" });
+  feed(state, "2", "meta", "meta", { name: "two" });
   const history = Array.from({ length: 8 }, (_, i) => sample(i + 1, i));
   feed(state, "1", "history", "history", { samples: history });
   assert.equal(state.chars.get("1").cap, 8);
+  assert.equal(model.allHistoriesLoaded(state), false);
   const other = feed(state, "2", "history", "history", { samples: history });
-  assert.equal(other.historyLoaded, undefined);
-  assert.equal(state.chars.has("2"), false);
+  assert.equal(other.historyLoaded, "2");
+  assert.deepEqual([...other.dirty], ["list"]); // not the chart on screen
+  assert.equal(state.chars.get("2").samples.length, 8);
+  assert.equal(state.chars.get("2").last.sample_id, 8);
+  assert.equal(model.allHistoriesLoaded(state), true);
 });
 
 test("limits redraw only the characteristic on screen", () => {
@@ -190,4 +196,39 @@ test("which characteristic to show when a meta arrives", () => {
   state.selectedId = "1";
   assert.equal(model.selectionOnMeta(state, "2", "2", true), null, "someone picked already");
   assert.equal(model.selectionOnMeta(state, "3", "2", false), null);
+});
+
+test("open alarms are grouped by sample, worst severity, filtered by characteristic and severity", () => {
+  const state = model.createState();
+  const v = (id, char, sampleId, rule, chart, severity, ts) => ({
+    violation_id: id,
+    characteristic_id: char,
+    sample_id: sampleId,
+    rule_id: rule,
+    rule_name: "r" + rule,
+    chart,
+    severity,
+    timestamp: ts,
+  });
+  const t0 = "2026-11-28T06:00:00.000Z";
+  const t1 = "2026-11-28T06:00:01.000Z";
+  const t2 = "2026-11-28T06:00:02.000Z";
+  feed(state, "1", "violation", "violation", v(11, 1, 100, 5, "x", "WARNING", t1));
+  feed(state, "1", "violation", "violation", v(10, 1, 100, 1, "x", "CRITICAL", t1));
+  feed(state, "1", "violation", "violation", v(12, 1, 100, 1, "range", "CRITICAL", t1));
+  feed(state, "2", "violation", "violation", v(20, 2, 200, 2, "x", "WARNING", t2));
+  // an alarm kind without a sample (the workflow's "overdue") keeps a group of its own
+  feed(state, "2", "violation", "violation", { ...v(21, 2, null, null, "x", "WARNING", t0), kind: "overdue" });
+  const groups = model.alarmGroups(state);
+  assert.deepEqual(
+    groups.map((g) => [g.key, g.severity, g.violations.map((x) => x.violation_id)]),
+    [
+      ["2:s200", "WARNING", [20]],
+      ["1:s100", "CRITICAL", [10, 11, 12]], // X rule 1, X rule 5, then the range chart
+      ["2:v21", "WARNING", [21]],
+    ],
+  );
+  assert.deepEqual(model.alarmGroups(state, { char: "1" }).map((g) => g.key), ["1:s100"]);
+  assert.deepEqual(model.alarmGroups(state, { severity: "CRITICAL" }).map((g) => g.key), ["1:s100"]);
+  assert.deepEqual(model.alarmGroups(state, { char: "2", severity: "WARNING" }).map((g) => g.key), ["2:s200", "2:v21"]);
 });

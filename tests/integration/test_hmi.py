@@ -8,6 +8,7 @@ shared by the session.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from tests.integration.hmi_support import (  # noqa: E402 (after the rewrite reg
     record_figure,
     samples,
     screenshot,
+    set_viewport,
     text_is,
     violation,
     wait_until,
@@ -172,28 +174,26 @@ SHAFT = {
 """Fixed limits (sigma 0.1, so two decimals on screen), rule 1 only: 11.0 is one alarm."""
 
 
-def alarm_rows(driver: Any) -> dict[str, str]:
-    """The alarm rows' violation ids by "<rule> <chart>", e.g. "Rule 1: Beyond 3 sigma X"
+def alarm_cards(driver: Any) -> list[dict[str, Any]]:
+    """The alarm cards as drawn: sample, violation ids and the rule lines of each
 
-    (read in one script, so a row removed meanwhile cannot go stale half-way)."""
-    rows: dict[str, str] = driver.execute_script(
+    (read in one script, so a card removed meanwhile cannot go stale half-way)."""
+    cards: list[dict[str, Any]] = driver.execute_script(
         """
-        const out = {};
-        for (const row of document.querySelectorAll('[data-testid="alarm-row"]')) {
-          const rule = row.querySelector('[data-testid="alarm-rule"]').textContent;
-          const chart = row.querySelector('[data-testid="alarm-meta"]').textContent
-            .split(" · ")[1].replace(/ chart$/, "");
-          out[rule + " " + chart] = row.dataset.violationId;
-        }
-        return out;
+        return [...document.querySelectorAll('[data-testid="alarm-row"]')].map((card) => ({
+          sample: card.dataset.sampleId,
+          ids: card.dataset.violationIds.split(" ").map(Number),
+          rules: [...card.querySelectorAll('[data-testid="alarm-rule"]')]
+            .map((r) => r.textContent),
+        }));
         """
     )
-    return rows
+    return cards
 
 
-def alarm_row(driver: Any, violation_id: str) -> Any:
-    return driver.find_element(
-        By.CSS_SELECTOR, f'[data-testid="alarm-row"][data-violation-id="{violation_id}"]'
+def choose_cause(card: Any, cause: str) -> None:
+    Select(card.find_element(By.CSS_SELECTOR, '[data-testid="ack-reason"]')).select_by_visible_text(
+        cause
     )
 
 
@@ -226,57 +226,111 @@ def test_a_reading_through_the_real_bridge_is_on_screen_within_a_second(
     assert console_errors(page) == []
 
 
-def test_a_named_user_acknowledges_and_every_open_page_drops_the_alarm(
+def test_one_card_per_sample_acknowledged_once_and_every_open_page_drops_it(
     page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
 ) -> None:
+    """One bad sample failing several rules on two charts is ONE card; one acknowledgement,
+    with a cause the user must choose, acknowledges every alarm of it."""
     p = plant.prefix
-    run_bridge_on([SHAFT])
+    run_bridge_on([{**SHAFT, "rules": [1, 5]}])
     feed.subscribe(f"{p}/char/1/ack")
     page.get(plant.page_url())
     wait_until(page, attr_is("bridge-status", "data-state", "online"))
     operator = page.current_window_handle
 
     feed.publish(f"{p}/char/1/reading", "10.0")
-    feed.publish(f"{p}/char/1/reading", "11.0")  # beyond UCL, and a moving range beyond its UCL
-    rows = wait_until(page, lambda d: len(all_by_testid(d, "alarm-row")) == 2 and alarm_rows(d))
-    assert set(rows) == {"Rule 1: Beyond 3 sigma X", "Rule 1: Beyond 3 sigma MR"}
-    assert all(b.get_attribute("disabled") for b in all_by_testid(page, "ack-button"))  # anonymous
-    assert all("new" in r.get_attribute("class") for r in all_by_testid(page, "alarm-row"))
+    feed.publish(f"{p}/char/1/reading", "10.25")  # zone A
+    feed.publish(f"{p}/char/1/reading", "11.0")  # beyond UCL, 2 of 3 beyond 2 sigma, MR beyond
+    expected_rules = [
+        "X · Rule 1: Beyond 3 sigma",
+        "X · Rule 5: Two of three beyond 2 sigma",
+        "MR · Rule 1: Beyond 3 sigma",
+    ]
+    cards = wait_until(page, lambda d: (c := alarm_cards(d)) and len(c[0]["rules"]) == 3 and c)
+    assert len(cards) == 1
+    assert cards[0]["rules"] == expected_rules
+    card_ids = cards[0]["ids"]
+    assert len(card_ids) == 3
+    assert by_testid(page, "alarm-count").text == "3"  # the true count of alarms
+    assert by_testid(page, "ack-button").get_attribute("disabled")  # anonymous
+    assert "new" in by_testid(page, "alarm-row").get_attribute("class")
     # the sample that failed comes on its own topic: its marks may be drawn a frame later
-    wait_until(page, lambda d: by_testid(d, "x-chart").get_attribute("data-marks").endswith(":1"))
+    wait_until(page, lambda d: by_testid(d, "x-chart").get_attribute("data-marks").endswith(":1,5"))
     wait_until(page, lambda d: by_testid(d, "r-chart").get_attribute("data-marks").endswith(":1"))
 
     # A page opened later learns of the open alarms from the retained `alarms` topic alone.
     watcher = open_window(page, plant.page_url())
-    assert set(wait_until(page, lambda d: len(alarm_rows(d)) == 2 and alarm_rows(d))) == set(rows)
+    later = wait_until(page, lambda d: (c := alarm_cards(d)) and len(c[0]["rules"]) == 3 and c)
+    assert later == cards
     # already open when this page came: no attention pulse
-    assert not any("new" in r.get_attribute("class") for r in all_by_testid(page, "alarm-row"))
+    assert "new" not in by_testid(page, "alarm-row").get_attribute("class")
     assert console_errors(page) == []
 
     page.switch_to.window(operator)
     log_in(page, "alice", PASSWORDS["alice"])
     wait_until(page, text_is("current-user", "● alice"))
     wait_until(page, attr_is("conn-status", "data-state", "connected"))
-    violation_id = alarm_rows(page)["Rule 1: Beyond 3 sigma X"]
-    x_row = alarm_row(page, violation_id)
-    button = x_row.find_element(By.CSS_SELECTOR, '[data-testid="ack-button"]')
+    card = by_testid(page, "alarm-row")
+    button = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-button"]')
+    # no cause is preselected: the button waits for one
+    reason = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-reason"]')
+    assert reason.get_attribute("value") == ""
+    assert button.get_attribute("disabled")
+    assert button.get_attribute("title") == "choose a cause first"
+    choose_cause(card, "Measurement Error")
     wait_until(page, lambda d: button.is_enabled())
-    reason = x_row.find_element(By.CSS_SELECTOR, '[data-testid="ack-reason"]')
-    Select(reason).select_by_visible_text("Measurement Error")
+    assert button.text == "Acknowledge all 3"
     screenshot(page, "hmi-alarm-before-ack")
     button.click()
 
-    wait_until(page, lambda d: list(alarm_rows(d)) == ["Rule 1: Beyond 3 sigma MR"])
-    ack = json.loads(feed.expect(lambda m: m.topic == f"{p}/char/1/ack").payload)
-    assert ack["type"] == "ack_update"
-    assert ack["payload"]["violation_id"] == int(violation_id)
-    assert ack["payload"]["user"] == "alice"
-    assert ack["payload"]["reason"] == "Measurement Error"
+    wait_until(page, lambda d: alarm_cards(d) == [])
+    acks = [
+        json.loads(feed.expect(lambda m: m.topic == f"{p}/char/1/ack").payload) for _ in card_ids
+    ]
+    assert sorted(a["payload"]["violation_id"] for a in acks) == sorted(card_ids)
+    for ack in acks:
+        assert ack["type"] == "ack_update"
+        assert ack["payload"]["user"] == "alice"
+        assert ack["payload"]["reason"] == "Measurement Error"
     assert by_testid(page, "ack-error").is_displayed() is False
+    assert by_testid(page, "alarm-count").text == "0"
     page.switch_to.window(watcher)
-    wait_until(page, lambda d: list(alarm_rows(d)) == ["Rule 1: Beyond 3 sigma MR"])
-    assert by_testid(page, "alarm-count").text == "1"
+    wait_until(page, lambda d: alarm_cards(d) == [])
+    wait_until(page, text_is("alarm-count", "0"))
     screenshot(page, "hmi-after-ack-other-page")
+    assert console_errors(page) == []
+
+
+def test_alarms_are_filtered_by_characteristic_and_severity(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    p = plant.prefix
+    feed.publish(f"{p}/char/1/meta", meta(1, "Shaft OD"), retain=True)
+    feed.publish(f"{p}/char/2/meta", meta(2, "Bore ID"), retain=True)
+    a = violation(1, 11, 101, rule_id=1)  # CRITICAL
+    b = violation(1, 12, 102, rule_id=2)  # WARNING
+    c = violation(2, 21, 201, rule_id=2)  # WARNING
+    for char_id, vs in ((1, [a, b]), (2, [c])):
+        feed.publish(
+            f"{p}/char/{char_id}/alarms",
+            envelope(
+                "alarms",
+                {"characteristic_id": char_id, "violations": vs, "open_count": len(vs)},
+            ),
+            retain=True,
+        )
+    page.get(plant.page_url())
+    wait_until(page, lambda d: len(alarm_cards(d)) == 3)
+    samples_shown = lambda d: sorted(c["sample"] for c in alarm_cards(d))  # noqa: E731
+    Select(by_testid(page, "alarm-filter-char")).select_by_visible_text("Shaft OD")
+    wait_until(page, lambda d: samples_shown(d) == ["101", "102"])
+    Select(by_testid(page, "alarm-filter-severity")).select_by_visible_text("Warning")
+    wait_until(page, lambda d: samples_shown(d) == ["102"])
+    Select(by_testid(page, "alarm-filter-char")).select_by_visible_text("All characteristics")
+    wait_until(page, lambda d: samples_shown(d) == ["102", "201"])
+    assert by_testid(page, "alarm-count").text == "3"  # the count stays the true one
+    Select(by_testid(page, "alarm-filter-severity")).select_by_visible_text("Critical")
+    wait_until(page, lambda d: samples_shown(d) == ["101"])
     assert console_errors(page) == []
 
 
@@ -291,6 +345,7 @@ def test_the_bridges_refusal_of_an_acknowledgement_is_shown(
     # A violation the bridge never raised: the bridge must answer "unknown violation".
     ghost = {"type": "violation", "payload": violation(1, 987654, 1)}
     feed.publish(f"{plant.prefix}/char/1/violation", ghost)
+    choose_cause(wait_until(page, lambda d: by_testid(d, "alarm-row")), "Tool Change")
     button = wait_until(
         page, lambda d: by_testid(d, "ack-button").is_enabled() and by_testid(d, "ack-button")
     )
@@ -318,6 +373,7 @@ def test_a_command_asks_for_its_reply_in_the_users_own_reply_tree(
     feed.publish(
         f"{plant.prefix}/char/1/violation", {"type": "violation", "payload": violation(1, 31, 5)}
     )
+    choose_cause(wait_until(page, lambda d: by_testid(d, "alarm-row")), "Tool Change")
     button = wait_until(
         page, lambda d: by_testid(d, "ack-button").is_enabled() and by_testid(d, "ack-button")
     )
@@ -356,6 +412,7 @@ def test_the_brokers_refusal_of_an_acknowledgement_is_shown(
     wait_until(page, text_is("current-user", "● gauge1"))
     ghost = {"type": "violation", "payload": violation(1, 4242, 7)}
     feed.publish(f"{plant.prefix}/char/1/violation", ghost)
+    choose_cause(wait_until(page, lambda d: by_testid(d, "alarm-row")), "Tool Change")
     button = wait_until(
         page, lambda d: by_testid(d, "ack-button").is_enabled() and by_testid(d, "ack-button")
     )
@@ -476,6 +533,25 @@ def test_a_burst_of_samples_is_drawn_without_falling_behind(
     assert console_errors(page) == []
 
 
+def legend_clear_of_button(driver: Any) -> bool:
+    """The recalculation button is shown, inside the window, and no legend box overlaps it."""
+    result: bool = driver.execute_script(
+        """
+        const b = document.getElementById("recalc").getBoundingClientRect();
+        if (!b.width || b.left < 0 || b.right > innerWidth) return false;
+        const legend = document.querySelector(".chart-box-x .legend");
+        if (legend.offsetParent === null) return true;
+        for (const r of legend.getClientRects()) {
+          if (r.left < b.right && b.left < r.right && r.top < b.bottom && b.top < r.bottom) {
+            return false;
+          }
+        }
+        return true;
+        """
+    )
+    return result
+
+
 def test_an_engineer_recalculates_the_limits_and_an_operator_may_not(
     page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
 ) -> None:
@@ -500,12 +576,25 @@ def test_an_engineer_recalculates_the_limits_and_an_operator_may_not(
     by_testid(page, "recalc").click()
     by_testid(page, "recalc").click()  # the second click confirms
     wait_until(page, attr_is("recalc-status", "data-state", "error"))
-    assert "Not authorized" in by_testid(page, "recalc-status").text
+    status = by_testid(page, "recalc-status")
+    # in plain words, whole (the broker's own words in its tooltip)
+    assert status.text == "Only engineers may recalculate limits"
+    assert "Not authorized" in status.get_attribute("title")
+    assert page.execute_script(
+        "const e = arguments[0]; return e.scrollWidth <= e.clientWidth", status
+    )
     assert by_testid(page, "kpi-ucl").text == baseline_ucl
 
     by_testid(page, "logout").click()
     log_in(page, "erin", PASSWORDS["erin"])
     wait_until(page, text_is("current-user", "● erin"))
+    # the legend never lies over the button, on a desktop or a portrait panel
+    for width, height in ((1280, 800), (800, 1280)):
+        set_viewport(page, width, height)
+        try:
+            assert wait_until(page, lambda d: legend_clear_of_button(d)) is True
+        finally:
+            set_viewport(page)
     by_testid(page, "recalc").click()
     assert by_testid(page, "recalc-status").text == ""  # armed, not sent
     by_testid(page, "recalc").click()
@@ -740,3 +829,248 @@ def test_a_cusum_chart_draws_both_sums_against_h(page: Any, plant: HmiPlant, fee
     assert key_figures(browser)["cap"].startswith("Cpk 0.95")
     assert by_testid(browser, "r-chart").get_attribute("data-points") == "9"
     assert console_errors(browser) == []
+
+
+# ---- panels of every size, and the overview (docs/hmi.md "Layout", "Overview") -------------
+
+LINE = [
+    # id, name, centre, sigma, rule-1 failure at index (or None), open alarms
+    (1, "Shaft OD", 10.0, 0.02, 20, 2),
+    (2, "Bore ID", 25.0, 0.01, None, 0),
+    (3, "Fill weight", 503.0, 1.0, 27, 1),
+    (4, "Torque", 12.5, 0.1, None, 0),
+]
+
+
+def publish_line(feed: Feed, prefix: str, line: list[tuple[Any, ...]]) -> dict[int, list[Any]]:
+    """Retained meta, limits, history, sample and alarms of each characteristic of ``line``,
+    as the bridge publishes them; the published histories by id."""
+    feed.publish(
+        f"{prefix}/bridge/status",
+        {"online": True, "timestamp": iso(datetime.now(UTC))},
+        retain=True,
+    )
+    published = {}
+    for char_id, name, centre, sigma, bad, open_alarms in line:
+        values = [round(centre + sigma * ((i * 7) % 5 - 2) / 2, 6) for i in range(30)]
+        failing = {}
+        if bad is not None:
+            values[bad] = round(centre + 4 * sigma, 6)
+            failing[bad] = [1]
+        history = samples(char_id, values, first_id=char_id * 1000, failing=failing)
+        published[char_id] = history
+        usl, lsl = centre + 6 * sigma, centre - 6 * sigma
+        feed.publish(
+            f"{prefix}/char/{char_id}/meta",
+            meta(char_id, name, usl=usl, lsl=lsl, target=centre),
+            retain=True,
+        )
+        feed.publish(f"{prefix}/char/{char_id}/limits", limits(char_id, centre, sigma), retain=True)
+        feed.publish(
+            f"{prefix}/char/{char_id}/history",
+            envelope("history", {"characteristic_id": char_id, "samples": history}),
+            retain=True,
+        )
+        feed.publish(
+            f"{prefix}/char/{char_id}/sample", envelope("sample", history[-1]), retain=True
+        )
+        alarms = [
+            violation(char_id, char_id * 100 + k, history[-1 - k]["sample_id"])
+            for k in range(open_alarms)
+        ]
+        feed.publish(
+            f"{prefix}/char/{char_id}/alarms",
+            envelope(
+                "alarms",
+                {"characteristic_id": char_id, "violations": alarms, "open_count": open_alarms},
+            ),
+            retain=True,
+        )
+    return published
+
+
+LAYOUT_PROBE = """
+const vw = innerWidth, vh = innerHeight;
+const rectOf = (e) => { const r = e.getBoundingClientRect();
+  return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width}; };
+// a control is reachable: scrolled into view, it lies wholly inside the viewport
+const reachable = (e) => { e.scrollIntoView({block: "nearest", inline: "nearest"});
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && r.left >= 0 && r.right <= vw && r.top >= 0 && r.bottom <= vh; };
+const login = document.querySelector('[data-testid="login-submit"]');
+const ack = document.querySelector('[data-testid="ack-button"]');
+const controls = {login: reachable(login), ack: reachable(ack)};
+window.scrollTo(0, 0);
+// a key figure is clipped when its text is wider than its box
+const figures = ["last-value", "process-state", "last-time", "last-rules", "kpi-capline",
+  "kpi-ucl", "kpi-cl", "kpi-lcl", "kpi-usl", "kpi-target", "kpi-lsl"];
+const clipped = [];
+for (const id of figures) {
+  const e = document.querySelector('[data-testid="' + id + '"]');
+  const box = id === "last-value" ? e.parentElement : e;
+  if (box.scrollWidth > box.clientWidth) clipped.push(id + ": " + box.textContent.trim());
+}
+// no panel scrolls sideways either (a control pushed out of its column)
+for (const sel of [".topbar", ".chars", ".charts", ".alarms", ".chart-head"]) {
+  for (const e of document.querySelectorAll(sel)) {
+    if (e.scrollWidth > e.clientWidth) clipped.push("panel " + sel);
+  }
+}
+const kpis = document.querySelector(".kpis");
+for (const k of kpis.children) {
+  if (k.scrollWidth > k.clientWidth) clipped.push("panel " + k.className);
+}
+return {vw, vh, scrollWidth: document.documentElement.scrollWidth, controls, clipped,
+        chart: rectOf(document.querySelector('[data-testid="x-chart"]')),
+        secondary: rectOf(document.querySelector('[data-testid="r-chart"]'))};
+"""
+
+
+@pytest.mark.parametrize("size", [(800, 1280), (1280, 800), (1400, 900), (1920, 1080)])
+def test_every_panel_size_fits_without_horizontal_scrolling(
+    page: Any, plant: HmiPlant, feed: Feed, size: tuple[int, int]
+) -> None:
+    width, height = size
+    publish_line(feed, plant.prefix, LINE)
+    set_viewport(page, width, height)
+    try:
+        page.get(plant.page_url(char="1"))
+        wait_until(page, attr_is("x-chart", "data-points", "30"))
+        wait_until(page, lambda d: len(all_by_testid(d, "ack-button")) > 0)
+        wait_until(page, text_is("process-state", "IN CONTROL"))
+        probe = page.execute_script(LAYOUT_PROBE)
+        print("screenshot:", screenshot(page, f"hmi-viewport-{width}x{height}"))
+        assert (probe["vw"], probe["vh"]) == (width, height)
+        assert probe["scrollWidth"] <= width, probe
+        assert probe["controls"] == {"login": True, "ack": True}, probe
+        assert probe["clipped"] == [], probe
+        # the charts use the width: at least 55 % of the screen, and inside it
+        for chart in (probe["chart"], probe["secondary"]):
+            assert chart["width"] >= 0.55 * width, probe
+            assert chart["left"] >= 0, probe
+            assert chart["right"] <= width, probe
+        assert console_errors(page) == []
+    finally:
+        set_viewport(page)
+
+
+def test_the_overview_shows_every_characteristic_and_opens_its_chart(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    # a wall screen: twelve characteristics, every tile on screen at once
+    line = LINE + [
+        (i, f"Gauge {i}", 5.0 + i, 0.04, None if i % 3 else 25, i % 2) for i in range(5, 13)
+    ]
+    published = publish_line(feed, plant.prefix, line)
+    set_viewport(page, 1920, 1080)
+    try:
+        page.get(plant.page_url(view="overview"))
+        wait_until(page, lambda d: len(all_by_testid(d, "tile")) == len(line))
+        # every tile's sparkline has its retained history, though no chart is on screen
+        wait_until(
+            page,
+            lambda d: all(
+                s.get_attribute("data-points") == "30" for s in all_by_testid(d, "tile-spark")
+            ),
+        )
+        tiles = page.execute_script(
+            """
+            return [...document.querySelectorAll('[data-testid="tile"]')].map((t) => {
+              const r = t.getBoundingClientRect();
+              const q = (id) => t.querySelector('[data-testid="' + id + '"]');
+              return {id: t.dataset.charId, name: q("tile-name").textContent,
+                      value: q("tile-value").textContent, state: q("tile-state").dataset.state,
+                      alarms: q("tile-alarms").hidden ? "0" : q("tile-alarms").textContent,
+                      failed: q("tile-spark").dataset.failed,
+                      clipped: [t, q("tile-name"), q("tile-value").parentElement]
+                        .filter((e) => e.scrollWidth > e.clientWidth).length,
+                      inside: r.left >= 0 && r.top >= 0 && r.right <= innerWidth
+                        && r.bottom <= innerHeight};
+            });
+            """
+        )
+        print("screenshot:", screenshot(page, "hmi-overview-1920x1080"))
+        expected = []
+        for char_id, name, _centre, sigma, bad, open_alarms in line:
+            last = published[char_id][-1]
+            decimals = math.ceil(-math.log10(sigma) + 0.7)  # docs/hmi.md "Numbers"
+            expected.append(
+                {
+                    "id": str(char_id),
+                    "name": name,
+                    "value": f"{last['value']:.{decimals}f}",
+                    "state": "in_control",
+                    "alarms": str(open_alarms),
+                    "failed": "0" if bad is None else "1",
+                    "clipped": 0,
+                    "inside": True,
+                }
+            )
+        assert tiles == expected
+        assert page.execute_script("return document.documentElement.scrollWidth") <= 1920
+        assert by_testid(page, "charts").is_displayed() is False
+
+        # a click on a tile opens that characteristic's chart
+        page.find_element(By.CSS_SELECTOR, '[data-testid="tile"][data-char-id="3"]').click()
+        wait_until(page, text_is("char-title", "Fill weight"))
+        wait_until(page, attr_is("x-chart", "data-points", "30"))
+        assert by_testid(page, "overview").is_displayed() is False
+        assert by_testid(page, "x-chart").get_attribute("data-marks") == "3027:1"
+        assert "view=overview" not in page.current_url
+        assert "char=3" in page.current_url
+        # and back
+        by_testid(page, "overview-button").click()
+        wait_until(page, lambda d: by_testid(d, "overview").is_displayed())
+        assert console_errors(page) == []
+    finally:
+        set_viewport(page)
+
+
+def test_spec_limits_on_the_x_chart_and_a_histogram_with_the_capability(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    p = plant.prefix
+    values = [10.0 + 0.01 * ((i * 7) % 5 - 2) for i in range(30)]
+    values[25] = 10.07  # beyond UCL 10.06 and USL 10.065
+    history = samples(1, values, first_id=301, failing={25: [1]})
+    feed.publish(
+        f"{p}/char/1/meta", meta(1, "Shaft OD", usl=10.065, lsl=9.935, target=10.0), retain=True
+    )
+    feed.publish(f"{p}/char/1/limits", limits(1, 10.0, 0.02), retain=True)
+    feed.publish(
+        f"{p}/char/1/history",
+        envelope("history", {"characteristic_id": 1, "samples": history}),
+        retain=True,
+    )
+    page.get(plant.page_url())
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    x = by_testid(page, "x-chart")
+    assert x.get_attribute("data-spec") == "USL 10.065 LSL 9.935"
+    assert x.get_attribute("data-out-of-spec") == "326"  # the one reading beyond USL
+
+    by_testid(page, "hist-toggle").click()
+    hist = wait_until(
+        page,
+        lambda d: (
+            by_testid(d, "histogram").get_attribute("data-readings") == "30"
+            and by_testid(d, "histogram")
+        ),
+    )
+    assert sum(int(c) for c in hist.get_attribute("data-bins").split()) == 30
+    assert hist.get_attribute("data-spec") == "LSL 9.935 T 10.000 USL 10.065"
+    assert float(hist.get_attribute("data-sigma")) == 0.02  # the limits' sigma
+    assert float(hist.get_attribute("data-mean")) == pytest.approx(sum(values) / 30)
+    # the capability the bridge computed (control_limits.capability), not the page's own
+    assert (
+        by_testid(page, "hist-cap").text == "Cp 1.10 · Cpk 0.95 · Pp 1.00 · Ppk 0.90 · 30 readings"
+    )
+    assert by_testid(page, "r-chart").is_displayed() is False
+    assert page.find_element(By.ID, "r-title").text == "Histogram"
+    # a live sample is counted in
+    live = samples(1, [10.0], first_id=400)[0]
+    feed.publish(f"{p}/char/1/sample", envelope("sample", live))
+    wait_until(page, attr_is("histogram", "data-readings", "31"))
+    print("screenshot:", screenshot(page, "hmi-spec-histogram"))
+    by_testid(page, "hist-toggle").click()
+    wait_until(page, lambda d: by_testid(d, "r-chart").is_displayed())
+    assert console_errors(page) == []
