@@ -196,9 +196,21 @@ class Plant:
         await self.probe.publish(f"{self.prefix}/char/{cid}/reading", json.dumps(value))
 
     async def samples_on_mqtt(self, cid: int, count: int) -> list[Any]:
-        return await self.probe.wait_for(
+        """``count`` samples on MQTT, and a retained history that holds the last of them
+        (history goes out at most once a second: docs/bridge.md), so a gateway that starts
+        now finds them all in the broker's retained state."""
+        samples = await self.probe.wait_for(
             f"{self.prefix}/char/{cid}/sample", count=count, within=3 * TIMEOUT
         )
+        last = samples[-1]["payload"]["sample_id"]
+
+        def holds_last(history: Any) -> bool:
+            return any(s["sample_id"] == last for s in history["payload"]["samples"])
+
+        await self.probe.wait_for(
+            f"{self.prefix}/char/{cid}/history", holds_last, within=3 * TIMEOUT
+        )
+        return samples
 
 
 @contextlib.asynccontextmanager
