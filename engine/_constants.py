@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-MIN_SUBGROUP_SIZE = 1
 MAX_SUBGROUP_SIZE = 25
 
 # n -> (d2, d3, c4), as printed in the tables

@@ -31,6 +31,7 @@ def main(args: argparse.Namespace) -> int:
     import logging
     import signal
 
+    from bridge._startup import freeze_startup_heap, install_fast_paths
     from bridge.app import run_bridge
     from bridge.config import ConfigInvalid, format_faults, load_settings
     from bridge.errors import BrokerRefused, ClientIdInUse, StoreUnavailable
@@ -51,12 +52,16 @@ def main(args: argparse.Namespace) -> int:
         print(format_faults(exc), file=sys.stderr)
         return 2
 
+    # process-wide, so here and nowhere else: `openspc run` owns its process (the benchmark
+    # runs the bridge as `openspc run` too); tests and the demo keep paho as it is
+    install_fast_paths()
+
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_bridge(settings, stop)
+        await run_bridge(settings, stop, started=freeze_startup_heap)
 
     try:
         asyncio.run(serve())
