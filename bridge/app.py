@@ -443,7 +443,7 @@ def _sparkplug_inbound(settings: Settings, mqtt: MqttClient) -> SparkplugInbound
     return inbound
 
 
-async def bootstrap(
+async def bootstrap(  # noqa: C901  the composition root builds every part; issue 11 splits it
     settings: Settings,
     *,
     sources: Sequence[InboundSource] = (),

@@ -150,7 +150,7 @@ def analyze(
     limits = compute_limits(subgroups[:baseline], n, usl=usl, lsl=lsl, chart=base_chart)
     engine = CharacteristicEngine(spec)
     if isinstance(family, VariablesFamily):
-        engine._install(limits)  # Phase I: the limits hold from the first point on
+        engine._install(limits)  # noqa: SLF001  Phase I: the limits hold from the first point
     points: list[AnalysisPoint] = []
     for index, group in enumerate(subgroups):
         for event in engine.add_readings(group, _EPOCH):

@@ -27,7 +27,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import asyncio
-    import faulthandler
     import logging
     import signal
 
@@ -37,15 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from bridge.errors import BrokerRefused, ClientIdInUse, StoreUnavailable
     from bridge.store import SchemaTooNew, SchemaUnrecognized
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # a fatal signal says so on stderr ("Fatal Python error: Bus error" and where) instead of
-    # the process vanishing without a word: SQLite maps its -shm file, and a -shm truncated
-    # under a running bridge ends it with SIGBUS (docs/bridge.md, "SQLite's -shm file")
-    faulthandler.enable()
+    _log_to_stderr(args.log_level)
     try:
         settings = load_settings(args.config)
     except ConfigInvalid as exc:
@@ -86,3 +77,18 @@ def main(args: argparse.Namespace) -> int:
         print(f"openspc run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _log_to_stderr(level: str) -> None:
+    import faulthandler
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # a fatal signal says so on stderr ("Fatal Python error: Bus error" and where) instead of
+    # the process vanishing without a word: SQLite maps its -shm file, and a -shm truncated
+    # under a running bridge ends it with SIGBUS (docs/bridge.md, "SQLite's -shm file")
+    faulthandler.enable()
