@@ -31,8 +31,6 @@ LONG: dict[str, str] = {
     "form, each refusal with its precise reason (docs/performance.md)",
     "bridge/store/migrations/versions/0001_release_0_1_0.py::upgrade": "a migration is the "
     "schema written out, table after table; never edited once released",
-    "engine/_analysis.py::analyze": "Phase I then Phase II over a whole series, in order; "
-    "to split with the chart families' analysis (issue 11)",
     "engine/_engine.py::CharacteristicEngine._advance": "the per-sample hot path: every "
     "rule's counters in one pass, no call per rule (docs/performance.md)",
     "engine/alarms/_bench.py::overdue_costs": "a benchmark's measurements in order",
