@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_LINES = 60  # def line to last line, docstring and comments included
 
 LONG: dict[str, str] = {
-    "bridge/_bench/_run.py::format_report": "the report's table, row after row, read as printed",
     "bridge/_mqtt.py::MqttClient.__init__": "the adapter's state, each field with its why; "
     "owned by the outbound engineer this round: to split with the ack tracker (issue 11)",
     "bridge/_mqtt.py::MqttClient._on_connect": "the connect sequence in order (session, "
