@@ -60,7 +60,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from bridge import _paho_fast
 from bridge.errors import BrokerRefused, BrokerUnavailable, ClientIdInUse
 
 __all__ = ["Inbound", "Inbox", "MqttClient", "MqttOptions"]
@@ -308,7 +307,6 @@ class MqttClient:
         self._unacked_in = 0  # QoS 1 messages of this connection taken, not yet acked
         self._paused = False
         self.pauses = 0
-        _paho_fast.install()  # PUBLISH/PUBACK without properties: no Properties per packet
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=options.client_id,

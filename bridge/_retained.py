@@ -132,7 +132,7 @@ class _HistoryView(Mapping[int, Sequence[dict[str, Any]]]):
     def __getitem__(self, cid: int) -> Sequence[dict[str, Any]]:
         if cid not in self._live.alarms:
             raise KeyError(cid)
-        return _Decoded(self._live._rings.get(cid), self._live.history_size)
+        return _Decoded(self._live._rings.get(cid), self._live.history_size)  # noqa: SLF001  the view is LiveState's own read-only face, defined beside it
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._live.alarms)

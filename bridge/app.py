@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -144,10 +143,6 @@ class Bridge:
             return
         text = f"the broker refused the bridge's publish: {reason}; retrying with back-off"
         self.mqtt.publish(errors, dumps(error_payload(topic, b"", text, self.clock())), qos=1)
-
-    def set_source_online(self, characteristic_id: int, online: bool) -> None:
-        """Sparkplug B birth/death: republish the characteristic's meta with ``online``."""
-        self.broadcaster.publish_meta(characteristic_id, online, self.clock())
 
     async def start(self, connect_timeout: float | None = None) -> None:
         """Restore retained state from the database, connect, publish it.
@@ -475,7 +470,7 @@ def _sparkplug_inbound(settings: Settings, mqtt: MqttClient) -> SparkplugInbound
     return inbound
 
 
-async def bootstrap(
+async def bootstrap(  # noqa: C901  the composition root builds every part; issue 11 splits it
     settings: Settings,
     *,
     sources: Sequence[InboundSource] = (),
@@ -634,8 +629,10 @@ async def run_bridge(
     stop: asyncio.Event | None = None,
     *,
     sources: Sequence[InboundSource] = (),
+    started: Callable[[], None] | None = None,
 ) -> None:
-    """Run the bridge until ``stop`` is set (forever without one).
+    """Run the bridge until ``stop`` is set (forever without one); ``started`` is called once
+    the bridge has started, before it serves.
 
     A database that is unavailable at start-up is waited out like one that goes away later:
     retried with back-off (1 s doubling to 30 s), one log line per attempt, until it comes
@@ -675,9 +672,6 @@ async def run_bridge(
     except BaseException:
         await bridge.close()
         raise
-    # What start-up made (configuration, engines, meta, modules) lives as long as the
-    # bridge: out of the cyclic GC's way, whose full passes over it paused the loop for
-    # 50-120 ms at a time (latency p99 at 2,000 readings/s 31-78 -> 20 ms; docs/performance.md)
-    gc.collect()
-    gc.freeze()
+    if started is not None:  # `openspc run`: bridge._startup.freeze_startup_heap
+        started()
     await bridge.run(stop)

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    module: ModuleType = args._module
+    module: ModuleType = args._module  # noqa: SLF001  set_defaults(_module=...): underscored so no option can clash
     try:
         return int(module.main(args))
     except KeyboardInterrupt:

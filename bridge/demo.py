@@ -34,9 +34,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from bridge._mosquitto import MosquittoFailedToStart, port_is_free
+from bridge._mosquitto import MosquittoFailedToStart, PlantBroker, port_is_free
 from bridge._package_data import hmi_dir
-from bridge.broker import PlantBroker, Role
+from bridge.mosquitto_admin import Role
 
 if TYPE_CHECKING:
     from bridge.config import Settings

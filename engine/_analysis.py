@@ -142,15 +142,12 @@ def analyze(
     min_baseline = family.fewest_baseline(n)
     if baseline < min_baseline:
         raise ValueError(f"baseline must be at least {min_baseline} subgroups, got {baseline}")
-    whole = len(values) // n
-    subgroups = [tuple(float(v) for v in values[i * n : (i + 1) * n]) for i in range(whole)]
-    if whole < baseline:
-        raise InsufficientData(baseline, whole)
+    subgroups = _whole_subgroups(values, n, baseline)
     base_chart = family.name if isinstance(family, VariablesFamily) else None
     limits = compute_limits(subgroups[:baseline], n, usl=usl, lsl=lsl, chart=base_chart)
     engine = CharacteristicEngine(spec)
     if isinstance(family, VariablesFamily):
-        engine._install(limits)  # Phase I: the limits hold from the first point on
+        engine._install(limits)  # noqa: SLF001  Phase I: the limits hold from the first point
     points: list[AnalysisPoint] = []
     for index, group in enumerate(subgroups):
         for event in engine.add_readings(group, _EPOCH):
@@ -159,6 +156,14 @@ def analyze(
             elif isinstance(event, ControlLimitsUpdated):
                 limits = event.limits  # EWMA/CUSUM: their own, from the same baseline
     return Analysis(limits=limits, points=tuple(points), chart=family.name)
+
+
+def _whole_subgroups(values: Sequence[float], n: int, baseline: int) -> list[tuple[float, ...]]:
+    """``values`` in subgroups of ``n``, trailing readings left out; at least ``baseline``."""
+    whole = len(values) // n
+    if whole < baseline:
+        raise InsufficientData(baseline, whole)
+    return [tuple(float(v) for v in values[i * n : (i + 1) * n]) for i in range(whole)]
 
 
 def analyze_counts(

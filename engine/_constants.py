@@ -1,10 +1,11 @@
 """Control chart constants d2, d3, c4 and the factors derived from them, for n = 2..25.
 
 d2, d3 and c4 are the values printed in the published tables (ASTM E2587, Montgomery's
-Appendix VI): d2 and d3 to three decimals, c4 to four. The contract names those tables, and
-its individuals chart uses their n = 2 entry literally (MR-bar / 1.128), so every chart uses
-the same printed constants and an outside implementation that types the table in agrees with
-ours to the last bit. Every other factor is derived from them, as the contract says:
+Appendix VI): d2 and d3 to three decimals, c4 to four. The SPC conventions (docs/spc.md,
+"Constants") name those tables, and their individuals chart uses the n = 2 entry literally
+(MR-bar / 1.128), so every chart uses the same printed constants and an outside
+implementation that types the table in agrees with ours to the last bit. Every other factor
+is derived from them, as the conventions say:
 
     A2 = 3 / (d2 sqrt n)        D3 = max(0, 1 - 3 d3/d2)        D4 = 1 + 3 d3/d2
     A3 = 3 / (c4 sqrt n)        B3 = max(0, 1 - 3 sqrt(1-c4^2)/c4)  B4 = 1 + 3 sqrt(1-c4^2)/c4
@@ -20,7 +21,6 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-MIN_SUBGROUP_SIZE = 1
 MAX_SUBGROUP_SIZE = 25
 
 # n -> (d2, d3, c4), as printed in the tables
@@ -51,8 +51,8 @@ _TABLE: dict[int, tuple[float, float, float]] = {
     25: (3.931, 0.708, 0.9896),
 }
 
-# The individuals chart follows the contract literally: sigma = MR-bar / 1.128 and the
-# moving-range chart's UCL = 3.267 MR-bar (the rounded table values for n = 2).
+# The individuals chart follows the conventions literally (docs/spc.md): sigma = MR-bar / 1.128
+# and the moving-range chart's UCL = 3.267 MR-bar (the rounded table values for n = 2).
 MR_D2 = 1.128
 MR_D4 = 3.267
 

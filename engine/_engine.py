@@ -335,7 +335,7 @@ class CharacteristicEngine:
         for value in self._window:
             self._advance(value)
 
-    def _advance(self, x: float) -> tuple[int, int]:
+    def _advance(self, x: float) -> tuple[int, int]:  # noqa: C901  hot path: every rule's counters in one pass
         """Move every counter past plotted value ``x``; its zone code and failure mask."""
         keep = self._keep
         if x >= self._cl:

@@ -904,121 +904,26 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
 # --- output -------------------------------------------------------------------------------
 
 
+_Row = tuple[str, str, str]  # what, value, target
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
 def format_report(r: BenchReport) -> str:
     m = r.machine
-    rows: list[tuple[str, str, str]] = []
-
-    def row(what: str, value: str, target: str = "") -> None:
-        rows.append((what, value, target))
-
-    def mark(ok: bool) -> str:
-        return "met" if ok else "MISSED"
-
+    rows: list[_Row] = []
     if r.relay_rate or r.bridge_rate:  # not with --only leaving both out
-        row("relay paho -> mosquitto -> paho, QoS 1", f"{r.relay_rate:,.0f} readings/s")
-        row("bridge end to end, QoS 1, 200 chars", f"{r.bridge_rate:,.0f} readings/s")
-        row(
-            "  ratio bridge / relay",
-            f"{r.ratio:.2f}",
-            f">= 0.80: {mark(r.ratio >= 0.8)}",
-        )
-        row("  samples received / expected", f"{r.samples_received:,} / {r.samples_expected:,}")
-        row("  samples stored in the database", f"{r.samples_stored:,}")
-        row("  readings stored in the database", f"{r.readings_stored:,}")
-        row("  per-characteristic order and values", "ok" if r.samples_in_order else "WRONG")
-        row("  bridge CPU during the run", f"{r.bridge_cpu_s:.1f} s in {r.bridge_seconds:.1f} s")
-        row("  broker CPU, bridge run", f"{r.broker_cpu_s:.1f} s")
-        row("  broker CPU, relay run", f"{r.relay_broker_cpu_s:.1f} s in {r.relay_seconds:.1f} s")
-        row(
-            "  relay publisher / subscriber CPU",
-            f"{r.relay_publisher_cpu_s:.1f} / {r.relay_subscriber_cpu_s:.1f} s",
-        )
-        per = r.bridge_cpu_s / r.readings * 1e6 if r.readings else 0.0
-        row("  bridge CPU per reading", f"{per:.0f} us")
+        rows += _throughput_rows(r)
     if r.latency_rate:  # not with --only leaving latency out
-        p99 = r.latency_p99_ms
-        row(
-            f"latency at {r.latency_rate:,.0f} readings/s, p50",
-            "-" if r.latency_p50_ms is None else f"{r.latency_p50_ms:.1f} ms",
-        )
-        row(
-            "  p99",
-            "-" if p99 is None else f"{p99:.1f} ms",
-            f"<= 10 ms: {mark(p99 is not None and p99 <= 10)}",
-        )
-        row("  max", "-" if r.latency_max_ms is None else f"{r.latency_max_ms:.1f} ms")
-        if r.relay_latency_p50_ms is not None:
-            row(
-                "  relay alone at that pace, p50 / p99",
-                f"{r.relay_latency_p50_ms:.1f} / {r.relay_latency_p99_ms or 0:.1f} ms",
-            )
-        if r.latency_bridge_cpu_s:
-            row("  bridge CPU during the paced run", f"{r.latency_bridge_cpu_s:.1f} s")
-        inside = r.bridge_latency_ms
-        if inside:
-            row(
-                "  inside the bridge, last 2,048 samples",
-                f"{inside.get('p50') or 0:.1f} / {inside.get('p99') or 0:.1f} ms",
-            )
+        rows += _latency_rows(r)
     if r.engine_n1 or r.engine_n5:  # not with --only leaving the engine out
-        row(
-            "engine, n = 1, eight rules",
-            f"{r.engine_n1:,.0f} points/s",
-            f">= 300,000: {mark(r.engine_n1 >= 300_000)}",
-        )
-        row(
-            "engine, n = 5, eight rules",
-            f"{r.engine_n5:,.0f} points/s",
-            f">= 300,000: {mark(r.engine_n5 >= 300_000)}",
-        )
+        rows += _engine_rows(r)
     if r.memory_characteristics:  # not with --only leaving memory out
-        row(
-            f"bridge memory, {r.memory_characteristics:,} chars, started",
-            f"{r.memory_rss_mb:.0f} MB",
-            f"<= 150 MB: {mark(r.memory_rss_mb <= 150)}",
-        )
-        after = r.memory_rss_after_mb
-        row(
-            "  after one sample each",
-            "-" if after is None else f"{after:.0f} MB",
-            "" if after is None else f"<= 150 MB: {mark(after <= 150)}",
-        )
-        row("  start-up time", f"{r.memory_startup_s:.1f} s")
+        rows += _memory_rows(r)
     if r.plant_characteristics:  # only when asked for
-        # the issue's targets: 10,000 characteristics at 8,000 readings/s (p99 < 1 s, RSS
-        # <= 250 MB); 2,000 at 1 Hz each (p99 < 50 ms, RSS < 150 MB)
-        large = r.plant_characteristics >= 10_000
-        p99_target, rss_target = (1000.0, 250.0) if large else (50.0, 150.0)
-        p99 = r.plant_p99_ms
-        row(
-            f"plant: {r.plant_characteristics:,} chars, n = 1, {r.plant_rate:,.0f} readings/s",
-            f"{r.plant_received:,} / {r.plant_expected:,} samples back",
-            f"all: {mark(r.plant_received == r.plant_expected)}",
-        )
-        row("  samples stored in the database", f"{r.plant_stored:,}")
-        row(
-            "  publish -> sample p50 / max",
-            "-"
-            if r.plant_p50_ms is None
-            else f"{r.plant_p50_ms:,.1f} / {r.plant_max_ms or 0:,.1f} ms",
-        )
-        row(
-            "  p99",
-            "-" if p99 is None else f"{p99:,.1f} ms",
-            f"< {p99_target:,.0f} ms: {mark(p99 is not None and p99 < p99_target)}",
-        )
-        row(
-            "  readings sent in / last sample back after",
-            f"{r.plant_publish_s:,.1f} / {r.plant_back_s:,.1f} s",
-            f"(paced: {r.plant_expected / r.plant_rate:,.1f} s)",
-        )
-        row(
-            "  bridge RSS after start-up / max over the run",
-            f"{r.plant_rss_start_mb:,.0f} / {r.plant_rss_max_mb:,.0f} MB",
-            f"<= {rss_target:,.0f} MB: {mark(r.plant_rss_max_mb <= rss_target)}",
-        )
-        row("  publishes outstanding, max", f"{r.plant_outstanding_max:,}")
-        row("  bridge CPU during the run", f"{r.plant_bridge_cpu_s:,.1f} s")
+        rows += _plant_rows(r)
     w1 = max(len(a) for a, _, _ in rows)
     w2 = max(len(b) for _, b, _ in rows)
     lines = [
@@ -1032,3 +937,151 @@ def format_report(r: BenchReport) -> str:
     if r.problems:
         lines += ["", "PROBLEMS:", *[f"  - {p}" for p in r.problems]]
     return "\n".join(lines)
+
+
+def _plant_rows(r: BenchReport) -> list[_Row]:
+    """The plant phase (``--characteristics N --rate R``), against the issue's targets."""
+    rows: list[_Row] = []
+
+    def row(what: str, value: str, target: str = "") -> None:
+        rows.append((what, value, target))
+
+    # the issue's targets: 10,000 characteristics at 8,000 readings/s (p99 < 1 s, RSS
+    # <= 250 MB); 2,000 at 1 Hz each (p99 < 50 ms, RSS < 150 MB)
+    large = r.plant_characteristics >= 10_000
+    p99_target, rss_target = (1000.0, 250.0) if large else (50.0, 150.0)
+    p99 = r.plant_p99_ms
+    row(
+        f"plant: {r.plant_characteristics:,} chars, n = 1, {r.plant_rate:,.0f} readings/s",
+        f"{r.plant_received:,} / {r.plant_expected:,} samples back",
+        f"all: {_mark(r.plant_received == r.plant_expected)}",
+    )
+    row("  samples stored in the database", f"{r.plant_stored:,}")
+    row(
+        "  publish -> sample p50 / max",
+        "-" if r.plant_p50_ms is None else f"{r.plant_p50_ms:,.1f} / {r.plant_max_ms or 0:,.1f} ms",
+    )
+    row(
+        "  p99",
+        "-" if p99 is None else f"{p99:,.1f} ms",
+        f"< {p99_target:,.0f} ms: {_mark(p99 is not None and p99 < p99_target)}",
+    )
+    row(
+        "  readings sent in / last sample back after",
+        f"{r.plant_publish_s:,.1f} / {r.plant_back_s:,.1f} s",
+        f"(paced: {r.plant_expected / r.plant_rate:,.1f} s)",
+    )
+    row(
+        "  bridge RSS after start-up / max over the run",
+        f"{r.plant_rss_start_mb:,.0f} / {r.plant_rss_max_mb:,.0f} MB",
+        f"<= {rss_target:,.0f} MB: {_mark(r.plant_rss_max_mb <= rss_target)}",
+    )
+    row("  publishes outstanding, max", f"{r.plant_outstanding_max:,}")
+    row("  bridge CPU during the run", f"{r.plant_bridge_cpu_s:,.1f} s")
+    return rows
+
+
+def _throughput_rows(r: BenchReport) -> list[_Row]:
+    """Relay against bridge: rates, ratio, counts, CPU."""
+    rows: list[_Row] = []
+
+    def row(what: str, value: str, target: str = "") -> None:
+        rows.append((what, value, target))
+
+    row("relay paho -> mosquitto -> paho, QoS 1", f"{r.relay_rate:,.0f} readings/s")
+    row("bridge end to end, QoS 1, 200 chars", f"{r.bridge_rate:,.0f} readings/s")
+    row(
+        "  ratio bridge / relay",
+        f"{r.ratio:.2f}",
+        f">= 0.80: {_mark(r.ratio >= 0.8)}",
+    )
+    row("  samples received / expected", f"{r.samples_received:,} / {r.samples_expected:,}")
+    row("  samples stored in the database", f"{r.samples_stored:,}")
+    row("  readings stored in the database", f"{r.readings_stored:,}")
+    row("  per-characteristic order and values", "ok" if r.samples_in_order else "WRONG")
+    row("  bridge CPU during the run", f"{r.bridge_cpu_s:.1f} s in {r.bridge_seconds:.1f} s")
+    row("  broker CPU, bridge run", f"{r.broker_cpu_s:.1f} s")
+    row("  broker CPU, relay run", f"{r.relay_broker_cpu_s:.1f} s in {r.relay_seconds:.1f} s")
+    row(
+        "  relay publisher / subscriber CPU",
+        f"{r.relay_publisher_cpu_s:.1f} / {r.relay_subscriber_cpu_s:.1f} s",
+    )
+    per = r.bridge_cpu_s / r.readings * 1e6 if r.readings else 0.0
+    row("  bridge CPU per reading", f"{per:.0f} us")
+    return rows
+
+
+def _latency_rows(r: BenchReport) -> list[_Row]:
+    """The paced run: latency percentiles, the relay alone, inside the bridge."""
+    rows: list[_Row] = []
+
+    def row(what: str, value: str, target: str = "") -> None:
+        rows.append((what, value, target))
+
+    p99 = r.latency_p99_ms
+    row(
+        f"latency at {r.latency_rate:,.0f} readings/s, p50",
+        "-" if r.latency_p50_ms is None else f"{r.latency_p50_ms:.1f} ms",
+    )
+    row(
+        "  p99",
+        "-" if p99 is None else f"{p99:.1f} ms",
+        f"<= 10 ms: {_mark(p99 is not None and p99 <= 10)}",
+    )
+    row("  max", "-" if r.latency_max_ms is None else f"{r.latency_max_ms:.1f} ms")
+    if r.relay_latency_p50_ms is not None:
+        row(
+            "  relay alone at that pace, p50 / p99",
+            f"{r.relay_latency_p50_ms:.1f} / {r.relay_latency_p99_ms or 0:.1f} ms",
+        )
+    if r.latency_bridge_cpu_s:
+        row("  bridge CPU during the paced run", f"{r.latency_bridge_cpu_s:.1f} s")
+    inside = r.bridge_latency_ms
+    if inside:
+        row(
+            "  inside the bridge, last 2,048 samples",
+            f"{inside.get('p50') or 0:.1f} / {inside.get('p99') or 0:.1f} ms",
+        )
+    return rows
+
+
+def _engine_rows(r: BenchReport) -> list[_Row]:
+    """The engine alone, n = 1 and n = 5."""
+    rows: list[_Row] = []
+
+    def row(what: str, value: str, target: str = "") -> None:
+        rows.append((what, value, target))
+
+    row(
+        "engine, n = 1, eight rules",
+        f"{r.engine_n1:,.0f} points/s",
+        f">= 300,000: {_mark(r.engine_n1 >= 300_000)}",
+    )
+    row(
+        "engine, n = 5, eight rules",
+        f"{r.engine_n5:,.0f} points/s",
+        f">= 300,000: {_mark(r.engine_n5 >= 300_000)}",
+    )
+    return rows
+
+
+def _memory_rows(r: BenchReport) -> list[_Row]:
+    """Memory with many characteristics, and start-up time."""
+    rows: list[_Row] = []
+
+    def row(what: str, value: str, target: str = "") -> None:
+        rows.append((what, value, target))
+
+    row(
+        f"bridge memory, {r.memory_characteristics:,} chars, started",
+        f"{r.memory_rss_mb:.0f} MB",
+        f"<= 150 MB: {_mark(r.memory_rss_mb <= 150)}",
+    )
+    after = r.memory_rss_after_mb
+    row(
+        "  after one sample each",
+        "-" if after is None else f"{after:.0f} MB",
+        "" if after is None else f"<= 150 MB: {_mark(after <= 150)}",
+    )
+    row("  start-up time", f"{r.memory_startup_s:.1f} s")
+    return rows

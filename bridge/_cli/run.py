@@ -27,36 +27,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import asyncio
-    import faulthandler
     import logging
     import signal
 
+    from bridge._startup import freeze_startup_heap, install_fast_paths
     from bridge.app import run_bridge
     from bridge.config import ConfigInvalid, format_faults, load_settings
     from bridge.errors import BrokerRefused, ClientIdInUse, StoreUnavailable
     from bridge.store import SchemaTooNew, SchemaUnrecognized
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # a fatal signal says so on stderr ("Fatal Python error: Bus error" and where) instead of
-    # the process vanishing without a word: SQLite maps its -shm file, and a -shm truncated
-    # under a running bridge ends it with SIGBUS (docs/bridge.md, "SQLite's -shm file")
-    faulthandler.enable()
+    _log_to_stderr(args.log_level)
     try:
         settings = load_settings(args.config)
     except ConfigInvalid as exc:
         print(format_faults(exc), file=sys.stderr)
         return 2
 
+    # process-wide, so here and nowhere else: `openspc run` owns its process (the benchmark
+    # runs the bridge as `openspc run` too); tests and the demo keep paho as it is
+    install_fast_paths()
+
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_bridge(settings, stop)
+        await run_bridge(settings, stop, started=freeze_startup_heap)
 
     try:
         asyncio.run(serve())
@@ -81,3 +77,18 @@ def main(args: argparse.Namespace) -> int:
         print(f"openspc run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _log_to_stderr(level: str) -> None:
+    import faulthandler
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # a fatal signal says so on stderr ("Fatal Python error: Bus error" and where) instead of
+    # the process vanishing without a word: SQLite maps its -shm file, and a -shm truncated
+    # under a running bridge ends it with SIGBUS (docs/bridge.md, "SQLite's -shm file")
+    faulthandler.enable()

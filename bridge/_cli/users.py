@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bridge.broker import BrokerUser, UserStore
+    from bridge.mosquitto_admin import BrokerUser, UserStore
 
 HELP = "manage the broker's users: add, remove, list (password file and ACL)"
 
@@ -125,72 +125,22 @@ def _read_password(name: str) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bridge import broker
+    from bridge import mosquitto_admin as broker
 
     store = broker.UserStore(args.password_file, acl_file=args.acl_file)
     try:
         if args.action == "list":
             return _list(store, as_json=args.json)
         if args.action == "add":
-            if args.topic and args.role not in ("gauge", "edge"):
-                return _fail(f"--topic is for gauge and edge users, not {args.role}")
-            characteristics = (
-                broker.parse_characteristics(args.characteristics)
-                if args.characteristics is not None
-                else ()
-            )
-            if (args.group is None) != (args.edge is None):
-                return _fail("--group and --edge go together (an edge user's own node)")
-            sparkplug = (args.group, args.edge) if args.group is not None else None
-            password = args.password
-            if args.generate:
-                import secrets
-
-                password = secrets.token_urlsafe(12)
-            if password is None:
-                password = _read_password(args.name)
-                if password is None:
-                    return _fail("the two passwords differ; nothing changed")
-            user = store.add(
-                args.name,
-                broker.Role(args.role),
-                password,
-                args.topic,
-                characteristics=characteristics,
-                sparkplug=sparkplug,
-                client_id=args.client_id,
-                topic_prefix=args.topic_prefix,
-            )
-            print(f"{user.name}: {user.role.value} user saved in {store.password_file}")
-            if user.role in (broker.Role.GAUGE, broker.Role.EDGE) and not _writes(user):
-                print(
-                    f"note: {user.name} may write nothing yet: give it --characteristics, "
-                    "--topic" + (" or --group/--edge" if user.role is broker.Role.EDGE else "")
-                )
-            if args.generate:
-                print(f"password: {password}")
-            if args.password_file == _DEFAULT_PASSWORD_FILE:
-                # the shipped mosquitto.conf keeps persistence and its pid file there, and
-                # loads the guard plugin built beside its source
-                broker.prepare_data_dir(args.password_file.parent / "data")
-                try:
-                    broker.guard_plugin()
-                except broker.GuardPluginUnavailable as exc:
-                    print(f"openspc users: warning: {exc}", file=sys.stderr)
+            failed = _add(store, args)
+            if failed is not None:
+                return failed
         else:
             store.remove(args.name)
             print(f"{args.name}: removed from {store.password_file}")
         print(f"ACL and guard rules rewritten: {store.acl_file}, {store.guard_file}")
         _warn_legacy(store)
-        pid_file = args.pid_file or store.password_file.parent / "data" / "mosquitto.pid"
-        if args.reload:
-            pid = broker.reload_broker(pid_file)
-            print(f"Mosquitto (pid {pid}) told to reload its password file and ACL")
-        else:
-            print(
-                "Reload Mosquitto to apply: openspc users ... --reload, "
-                f"or kill -HUP $(cat {pid_file})"
-            )
+        _reload(store, args)
         return 0
     except (
         broker.InvalidUserName,
@@ -207,6 +157,72 @@ def main(args: argparse.Namespace) -> int:
         return _fail(str(exc), 1)
     except (OSError, ValueError) as exc:
         return _fail(f"cannot update the broker's files: {exc}", 1)
+
+
+def _add(store: UserStore, args: argparse.Namespace) -> int | None:
+    """`openspc users add`: None when saved, else the exit code of the refusal."""
+    from bridge import mosquitto_admin as broker
+
+    if args.topic and args.role not in ("gauge", "edge"):
+        return _fail(f"--topic is for gauge and edge users, not {args.role}")
+    characteristics = (
+        broker.parse_characteristics(args.characteristics)
+        if args.characteristics is not None
+        else ()
+    )
+    if (args.group is None) != (args.edge is None):
+        return _fail("--group and --edge go together (an edge user's own node)")
+    sparkplug = (args.group, args.edge) if args.group is not None else None
+    password = args.password
+    if args.generate:
+        import secrets
+
+        password = secrets.token_urlsafe(12)
+    if password is None:
+        password = _read_password(args.name)
+        if password is None:
+            return _fail("the two passwords differ; nothing changed")
+    user = store.add(
+        args.name,
+        broker.Role(args.role),
+        password,
+        args.topic,
+        characteristics=characteristics,
+        sparkplug=sparkplug,
+        client_id=args.client_id,
+        topic_prefix=args.topic_prefix,
+    )
+    print(f"{user.name}: {user.role.value} user saved in {store.password_file}")
+    if user.role in (broker.Role.GAUGE, broker.Role.EDGE) and not _writes(user):
+        print(
+            f"note: {user.name} may write nothing yet: give it --characteristics, "
+            "--topic" + (" or --group/--edge" if user.role is broker.Role.EDGE else "")
+        )
+    if args.generate:
+        print(f"password: {password}")
+    if args.password_file == _DEFAULT_PASSWORD_FILE:
+        # the shipped mosquitto.conf keeps persistence and its pid file there, and
+        # loads the guard plugin built beside its source
+        broker.prepare_data_dir(args.password_file.parent / "data")
+        try:
+            broker.guard_plugin()
+        except broker.GuardPluginUnavailable as exc:
+            print(f"openspc users: warning: {exc}", file=sys.stderr)
+    return None
+
+
+def _reload(store: UserStore, args: argparse.Namespace) -> None:
+    """``--reload``: SIGHUP to the running Mosquitto; otherwise say how to."""
+    from bridge import mosquitto_admin as broker
+
+    pid_file = args.pid_file or store.password_file.parent / "data" / "mosquitto.pid"
+    if args.reload:
+        pid = broker.reload_broker(pid_file)
+        print(f"Mosquitto (pid {pid}) told to reload its password file and ACL")
+    else:
+        print(
+            f"Reload Mosquitto to apply: openspc users ... --reload, or kill -HUP $(cat {pid_file})"
+        )
 
 
 def _writes(user: BrokerUser) -> bool:

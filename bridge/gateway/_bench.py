@@ -105,7 +105,7 @@ def _clients_main(
     asyncio.run(_clients(url, clients, per_client, characteristics, compression, conn))
 
 
-async def _clients(
+async def _clients(  # noqa: C901  one benchmark client's whole life, kept in one view
     url: str,
     clients: int,
     per_client: int,

@@ -184,7 +184,7 @@ class Feed:
         self.received += 1
         self.on_message(str(message.topic), raw, bool(message.retain))
 
-    def on_message(self, topic: str, raw: bytes, retained: bool = False) -> None:
+    def on_message(self, topic: str, raw: bytes, retained: bool = False) -> None:  # noqa: C901  routes every message the gateway hears
         """Route one message from the broker (parsed once, passed on as it came)."""
         parsed = parse_topic(self.prefix, topic)
         if parsed is None:

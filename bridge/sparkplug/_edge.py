@@ -323,7 +323,7 @@ class SparkplugEdgeNode:
         client = self._client
         if client is None:
             return
-        paho_client = client._client
+        paho_client = client._client  # noqa: SLF001  aiomqtt has no public abort: its paho client's socket
         sock = paho_client.socket()
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):

@@ -256,7 +256,7 @@ class PrimaryHost:
         client = self._client
         if client is None:
             return
-        sock = client._client.socket()
+        sock = client._client.socket()  # noqa: SLF001  aiomqtt has no public abort
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

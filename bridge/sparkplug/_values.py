@@ -107,7 +107,7 @@ _SIGNED_BITS = {DataType.Int8: 8, DataType.Int16: 16, DataType.Int32: 32, DataTy
 _UNSIGNED_BITS = {DataType.UInt8: 8, DataType.UInt16: 16, DataType.UInt32: 32, DataType.UInt64: 64}
 
 
-def encode_value(datatype: DataType, value: WireValue) -> tuple[ValueField, WireValue]:
+def encode_value(datatype: DataType, value: WireValue) -> tuple[ValueField, WireValue]:  # noqa: C901  one branch per Sparkplug data type
     """The ``oneof`` field and its raw content for ``value`` of ``datatype``.
 
     Raises ``ValueError`` when the value does not fit the datatype (out of range, wrong
@@ -153,7 +153,7 @@ def encode_value(datatype: DataType, value: WireValue) -> tuple[ValueField, Wire
     raise ValueError(f"writing {datatype.name} values is not supported")
 
 
-def decode_value(datatype: DataType, field: ValueField, raw: WireValue | None) -> WireValue:
+def decode_value(datatype: DataType, field: ValueField, raw: WireValue | None) -> WireValue:  # noqa: C901  one branch per Sparkplug data type
     """The logical value of a metric of ``datatype`` whose ``field`` held ``raw``.
 
     Raises ``ValueError`` with a short reason when the field does not suit the datatype.

@@ -34,7 +34,7 @@ def _now() -> datetime:
 
 def _abort(client: aiomqtt.Client) -> None:
     """Close the TCP connection without DISCONNECT: the broker publishes the Will."""
-    sock = client._client.socket()
+    sock = client._client.socket()  # noqa: SLF001  aiomqtt has no public abort
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)

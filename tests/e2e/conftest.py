@@ -4,7 +4,7 @@
 commands go in with plain paho-mqtt clients (MQTT 3.1.1 and MQTT 5), results are read the
 same way; ``openspc analyze`` is a subprocess too. Nothing here imports ``engine`` or
 ``bridge`` for expected values: those come from ``tests/e2e/reference.py``, written from
-CONTRACT.md section 5.
+the SPC conventions (docs/spc.md).
 """
 
 from __future__ import annotations

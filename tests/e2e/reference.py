@@ -1,4 +1,4 @@
-"""An independent reading of CONTRACT.md section 5, for expected values only.
+"""An independent reading of the SPC conventions (docs/spc.md), for expected values only.
 
 Written from the contract's text, not from ``engine/``: constants from the printed tables
 (ASTM E2587, Montgomery Appendix VI), X-bar limits CL +/- 3 sigma/sqrt(n), zones with the

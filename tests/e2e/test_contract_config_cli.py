@@ -1,4 +1,4 @@
-"""CONTRACT.md section 6 from outside: the TOML file, OPENSPC_ variables, faults, the CLI.
+"""From outside: the TOML file, OPENSPC_ variables, faults, the CLI (docs/configuration.md).
 
 Also the default topic prefix `openspc` (on a broker of the test's own, so that no other
 test can hear it), the default database beside the config file, the default history of

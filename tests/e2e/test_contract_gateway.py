@@ -1,4 +1,5 @@
-"""CONTRACT.md section 10 from outside: `openspc run` and `openspc gateway` as subprocesses.
+"""The WebSocket API (docs/gateway.md) from outside: `openspc run` and `openspc gateway`
+as subprocesses.
 
 A front-end's view: a plain ``websockets`` client at ``ws://HOST:PORT/api/v1/ws`` that
 subscribes, pings and switches on ``message.type``; the same messages as MQTT readers see;

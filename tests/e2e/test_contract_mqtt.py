@@ -1,4 +1,4 @@
-"""CONTRACT.md sections 1, 2 and 4 from outside: topics, readings, rejections, commands, restart.
+"""From outside: topics, readings, rejections, commands, restart (docs/topics.md).
 
 One ``openspc run`` subprocess per module, five characteristics, a configured (non-default)
 topic prefix; gauges publish with MQTT 3.1.1, the HMI side uses MQTT 5. The tests run in
@@ -141,7 +141,7 @@ def gauss(shop: Shop, n: int, mu: float = 10.0, sd: float = 0.01) -> list[float]
     return [round(shop.rng.gauss(mu, sd), 6) for _ in range(n)]
 
 
-# --- section 2: readings ----------------------------------------------------------------
+# --- readings (docs/topics.md) ---------------------------------------------------------
 
 
 def test_every_accepted_reading_form_makes_samples(shop: Shop) -> None:
@@ -282,7 +282,7 @@ def test_rejections_go_to_errors_are_counted_never_stored_and_the_bridge_goes_on
     assert metrics
 
 
-# --- section 4: commands ------------------------------------------------------------------
+# --- commands (docs/topics.md, docs/bridge.md) -------------------------------------------
 
 
 def raise_alarms(shop: Shop, count: int) -> list[dict[str, Any]]:
@@ -540,7 +540,7 @@ def test_recalculate_refusals_answer_with_an_error(shop: Shop) -> None:
         assert answer["error"], body
 
 
-# --- section 1 and 3: topics, QoS, retained, envelope, types -------------------------------
+# --- topics, QoS, retained, envelope, types (docs/topics.md) ------------------------------
 
 QOS = {
     "sample": 1,

@@ -1,4 +1,4 @@
-"""CONTRACT.md section 2 under a database outage, from outside.
+"""Readings (docs/topics.md) under a database outage, from outside.
 
 "The sample's timestamp is ... otherwise the time of arrival; it is never the time of the
 database write", and a fault "never stops the bridge": readings without ``ts`` arrive while

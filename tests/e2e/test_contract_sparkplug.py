@@ -1,4 +1,4 @@
-"""CONTRACT.md sections 1 and 6: a Sparkplug B edge node as a source of readings.
+"""Topics and configuration (docs/sparkplug.md): a Sparkplug B edge node as a source of readings.
 
 The edge node here is a plain paho client that writes the protobuf bytes itself (the
 Sparkplug B schema's field numbers, encoded by hand below), so nothing of the bridge's own
@@ -180,8 +180,9 @@ def test_a_device_death_marks_its_characteristic_offline(edge: Edge) -> None:
 def test_the_primary_host_says_state_and_asks_for_births_after_a_restart(
     mosquitto: MosquittoProcess, tmp_path: Path
 ) -> None:
-    """CONTRACT section 12: STATE birth and death with one timestamp, and a Rebirth NCMD at
-    start-up, so that an edge node's first data after a restart of the bridge is read."""
+    """The Primary Host (docs/sparkplug.md): STATE birth and death with one timestamp, and a
+    Rebirth NCMD at start-up, so that an edge node's first data after a restart of the bridge
+    is read."""
     group, host_id = f"Plant{uuid.uuid4().hex[:8]}", f"scada{uuid.uuid4().hex[:6]}"
     state = f"spBv1.0/STATE/{host_id}"
     chars: list[dict[str, Any]] = [

@@ -1,4 +1,5 @@
-"""CONTRACT.md sections 3 and 5, and `openspc analyze` (section 6), point by point.
+"""Messages out and the SPC conventions (docs/topics.md, docs/spc.md), and `openspc analyze`
+(docs/spc.md), point by point.
 
 One bridge subprocess serves four characteristics (n = 1, 5 and 12 with limits from their
 baseline, and n = 5 with fixed limits); seeded random readings with shifts, trends,
@@ -113,7 +114,8 @@ class Run:
 
 
 def publish_series(client: Client, prefix: str, s: Series) -> None:
-    """Every form of section 2: bare numbers, {"value"}, {"values"}, ts as ms and ISO."""
+    """Every form of reading (docs/topics.md): bare numbers, {"value"}, {"values"}, ts as ms
+    and ISO."""
     topic = f"{prefix}/char/{s.cid}/reading"
     qos = 0 if s.cid == 1 else 1  # QoS 0 readings too (not mixed: paho may reorder them)
     for i, g in enumerate(s.subgroups):
@@ -213,7 +215,7 @@ def run(mosquitto: MosquittoProcess, module_tmp: Path) -> Iterator[Run]:
 
 def assert_derived(got: Any, want: float, carried: float, what: str) -> None:
     """``want`` is worked out here from payload figures, which carry 10 significant digits
-    (CONTRACT section 13: each within 5e-10 of itself); ``carried`` is the size of the
+    (docs/bridge.md, telling the truth: each within 5e-10 of itself); ``carried`` is the size of the
     rounded terms that went into it, in ``want``'s unit, so the rounding they carry is
     allowed for, and ``got``'s own rounding too."""
     assert type(got) in (int, float), f"{what}: {got!r}"

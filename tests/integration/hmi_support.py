@@ -1,6 +1,6 @@
 """Helpers and fixtures for the HMI's browser tests (loaded by ``pytest_plugins``).
 
-- ``plant``: the project's own broker (``bridge.broker.PlantBroker``: mosquitto/mosquitto.conf
+- ``plant``: the project's own broker (``bridge._mosquitto.PlantBroker``: mosquitto/mosquitto.conf
   and the generated ACL) for the test's prefix, whose websockets listener serves
   ``mosquitto/hmi`` (``http_dir``), so the browser loads the page from the broker itself.
   Named HMI users (``alice``/``bob``) may write only ``<prefix>/cmd/ack/<own name>``.
@@ -31,10 +31,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge._mosquitto import find_mosquitto, free_port
+from bridge._mosquitto import PlantBroker, find_mosquitto, free_port
 from bridge.app import run_bridge
-from bridge.broker import PlantBroker, Role
 from bridge.config import Settings
+from bridge.mosquitto_admin import Role
 
 ROOT = Path(__file__).resolve().parents[2]
 HMI_DIR = ROOT / "mosquitto" / "hmi"

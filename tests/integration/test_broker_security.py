@@ -25,8 +25,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from bridge._mosquitto import find_mosquitto, free_port
-from bridge.broker import GuardPluginUnavailable, PlantBroker, guard_plugin
+from bridge._mosquitto import PlantBroker, find_mosquitto, free_port
+from bridge.mosquitto_admin import GuardPluginUnavailable, guard_plugin
 
 pytestmark = [pytest.mark.mosquitto]
 

@@ -16,17 +16,16 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from bridge import broker as broker_module
-from bridge._mosquitto import find_mosquitto, free_port
-from bridge.broker import (
+from bridge import mosquitto_admin as broker_module
+from bridge._mosquitto import PlantBroker, find_mosquitto, free_port
+from bridge.demo import demo_users
+from bridge.mosquitto_admin import (
     DEFAULT_TEMPLATE,
     BrokerLayout,
-    PlantBroker,
     Role,
     check_password,
     render_config,
 )
-from bridge.demo import demo_users
 
 OPENSPC = [str(Path(sys.executable).with_name("openspc"))]
 P = "long-enough-pw"

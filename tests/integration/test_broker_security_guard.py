@@ -25,8 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge._mosquitto import find_mosquitto, free_port
-from bridge.broker import GuardPluginUnavailable, PlantBroker, guard_plugin
+from bridge._mosquitto import PlantBroker, find_mosquitto, free_port
+from bridge.mosquitto_admin import GuardPluginUnavailable, guard_plugin
 from tests.integration.test_broker_security import (
     OPENSPC,
     USERS,

@@ -1,4 +1,4 @@
-"""Reading payloads (contract section 2): what is accepted, and why the rest is refused."""
+"""Reading payloads (docs/topics.md): what is accepted, and why the rest is refused."""
 
 from __future__ import annotations
 
