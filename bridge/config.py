@@ -36,6 +36,7 @@ from pydantic_settings import (
 
 import engine
 from bridge.readings import compile_value_path
+from engine.alarms import DEFAULT_CAUSE_CODES
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -59,19 +60,7 @@ __all__ = [
 
 DEFAULT_CONFIG_PATH: Final = Path("config/openspc.toml")
 ENV_PREFIX: Final = "OPENSPC_"
-DEFAULT_REASON_CODES: Final = (
-    "Tool Change",
-    "Raw Material Change",
-    "Setup Adjustment",
-    "Measurement Error",
-    "Process Adjustment",
-    "Environmental Factor",
-    "Operator Error",
-    "Equipment Malfunction",
-    "False Alarm",
-    "Under Investigation",
-    "Other",
-)
+DEFAULT_REASON_CODES: Final = DEFAULT_CAUSE_CODES  # the contract's list (engine/alarms)
 _DEFAULT_DB_URL: Final = "sqlite+aiosqlite:///openspc.db"
 _ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 

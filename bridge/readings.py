@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import engine
+from engine.alarms import text_fault as _text_fault
 from engine.charts import AttributeFamily
 
 __all__ = [
@@ -61,21 +62,13 @@ MAX_TEXT_CHARS = 200
 
 def text_fault(value: str, what: str, max_chars: int = MAX_TEXT_CHARS) -> str | None:
     """Why ``value`` cannot be stored as text (None: it can): the one check of every string
-    that enters from outside (readings, commands, Sparkplug string metrics).
+    that enters from outside (readings, commands, Sparkplug string metrics; the alarm
+    workflow's comments and context use the same, ``engine.alarms.text_fault``).
 
     Valid UTF-8 without lone surrogates (``json.loads`` yields ``"\\ud800"`` happily, and no
     database encodes it), no NUL (PostgreSQL refuses it), at most ``max_chars`` characters.
     """
-    if len(value) > max_chars:
-        return f"{what} is too long: {len(value)} characters, limit is {max_chars}"
-    if "\x00" in value:
-        return f"{what} contains a NUL character"
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return f"{what} is not valid UTF-8 text (a lone surrogate at character {exc.start})"
-    return None
+    return _text_fault(value, what, max_chars)
 
 
 def check_text(value: str, what: str, max_chars: int = MAX_TEXT_CHARS) -> str:

@@ -43,6 +43,7 @@ from engine.alarms._overdue import (
 )
 from engine.alarms._pareto import CauseCount, cause_pareto, pareto_since
 from engine.alarms._spec import SpecJudgement, SpecWatch, out_of_spec
+from engine.alarms._text import text_fault
 from engine.alarms._versions import limits_version_at_start, next_limits_version
 
 __all__ = [
@@ -83,5 +84,6 @@ __all__ = [
     "reading_context",
     "sample_context",
     "select_violations",
+    "text_fault",
     "wall_time",
 ]
