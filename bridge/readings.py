@@ -260,15 +260,9 @@ def _follow(obj: object, path: str) -> object:
     return current
 
 
-def parse_reading(
-    payload: bytes | bytearray | memoryview,
-    *,
-    subgroup_size: int,
-    value_path: str | None = None,
-    max_bytes: int = 65536,
-    received_at: datetime,
-) -> Reading:
-    """Parse one payload into a :class:`Reading`, or raise :class:`InvalidReading`."""
+def _payload_text(payload: bytes | bytearray | memoryview, max_bytes: int) -> str:
+    """A payload's text, stripped, or :class:`InvalidReading`: not empty, at most
+    ``max_bytes``, UTF-8 (a leading byte-order mark, as some Windows tools write, is dropped)."""
     size = len(payload)
     if size == 0:
         raise InvalidReading("empty payload")
@@ -278,10 +272,23 @@ def parse_reading(
         text = bytes(payload).decode("utf-8").strip()
     except UnicodeDecodeError as exc:
         raise InvalidReading(f"not UTF-8 (bad byte at offset {exc.start})") from None
-    if text[:1] == "\ufeff":  # a byte-order mark, as some Windows tools write: still UTF-8
+    if text[:1] == "\ufeff":
         text = text[1:].lstrip()
     if not text:
         raise InvalidReading("empty payload (only whitespace)")
+    return text
+
+
+def parse_reading(
+    payload: bytes | bytearray | memoryview,
+    *,
+    subgroup_size: int,
+    value_path: str | None = None,
+    max_bytes: int = 65536,
+    received_at: datetime,
+) -> Reading:
+    """Parse one payload into a :class:`Reading`, or raise :class:`InvalidReading`."""
+    text = _payload_text(payload, max_bytes)
 
     if text[0] != "{":
         if text[0] in '["':
@@ -410,19 +417,7 @@ def parse_count(
     chart = spec.chart_name
     family = engine.chart_family(chart)
     count_key, size_key = _SHAPES[chart]
-    size = len(payload)
-    if size == 0:
-        raise InvalidReading("empty payload")
-    if size > max_bytes:
-        raise InvalidReading(f"payload too long: {size} bytes, limit is {max_bytes}")
-    try:
-        text = bytes(payload).decode("utf-8").strip()
-    except UnicodeDecodeError as exc:
-        raise InvalidReading(f"not UTF-8 (bad byte at offset {exc.start})") from None
-    if text[:1] == "\ufeff":
-        text = text[1:].lstrip()
-    if not text:
-        raise InvalidReading("empty payload (only whitespace)")
+    text = _payload_text(payload, max_bytes)
     wanted = f"a {chart} chart takes {count_shape(chart)}"
     if text[0] != "{":
         if chart != "c" or text[0] in '["':
