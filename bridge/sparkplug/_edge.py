@@ -24,6 +24,7 @@ import aiomqtt
 
 from bridge.sparkplug._node import EdgeNodeMessages, is_rebirth_command
 from bridge.sparkplug._node import to_epoch_ms as _ms
+from bridge.sparkplug._sessions import keep_sessions
 from bridge.sparkplug._types import MessageType, Metric, SparkplugTopic
 from bridge.sparkplug._values import DataType, WireValue
 
@@ -201,23 +202,13 @@ class SparkplugEdgeNode:
         return str(SparkplugTopic(self.group, MessageType.NCMD, self.edge))
 
     async def run(self, stop: asyncio.Event) -> None:
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                session = asyncio.ensure_future(self._session())
-                done, _ = await asyncio.wait(
-                    {session, stopping}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if session not in done:
-                    await self._close(session)
-                    return
-                with contextlib.suppress(asyncio.CancelledError):
-                    if exc := session.exception():
-                        log.warning("sparkplug edge node connection lost: %s", exc)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.reconnect_delay)
-        finally:
-            stopping.cancel()
+        await keep_sessions(
+            stop,
+            self._session,
+            self._close,
+            delay=self.reconnect_delay,
+            what="sparkplug edge node",
+        )
 
     async def _close(self, session: asyncio.Future[None]) -> None:
         """A clean stop: NDEATH first (a clean DISCONNECT suppresses the Will), then leave."""

@@ -29,6 +29,7 @@ import aiomqtt
 from sqlalchemy import delete, insert, select
 
 from bridge.sparkplug._node import to_epoch_ms
+from bridge.sparkplug._sessions import keep_sessions
 from bridge.sparkplug._types import NAMESPACE
 from bridge.store import Store
 from bridge.store._tables import sparkplug_nodes
@@ -151,28 +152,14 @@ class PrimaryHost:
         self._stamp: datetime | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                if self.follows is not None and not self.follows[0].is_set():
-                    up = asyncio.ensure_future(self.follows[0].wait())
-                    await asyncio.wait({up, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                    up.cancel()
-                    continue
-                session = asyncio.ensure_future(self._session())
-                done, _ = await asyncio.wait(
-                    {session, stopping}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if session not in done:
-                    await self._close(session)
-                    return
-                with contextlib.suppress(asyncio.CancelledError):
-                    if exc := session.exception():
-                        log.warning("sparkplug host connection lost: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.reconnect_delay)
-        finally:
-            stopping.cancel()
+        await keep_sessions(
+            stop,
+            self._session,
+            self._close,
+            delay=self.reconnect_delay,
+            what="sparkplug host",
+            ready=None if self.follows is None else self.follows[0],
+        )
 
     async def _close(self, session: asyncio.Future[None]) -> None:
         client, stamp = self._client, self._stamp
