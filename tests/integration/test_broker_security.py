@@ -201,6 +201,7 @@ def char_topic(kind: str) -> str:
         "openspc/bridge/status",
         "plant1/line3/gauge1/od",
     ],
+    ids=["sample", "reading", "ack", "status", "gauge-topic"],
 )
 async def test_anonymous_writes_are_dropped(plant: PlantBroker, topic: str) -> None:
     assert await delivered(plant, ANON_WS, topic) is False
