@@ -388,7 +388,7 @@ def _role_lines(user: BrokerUser, prefix: str) -> list[str]:
             return _results(prefix)
         case Role.BRIDGE:
             return [
-                f"topic readwrite {prefix}/#",  # the whole tree: the bridge's own
+                f"topic readwrite {Topics(prefix).tree}",
                 "topic readwrite spBv1.0/#",
                 "topic read #",
             ]

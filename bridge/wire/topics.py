@@ -104,6 +104,7 @@ class Topics:
         "recalculate_filter",
         "reply_root",
         "status",
+        "tree",
     )
 
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
@@ -122,6 +123,7 @@ class Topics:
         self.ack_filter = f"{prefix}/cmd/ack/+"
         self.recalculate_filter = f"{prefix}/cmd/char/+/recalculate"
         self.query_filter = f"{prefix}/cmd/query/+"
+        self.tree = f"{prefix}/#"
         self.char_tree = f"{prefix}/char/#"
         self.bridge_tree = f"{prefix}/bridge/#"
 

@@ -80,7 +80,8 @@ def test_every_topic_of_the_tree_from_one_module() -> None:
         "plant/a/reply/kim/#",
         "plant/a/reply/kim/role",
     )
-    assert (t.char_tree, t.bridge_tree, t.char_filter("alarms")) == (
+    assert (t.tree, t.char_tree, t.bridge_tree, t.char_filter("alarms")) == (
+        "plant/a/#",
         "plant/a/char/#",
         "plant/a/bridge/#",
         "plant/a/char/+/alarms",
