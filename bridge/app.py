@@ -129,7 +129,6 @@ class Bridge:
     sparkplug_inbound: SparkplugInbound | None = None  # characteristics with a sparkplug source
     sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
     bd_seqs: BdSeqStore | None = None
-    _last_samples: dict[int, SampleRow] = field(default_factory=dict)  # for the edge node
     _host_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _host_task: asyncio.Task[None] | None = None
 
@@ -162,9 +161,9 @@ class Bridge:
         it refuses the connection, :class:`~bridge.errors.PublishRefused` when it refuses a
         publish of the start-up, :class:`~bridge.errors.ClientIdInUse` when another bridge
         with the same client id takes its session back (docs/bridge.md)."""
-        await self._restore_live_state()
+        last_samples = await self._restore_live_state()
         if self.sparkplug_edge is not None:  # its first NBIRTH carries the restored results
-            seed_edge_node(self.sparkplug_edge, self._last_samples, self.engines)
+            seed_edge_node(self.sparkplug_edge, last_samples, self.engines)
         self.mqtt.on_denied = self._on_denied
         await self.mqtt.start()
         async with asyncio.timeout(connect_timeout):
@@ -227,15 +226,18 @@ class Bridge:
             o = mqtt.options
             raise PublishRefused(o.host, o.port, o.username, topic, reason)
 
-    async def _restore_live_state(self) -> None:
+    async def _restore_live_state(self) -> dict[int, SampleRow]:
+        """The retained history and alarms from the stored rows; each characteristic's last
+        stored sample (for the Sparkplug edge node)."""
         size = self.settings.bridge.history_size
         rows = await self.store.recent_samples_of_all(size)
-        self._last_samples = {cid: found[-1] for cid, found in rows.items() if found}
+        last_samples = {cid: found[-1] for cid, found in rows.items() if found}
         # one characteristic at a time: its rows become payloads, then the retained history
         for cid in list(rows):
             self.live.restore({cid: [stored_sample_payload(row) for row in rows.pop(cid)]}, ())
         alarms = [stored_violation_payload(v) for v in await self.store.open_violations()]
         self.live.restore({}, alarms)
+        return last_samples
 
     async def _publish_retained(self) -> None:
         now = self.clock()

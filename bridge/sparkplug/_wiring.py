@@ -5,8 +5,7 @@
 sample and every new set of limits from the event bus; ``Bridge.start`` calls
 :func:`seed_edge_node` with the restored state (each characteristic's last stored sample row
 and its engine's limits), so that the first NBIRTH after a restart carries the last results
-rather than nulls; ``Bridge.run`` runs :meth:`SparkplugEdgeNode.run`
-beside the pipeline.
+rather than nulls; ``Bridge.run`` runs :meth:`SparkplugEdgeNode.run` beside the pipeline.
 """
 
 from __future__ import annotations
