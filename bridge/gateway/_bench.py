@@ -13,7 +13,7 @@ characteristics. After ``--warmup`` seconds the gateway's CPU time (user + syste
                           [--json]
 
 ``--synthetic`` leaves the bridge out: the publisher sends what the bridge would (a retained
-``meta`` per characteristic, then ``sample`` messages encoded by ``bridge.messages``).
+``meta`` per characteristic, then ``sample`` messages encoded by ``bridge.wire.payloads``).
 """
 
 from __future__ import annotations
