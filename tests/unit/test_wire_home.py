@@ -10,6 +10,7 @@ listed one that is gone must leave the list.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def _scan(tree: ast.AST) -> tuple[int, int]:
     return topics, envelopes
 
 
+@functools.cache  # one parse of bridge/ for both tests
 def _counts() -> tuple[dict[str, int], dict[str, int]]:
     topics: dict[str, int] = {}
     envelopes: dict[str, int] = {}
