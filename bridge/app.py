@@ -31,16 +31,6 @@ from bridge.handlers import (
     command_table,
     event_table,
 )
-from bridge.messages import (
-    ATTRIBUTE_CHARTS,
-    chart_parameters,
-    dumps,
-    error_payload,
-    iso_z,
-    limits_message,
-    rules_payload,
-    status_payload,
-)
 from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
 from bridge.sparkplug import SparkplugEdgeNode, SparkplugInbound
 from bridge.sparkplug._state import INBOUND, OWN, BdSeqStore, PrimaryHost
@@ -50,7 +40,22 @@ from bridge.sparkplug._wiring import (
     feed_edge_node,
     seed_edge_node,
 )
-from bridge.store import BatchWrite, Store, ViolationRecord
+from bridge.store import BatchWrite, SampleRow, Store
+from bridge.wire import Topics
+from bridge.wire.payloads import (
+    ATTRIBUTE_CHARTS,
+    chart_parameters,
+    encode,
+    encode_error,
+    encode_limits,
+    encode_metrics,
+    encode_status,
+    iso_z,
+    limits_message,
+    rules_payload,
+    stored_sample_payload,
+    stored_violation_payload,
+)
 from engine import CharacteristicEngine, CharacteristicSpec, IncompatibleState, limits_from_dict
 
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
@@ -132,17 +137,21 @@ class Bridge:
         return self.settings.bridge.topic_prefix
 
     @property
+    def topics(self) -> Topics:
+        return self.broadcaster.topics
+
+    @property
     def status_topic(self) -> str:
-        return f"{self.prefix}/bridge/status"
+        return self.topics.status
 
     def _on_denied(self, topic: str, reason: str) -> None:
         """The broker refused a publish (its ACL): say so on the errors topic, unless that is
         the topic refused (the adapter logs it and tries again with back-off)."""
-        errors = f"{self.prefix}/bridge/errors"
+        errors = self.topics.errors
         if topic == errors:
             return
         text = f"the broker refused the bridge's publish: {reason}; retrying with back-off"
-        self.mqtt.publish(errors, dumps(error_payload(topic, b"", text, self.clock())), qos=1)
+        self.mqtt.publish(errors, encode_error(topic, b"", text, self.clock()), qos=1)
 
     async def start(self, connect_timeout: float | None = None) -> None:
         """Restore retained state from the database, connect, publish it.
@@ -152,9 +161,9 @@ class Bridge:
         it refuses the connection, :class:`~bridge.errors.PublishRefused` when it refuses a
         publish of the start-up, :class:`~bridge.errors.ClientIdInUse` when another bridge
         with the same client id takes its session back (docs/bridge.md)."""
-        await self._restore_live_state()
+        last_samples = await self._restore_live_state()
         if self.sparkplug_edge is not None:  # its first NBIRTH carries the restored results
-            seed_edge_node(self.sparkplug_edge, self.live.history, self.engines)
+            seed_edge_node(self.sparkplug_edge, last_samples, self.engines)
         self.mqtt.on_denied = self._on_denied
         await self.mqtt.start()
         async with asyncio.timeout(connect_timeout):
@@ -217,11 +226,18 @@ class Bridge:
             o = mqtt.options
             raise PublishRefused(o.host, o.port, o.username, topic, reason)
 
-    async def _restore_live_state(self) -> None:
+    async def _restore_live_state(self) -> dict[int, SampleRow]:
+        """The retained history and alarms from the stored rows; each characteristic's last
+        stored sample (for the Sparkplug edge node)."""
         size = self.settings.bridge.history_size
-        history = await self.store.recent_samples_of_all(size)
-        alarms = [_violation_dict(v) for v in await self.store.open_violations()]
-        self.live.restore(history, alarms)
+        rows = await self.store.recent_samples_of_all(size)
+        last_samples = {cid: found[-1] for cid, found in rows.items() if found}
+        # one characteristic at a time: its rows become payloads, then the retained history
+        for cid in list(rows):
+            self.live.restore({cid: [stored_sample_payload(row) for row in rows.pop(cid)]}, ())
+        alarms = [stored_violation_payload(v) for v in await self.store.open_violations()]
+        self.live.restore({}, alarms)
+        return last_samples
 
     async def _publish_retained(self) -> None:
         now = self.clock()
@@ -258,18 +274,10 @@ class Bridge:
             self.broadcaster.publish_meta(cid, None, now)
             payload = in_force.get(cid)
             if payload is not None:
-                self.mqtt.publish(
-                    f"{self.prefix}/char/{cid}/limits",
-                    dumps({"type": "control_limits", "payload": payload}),
-                    retain=True,
-                )
+                self.mqtt.publish(self.topics.limits(cid), encode_limits(payload), retain=True)
             if self.live.history[cid]:
                 last = self.live.history[cid][-1]
-                self.mqtt.publish(
-                    f"{self.prefix}/char/{cid}/sample",
-                    dumps({"type": "sample", "payload": last}),
-                    retain=True,
-                )
+                self.mqtt.publish(self.topics.sample(cid), encode("sample", last), retain=True)
             self.live.publish_history(cid)
             self.live.publish_alarms(cid)
             # four or five retained messages per characteristic: keep them within the send
@@ -314,7 +322,7 @@ class Bridge:
 
     def publish_metrics(self) -> None:
         self.mqtt.publish(
-            f"{self.prefix}/bridge/metrics", dumps(self.metrics_payload()), qos=0, retain=True
+            self.topics.metrics, encode_metrics(self.metrics_payload()), qos=0, retain=True
         )
 
     @property
@@ -389,7 +397,7 @@ class Bridge:
             await self.bd_seqs.flush()
         self.live.flush(force=True)
         self.publish_metrics()
-        self.mqtt.say_offline(dumps(status_payload(False, self.clock())))
+        self.mqtt.say_offline(encode_status(False, self.clock()))
         if not await self.mqtt.flush(5.0):
             log.warning("some results were not confirmed by the broker before stopping")
         await self.mqtt.stop()
@@ -399,19 +407,6 @@ class Bridge:
 
 def _but_time(payload: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in payload.items() if key != "timestamp"}
-
-
-def _violation_dict(v: ViolationRecord) -> dict[str, Any]:
-    return {
-        "violation_id": v.id,
-        "sample_id": v.sample_id,
-        "characteristic_id": v.characteristic_id,
-        "rule_id": v.rule_id,
-        "rule_name": v.rule_name,
-        "severity": v.severity,
-        "chart": v.chart,
-        "timestamp": iso_z(v.ts),
-    }
 
 
 def _meta(
@@ -503,6 +498,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         metrics = Metrics()
         inbox = Inbox(int(b.buffer_max))
         prefix = b.topic_prefix
+        topics = Topics(prefix)
         mqtt = MqttClient(
             MqttOptions(
                 host=settings.broker.host,
@@ -515,8 +511,8 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
                 receive_maximum=int(b.buffer_max),
                 outbound_max=int(b.outbound_max),
                 # retained status, its Will and the answer to a late Will (docs/bridge.md)
-                status_topic=f"{prefix}/bridge/status",
-                status_payload=lambda online, at: dumps(status_payload(online, at)),
+                status_topic=topics.status,
+                status_payload=encode_status,
             ),
             inbox,
         )

@@ -36,6 +36,7 @@ from pydantic_settings import (
 
 import engine
 from bridge.readings import compile_value_path
+from bridge.wire.topics import DEFAULT_PREFIX, reading_topic
 from engine.alarms import DEFAULT_CAUSE_CODES
 
 __all__ = [
@@ -307,7 +308,7 @@ class SparkplugHostSettings(_Section):
 class BridgeSettings(_Section):
     """``[bridge]``: topics, acknowledgement reasons, and the bridge's own limits."""
 
-    topic_prefix: Annotated[str, AfterValidator(_prefix)] = "openspc"
+    topic_prefix: Annotated[str, AfterValidator(_prefix)] = DEFAULT_PREFIX
     reason_codes: list[Name] = Field(default_factory=lambda: list(DEFAULT_REASON_CODES))
     history_size: Annotated[int, AfterValidator(_between(1, 10_000))] = 100
     max_payload_bytes: Annotated[int, AfterValidator(_between(16, 268_435_455))] = 65536
@@ -536,7 +537,7 @@ class CharacteristicSettings(_Section):
     def reading_topic(self, topic_prefix: str) -> str:
         """Where a gauge of this characteristic publishes: its own ``topic`` if it has one,
         otherwise ``<prefix>/char/<id>/reading``."""
-        return self.topic or f"{topic_prefix}/char/{self.id}/reading"
+        return self.topic or reading_topic(topic_prefix, self.id)
 
     def to_spec(self) -> engine.CharacteristicSpec:
         """What the engine needs. Fixed limits without a ``center_line`` get the midpoint."""
@@ -600,7 +601,7 @@ class Settings(BaseSettings):
                 faults.extend(self._sparkplug_faults(index, char.sparkplug, first_with_metric))
             if char.topic is None:
                 continue
-            own = f"{prefix}/char/{char.id}/reading"
+            own = reading_topic(prefix, char.id)
             if char.topic.startswith(f"{prefix}/") and char.topic != own:
                 faults.append(
                     (

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, TextIO
 from bridge._mosquitto import MosquittoFailedToStart, PlantBroker, port_is_free
 from bridge._package_data import hmi_dir
 from bridge.mosquitto_admin import Role
+from bridge.wire.topics import Topics
 
 if TYPE_CHECKING:
     from bridge.config import Settings
@@ -401,7 +402,7 @@ async def _await_bridge_online(
     async with aiomqtt.Client(
         _HOST, mqtt_port, username=login.name, password=login.password, timeout=10
     ) as watcher:
-        await watcher.subscribe("openspc/bridge/status", qos=1)
+        await watcher.subscribe(Topics().status, qos=1)
 
         async def online() -> None:
             async for message in watcher.messages:

@@ -33,17 +33,18 @@ from bridge.domain import (
     ViolationCreated,
 )
 from bridge.errors import CommandRejected
-from bridge.messages import (
-    ack_payload,
-    dumps,
-    envelope,
-    iso_z,
-    limits_message,
-    sample_payload,
-    violation_payload,
-)
 from bridge.pipeline import Metrics
 from bridge.store import Store
+from bridge.wire import Topics
+from bridge.wire.payloads import (
+    encode_ack,
+    encode_limits,
+    encode_meta,
+    encode_sample,
+    encode_violation,
+    iso_z,
+    limits_message,
+)
 from engine import CharacteristicEngine
 
 __all__ = [
@@ -152,40 +153,27 @@ class Broadcaster:
     def __init__(self, mqtt: Publisher, prefix: str, metrics: Metrics) -> None:
         self.mqtt = mqtt
         self.prefix = prefix
+        self.topics = Topics(prefix)
         self.metrics = metrics
         self.meta: dict[int, dict[str, Any]] = {}
 
-    def _topic(self, cid: int, leaf: str) -> str:
-        return f"{self.prefix}/char/{cid}/{leaf}"
-
     def on_sample(self, event: SampleRecorded) -> None:
         cid = event.sample.characteristic_id
-        if event.encoded:  # the same bytes as dumps(envelope("sample", payload))
-            message = b'{"type":"sample","payload":' + event.encoded + b"}"
-        else:
-            payload = event.payload or sample_payload(event.sample_id, event.sample)
-            message = dumps(envelope("sample", payload))
-        self.mqtt.publish(self._topic(cid, "sample"), message, retain=True)
+        self.mqtt.publish(self.topics.sample(cid), encode_sample(event), retain=True)
         if event.received is not None:
             self.metrics.observe_latency(time.monotonic() - event.received)
 
     def on_violation(self, event: ViolationCreated) -> None:
-        payload = violation_payload(event.violation_id, event.sample_id, event.violation)
         cid = event.violation.characteristic_id
-        self.mqtt.publish(self._topic(cid, "violation"), dumps(envelope("violation", payload)))
+        self.mqtt.publish(self.topics.violation(cid), encode_violation(event))
 
     def on_ack(self, event: ViolationAcknowledged) -> None:
-        payload = ack_payload(
-            event.violation_id, event.characteristic_id, event.user, event.reason, event.timestamp
-        )
-        self.mqtt.publish(
-            self._topic(event.characteristic_id, "ack"), dumps(envelope("ack_update", payload))
-        )
+        self.mqtt.publish(self.topics.ack(event.characteristic_id), encode_ack(event))
 
     def on_limits(self, event: LimitsUpdated) -> None:
         self.mqtt.publish(
-            self._topic(event.characteristic_id, "limits"),
-            dumps(envelope("control_limits", event.payload)),
+            self.topics.limits(event.characteristic_id),
+            encode_limits(event.payload),
             retain=True,
             coalesce=True,
         )
@@ -199,9 +187,7 @@ class Broadcaster:
         if online is not None:
             meta["online"] = online
         meta["timestamp"] = iso_z(now or datetime.now(UTC))
-        self.mqtt.publish(
-            self._topic(cid, "meta"), dumps(envelope("meta", meta)), retain=True, coalesce=True
-        )
+        self.mqtt.publish(self.topics.meta(cid), encode_meta(meta), retain=True, coalesce=True)
 
     def on_source_status(self, event: SourceStatusChanged) -> None:
         meta = self.meta.get(event.characteristic_id)

@@ -265,11 +265,7 @@ class Pipeline:
 
     def topic_filters(self) -> list[str]:
         """Every filter the bridge subscribes to."""
-        filters = [
-            f"{self.prefix}/char/+/reading",
-            f"{self.prefix}/cmd/ack/+",
-            f"{self.prefix}/cmd/char/+/recalculate",
-        ]
+        filters = self.topics.subscriptions()
         filters += sorted({r.topic for r in self.routes.values() if r.topic})
         filters += [s.topic_filter for s in self.sources]
         return list(dict.fromkeys(filters))

@@ -80,17 +80,13 @@ def check_text(value: str, what: str, max_chars: int = MAX_TEXT_CHARS) -> str:
 
 
 class InvalidReading(ValueError):
-    """A payload that is not a reading. ``reason`` is short and human; the bridge adds the
-    ``topic`` (``with_topic``) before publishing it on ``<prefix>/bridge/errors``."""
+    """A payload that is not a reading. ``reason`` is short and human; the bridge publishes it
+    with the topic the payload came on, on ``<prefix>/bridge/errors``."""
 
     def __init__(self, reason: str, topic: str | None = None) -> None:
         self.reason = reason
         self.topic = topic
         super().__init__(reason if topic is None else f"{topic}: {reason}")
-
-    def with_topic(self, topic: str) -> InvalidReading:
-        """The same fault, now naming the topic it arrived on."""
-        return InvalidReading(self.reason, topic)
 
 
 @dataclass(frozen=True, slots=True)

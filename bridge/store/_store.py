@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from bridge.errors import StoreUnavailable
-from bridge.messages import iso_z, point_fields
 from bridge.store._migrate import describe, upgrade_to_head
 from bridge.store._tables import (
     characteristics,
@@ -40,13 +39,13 @@ from bridge.store._tables import (
     samples,
     violations,
 )
-from engine import figure, plotted_value
 
 __all__ = [
     "DEAD_LETTER_PAYLOAD_BYTES",
     "BatchWrite",
     "DeadLetter",
     "IdAllocator",
+    "SampleRow",
     "Store",
     "UnitOfWork",
     "ViolationRecord",
@@ -215,6 +214,53 @@ class ViolationRecord:
             chart=row.chart,
             ts=_aware(row.ts),
             acknowledged=bool(row.acknowledged),
+        )
+
+
+@dataclass(slots=True)
+class SampleRow:
+    """A stored sample as the store returns it: its columns, decoded (``values``, the rules)
+    and with an aware ``ts``. bridge/wire/payloads.py turns it into a ``sample`` payload."""
+
+    id: int
+    characteristic_id: int
+    ts: datetime
+    value: float
+    values: list[float]
+    range: float | None
+    zone: str | None
+    in_control: bool | None
+    failed_rules: list[int]
+    range_failed_rules: list[int]
+    chart: str | None  # None: a Shewhart variables chart (stored before charts were named)
+    statistic: float | None
+    ucl: float | None
+    lcl: float | None
+    cusum_upper: float | None
+    cusum_lower: float | None
+    size: float | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> SampleRow:
+        m = row._mapping
+        return cls(
+            m["id"],
+            m["characteristic_id"],
+            _aware(m["ts"]),
+            m["value"],
+            decode_values(m["values"]),
+            m["range"],
+            m["zone"],
+            m["in_control"],
+            decode_rules(m["failed_rules"]),
+            decode_rules(m["range_failed_rules"]),
+            m["chart"],
+            m["statistic"],
+            m["ucl"],
+            m["lcl"],
+            m["cusum_upper"],
+            m["cusum_lower"],
+            m["size"],
         )
 
 
@@ -493,20 +539,7 @@ class Store:
             rows = await conn.execute(select(characteristics.c.id, characteristics.c.engine_state))
             return {row.id: row.engine_state for row in rows if row.engine_state is not None}
 
-    async def recent_samples(self, characteristic_id: int, count: int) -> list[dict[str, Any]]:
-        """The last ``count`` samples as ``sample`` payloads, oldest first."""
-        stmt = (
-            select(samples)
-            .where(samples.c.characteristic_id == characteristic_id)
-            .order_by(samples.c.id.desc())
-            .limit(count)
-        )
-        async with self.engine.connect() as conn:
-            rows = list(await conn.execute(stmt))
-        rows.reverse()
-        return [_sample_dict(row) for row in rows]
-
-    async def recent_samples_of_all(self, count: int) -> dict[int, list[dict[str, Any]]]:
+    async def recent_samples_of_all(self, count: int) -> dict[int, list[SampleRow]]:
         """The last ``count`` samples of every characteristic, oldest first, in one query."""
         ranked = select(
             samples,
@@ -519,10 +552,10 @@ class Store:
             .where(ranked.c.rank <= count)
             .order_by(ranked.c.characteristic_id, ranked.c.id)
         )
-        found: dict[int, list[dict[str, Any]]] = {}
+        found: dict[int, list[SampleRow]] = {}
         async with self.engine.connect() as conn:
             for row in await conn.execute(stmt):
-                found.setdefault(row.characteristic_id, []).append(_sample_dict(row))
+                found.setdefault(row.characteristic_id, []).append(SampleRow.from_row(row))
         return found
 
     async def latest_limits_of_all(self) -> dict[int, dict[str, Any]]:
@@ -600,37 +633,6 @@ class Store:
         )
         async with self.engine.connect() as conn:
             return list(await conn.execute(stmt))
-
-
-def _sample_dict(row: Row[Any]) -> dict[str, Any]:
-    """A stored sample as its ``sample`` payload (spelt as bridge/messages.py spells it)."""
-    m = row._mapping
-    values = decode_values(m["values"])
-    data = {
-        "sample_id": m["id"],
-        "characteristic_id": m["characteristic_id"],
-        "timestamp": iso_z(_aware(m["ts"])),
-        "value": plotted_value(m["value"], len(values)),
-        "values": values,
-        "range": figure(m["range"]),
-        "zone": m["zone"],
-        "in_control": m["in_control"],
-        "failed_rules": decode_rules(m["failed_rules"]),
-        "range_failed_rules": decode_rules(m["range_failed_rules"]),
-    }
-    chart = m["chart"]
-    if chart is None:  # a Shewhart variables chart
-        return data
-    return point_fields(
-        data,
-        chart,
-        m["statistic"],
-        m["ucl"],
-        m["lcl"],
-        m["cusum_upper"],
-        m["cusum_lower"],
-        m["size"],
-    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -203,14 +203,6 @@ def test_value_path_faults(payload: bytes, path: str, expected: str) -> None:
     assert reason(payload, path=path).startswith(expected)
 
 
-def test_the_bridge_adds_the_topic() -> None:
-    with pytest.raises(InvalidReading) as info:
-        parse(b"abc")
-    named = info.value.with_topic("plant/g7")
-    assert (named.topic, named.reason) == ("plant/g7", "not a number: 'abc'")
-    assert str(named) == "plant/g7: not a number: 'abc'"
-
-
 @pytest.mark.parametrize("path", ["", "data.", ".od", "data..od", "data. od"])
 def test_malformed_value_paths(path: str) -> None:
     with pytest.raises(ValueError, match="not a value path"):
