@@ -546,6 +546,10 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
             metrics=metrics,
             clock=clock,
         )
+        # the context of each open subgroup, where its engine took its open subgroup back
+        pipeline.contexts.restore(
+            {cid: s for cid, s in states.items() if cid in engines and engines[cid].partial}
+        )
         # every reading that can come back (up to Receive Maximum in flight, plus the
         # batches being written) is remembered; rows: a subgroup message is n rows
         window = min(int(b.buffer_max), 65_535) + 2 * int(b.batch_max)

@@ -108,12 +108,16 @@ _SIZE_FIELD = {"p": "inspected", "np": "inspected", "u": "units"}
 
 
 def sample_payload(
-    sample_id: int, sample: SampleProcessed, chart: str | None = None
+    sample_id: int,
+    sample: SampleProcessed,
+    chart: str | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ``sample`` payload: readings as given, computed figures rounded
     (engine/_serialize.py, shared with ``openspc analyze``). ``chart`` is the
     characteristic's chart family (None: a Shewhart chart); the families of docs/spc.md
-    add their plotted point (docs/topics.md)."""
+    add their plotted point (docs/topics.md). ``context`` is the readings' merged context:
+    always an object, ``{}`` when they had none (docs/topics.md, "Context")."""
     value = _number(sample.value)
     data: dict[str, Any] = {
         "sample_id": sample_id,
@@ -126,6 +130,7 @@ def sample_payload(
         "in_control": sample.in_control,
         "failed_rules": sorted(sample.failed_rules),
         "range_failed_rules": sorted(sample.range_failed_rules),
+        "context": dict(context) if context else {},
     }
     if chart is None or chart in SHEWHART_CHARTS:
         return data

@@ -617,6 +617,7 @@ def _sample_dict(row: Row[Any]) -> dict[str, Any]:
         "in_control": m["in_control"],
         "failed_rules": decode_rules(m["failed_rules"]),
         "range_failed_rules": decode_rules(m["range_failed_rules"]),
+        "context": dict(m["context"] or {}),  # NULL before revision 0007, or none given
     }
     chart = m["chart"]
     if chart is None:  # a Shewhart variables chart
