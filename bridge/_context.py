@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.alarms import InvalidContext, merge_context
+from engine.alarms import merge_context
 
 __all__ = ["STATE_KEY", "SubgroupContexts"]
 
@@ -73,4 +73,3 @@ class SubgroupContexts:
     def open(self, cid: int) -> dict[str, str]:
         """The open subgroup's merged context so far (for tests and diagnostics)."""
         return dict(self._open.get(cid, _EMPTY))
-

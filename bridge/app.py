@@ -20,6 +20,7 @@ from typing import Any
 
 from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
+from bridge._query import QueryService
 from bridge.bus import MessageBus
 from bridge.config import Settings
 from bridge.errors import PublishRefused, StoreUnavailable
@@ -120,6 +121,7 @@ class Bridge:
     version: str = field(default_factory=_version)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     buffer_full: bool = False  # see _buffer_watch
+    queries: QueryService | None = None  # the query command (docs/topics.md, "Query")
     sparkplug_edge: SparkplugEdgeNode | None = None  # bridge.sparkplug_edge.enabled
     sparkplug_inbound: SparkplugInbound | None = None  # characteristics with a sparkplug source
     sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
@@ -362,6 +364,8 @@ class Bridge:
             async with asyncio.TaskGroup() as tasks:
                 pipeline = tasks.create_task(self.pipeline.run(halt), name="pipeline")
                 tasks.create_task(self.live.run(halt), name="history")
+                if self.queries is not None:
+                    tasks.create_task(self.queries.run(halt), name="queries")
                 tasks.create_task(self._metrics_loop(halt), name="metrics")
                 tasks.create_task(self._buffer_watch(halt), name="buffer-watch")
                 if self.sparkplug_edge is not None:  # says NDEATH when halted
@@ -566,7 +570,16 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
             inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
         for source in [*sources, *(inbound.sources if inbound is not None else [])]:
             pipeline.add_source(source)
-        for topic_filter in pipeline.topic_filters():
+        queries = QueryService(
+            prefix=prefix,
+            store=store,
+            mqtt=mqtt,
+            characteristics=[c.id for c in chars],
+            report=pipeline.errors.report,
+            metrics=metrics,
+        )
+        pipeline.on_query = queries.offer
+        for topic_filter in [*pipeline.topic_filters(), queries.topic_filter]:
             mqtt.add_subscription(topic_filter)
         broadcaster = Broadcaster(mqtt, prefix, metrics)
         shared_meta: dict[Any, list[Any]] = {}
@@ -620,6 +633,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         metrics=metrics,
         engines=engines,
         clock=clock,
+        queries=queries,
         sparkplug_edge=sparkplug_edge,
         sparkplug_inbound=inbound,
         # online only while the main connection is up (docs/sparkplug.md)

@@ -339,12 +339,18 @@ def _role_lines(user: BrokerUser, prefix: str) -> list[str]:
     own_replies = f"topic read {prefix}/reply/{user.name}/#"
     match user.role:
         case Role.HMI:
-            return [*_results(prefix), own_replies, f"topic write {prefix}/cmd/ack/{user.name}"]
+            return [
+                *_results(prefix),
+                own_replies,
+                f"topic write {prefix}/cmd/ack/{user.name}",
+                f"topic write {prefix}/cmd/query/{user.name}",  # older samples (docs/topics.md)
+            ]
         case Role.ENGINEER:
             return [
                 *_results(prefix),
                 own_replies,
                 f"topic write {prefix}/cmd/ack/{user.name}",
+                f"topic write {prefix}/cmd/query/{user.name}",
                 f"topic write {prefix}/cmd/char/+/recalculate",
             ]
         case Role.GAUGE:

@@ -268,6 +268,8 @@ class Pipeline:
         self.on_idle: Callable[[], None] | None = None
         # the merged context of each open subgroup; bootstrap restores it with the states
         self.contexts = SubgroupContexts()
+        # takes a query command (True) to answer beside the batches (bridge/_query.py)
+        self.on_query: Callable[[Inbound], bool] | None = None
 
     # --- entry points -----------------------------------------------------------------
 
@@ -359,6 +361,10 @@ class Pipeline:
             if isinstance(item, Inbound) and item.qos > 0 and self._taken_before(item):
                 self.metrics.readings_duplicate += 1
                 pending.acks.append(item)  # stored already; now its ack can be sent
+                continue
+            if isinstance(item, Inbound) and self.on_query is not None and self.on_query(item):
+                self._ack(item)  # a read: answered beside the batches, never redone
+                self.held -= 1
                 continue
             command = self.topics.command(item.topic) if isinstance(item, Inbound) else None
             if command is not None:

@@ -436,7 +436,8 @@ def parse_count(
     ``{"defectives": 3, "inspected": 50}`` (p, np), ``{"defects": 4}`` or a bare integer (c),
     ``{"defects": 7, "units": 5}`` (u), with optional ``ts``, ``batch``, ``operator``,
     ``context``. With a ``value_path`` the object (or, for c, the number) at that path holds
-    the fields; ``ts``, ``batch``, ``operator`` and ``context`` stay at the top level. Raises :class:`InvalidReading`."""
+    the fields; ``ts``, ``batch``, ``operator`` and ``context`` stay at the top level.
+    Raises :class:`InvalidReading`."""
     chart = spec.chart_name
     family = engine.chart_family(chart)
     count_key, size_key = _SHAPES[chart]
@@ -489,7 +490,9 @@ def parse_count(
     lenient = value_path is not None
     batch = _opt_text(top, "batch", lenient)
     operator = _opt_text(top, "operator", lenient)
-    return CountReading(c, n, ts, source_ts, batch, operator, _context(top, batch, operator, lenient))
+    return CountReading(
+        c, n, ts, source_ts, batch, operator, _context(top, batch, operator, lenient)
+    )
 
 
 def _opt_text(obj: dict[str, object], key: str, lenient: bool) -> str | None:

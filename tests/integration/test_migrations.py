@@ -100,7 +100,9 @@ def restore_release_dump(cluster: PostgresCluster, url: str) -> None:
 
 
 # columns later revisions add to 0.1.0's tables (0004: the chart families' point)
-LATER_COLUMNS: dict[str, tuple[str, ...]] = {"samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower")}
+LATER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower")
+}
 LATER_COLUMNS["samples"] += ("size",)
 # 0007: the readings' and samples' context
 LATER_COLUMNS["samples"] += ("context",)
