@@ -21,6 +21,7 @@ from typing import Any
 from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge._query import QueryService
+from bridge._roles import RolePublisher
 from bridge.bus import MessageBus
 from bridge.config import Settings
 from bridge.errors import PublishRefused, StoreUnavailable
@@ -122,6 +123,7 @@ class Bridge:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     buffer_full: bool = False  # see _buffer_watch
     queries: QueryService | None = None  # the query command (docs/topics.md, "Query")
+    roles: RolePublisher | None = None  # bridge.users_file (docs/topics.md, "Role")
     sparkplug_edge: SparkplugEdgeNode | None = None  # bridge.sparkplug_edge.enabled
     sparkplug_inbound: SparkplugInbound | None = None  # characteristics with a sparkplug source
     sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
@@ -162,6 +164,8 @@ class Bridge:
         async with asyncio.timeout(connect_timeout):
             await self.mqtt.wait_answer()
             await self._publish_retained()
+            if self.roles is not None:
+                self.roles.publish_all()
             await self.mqtt.wait_readable(self.mqtt.subscribed, STATUS_CHECK_SECONDS)
         await self._check_start()
         await self._start_sparkplug_host()
@@ -366,6 +370,8 @@ class Bridge:
                 tasks.create_task(self.live.run(halt), name="history")
                 if self.queries is not None:
                     tasks.create_task(self.queries.run(halt), name="queries")
+                if self.roles is not None:
+                    tasks.create_task(self.roles.run(halt), name="roles")
                 tasks.create_task(self._metrics_loop(halt), name="metrics")
                 tasks.create_task(self._buffer_watch(halt), name="buffer-watch")
                 if self.sparkplug_edge is not None:  # says NDEATH when halted
@@ -634,6 +640,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         engines=engines,
         clock=clock,
         queries=queries,
+        roles=None if b.users_file is None else RolePublisher(mqtt, prefix, b.users_file),
         sparkplug_edge=sparkplug_edge,
         sparkplug_inbound=inbound,
         # online only while the main connection is up (docs/sparkplug.md)

@@ -206,7 +206,7 @@ def _prefix(value: str) -> str:
     return value
 
 
-_PATH_FIELDS: Final = frozenset(("password_file",))
+_PATH_FIELDS: Final = frozenset(("password_file", "users_file"))
 """Fields of type Path (given as text in TOML and in the environment)."""
 
 Port = Annotated[int, AfterValidator(_between(1, 65535))]
@@ -341,6 +341,9 @@ class BridgeSettings(_Section):
     sparkplug_edge: SparkplugEdgeSettings = Field(default_factory=SparkplugEdgeSettings)
     sparkplug: SparkplugHostSettings = Field(default_factory=SparkplugHostSettings)
     rebirth_on_gap: bool = True
+    # the roles.json `openspc users` keeps beside the password file: each user's retained
+    # role message (docs/topics.md, "Role"); relative to the config file's directory
+    users_file: Path | None = None
 
     @field_validator("reason_codes")
     @classmethod
@@ -719,6 +722,7 @@ _WHY: Final[dict[str, str]] = {
     "model_type": "must be a table {...}",
     "model_attributes_type": "must be a table {...}",
     "path_type": "must be a file path (a string)",
+    "is_instance_of": "must be a file path (a string)",  # a strict Path given no text
 }
 
 
@@ -740,6 +744,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
         update={"url": _database_url(settings.database.url, base_dir)}
     )
     settings = settings.model_copy(update={"database": database})
+    users_file = settings.bridge.users_file
+    if users_file is not None and not users_file.is_absolute():
+        bridge = settings.bridge.model_copy(update={"users_file": base_dir / users_file})
+        settings = settings.model_copy(update={"bridge": bridge})
     return _read_password_file(settings, shown, base_dir, source, env_names)
 
 

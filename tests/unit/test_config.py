@@ -567,3 +567,12 @@ def test_environment_text_of_the_wrong_kind_names_the_variable(
         'environment OPENSPC_BRIDGE__HISTORY_SIZE: bridge.history_size = "yes":'
         " must be a whole number",
     ]
+
+
+def test_users_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "")).bridge.users_file is None
+    settings = load_settings(write(tmp_path, '[bridge]\nusers_file = "mosquitto/roles.json"\n'))
+    assert settings.bridge.users_file == tmp_path.absolute() / "mosquitto" / "roles.json"
+    assert faults(write(tmp_path, "[bridge]\nusers_file = 5\n")) == [
+        "bridge.users_file = 5: must be a file path (a string)"
+    ]
