@@ -553,10 +553,12 @@ class CharacteristicSettings(_Section):
         return self.topic or f"{topic_prefix}/char/{self.id}/reading"
 
     def to_spec(self) -> engine.CharacteristicSpec:
-        """What the engine needs. Fixed limits without a ``center_line`` get the midpoint."""
+        """What the engine needs. Fixed limits without a ``center_line`` get the midpoint
+        (to 10 significant digits, as every computed figure; engine.figure)."""
         center = self.center_line
         if center is None and self.ucl is not None and self.lcl is not None:
-            center = (self.ucl + self.lcl) / 2
+            # a computed figure: (10.7 + 9.1) / 2 is 9.899999999999999, published as 9.9
+            center = engine.figure((self.ucl + self.lcl) / 2)
         return engine.CharacteristicSpec(
             id=self.id,
             subgroup_size=self.subgroup_size,
