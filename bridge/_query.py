@@ -16,11 +16,12 @@ first, each as in the retained ``history`` with ``excluded``::
 (``null``: no older sample matches). A bad request gets ``{"ok": false, "error": ...}`` like
 every other command, and a line on ``<prefix>/bridge/errors``.
 
-The pipeline hands a query over (:meth:`QueryService.offer`) and acknowledges it at once;
-the reads run in this service's own task, so a query never holds a batch of readings back,
-and a slow read never holds the pipeline. At most :data:`MAX_WAITING` queries wait; more
-are refused ("busy"), and a page is bounded in samples (:data:`MAX_LIMIT`) and in bytes
-(:data:`MAX_REPLY_BYTES`, below the shipped broker's ``message_size_limit``).
+The pipeline hands a query over (:meth:`QueryService.offer`) and acknowledges it with its
+batch (in order, as every message); the reads run in this service's own task, so a query
+never holds a batch of readings back, and a slow read never holds the pipeline. At most
+:data:`MAX_WAITING` queries wait; more are refused ("busy"), and a page is bounded in
+samples (:data:`MAX_LIMIT`) and in bytes (:data:`MAX_REPLY_BYTES`, below the shipped
+broker's ``message_size_limit``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ MAX_REPLY_BYTES = 512 * 1024
 samples with long contexts is cut short, its ``next_before_sample_id`` saying where to go on."""
 MAX_WAITING = 64
 """Queries waiting for the reader at most; one more is refused as busy."""
+
+MAX_QUERY_BYTES = 4096
+"""A longer request is refused at once (a query is a few dozen bytes): what waits is small."""
 
 _FIELDS = frozenset(("characteristic_id", "before_sample_id", "from", "to", "limit"))
 
@@ -214,6 +218,12 @@ class QueryService:
         if not message.topic.startswith(self._root):
             return False
         self.metrics.commands += 1
+        if len(message.payload) > MAX_QUERY_BYTES:
+            size = f"{len(message.payload)} bytes, limit is {MAX_QUERY_BYTES}"
+            self._refuse(
+                message, f"query too long: {size}", reply=self._reply_fault(message) is None
+            )
+            return True
         try:
             self._waiting.put_nowait(message)
         except asyncio.QueueFull:

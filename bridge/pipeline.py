@@ -363,8 +363,7 @@ class Pipeline:
                 pending.acks.append(item)  # stored already; now its ack can be sent
                 continue
             if isinstance(item, Inbound) and self.on_query is not None and self.on_query(item):
-                self._ack(item)  # a read: answered beside the batches, never redone
-                self.held -= 1
+                pending.acks.append(item)  # answered beside the batch; acked in its turn
                 continue
             command = self.topics.command(item.topic) if isinstance(item, Inbound) else None
             if command is not None:
