@@ -206,7 +206,7 @@ class QueryService:
         self.characteristics = frozenset(characteristics)
         self.report = report
         self.metrics = metrics
-        self._waiting: asyncio.Queue[Inbound] = asyncio.Queue(max_waiting)
+        self._waiting: asyncio.Queue[Inbound] = asyncio.Queue(max(1, max_waiting))  # 0: unbounded
         self.answered = 0  # pages sent (tests, diagnostics)
 
     @property

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from bridge._query import MAX_REPLY_BYTES, SampleQuery, parse_query, result_message
+from bridge._mqtt import Inbound
+from bridge._query import (
+    MAX_REPLY_BYTES,
+    QueryService,
+    SampleQuery,
+    parse_query,
+    result_message,
+)
 from bridge.errors import InvalidCommand
 
 TOPIC = "openspc/cmd/query/kim"
@@ -80,3 +88,81 @@ def test_one_sample_bigger_than_a_page_still_goes_alone() -> None:
     ]
     assert [s["sample_id"] for s in payload["samples"]] == [2]
     assert payload["next_before_sample_id"] == 2
+
+
+# --- the service, with fakes ------------------------------------------------------------------
+
+
+class _Counts:
+    commands = 0
+    commands_rejected = 0
+
+
+class _Replies:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str | None, bytes]] = []
+
+    def reply(self, message: Inbound, payload: bytes) -> None:
+        self.sent.append((message.response_topic, payload))
+
+
+class _Store:
+    async def sample_page(self, *args: object, **kw: object) -> tuple[list[dict[str, Any]], bool]:
+        return [{"sample_id": 5}], False
+
+
+def _service(**kw: Any) -> tuple[QueryService, _Replies, list[str], _Counts]:
+    replies, reasons, counts = _Replies(), [], _Counts()
+    service = QueryService(
+        prefix="openspc",
+        store=_Store(),
+        mqtt=replies,
+        characteristics=[3],
+        report=lambda topic, payload, reason: reasons.append(reason),
+        metrics=counts,
+        **kw,
+    )
+    return service, replies, reasons, counts
+
+
+def _ask(payload: bytes, reply: str | None = "openspc/reply/kim/q") -> Inbound:
+    return Inbound(TOPIC, payload, 1, 1, 1, datetime.now(UTC), 0.0, reply, b"c")
+
+
+async def test_a_query_beyond_the_waiting_bound_is_refused_as_busy_at_once() -> None:
+    service, replies, reasons, counts = _service(max_waiting=1)
+    assert service.offer(_ask(b'{"characteristic_id": 3}')) is True
+    assert service.offer(_ask(b'{"characteristic_id": 3}')) is True
+    assert reasons == ["busy: too many queries waiting; ask again in a moment"]
+    assert json.loads(replies.sent[0][1]) == {"ok": False, "error": reasons[0]}
+    assert (counts.commands, counts.commands_rejected) == (2, 1)
+
+
+async def test_a_long_request_is_refused_before_it_waits() -> None:
+    service, replies, reasons, _ = _service()
+    service.offer(_ask(b" " * 5000))
+    assert reasons == ["query too long: 5000 bytes, limit is 4096"]
+    assert len(replies.sent) == 1
+
+
+async def test_a_refusal_goes_only_to_the_senders_own_tree() -> None:
+    service, replies, reasons, _ = _service(max_waiting=1)
+    service.offer(_ask(b"{}"))  # waits
+    service.offer(_ask(b"{}", reply="openspc/reply/ana/q"))  # busy, and not kim's tree
+    assert replies.sent == []
+    assert len(reasons) == 1
+
+
+async def test_the_answer_goes_to_the_response_topic() -> None:
+    service, replies, _, _ = _service()
+    await service.answer(_ask(b'{"characteristic_id": 3}'))
+    [(topic, raw)] = replies.sent
+    assert topic == "openspc/reply/kim/q"
+    assert json.loads(raw)["payload"]["samples"] == [{"sample_id": 5}]
+
+
+def test_other_topics_are_not_taken() -> None:
+    service, _, _, counts = _service()
+    other = Inbound("openspc/cmd/ack/kim", b"{}", 1, 1, 1, datetime.now(UTC), 0.0)
+    assert service.offer(other) is False
+    assert counts.commands == 0
