@@ -179,3 +179,21 @@ async def test_a_reply_topic_outside_the_senders_tree_gets_no_reply(
     answer = await asker.ask({"characteristic_id": 1})
     assert answer["type"] == "query_result"
     assert probe.matching(elsewhere) == []
+
+
+async def test_a_sample_excluded_by_an_acknowledgement_says_so(
+    bridge_factory: BridgeFactory, probe: Probe, topic_prefix: str
+) -> None:
+    await bridge_factory.start([char(1, **FIXED)])
+    for value in ("10.1", "20.0", "10.2"):  # 20.0 is beyond the UCL: rule 1
+        await probe.publish(f"{topic_prefix}/char/1/reading", value)
+    [violation] = await probe.wait_for(f"{topic_prefix}/char/1/violation")
+    body = {"violation_id": violation["payload"]["violation_id"], "reason": "Measurement Error"}
+    await probe.publish(f"{topic_prefix}/cmd/ack/kim", json.dumps({**body, "exclude_sample": True}))
+    await probe.wait_for(f"{topic_prefix}/char/1/ack")
+    await probe.wait_for(f"{topic_prefix}/char/1/sample", count=3)
+    answer = await Asker(probe, topic_prefix).ask({"characteristic_id": 1})
+    samples = answer["payload"]["samples"]
+    assert [s["values"] for s in samples] == [[10.1], [20.0], [10.2]]
+    assert [s["excluded"] for s in samples] == [False, True, False]
+    assert samples[1]["sample_id"] == violation["payload"]["sample_id"]
