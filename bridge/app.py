@@ -20,6 +20,8 @@ from typing import Any
 
 from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
+from bridge._query import QueryService
+from bridge._roles import RolePublisher
 from bridge.bus import MessageBus
 from bridge.config import Settings
 from bridge.errors import PublishRefused, StoreUnavailable
@@ -125,6 +127,8 @@ class Bridge:
     version: str = field(default_factory=_version)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     buffer_full: bool = False  # see _buffer_watch
+    queries: QueryService | None = None  # the query command (docs/topics.md, "Query")
+    roles: RolePublisher | None = None  # bridge.users_file (docs/topics.md, "Role")
     sparkplug_edge: SparkplugEdgeNode | None = None  # bridge.sparkplug_edge.enabled
     sparkplug_inbound: SparkplugInbound | None = None  # characteristics with a sparkplug source
     sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
@@ -169,6 +173,8 @@ class Bridge:
         async with asyncio.timeout(connect_timeout):
             await self.mqtt.wait_answer()
             await self._publish_retained()
+            if self.roles is not None:
+                self.roles.publish_all()
             await self.mqtt.wait_readable(self.mqtt.subscribed, STATUS_CHECK_SECONDS)
         await self._check_start()
         await self._start_sparkplug_host()
@@ -370,6 +376,10 @@ class Bridge:
             async with asyncio.TaskGroup() as tasks:
                 pipeline = tasks.create_task(self.pipeline.run(halt), name="pipeline")
                 tasks.create_task(self.live.run(halt), name="history")
+                if self.queries is not None:
+                    tasks.create_task(self.queries.run(halt), name="queries")
+                if self.roles is not None:
+                    tasks.create_task(self.roles.run(halt), name="roles")
                 tasks.create_task(self._metrics_loop(halt), name="metrics")
                 tasks.create_task(self._buffer_watch(halt), name="buffer-watch")
                 if self.sparkplug_edge is not None:  # says NDEATH when halted
@@ -542,6 +552,10 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
             metrics=metrics,
             clock=clock,
         )
+        # the context of each open subgroup, where its engine took its open subgroup back
+        pipeline.contexts.restore(
+            {cid: s for cid, s in states.items() if cid in engines and engines[cid].partial}
+        )
         # every reading that can come back (up to Receive Maximum in flight, plus the
         # batches being written) is remembered; rows: a subgroup message is n rows
         window = min(int(b.buffer_max), 65_535) + 2 * int(b.batch_max)
@@ -558,7 +572,16 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
             inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
         for source in [*sources, *(inbound.sources if inbound is not None else [])]:
             pipeline.add_source(source)
-        for topic_filter in pipeline.topic_filters():
+        queries = QueryService(
+            prefix=prefix,
+            store=store,
+            mqtt=mqtt,
+            characteristics=[c.id for c in chars],
+            report=pipeline.errors.report,
+            metrics=metrics,
+        )
+        pipeline.on_query = queries.offer
+        for topic_filter in [*pipeline.topic_filters(), queries.topic_filter]:
             mqtt.add_subscription(topic_filter)
         broadcaster = Broadcaster(mqtt, prefix, metrics)
         shared_meta: dict[Any, list[Any]] = {}
@@ -612,6 +635,8 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         metrics=metrics,
         engines=engines,
         clock=clock,
+        queries=queries,
+        roles=None if b.users_file is None else RolePublisher(mqtt, prefix, b.users_file),
         sparkplug_edge=sparkplug_edge,
         sparkplug_inbound=inbound,
         # online only while the main connection is up (docs/sparkplug.md)

@@ -13,6 +13,8 @@ import difflib
 import json
 import math
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +26,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
@@ -203,6 +207,9 @@ def _prefix(value: str) -> str:
     return value
 
 
+_PATH_FIELDS: Final = frozenset(("password_file", "users_file"))
+"""Fields of type Path (given as text in TOML and in the environment)."""
+
 Port = Annotated[int, AfterValidator(_between(1, 65535))]
 Name = Annotated[str, AfterValidator(_not_blank)]
 MqttName = Annotated[str, AfterValidator(_mqtt_name)]
@@ -210,7 +217,19 @@ Topic = Annotated[str, AfterValidator(_topic)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every table of the file: unknown keys refused, types strict (``port = "1883"`` is a
+    fault, not 1883; docs/configuration.md, "Types"). An ``OPENSPC_...`` variable is text:
+    :func:`_env_scalars` reads a number or true/false in it before validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _path_from_text(cls, value: Any, info: ValidationInfo) -> Any:
+        # strict mode takes no str for a Path; a TOML file can only give a string
+        if isinstance(value, str) and info.field_name in _PATH_FIELDS:
+            return Path(value)
+        return value
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -323,6 +342,9 @@ class BridgeSettings(_Section):
     sparkplug_edge: SparkplugEdgeSettings = Field(default_factory=SparkplugEdgeSettings)
     sparkplug: SparkplugHostSettings = Field(default_factory=SparkplugHostSettings)
     rebirth_on_gap: bool = True
+    # the roles.json `openspc users` keeps beside the password file: each user's retained
+    # role message (docs/topics.md, "Role"); relative to the config file's directory
+    users_file: Path | None = None
 
     @field_validator("reason_codes")
     @classmethod
@@ -342,8 +364,6 @@ class GatewaySettings(_Section):
     (docs/gateway.md). It reads from the ``[broker]`` table's host and port; without a
     ``username`` it connects anonymously (never with the bridge's own credentials)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
     host: Name = "127.0.0.1"
     port: Port = 8000
     idle_timeout: Annotated[float, AfterValidator(_between(1, 86_400))] = 90.0
@@ -353,12 +373,6 @@ class GatewaySettings(_Section):
     client_queue_bytes: Annotated[int, AfterValidator(_at_least(4096))] = 1_048_576
     replay_max: Annotated[int, AfterValidator(_between(0, 10_000))] = 100
     max_clients: Annotated[int, AfterValidator(_at_least(1))] = 10_000
-
-    @field_validator("password_file", mode="before")
-    @classmethod
-    def _path_from_text(cls, value: Any) -> Any:
-        # strict mode takes no str for a Path; a TOML file can only give a string
-        return Path(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_password(self) -> GatewaySettings:
@@ -540,10 +554,12 @@ class CharacteristicSettings(_Section):
         return self.topic or reading_topic(topic_prefix, self.id)
 
     def to_spec(self) -> engine.CharacteristicSpec:
-        """What the engine needs. Fixed limits without a ``center_line`` get the midpoint."""
+        """What the engine needs. Fixed limits without a ``center_line`` get the midpoint
+        (to 10 significant digits, as every computed figure; engine.figure)."""
         center = self.center_line
         if center is None and self.ucl is not None and self.lcl is not None:
-            center = (self.ucl + self.lcl) / 2
+            # a computed figure: (10.7 + 9.1) / 2 is 9.899999999999999, published as 9.9
+            center = engine.figure((self.ucl + self.lcl) / 2)
         return engine.CharacteristicSpec(
             id=self.id,
             subgroup_size=self.subgroup_size,
@@ -575,6 +591,18 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment's text read as the strict types want it, as load_settings does
+        return (init_settings, _TypedEnvSource(settings_cls), dotenv_settings, file_secret_settings)
 
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -661,6 +689,13 @@ class Settings(BaseSettings):
         return faults
 
 
+class _TypedEnvSource(EnvSettingsSource):
+    """The ``OPENSPC_...`` variables, numbers and true/false read from their text."""
+
+    def __call__(self) -> dict[str, Any]:
+        return _env_scalars(super().__call__())
+
+
 # --- loading --------------------------------------------------------------------------------
 
 _SECTIONS: Final[dict[str, type[BaseModel]]] = {
@@ -690,6 +725,7 @@ _WHY: Final[dict[str, str]] = {
     "model_type": "must be a table {...}",
     "model_attributes_type": "must be a table {...}",
     "path_type": "must be a file path (a string)",
+    "is_instance_of": "must be a file path (a string)",  # a strict Path given no text
 }
 
 
@@ -711,6 +747,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
         update={"url": _database_url(settings.database.url, base_dir)}
     )
     settings = settings.model_copy(update={"database": database})
+    users_file = settings.bridge.users_file
+    if users_file is not None and not users_file.is_absolute():
+        bridge = settings.bridge.model_copy(update={"users_file": base_dir / users_file})
+        settings = settings.model_copy(update={"bridge": bridge})
     return _read_password_file(settings, shown, base_dir, source, env_names)
 
 
@@ -767,28 +807,43 @@ def _read_env(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _env_scalars(env: dict[str, Any]) -> dict[str, Any]:
-    """An environment variable is text: for the strictly typed ``[gateway]`` table, a number
-    or true/false given as text is read as JSON (``OPENSPC_GATEWAY__PORT=8001``), so only the
-    file's ``port = "8001"`` is a fault."""
-    gateway = env.get("gateway")
-    if not isinstance(gateway, dict):
-        return env
-    numeric = {
-        name
-        for name, info in GatewaySettings.model_fields.items()
-        if info.annotation in (int, float, bool)
-    }
-    typed = dict(gateway)
-    for key, value in gateway.items():
-        if key not in numeric or not isinstance(value, str):
-            continue
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            continue  # left as text: a fault naming the variable
-        if isinstance(parsed, bool | int | float):
-            typed[key] = parsed
-    return {**env, "gateway": typed}
+    """An environment variable is text, and every table is strictly typed: where a field
+    takes no text (a number, true/false), the variable's text is read as JSON
+    (``OPENSPC_BROKER__PORT=1884``), so only the file's ``port = "1884"`` is a fault. Text
+    that is not such a value is left as it is: a fault naming the variable."""
+    return _typed(Settings, env)
+
+
+def _typed(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    for key, value in data.items():
+        info = model.model_fields.get(key)
+        if info is None:
+            continue  # an unknown key: refused by validation, naming the variable
+        kinds = _kinds(info.annotation)
+        nested = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+        if isinstance(value, dict) and nested:
+            out[key] = _typed(nested[0], value)
+        elif isinstance(value, str) and not kinds & {str, Path}:
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                continue
+            # only the kind the field takes (a whole number also where a fraction may be):
+            # "1883.5" for a port stays text and is refused as the text it was
+            if type(parsed) in kinds or (type(parsed) is int and float in kinds):
+                out[key] = parsed
+    return out
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """The plain types an annotation admits (``Annotated`` and unions unwrapped)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _kinds(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_kinds(arg) for arg in typing.get_args(annotation)))
+    return {origin or annotation}
 
 
 def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

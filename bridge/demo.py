@@ -260,6 +260,7 @@ url = "sqlite+aiosqlite:///openspc.db"
 [bridge]
 topic_prefix = "openspc"
 metrics_interval = 5.0
+users_file = "broker/roles.json"  # each user's role message for the HMI (docs/topics.md)
 
 # openspc gateway: OpenSPC's WebSocket API (docs/gateway.md)
 {gateway}

@@ -346,12 +346,15 @@ def _role_lines(user: BrokerUser, prefix: str) -> list[str]:
                 *_results(prefix),
                 own_replies,
                 f"topic write {topics.ack_command(user.name)}",
+                # older samples (docs/topics.md, "Query")
+                f"topic write {topics.query_command(user.name)}",
             ]
         case Role.ENGINEER:
             return [
                 *_results(prefix),
                 own_replies,
                 f"topic write {topics.ack_command(user.name)}",
+                f"topic write {topics.query_command(user.name)}",
                 f"topic write {topics.recalculate_filter}",
             ]
         case Role.GAUGE:

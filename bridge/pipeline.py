@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from paho.mqtt.client import topic_matches_sub
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bridge._context import SubgroupContexts
 from bridge._dedupe import SeenReadings
 from bridge._error_reports import ErrorReporter
 from bridge._mqtt import Inbound, Inbox, MqttClient
@@ -78,6 +79,7 @@ from engine import (
     SampleProcessed,
     ViolationRaised,
 )
+from engine.alarms import InvalidContext
 
 __all__ = ["CharacteristicRoute", "InboundSource", "Metrics", "Pipeline", "Submission"]
 
@@ -101,6 +103,8 @@ class Submission:
     """An attribute reading's inspected (p, np) or units (u); None otherwise."""
     counts: bool = False
     """True for an attribute reading: ``values`` is ``(count,)`` (docs/topics.md)."""
+    context: dict[str, str] | None = None
+    """The readings' context, ``batch`` and ``operator`` joined in (docs/topics.md)."""
 
 
 class InboundSource(Protocol):
@@ -181,6 +185,8 @@ class _Pending:
     # each message that fed readings, with where its readings and engine events begin: the
     # parts a failing write is bisected into (bridge/_poison.py)
     marks: list[tuple[Inbound | Submission, int, int]] = field(default_factory=list)
+    # index in ``events`` of a SampleProcessed -> the sample's merged context (bridge/_context.py)
+    contexts: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.events or self.touched or self.acks or self.extra)
@@ -260,6 +266,10 @@ class Pipeline:
         self.held = 0
         # called after a batch's results are published when nothing more is waiting
         self.on_idle: Callable[[], None] | None = None
+        # the merged context of each open subgroup; bootstrap restores it with the states
+        self.contexts = SubgroupContexts()
+        # takes a query command (True) to answer beside the batches (bridge/_query.py)
+        self.on_query: Callable[[Inbound], bool] | None = None
 
     # --- entry points -----------------------------------------------------------------
 
@@ -348,6 +358,9 @@ class Pipeline:
                 self.metrics.readings_duplicate += 1
                 pending.acks.append(item)  # stored already; now its ack can be sent
                 continue
+            if isinstance(item, Inbound) and self.on_query is not None and self.on_query(item):
+                pending.acks.append(item)  # answered beside the batch; acked in its turn
+                continue
             command = self.topics.command(item.topic) if isinstance(item, Inbound) else None
             if command is not None:
                 assert isinstance(item, Inbound)
@@ -435,6 +448,7 @@ class Pipeline:
             received=msg.received,
             batch=reading.batch,
             operator=reading.operator,
+            context=reading.context,
         )
         self._feed(pending, sub, msg)
 
@@ -474,6 +488,7 @@ class Pipeline:
             operator=reading.operator,
             size=reading.size,
             counts=True,
+            context=reading.context,
         )
         self._feed(pending, sub, msg)
 
@@ -509,6 +524,7 @@ class Pipeline:
         if engine is None:
             raise UnknownCharacteristic(sub.characteristic_id)
         try:
+            self.contexts.check(sub.characteristic_id, sub.context)
             if sub.counts:
                 events = engine.add_count(int(sub.values[0]), sub.size, sub.ts)
             elif engine.chart == "c" and len(sub.values) == 1:
@@ -517,7 +533,7 @@ class Pipeline:
                 events = engine.add_count(sub.values[0], None, sub.ts)
             else:
                 events = engine.add_readings(list(sub.values), sub.ts)
-        except (ReadingKindMismatch, InvalidCount) as exc:
+        except (ReadingKindMismatch, InvalidCount, InvalidContext) as exc:
             # e.g. a Sparkplug metric (measured values) on a p chart: refused, nothing changed
             self.metrics.readings_rejected += 1
             self._report(_topic(origin), _payload(origin), str(exc))
@@ -535,8 +551,16 @@ class Pipeline:
                     "batch": sub.batch,
                     "operator": sub.operator,
                     "source": sub.source,
+                    "context": sub.context,
                 }
             )
+        first = len(pending.events)
+        done = [i for i, event in enumerate(events) if isinstance(event, SampleProcessed)]
+        taken = self.contexts.take(
+            sub.characteristic_id, sub.context, len(done), bool(engine.partial)
+        )
+        for i, context in zip(done, taken, strict=True):
+            pending.contexts[first + i] = context
         pending.events.extend((event, sub.received) for event in events)
         pending.touched.add(sub.characteristic_id)
 
@@ -686,8 +710,9 @@ class Pipeline:
                 sample_id = self.ids.take("sample")
                 self._last_sample[event.characteristic_id] = (event.seq, sample_id)
                 chart = self.engines[event.characteristic_id].chart
-                batch.samples.append(_sample_row(sample_id, event, chart))
-                payload = sample_payload(sample_id, event, chart)
+                context = pending.contexts.get(index, {})
+                batch.samples.append(_sample_row(sample_id, event, chart, context))
+                payload = sample_payload(sample_id, event, chart, context)
                 events.append(SampleRecorded(sample_id, event, received, payload, dumps(payload)))
             elif isinstance(event, ViolationRaised):
                 violation_id = self.ids.take("violation")
@@ -714,7 +739,7 @@ class Pipeline:
         reach(len(pending.events))
         bounds.append((batch.mark(), len(events)))
         for cid in sorted(pending.touched):
-            batch.states[cid] = self.engines[cid].snapshot()
+            batch.states[cid] = self.contexts.state(cid, self.engines[cid].snapshot())
         return _Rows(batch, events, list(pending.extra), [m[0] for m in marks], bounds)
 
     async def _retry(
@@ -877,7 +902,9 @@ def _payload(item: Inbound | Submission) -> bytes:
     return item.payload if isinstance(item, Inbound) else repr(item.values).encode()
 
 
-def _sample_row(sample_id: int, s: SampleProcessed, chart: str) -> dict[str, Any]:
+def _sample_row(
+    sample_id: int, s: SampleProcessed, chart: str, context: dict[str, str]
+) -> dict[str, Any]:
     point = s.point
     return {
         "id": sample_id,
@@ -901,6 +928,7 @@ def _sample_row(sample_id: int, s: SampleProcessed, chart: str) -> dict[str, Any
         "cusum_upper": None if point is None else point.cusum_upper,
         "cusum_lower": None if point is None else point.cusum_lower,
         "size": None if point is None else point.size,
+        "context": context or None,  # docs/topics.md, "Context"
     }
 
 

@@ -239,6 +239,8 @@ class SampleRow:
     cusum_upper: float | None
     cusum_lower: float | None
     size: float | None
+    context: dict[str, str]  # {} when none was given (NULL before revision 0007)
+    excluded: bool
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> SampleRow:
@@ -261,6 +263,8 @@ class SampleRow:
             m["cusum_upper"],
             m["cusum_lower"],
             m["size"],
+            dict(m["context"] or {}),
+            bool(m["excluded"]),
         )
 
 
@@ -557,6 +561,34 @@ class Store:
             for row in await conn.execute(stmt):
                 found.setdefault(row.characteristic_id, []).append(SampleRow.from_row(row))
         return found
+
+    async def sample_page(
+        self,
+        characteristic_id: int,
+        limit: int,
+        *,
+        before_id: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> tuple[list[SampleRow], bool]:
+        """A page of stored samples for the query command (docs/topics.md, "Query"): the
+        newest ``limit`` with an id below ``before_id`` and a time in ``[start, end)``,
+        oldest first; and whether older ones match.
+        One indexed read walking ``(characteristic_id, id)`` backwards."""
+        stmt = select(samples).where(samples.c.characteristic_id == characteristic_id)
+        if before_id is not None:
+            stmt = stmt.where(samples.c.id < before_id)
+        if start is not None:
+            stmt = stmt.where(samples.c.ts >= _utc(start))
+        if end is not None:
+            stmt = stmt.where(samples.c.ts < _utc(end))
+        stmt = stmt.order_by(samples.c.id.desc()).limit(limit + 1)
+        async with self.engine.connect() as conn:
+            rows = list(await conn.execute(stmt))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        rows.reverse()
+        return [SampleRow.from_row(row) for row in rows], more
 
     async def latest_limits_of_all(self) -> dict[int, dict[str, Any]]:
         """Every characteristic's last stored ``control_limits`` payload, in one query."""

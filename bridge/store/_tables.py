@@ -50,6 +50,9 @@ readings = Table(
     Column("batch", String(200), nullable=True),
     Column("operator", String(200), nullable=True),
     Column("source", String(500), nullable=True),
+    # the reading's context, batch and operator joined in (docs/topics.md, "Context"); NULL
+    # for none, and for readings stored before revision 0007
+    Column("context", JSON(none_as_null=True), nullable=True),
     Index("ix_readings_char_id", "characteristic_id", "id"),
 )
 
@@ -80,6 +83,8 @@ samples = Table(
     Column("cusum_upper", Float, nullable=True),
     Column("cusum_lower", Float, nullable=True),
     Column("size", Float, nullable=True),
+    # the readings' contexts merged, the later winning a key (revision 0007); NULL for none
+    Column("context", JSON(none_as_null=True), nullable=True),
     Index("ix_samples_char_id", "characteristic_id", "id"),
 )
 

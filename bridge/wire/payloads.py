@@ -141,12 +141,16 @@ _SIZE_FIELD = {"p": "inspected", "np": "inspected", "u": "units"}
 
 
 def sample_payload(
-    sample_id: int, sample: SampleProcessed, chart: str | None = None
+    sample_id: int,
+    sample: SampleProcessed,
+    chart: str | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ``sample`` payload: readings as given, computed figures rounded
     (engine/_serialize.py, shared with ``openspc analyze``). ``chart`` is the
     characteristic's chart family (None: a Shewhart chart); the families of docs/spc.md
-    add their plotted point (docs/topics.md)."""
+    add their plotted point (docs/topics.md). ``context`` is the readings' merged context:
+    always an object, ``{}`` when they had none (docs/topics.md, "Context")."""
     value = _number(sample.value)
     data: dict[str, Any] = {
         "sample_id": sample_id,
@@ -159,6 +163,7 @@ def sample_payload(
         "in_control": sample.in_control,
         "failed_rules": sorted(sample.failed_rules),
         "range_failed_rules": sorted(sample.range_failed_rules),
+        "context": dict(context) if context else {},
     }
     if chart is None or chart in SHEWHART_CHARTS:
         return data
@@ -409,6 +414,7 @@ def stored_sample_payload(row: SampleRow) -> dict[str, Any]:
         "in_control": row.in_control,
         "failed_rules": row.failed_rules,
         "range_failed_rules": row.range_failed_rules,
+        "context": row.context,
     }
     chart = row.chart
     if chart is None:  # a Shewhart variables chart
@@ -433,6 +439,37 @@ def stored_violation_payload(record: ViolationRecord) -> dict[str, Any]:
 
 
 # --- messages: events and payloads -> bytes -------------------------------------------------
+
+
+MAX_REPLY_BYTES = 512 * 1024
+"""A page's bytes at most (the shipped Mosquitto refuses messages over 1 MB): a page of
+samples with long contexts is cut short, its ``next_before_sample_id`` saying where to go on."""
+
+
+def encode_query_result(characteristic_id: int, samples: list[dict[str, Any]], more: bool) -> bytes:
+    """The ``query_result`` message (docs/topics.md, "Query"): the samples that fit in
+    :data:`MAX_REPLY_BYTES` (the newest of them), and where the next older page begins (None:
+    nothing older)."""
+    encoded = [dumps(sample) for sample in samples]
+    budget = MAX_REPLY_BYTES - 256  # the envelope's own bytes
+    keep, size = len(encoded), 0  # samples kept: encoded[keep:]
+    while keep > 0:
+        grown = size + len(encoded[keep - 1]) + 1
+        if grown > budget and keep < len(encoded):  # the newest always goes, alone if need be
+            break
+        size, keep = grown, keep - 1
+    kept = encoded[keep:]
+    following = samples[keep]["sample_id"] if kept and (more or keep > 0) else None
+    return b"".join(
+        (
+            b'{"type":"query_result","payload":{"characteristic_id":%d,"samples":['
+            % characteristic_id,
+            b",".join(kept),
+            b'],"next_before_sample_id":',
+            b"null" if following is None else b"%d" % following,
+            b"}}",
+        )
+    )
 
 
 def encode(kind: str, payload: Mapping[str, Any]) -> bytes:

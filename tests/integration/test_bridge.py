@@ -327,6 +327,7 @@ async def test_a_late_subscriber_sees_the_whole_state_at_once(
     assert set(sample["payload"]) == {
         "sample_id", "characteristic_id", "timestamp", "value", "values", "range", "zone",
         "in_control", "failed_rules", "range_failed_rules",
+        "context",  # docs/topics.md, "Context"
     }  # fmt: skip
     assert set(limits["payload"]) == {
         "characteristic_id", "center_line", "ucl", "lcl", "sigma", "method", "sample_count",

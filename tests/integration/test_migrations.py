@@ -100,8 +100,13 @@ def restore_release_dump(cluster: PostgresCluster, url: str) -> None:
 
 
 # columns later revisions add to 0.1.0's tables (0004: the chart families' point)
-LATER_COLUMNS = {"samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower")}
+LATER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower")
+}
 LATER_COLUMNS["samples"] += ("size",)
+# 0007: the readings' and samples' context
+LATER_COLUMNS["samples"] += ("context",)
+LATER_COLUMNS["readings"] = ("context",)
 
 
 async def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -577,3 +582,57 @@ async def test_stores_opening_at_once_on_a_0_1_0_sqlite_file_upgrade_it_once(
     assert await scalar(url, "SELECT count(*) FROM alembic_version") == 1
     assert await scalar(url, "SELECT version_num FROM alembic_version") == head_revision()
     assert await snapshot(url) == before
+
+
+async def test_a_database_of_todays_release_gets_the_context_columns_keeping_its_rows(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """Revision 0007 (reading context) on a database at 0004, today's release's head, with
+    rows as that release writes them: kept, their context NULL and published as ``{}``."""
+    location = tmp_path / "migrations"
+    shutil.copytree(script_location(), location, ignore=shutil.ignore_patterns("__pycache__"))
+    for newer in (location / "versions").glob("000[5-9]_*.py"):
+        newer.unlink()
+    engine = create_async_engine(empty_db)
+    try:
+        async with engine.connect() as conn:
+            _, reached = await conn.run_sync(upgrade_to_head, "test", location)
+            await conn.execute(
+                text(
+                    "INSERT INTO readings (characteristic_id, value, ts, received_at, batch,"
+                    " operator, source) VALUES (5, 10.5, '2026-12-01 06:00:00',"
+                    " '2026-12-01 06:00:00', 'B-17', 'ana', 'openspc/char/5/reading')"
+                )
+            )
+            await conn.execute(
+                text(
+                    'INSERT INTO samples (id, characteristic_id, seq, ts, value, "values",'
+                    " range, zone, in_control, failed_rules, range_failed_rules, excluded)"
+                    " VALUES (77, 5, 1, '2026-12-01 06:00:00', 10.5, '10.5', NULL, NULL,"
+                    " NULL, '', '', false)"
+                )
+            )
+            await conn.commit()
+        assert reached == "0004"
+        async with engine.connect() as conn:
+            old_readings = (await conn.execute(text("SELECT * FROM readings"))).all()
+            old_samples = (await conn.execute(text("SELECT * FROM samples"))).all()
+    finally:
+        await engine.dispose()
+
+    store = await Store.open(empty_db)
+    try:
+        assert await scalar(empty_db, "SELECT version_num FROM alembic_version") == head_revision()
+        async with store.engine.connect() as conn:
+            readings = (await conn.execute(text("SELECT * FROM readings"))).all()
+            samples = (await conn.execute(text("SELECT * FROM samples"))).all()
+        # every row kept, column for column; the new column last, NULL
+        assert [tuple(r)[:-1] for r in readings] == [tuple(r) for r in old_readings]
+        assert [tuple(s)[:-1] for s in samples] == [tuple(s) for s in old_samples]
+        assert [r.context for r in readings] == [None]
+        assert [s.context for s in samples] == [None]
+        [published] = (await store.recent_samples_of_all(10))[5]
+        assert published.context == {}
+        assert published.id == 77
+    finally:
+        await store.close()

@@ -52,8 +52,17 @@ def test_a_sample_payload_and_its_envelope() -> None:
             "in_control": True,
             "failed_rules": [],
             "range_failed_rules": [],
+            "context": {},  # none given: always an object (docs/topics.md, "Context")
         },
     }
+
+
+def test_a_sample_payload_carries_its_merged_context() -> None:
+    sample = SampleProcessed(1, 7, T, 10.0, (10.0,), None, None, None, (), ())
+    context = {"part": "A-113", "lot": "L42"}
+    payload = sample_payload(1, sample, None, context)
+    assert payload["context"] == context
+    assert payload["context"] is not context  # a copy: the caller's dict is not shared
 
 
 def test_before_limits_zone_and_in_control_are_null() -> None:

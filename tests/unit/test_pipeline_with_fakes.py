@@ -145,6 +145,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_rest_of_its_batch_store
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("bridge.readings.text_fault", lambda *a, **k: None)
+    monkeypatch.setattr("engine.alarms._context.text_fault", lambda *a, **k: None)
     pipeline, store, link, recorded, _ = build()
     poison = json.dumps({"value": 1.5, "batch": "\ud800"})
     items = [

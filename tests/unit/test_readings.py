@@ -51,6 +51,7 @@ def test_a_value_object_with_epoch_ms_batch_and_operator() -> None:
         source_ts=True,
         batch="B-17",
         operator="ana",
+        context={"batch": "B-17", "operator": "ana"},  # they join the context
     )
 
 

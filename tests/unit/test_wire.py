@@ -168,9 +168,9 @@ def test_the_history_join_is_the_plain_encoding() -> None:
         assert encode_history(42, chosen) == encode("history", history_payload(42, decoded))
 
 
-def _stored(sample_id: int, sample: SampleProcessed) -> SampleRow:
+def _stored(sample_id: int, sample: SampleProcessed, context: dict[str, str]) -> SampleRow:
     """The row the pipeline writes, read back as the store returns it."""
-    row: dict[str, Any] = _sample_row(sample_id, sample, _chart(sample))
+    row: dict[str, Any] = _sample_row(sample_id, sample, _chart(sample), context)
     return SampleRow(
         row["id"],
         row["characteristic_id"],
@@ -189,13 +189,16 @@ def _stored(sample_id: int, sample: SampleProcessed) -> SampleRow:
         row["cusum_upper"],
         row["cusum_lower"],
         row["size"],
+        dict(row["context"] or {}),
+        bool(row.get("excluded", False)),
     )
 
 
 def test_a_stored_row_gives_the_payload_its_live_sample_had() -> None:
     for k, sample in enumerate(_samples(), start=1):
-        live = sample_payload(k, sample, _chart(sample))
-        assert dumps(stored_sample_payload(_stored(k, sample))) == dumps(live)
+        context = {"part": f"A-{k}", "lot": "L42"} if k % 2 else {}
+        live = sample_payload(k, sample, _chart(sample), context)
+        assert dumps(stored_sample_payload(_stored(k, sample, context))) == dumps(live)
 
 
 @pytest.mark.parametrize("severity", ["CRITICAL", "WARNING"])
