@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from paho.mqtt.client import topic_matches_sub
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bridge._ack_workflow import LimitVersions
 from bridge._dedupe import SeenReadings
 from bridge._error_reports import ErrorReporter
 from bridge._mqtt import Inbound, Inbox, MqttClient
@@ -260,6 +261,8 @@ class Pipeline:
         self.held = 0
         # called after a batch's results are published when nothing more is waiting
         self.on_idle: Callable[[], None] | None = None
+        # the limits version in force per characteristic; bootstrap loads it from the store
+        self.limit_versions = LimitVersions()
 
     # --- entry points -----------------------------------------------------------------
 
@@ -690,8 +693,9 @@ class Pipeline:
                 sample_id = self.ids.take("sample")
                 self._last_sample[event.characteristic_id] = (event.seq, sample_id)
                 chart = self.engines[event.characteristic_id].chart
-                batch.samples.append(_sample_row(sample_id, event, chart))
-                payload = sample_payload(sample_id, event, chart)
+                version = self.limit_versions.judged(event.characteristic_id, event.in_control)
+                batch.samples.append(_sample_row(sample_id, event, chart, version))
+                payload = sample_payload(sample_id, event, chart, version)
                 events.append(SampleRecorded(sample_id, event, received, payload, dumps(payload)))
             elif isinstance(event, ViolationRaised):
                 violation_id = self.ids.take("violation")
@@ -707,11 +711,15 @@ class Pipeline:
                     iso_z(event.timestamp),
                     self.engines[event.characteristic_id].chart,
                 )
+                payload["version"] = self.limit_versions.announced(
+                    event.characteristic_id, event.limits.method
+                )
                 batch.limits.append(
                     {
                         "characteristic_id": event.characteristic_id,
                         "ts": event.timestamp.astimezone(UTC),
                         "payload": payload,
+                        "version": payload["version"],
                     }
                 )
                 events.append(LimitsUpdated(event.characteristic_id, payload))
@@ -881,7 +889,9 @@ def _payload(item: Inbound | Submission) -> bytes:
     return item.payload if isinstance(item, Inbound) else repr(item.values).encode()
 
 
-def _sample_row(sample_id: int, s: SampleProcessed, chart: str) -> dict[str, Any]:
+def _sample_row(
+    sample_id: int, s: SampleProcessed, chart: str, limits_version: int | None = None
+) -> dict[str, Any]:
     point = s.point
     return {
         "id": sample_id,
@@ -905,6 +915,7 @@ def _sample_row(sample_id: int, s: SampleProcessed, chart: str) -> dict[str, Any
         "cusum_upper": None if point is None else point.cusum_upper,
         "cusum_lower": None if point is None else point.cusum_lower,
         "size": None if point is None else point.size,
+        "limits_version": limits_version,
     }
 
 
