@@ -204,13 +204,12 @@ class LimitVersions:
     def current(self, characteristic_id: int) -> int | None:
         return self._versions.get(characteristic_id)
 
-    def following(self, characteristic_id: int) -> int:
-        """The version the next new limits take (not taken yet: see :meth:`take`)."""
-        return next_limits_version(self._versions.get(characteristic_id))
-
-    def take(self, characteristic_id: int, version: int) -> None:
-        """``version`` is now in force (its limits were stored)."""
+    def new(self, characteristic_id: int) -> int:
+        """The version of new limits, taken at once (as ids are: limits whose write then
+        fails leave a gap in the count, never two sets with one version)."""
+        version = next_limits_version(self._versions.get(characteristic_id))
         self._versions[characteristic_id] = version
+        return version
 
     def announced(self, characteristic_id: int, method: Method) -> int:
         """The version of limits the engine announces: fixed limits keep the version
@@ -218,9 +217,7 @@ class LimitVersions:
         current = self._versions.get(characteristic_id)
         if method is Method.FIXED and current is not None:
             return current
-        version = next_limits_version(current)
-        self._versions[characteristic_id] = version
-        return version
+        return self.new(characteristic_id)
 
     def judged(self, characteristic_id: int, in_control: bool | None) -> int | None:
         """The version a sample carries: the one in force, None when it was not judged."""
@@ -231,9 +228,7 @@ def number_limits(rows: Sequence[dict[str, Any]], versions: LimitVersions) -> No
     """Give new ``control_limits`` rows (start-up: fixed limits first stored or changed in
     the config) the next version each, in their payload too."""
     for row in rows:
-        cid = row["characteristic_id"]
-        row["version"] = row["payload"]["version"] = versions.following(cid)
-        versions.take(cid, row["version"])
+        row["version"] = row["payload"]["version"] = versions.new(row["characteristic_id"])
 
 
 class _Publisher(Protocol):

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from bridge._ack_workflow import (
+from bridge._ack_workflow import (  # acknowledge: one or several violations, all or nothing
     CausesCounted,
     LimitVersions,
     SamplesExcluded,
     WorkflowPublisher,
+    acknowledge,
 )
-from bridge._ack_workflow import acknowledge as acknowledge_violations
 from bridge._retained import LiveState
 from bridge.bus import CommandHandler, EventHandler
 from bridge.config import DEFAULT_PARETO_DAYS
@@ -102,11 +102,6 @@ class CommandContext:
         return AckPolicy(tuple(self.reason_codes), tuple(self.action_codes), self.require_action)
 
 
-async def acknowledge(command: AcknowledgeViolation, ctx: CommandContext) -> list[DomainEvent]:
-    """One or several violations, all or nothing (bridge/_ack_workflow.py)."""
-    return await acknowledge_violations(command, ctx)
-
-
 RANGE_MAX_SUBGROUPS = 100_000
 """Most samples a ``recalculate`` over a sample-id range takes (docs/topics.md)."""
 
@@ -140,12 +135,11 @@ async def recalculate(command: Recalculate, ctx: CommandContext) -> list[DomainE
     payload = limits_message(
         updated.limits, command.characteristic_id, iso_z(updated.timestamp), engine.chart
     )
-    version = payload["version"] = ctx.versions.following(command.characteristic_id)
+    version = payload["version"] = ctx.versions.new(command.characteristic_id)
     async with ctx.store.unit_of_work() as uow:
         await uow.add_limits(command.characteristic_id, updated.timestamp, payload, version)
         await uow.save_states({command.characteristic_id: engine.snapshot()}, now)
         await uow.commit()
-    ctx.versions.take(command.characteristic_id, version)
     return [LimitsUpdated(command.characteristic_id, payload)]
 
 

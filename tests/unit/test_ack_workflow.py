@@ -28,9 +28,7 @@ def test_limits_versions_count_up_per_characteristic() -> None:
     assert (versions.current(1), versions.current(2)) == (4, None)
     assert versions.announced(2, Method.MOVING_RANGE) == 1  # a baseline completes
     assert versions.announced(1, Method.R_BAR_D2) == 5
-    assert versions.following(1) == 6  # not taken until stored
-    assert versions.current(1) == 5
-    versions.take(1, 6)
+    assert versions.new(1) == 6  # a recalculation: taken at once
     assert versions.current(1) == 6
 
 
