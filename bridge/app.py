@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
+from bridge._ack_workflow import LimitVersions, WorkflowPublisher, number_limits
 from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge._query import QueryService
@@ -133,6 +134,7 @@ class Bridge:
     sparkplug_inbound: SparkplugInbound | None = None  # characteristics with a sparkplug source
     sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
     bd_seqs: BdSeqStore | None = None
+    workflow: WorkflowPublisher | None = None  # causes and excluded samples (_ack_workflow)
     _host_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _host_task: asyncio.Task[None] | None = None
 
@@ -176,6 +178,10 @@ class Bridge:
             if self.roles is not None:
                 self.roles.publish_all()
             await self.mqtt.wait_readable(self.mqtt.subscribed, STATUS_CHECK_SECONDS)
+        if self.workflow is not None:  # the retained Pareto of causes (bridge/_ack_workflow.py)
+            await self.workflow.publish_start(
+                self.store, list(self.engines), self.settings.bridge.pareto_days, self.clock()
+            )
         await self._check_start()
         await self._start_sparkplug_host()
 
@@ -269,6 +275,7 @@ class Bridge:
                 new_rows.append({"characteristic_id": cid, "ts": now, "payload": payload})
             in_force[cid] = payload
         if new_rows:
+            number_limits(new_rows, self.pipeline.limit_versions)  # bridge/_ack_workflow.py
             async with self.store.unit_of_work() as uow:
                 await uow.write_batch(BatchWrite(limits=new_rows), now)
                 await uow.commit()
@@ -416,7 +423,7 @@ class Bridge:
 
 
 def _but_time(payload: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in payload.items() if key != "timestamp"}
+    return {key: value for key, value in payload.items() if key not in ("timestamp", "version")}
 
 
 def _meta(
@@ -435,7 +442,8 @@ def _meta(
     if rules_key not in shared:
         shared[rules_key] = rules_payload(engine_rules)
     if "reason_codes" not in shared:
-        shared["reason_codes"] = list(settings.bridge.reason_codes)
+        shared["reason_codes"] = list(settings.bridge.cause_codes)
+        shared["action_codes"] = list(settings.bridge.action_codes)
     sparkplug = getattr(char, "sparkplug", None)
     if sparkplug is not None and hasattr(sparkplug, "model_dump"):
         sparkplug = sparkplug.model_dump()
@@ -452,6 +460,10 @@ def _meta(
         "parameters": chart_parameters(spec),
         "rules": shared[rules_key],
         "reason_codes": shared["reason_codes"],
+        # the acknowledgement workflow (docs/topics.md, "meta"): reason_codes = cause_codes
+        "cause_codes": shared["reason_codes"],
+        "action_codes": shared["action_codes"],
+        "require_action": settings.bridge.require_action,
         "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
         "online": True,
         "timestamp": None,
@@ -597,15 +609,22 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
             full=lambda: mqtt.outstanding >= mqtt.options.outbound_max,
         )
         pipeline.on_idle = live.flush_idle
-        for kind, handlers in event_table(broadcaster, live, MetricsRecorder(metrics)).items():
+        pipeline.limit_versions = LimitVersions(await store.limits_versions())
+        workflow = WorkflowPublisher(mqtt, prefix, live)
+        table = event_table(broadcaster, live, MetricsRecorder(metrics), workflow)
+        for kind, handlers in table.items():
             for handler in handlers:
                 bus.subscribe(kind, handler)
         ctx = CommandContext(
             store=store,
             engines=engines,
             baselines={c.id: c.baseline for c in chars},
-            reason_codes=list(b.reason_codes),
+            reason_codes=list(b.cause_codes),
             clock=clock,
+            action_codes=list(b.action_codes),
+            require_action=b.require_action,
+            pareto_days=int(b.pareto_days),
+            versions=pipeline.limit_versions,
         )
         for kind, command_handler in command_table(ctx).items():
             bus.register(kind, command_handler)
@@ -642,6 +661,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         # online only while the main connection is up (docs/sparkplug.md)
         sparkplug_host=build_primary_host(settings, (mqtt.connected, mqtt.disconnected)),
         bd_seqs=bd_seqs,
+        workflow=workflow,
     )
 
 

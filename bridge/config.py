@@ -22,6 +22,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -41,7 +42,7 @@ from pydantic_settings import (
 import engine
 from bridge.readings import compile_value_path
 from bridge.wire.topics import DEFAULT_PREFIX, reading_topic
-from engine.alarms import DEFAULT_CAUSE_CODES
+from engine.alarms import DEFAULT_ACTION_CODES, DEFAULT_CAUSE_CODES
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -66,6 +67,7 @@ __all__ = [
 DEFAULT_CONFIG_PATH: Final = Path("config/openspc.toml")
 ENV_PREFIX: Final = "OPENSPC_"
 DEFAULT_REASON_CODES: Final = DEFAULT_CAUSE_CODES  # the contract's list (engine/alarms)
+DEFAULT_PARETO_DAYS: Final = 30
 _DEFAULT_DB_URL: Final = "sqlite+aiosqlite:///openspc.db"
 _ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -328,7 +330,15 @@ class BridgeSettings(_Section):
     """``[bridge]``: topics, acknowledgement reasons, and the bridge's own limits."""
 
     topic_prefix: Annotated[str, AfterValidator(_prefix)] = DEFAULT_PREFIX
-    reason_codes: list[Name] = Field(default_factory=lambda: list(DEFAULT_REASON_CODES))
+    # the acknowledgement workflow (docs/configuration.md, "Acknowledgements");
+    # ``reason_codes`` is the old name of ``cause_codes`` and still read
+    cause_codes: list[Name] = Field(
+        default_factory=lambda: list(DEFAULT_CAUSE_CODES),
+        validation_alias=AliasChoices("cause_codes", "reason_codes"),
+    )
+    action_codes: list[Name] = Field(default_factory=lambda: list(DEFAULT_ACTION_CODES))
+    require_action: bool = False
+    pareto_days: Annotated[int, AfterValidator(_between(1, 3650))] = DEFAULT_PARETO_DAYS
     history_size: Annotated[int, AfterValidator(_between(1, 10_000))] = 100
     max_payload_bytes: Annotated[int, AfterValidator(_between(16, 268_435_455))] = 65536
     metrics_interval: Annotated[float, AfterValidator(_positive)] = 5.0
@@ -346,17 +356,37 @@ class BridgeSettings(_Section):
     # role message (docs/topics.md, "Role"); relative to the config file's directory
     users_file: Path | None = None
 
-    @field_validator("reason_codes")
+    @model_validator(mode="before")
     @classmethod
-    def _check_reasons(cls, value: list[str]) -> list[str]:
+    def _old_name_of_cause_codes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "reason_codes" in data and "cause_codes" in data:
+            raise _KeyFaults(
+                [
+                    (
+                        "reason_codes",
+                        data["reason_codes"],
+                        "is the old name of cause_codes: give one of them, not both",
+                    )
+                ]
+            )
+        return data
+
+    @field_validator("cause_codes", "action_codes")
+    @classmethod
+    def _check_codes(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("must list at least one reason")
+            raise ValueError("must list at least one code")
         seen: set[str] = set()
-        for reason in value:
-            if reason in seen:
-                raise ValueError(f"lists {reason!r} twice")
-            seen.add(reason)
+        for code in value:
+            if code in seen:
+                raise ValueError(f"lists {code!r} twice")
+            seen.add(code)
         return value
+
+    @property
+    def reason_codes(self) -> list[str]:
+        """``cause_codes`` by its old name (``meta.reason_codes``, docs/topics.md)."""
+        return self.cause_codes
 
 
 class GatewaySettings(_Section):

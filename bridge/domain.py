@@ -50,12 +50,18 @@ class ViolationCreated:
 
 @dataclass(frozen=True, slots=True)
 class ViolationAcknowledged:
+    """One violation acknowledged; ``reason`` is its cause (docs/topics.md, ``ack_update``),
+    ``sample_id`` the sample it excluded (None: none)."""
+
     violation_id: int
     characteristic_id: int
     user: str
     reason: str
     exclude_sample: bool
     timestamp: datetime
+    action: str | None = None
+    comment: str | None = None
+    sample_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +87,23 @@ DomainEvent = (
 
 @dataclass(frozen=True, slots=True)
 class AcknowledgeViolation:
-    violation_id: int
+    """Acknowledge one or several violations: ``request`` is the command's JSON object,
+    checked by its handler against the configured codes (engine.alarms.parse_acknowledgement;
+    docs/topics.md, "Commands")."""
+
     user: str
-    reason: str
-    exclude_sample: bool = False
+    request: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Recalculate:
-    """Recompute limits from the last ``last`` non-excluded subgroups (None: the baseline)."""
+    """Recompute limits from the last ``last`` non-excluded subgroups (None: the baseline),
+    or with ``between`` = ``(from_sample_id, to_sample_id)`` from the non-excluded samples
+    in that range, inclusive."""
 
     characteristic_id: int
     last: int | None = None
+    between: tuple[int, int] | None = None
 
 
 Command = AcknowledgeViolation | Recalculate

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from paho.mqtt.client import topic_matches_sub
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bridge._ack_workflow import LimitVersions
 from bridge._context import SubgroupContexts
 from bridge._dedupe import SeenReadings
 from bridge._error_reports import ErrorReporter
@@ -242,11 +243,8 @@ class Pipeline:
         self.ids = IdAllocator(store)
         self.sources: list[InboundSource] = []
         self._own_topics = {r.topic: r.id for r in routes.values() if r.topic}
-        self._own_filters = [
-            (r.topic, r.id)
-            for r in routes.values()
-            if r.topic and ("+" in r.topic or "#" in r.topic)
-        ]
+        own = [(r.topic, r.id) for r in routes.values() if r.topic]
+        self._own_filters = [(t, cid) for t, cid in own if "+" in t or "#" in t]
         self.topics = Topics(prefix)
         # every report on <prefix>/bridge/errors goes through it: coalesced, bounded
         self.errors = ErrorReporter(
@@ -270,6 +268,8 @@ class Pipeline:
         self.contexts = SubgroupContexts()
         # takes a query command (True) to answer beside the batches (bridge/_query.py)
         self.on_query: Callable[[Inbound], bool] | None = None
+        # the limits version in force per characteristic; bootstrap loads it from the store
+        self.limit_versions = LimitVersions()
 
     # --- entry points -----------------------------------------------------------------
 
@@ -711,8 +711,9 @@ class Pipeline:
                 self._last_sample[event.characteristic_id] = (event.seq, sample_id)
                 chart = self.engines[event.characteristic_id].chart
                 context = pending.contexts.get(index, {})
-                batch.samples.append(_sample_row(sample_id, event, chart, context))
-                payload = sample_payload(sample_id, event, chart, context)
+                version = self.limit_versions.judged(event.characteristic_id, event.in_control)
+                batch.samples.append(_sample_row(sample_id, event, chart, context, version))
+                payload = sample_payload(sample_id, event, chart, context, version)
                 events.append(SampleRecorded(sample_id, event, received, payload, dumps(payload)))
             elif isinstance(event, ViolationRaised):
                 violation_id = self.ids.take("violation")
@@ -728,11 +729,15 @@ class Pipeline:
                     iso_z(event.timestamp),
                     self.engines[event.characteristic_id].chart,
                 )
+                payload["version"] = self.limit_versions.announced(
+                    event.characteristic_id, event.limits.method
+                )
                 batch.limits.append(
                     {
                         "characteristic_id": event.characteristic_id,
                         "ts": event.timestamp.astimezone(UTC),
                         "payload": payload,
+                        "version": payload["version"],
                     }
                 )
                 events.append(LimitsUpdated(event.characteristic_id, payload))
@@ -903,7 +908,11 @@ def _payload(item: Inbound | Submission) -> bytes:
 
 
 def _sample_row(
-    sample_id: int, s: SampleProcessed, chart: str, context: dict[str, str]
+    sample_id: int,
+    s: SampleProcessed,
+    chart: str,
+    context: dict[str, str],
+    limits_version: int | None = None,
 ) -> dict[str, Any]:
     point = s.point
     return {
@@ -929,6 +938,7 @@ def _sample_row(
         "cusum_lower": None if point is None else point.cusum_lower,
         "size": None if point is None else point.size,
         "context": context or None,  # docs/topics.md, "Context"
+        "limits_version": limits_version,
     }
 
 

@@ -241,6 +241,7 @@ class SampleRow:
     size: float | None
     context: dict[str, str]  # {} when none was given (NULL before revision 0007)
     excluded: bool
+    limits_version: int | None  # NULL before limits existed, or stored before revision 0006
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> SampleRow:
@@ -265,6 +266,7 @@ class SampleRow:
             m["size"],
             dict(m["context"] or {}),
             bool(m["excluded"]),
+            m["limits_version"],
         )
 
 
@@ -359,36 +361,96 @@ class UnitOfWork:
         )
 
     async def add_limits(
-        self, characteristic_id: int, ts: datetime, payload: dict[str, Any]
+        self,
+        characteristic_id: int,
+        ts: datetime,
+        payload: dict[str, Any],
+        version: int | None = None,
     ) -> None:
         await self.conn.execute(
             insert(control_limits),
-            [{"characteristic_id": characteristic_id, "ts": _utc(ts), "payload": payload}],
+            [
+                {
+                    "characteristic_id": characteristic_id,
+                    "ts": _utc(ts),
+                    "payload": payload,
+                    "version": version,
+                }
+            ],
         )
 
-    async def violation_for_update(self, violation_id: int) -> ViolationRecord | None:
-        stmt = select(violations).where(violations.c.id == violation_id).with_for_update()
-        row = (await self.conn.execute(stmt)).first()
-        return None if row is None else ViolationRecord.from_row(row)
+    async def violations_for_ack(
+        self, violation_ids: Sequence[int] | None, characteristic_id: int | None = None
+    ) -> list[ViolationRecord]:
+        """The violations an acknowledgement names, locked until the end of the unit of work
+        (``SELECT ... FOR UPDATE``): those of ``violation_ids``, or with ``violation_ids``
+        None the open ones of ``characteristic_id`` (bridge/_ack_workflow.py)."""
+        stmt = select(violations)
+        if violation_ids is not None:
+            stmt = stmt.where(violations.c.id.in_(list(violation_ids)))
+        else:
+            stmt = stmt.where(violations.c.characteristic_id == characteristic_id).where(
+                violations.c.acknowledged.is_(False)
+            )
+        rows = await self.conn.execute(stmt.order_by(violations.c.id).with_for_update())
+        return [ViolationRecord.from_row(row) for row in rows]
 
-    async def acknowledge(
+    async def acknowledge_many(
         self,
-        violation_id: int,
+        violation_ids: Sequence[int],
         user: str,
-        reason: str,
+        cause: str,
+        action: str | None,
+        comment: str | None,
         at: datetime,
         *,
-        exclude_sample_id: int | None,
-    ) -> None:
-        await self.conn.execute(
+        exclude_sample_ids: Sequence[int] = (),
+    ) -> int:
+        """Acknowledge the open violations among ``violation_ids`` (one statement); how many."""
+        result = await self.conn.execute(
             update(violations)
-            .where(violations.c.id == violation_id)
-            .values(acknowledged=True, ack_user=user, ack_reason=reason, ack_at=_utc(at))
-        )
-        if exclude_sample_id is not None:
-            await self.conn.execute(
-                update(samples).where(samples.c.id == exclude_sample_id).values(excluded=True)
+            .where(violations.c.id.in_(list(violation_ids)))
+            .where(violations.c.acknowledged.is_(False))
+            .values(
+                acknowledged=True,
+                ack_user=user,
+                ack_reason=cause,
+                ack_action=action,
+                ack_comment=comment,
+                ack_at=_utc(at),
             )
+        )
+        if exclude_sample_ids:
+            await self.conn.execute(
+                update(samples)
+                .where(samples.c.id.in_(list(exclude_sample_ids)))
+                .values(excluded=True)
+            )
+        return int(result.rowcount or 0)
+
+    async def cause_counts(
+        self, characteristic_ids: Sequence[int], since: datetime
+    ) -> dict[int, list[tuple[str, int]]]:
+        """Acknowledged violations by cause since ``since`` (inclusive), per characteristic."""
+        return await _cause_counts(self.conn, characteristic_ids, since)
+
+
+async def _cause_counts(
+    conn: AsyncConnection, characteristic_ids: Sequence[int] | None, since: datetime
+) -> dict[int, list[tuple[str, int]]]:
+    stmt = (
+        select(violations.c.characteristic_id, violations.c.ack_reason, func.count())
+        .where(violations.c.acknowledged.is_(True))
+        .where(violations.c.ack_at >= _utc(since))
+        .where(violations.c.ack_reason.is_not(None))
+        .group_by(violations.c.characteristic_id, violations.c.ack_reason)
+    )
+    if characteristic_ids is not None:
+        stmt = stmt.where(violations.c.characteristic_id.in_(list(characteristic_ids)))
+    found: dict[int, list[tuple[str, int]]] = {}
+    for cid, cause, count in await conn.execute(stmt):
+        found.setdefault(cid, []).append((cause, int(count)))
+    return found
 
 
 class IdAllocator:
@@ -597,11 +659,30 @@ class Store:
             .group_by(control_limits.c.characteristic_id)
             .scalar_subquery()
         )
-        stmt = select(control_limits.c.characteristic_id, control_limits.c.payload).where(
-            control_limits.c.id.in_(last)
-        )
+        stmt = select(
+            control_limits.c.characteristic_id, control_limits.c.payload, control_limits.c.version
+        ).where(control_limits.c.id.in_(last))
         async with self.engine.connect() as conn:
-            return {row.characteristic_id: dict(row.payload) for row in await conn.execute(stmt)}
+            return {
+                row.characteristic_id: _with_version(row.payload, row.version)
+                for row in await conn.execute(stmt)
+            }
+
+    async def limits_versions(self) -> dict[int, int]:
+        """Every characteristic's highest limits version (docs/topics.md, "control_limits")."""
+        stmt = select(control_limits.c.characteristic_id, func.max(control_limits.c.version))
+        stmt = stmt.group_by(control_limits.c.characteristic_id)
+        async with self.engine.connect() as conn:
+            return {
+                cid: int(version)
+                for cid, version in await conn.execute(stmt)
+                if version is not None
+            }
+
+    async def cause_counts_of_all(self, since: datetime) -> dict[int, list[tuple[str, int]]]:
+        """Acknowledged violations by cause since ``since``, for every characteristic."""
+        async with self.engine.connect() as conn:
+            return await _cause_counts(conn, None, since)
 
     async def open_violations(self) -> list[ViolationRecord]:
         stmt = (
@@ -612,26 +693,32 @@ class Store:
 
     async def latest_limits(self, characteristic_id: int) -> dict[str, Any] | None:
         stmt = (
-            select(control_limits.c.payload)
+            select(control_limits.c.payload, control_limits.c.version)
             .where(control_limits.c.characteristic_id == characteristic_id)
             .order_by(control_limits.c.id.desc())
             .limit(1)
         )
         async with self.engine.connect() as conn:
-            payload = await conn.scalar(stmt)
-        return None if payload is None else dict(payload)
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else _with_version(row.payload, row.version)
 
-    async def subgroups(self, characteristic_id: int, last: int) -> list[tuple[float, ...]]:
+    async def subgroups(
+        self, characteristic_id: int, last: int | None, between: tuple[int, int] | None = None
+    ) -> list[tuple[float, ...]]:
         """The values of the last ``last`` non-excluded samples, oldest first; for an
         attribute chart's sample ``(count, inspected or units)`` (``(count,)`` for c), as
-        ``CharacteristicEngine.recalculate`` takes them."""
+        ``CharacteristicEngine.recalculate`` takes them. With ``between`` = ``(first,
+        last_id)``: the non-excluded samples with ids in that range, inclusive."""
         stmt = (
             select(samples.c["values"], samples.c.size)
             .where(samples.c.characteristic_id == characteristic_id)
             .where(samples.c.excluded.is_(False))
             .order_by(samples.c.id.desc())
-            .limit(last)
         )
+        if between is not None:
+            stmt = stmt.where(samples.c.id.between(*between))
+        if last is not None:
+            stmt = stmt.limit(last)
         async with self.engine.connect() as conn:
             found = [
                 tuple(decode_values(values)) + (() if size is None else (size,))
@@ -665,6 +752,17 @@ class Store:
         )
         async with self.engine.connect() as conn:
             return list(await conn.execute(stmt))
+
+
+def _with_version(payload: Mapping[str, Any], version: int | None) -> dict[str, Any]:
+    """A stored ``control_limits`` payload with its row's version (rows stored before
+    revision 0006 lack it in the payload; the migration numbered them)."""
+    found = dict(payload)
+    if version is not None:
+        found["version"] = version
+    else:
+        found.setdefault("version", None)
+    return found
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -83,6 +83,9 @@ samples = Table(
     Column("cusum_upper", Float, nullable=True),
     Column("cusum_lower", Float, nullable=True),
     Column("size", Float, nullable=True),
+    # the version of the control limits that judged it; NULL before limits exist and for
+    # samples stored before revision 0006 (docs/topics.md, "sample")
+    Column("limits_version", Integer, nullable=True),
     # the readings' contexts merged, the later winning a key (revision 0007); NULL for none
     Column("context", JSON(none_as_null=True), nullable=True),
     Index("ix_samples_char_id", "characteristic_id", "id"),
@@ -103,7 +106,11 @@ violations = Table(
     Column("ack_user", String(200), nullable=True),
     Column("ack_reason", String(200), nullable=True),
     Column("ack_at", DateTime(timezone=True), nullable=True),
+    # ack_reason is the acknowledgement's cause; its action and comment (revision 0006)
+    Column("ack_action", String(200), nullable=True),
+    Column("ack_comment", Text, nullable=True),
     Index("ix_violations_open", "characteristic_id", "acknowledged"),
+    Index("ix_violations_acked", "characteristic_id", "ack_at"),
 )
 
 control_limits = Table(
@@ -113,6 +120,8 @@ control_limits = Table(
     Column("characteristic_id", Integer, nullable=False),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("payload", JSON, nullable=False),
+    # 1, 2, ... per characteristic (revision 0006; rows stored before it numbered in id order)
+    Column("version", Integer, nullable=True),
     Index("ix_limits_char_id", "characteristic_id", "id"),
 )
 

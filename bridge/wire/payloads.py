@@ -55,6 +55,7 @@ __all__ = [
     "SHEWHART_CHARTS",
     "ack_payload",
     "alarms_payload",
+    "causes_payload",
     "chart_parameters",
     "clip",
     "dumps",
@@ -145,12 +146,15 @@ def sample_payload(
     sample: SampleProcessed,
     chart: str | None = None,
     context: Mapping[str, str] | None = None,
+    limits_version: int | None = None,
 ) -> dict[str, Any]:
     """The ``sample`` payload: readings as given, computed figures rounded
     (engine/_serialize.py, shared with ``openspc analyze``). ``chart`` is the
     characteristic's chart family (None: a Shewhart chart); the families of docs/spc.md
     add their plotted point (docs/topics.md). ``context`` is the readings' merged context:
-    always an object, ``{}`` when they had none (docs/topics.md, "Context")."""
+    always an object, ``{}`` when they had none (docs/topics.md, "Context").
+    ``limits_version`` is the version of the limits that judged it (None before limits
+    exist); a new sample is never excluded."""
     value = _number(sample.value)
     data: dict[str, Any] = {
         "sample_id": sample_id,
@@ -164,6 +168,8 @@ def sample_payload(
         "failed_rules": sorted(sample.failed_rules),
         "range_failed_rules": sorted(sample.range_failed_rules),
         "context": dict(context) if context else {},
+        "limits_version": limits_version,
+        "excluded": False,
     }
     if chart is None or chart in SHEWHART_CHARTS:
         return data
@@ -253,15 +259,38 @@ def violation_payload(
 
 
 def ack_payload(
-    violation_id: int, characteristic_id: int, user: str, reason: str, ts: datetime
+    violation_id: int,
+    characteristic_id: int,
+    user: str,
+    reason: str,
+    ts: datetime,
+    action: str | None = None,
+    comment: str | None = None,
 ) -> dict[str, Any]:
+    """The ``ack_update`` payload: ``cause`` and its old name ``reason`` (for OpenSPC
+    clients) are the same code; ``action`` and ``comment`` null when not given."""
     return {
         "violation_id": violation_id,
         "characteristic_id": characteristic_id,
         "acknowledged": True,
         "user": user,
         "reason": reason,
+        "cause": reason,
+        "action": action,
+        "comment": comment,
         "timestamp": iso_z(ts),
+    }
+
+
+def causes_payload(
+    characteristic_id: int, days: int, counts: Sequence[tuple[str, int]]
+) -> dict[str, Any]:
+    """The retained ``causes`` payload: acknowledged violations by cause over the last
+    ``days`` days, most frequent first (the order ``counts`` is given in)."""
+    return {
+        "characteristic_id": characteristic_id,
+        "days": days,
+        "counts": [{"cause": cause, "count": count} for cause, count in counts],
     }
 
 
@@ -368,33 +397,40 @@ def _checked_text(topic: str, value: str, what: str) -> str:
 
 
 def parse_ack(topic: str, user: str, payload: bytes) -> AcknowledgeViolation:
-    """``{"violation_id": 10, "reason": "Tool Change", "exclude_sample": false}``."""
+    """An acknowledgement's JSON object and its user (the topic's last level). Its fields
+    (``violation_id`` / ``violation_ids`` / ``characteristic_id`` + ``all_open``,
+    ``cause``, ``action``, ``comment``, ``exclude_sample``) are checked by the handler,
+    which knows the configured codes (bridge/_ack_workflow.py)."""
     data = _json_object(topic, payload)
-    violation_id = _positive_int(topic, data, "violation_id")
-    reason = data.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidCommand(topic, f"'reason' must be a non-empty string, got {_shown(reason)}")
-    _checked_text(topic, reason, "reason")
-    exclude = data.get("exclude_sample", False)
-    if not isinstance(exclude, bool):
-        raise InvalidCommand(
-            topic, f"'exclude_sample' must be true or false, got {_shown(exclude)}"
-        )
     if not user:
         raise InvalidCommand(topic, "the user (the topic's last level) is empty")
     _checked_text(topic, user, "user")
-    return AcknowledgeViolation(violation_id, user, reason, exclude)
+    return AcknowledgeViolation(user, data)
 
 
 def parse_recalculate(topic: str, characteristic_id: int, payload: bytes) -> Recalculate:
-    """``{}`` or ``{"last": 25}``."""
+    """``{}``, ``{"last": 25}`` or ``{"from_sample_id": A, "to_sample_id": B}``."""
     data = _json_object(topic, payload)
-    unknown = set(data) - {"last"}
+    unknown = set(data) - {"last", "from_sample_id", "to_sample_id"}
     if unknown:
         names = clip(", ".join(sorted(unknown)), 100)
         raise InvalidCommand(topic, f"unknown field(s): {names}")
-    last = _positive_int(topic, data, "last") if "last" in data else None
-    return Recalculate(characteristic_id, last)
+    ranged = [key for key in ("from_sample_id", "to_sample_id") if key in data]
+    if not ranged:
+        last = _positive_int(topic, data, "last") if "last" in data else None
+        return Recalculate(characteristic_id, last)
+    if "last" in data:
+        raise InvalidCommand(topic, "give 'last' or 'from_sample_id'/'to_sample_id', not both")
+    if len(ranged) == 1:
+        missing = "to_sample_id" if ranged[0] == "from_sample_id" else "from_sample_id"
+        raise InvalidCommand(topic, f"{ranged[0]!r} needs {missing!r} too")
+    first = _positive_int(topic, data, "from_sample_id")
+    end = _positive_int(topic, data, "to_sample_id")
+    if first > end:
+        raise InvalidCommand(
+            topic, f"'from_sample_id' {first} is after 'to_sample_id' {end}: give the older first"
+        )
+    return Recalculate(characteristic_id, None, (first, end))
 
 
 # --- stored rows -> payloads ----------------------------------------------------------------
@@ -415,6 +451,8 @@ def stored_sample_payload(row: SampleRow) -> dict[str, Any]:
         "failed_rules": row.failed_rules,
         "range_failed_rules": row.range_failed_rules,
         "context": row.context,
+        "limits_version": row.limits_version,
+        "excluded": row.excluded,
     }
     chart = row.chart
     if chart is None:  # a Shewhart variables chart
@@ -514,7 +552,13 @@ def encode_ack(event: ViolationAcknowledged) -> bytes:
     return encode(
         "ack_update",
         ack_payload(
-            event.violation_id, event.characteristic_id, event.user, event.reason, event.timestamp
+            event.violation_id,
+            event.characteristic_id,
+            event.user,
+            event.reason,
+            event.timestamp,
+            event.action,
+            event.comment,
         ),
     )
 

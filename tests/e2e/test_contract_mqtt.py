@@ -549,6 +549,7 @@ QOS = {
     "limits": 1,
     "meta": 1,
     "history": 1,
+    "causes": 1,  # the Pareto of causes (CONTRACT section 8)
     "alarms": 1,
 }
 TYPES = {
@@ -556,6 +557,7 @@ TYPES = {
     "violation": "violation",
     "ack": "ack_update",
     "limits": "control_limits",
+    "causes": "causes",
 }
 
 

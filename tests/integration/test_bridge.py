@@ -203,7 +203,10 @@ async def test_ack_round_trip_with_mqtt5_replies(
     unknown = await ack(
         probe, topic_prefix, "alice", {"violation_id": vid + 1000, "reason": "Tool Change"}, b"2"
     )
-    assert unknown == {"ok": False, "error": f"violation {vid + 1000} does not exist"}
+    assert unknown == {
+        "ok": False,
+        "error": f"violation {vid + 1000} does not exist; nothing acknowledged",
+    }
     good = await ack(
         probe, topic_prefix, "alice", {"violation_id": vid, "reason": "Tool Change"}, b"3"
     )
@@ -216,13 +219,19 @@ async def test_ack_round_trip_with_mqtt5_replies(
         "acknowledged": True,
         "user": "alice",
         "reason": "Tool Change",
+        "cause": "Tool Change",
+        "action": None,
+        "comment": None,
         "timestamp": update["payload"]["timestamp"],
     }
     await probe.wait_for(
         f"{topic_prefix}/char/2/alarms", lambda m: m["payload"]["violations"] == []
     )
     second = await ack(probe, topic_prefix, "bob", {"violation_id": vid, "reason": "Other"}, b"4")
-    assert second == {"ok": False, "error": f"violation {vid} is already acknowledged"}
+    assert second == {
+        "ok": False,
+        "error": f"violation {vid} is already acknowledged; nothing acknowledged",
+    }
     malformed = await ack(probe, topic_prefix, "bob", {"reason": "Other"}, b"5")
     assert malformed["ok"] is False
     [row] = await app.store.rows("violations", 2)
@@ -321,17 +330,18 @@ async def test_a_late_subscriber_sees_the_whole_state_at_once(
     assert set(meta["payload"]) == {
         "characteristic_id", "name", "unit", "subgroup_size", "usl", "lsl", "target",
         "baseline", "chart", "parameters", "rules", "reason_codes", "source", "online",
-        "timestamp",
+        "timestamp", "cause_codes", "action_codes", "require_action",
     }  # fmt: skip
     assert set(status) == {"online", "timestamp"}
     assert set(sample["payload"]) == {
         "sample_id", "characteristic_id", "timestamp", "value", "values", "range", "zone",
         "in_control", "failed_rules", "range_failed_rules",
         "context",  # docs/topics.md, "Context"
+        "limits_version", "excluded",
     }  # fmt: skip
     assert set(limits["payload"]) == {
         "characteristic_id", "center_line", "ucl", "lcl", "sigma", "method", "sample_count",
-        "range", "capability", "chart", "timestamp",
+        "range", "capability", "chart", "timestamp", "version",
     }  # fmt: skip
     assert meta["payload"]["unit"] == "mm"
     assert meta["payload"]["chart"] == "imr"

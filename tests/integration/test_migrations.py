@@ -104,6 +104,11 @@ LATER_COLUMNS: dict[str, tuple[str, ...]] = {
     "samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower")
 }
 LATER_COLUMNS["samples"] += ("size",)
+# 0006: the acknowledgement's action and comment, the limits version that judged a sample
+LATER_COLUMNS["samples"] += ("limits_version",)
+LATER_COLUMNS["violations"] = ("ack_action", "ack_comment")
+# later columns the upgrade fills from the rows already there (checked on their own)
+FILLED_COLUMNS = {"control_limits": ("version",)}
 # 0007: the readings' and samples' context
 LATER_COLUMNS["samples"] += ("context",)
 LATER_COLUMNS["readings"] = ("context",)
@@ -120,7 +125,7 @@ async def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
                 result = await conn.execute(
                     text(f"SELECT * FROM {table} ORDER BY {key}")  # noqa: S608  # our names
                 )
-                later = LATER_COLUMNS.get(table, ())
+                later = LATER_COLUMNS.get(table, ()) + FILLED_COLUMNS.get(table, ())
                 keep = [i for i, name in enumerate(result.keys()) if name not in later]
                 found[table] = [tuple(row[i] for i in keep) for row in result]
     finally:
@@ -141,6 +146,29 @@ async def later_columns(url: str) -> set[Any]:
     finally:
         await engine.dispose()
     return values
+
+
+async def limits_versions(url: str) -> list[tuple[int, int, int]]:
+    """``(id, characteristic_id, version)`` of every stored control_limits row, by id."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT id, characteristic_id, version FROM control_limits ORDER BY id")
+            )
+            return [tuple(row) for row in rows]
+    finally:
+        await engine.dispose()
+
+
+def numbered_in_id_order(rows: list[tuple[Any, ...]]) -> list[tuple[int, int, int]]:
+    """What revision 0006 makes of 0.1.0's limits: 1, 2, ... per characteristic by id."""
+    seen: dict[int, int] = {}
+    out = []
+    for row in rows:  # (id, characteristic_id, ...) in id order
+        seen[row[1]] = seen.get(row[1], 0) + 1
+        out.append((row[0], row[1], seen[row[1]]))
+    return out
 
 
 async def scalar(url: str, sql: str) -> Any:
@@ -298,6 +326,7 @@ async def test_a_0_1_0_database_is_stamped_and_upgraded_keeping_every_row(
     after = await snapshot(release_db)
     assert after == before
     assert await later_columns(release_db) == {None}  # 0.1.0's samples are Shewhart samples
+    assert await limits_versions(release_db) == numbered_in_id_order(before["control_limits"])
     # opened again: nothing to do, nothing changed
     store = await Store.open(release_db)
     await store.close()
@@ -316,6 +345,10 @@ async def test_the_bridge_resumes_on_a_0_1_0_database(
         # what it restored and publishes: 0.1.0's last limits (the recalculated ones) ...
         (limits,) = await probe.wait_for(f"{topic_prefix}/char/1/limits")
         assert_same(limits["payload"], facts["limits"]["1"], LIMITS_KEYS)
+        # numbered by revision 0006: the last of char 1's stored limits is its version
+        stored_1 = [row for row in before["control_limits"] if row[1] == 1]
+        assert len(stored_1) >= 2  # 0.1.0 recalculated: more than one version
+        assert limits["payload"]["version"] == len(stored_1)
         # ... its open alarms (the acknowledged one is not among them) ...
         (alarms,) = await probe.wait_for(f"{topic_prefix}/char/1/alarms")
         open_ids = [v["violation_id"] for v in alarms["payload"]["violations"]]
@@ -346,6 +379,15 @@ async def test_the_bridge_resumes_on_a_0_1_0_database(
         # ids continue from 0.1.0's counter: no id of its is used again
         assert new_2["sample_id"] == counters["sample"]
         assert new_2["zone"] is not None  # judged against 0.1.0's limits
+        stored_2 = [row for row in before["control_limits"] if row[1] == 2]
+        assert new_2["limits_version"] == len(stored_2)
+        # 0.1.0's own samples: which limits judged them was not recorded
+        assert {s["limits_version"] for s in history["payload"]["samples"]} == {None}
+        # the sample 0.1.0 excluded with its acknowledgement is marked, and only it
+        excluded_rows = {row[0] for row in before["samples"] if row[1] == 1 and row[-1]}
+        assert excluded_rows  # the fixture holds one
+        marked = {s["sample_id"] for s in history["payload"]["samples"] if s["excluded"]}
+        assert marked == excluded_rows
 
         # a point far beyond the recalculated limits: a new alarm, with the next violation id
         await probe.publish(f"{topic_prefix}/char/1/reading", "12.0")
@@ -626,9 +668,13 @@ async def test_a_database_of_todays_release_gets_the_context_columns_keeping_its
         async with store.engine.connect() as conn:
             readings = (await conn.execute(text("SELECT * FROM readings"))).all()
             samples = (await conn.execute(text("SELECT * FROM samples"))).all()
-        # every row kept, column for column; the new column last, NULL
-        assert [tuple(r)[:-1] for r in readings] == [tuple(r) for r in old_readings]
-        assert [tuple(s)[:-1] for s in samples] == [tuple(s) for s in old_samples]
+        # every row kept, column for column; the later revisions' columns after them
+        assert [tuple(r)[: len(o)] for r, o in zip(readings, old_readings, strict=True)] == [
+            tuple(r) for r in old_readings
+        ]
+        assert [tuple(s)[: len(o)] for s, o in zip(samples, old_samples, strict=True)] == [
+            tuple(s) for s in old_samples
+        ]
         assert [r.context for r in readings] == [None]
         assert [s.context for s in samples] == [None]
         [published] = (await store.recent_samples_of_all(10))[5]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -10,7 +11,9 @@ import pytest
 from bridge.domain import AcknowledgeViolation, Recalculate
 from bridge.errors import InvalidCommand
 from bridge.messages import (
+    ack_payload,
     alarms_payload,
+    causes_payload,
     dumps,
     envelope,
     error_payload,
@@ -38,7 +41,9 @@ def test_times_are_utc_with_z_and_milliseconds() -> None:
 
 def test_a_sample_payload_and_its_envelope() -> None:
     sample = SampleProcessed(1, 7, T, 10.012, (10.01, 10.02), 0.01, Zone.ZONE_C_UPPER, True, (), ())
-    message = json.loads(dumps(envelope("sample", sample_payload(1042, sample))))
+    message = json.loads(
+        dumps(envelope("sample", sample_payload(1042, sample, None, limits_version=3)))
+    )
     assert message == {
         "type": "sample",
         "payload": {
@@ -53,6 +58,8 @@ def test_a_sample_payload_and_its_envelope() -> None:
             "failed_rules": [],
             "range_failed_rules": [],
             "context": {},  # none given: always an object (docs/topics.md, "Context")
+            "limits_version": 3,
+            "excluded": False,
         },
     }
 
@@ -115,11 +122,13 @@ def test_status_and_reply() -> None:
     assert reply_payload("nope") == {"ok": False, "error": "nope"}
 
 
-def test_parse_ack() -> None:
+def test_parse_ack_keeps_the_object_for_its_handler() -> None:
     body = b'{"violation_id": 10, "reason": "Tool Change", "exclude_sample": true}'
-    assert parse_ack("t", "alice", body) == AcknowledgeViolation(10, "alice", "Tool Change", True)
-    assert parse_ack("t", "bob", b'{"violation_id": 3, "reason": "Other"}') == (
-        AcknowledgeViolation(3, "bob", "Other", False)
+    assert parse_ack("t", "alice", body) == AcknowledgeViolation(
+        "alice", {"violation_id": 10, "reason": "Tool Change", "exclude_sample": True}
+    )
+    assert parse_ack("t", "bob", b'{"violation_ids": [3, 4], "cause": "Other"}') == (
+        AcknowledgeViolation("bob", {"violation_ids": [3, 4], "cause": "Other"})
     )
 
 
@@ -128,19 +137,14 @@ def test_parse_ack() -> None:
     [
         (b"not json", "not JSON"),
         (b"[1]", "JSON object"),
-        (b'{"reason": "Other"}', "violation_id"),
-        (b'{"violation_id": "7", "reason": "Other"}', "violation_id"),
-        (b'{"violation_id": true, "reason": "Other"}', "violation_id"),
-        (b'{"violation_id": -1, "reason": "Other"}', "violation_id"),
-        (b'{"violation_id": 1}', "reason"),
-        (b'{"violation_id": 1, "reason": " "}', "reason"),
-        (b'{"violation_id": 1, "reason": "Other", "exclude_sample": 1}', "exclude_sample"),
         (b"\xff", "not JSON"),
     ],
 )
 def test_parse_ack_refuses(body: bytes, why: str) -> None:
     with pytest.raises(InvalidCommand, match=why):
         parse_ack("t", "alice", body)
+    with pytest.raises(InvalidCommand, match="user"):
+        parse_ack("t", "", b"{}")
 
 
 def test_parse_recalculate() -> None:
@@ -150,6 +154,53 @@ def test_parse_recalculate() -> None:
     for body in (b'{"last": 0}', b'{"last": 2.5}', b'{"first": 2}', b"7"):
         with pytest.raises(InvalidCommand):
             parse_recalculate("t", 3, body)
+
+
+def test_parse_recalculate_over_a_sample_id_range() -> None:
+    body = b'{"from_sample_id": 100, "to_sample_id": 140}'
+    assert parse_recalculate("t", 3, body) == Recalculate(3, None, (100, 140))
+    one = b'{"from_sample_id": 7, "to_sample_id": 7}'
+    assert parse_recalculate("t", 3, one) == Recalculate(3, None, (7, 7))
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"from_sample_id": 100}', "'from_sample_id' needs 'to_sample_id' too"),
+        (b'{"to_sample_id": 100}', "'to_sample_id' needs 'from_sample_id' too"),
+        (b'{"from_sample_id": 9, "to_sample_id": 8}', "is after 'to_sample_id' 8"),
+        (b'{"from_sample_id": 1, "to_sample_id": 8, "last": 5}', "not both"),
+        (b'{"from_sample_id": "1", "to_sample_id": 8}', "'from_sample_id' must be an integer"),
+        (b'{"from_sample_id": 1, "to_sample_id": 0}', "'to_sample_id' must be an integer"),
+    ],
+)
+def test_parse_recalculate_refuses_a_bad_range(body: bytes, why: str) -> None:
+    with pytest.raises(InvalidCommand, match=re.escape(why)):
+        parse_recalculate("t", 3, body)
+
+
+def test_an_ack_update_carries_cause_action_and_comment() -> None:
+    assert ack_payload(12, 3, "kim", "Tool Change", T, "Replaced Tool", "insert worn") == {
+        "violation_id": 12,
+        "characteristic_id": 3,
+        "acknowledged": True,
+        "user": "kim",
+        "reason": "Tool Change",
+        "cause": "Tool Change",
+        "action": "Replaced Tool",
+        "comment": "insert worn",
+        "timestamp": "2026-11-28T06:00:00.123Z",
+    }
+    plain = ack_payload(12, 3, "kim", "Other", T)
+    assert (plain["cause"], plain["action"], plain["comment"]) == ("Other", None, None)
+
+
+def test_the_causes_payload_keeps_the_order_given() -> None:
+    assert causes_payload(3, 30, [("Tool Change", 7), ("Other", 2)]) == {
+        "characteristic_id": 3,
+        "days": 30,
+        "counts": [{"cause": "Tool Change", "count": 7}, {"cause": "Other", "count": 2}],
+    }
 
 
 def test_alarms_list_the_newest_open_violations_and_count_them_all() -> None:

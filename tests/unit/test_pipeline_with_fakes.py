@@ -109,7 +109,7 @@ def build() -> tuple[Pipeline, FakeStore, FakeLink, list[int], list[Any]]:
 
     async def refuse(command: Any) -> list[Any]:
         commands.append(command)
-        raise CommandRejected(f"violation {command.violation_id} does not exist")
+        raise CommandRejected(f"violation {command.request['violation_id']} does not exist")
 
     bus.register(AcknowledgeViolation, refuse)
     routes = {cid: CharacteristicRoute(cid, 1, 25) for cid in (1, 2)}

@@ -111,7 +111,9 @@ class _Store:
     async def sample_page(self, *args: object, **kw: object) -> tuple[list[SampleRow], bool]:
         ts = datetime(2026, 12, 7, 10, tzinfo=UTC)
         none = (None,) * 7  # the chart family's columns: a Shewhart chart's are NULL
-        row = SampleRow(5, 3, ts, 1.0, [1.0], None, None, None, [], [], *none, {"lot": "L4"}, True)
+        row = SampleRow(
+            5, 3, ts, 1.0, [1.0], None, None, None, [], [], *none, {"lot": "L4"}, True, 2
+        )
         return [row], False
 
 

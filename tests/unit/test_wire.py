@@ -191,6 +191,7 @@ def _stored(sample_id: int, sample: SampleProcessed, context: dict[str, str]) ->
         row["size"],
         dict(row["context"] or {}),
         bool(row.get("excluded", False)),
+        row.get("limits_version"),
     )
 
 
@@ -233,6 +234,9 @@ def test_an_ack_message() -> None:
             "acknowledged": True,
             "user": "kim",
             "reason": "Tool Change",
+            "cause": "Tool Change",
+            "action": None,
+            "comment": None,
             "timestamp": "2026-12-07T10:00:00.123Z",
         },
     }
