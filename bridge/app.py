@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
+from bridge._alarms import Alarms, AlarmSettings
 from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge.bus import MessageBus
@@ -124,6 +125,7 @@ class Bridge:
     sparkplug_inbound: SparkplugInbound | None = None  # characteristics with a sparkplug source
     sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
     bd_seqs: BdSeqStore | None = None
+    alarms: Alarms | None = None  # spec and overdue alarms, due clocks (bridge/_alarms.py)
     _host_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _host_task: asyncio.Task[None] | None = None
 
@@ -153,6 +155,7 @@ class Bridge:
         publish of the start-up, :class:`~bridge.errors.ClientIdInUse` when another bridge
         with the same client id takes its session back (docs/bridge.md)."""
         await self._restore_live_state()
+        await self._restore_due_clocks()
         if self.sparkplug_edge is not None:  # its first NBIRTH carries the restored results
             seed_edge_node(self.sparkplug_edge, self.live.history, self.engines)
         self.mqtt.on_denied = self._on_denied
@@ -222,6 +225,20 @@ class Bridge:
         history = await self.store.recent_samples_of_all(size)
         alarms = [_violation_dict(v) for v in await self.store.open_violations()]
         self.live.restore(history, alarms)
+
+    async def _restore_due_clocks(self) -> None:
+        """Due clocks and spec episodes as they were (bridge/_alarms.py): from the stored
+        clocks and each characteristic's last stored sample; new clocks stored at once, so
+        a restart before the first sample still counts from this start."""
+        if self.alarms is None:
+            return
+        history = self.live.history
+        last = {cid: history[cid][-1] for cid in self.engines if len(history[cid])}
+        write = self.alarms.restore(await self.store.due_states(), last)
+        if write:
+            async with self.store.unit_of_work() as uow:
+                await uow.save_due_states(write)
+                await uow.commit()
 
     async def _publish_retained(self) -> None:
         now = self.clock()
@@ -364,6 +381,8 @@ class Bridge:
                 tasks.create_task(self.live.run(halt), name="history")
                 tasks.create_task(self._metrics_loop(halt), name="metrics")
                 tasks.create_task(self._buffer_watch(halt), name="buffer-watch")
+                if self.alarms is not None:  # the one timer of every due clock
+                    tasks.create_task(self.alarms.run(halt, self.inbox.put), name="due-timer")
                 if self.sparkplug_edge is not None:  # says NDEATH when halted
                     tasks.create_task(self.sparkplug_edge.run(halt), name="sparkplug-edge")
                 stopper = tasks.create_task(stop.wait(), name="stop")
@@ -406,6 +425,7 @@ def _violation_dict(v: ViolationRecord) -> dict[str, Any]:
         "violation_id": v.id,
         "sample_id": v.sample_id,
         "characteristic_id": v.characteristic_id,
+        "kind": v.kind,
         "rule_id": v.rule_id,
         "rule_name": v.rule_name,
         "severity": v.severity,
@@ -448,6 +468,8 @@ def _meta(
         "rules": shared[rules_key],
         "reason_codes": shared["reason_codes"],
         "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
+        "sample_interval": char.sample_interval,
+        "overdue_grace": AlarmSettings.of(char).grace,
         "online": True,
         "timestamp": None,
     }
@@ -501,6 +523,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
                 log.exception("could not restore characteristic %s; starting it afresh", char.id)
                 engines[char.id] = CharacteristicEngine(spec)
         metrics = Metrics()
+        alarms = Alarms([AlarmSettings.of(c) for c in chars], wall=clock)
         inbox = Inbox(int(b.buffer_max))
         prefix = b.topic_prefix
         mqtt = MqttClient(
@@ -545,6 +568,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
             max_payload_bytes=int(b.max_payload_bytes),
             metrics=metrics,
             clock=clock,
+            alarms=alarms,
         )
         # every reading that can come back (up to Receive Maximum in flight, plus the
         # batches being written) is remembered; rows: a subgroup message is n rows
@@ -560,7 +584,9 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         if inbound is not None:  # an NDEATH after a restart still meets its NBIRTH's bdSeq
             inbound.host.restore_bd_seqs(await bd_seqs.load(INBOUND))
             inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
-        for source in [*sources, *(inbound.sources if inbound is not None else [])]:
+        extra: list[InboundSource] = [*(inbound.sources if inbound is not None else [])]
+        extra += alarms.sources()
+        for source in [*sources, *extra]:
             pipeline.add_source(source)
         for topic_filter in pipeline.topic_filters():
             mqtt.add_subscription(topic_filter)
@@ -621,6 +647,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         # online only while the main connection is up (docs/sparkplug.md)
         sparkplug_host=build_primary_host(settings, (mqtt.connected, mqtt.disconnected)),
         bd_seqs=bd_seqs,
+        alarms=alarms,
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.domain import AcknowledgeViolation, Recalculate
+from bridge.domain import AcknowledgeViolation, Recalculate, ViolationEvent
 from bridge.errors import InvalidCommand
 from bridge.readings import text_fault
 from engine import (
@@ -108,12 +108,19 @@ _SIZE_FIELD = {"p": "inspected", "np": "inspected", "u": "units"}
 
 
 def sample_payload(
-    sample_id: int, sample: SampleProcessed, chart: str | None = None
+    sample_id: int,
+    sample: SampleProcessed,
+    chart: str | None = None,
+    *,
+    out_of_spec: bool | None = None,
+    due_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The ``sample`` payload: readings as given, computed figures rounded
     (engine/_serialize.py, shared with ``openspc analyze``). ``chart`` is the
     characteristic's chart family (None: a Shewhart chart); the families of docs/spc.md
-    add their plotted point (docs/topics.md)."""
+    add their plotted point (docs/topics.md). ``out_of_spec`` (None without spec limits)
+    and ``due_at`` (when the next sample is due; None without a sample_interval) come from
+    the alarm glue (bridge/_alarms.py)."""
     value = _number(sample.value)
     data: dict[str, Any] = {
         "sample_id": sample_id,
@@ -126,6 +133,8 @@ def sample_payload(
         "in_control": sample.in_control,
         "failed_rules": sorted(sample.failed_rules),
         "range_failed_rules": sorted(sample.range_failed_rules),
+        "out_of_spec": out_of_spec,
+        "due_at": None if due_at is None else iso_z(due_at),
     }
     if chart is None or chart in SHEWHART_CHARTS:
         return data
@@ -200,16 +209,24 @@ def chart_parameters(spec: CharacteristicSpec) -> dict[str, float | int]:
 
 
 def violation_payload(
-    violation_id: int, sample_id: int, violation: ViolationRaised
+    violation_id: int, sample_id: int | None, violation: ViolationEvent
 ) -> dict[str, Any]:
+    """A ``violation`` of any kind (docs/topics.md): ``spec`` and ``overdue`` have no
+    ``rule_id`` or ``chart``; ``overdue`` no ``sample_id`` either."""
+    kind, rule_id, chart = "rule", None, None
+    if isinstance(violation, ViolationRaised):
+        rule_id, chart = violation.rule_id, str(violation.chart)
+    else:
+        kind = str(violation.kind)
     return {
         "violation_id": violation_id,
         "sample_id": sample_id,
         "characteristic_id": violation.characteristic_id,
-        "rule_id": violation.rule_id,
+        "kind": kind,
+        "rule_id": rule_id,
         "rule_name": violation.rule_name,
         "severity": str(violation.severity),
-        "chart": str(violation.chart),
+        "chart": chart,
         "timestamp": iso_z(violation.timestamp),
     }
 

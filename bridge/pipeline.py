@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from paho.mqtt.client import topic_matches_sub
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bridge._alarms import Alarms, DueTick
 from bridge._dedupe import SeenReadings
 from bridge._error_reports import ErrorReporter
 from bridge._mqtt import Inbound, Inbox, MqttClient
@@ -44,6 +45,7 @@ from bridge.bus import MessageBus
 from bridge.domain import (
     DomainEvent,
     LimitsUpdated,
+    OverdueAlarm,
     SampleRecorded,
     SourceStatusChanged,
     ViolationCreated,
@@ -78,6 +80,7 @@ from engine import (
     SampleProcessed,
     ViolationRaised,
 )
+from engine.alarms import SpecViolationRaised
 
 __all__ = ["CharacteristicRoute", "InboundSource", "Metrics", "Pipeline", "Submission"]
 
@@ -174,7 +177,9 @@ class _Pending:
     """What a batch has gathered so far."""
 
     readings: list[dict[str, Any]] = field(default_factory=list)
-    events: list[tuple[EngineEvent, float]] = field(default_factory=list)
+    events: list[tuple[EngineEvent | SpecViolationRaised | OverdueAlarm, float]] = field(
+        default_factory=list
+    )
     touched: set[int] = field(default_factory=set)
     acks: list[Inbound | Submission] = field(default_factory=list)
     extra: list[DomainEvent] = field(default_factory=list)
@@ -220,8 +225,11 @@ class Pipeline:
         max_payload_bytes: int = 65_536,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        alarms: Alarms | None = None,
     ) -> None:
         self.prefix = prefix
+        # spec and overdue alarms, valid ranges, due clocks (bridge/_alarms.py)
+        self.alarms = alarms
         self.routes = dict(routes)
         self.engines = engines
         self.store = store
@@ -341,6 +349,15 @@ class Pipeline:
     async def process(self, items: Sequence[Inbound | Submission]) -> None:
         pending = _Pending()
         for item in items:
+            if isinstance(item, DueTick):  # overdue deadlines reached (bridge/_alarms.py)
+                self.held -= 1
+                if self.alarms is not None:
+                    await self._commit(pending)
+                    pending = _Pending()
+                    pending.events.extend((a, time.monotonic()) for a in self.alarms.expire())
+                    await self._commit(pending)
+                    pending = _Pending()
+                continue
             if (
                 isinstance(item, Inbound)
                 and item.qos > 0
@@ -512,6 +529,12 @@ class Pipeline:
         engine = self.engines.get(sub.characteristic_id)
         if engine is None:
             raise UnknownCharacteristic(sub.characteristic_id)
+        alarms = self.alarms
+        refusal = None if alarms is None else alarms.refusal(sub.characteristic_id, sub.values)
+        if refusal is not None:  # impossible readings never reach the chart
+            self.metrics.readings_rejected += 1
+            self._report(_topic(origin), _payload(origin), refusal)
+            return
         try:
             if sub.counts:
                 events = engine.add_count(int(sub.values[0]), sub.size, sub.ts)
@@ -542,6 +565,8 @@ class Pipeline:
                 }
             )
         pending.events.extend((event, sub.received) for event in events)
+        if alarms is not None:  # a spec episode's alarm follows its sample's own events
+            pending.events.extend((a, sub.received) for a in alarms.after_engine(events))
         pending.touched.add(sub.characteristic_id)
 
     # --- commit, ack, publish ---------------------------------------------------------
@@ -556,7 +581,7 @@ class Pipeline:
             await self.wait_written()
             return
         n_samples = sum(1 for e, _ in pending.events if isinstance(e, SampleProcessed))
-        n_violations = sum(1 for e, _ in pending.events if isinstance(e, ViolationRaised))
+        n_violations = sum(1 for e, _ in pending.events if isinstance(e, _ALARMS))
         if n_samples:
             await self._retry(lambda: self.ids.reserve("sample", n_samples))
         if n_violations:
@@ -630,9 +655,10 @@ class Pipeline:
 
         poison = await isolate(0, len(rows.origins), write_part)
         self.metrics.db_batches += 1
-        if rows.batch.states:
+        if rows.batch.states or rows.batch.due_states:
             try:
-                await self._write(BatchWrite(states=rows.batch.states), now)
+                states = BatchWrite(states=rows.batch.states, due_states=rows.batch.due_states)
+                await self._write(states, now)
             except StoreUnavailable:
                 raise
             except Exception as exc:  # not a message's fault: stored with the next batch
@@ -690,16 +716,19 @@ class Pipeline:
                 sample_id = self.ids.take("sample")
                 self._last_sample[event.characteristic_id] = (event.seq, sample_id)
                 chart = self.engines[event.characteristic_id].chart
-                batch.samples.append(_sample_row(sample_id, event, chart))
-                payload = sample_payload(sample_id, event, chart)
+                out, due = (None, None) if self.alarms is None else self.alarms.sample_fields(event)
+                batch.samples.append(_sample_row(sample_id, event, chart, out, due))
+                payload = sample_payload(sample_id, event, chart, out_of_spec=out, due_at=due)
                 events.append(SampleRecorded(sample_id, event, received, payload, dumps(payload)))
-            elif isinstance(event, ViolationRaised):
+            elif isinstance(event, _ALARMS):
                 violation_id = self.ids.take("violation")
-                seq, sample_id = self._last_sample.get(event.characteristic_id, (0, 0))
-                if seq != event.sample_seq:
-                    log.warning("violation of sample %s without its sample", event.sample_seq)
-                batch.violations.append(_violation_row(violation_id, sample_id, event))
-                events.append(ViolationCreated(violation_id, sample_id, event))
+                alarm_sample: int | None = None
+                if not isinstance(event, OverdueAlarm):  # an overdue alarm has no sample
+                    seq, alarm_sample = self._last_sample.get(event.characteristic_id, (0, 0))
+                    if seq != event.sample_seq:
+                        log.warning("violation of sample %s without its sample", event.sample_seq)
+                batch.violations.append(_violation_row(violation_id, alarm_sample, event))
+                events.append(ViolationCreated(violation_id, alarm_sample, event))
             elif isinstance(event, ControlLimitsUpdated):
                 payload = limits_message(
                     event.limits,
@@ -719,6 +748,8 @@ class Pipeline:
         bounds.append((batch.mark(), len(events)))
         for cid in sorted(pending.touched):
             batch.states[cid] = self.engines[cid].snapshot()
+        if self.alarms is not None:  # due clocks changed by samples, line states, alarms
+            batch.due_states = self.alarms.take_states()
         return _Rows(batch, events, list(pending.extra), [m[0] for m in marks], bounds)
 
     async def _retry(
@@ -881,7 +912,13 @@ def _payload(item: Inbound | Submission) -> bytes:
     return item.payload if isinstance(item, Inbound) else repr(item.values).encode()
 
 
-def _sample_row(sample_id: int, s: SampleProcessed, chart: str) -> dict[str, Any]:
+def _sample_row(
+    sample_id: int,
+    s: SampleProcessed,
+    chart: str,
+    out_of_spec: bool | None = None,
+    due_at: datetime | None = None,
+) -> dict[str, Any]:
     point = s.point
     return {
         "id": sample_id,
@@ -905,18 +942,30 @@ def _sample_row(sample_id: int, s: SampleProcessed, chart: str) -> dict[str, Any
         "cusum_upper": None if point is None else point.cusum_upper,
         "cusum_lower": None if point is None else point.cusum_lower,
         "size": None if point is None else point.size,
+        "out_of_spec": out_of_spec,
+        "due_at": None if due_at is None else due_at.astimezone(UTC),
     }
 
 
-def _violation_row(violation_id: int, sample_id: int, v: ViolationRaised) -> dict[str, Any]:
+_ALARMS = (ViolationRaised, SpecViolationRaised, OverdueAlarm)
+"""The engine events that are stored as violations (docs/topics.md, "violation": kinds)."""
+
+
+def _violation_row(
+    violation_id: int,
+    sample_id: int | None,
+    v: ViolationRaised | SpecViolationRaised | OverdueAlarm,
+) -> dict[str, Any]:
+    # every row of a batch has the same keys (the SQLite fast path binds them as tuples)
     return {
         "id": violation_id,
         "sample_id": sample_id,
         "characteristic_id": v.characteristic_id,
-        "rule_id": v.rule_id,
+        "kind": "rule" if isinstance(v, ViolationRaised) else str(v.kind),
+        "rule_id": v.rule_id if isinstance(v, ViolationRaised) else None,
         "rule_name": v.rule_name,
         "severity": str(v.severity),
-        "chart": str(v.chart),
+        "chart": str(v.chart) if isinstance(v, ViolationRaised) else None,
         "ts": v.timestamp.astimezone(UTC),
         "acknowledged": False,
         "ack_user": None,

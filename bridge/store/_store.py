@@ -41,6 +41,7 @@ from bridge.store._tables import (
     violations,
 )
 from engine import figure, plotted_value
+from engine.alarms import OverdueState
 
 __all__ = [
     "DEAD_LETTER_PAYLOAD_BYTES",
@@ -149,9 +150,18 @@ class BatchWrite:
     violations: list[dict[str, Any]] = field(default_factory=list)
     limits: list[dict[str, Any]] = field(default_factory=list)
     states: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # due clocks to keep across a restart (bridge/_alarms.py); None: forget a stored one
+    due_states: dict[int, OverdueState | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.readings or self.samples or self.violations or self.limits or self.states)
+        return bool(
+            self.readings
+            or self.samples
+            or self.violations
+            or self.limits
+            or self.states
+            or self.due_states
+        )
 
     def mark(self) -> tuple[int, int, int, int]:
         """Where the rows added next begin (for :meth:`between`)."""
@@ -194,14 +204,15 @@ class DeadLetter:
 @dataclass(frozen=True, slots=True)
 class ViolationRecord:
     id: int
-    sample_id: int
+    sample_id: int | None
     characteristic_id: int
-    rule_id: int
+    rule_id: int | None
     rule_name: str
     severity: str
-    chart: str
+    chart: str | None
     ts: datetime
     acknowledged: bool
+    kind: str = "rule"
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ViolationRecord:
@@ -215,6 +226,7 @@ class ViolationRecord:
             chart=row.chart,
             ts=_aware(row.ts),
             acknowledged=bool(row.acknowledged),
+            kind=row.kind,
         )
 
 
@@ -272,6 +284,8 @@ class UnitOfWork:
             await conn.execute(insert(control_limits), batch.limits)
         if batch.states:
             await self.save_states(batch.states, now)
+        if batch.due_states:
+            await self.save_due_states(batch.due_states)
 
     async def _write_batch_sqlite(self, batch: BatchWrite, now: datetime) -> None:
         """The same rows as the Core path, handed to the driver as tuples."""
@@ -293,6 +307,32 @@ class UnitOfWork:
                 "UPDATE characteristics SET engine_state = ?, updated_at = ? WHERE id = ?",
                 [(s if state is None else state(s), at, cid) for cid, s in batch.states.items()],
             )
+        if batch.due_states:
+            await self.save_due_states(batch.due_states)
+
+    async def save_due_states(self, states: Mapping[int, OverdueState | None]) -> None:
+        """Keep each characteristic's due clock (None: forget it; bridge/_alarms.py)."""
+        stmt = (
+            update(characteristics)
+            .where(characteristics.c.id == bindparam("b_id"))
+            .values(
+                due_since=bindparam("b_since"),
+                due_raised=bindparam("b_raised"),
+                due_running=bindparam("b_running"),
+            )
+        )
+        await self.conn.execute(
+            stmt,
+            [
+                {
+                    "b_id": cid,
+                    "b_since": None if s is None or s.since is None else _utc(s.since),
+                    "b_raised": None if s is None else s.raised,
+                    "b_running": None if s is None else s.running,
+                }
+                for cid, s in states.items()
+            ],
+        )
 
     async def add_dead_letters(self, letters: Sequence[DeadLetter], now: datetime) -> None:
         await self.conn.execute(insert(dead_letters), [letter.row(now) for letter in letters])
@@ -493,6 +533,23 @@ class Store:
             rows = await conn.execute(select(characteristics.c.id, characteristics.c.engine_state))
             return {row.id: row.engine_state for row in rows if row.engine_state is not None}
 
+    async def due_states(self) -> dict[int, OverdueState]:
+        """The stored due clocks (characteristics that had a sample_interval)."""
+        c = characteristics.c
+        stmt = select(c.id, c.due_since, c.due_raised, c.due_running).where(
+            c.due_running.is_not(None)
+        )
+        async with self.engine.connect() as conn:
+            return {
+                row.id: OverdueState(
+                    row.id,
+                    None if row.due_since is None else _aware(row.due_since),
+                    bool(row.due_raised),
+                    bool(row.due_running),
+                )
+                for row in await conn.execute(stmt)
+            }
+
     async def recent_samples(self, characteristic_id: int, count: int) -> list[dict[str, Any]]:
         """The last ``count`` samples as ``sample`` payloads, oldest first."""
         stmt = (
@@ -617,6 +674,8 @@ def _sample_dict(row: Row[Any]) -> dict[str, Any]:
         "in_control": m["in_control"],
         "failed_rules": decode_rules(m["failed_rules"]),
         "range_failed_rules": decode_rules(m["range_failed_rules"]),
+        "out_of_spec": m["out_of_spec"],
+        "due_at": None if m["due_at"] is None else iso_z(_aware(m["due_at"])),
     }
     chart = m["chart"]
     if chart is None:  # a Shewhart variables chart
