@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge._alarms import DUE_TICK, AlarmSettings, Alarms, DueTick
+from bridge._alarms import DUE_TICK, Alarms, AlarmSettings, DueTick
 from bridge.config import CharacteristicSettings, ConfigInvalid, load_settings
 from bridge.domain import OverdueAlarm
 from bridge.testing import ManualClock
