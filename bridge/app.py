@@ -588,6 +588,8 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         extra += alarms.sources()
         for source in [*sources, *extra]:
             pipeline.add_source(source)
+        for source in alarms.sources():  # a line's last state is its retained message
+            mqtt.add_subscription(source.topic_filter, retained=True)
         for topic_filter in pipeline.topic_filters():
             mqtt.add_subscription(topic_filter)
         broadcaster = Broadcaster(mqtt, prefix, metrics)
