@@ -128,8 +128,7 @@ def test_spec_episodes_raise_one_alarm_each_and_impossible_readings_are_refused(
         for text in readings:
             gauge.publish(f"{prefix}/char/1/reading", text)
         samples = [
-            m["payload"]
-            for m in listener.wait_for(f"{prefix}/char/1/sample", count=len(readings))
+            m["payload"] for m in listener.wait_for(f"{prefix}/char/1/sample", count=len(readings))
         ]
         assert [s["out_of_spec"] for s in samples] == [False, False, True, True, False, True, True]
         assert all(s["due_at"] is None for s in samples)  # no sample_interval
