@@ -45,6 +45,7 @@ RULE_1 = {1: 1}
 COMMON_KEYS = {
     "sample_id", "characteristic_id", "timestamp", "value", "values", "range", "zone",
     "in_control", "failed_rules", "range_failed_rules", "statistic", "ucl", "lcl",
+    "out_of_spec", "due_at",
 }  # fmt: skip
 KEYS = {
     "p": COMMON_KEYS | {"inspected"},
