@@ -320,6 +320,9 @@ class Alarms:
             timeout = None if deadline is None else max(0.0, deadline - self.monotonic())
             if not await _first(stop, self._wake, timeout):
                 continue  # woken: a change, or stopping
+            deadline = self.tracker.next_deadline()
+            if deadline is None or deadline > self.monotonic():
+                continue  # samples came in time and moved it on: nothing for the pipeline
             self._ticked.clear()
             put(DUE_TICK)
             await _first(stop, self._ticked, None)

@@ -247,6 +247,25 @@ async def test_the_timer_puts_one_tick_per_deadline_and_sleeps_in_between() -> N
     await asyncio.wait_for(task, 1.0)
 
 
+async def test_samples_in_time_never_wake_the_pipeline() -> None:
+    a = Alarms([AlarmSettings(1, sample_interval=0.1, overdue_grace=0.05)])
+    a.restore({}, {})
+    ticks: list[DueTick] = []
+
+    def put(tick: DueTick) -> None:
+        ticks.append(tick)
+        a.expire()
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(a.run(stop, put))
+    for seq in range(1, 11):  # every 50 ms: always in time
+        await asyncio.sleep(0.05)
+        a.after_engine([sample(1, seq, 1.0)])
+    assert ticks == []
+    stop.set()
+    await asyncio.wait_for(task, 1.0)
+
+
 async def test_without_intervals_the_timer_does_not_run() -> None:
     a = Alarms([AlarmSettings(1)])
     a.restore({}, {})
