@@ -248,7 +248,7 @@ async def test_the_timer_puts_one_tick_per_deadline_and_sleeps_in_between() -> N
 
 
 async def test_samples_in_time_never_wake_the_pipeline() -> None:
-    a = Alarms([AlarmSettings(1, sample_interval=0.1, overdue_grace=0.05)])
+    a = Alarms([AlarmSettings(1, sample_interval=0.3, overdue_grace=0.2)])
     a.restore({}, {})
     ticks: list[DueTick] = []
 
@@ -258,7 +258,7 @@ async def test_samples_in_time_never_wake_the_pipeline() -> None:
 
     stop = asyncio.Event()
     task = asyncio.create_task(a.run(stop, put))
-    for seq in range(1, 11):  # every 50 ms: always in time
+    for seq in range(1, 21):  # every 50 ms, for twice the interval: always in time
         await asyncio.sleep(0.05)
         a.after_engine([sample(1, seq, 1.0)])
     assert ticks == []
