@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from bridge._mosquitto import MosquittoProcess
+from bridge.messages import iso_z
 from bridge.store import SchemaTooNew, SchemaUnrecognized, SchemaUpgradeFailed, Store
 from bridge.store._migrate import (
     BASELINE,
@@ -368,6 +370,48 @@ async def test_the_bridge_resumes_on_a_0_1_0_database(
     for table in ("readings", "samples", "violations", "control_limits"):
         assert after[table][: len(before[table])] == before[table], table
     assert len(after["samples"]) == len(before["samples"]) + 2
+
+
+async def test_a_0_1_0_database_with_a_new_sample_interval_counts_from_its_last_sample(
+    release_db: str, mosquitto: MosquittoProcess, topic_prefix: str, probe: Probe, tmp_path: Path
+) -> None:
+    """Revision 0005's due clocks are NULL for 0.1.0's characteristics: the bridge counts from
+    the last stored sample, so a sample that has been overdue since then is raised once, at
+    once, with the time it fell due (docs/bridge.md, "Restart")."""
+    facts = _facts(release_db)
+    counters = dict((await snapshot(release_db))["id_counters"])
+    last = max(
+        (s for s in facts["samples"].values() if s["characteristic_id"] == 1),
+        key=lambda s: s["sample_id"],
+    )
+    chars = [{**CHARACTERISTICS[0], "sample_interval": 60.0}, CHARACTERISTICS[1]]
+    factory = BridgeFactory(mosquitto, topic_prefix, tmp_path, db_url=release_db)
+    app = await factory.start(chars)
+    try:
+        (late,) = await probe.wait_for(
+            f"{topic_prefix}/char/1/violation", lambda m: m["payload"]["kind"] == "overdue"
+        )
+        body = late["payload"]
+        assert body["violation_id"] == counters["violation"]
+        assert body["sample_id"] is None
+        fell_due = datetime.fromisoformat(last["timestamp"].replace("Z", "+00:00"))
+        assert body["timestamp"] == iso_z(fell_due + timedelta(seconds=75))
+        (meta,) = await probe.wait_for(f"{topic_prefix}/char/1/meta")
+        assert (meta["payload"]["sample_interval"], meta["payload"]["overdue_grace"]) == (
+            60.0,
+            15.0,
+        )
+    finally:
+        await factory.stop(app)
+    # stored with its "raised" flag: a second start raises nothing more
+    app = await factory.start(chars)
+    try:
+        await probe.publish(f"{topic_prefix}/char/2/reading", "5.0")
+        await probe.wait_for(f"{topic_prefix}/char/2/sample")
+        rows = await app.store.rows("violations", 1)
+        assert [r.kind for r in rows].count("overdue") == 1
+    finally:
+        await factory.stop(app)
 
 
 async def test_bridges_starting_at_once_on_a_0_1_0_postgres_upgrade_it_once(
