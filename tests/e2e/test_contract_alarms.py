@@ -200,7 +200,7 @@ def test_overdue_is_raised_once_per_episode_and_a_sample_re_arms_it(
     broker, prefix, listener, gauge = plant_parts
     chars = [
         {"id": 1, "name": "Fast", "sample_interval": 1.0, "overdue_grace": 0.5},
-        {"id": 2, "name": "Slower", "sample_interval": 3.0, "overdue_grace": 0.0},
+        {"id": 2, "name": "Slower", "sample_interval": 4.0, "overdue_grace": 0.0},
     ]
     plant = DbPlant(broker, prefix, tmp_path, chars, url=db_url)
     started = now_utc()
@@ -218,7 +218,8 @@ def test_overdue_is_raised_once_per_episode_and_a_sample_re_arms_it(
         assert (body["rule_name"], body["severity"]) == ("Sample overdue", "WARNING")
         raised_at = parse_iso_z(body["timestamp"])
         assert started + timedelta(seconds=1.4) <= raised_at <= now_utc()
-        # characteristic 2 falls due 1.5 s later: characteristic 1 has not alarmed again
+        # characteristic 2 falls due 2.5 s later, after characteristic 1's next deadline
+        # (1.5 s on) had the episode not held it: characteristic 1 has not alarmed again
         listener.wait_for(f"{prefix}/char/2/violation", lambda m: m["payload"]["kind"] == "overdue")
         assert len(violations(listener, prefix, 1, "overdue")) == 1
         # a sample ends the episode; it says when the next is due; then the next episode
