@@ -295,6 +295,7 @@ class MqttClient:
         self.over_receive = 0  # readings the broker sent past our Receive Maximum
         self._want_acks = False  # reading past the inbound bound: the PUBACKs are behind
         self._filters: list[str] = list(options.subscriptions)
+        self._retained_filters: set[str] = set()  # add_subscription(retained=True)
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
         self._misc: asyncio.Task[None] | None = None
@@ -632,12 +633,7 @@ class MqttClient:
             flags.session_present,
         )
         if self._filters:
-            client.subscribe(
-                [
-                    (f, SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
-                    for f in self._filters
-                ]
-            )
+            client.subscribe([(f, self._subscribe_options(f)) for f in self._filters])
         status = self.options.status_topic
         if status is not None and not self._status_final:
             # first the subscription (its retained message tells what was said before us),
@@ -843,16 +839,25 @@ class MqttClient:
 
     # --- the bridge's side --------------------------------------------------------------
 
-    def add_subscription(self, topic_filter: str) -> None:
-        """Subscribe now (if connected) and on every later connect."""
+    def add_subscription(self, topic_filter: str, *, retained: bool = False) -> None:
+        """Subscribe now (if connected) and on every later connect. Retained messages are
+        not sent (a stale reading is no reading) unless ``retained`` (a line's running
+        topic: its last state is what counts; bridge/_alarms.py)."""
         if topic_filter in self._filters:
             return
         self._filters.append(topic_filter)
+        if retained:
+            self._retained_filters.add(topic_filter)
         if self._client.is_connected():
-            self._client.subscribe(
-                topic_filter,
-                options=SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND),
-            )
+            self._client.subscribe(topic_filter, options=self._subscribe_options(topic_filter))
+
+    def _subscribe_options(self, topic_filter: str) -> SubscribeOptions:
+        send = (
+            SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE
+            if topic_filter in self._retained_filters
+            else SubscribeOptions.RETAIN_DO_NOT_SEND
+        )
+        return SubscribeOptions(qos=1, retainHandling=send)
 
     async def start(self, wait_s: float | None = None) -> None:
         """Connect in the background; with ``wait_s``, wait that long for the first CONNACK."""

@@ -19,6 +19,7 @@ from importlib import metadata as importlib_metadata
 from typing import Any
 
 from bridge._ack_workflow import LimitVersions, WorkflowPublisher, number_limits
+from bridge._alarms import Alarms, AlarmSettings
 from bridge._dedupe import SeenReadings
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge._query import QueryService
@@ -135,6 +136,7 @@ class Bridge:
     sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
     bd_seqs: BdSeqStore | None = None
     workflow: WorkflowPublisher | None = None  # causes and excluded samples (_ack_workflow)
+    alarms: Alarms | None = None  # spec and overdue alarms, due clocks (bridge/_alarms.py)
     _host_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _host_task: asyncio.Task[None] | None = None
 
@@ -168,6 +170,7 @@ class Bridge:
         publish of the start-up, :class:`~bridge.errors.ClientIdInUse` when another bridge
         with the same client id takes its session back (docs/bridge.md)."""
         last_samples = await self._restore_live_state()
+        await self._restore_due_clocks()
         if self.sparkplug_edge is not None:  # its first NBIRTH carries the restored results
             seed_edge_node(self.sparkplug_edge, last_samples, self.engines)
         self.mqtt.on_denied = self._on_denied
@@ -250,6 +253,20 @@ class Bridge:
         alarms = [stored_violation_payload(v) for v in await self.store.open_violations()]
         self.live.restore({}, alarms)
         return last_samples
+
+    async def _restore_due_clocks(self) -> None:
+        """Due clocks and spec episodes as they were (bridge/_alarms.py): from the stored
+        clocks and each characteristic's last stored sample; new clocks stored at once, so
+        a restart before the first sample still counts from this start."""
+        if self.alarms is None:
+            return
+        history = self.live.history
+        last = {cid: history[cid][-1] for cid in self.engines if len(history[cid])}
+        write = self.alarms.restore(await self.store.due_states(), last)
+        if write:
+            async with self.store.unit_of_work() as uow:
+                await uow.save_due_states(write)
+                await uow.commit()
 
     async def _publish_retained(self) -> None:
         now = self.clock()
@@ -389,6 +406,8 @@ class Bridge:
                     tasks.create_task(self.roles.run(halt), name="roles")
                 tasks.create_task(self._metrics_loop(halt), name="metrics")
                 tasks.create_task(self._buffer_watch(halt), name="buffer-watch")
+                if self.alarms is not None:  # the one timer of every due clock
+                    tasks.create_task(self.alarms.run(halt, self.inbox.put), name="due-timer")
                 if self.sparkplug_edge is not None:  # says NDEATH when halted
                     tasks.create_task(self.sparkplug_edge.run(halt), name="sparkplug-edge")
                 stopper = tasks.create_task(stop.wait(), name="stop")
@@ -465,6 +484,8 @@ def _meta(
         "action_codes": shared["action_codes"],
         "require_action": settings.bridge.require_action,
         "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
+        "sample_interval": char.sample_interval,
+        "overdue_grace": AlarmSettings.of(char).grace,
         "online": True,
         "timestamp": None,
     }
@@ -518,6 +539,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
                 log.exception("could not restore characteristic %s; starting it afresh", char.id)
                 engines[char.id] = CharacteristicEngine(spec)
         metrics = Metrics()
+        alarms = Alarms([AlarmSettings.of(c) for c in chars], wall=clock)
         inbox = Inbox(int(b.buffer_max))
         prefix = b.topic_prefix
         topics = Topics(prefix)
@@ -563,6 +585,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
             max_payload_bytes=int(b.max_payload_bytes),
             metrics=metrics,
             clock=clock,
+            alarms=alarms,
         )
         # the context of each open subgroup, where its engine took its open subgroup back
         pipeline.contexts.restore(
@@ -582,7 +605,9 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         if inbound is not None:  # an NDEATH after a restart still meets its NBIRTH's bdSeq
             inbound.host.restore_bd_seqs(await bd_seqs.load(INBOUND))
             inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
-        for source in [*sources, *(inbound.sources if inbound is not None else [])]:
+        extra: list[InboundSource] = [*(inbound.sources if inbound is not None else [])]
+        extra += alarms.sources()
+        for source in [*sources, *extra]:
             pipeline.add_source(source)
         queries = QueryService(
             prefix=prefix,
@@ -593,6 +618,8 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
             metrics=metrics,
         )
         pipeline.on_query = queries.offer
+        for source in alarms.sources():  # a line's last state is its retained message
+            mqtt.add_subscription(source.topic_filter, retained=True)
         for topic_filter in [*pipeline.topic_filters(), queries.topic_filter]:
             mqtt.add_subscription(topic_filter)
         broadcaster = Broadcaster(mqtt, prefix, metrics)
@@ -662,6 +689,7 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
         sparkplug_host=build_primary_host(settings, (mqtt.connected, mqtt.disconnected)),
         bd_seqs=bd_seqs,
         workflow=workflow,
+        alarms=alarms,
     )
 
 

@@ -42,7 +42,7 @@ from pydantic_settings import (
 import engine
 from bridge.readings import compile_value_path
 from bridge.wire.topics import DEFAULT_PREFIX, reading_topic
-from engine.alarms import DEFAULT_ACTION_CODES, DEFAULT_CAUSE_CODES
+from engine.alarms import DEFAULT_ACTION_CODES, DEFAULT_CAUSE_CODES, DEFAULT_RUNNING_VALUES
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -474,6 +474,32 @@ class CharacteristicSettings(_Section):
     ewma_l: float = Field(default=3.0, alias="L")
     cusum_k: float = Field(default=0.5, alias="k")
     cusum_h: float = Field(default=5.0, alias="h")
+    # the alarm workflow (docs/configuration.md, "Alarms: spec, valid range, sample due")
+    valid_min: float | None = None
+    valid_max: float | None = None
+    sample_interval: Annotated[float, AfterValidator(_positive)] | None = None
+    overdue_grace: Annotated[float, AfterValidator(_at_least(0))] | None = None
+    running_topic: Topic | None = None
+    running_values: list[Name] = Field(default_factory=lambda: list(DEFAULT_RUNNING_VALUES))
+    spec_severity: engine.Severity = engine.Severity.CRITICAL
+    overdue_severity: engine.Severity = engine.Severity.WARNING
+
+    @field_validator("spec_severity", "overdue_severity", mode="before")
+    @classmethod
+    def _severity(cls, value: Any) -> Any:
+        # strict mode takes no str for an enum; a TOML file can only give a string
+        if isinstance(value, str) and value in engine.Severity.__members__:
+            return engine.Severity(value)
+        if isinstance(value, engine.Severity):
+            return value
+        raise ValueError('must be "CRITICAL" or "WARNING"')
+
+    @field_validator("running_values")
+    @classmethod
+    def _check_running_values(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must list at least one value")
+        return [v.strip() for v in value]
 
     @field_validator("value_path")
     @classmethod
@@ -499,7 +525,7 @@ class CharacteristicSettings(_Section):
             raise
         return value
 
-    @field_validator("usl", "lsl", "target", "center_line", "ucl", "lcl")
+    @field_validator("usl", "lsl", "target", "center_line", "ucl", "lcl", "valid_min", "valid_max")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
@@ -516,6 +542,7 @@ class CharacteristicSettings(_Section):
                 faults.append(("target", self.target, f"must not be above usl ({self.usl:g})"))
             if self.lsl is not None and self.target < self.lsl:
                 faults.append(("target", self.target, f"must not be below lsl ({self.lsl:g})"))
+        faults += self._alarm_faults()
         if (self.ucl is None) != (self.lcl is None):
             given, missing = ("ucl", "lcl") if self.lcl is None else ("lcl", "ucl")
             faults.append((missing, MISSING, f"fixed limits need both ucl and lcl ({given} given)"))
@@ -564,6 +591,27 @@ class CharacteristicSettings(_Section):
             )
         _raise_if(faults)
         return self
+
+    def _alarm_faults(self) -> list[tuple[str | int, object, str]]:
+        """The alarm keys that only make sense together (docs/configuration.md)."""
+        faults: list[tuple[str | int, object, str]] = []
+        low, high = self.valid_min, self.valid_max
+        if low is not None and high is not None and not low < high:
+            faults.append(("valid_min", low, f"must be below valid_max ({high:g})"))
+        for key in ("usl", "lsl", "target"):
+            limit = getattr(self, key)
+            if limit is None:
+                continue
+            if low is not None and limit < low:
+                faults.append((key, limit, f"lies below valid_min ({low:g})"))
+            elif high is not None and limit > high:
+                faults.append((key, limit, f"lies above valid_max ({high:g})"))
+        if self.sample_interval is None:
+            if self.overdue_grace is not None:
+                faults.append(("overdue_grace", self.overdue_grace, "needs a sample_interval"))
+            if self.running_topic is not None:
+                faults.append(("running_topic", self.running_topic, "needs a sample_interval"))
+        return faults
 
     @property
     def chart_name(self) -> str:
@@ -692,9 +740,35 @@ class Settings(BaseSettings):
                         " characteristics may share a topic only with a different value_path each",
                     )
                 )
+        faults += self._running_topic_faults(by_topic)
         if faults:
             raise _KeyFaults([(f"characteristic.{key}", value, why) for key, value, why in faults])
         return self
+
+    def _running_topic_faults(
+        self, by_topic: Mapping[str, list[int]]
+    ) -> list[tuple[str | int, object, str]]:
+        """A running topic is a line's state, never a reading topic or one of the bridge's."""
+        faults: list[tuple[str | int, object, str]] = []
+        prefix = self.bridge.topic_prefix
+        for index, char in enumerate(self.characteristic):
+            topic = char.running_topic
+            if topic is None:
+                continue
+            if topic.startswith((f"{prefix}/", "spBv1.0/")):
+                faults.append(
+                    (f"{index}.running_topic", topic, f"must not lie under {prefix}/ or spBv1.0/")
+                )
+            elif topic in by_topic:
+                other = by_topic[topic][0]
+                faults.append(
+                    (
+                        f"{index}.running_topic",
+                        topic,
+                        f"is the reading topic of characteristic[{other}]",
+                    )
+                )
+        return faults
 
     def _sparkplug_faults(
         self, index: int, source: SparkplugSource, first_with_metric: dict[SparkplugSource, int]

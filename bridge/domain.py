@@ -11,18 +11,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine import SampleProcessed, ViolationRaised
+from engine import SampleProcessed, Severity, ViolationRaised
+from engine.alarms import OVERDUE_RULE_NAME, AlarmKind, SpecViolationRaised
 
 __all__ = [
     "AcknowledgeViolation",
     "Command",
     "DomainEvent",
     "LimitsUpdated",
+    "OverdueAlarm",
     "Recalculate",
     "SampleRecorded",
     "SourceStatusChanged",
     "ViolationAcknowledged",
     "ViolationCreated",
+    "ViolationEvent",
 ]
 
 
@@ -40,12 +43,31 @@ class SampleRecorded:
 
 
 @dataclass(frozen=True, slots=True)
+class OverdueAlarm:
+    """No sample came in time (engine.alarms.SampleOverdue, its monotonic times turned into
+    wall-clock ones by bridge/_alarms.py): ``timestamp`` when it became overdue, ``due_at``
+    when the sample was due. ``sample_id``, ``rule_id`` and ``chart`` are null on the wire."""
+
+    characteristic_id: int
+    severity: Severity
+    timestamp: datetime
+    due_at: datetime
+    kind: AlarmKind = AlarmKind.OVERDUE
+    rule_name: str = OVERDUE_RULE_NAME
+
+
+ViolationEvent = ViolationRaised | SpecViolationRaised | OverdueAlarm
+"""An alarm of any kind (docs/topics.md, "violation"): a run rule, a spec, an overdue one."""
+
+
+@dataclass(frozen=True, slots=True)
 class ViolationCreated:
-    """A rule started failing and the violation (an open alarm) was stored."""
+    """An alarm was raised and the violation (an open alarm) was stored; ``sample_id`` is
+    None for an overdue alarm (no sample)."""
 
     violation_id: int
-    sample_id: int
-    violation: ViolationRaised
+    sample_id: int | None
+    violation: ViolationEvent
 
 
 @dataclass(frozen=True, slots=True)

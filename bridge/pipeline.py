@@ -37,6 +37,7 @@ from paho.mqtt.client import topic_matches_sub
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bridge._ack_workflow import LimitVersions
+from bridge._alarms import Alarms, DueTick
 from bridge._context import SubgroupContexts
 from bridge._dedupe import SeenReadings
 from bridge._error_reports import ErrorReporter
@@ -46,6 +47,7 @@ from bridge.bus import MessageBus
 from bridge.domain import (
     DomainEvent,
     LimitsUpdated,
+    OverdueAlarm,
     SampleRecorded,
     SourceStatusChanged,
     ViolationCreated,
@@ -80,7 +82,7 @@ from engine import (
     SampleProcessed,
     ViolationRaised,
 )
-from engine.alarms import InvalidContext
+from engine.alarms import InvalidContext, SpecViolationRaised
 
 __all__ = ["CharacteristicRoute", "InboundSource", "Metrics", "Pipeline", "Submission"]
 
@@ -179,7 +181,9 @@ class _Pending:
     """What a batch has gathered so far."""
 
     readings: list[dict[str, Any]] = field(default_factory=list)
-    events: list[tuple[EngineEvent, float]] = field(default_factory=list)
+    events: list[tuple[EngineEvent | SpecViolationRaised | OverdueAlarm, float]] = field(
+        default_factory=list
+    )
     touched: set[int] = field(default_factory=set)
     acks: list[Inbound | Submission] = field(default_factory=list)
     extra: list[DomainEvent] = field(default_factory=list)
@@ -227,8 +231,11 @@ class Pipeline:
         max_payload_bytes: int = 65_536,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        alarms: Alarms | None = None,
     ) -> None:
         self.prefix = prefix
+        # spec and overdue alarms, valid ranges, due clocks (bridge/_alarms.py)
+        self.alarms = alarms
         self.routes = dict(routes)
         self.engines = engines
         self.store = store
@@ -347,6 +354,15 @@ class Pipeline:
     async def process(self, items: Sequence[Inbound | Submission]) -> None:
         pending = _Pending()
         for item in items:
+            if isinstance(item, DueTick):  # overdue deadlines reached (bridge/_alarms.py)
+                self.held -= 1
+                if self.alarms is not None:
+                    await self._commit(pending)
+                    pending = _Pending()
+                    pending.events.extend((a, time.monotonic()) for a in self.alarms.expire())
+                    await self._commit(pending)
+                    pending = _Pending()
+                continue
             if (
                 isinstance(item, Inbound)
                 and item.qos > 0
@@ -523,6 +539,12 @@ class Pipeline:
         engine = self.engines.get(sub.characteristic_id)
         if engine is None:
             raise UnknownCharacteristic(sub.characteristic_id)
+        alarms = self.alarms
+        refusal = None if alarms is None else alarms.refusal(sub.characteristic_id, sub.values)
+        if refusal is not None:  # impossible readings never reach the chart
+            self.metrics.readings_rejected += 1
+            self._report(_topic(origin), _payload(origin), refusal)
+            return
         try:
             self.contexts.check(sub.characteristic_id, sub.context)
             if sub.counts:
@@ -562,6 +584,8 @@ class Pipeline:
         for i, context in zip(done, taken, strict=True):
             pending.contexts[first + i] = context
         pending.events.extend((event, sub.received) for event in events)
+        if alarms is not None:  # a spec episode's alarm follows its sample's own events
+            pending.events.extend((a, sub.received) for a in alarms.after_engine(events))
         pending.touched.add(sub.characteristic_id)
 
     # --- commit, ack, publish ---------------------------------------------------------
@@ -576,7 +600,7 @@ class Pipeline:
             await self.wait_written()
             return
         n_samples = sum(1 for e, _ in pending.events if isinstance(e, SampleProcessed))
-        n_violations = sum(1 for e, _ in pending.events if isinstance(e, ViolationRaised))
+        n_violations = sum(1 for e, _ in pending.events if isinstance(e, _ALARMS))
         if n_samples:
             await self._retry(lambda: self.ids.reserve("sample", n_samples))
         if n_violations:
@@ -650,9 +674,10 @@ class Pipeline:
 
         poison = await isolate(0, len(rows.origins), write_part)
         self.metrics.db_batches += 1
-        if rows.batch.states:
+        if rows.batch.states or rows.batch.due_states:
             try:
-                await self._write(BatchWrite(states=rows.batch.states), now)
+                states = BatchWrite(states=rows.batch.states, due_states=rows.batch.due_states)
+                await self._write(states, now)
             except StoreUnavailable:
                 raise
             except Exception as exc:  # not a message's fault: stored with the next batch
@@ -712,16 +737,22 @@ class Pipeline:
                 chart = self.engines[event.characteristic_id].chart
                 context = pending.contexts.get(index, {})
                 version = self.limit_versions.judged(event.characteristic_id, event.in_control)
-                batch.samples.append(_sample_row(sample_id, event, chart, context, version))
-                payload = sample_payload(sample_id, event, chart, context, version)
+                out, due = (None, None) if self.alarms is None else self.alarms.sample_fields(event)
+                row = _sample_row(sample_id, event, chart, context, version, out, due)
+                batch.samples.append(row)
+                payload = sample_payload(
+                    sample_id, event, chart, context, version, out_of_spec=out, due_at=due
+                )
                 events.append(SampleRecorded(sample_id, event, received, payload, dumps(payload)))
-            elif isinstance(event, ViolationRaised):
+            elif isinstance(event, _ALARMS):
                 violation_id = self.ids.take("violation")
-                seq, sample_id = self._last_sample.get(event.characteristic_id, (0, 0))
-                if seq != event.sample_seq:
-                    log.warning("violation of sample %s without its sample", event.sample_seq)
-                batch.violations.append(_violation_row(violation_id, sample_id, event))
-                events.append(ViolationCreated(violation_id, sample_id, event))
+                alarm_sample: int | None = None
+                if not isinstance(event, OverdueAlarm):  # an overdue alarm has no sample
+                    seq, alarm_sample = self._last_sample.get(event.characteristic_id, (0, 0))
+                    if seq != event.sample_seq:
+                        log.warning("violation of sample %s without its sample", event.sample_seq)
+                batch.violations.append(_violation_row(violation_id, alarm_sample, event))
+                events.append(ViolationCreated(violation_id, alarm_sample, event))
             elif isinstance(event, ControlLimitsUpdated):
                 payload = limits_message(
                     event.limits,
@@ -745,6 +776,8 @@ class Pipeline:
         bounds.append((batch.mark(), len(events)))
         for cid in sorted(pending.touched):
             batch.states[cid] = self.contexts.state(cid, self.engines[cid].snapshot())
+        if self.alarms is not None:  # due clocks changed by samples, line states, alarms
+            batch.due_states = self.alarms.take_states()
         return _Rows(batch, events, list(pending.extra), [m[0] for m in marks], bounds)
 
     async def _retry(
@@ -913,6 +946,8 @@ def _sample_row(
     chart: str,
     context: dict[str, str],
     limits_version: int | None = None,
+    out_of_spec: bool | None = None,
+    due_at: datetime | None = None,
 ) -> dict[str, Any]:
     point = s.point
     return {
@@ -939,18 +974,30 @@ def _sample_row(
         "size": None if point is None else point.size,
         "context": context or None,  # docs/topics.md, "Context"
         "limits_version": limits_version,
+        "out_of_spec": out_of_spec,
+        "due_at": None if due_at is None else due_at.astimezone(UTC),
     }
 
 
-def _violation_row(violation_id: int, sample_id: int, v: ViolationRaised) -> dict[str, Any]:
+_ALARMS = (ViolationRaised, SpecViolationRaised, OverdueAlarm)
+"""The engine events that are stored as violations (docs/topics.md, "violation": kinds)."""
+
+
+def _violation_row(
+    violation_id: int,
+    sample_id: int | None,
+    v: ViolationRaised | SpecViolationRaised | OverdueAlarm,
+) -> dict[str, Any]:
+    # every row of a batch has the same keys (the SQLite fast path binds them as tuples)
     return {
         "id": violation_id,
         "sample_id": sample_id,
         "characteristic_id": v.characteristic_id,
-        "rule_id": v.rule_id,
+        "kind": "rule" if isinstance(v, ViolationRaised) else str(v.kind),
+        "rule_id": v.rule_id if isinstance(v, ViolationRaised) else None,
         "rule_name": v.rule_name,
         "severity": str(v.severity),
-        "chart": str(v.chart),
+        "chart": str(v.chart) if isinstance(v, ViolationRaised) else None,
         "ts": v.timestamp.astimezone(UTC),
         "acknowledged": False,
         "ack_user": None,

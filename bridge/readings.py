@@ -48,6 +48,7 @@ __all__ = [
     "parse_count",
     "parse_reading",
     "text_fault",
+    "valid_range_fault",
 ]
 
 MIN_EPOCH_MS = 0
@@ -498,3 +499,30 @@ def _opt_text(obj: dict[str, object], key: str, lenient: bool) -> str | None:
     if lenient and not isinstance(value, str):
         return None
     return _text_field(obj, key)
+
+
+# --- reasonable limits (docs/configuration.md, "valid_min / valid_max") ------------------
+
+
+def valid_range_fault(
+    values: tuple[float, ...] | list[float],
+    valid_min: float | None,
+    valid_max: float | None,
+) -> str | None:
+    """Why readings are physically impossible (None: they are not): the first value below
+    ``valid_min`` or above ``valid_max`` (a value on a limit is valid), named with the limit.
+    A subgroup with one such value is refused whole, and says so."""
+    for i, value in enumerate(values):
+        if valid_min is not None and value < valid_min:
+            side = f"below valid_min {valid_min:g}"
+        elif valid_max is not None and value > valid_max:
+            side = f"above valid_max {valid_max:g}"
+        else:
+            continue
+        if len(values) == 1:
+            return f"value {value:g} is {side} (a gauge fault or a unit mix-up?); not charted"
+        return (
+            f"values[{i}] = {value:g} is {side} (a gauge fault or a unit mix-up?);"
+            f" the whole subgroup of {len(values)} is refused"
+        )
+    return None

@@ -39,6 +39,7 @@ from bridge.store._tables import (
     samples,
     violations,
 )
+from engine.alarms import OverdueState
 
 __all__ = [
     "DEAD_LETTER_PAYLOAD_BYTES",
@@ -148,9 +149,18 @@ class BatchWrite:
     violations: list[dict[str, Any]] = field(default_factory=list)
     limits: list[dict[str, Any]] = field(default_factory=list)
     states: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # due clocks to keep across a restart (bridge/_alarms.py); None: forget a stored one
+    due_states: dict[int, OverdueState | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.readings or self.samples or self.violations or self.limits or self.states)
+        return bool(
+            self.readings
+            or self.samples
+            or self.violations
+            or self.limits
+            or self.states
+            or self.due_states
+        )
 
     def mark(self) -> tuple[int, int, int, int]:
         """Where the rows added next begin (for :meth:`between`)."""
@@ -193,14 +203,15 @@ class DeadLetter:
 @dataclass(frozen=True, slots=True)
 class ViolationRecord:
     id: int
-    sample_id: int
+    sample_id: int | None
     characteristic_id: int
-    rule_id: int
+    rule_id: int | None
     rule_name: str
     severity: str
-    chart: str
+    chart: str | None
     ts: datetime
     acknowledged: bool
+    kind: str = "rule"
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ViolationRecord:
@@ -214,6 +225,7 @@ class ViolationRecord:
             chart=row.chart,
             ts=_aware(row.ts),
             acknowledged=bool(row.acknowledged),
+            kind=row.kind,
         )
 
 
@@ -242,6 +254,8 @@ class SampleRow:
     context: dict[str, str]  # {} when none was given (NULL before revision 0007)
     excluded: bool
     limits_version: int | None  # NULL before limits existed, or stored before revision 0006
+    out_of_spec: bool | None  # NULL without spec limits (revision 0005)
+    due_at: datetime | None  # NULL without a sample_interval, or while the line was stopped
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> SampleRow:
@@ -267,6 +281,8 @@ class SampleRow:
             dict(m["context"] or {}),
             bool(m["excluded"]),
             m["limits_version"],
+            m["out_of_spec"],
+            None if m["due_at"] is None else _aware(m["due_at"]),
         )
 
 
@@ -324,6 +340,8 @@ class UnitOfWork:
             await conn.execute(insert(control_limits), batch.limits)
         if batch.states:
             await self.save_states(batch.states, now)
+        if batch.due_states:
+            await self.save_due_states(batch.due_states)
 
     async def _write_batch_sqlite(self, batch: BatchWrite, now: datetime) -> None:
         """The same rows as the Core path, handed to the driver as tuples."""
@@ -345,6 +363,32 @@ class UnitOfWork:
                 "UPDATE characteristics SET engine_state = ?, updated_at = ? WHERE id = ?",
                 [(s if state is None else state(s), at, cid) for cid, s in batch.states.items()],
             )
+        if batch.due_states:
+            await self.save_due_states(batch.due_states)
+
+    async def save_due_states(self, states: Mapping[int, OverdueState | None]) -> None:
+        """Keep each characteristic's due clock (None: forget it; bridge/_alarms.py)."""
+        stmt = (
+            update(characteristics)
+            .where(characteristics.c.id == bindparam("b_id"))
+            .values(
+                due_since=bindparam("b_since"),
+                due_raised=bindparam("b_raised"),
+                due_running=bindparam("b_running"),
+            )
+        )
+        await self.conn.execute(
+            stmt,
+            [
+                {
+                    "b_id": cid,
+                    "b_since": None if s is None or s.since is None else _utc(s.since),
+                    "b_raised": None if s is None else s.raised,
+                    "b_running": None if s is None else s.running,
+                }
+                for cid, s in states.items()
+            ],
+        )
 
     async def add_dead_letters(self, letters: Sequence[DeadLetter], now: datetime) -> None:
         await self.conn.execute(insert(dead_letters), [letter.row(now) for letter in letters])
@@ -604,6 +648,23 @@ class Store:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(characteristics.c.id, characteristics.c.engine_state))
             return {row.id: row.engine_state for row in rows if row.engine_state is not None}
+
+    async def due_states(self) -> dict[int, OverdueState]:
+        """The stored due clocks (characteristics that had a sample_interval)."""
+        c = characteristics.c
+        stmt = select(c.id, c.due_since, c.due_raised, c.due_running).where(
+            c.due_running.is_not(None)
+        )
+        async with self.engine.connect() as conn:
+            return {
+                row.id: OverdueState(
+                    row.id,
+                    None if row.due_since is None else _aware(row.due_since),
+                    bool(row.due_raised),
+                    bool(row.due_running),
+                )
+                for row in await conn.execute(stmt)
+            }
 
     async def recent_samples_of_all(self, count: int) -> dict[int, list[SampleRow]]:
         """The last ``count`` samples of every characteristic, oldest first, in one query."""

@@ -28,6 +28,7 @@ from bridge.domain import (
     SampleRecorded,
     ViolationAcknowledged,
     ViolationCreated,
+    ViolationEvent,
 )
 from bridge.errors import InvalidCommand
 from bridge.readings import text_fault
@@ -147,6 +148,9 @@ def sample_payload(
     chart: str | None = None,
     context: Mapping[str, str] | None = None,
     limits_version: int | None = None,
+    *,
+    out_of_spec: bool | None = None,
+    due_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The ``sample`` payload: readings as given, computed figures rounded
     (engine/_serialize.py, shared with ``openspc analyze``). ``chart`` is the
@@ -154,7 +158,9 @@ def sample_payload(
     add their plotted point (docs/topics.md). ``context`` is the readings' merged context:
     always an object, ``{}`` when they had none (docs/topics.md, "Context").
     ``limits_version`` is the version of the limits that judged it (None before limits
-    exist); a new sample is never excluded."""
+    exist); a new sample is never excluded.
+    ``out_of_spec`` (None without spec limits) and ``due_at`` (when the next sample is due;
+    None without a sample_interval) come from the alarm glue (bridge/_alarms.py)."""
     value = _number(sample.value)
     data: dict[str, Any] = {
         "sample_id": sample_id,
@@ -170,6 +176,8 @@ def sample_payload(
         "context": dict(context) if context else {},
         "limits_version": limits_version,
         "excluded": False,
+        "out_of_spec": out_of_spec,
+        "due_at": None if due_at is None else iso_z(due_at),
     }
     if chart is None or chart in SHEWHART_CHARTS:
         return data
@@ -244,16 +252,24 @@ def chart_parameters(spec: CharacteristicSpec) -> dict[str, float | int]:
 
 
 def violation_payload(
-    violation_id: int, sample_id: int, violation: ViolationRaised
+    violation_id: int, sample_id: int | None, violation: ViolationEvent
 ) -> dict[str, Any]:
+    """A ``violation`` of any kind (docs/topics.md): ``spec`` and ``overdue`` have no
+    ``rule_id`` or ``chart``; ``overdue`` no ``sample_id`` either."""
+    kind, rule_id, chart = "rule", None, None
+    if isinstance(violation, ViolationRaised):
+        rule_id, chart = violation.rule_id, str(violation.chart)
+    else:
+        kind = str(violation.kind)
     return {
         "violation_id": violation_id,
         "sample_id": sample_id,
         "characteristic_id": violation.characteristic_id,
-        "rule_id": violation.rule_id,
+        "kind": kind,
+        "rule_id": rule_id,
         "rule_name": violation.rule_name,
         "severity": str(violation.severity),
-        "chart": str(violation.chart),
+        "chart": chart,
         "timestamp": iso_z(violation.timestamp),
     }
 
@@ -453,6 +469,8 @@ def stored_sample_payload(row: SampleRow) -> dict[str, Any]:
         "context": row.context,
         "limits_version": row.limits_version,
         "excluded": row.excluded,
+        "out_of_spec": row.out_of_spec,
+        "due_at": None if row.due_at is None else iso_z(row.due_at),
     }
     chart = row.chart
     if chart is None:  # a Shewhart variables chart
@@ -468,6 +486,7 @@ def stored_violation_payload(record: ViolationRecord) -> dict[str, Any]:
         "violation_id": record.id,
         "sample_id": record.sample_id,
         "characteristic_id": record.characteristic_id,
+        "kind": record.kind,
         "rule_id": record.rule_id,
         "rule_name": record.rule_name,
         "severity": record.severity,

@@ -47,6 +47,7 @@ COMMON_KEYS = {
     "in_control", "failed_rules", "range_failed_rules", "statistic", "ucl", "lcl",
     "context",  # docs/topics.md, "Context"
     "limits_version", "excluded",
+    "out_of_spec", "due_at",
 }  # fmt: skip
 KEYS = {
     "p": COMMON_KEYS | {"inspected"},

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from bridge._mosquitto import MosquittoProcess
+from bridge.messages import iso_z
 from bridge.store import SchemaTooNew, SchemaUnrecognized, SchemaUpgradeFailed, Store
 from bridge.store._migrate import (
     BASELINE,
@@ -99,14 +101,19 @@ def restore_release_dump(cluster: PostgresCluster, url: str) -> None:
     )
 
 
-# columns later revisions add to 0.1.0's tables (0004: the chart families' point)
+# columns later revisions add to 0.1.0's tables (0004: the chart families' point; 0005: the
+# alarm kinds, spec judgement, due time and due clocks)
 LATER_COLUMNS: dict[str, tuple[str, ...]] = {
-    "samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower")
+    "samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower", "size")
 }
-LATER_COLUMNS["samples"] += ("size",)
+LATER_COLUMNS["samples"] += ("out_of_spec", "due_at")
+LATER_COLUMNS["violations"] = ("kind",)
+LATER_COLUMNS["characteristics"] = ("due_since", "due_raised", "due_running")
+# later columns with a value for the rows already stored (every 0.1.0 violation is a rule's)
+FILLED = {("violations", "kind"): "rule"}
 # 0006: the acknowledgement's action and comment, the limits version that judged a sample
 LATER_COLUMNS["samples"] += ("limits_version",)
-LATER_COLUMNS["violations"] = ("ack_action", "ack_comment")
+LATER_COLUMNS["violations"] += ("ack_action", "ack_comment")
 # later columns the upgrade fills from the rows already there (checked on their own)
 FILLED_COLUMNS = {"control_limits": ("version",)}
 # 0007: the readings' and samples' context
@@ -139,7 +146,10 @@ async def later_columns(url: str) -> set[Any]:
     values: set[Any] = set()
     try:
         async with engine.connect() as conn:
-            for table, names in LATER_COLUMNS.items():
+            for table, all_names in LATER_COLUMNS.items():
+                names = [n for n in all_names if (table, n) not in FILLED]
+                if not names:
+                    continue
                 columns = ", ".join(names)
                 for row in await conn.execute(text(f"SELECT {columns} FROM {table}")):  # noqa: S608  # our names
                     values.update(row)
@@ -327,6 +337,9 @@ async def test_a_0_1_0_database_is_stamped_and_upgraded_keeping_every_row(
     assert after == before
     assert await later_columns(release_db) == {None}  # 0.1.0's samples are Shewhart samples
     assert await limits_versions(release_db) == numbered_in_id_order(before["control_limits"])
+    for (table, column), value in FILLED.items():
+        other = f"SELECT COUNT(*) FROM {table} WHERE {column} IS NULL OR {column} <> '{value}'"  # noqa: S608  # our names
+        assert await scalar(release_db, other) == 0  # every stored row has the value
     # opened again: nothing to do, nothing changed
     store = await Store.open(release_db)
     await store.close()
@@ -402,6 +415,48 @@ async def test_the_bridge_resumes_on_a_0_1_0_database(
     for table in ("readings", "samples", "violations", "control_limits"):
         assert after[table][: len(before[table])] == before[table], table
     assert len(after["samples"]) == len(before["samples"]) + 2
+
+
+async def test_a_0_1_0_database_with_a_new_sample_interval_counts_from_its_last_sample(
+    release_db: str, mosquitto: MosquittoProcess, topic_prefix: str, probe: Probe, tmp_path: Path
+) -> None:
+    """Revision 0005's due clocks are NULL for 0.1.0's characteristics: the bridge counts from
+    the last stored sample, so a sample that has been overdue since then is raised once, at
+    once, with the time it fell due (docs/bridge.md, "Restart")."""
+    facts = _facts(release_db)
+    counters = dict((await snapshot(release_db))["id_counters"])
+    last = max(
+        (s for s in facts["samples"].values() if s["characteristic_id"] == 1),
+        key=lambda s: s["sample_id"],
+    )
+    chars = [{**CHARACTERISTICS[0], "sample_interval": 60.0}, CHARACTERISTICS[1]]
+    factory = BridgeFactory(mosquitto, topic_prefix, tmp_path, db_url=release_db)
+    app = await factory.start(chars)
+    try:
+        (late,) = await probe.wait_for(
+            f"{topic_prefix}/char/1/violation", lambda m: m["payload"]["kind"] == "overdue"
+        )
+        body = late["payload"]
+        assert body["violation_id"] == counters["violation"]
+        assert body["sample_id"] is None
+        fell_due = datetime.fromisoformat(last["timestamp"].replace("Z", "+00:00"))
+        assert body["timestamp"] == iso_z(fell_due + timedelta(seconds=75))
+        (meta,) = await probe.wait_for(f"{topic_prefix}/char/1/meta")
+        assert (meta["payload"]["sample_interval"], meta["payload"]["overdue_grace"]) == (
+            60.0,
+            15.0,
+        )
+    finally:
+        await factory.stop(app)
+    # stored with its "raised" flag: a second start raises nothing more
+    app = await factory.start(chars)
+    try:
+        await probe.publish(f"{topic_prefix}/char/2/reading", "5.0")
+        await probe.wait_for(f"{topic_prefix}/char/2/sample")
+        rows = await app.store.rows("violations", 1)
+        assert [r.kind for r in rows].count("overdue") == 1
+    finally:
+        await factory.stop(app)
 
 
 async def test_bridges_starting_at_once_on_a_0_1_0_postgres_upgrade_it_once(

@@ -24,8 +24,6 @@ LONG: dict[str, str] = {
     "precise refusal, as parse_reading does for measurements",
     "bridge/_mqtt.py::MqttClient.__init__": "the adapter's state, each field with its why; "
     "owned by the outbound engineer this round: to split with the ack tracker (issue 11)",
-    "bridge/_mqtt.py::MqttClient._on_connect": "the connect sequence in order (session, "
-    "status, resubscribe, held publishes); to split with the ack tracker (issue 11)",
     "bridge/app.py::bootstrap": "the composition root; issue 11 splits it into "
     "bootstrap(settings, *, store, link, clock) and the builders of its parts",
     "bridge/demo.py::demo_config": "the demo plant's whole configuration in one view; "

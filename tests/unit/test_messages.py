@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bridge.domain import AcknowledgeViolation, Recalculate
+from bridge.domain import AcknowledgeViolation, OverdueAlarm, Recalculate
 from bridge.errors import InvalidCommand
 from bridge.messages import (
     ack_payload,
@@ -26,6 +26,7 @@ from bridge.messages import (
     violation_payload,
 )
 from engine import Chart, SampleProcessed, Severity, ViolationRaised, Zone
+from engine.alarms import SpecViolationRaised
 
 T = datetime(2026, 11, 28, 6, 0, 0, 123456, tzinfo=UTC)
 
@@ -60,6 +61,8 @@ def test_a_sample_payload_and_its_envelope() -> None:
             "context": {},  # none given: always an object (docs/topics.md, "Context")
             "limits_version": 3,
             "excluded": False,
+            "out_of_spec": None,
+            "due_at": None,
         },
     }
 
@@ -89,12 +92,46 @@ def test_a_violation_payload() -> None:
         "violation_id": 77,
         "sample_id": 1042,
         "characteristic_id": 1,
+        "kind": "rule",
         "rule_id": 1,
         "rule_name": "Beyond 3 sigma",
         "severity": "CRITICAL",
         "chart": "range",
         "timestamp": "2026-11-28T06:00:00.123Z",
     }
+
+
+def test_spec_and_overdue_violations_have_no_rule_and_no_chart() -> None:
+    spec = SpecViolationRaised(3, 41, Severity.CRITICAL, T, 12.0, 10.0, 12.5)
+    assert violation_payload(78, 1043, spec) == {
+        "violation_id": 78,
+        "sample_id": 1043,
+        "characteristic_id": 3,
+        "kind": "spec",
+        "rule_id": None,
+        "rule_name": "Beyond specification",
+        "severity": "CRITICAL",
+        "chart": None,
+        "timestamp": "2026-11-28T06:00:00.123Z",
+    }
+    overdue = OverdueAlarm(3, Severity.WARNING, T, T - timedelta(seconds=15))
+    assert violation_payload(79, None, overdue) == {
+        "violation_id": 79,
+        "sample_id": None,
+        "characteristic_id": 3,
+        "kind": "overdue",
+        "rule_id": None,
+        "rule_name": "Sample overdue",
+        "severity": "WARNING",
+        "chart": None,
+        "timestamp": "2026-11-28T06:00:00.123Z",
+    }
+
+
+def test_a_sample_carries_out_of_spec_and_due_at() -> None:
+    sample = SampleProcessed(1, 7, T, 12.5, (12.5,), None, None, None, (), ())
+    payload = sample_payload(1, sample, out_of_spec=True, due_at=T + timedelta(seconds=60))
+    assert (payload["out_of_spec"], payload["due_at"]) == (True, "2026-11-28T06:01:00.123Z")
 
 
 def test_nan_never_leaves_the_bridge() -> None:

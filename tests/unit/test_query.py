@@ -112,7 +112,22 @@ class _Store:
         ts = datetime(2026, 12, 7, 10, tzinfo=UTC)
         none = (None,) * 7  # the chart family's columns: a Shewhart chart's are NULL
         row = SampleRow(
-            5, 3, ts, 1.0, [1.0], None, None, None, [], [], *none, {"lot": "L4"}, True, 2
+            5,
+            3,
+            ts,
+            1.0,
+            [1.0],
+            None,
+            None,
+            None,
+            [],
+            [],
+            *none,
+            {"lot": "L4"},
+            True,
+            2,
+            None,
+            None,
         )
         return [row], False
 

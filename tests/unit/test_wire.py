@@ -192,6 +192,8 @@ def _stored(sample_id: int, sample: SampleProcessed, context: dict[str, str]) ->
         dict(row["context"] or {}),
         bool(row.get("excluded", False)),
         row.get("limits_version"),
+        row.get("out_of_spec"),
+        row.get("due_at"),
     )
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"  # the integrator links 0005 in between (docs/bridge.md)
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
