@@ -43,7 +43,7 @@ from bridge.messages import (
     violation_payload,
 )
 from bridge.pipeline import Metrics
-from bridge.store import Store
+from bridge.ports import StorePort
 from engine import CharacteristicEngine
 
 __all__ = [
@@ -78,7 +78,7 @@ class Publisher(Protocol):
 
 @dataclass
 class CommandContext:
-    store: Store
+    store: StorePort
     engines: Mapping[int, CharacteristicEngine]
     baselines: Mapping[int, int]
     reason_codes: Sequence[str]
