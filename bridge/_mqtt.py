@@ -90,6 +90,13 @@ def _packet_size(topic: str, payload: bytes) -> int:
     return 5 + 2 + len(topic.encode()) + 2 + 64 + len(payload)
 
 
+def _outgoing(client: paho.Client, mid: int) -> paho.MQTTMessage | None:
+    """The publish paho still holds for packet id ``mid`` (its topic, payload, options)."""
+    # SLF001: paho keeps its in-flight publishes only in _out_messages; looking one up by
+    # mid is O(1), where keeping our own copy of every publish would double the memory
+    return client._out_messages.get(mid)  # noqa: SLF001  see above
+
+
 SESSION_EXPIRY_S = 7 * 24 * 3600
 TAKEOVER_WINDOW_S = 10.0
 """A connection lost this soon after it was made, when another client had said "online" on
@@ -338,14 +345,14 @@ class MqttClient:
                     return
                 # paho's public loop_read() reads one packet per call when nothing is in
                 # flight; its _packet_read() reads one and says when the socket is empty.
-                rc = client._packet_read()
+                rc = client._packet_read()  # noqa: SLF001  one packet, and "socket empty" (above)
                 if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                     pending = getattr(client.socket(), "pending", None)  # TLS buffers
                     if pending is not None and pending() > 0:
                         continue
                     return
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    client._loop_rc_handle(rc)
+                    client._loop_rc_handle(rc)  # noqa: SLF001  paho's own handling of a failed read
                     return
         except (OSError, ValueError) as exc:
             self._drop(f"read failed: {exc}")
@@ -611,7 +618,7 @@ class MqttClient:
         try:
             self._receive(message)
         except Exception:  # never let one message break the connection
-            log.exception("could not take a message on %r", message._topic)
+            log.exception("could not take a message on %r", message._topic)  # noqa: SLF001  raw bytes: no decode
 
     def _receive(self, message: paho.MQTTMessage) -> None:
         if self.options.status_topic is not None and message.topic == self.options.status_topic:
@@ -669,12 +676,12 @@ class MqttClient:
             return
         self._inflight_bytes -= size
         if reason_code.is_failure:  # e.g. 0x87 Not authorized: the broker's ACL
-            out = client._out_messages.get(mid)
+            out = _outgoing(client, mid)
             if out is not None:
                 payload = bytes(out.payload)
                 self._deny(out.topic, payload, out.qos, out.retain, out.properties, reason_code)
         elif self._denied_topics:
-            out = client._out_messages.get(mid)
+            out = _outgoing(client, mid)
             if out is not None and out.topic in self._denied_topics:
                 self._denied_topics.discard(out.topic)
                 log.info("the broker accepts publishes to %s again", out.topic)
