@@ -12,9 +12,13 @@ bridge must not acknowledge a reading before it is durably stored. So:
 - every message is appended to an :class:`Inbox` (a bounded deque); subscriptions ask for
   no retained messages (a retained reading or command would be taken again on every
   connect: readings and commands are events, not state);
-- the pipeline calls :meth:`MqttClient.ack` after the batch that held the message committed;
-  a message received on an earlier connection is never acked on a later one (its ``mid``
-  means nothing there; the broker redelivers it from the persistent session);
+- each delivery (:class:`~bridge.pipeline.Inbound`) carries its own ``.ack()``, which the
+  pipeline calls after the batch that held it committed; it comes to :meth:`MqttClient.ack`,
+  which sends the PUBACK only when the :class:`~bridge.pipeline.AckTracker` says so: a
+  message received on an earlier connection is never acked on a later one (its ``mid``
+  means nothing there; the broker redelivers it from the persistent session). The adapter
+  tells the tracker of every connection accepted (``connected``) or lost (``lost``): the
+  tracker, not the adapter, owns the generations and the packet ids;
 - back-pressure on QoS 1 is MQTT 5's Receive Maximum, kept by the adapter itself too:
   Mosquitto 2.0.11 honours it only until the first PUBACK, so at that many unacknowledged
   messages the adapter stops reading its socket (the broker queues) and reads again below
