@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge._mosquitto import free_port
 from bridge._mqtt import MqttOptions
 from bridge.errors import ClientIdInUse
 from bridge.pipeline import AckTracker, Inbound, Inbox
+from bridge.ports import BrokerLink, Clock, StorePort
 from bridge.store import BatchWrite, DeadLetter, ViolationRecord, decode_values
 
 
@@ -461,3 +462,9 @@ class PostgresCluster:
         tb: TracebackType | None,
     ) -> None:
         self.remove()
+
+
+if TYPE_CHECKING:  # the fakes are the ports: mypy --strict checks it here
+    _store: StorePort = FakeStore()
+    _link: BrokerLink = FakeLink()
+    _clock: Clock = ManualClock()

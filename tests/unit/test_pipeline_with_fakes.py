@@ -13,7 +13,6 @@ import pytest
 from bridge.app import Bridge, bootstrap
 from bridge.config import Settings
 from bridge.pipeline import Inbound
-from bridge.ports import BrokerLink, StorePort
 from bridge.testing import FakeLink, FakeStore, ManualClock
 
 P = "openspc"
@@ -32,11 +31,7 @@ async def built(
     chars: list[dict[str, Any]] | None = None, **bridge: Any
 ) -> tuple[Bridge, FakeStore, FakeLink]:
     store, link = FakeStore(), FakeLink(prefix=P)
-    as_store: StorePort = store  # the fakes are the ports (checked by mypy here)
-    as_link: BrokerLink = link
-    app = await bootstrap(
-        settings(chars, **bridge), store=as_store, link=as_link, clock=ManualClock()
-    )
+    app = await bootstrap(settings(chars, **bridge), store=store, link=link, clock=ManualClock())
     return app, store, link
 
 
