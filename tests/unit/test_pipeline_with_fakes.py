@@ -139,6 +139,22 @@ async def test_a_batch_stored_as_the_connection_dropped_is_recognised_when_resen
     assert app.pipeline.held == 0
 
 
+async def test_what_a_lost_connection_delivered_is_skipped_then_taken_when_resent() -> None:
+    app, store, link = await built()
+    sent = [link.deliver("char/1/reading", str(v)) for v in (1.0, 2.0)]
+    link.drop()  # lost before the pipeline took them: their acks could never be sent
+    await drain(app)
+    assert store.readings == []
+    assert link.acked == []
+    assert app.pipeline.held == 0
+    link.reconnect(session_present=True)
+    for m in sent:
+        link.deliver("char/1/reading", m.payload, mid=m.mid, dup=True)
+    await drain(app)
+    assert stored(store) == [1.0, 2.0]  # once each
+    assert link.acked == [1, 2]
+
+
 async def test_a_database_outage_is_waited_out_acks_withheld_nothing_lost() -> None:
     app, store, link = await built(batch_max=4)
     link.deliver("char/1/reading", "-1.0")
