@@ -247,6 +247,7 @@ class FakeLink:
     paused: bool = False
     retry_pending: int = 0
     _mid: int = 0
+    _news: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.reconnect(session_present=False)
@@ -307,6 +308,13 @@ class FakeLink:
         """The reasons said on ``<prefix>/bridge/errors``, in order."""
         return [m["reason"] for m in self.messages("bridge/errors")]
 
+    async def published_on(self, leaf: str, count: int = 1) -> list[dict[str, Any]]:
+        """Wait until ``count`` messages were published on ``<prefix>/<leaf>``; them."""
+        while len(found := self.messages(leaf)) < count:
+            self._news.clear()
+            await self._news.wait()
+        return found
+
     # --- the bridge's side (bridge.ports.BrokerLink) -------------------------------------
 
     def publish(
@@ -319,6 +327,7 @@ class FakeLink:
         coalesce: bool = False,
     ) -> None:
         self.published.append((topic, payload, retain))
+        self._news.set()
 
     def reply(self, message: Inbound, payload: bytes) -> None:
         if self.reply_error is not None:

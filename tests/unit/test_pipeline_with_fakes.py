@@ -55,6 +55,22 @@ async def test_bootstrap_on_fakes_subscribes_the_pipeline_s_filters() -> None:
     ]
 
 
+async def test_the_whole_bridge_starts_runs_and_stops_on_the_fakes() -> None:
+    app, store, link = await built()
+    await app.start()
+    stop = asyncio.Event()
+    running = asyncio.create_task(app.run(stop))
+    link.deliver("char/1/reading", "1.5")
+    [sample] = await link.published_on("char/1/sample")
+    stop.set()
+    await running
+    assert sample["payload"]["value"] == 1.5
+    assert stored(store) == [1.5]
+    assert link.acked == [1]
+    assert [m["online"] for m in link.messages("bridge/status")] == [False]  # at the stop
+    assert {m["payload"]["characteristic_id"] for m in link.messages("char/1/meta")} == {1}
+
+
 async def test_a_reading_is_acknowledged_only_after_the_commit_that_stored_it() -> None:
     app, store, link = await built(batch_max=4)
     at_ack: list[tuple[int, bool]] = []  # (packet id, its reading stored already?)
