@@ -50,7 +50,7 @@ from bridge.pipeline._model import (
     origin_payload,
     origin_topic,
 )
-from bridge.pipeline._router import Router, ToCommand, ToReading, ToSource
+from bridge.pipeline._router import Route, Router, ToCommand, ToReading, ToSource
 from bridge.pipeline._unit_of_work import (
     BatchUnitOfWork,
     Retrier,
@@ -70,6 +70,10 @@ log = logging.getLogger("openspc.pipeline")
 
 
 class Pipeline:
+    """The one consumer of the inbox. Built by :func:`bridge.app.bootstrap` on the ports it
+    is given (``store``, ``link``, ``clock``): the real adapters, or the fakes of
+    ``bridge/testing.py``. ``inbox`` defaults to the link's."""
+
     def __init__(
         self,
         *,
@@ -240,7 +244,7 @@ class Pipeline:
                 pending.ack_once(item)
         await self._commit(pending, overlap=True)
 
-    def _take(self, pending: Batch, item: Origin, route: Any) -> None:
+    def _take(self, pending: Batch, item: Origin, route: Route | None) -> None:
         """One reading message into the batch, the way the router says."""
         if isinstance(item, Submission):
             self.batcher.submission(pending, item)
@@ -251,6 +255,7 @@ class Pipeline:
         elif isinstance(route, ToSource):
             self.batcher.decoded(pending, item, route.source)
         else:
+            assert isinstance(item, Inbound)  # only a submission has no route
             self.batcher.unrouted(pending, item)
 
     # --- commit, ack, publish ---------------------------------------------------------

@@ -15,7 +15,7 @@ from paho.mqtt.client import topic_matches_sub
 from bridge.pipeline._model import CharacteristicRoute, InboundSource
 from bridge.topics import CommandTopic, Topics, parse_id
 
-__all__ = ["Router", "ToCommand", "ToReading", "ToSource", "Unrouted"]
+__all__ = ["Route", "Router", "ToCommand", "ToReading", "ToSource", "Unrouted"]
 
 
 @dataclass(frozen=True, slots=True)
