@@ -498,6 +498,8 @@ async def _build(
     link = link if link is not None else _mqtt_link(settings)
     bus = MessageBus()
     live = _live_state(settings, link, clock)
+    bd_seqs = BdSeqStore(store) if isinstance(store, Store) else None
+    inbound = await _sparkplug_inbound(settings, link, bd_seqs)
     pipeline = Pipeline(
         prefix=b.topic_prefix,
         routes=_routes(settings, specs),
@@ -508,14 +510,10 @@ async def _build(
         metrics=metrics,
         clock=clock,
         seen=await _seen_readings(settings, store),
-        sources=sources,
+        sources=[*sources, *(inbound.sources if inbound is not None else [])],
         on_idle=live.flush_idle,
         **_batching(settings),
     )
-    bd_seqs = BdSeqStore(store) if isinstance(store, Store) else None
-    inbound = await _sparkplug_inbound(settings, link, bd_seqs)
-    for source in inbound.sources if inbound is not None else []:
-        pipeline.add_source(source)
     for topic_filter in pipeline.topic_filters():
         link.add_subscription(topic_filter)
     broadcaster = _broadcaster(settings, link, metrics, specs)
