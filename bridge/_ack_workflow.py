@@ -41,7 +41,8 @@ from engine.alarms import (
 
 if TYPE_CHECKING:
     from bridge._retained import LiveState
-    from bridge.store import Store, ViolationRecord
+    from bridge.ports import StorePort
+    from bridge.store import ViolationRecord
 
 __all__ = [
     "CausesCounted",
@@ -77,7 +78,7 @@ class AckContext(Protocol):
     """What :func:`acknowledge` needs of the handlers' ``CommandContext``."""
 
     @property
-    def store(self) -> Store: ...
+    def store(self) -> StorePort: ...
     @property
     def engines(self) -> Mapping[int, Any]: ...
     @property
@@ -264,7 +265,7 @@ class WorkflowPublisher:
         )
 
     async def publish_start(
-        self, store: Store, characteristic_ids: Sequence[int], days: int, now: datetime
+        self, store: StorePort, characteristic_ids: Sequence[int], days: int, now: datetime
     ) -> None:
         """Every characteristic's Pareto, at start-up (one query for all), paced by the
         MQTT adapter's send window when it has one."""

@@ -14,14 +14,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
 from bridge._ack_workflow import LimitVersions, WorkflowPublisher, number_limits
 from bridge._alarms import Alarms, AlarmSettings
 from bridge._dedupe import SeenReadings
-from bridge._mqtt import Inbox, MqttClient, MqttOptions
+from bridge._mqtt import MqttClient, MqttOptions
 from bridge._query import QueryService
 from bridge._roles import RolePublisher
 from bridge.bus import MessageBus
@@ -35,7 +35,8 @@ from bridge.handlers import (
     command_table,
     event_table,
 )
-from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
+from bridge.pipeline import CharacteristicRoute, InboundSource, Inbox, Metrics, Pipeline
+from bridge.ports import BrokerLink, Clock, LinkPort, StorePort, SystemClock
 from bridge.sparkplug import SparkplugEdgeNode, SparkplugInbound
 from bridge.sparkplug._state import INBOUND, OWN, BdSeqStore, PrimaryHost
 from bridge.sparkplug._wiring import (
@@ -116,9 +117,9 @@ class Bridge:
     """Every part of a running bridge, wired together by :func:`bootstrap`."""
 
     settings: Settings
-    store: Store
+    store: StorePort
     inbox: Inbox
-    mqtt: MqttClient
+    mqtt: BrokerLink
     bus: MessageBus
     pipeline: Pipeline
     broadcaster: Broadcaster
@@ -206,7 +207,7 @@ class Bridge:
             "bridge started: %d characteristic(s), prefix %r, database %s",
             len(self.engines),
             self.prefix,
-            self.store.engine.url.render_as_string(hide_password=True),
+            self.store.url,
         )
 
     async def _check_start(self) -> None:
@@ -416,7 +417,9 @@ class Bridge:
                 log.info("stopping: finishing in-flight work")
                 halt.set()
                 self.inbox.wake()
-                self.pipeline.stop_by(time.monotonic() + DRAIN_SECONDS, GIVE_UP_SECONDS)
+                self.pipeline.stop_by(
+                    self.pipeline.clock.monotonic() + DRAIN_SECONDS, GIVE_UP_SECONDS
+                )
                 stopper.cancel()
                 fatal.cancel()
         finally:
@@ -491,7 +494,295 @@ def _meta(
     }
 
 
-def _sparkplug_inbound(settings: Settings, mqtt: MqttClient) -> SparkplugInbound | None:
+async def bootstrap(
+    settings: Settings,
+    *,
+    store: StorePort | None = None,
+    link: BrokerLink | None = None,
+    clock: Clock | None = None,
+    sources: Sequence[InboundSource] = (),
+) -> Bridge:
+    """Build the bridge: store, engines (restored), MQTT link, pipeline, bus, handlers.
+
+    Without ``store``, ``link`` and ``clock``: the real ones (``Store.open`` on
+    ``[database] url``, an :class:`~bridge._mqtt.MqttClient` on ``[broker]``, the system
+    clock). Tests pass fakes (``bridge/testing.py``). The store is closed when building
+    fails. With a store other than ``bridge.store.Store`` the redelivery memory starts
+    empty and Sparkplug's bdSeq numbers are not kept (both read the database directly)."""
+    clock = clock if clock is not None else SystemClock()
+    if store is None:
+        store = await Store.open(settings.database.url)
+    try:
+        return await _build(settings, store, link, clock, sources)
+    except BaseException:
+        await store.close()
+        raise
+
+
+async def _build(
+    settings: Settings,
+    store: StorePort,
+    link: BrokerLink | None,
+    clock: Clock,
+    sources: Sequence[InboundSource],
+) -> Bridge:
+    """Every part, in the order each needs the others."""
+    b = settings.bridge
+    chars = list(settings.characteristic)
+    specs = {char.id: char.to_spec() for char in chars}
+    await store.register_characteristics({c.id: c.name for c in chars}, clock.now())
+    states = await store.engine_states()
+    engines = _restore_engines(specs, states)
+    metrics = Metrics()
+    link = link if link is not None else _mqtt_link(settings)
+    bus = MessageBus()
+    live = _live_state(settings, link, clock)
+    bd_seqs = BdSeqStore(store) if isinstance(store, Store) else None
+    inbound = await _sparkplug_inbound(settings, link, bd_seqs)
+    alarms = Alarms([AlarmSettings.of(c) for c in chars], wall=clock.now)
+    extra = [*sources, *(inbound.sources if inbound is not None else []), *alarms.sources()]
+    parts = (store, link, bus, metrics, clock)
+    pipeline = await _pipeline(settings, specs, engines, parts, live, extra, alarms)
+    await _restore_pipeline(pipeline, store, states)
+    queries = _queries(settings, store, link, pipeline, metrics)
+    _subscribe(link, pipeline, queries, alarms)
+    broadcaster = _broadcaster(settings, link, metrics, specs)
+    workflow = WorkflowPublisher(link, b.topic_prefix, live)
+    commands = _commands(settings, store, engines, clock, pipeline)
+    _register_handlers(bus, broadcaster, live, metrics, workflow, commands)
+    return Bridge(
+        settings=settings,
+        store=store,
+        inbox=link.inbox,
+        mqtt=link,
+        bus=bus,
+        pipeline=pipeline,
+        broadcaster=broadcaster,
+        live=live,
+        metrics=metrics,
+        engines=engines,
+        clock=clock.now,
+        queries=queries,
+        roles=None if b.users_file is None else RolePublisher(link, b.topic_prefix, b.users_file),
+        sparkplug_edge=await _edge_node(settings, bus, bd_seqs, clock),
+        sparkplug_inbound=inbound,
+        # online only while the main connection is up (docs/sparkplug.md)
+        sparkplug_host=build_primary_host(settings, (link.connected, link.disconnected)),
+        bd_seqs=bd_seqs,
+        workflow=workflow,
+        alarms=alarms,
+    )
+
+
+async def _pipeline(
+    settings: Settings,
+    specs: dict[int, CharacteristicSpec],
+    engines: dict[int, CharacteristicEngine],
+    parts: tuple[StorePort, LinkPort, MessageBus, Metrics, Clock],
+    live: LiveState,
+    sources: Sequence[InboundSource],
+    alarms: Alarms,
+) -> Pipeline:
+    store, link, bus, metrics, clock = parts
+    return Pipeline(
+        prefix=settings.bridge.topic_prefix,
+        routes=_routes(settings, specs),
+        engines=engines,
+        store=store,
+        link=link,
+        bus=bus,
+        metrics=metrics,
+        clock=clock,
+        seen=await _seen_readings(settings, store),
+        sources=sources,
+        on_idle=live.flush_idle,
+        alarms=alarms,
+        **_batching(settings),
+    )
+
+
+async def _restore_pipeline(
+    pipeline: Pipeline, store: StorePort, states: dict[int, dict[str, Any]]
+) -> None:
+    """What the pipeline carries over a restart besides the engines: each open subgroup's
+    context (where its engine took the subgroup back) and the limits versions in force."""
+    engines = pipeline.engines
+    partial = {c: s for c, s in states.items() if c in engines and engines[c].partial}
+    pipeline.contexts.restore(partial)
+    pipeline.limit_versions = LimitVersions(await store.limits_versions())
+
+
+def _subscribe(link: LinkPort, pipeline: Pipeline, queries: QueryService, alarms: Alarms) -> None:
+    for source in alarms.sources():  # a line's last state is its retained message
+        link.add_subscription(source.topic_filter, retained=True)
+    for topic_filter in [*pipeline.topic_filters(), queries.topic_filter]:
+        link.add_subscription(topic_filter)
+
+
+def _queries(
+    settings: Settings, store: StorePort, link: LinkPort, pipeline: Pipeline, metrics: Metrics
+) -> QueryService:
+    """The query command, answered beside the batches (bridge/_query.py)."""
+    queries = QueryService(
+        prefix=settings.bridge.topic_prefix,
+        store=store,
+        mqtt=link,
+        characteristics=[c.id for c in settings.characteristic],
+        report=pipeline.errors.report,
+        metrics=metrics,
+    )
+    pipeline.on_query = queries.offer
+    return queries
+
+
+def _commands(
+    settings: Settings,
+    store: StorePort,
+    engines: dict[int, CharacteristicEngine],
+    clock: Clock,
+    pipeline: Pipeline,
+) -> CommandContext:
+    """What the command handlers work with (the acknowledgement workflow's codes too)."""
+    b = settings.bridge
+    return CommandContext(
+        store=store,
+        engines=engines,
+        baselines={c.id: c.baseline for c in settings.characteristic},
+        reason_codes=list(b.cause_codes),
+        clock=clock.now,
+        action_codes=list(b.action_codes),
+        require_action=b.require_action,
+        pareto_days=int(b.pareto_days),
+        versions=pipeline.limit_versions,
+    )
+
+
+def _batching(settings: Settings) -> dict[str, Any]:
+    b = settings.bridge
+    return {
+        "batch_max": int(b.batch_max),
+        "batch_ms": float(b.batch_ms),
+        "max_payload_bytes": int(b.max_payload_bytes),
+    }
+
+
+def _restore_engines(
+    specs: dict[int, CharacteristicSpec], states: dict[int, dict[str, Any]]
+) -> dict[int, CharacteristicEngine]:
+    """Each characteristic's engine from its last stored snapshot (afresh when unusable)."""
+    engines: dict[int, CharacteristicEngine] = {}
+    for cid, spec in specs.items():
+        try:
+            engines[cid] = CharacteristicEngine(spec, state=states.get(cid))
+        except IncompatibleState as exc:  # e.g. its subgroup size was changed
+            log.warning(
+                "characteristic %s: stored state not usable (%s); starting it afresh", cid, exc
+            )
+            engines[cid] = CharacteristicEngine(spec)
+        except Exception:
+            log.exception("could not restore characteristic %s; starting it afresh", cid)
+            engines[cid] = CharacteristicEngine(spec)
+    return engines
+
+
+def _mqtt_link(settings: Settings) -> MqttClient:
+    """The real link: paho, MQTT 5, persistent session, Last Will (bridge/_mqtt.py)."""
+    b, broker = settings.bridge, settings.broker
+    prefix = b.topic_prefix
+    options = MqttOptions(
+        host=broker.host,
+        port=broker.port,
+        client_id=broker.client_id,
+        username=broker.username,
+        password=_secret(broker.password),
+        tls=bool(broker.tls),
+        keepalive=int(broker.keepalive),
+        receive_maximum=int(b.buffer_max),
+        outbound_max=int(b.outbound_max),
+        # retained status, its Will and the answer to a late Will (docs/bridge.md)
+        status_topic=Topics(prefix).status,
+        status_payload=encode_status,
+    )
+    return MqttClient(options, Inbox(int(b.buffer_max)))
+
+
+def _routes(
+    settings: Settings, specs: dict[int, CharacteristicSpec]
+) -> dict[int, CharacteristicRoute]:
+    return {
+        c.id: CharacteristicRoute(
+            id=c.id,
+            subgroup_size=c.subgroup_size,
+            baseline=c.baseline,
+            topic=c.topic,
+            value_path=c.value_path,
+            counts=specs[c.id] if specs[c.id].chart_name in ATTRIBUTE_CHARTS else None,
+        )
+        for c in settings.characteristic
+    }
+
+
+async def _seen_readings(settings: Settings, store: StorePort) -> SeenReadings:
+    """The memory of recent readings' identities (bridge/_dedupe.py), reloaded from the
+    store: every reading that can come back (up to Receive Maximum in flight, plus the
+    batches being written); rows: a subgroup message is n rows."""
+    b, chars = settings.bridge, list(settings.characteristic)
+    window = min(int(b.buffer_max), 65_535) + 2 * int(b.batch_max)
+    seen = SeenReadings(window)
+    if isinstance(store, Store):  # read straight from its readings table
+        await seen.load(
+            store,
+            window * max((c.subgroup_size for c in chars), default=1),
+            [c.id for c in chars],
+        )
+    return seen
+
+
+def _live_state(settings: Settings, link: LinkPort, clock: Clock) -> LiveState:
+    b = settings.bridge
+    outbound_max = int(b.outbound_max)
+    return LiveState(
+        link,
+        b.topic_prefix,
+        int(b.history_size),
+        [c.id for c in settings.characteristic],
+        monotonic=clock.monotonic,
+        budget=int(b.history_budget),
+        backlog=lambda: link.outstanding_bytes,
+        full=lambda: link.outstanding >= outbound_max,
+    )
+
+
+def _broadcaster(
+    settings: Settings, link: LinkPort, metrics: Metrics, specs: dict[int, CharacteristicSpec]
+) -> Broadcaster:
+    broadcaster = Broadcaster(link, settings.bridge.topic_prefix, metrics)
+    shared_meta: dict[Any, list[Any]] = {}
+    for char in settings.characteristic:
+        broadcaster.meta[char.id] = _meta(settings, char, specs[char.id], shared_meta)
+    return broadcaster
+
+
+def _register_handlers(
+    bus: MessageBus,
+    broadcaster: Broadcaster,
+    live: LiveState,
+    metrics: Metrics,
+    workflow: WorkflowPublisher,
+    ctx: CommandContext,
+) -> None:
+    """The tables of bridge/handlers.py onto the bus."""
+    table = event_table(broadcaster, live, MetricsRecorder(metrics), workflow)
+    for kind, handlers in table.items():
+        for handler in handlers:
+            bus.subscribe(kind, handler)
+    for kind, command_handler in command_table(ctx).items():
+        bus.register(kind, command_handler)
+
+
+async def _sparkplug_inbound(
+    settings: Settings, link: LinkPort, bd_seqs: BdSeqStore | None
+) -> SparkplugInbound | None:
     """The Sparkplug B host side, for the edge nodes the characteristics read from."""
     chars = [c for c in settings.characteristic if c.sparkplug is not None]
     if not chars:
@@ -504,193 +795,32 @@ def _sparkplug_inbound(settings: Settings, mqtt: MqttClient) -> SparkplugInbound
         assert sp is not None
         bindings.append(SparkplugBinding(c.id, sp.group, sp.edge, sp.device, sp.metric))
     inbound = SparkplugInbound(bindings, rebirth_on_gap=settings.bridge.rebirth_on_gap)
-    inbound.attach(lambda topic, data: mqtt.publish(topic, data, qos=0))
+    inbound.attach(lambda topic, data: link.publish(topic, data, qos=0))
+    if bd_seqs is not None:  # an NDEATH after a restart still meets its NBIRTH's bdSeq
+        inbound.host.restore_bd_seqs(await bd_seqs.load(INBOUND))
+        inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
     return inbound
 
 
-async def bootstrap(  # noqa: C901  the composition root builds every part; issue 11 splits it
-    settings: Settings,
-    *,
-    sources: Sequence[InboundSource] = (),
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Bridge:
-    """Build the bridge: store, engines (restored), MQTT adapter, pipeline, bus, handlers."""
-    b = settings.bridge
-    store = await Store.open(settings.database.url)
-    try:
-        chars = list(settings.characteristic)
-        await store.register_characteristics({c.id: c.name for c in chars}, clock())
-        states = await store.engine_states()
-        engines: dict[int, CharacteristicEngine] = {}
-        specs = {char.id: char.to_spec() for char in chars}
-        for char in chars:
-            spec = specs[char.id]
-            state = states.get(char.id)
-            try:
-                engines[char.id] = CharacteristicEngine(spec, state=state)
-            except IncompatibleState as exc:  # e.g. its subgroup size was changed
-                log.warning(
-                    "characteristic %s: stored state not usable (%s); starting it afresh",
-                    char.id,
-                    exc,
-                )
-                engines[char.id] = CharacteristicEngine(spec)
-            except Exception:
-                log.exception("could not restore characteristic %s; starting it afresh", char.id)
-                engines[char.id] = CharacteristicEngine(spec)
-        metrics = Metrics()
-        alarms = Alarms([AlarmSettings.of(c) for c in chars], wall=clock)
-        inbox = Inbox(int(b.buffer_max))
-        prefix = b.topic_prefix
-        topics = Topics(prefix)
-        mqtt = MqttClient(
-            MqttOptions(
-                host=settings.broker.host,
-                port=settings.broker.port,
-                client_id=settings.broker.client_id,
-                username=settings.broker.username,
-                password=_secret(settings.broker.password),
-                tls=bool(settings.broker.tls),
-                keepalive=int(settings.broker.keepalive),
-                receive_maximum=int(b.buffer_max),
-                outbound_max=int(b.outbound_max),
-                # retained status, its Will and the answer to a late Will (docs/bridge.md)
-                status_topic=topics.status,
-                status_payload=encode_status,
-            ),
-            inbox,
-        )
-        bus = MessageBus()
-        routes = {
-            c.id: CharacteristicRoute(
-                id=c.id,
-                subgroup_size=c.subgroup_size,
-                baseline=c.baseline,
-                topic=c.topic,
-                value_path=c.value_path,
-                counts=specs[c.id] if specs[c.id].chart_name in ATTRIBUTE_CHARTS else None,
-            )
-            for c in chars
-        }
-        pipeline = Pipeline(
-            prefix=prefix,
-            routes=routes,
-            engines=engines,
-            store=store,
-            mqtt=mqtt,
-            bus=bus,
-            inbox=inbox,
-            batch_max=int(b.batch_max),
-            batch_ms=float(b.batch_ms),
-            max_payload_bytes=int(b.max_payload_bytes),
-            metrics=metrics,
-            clock=clock,
-            alarms=alarms,
-        )
-        # the context of each open subgroup, where its engine took its open subgroup back
-        pipeline.contexts.restore(
-            {cid: s for cid, s in states.items() if cid in engines and engines[cid].partial}
-        )
-        # every reading that can come back (up to Receive Maximum in flight, plus the
-        # batches being written) is remembered; rows: a subgroup message is n rows
-        window = min(int(b.buffer_max), 65_535) + 2 * int(b.batch_max)
-        pipeline.seen = SeenReadings(window)
-        await pipeline.seen.load(
-            store,
-            window * max((c.subgroup_size for c in chars), default=1),
-            [c.id for c in chars],
-        )
-        bd_seqs = BdSeqStore(store)
-        inbound = _sparkplug_inbound(settings, mqtt)
-        if inbound is not None:  # an NDEATH after a restart still meets its NBIRTH's bdSeq
-            inbound.host.restore_bd_seqs(await bd_seqs.load(INBOUND))
-            inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
-        extra: list[InboundSource] = [*(inbound.sources if inbound is not None else [])]
-        extra += alarms.sources()
-        for source in [*sources, *extra]:
-            pipeline.add_source(source)
-        queries = QueryService(
-            prefix=prefix,
-            store=store,
-            mqtt=mqtt,
-            characteristics=[c.id for c in chars],
-            report=pipeline.errors.report,
-            metrics=metrics,
-        )
-        pipeline.on_query = queries.offer
-        for source in alarms.sources():  # a line's last state is its retained message
-            mqtt.add_subscription(source.topic_filter, retained=True)
-        for topic_filter in [*pipeline.topic_filters(), queries.topic_filter]:
-            mqtt.add_subscription(topic_filter)
-        broadcaster = Broadcaster(mqtt, prefix, metrics)
-        shared_meta: dict[Any, list[Any]] = {}
-        for char in chars:
-            broadcaster.meta[char.id] = _meta(settings, char, specs[char.id], shared_meta)
-        live = LiveState(
-            mqtt,
-            prefix,
-            int(b.history_size),
-            [c.id for c in chars],
-            budget=int(b.history_budget),
-            backlog=lambda: mqtt.outstanding_bytes,
-            full=lambda: mqtt.outstanding >= mqtt.options.outbound_max,
-        )
-        pipeline.on_idle = live.flush_idle
-        pipeline.limit_versions = LimitVersions(await store.limits_versions())
-        workflow = WorkflowPublisher(mqtt, prefix, live)
-        table = event_table(broadcaster, live, MetricsRecorder(metrics), workflow)
-        for kind, handlers in table.items():
-            for handler in handlers:
-                bus.subscribe(kind, handler)
-        ctx = CommandContext(
-            store=store,
-            engines=engines,
-            baselines={c.id: c.baseline for c in chars},
-            reason_codes=list(b.cause_codes),
-            clock=clock,
-            action_codes=list(b.action_codes),
-            require_action=b.require_action,
-            pareto_days=int(b.pareto_days),
-            versions=pipeline.limit_versions,
-        )
-        for kind, command_handler in command_table(ctx).items():
-            bus.register(kind, command_handler)
-        sparkplug_edge = build_edge_node(settings, clock=clock)
-        if sparkplug_edge is not None:
-            feed_edge_node(sparkplug_edge, bus)
-            group, edge = sparkplug_edge.group, sparkplug_edge.edge
-            last = (await bd_seqs.load(OWN)).get((group, edge))
-            sparkplug_edge.first_bd_seq = 0 if last is None else (last + 1) % 256
+async def _edge_node(
+    settings: Settings, bus: MessageBus, bd_seqs: BdSeqStore | None, clock: Clock
+) -> SparkplugEdgeNode | None:
+    """The bridge's own Sparkplug edge node (``bridge.sparkplug_edge``), fed by the bus;
+    its bdSeq goes on from the last one it used (docs/sparkplug.md)."""
+    edge_node = build_edge_node(settings, clock=clock.now)
+    if edge_node is None:
+        return None
+    feed_edge_node(edge_node, bus)
+    if bd_seqs is not None:
+        group, edge = edge_node.group, edge_node.edge
+        last = (await bd_seqs.load(OWN)).get((group, edge))
+        edge_node.first_bd_seq = 0 if last is None else (last + 1) % 256
 
-            async def save_bd_seq(n: int) -> None:
-                await bd_seqs.save(OWN, group, edge, n)
+        async def save_bd_seq(n: int) -> None:
+            await bd_seqs.save(OWN, group, edge, n)
 
-            sparkplug_edge.on_bd_seq = save_bd_seq
-    except BaseException:
-        await store.close()
-        raise
-    return Bridge(
-        settings=settings,
-        store=store,
-        inbox=inbox,
-        mqtt=mqtt,
-        bus=bus,
-        pipeline=pipeline,
-        broadcaster=broadcaster,
-        live=live,
-        metrics=metrics,
-        engines=engines,
-        clock=clock,
-        queries=queries,
-        roles=None if b.users_file is None else RolePublisher(mqtt, prefix, b.users_file),
-        sparkplug_edge=sparkplug_edge,
-        sparkplug_inbound=inbound,
-        # online only while the main connection is up (docs/sparkplug.md)
-        sparkplug_host=build_primary_host(settings, (mqtt.connected, mqtt.disconnected)),
-        bd_seqs=bd_seqs,
-        workflow=workflow,
-        alarms=alarms,
-    )
+        edge_node.on_bd_seq = save_bd_seq
+    return edge_node
 
 
 async def run_bridge(

@@ -42,7 +42,7 @@ from bridge.domain import (
 )
 from bridge.errors import CommandRejected
 from bridge.pipeline import Metrics
-from bridge.store import Store
+from bridge.ports import StorePort
 from bridge.wire import Topics
 from bridge.wire.payloads import (
     encode_ack,
@@ -88,7 +88,7 @@ class Publisher(Protocol):
 
 @dataclass
 class CommandContext:
-    store: Store
+    store: StorePort
     engines: Mapping[int, CharacteristicEngine]
     baselines: Mapping[int, int]
     reason_codes: Sequence[str]  # the cause codes (``cause_codes``, once ``reason_codes``)

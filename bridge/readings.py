@@ -299,7 +299,7 @@ def _payload_text(payload: bytes | bytearray | memoryview, max_bytes: int) -> st
     return text
 
 
-def parse_reading(
+def parse_reading(  # noqa: C901  the hot path: every accepted form, each refusal precise
     payload: bytes | bytearray | memoryview,
     *,
     subgroup_size: int,
@@ -421,7 +421,7 @@ def _checked_count(
     return c, (None if family.size_name is None else n)
 
 
-def parse_count(
+def parse_count(  # noqa: C901  every form of an attribute reading, as parse_reading
     payload: bytes | bytearray | memoryview,
     *,
     spec: engine.CharacteristicSpec,

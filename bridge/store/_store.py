@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import DateTime, Table, bindparam, event, func, insert, select, update
 from sqlalchemy.engine import Dialect, Row, make_url
@@ -497,10 +497,14 @@ async def _cause_counts(
     return found
 
 
+class _Allocates(Protocol):
+    async def allocate(self, name: str, count: int) -> int: ...
+
+
 class IdAllocator:
     """Hands out sample and violation ids from blocks reserved in the counter table."""
 
-    def __init__(self, store: Store, block: int = 1000) -> None:
+    def __init__(self, store: _Allocates, block: int = 1000) -> None:
         self._store = store
         self._block = block
         self._next: dict[str, int] = {}

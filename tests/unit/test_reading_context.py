@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from bridge._context import STATE_KEY, SubgroupContexts
-from bridge.domain import SampleRecorded
+from bridge.app import bootstrap
 from bridge.readings import InvalidReading, parse_count, parse_reading
-from engine import CharacteristicEngine, CharacteristicSpec
+from bridge.testing import FakeLink, ManualClock
+from engine import CharacteristicSpec
 from engine.alarms import InvalidContext
-from tests.unit.test_pipeline_with_fakes import P, build, msg, run
+from tests.unit.test_pipeline_with_fakes import P, built, drain, settings
 
 T = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
 
@@ -130,29 +131,21 @@ def test_the_open_context_rides_with_the_state_and_comes_back() -> None:
 # --- through the pipeline (fakes) -----------------------------------------------------------
 
 
-def _subgroups_of_three(pipeline: Any) -> None:
-    spec = CharacteristicSpec(1, subgroup_size=3)
-    pipeline.engines[1] = CharacteristicEngine(spec)
-    route = pipeline.routes[1]
-    pipeline.routes[1] = type(route)(1, 3, 25)
+THREE = [{"id": 1, "name": "One", "subgroup_size": 3}, {"id": 2, "name": "Two"}]
 
 
 async def test_a_sample_carries_its_readings_contexts_merged_and_stores_them() -> None:
-    pipeline, store, link, _, _ = build()
-    _subgroups_of_three(pipeline)
-    published: list[dict[str, Any]] = []
-    pipeline.bus.subscribe(SampleRecorded, lambda e: published.append(json.loads(e.encoded)))
-    await run(
-        pipeline,
-        [
-            msg("char/1/reading", '{"value": 1, "context": {"part": "A", "lot": "L1"}}'),
-            msg("char/1/reading", '{"value": 2, "batch": "B9"}'),
-            msg("char/1/reading", '{"value": 3, "context": {"lot": "L2"}}'),
-            msg("char/1/reading", "4"),
-        ],
-    )
+    app, store, link = await built(THREE)
+    for payload in (
+        '{"value": 1, "context": {"part": "A", "lot": "L1"}}',
+        '{"value": 2, "batch": "B9"}',
+        '{"value": 3, "context": {"lot": "L2"}}',
+        "4",
+    ):
+        link.deliver("char/1/reading", payload)
+    await drain(app)
     merged = {"part": "A", "lot": "L2", "batch": "B9"}
-    assert [p["context"] for p in published] == [merged]
+    assert [m["payload"]["context"] for m in link.messages("char/1/sample")] == [merged]
     assert [s["context"] for s in store.samples] == [merged]
     assert [r["context"] for r in store.readings] == [
         {"part": "A", "lot": "L1"},
@@ -160,62 +153,44 @@ async def test_a_sample_carries_its_readings_contexts_merged_and_stores_them() -
         {"lot": "L2"},
         None,
     ]
-    assert pipeline.contexts.open(1) == {}  # the fourth reading had none
+    assert app.pipeline.contexts.open(1) == {}  # the fourth reading had none
     assert link.errors() == []
 
 
 async def test_a_sample_without_context_has_an_empty_one_and_stores_null() -> None:
-    pipeline, store, _, _, _ = build()
-    published: list[dict[str, Any]] = []
-    pipeline.bus.subscribe(SampleRecorded, lambda e: published.append(json.loads(e.encoded)))
-    await run(pipeline, [msg("char/1/reading", "1.5")])
-    assert published[0]["context"] == {}
+    app, store, link = await built()
+    link.deliver("char/1/reading", "1.5")
+    await drain(app)
+    assert link.messages("char/1/sample")[0]["payload"]["context"] == {}
     assert store.samples[0]["context"] is None
 
 
 async def test_a_reading_with_bad_context_is_refused_on_errors_and_nothing_is_lost() -> None:
-    pipeline, store, link, _, _ = build()
+    app, store, link = await built()
     bad = '{"value": 2, "context": {"lot": 7}}'
-    items = [msg("char/1/reading", "1"), msg("char/1/reading", bad), msg("char/1/reading", "3")]
-    await run(pipeline, items)
+    items = [link.deliver("char/1/reading", p) for p in ("1", bad, "3")]
+    await drain(app)
     assert [r["value"] for r in store.readings] == [1.0, 3.0]
-    [error] = link.errors()
+    [error] = link.messages("bridge/errors")
     assert error["topic"] == f"{P}/char/1/reading"
     assert error["reason"] == "context['lot'] must be a string, got 7"
     assert sorted(link.acked) == sorted(m.mid for m in items)
-    assert pipeline.metrics.readings_rejected == 1
+    assert app.pipeline.metrics.readings_rejected == 1
 
 
 async def test_the_open_subgroups_context_is_stored_with_the_engine_state() -> None:
-    pipeline, store, _, _, _ = build()
-    _subgroups_of_three(pipeline)
-    states: list[dict[int, dict[str, Any]]] = []
-    make = store.unit_of_work
-
-    def unit_of_work() -> Any:
-        uow = make()
-        write = uow.write_batch
-
-        async def write_batch(batch: Any, now: datetime) -> None:
-            states.append(dict(batch.states))
-            await write(batch, now)
-
-        uow.write_batch = write_batch  # type: ignore[method-assign]
-        return uow
-
-    store.unit_of_work = unit_of_work  # type: ignore[method-assign]
-    await run(pipeline, [msg("char/1/reading", '{"value": 1, "context": {"lot": "L1"}}')])
-    [written] = states
-    state = json.loads(json.dumps(written[1]))  # as the database hands it back
+    app, store, link = await built(THREE)
+    link.deliver("char/1/reading", '{"value": 1, "context": {"lot": "L1"}}')
+    await drain(app)
+    state = json.loads(json.dumps(store.states[1]))  # as the database hands it back
     assert state[STATE_KEY] == {"lot": "L1"}
     assert len(state["partial"]) == 1
-    # a restart: engine and contexts from that state; the subgroup's context carries on
-    restarted, store2, _, _, _ = build()
-    restarted.engines[1] = CharacteristicEngine(CharacteristicSpec(1, subgroup_size=3), state)
-    restarted.routes[1] = type(restarted.routes[1])(1, 3, 25)
-    restarted.contexts.restore({1: state})
-    await run(
-        restarted,
-        [msg("char/1/reading", "2"), msg("char/1/reading", '{"value": 3, "context": {"p": "X"}}')],
-    )
-    assert [s["context"] for s in store2.samples] == [{"lot": "L1", "p": "X"}]
+    # a restart on the same store: engine and contexts from that state; the subgroup's
+    # context carries on
+    store.states[1] = state
+    link2 = FakeLink(prefix=P)
+    restarted = await bootstrap(settings(THREE), store=store, link=link2, clock=ManualClock())
+    link2.deliver("char/1/reading", "2")
+    link2.deliver("char/1/reading", '{"value": 3, "context": {"p": "X"}}')
+    await drain(restarted)
+    assert [s["context"] for s in store.samples] == [{"lot": "L1", "p": "X"}]

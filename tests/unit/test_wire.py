@@ -15,7 +15,7 @@ import pytest
 
 from bridge import messages, topics
 from bridge.domain import SampleRecorded, ViolationAcknowledged, ViolationCreated
-from bridge.pipeline import _sample_row
+from bridge.pipeline._unit_of_work import _sample_row
 from bridge.store import SampleRow, ViolationRecord, decode_rules, decode_values
 from bridge.wire import Topics, payloads
 from bridge.wire.payloads import (
