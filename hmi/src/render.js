@@ -514,7 +514,15 @@ function ackBlocker(root, session, meta) {
   return "";
 }
 
+// The action and comment open once a cause is chosen: a card waiting for attention stays two
+// lines high, so a 1280x800 panel shows several.
+function openForm(root) {
+  const form = root.querySelector(".alarm-actions");
+  form.classList.toggle("chosen", !!root.querySelector(".ack-reason").value);
+}
+
 export function updateAckButton(li, session) {
+  openForm(li);
   const btn = li.querySelector(".ack-button");
   const ch = session.state.chars.get(li.dataset.characteristicId || session.bulkChar || "");
   const why = ackBlocker(li, session, ch && ch.meta);
@@ -526,6 +534,8 @@ export function updateAckButton(li, session) {
 function ruleLine(v, names) {
   const chartName = v.chart === "range" && names[2] ? names[2] : names[3];
   const kind = KIND_LABELS[v.kind] || "";
+  // a spec or overdue alarm belongs to no chart (`chart` null): its own words only
+  if (kind && !v.chart) return v.rule_name || kind;
   const what = isNum(v.rule_id) ? "Rule " + v.rule_id + ": " + (v.rule_name || "") : v.rule_name || kind || "alarm";
   return chartName + " \u00b7 " + (kind && isNum(v.rule_id) ? kind + " \u00b7 " : "") + what;
 }
@@ -611,6 +621,7 @@ export function renderBulk(session) {
   fillAckForm(bar, ch.meta);
   bar.querySelector(".ack-button").textContent =
     bar.dataset.busy === "true" ? "Sending\u2026" : "Acknowledge all " + open;
+  openForm(bar);
   const why = ackBlocker(bar, session, ch.meta);
   const btn = bar.querySelector(".ack-button");
   btn.disabled = why !== "";

@@ -380,7 +380,8 @@ export function alarmGroups(state, filter = {}) {
     g.violations.push(v);
     if (v.severity === "CRITICAL") g.severity = "CRITICAL";
   }
-  const chartOrder = (v) => (v.chart === "range" ? 1 : 0);
+  // the run rules (X before the secondary chart), then spec, then overdue
+  const chartOrder = (v) => (v.kind === "overdue" ? 3 : v.kind === "spec" ? 2 : v.chart === "range" ? 1 : 0);
   const out = [];
   groups.forEach((g) => {
     if (filter.char && g.characteristicId !== String(filter.char)) return;

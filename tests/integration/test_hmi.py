@@ -226,14 +226,33 @@ def test_a_reading_through_the_real_bridge_is_on_screen_within_a_second(
     assert console_errors(page) == []
 
 
-def test_one_card_per_sample_acknowledged_once_and_every_open_page_drops_it(
+def answer_as_bridge(feed: Feed, command: Any, reply: dict[str, Any]) -> None:
+    """Reply to ``command`` on its response topic with its correlation data, as the bridge."""
+    answer = Properties(PacketTypes.PUBLISH)
+    answer.CorrelationData = command.properties.CorrelationData
+    feed.client.publish(
+        command.properties.ResponseTopic, json.dumps(reply), qos=1, properties=answer
+    ).wait_for_publish(5)
+
+
+def no_more_commands(feed: Feed, topic: str) -> None:
+    """No further command on ``topic`` (a short wait: an absence cannot be awaited)."""
+    with pytest.raises(AssertionError, match="no matching MQTT message"):
+        feed.expect(lambda m: m.topic == topic, timeout=1.0)
+
+
+def test_one_card_per_sample_acknowledged_in_one_command_and_every_open_page_drops_it(
     page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
 ) -> None:
-    """One bad sample failing several rules on two charts is ONE card; one acknowledgement,
-    with a cause the user must choose, acknowledges every alarm of it."""
+    """One bad sample failing several rules on two charts is ONE card; one action, with a
+    cause the user must choose, sends ONE bulk command naming every alarm of it.
+
+    The real bridge raises the alarms; the test then plays the bridge's side of the
+    acknowledgement (the bulk command is parsed by the ack-workflow branch, docs/topics.md):
+    it checks the one command, answers it, and publishes an ack_update per alarm."""
     p = plant.prefix
-    run_bridge_on([{**SHAFT, "rules": [1, 5]}])
-    feed.subscribe(f"{p}/char/1/ack")
+    bridge = run_bridge_on([{**SHAFT, "rules": [1, 5]}])
+    feed.subscribe(f"{p}/cmd/ack/+")
     page.get(plant.page_url())
     wait_until(page, attr_is("bridge-status", "data-state", "online"))
     operator = page.current_window_handle
@@ -265,6 +284,7 @@ def test_one_card_per_sample_acknowledged_once_and_every_open_page_drops_it(
     # already open when this page came: no attention pulse
     assert "new" not in by_testid(page, "alarm-row").get_attribute("class")
     assert console_errors(page) == []
+    bridge.stop()  # from here the test answers the acknowledgement
 
     page.switch_to.window(operator)
     log_in(page, "alice", PASSWORDS["alice"])
@@ -272,32 +292,171 @@ def test_one_card_per_sample_acknowledged_once_and_every_open_page_drops_it(
     wait_until(page, attr_is("conn-status", "data-state", "connected"))
     card = by_testid(page, "alarm-row")
     button = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-button"]')
-    # no cause is preselected: the button waits for one
+    # no cause is preselected: the button waits for one; action and comment open with it
     reason = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-reason"]')
+    action = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-action"]')
+    comment = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-comment"]')
     assert reason.get_attribute("value") == ""
+    assert not action.is_displayed()
     assert button.get_attribute("disabled")
     assert button.get_attribute("title") == "choose a cause first"
     choose_cause(card, "Measurement Error")
-    wait_until(page, lambda d: button.is_enabled())
+    wait_until(page, lambda d: button.is_enabled() and action.is_displayed())
+    assert action.get_attribute("value") == ""  # "No action": none preselected either
+    Select(action).select_by_visible_text("Recalibrated Gauge")
+    comment.send_keys("gauge 7 drifted; " + "x" * 600)  # the field keeps at most 500
     assert button.text == "Acknowledge all 3"
     screenshot(page, "hmi-alarm-before-ack")
     button.click()
 
+    command = feed.expect(lambda m: m.topic == f"{p}/cmd/ack/alice")
+    sent = json.loads(command.payload)
+    assert sent == {
+        "violation_ids": card_ids,
+        "cause": "Measurement Error",
+        "action": "Recalibrated Gauge",
+        "comment": ("gauge 7 drifted; " + "x" * 600)[:500],
+        "exclude_sample": False,
+    }
+    answer_as_bridge(feed, command, {"ok": True})
+    for vid in card_ids:  # the bridge's broadcast: one ack_update per alarm (docs/topics.md)
+        update = {
+            "violation_id": vid,
+            "characteristic_id": 1,
+            "acknowledged": True,
+            "user": "alice",
+            "reason": "Measurement Error",
+            "cause": "Measurement Error",
+            "action": "Recalibrated Gauge",
+            "comment": sent["comment"],
+            "timestamp": iso(datetime.now(UTC)),
+        }
+        feed.publish(f"{p}/char/1/ack", envelope("ack_update", update))
     wait_until(page, lambda d: alarm_cards(d) == [])
-    acks = [
-        json.loads(feed.expect(lambda m: m.topic == f"{p}/char/1/ack").payload) for _ in card_ids
-    ]
-    assert sorted(a["payload"]["violation_id"] for a in acks) == sorted(card_ids)
-    for ack in acks:
-        assert ack["type"] == "ack_update"
-        assert ack["payload"]["user"] == "alice"
-        assert ack["payload"]["reason"] == "Measurement Error"
     assert by_testid(page, "ack-error").is_displayed() is False
     assert by_testid(page, "alarm-count").text == "0"
+    no_more_commands(feed, f"{p}/cmd/ack/alice")  # ONE command for the card's three alarms
     page.switch_to.window(watcher)
     wait_until(page, lambda d: alarm_cards(d) == [])
     wait_until(page, text_is("alarm-count", "0"))
     screenshot(page, "hmi-after-ack-other-page")
+    assert console_errors(page) == []
+
+
+def test_every_open_alarm_of_a_characteristic_in_one_command(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    """The bulk bar (the characteristic filter picks one): `characteristic_id` + `all_open`,
+    all or nothing; a refusal leaves every card; another characteristic's stay."""
+    p = plant.prefix
+    feed.publish(f"{p}/char/1/meta", meta(1, "Shaft OD"), retain=True)
+    feed.publish(f"{p}/char/2/meta", meta(2, "Bore ID"), retain=True)
+    shaft = [violation(1, 11 + k, 101 + k, rule_id=2) for k in range(4)]
+    for char_id, vs in ((1, shaft), (2, [violation(2, 21, 201)])):
+        feed.publish(
+            f"{p}/char/{char_id}/alarms",
+            envelope("alarms", {"characteristic_id": char_id, "violations": vs, "open_count": 4}),
+            retain=True,
+        )
+    feed.subscribe(f"{p}/cmd/ack/+")
+    page.get(plant.page_url())
+    log_in(page, "bob", PASSWORDS["bob"])
+    wait_until(page, text_is("current-user", "● bob"))
+    wait_until(page, lambda d: len(alarm_cards(d)) == 5)
+    assert not by_testid(page, "bulk-ack").is_displayed()  # all characteristics: no bulk bar
+    Select(by_testid(page, "alarm-filter-char")).select_by_visible_text("Shaft OD")
+    bar = wait_until(
+        page, lambda d: by_testid(d, "bulk-ack").is_displayed() and by_testid(d, "bulk-ack")
+    )
+    assert by_testid(page, "bulk-title").text == "All 4 open alarm(s) of Shaft OD"
+    button = by_testid(page, "bulk-button")
+    assert button.text == "Acknowledge all 4"
+    assert button.get_attribute("disabled")
+    # the causes offered are the meta's (hmi_support.meta: three), none chosen
+    options = [o.text for o in Select(by_testid(page, "bulk-reason")).options]
+    assert options == ["Choose a cause…", "Tool Change", "Measurement Error", "Other"]
+    Select(by_testid(page, "bulk-reason")).select_by_visible_text("Tool Change")
+    wait_until(page, lambda d: button.is_enabled())
+    screenshot(page, "hmi-bulk-ack")
+    button.click()
+    command = feed.expect(lambda m: m.topic == f"{p}/cmd/ack/bob")
+    assert json.loads(command.payload) == {
+        "characteristic_id": 1,
+        "all_open": True,
+        "cause": "Tool Change",
+        "exclude_sample": False,
+    }
+    # all or nothing: a refusal changes nothing on screen
+    answer_as_bridge(feed, command, {"ok": False, "error": "violation 12 is already acknowledged"})
+    error = wait_until(
+        page, lambda d: by_testid(d, "ack-error").is_displayed() and by_testid(d, "ack-error")
+    )
+    assert error.text == (
+        "Acknowledge of all open alarms of Shaft OD failed: violation 12 is already acknowledged"
+    )
+    assert len(alarm_cards(page)) == 4
+    wait_until(page, lambda d: button.is_enabled())
+    button.click()
+    command = feed.expect(lambda m: m.topic == f"{p}/cmd/ack/bob")
+    answer_as_bridge(feed, command, {"ok": True})
+    wait_until(page, lambda d: alarm_cards(d) == [])
+    assert not bar.is_displayed()
+    Select(by_testid(page, "alarm-filter-char")).select_by_visible_text("All characteristics")
+    wait_until(page, lambda d: [c["ids"] for c in alarm_cards(d)] == [[21]])
+    assert by_testid(page, "alarm-count").text == "4"  # Bore ID's open_count
+    assert console_errors(page) == []
+
+
+def test_spec_and_overdue_alarms_are_shown_distinctly(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    p = plant.prefix
+    feed.publish(f"{p}/char/1/meta", meta(1, "Shaft OD"), retain=True)
+    rule = violation(1, 31, 301, rule_id=1)
+    spec = {
+        **violation(1, 32, 301, rule_id=1),
+        "rule_id": None,
+        "kind": "spec",
+        "rule_name": "Beyond specification",
+        "chart": None,
+    }
+    overdue = {
+        **violation(1, 33, 0, rule_id=2),
+        "rule_id": None,
+        "kind": "overdue",
+        "rule_name": "Sample overdue",
+        "chart": None,
+        "sample_id": None,
+    }
+    feed.publish(
+        f"{p}/char/1/alarms",
+        envelope(
+            "alarms",
+            {
+                "characteristic_id": 1,
+                "violations": [rule | {"kind": "rule"}, spec, overdue],
+                "open_count": 3,
+            },
+        ),
+        retain=True,
+    )
+    page.get(plant.page_url())
+    wait_until(page, lambda d: len(alarm_cards(d)) == 2)
+    kinds = page.execute_script(
+        """return [...document.querySelectorAll('[data-testid="alarm-row"]')].map((c) => [
+             c.dataset.violationIds, c.dataset.kinds,
+             c.querySelector('[data-testid="alarm-kinds"]').textContent,
+             getComputedStyle(c.querySelector('[data-testid="alarm-kinds"]')).backgroundColor]);"""
+    )
+    by_ids = {k[0]: k[1:] for k in kinds}
+    # the sample's rule and spec alarms on one card, the overdue one on its own
+    assert by_ids["31 32"][:2] == ["rule spec", "OUT OF SPEC"]
+    assert by_ids["33"][:2] == ["overdue", "OVERDUE"]
+    assert by_ids["31 32"][2] != by_ids["33"][2]  # two colours
+    lines = [c["rules"] for c in alarm_cards(page)]
+    assert ["X · Rule 1: Beyond 3 sigma", "Beyond specification"] in lines
+    assert ["Sample overdue"] in lines
+    screenshot(page, "hmi-alarm-kinds")
     assert console_errors(page) == []
 
 
@@ -384,18 +543,11 @@ def test_a_command_asks_for_its_reply_in_the_users_own_reply_tree(
         re.escape(f"{plant.prefix}/reply/bob/") + r"openspc-hmi-[a-z0-9]+", reply_topic
     )
     assert json.loads(command.payload) == {
-        "violation_id": 31,
-        "reason": "Tool Change",
+        "violation_ids": [31],
+        "cause": "Tool Change",
         "exclude_sample": False,
     }
-    answer = Properties(PacketTypes.PUBLISH)
-    answer.CorrelationData = command.properties.CorrelationData
-    feed.client.publish(
-        reply_topic,
-        json.dumps({"ok": False, "error": "the test says no"}),
-        qos=1,
-        properties=answer,
-    )
+    answer_as_bridge(feed, command, {"ok": False, "error": "the test says no"})
     error = wait_until(
         page, lambda d: by_testid(d, "ack-error").is_displayed() and by_testid(d, "ack-error")
     )
