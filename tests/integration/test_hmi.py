@@ -1226,3 +1226,314 @@ def test_spec_limits_on_the_x_chart_and_a_histogram_with_the_capability(
     by_testid(page, "hist-toggle").click()
     wait_until(page, lambda d: by_testid(d, "r-chart").is_displayed())
     assert console_errors(page) == []
+
+
+# ---- a point explained, limits by version, roles, causes, older data -------------------------
+
+
+def hover_point(driver: Any, testid: str, index: int, *, click: bool = False) -> None:
+    """Move the mouse over the ``index``-th sample of a chart (its x, the plot's middle), and
+    click there when asked."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    chart = by_testid(driver, testid)
+    x = driver.execute_script("return arguments[0].pointX(arguments[1])", chart, index)
+    width = chart.size["width"]
+    actions = ActionChains(driver).move_to_element_with_offset(chart, int(x - width / 2), 0)
+    if click:
+        actions = actions.click()
+    actions.perform()
+
+
+def tooltip(driver: Any) -> dict[str, str]:
+    """The shown tooltip's rows by key (spc.js pointDetail), with its sample id as ``#``."""
+    rows: dict[str, str] = driver.execute_script(
+        """
+        const tip = [...document.querySelectorAll('[data-testid="point-tip"]')]
+          .find((t) => !t.hidden);
+        if (!tip) return null;
+        const out = {"#": tip.dataset.sampleId, "pinned": tip.dataset.pinned};
+        for (const row of tip.querySelectorAll(".tip-row")) {
+          out[row.dataset.key] = row.querySelector("b").textContent;
+        }
+        return out;
+        """
+    )
+    return rows
+
+
+def versioned_limits(char_id: int, version: int, cl: float, sigma: float) -> dict[str, Any]:
+    lim = limits(char_id, cl, sigma)
+    lim["payload"]["version"] = version
+    return lim
+
+
+def test_a_points_tooltip_says_what_the_published_sample_says(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    """Every point explained (time, readings, statistic, zone, rules, context, excluded, its
+    limits); excluded points hollow; each point against the limits of its own version, the
+    change marked; the out-of-spec point ringed."""
+    p = plant.prefix
+    values = [round(10.0 + 0.01 * ((i * 7) % 5 - 2), 4) for i in range(30)]
+    values[24] = 10.12  # beyond USL and UCL
+    history = samples(1, values, first_id=701, failing={24: [1, 5]})
+    for i, s in enumerate(history):
+        s["limits_version"] = 1 if i < 20 else 2
+        s["excluded"] = i == 4
+        s["out_of_spec"] = i == 24
+        s["context"] = {"part": f"A-{100 + i}", "lot": "L42", "shift": "B", "operator": "kim"}
+    history[24]["zone"] = "beyond_ucl"
+    history[24]["range_failed_rules"] = [1]
+    feed.publish(
+        f"{p}/char/1/meta", meta(1, "Shaft OD", usl=10.1, lsl=9.9, target=10.0), retain=True
+    )
+    feed.publish(f"{p}/char/1/limits", versioned_limits(1, 1, 10.0, 0.02), retain=True)
+    feed.publish(
+        f"{p}/char/1/history",
+        envelope("history", {"characteristic_id": 1, "samples": history}),
+        retain=True,
+    )
+    page.get(plant.page_url())
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    wait_until(page, text_is("kpi-ucl", "10.060"))
+    # the recalculation: version 2, seen live (the page keeps every version it has seen)
+    feed.publish(f"{p}/char/1/limits", versioned_limits(1, 2, 10.01, 0.03), retain=True)
+    wait_until(page, text_is("kpi-ucl", "10.100"))
+    chart = by_testid(page, "x-chart")
+    wait_until(page, attr_is("x-chart", "data-version-changes", "721:v2"))
+    ucl_steps = chart.get_attribute("data-ucl-steps").split()
+    assert ucl_steps == ["10.06"] * 20 + ["10.1"] * 10
+    assert chart.get_attribute("data-cl-steps").split() == ["10"] * 20 + ["10.01"] * 10
+    assert chart.get_attribute("data-hollow-samples") == "705"  # the excluded one
+    assert chart.get_attribute("data-out-of-spec") == "725"
+    assert chart.get_attribute("data-marks") == "725:1,5"
+
+    hover_point(page, "x-chart", 24)
+    tip = wait_until(page, lambda d: (t := tooltip(d)) and t["#"] == "725" and t)
+    published = history[24]
+    assert tip["sample"] == "#725"
+    assert tip["readings"] == f"{published['values'][0]} mm"
+    assert tip["statistic"] == f"{published['value']:.3f} mm"
+    assert tip["zone"] == "beyond UCL"
+    assert tip["rules"] == "X rule 1, 5; MR rule 1"
+    assert tip["spec"] == "OUT OF SPEC"
+    assert tip["context.part"] == published["context"]["part"]
+    assert tip["context.lot"] == "L42"
+    assert tip["context.shift"] == "B"
+    assert tip["context.operator"] == "kim"
+    assert tip["excluded"] == "no"
+    assert tip["limits"] == "version 2 (LCL 9.920 · UCL 10.100)"
+    shown_time = page.execute_script(
+        "return new Date(arguments[0]).toLocaleString([], {year: 'numeric', month: 'short',"
+        " day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit',"
+        " hourCycle: 'h23'})",
+        published["timestamp"],
+    )
+    assert tip["time"] == shown_time
+    screenshot(page, "hmi-point-tooltip")
+
+    # an excluded point of version 1, pinned by a click: it stays while the mouse moves on
+    hover_point(page, "x-chart", 4)
+    wait_until(page, lambda d: (t := tooltip(d)) and t["#"] == "705")
+    hover_point(page, "x-chart", 4, click=True)
+    pinned = wait_until(page, lambda d: (t := tooltip(d)) and t["pinned"] == "true" and t)
+    assert pinned["excluded"] == "yes (not in limit calculations)"
+    assert pinned["limits"] == "version 1 (LCL 9.940 · UCL 10.060)"
+    hover_point(page, "x-chart", 10)
+    assert tooltip(page)["#"] == "705"
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(page).send_keys(Keys.ESCAPE).perform()
+    wait_until(page, lambda d: (t := tooltip(d)) is None or t["#"] != "705")
+    assert console_errors(page) == []
+
+
+def role_message(user: str, role: str, may: list[str]) -> dict[str, Any]:
+    return envelope("role", {"user": user, "role": role, "may": may})
+
+
+def test_the_role_message_decides_what_is_offered(page: Any, plant: HmiPlant, feed: Feed) -> None:
+    """docs/hmi.md "Roles": the bridge's retained `reply/<user>/role`; without one, every
+    control is offered (and a refusal is said in plain words)."""
+    p = plant.prefix
+    publish_line(feed, p, LINE[:2])
+    feed.publish(
+        f"{p}/reply/alice/role", role_message("alice", "hmi", ["acknowledge", "query"]), retain=True
+    )
+    feed.publish(
+        f"{p}/reply/erin/role",
+        role_message("erin", "engineer", ["acknowledge", "recalculate", "query"]),
+        retain=True,
+    )
+    page.get(plant.page_url(char="1"))
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+
+    def offered(d: Any) -> dict[str, bool]:
+        shown: dict[str, bool] = d.execute_script(
+            """const vis = (id) => { const e = document.querySelector('[data-testid="' + id + '"]');
+                 return !!e && e.offsetParent !== null; };
+               const form = document.querySelector('[data-testid="alarm-row"] .alarm-actions');
+               return {recalc: vis("recalc"), older: vis("older"),
+                       ack: !!form && form.offsetParent !== null};"""
+        )
+        return shown
+
+    def session_of(user: str, role: str) -> None:
+        if by_testid(page, "logout").is_displayed():
+            by_testid(page, "logout").click()
+            wait_until(page, lambda d: by_testid(d, "login-submit").is_displayed())
+        log_in(page, user, PASSWORDS[user])
+        wait_until(page, text_is("current-user", f"● {user}"))
+        wait_until(page, attr_is("current-user", "data-role", role))
+
+    session_of("alice", "hmi")
+    assert wait_until(page, lambda d: offered(d) == {"recalc": False, "older": True, "ack": True})
+    screenshot(page, "hmi-role-hmi")
+    session_of("erin", "engineer")
+    assert wait_until(page, lambda d: offered(d) == {"recalc": True, "older": True, "ack": True})
+    # bob has no role message: everything is offered; the broker decides
+    by_testid(page, "logout").click()
+    wait_until(page, lambda d: by_testid(d, "login-submit").is_displayed())
+    log_in(page, "bob", PASSWORDS["bob"])
+    wait_until(page, text_is("current-user", "● bob"))
+    assert wait_until(page, lambda d: offered(d) == {"recalc": True, "older": True, "ack": True})
+    assert by_testid(page, "current-user").get_attribute("data-role") == ""
+    assert console_errors(page) == []
+
+
+def test_the_pareto_of_causes_comes_from_the_retained_causes(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    p = plant.prefix
+    publish_line(feed, p, LINE[:2])
+    counts = [
+        {"cause": "Measurement Error", "count": 2},
+        {"cause": "Tool Change", "count": 7},
+        {"cause": "Other", "count": 1},
+    ]
+    feed.publish(
+        f"{p}/char/1/causes",
+        envelope("causes", {"characteristic_id": 1, "days": 30, "counts": counts}),
+        retain=True,
+    )
+    page.get(plant.page_url(char="1"))
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    wait_until(page, text_is("pareto-title", "Causes, last 30 days (10)"))
+    by_testid(page, "pareto-title").click()
+
+    def rows(d: Any) -> list[str]:
+        return [r.text.replace("\n", " ") for r in all_by_testid(d, "pareto-row")]
+
+    assert wait_until(page, rows) == [
+        "Tool Change 7 · 70%",
+        "Measurement Error 2 · 90%",
+        "Other 1 · 100%",
+    ]
+    screenshot(page, "hmi-pareto")
+    # another characteristic without acknowledged alarms, then an update of the first
+    all_by_testid(page, "char-item")[1].click()
+    wait_until(page, text_is("pareto-title", "Causes"))
+    assert rows(page) == []
+    all_by_testid(page, "char-item")[0].click()
+    feed.publish(
+        f"{p}/char/1/causes",
+        envelope(
+            "causes",
+            {
+                "characteristic_id": 1,
+                "days": 30,
+                "counts": [{"cause": "Other", "count": 11}, *counts[:2]],
+            },
+        ),
+        retain=True,
+    )
+    wait_until(page, lambda d: rows(d)[:1] == ["Other 11 · 55%"])
+    assert console_errors(page) == []
+
+
+def query_answer(char_id: int, first: int, count: int, next_before: int | None) -> dict[str, Any]:
+    history = samples(char_id, [10.0 + 0.01 * (i % 3) for i in range(count)], first_id=first)
+    for s in history:
+        s["excluded"] = False
+    return envelope(
+        "query_result",
+        {"characteristic_id": char_id, "samples": history, "next_before_sample_id": next_before},
+    )
+
+
+def test_older_data_is_paged_through_the_query_command(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    """docs/topics.md "query": the page asks for the samples before the oldest it holds, pages
+    on with `next_before_sample_id`, asks for a time range, and goes back to live.
+
+    The test plays the bridge. It logs the page in as a user the broker lets publish
+    `cmd/query/<own name>` in this branch (the `hmi` role's ACL line comes with the bridge
+    side of the query command)."""
+    p = plant.prefix
+    published = publish_line(feed, p, LINE[:1])
+    first_held = published[1][0]["sample_id"]
+    feed.subscribe(f"{p}/cmd/query/+")
+    page.get(plant.page_url(char="1"))
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    assert not by_testid(page, "older").is_displayed()  # anonymous: no reply topic
+    log_in(page, "bridge", PASSWORDS["bridge"])
+    wait_until(page, text_is("current-user", "● bridge"))
+    wait_until(page, lambda d: by_testid(d, "older").is_displayed())
+    topic = f"{p}/cmd/query/bridge"
+
+    by_testid(page, "older-load").click()
+    command = feed.expect(lambda m: m.topic == topic)
+    assert json.loads(command.payload) == {
+        "characteristic_id": 1,
+        "before_sample_id": first_held,
+        "limit": 500,
+    }
+    answer_as_bridge(feed, command, query_answer(1, first_held - 40, 40, first_held - 40))
+    wait_until(page, attr_is("x-chart", "data-points", "40"))
+    assert by_testid(page, "x-chart").get_attribute("data-last-sample-id") == str(first_held - 1)
+    assert by_testid(page, "older-status").text == (
+        f"40 older samples, #{first_held - 40}–#{first_held - 1}"
+    )
+    more = by_testid(page, "older-more")
+    assert more.is_enabled()
+    more.click()
+    command = feed.expect(lambda m: m.topic == topic)
+    assert json.loads(command.payload) == {
+        "characteristic_id": 1,
+        "before_sample_id": first_held - 40,
+        "limit": 500,
+    }
+    answer_as_bridge(feed, command, query_answer(1, first_held - 60, 20, None))
+    wait_until(page, attr_is("x-chart", "data-points", "60"))
+    assert by_testid(page, "older-status").text.endswith("(no older)")
+    assert not more.is_enabled()
+    screenshot(page, "hmi-older-data")
+
+    # a time range; the bridge's refusal in its own words
+    page.execute_script(
+        "document.getElementById('older-from').value = '2026-12-07T10:00:00';"
+        "document.getElementById('older-to').value = '2026-12-07T11:00:00';"
+    )
+    by_testid(page, "older-load").click()
+    command = feed.expect(lambda m: m.topic == topic)
+    expected = page.execute_script(
+        "return ['2026-12-07T10:00:00', '2026-12-07T11:00:00'].map((t) =>"
+        " new Date(t).toISOString().replace(/\\.\\d{3}Z$/, 'Z'))"
+    )
+    assert json.loads(command.payload) == {
+        "characteristic_id": 1,
+        "from": expected[0],
+        "to": expected[1],
+        "limit": 500,
+    }
+    answer_as_bridge(feed, command, {"ok": False, "error": "'from' is after 'to'"})
+    wait_until(page, text_is("older-status", "Loading failed: 'from' is after 'to'"))
+    assert by_testid(page, "x-chart").get_attribute("data-points") == "60"  # kept
+
+    by_testid(page, "older-live").click()
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    assert not by_testid(page, "older-live").is_displayed()
+    assert console_errors(page) == []
