@@ -28,10 +28,6 @@ LONG: dict[str, str] = {
     "status, resubscribe, held publishes); to split with the ack tracker (issue 11)",
     "bridge/app.py::bootstrap": "the composition root; issue 11 splits it into "
     "bootstrap(settings, *, store, link, clock) and the builders of its parts",
-    "bridge/demo.py::demo_config": "the demo plant's whole configuration in one view; "
-    "demo.py is being edited by another engineer this round",
-    "bridge/demo.py::run_demo": "the demo's start-up and shut-down order in one view; "
-    "demo.py is being edited by another engineer this round",
     "bridge/gateway/_bench.py::_clients": "one benchmark client's whole life in one view",
     "bridge/gateway/_bench.py::_run": "the gateway benchmark's steps in order (broker, bridge, "
     "gateway, clients, report); to split by step",
