@@ -1046,7 +1046,8 @@ const vw = innerWidth, vh = innerHeight;
 const rectOf = (e) => { const r = e.getBoundingClientRect();
   return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width}; };
 // a control is reachable: scrolled into view, it lies wholly inside the viewport
-const reachable = (e) => { e.scrollIntoView({block: "nearest", inline: "nearest"});
+// (centred: "nearest" may leave a fraction of a pixel outside, the scroll offset being whole)
+const reachable = (e) => { e.scrollIntoView({block: "center", inline: "nearest"});
   const r = e.getBoundingClientRect();
   return r.width > 0 && r.left >= 0 && r.right <= vw && r.top >= 0 && r.bottom <= vh; };
 const login = document.querySelector('[data-testid="login-submit"]');
@@ -1101,6 +1102,26 @@ def test_every_panel_size_fits_without_horizontal_scrolling(
             assert chart["width"] >= 0.55 * width, probe
             assert chart["left"] >= 0, probe
             assert chart["right"] <= width, probe
+        # logged in, a cause chosen (the action and comment open), the older-data bar and the
+        # Pareto shown: still nothing sideways, and the controls reachable
+        log_in(page, "alice", PASSWORDS["alice"])
+        wait_until(page, text_is("current-user", "● alice"))
+        choose_cause(by_testid(page, "alarm-row"), "Tool Change")
+        wait_until(page, lambda d: by_testid(d, "ack-comment").is_displayed())
+        wait_until(page, lambda d: by_testid(d, "older").is_displayed())
+        by_testid(page, "pareto-title").click()
+        busy = page.execute_script(
+            LAYOUT_PROBE.replace('"login-submit"', '"logout"').replace(
+                "const controls = {login: reachable(login), ack: reachable(ack)};",
+                "const controls = {login: reachable(login), ack: reachable(ack),"
+                " older: reachable(document.querySelector('[data-testid=\"older-load\"]')),"
+                " comment: reachable(document.querySelector('[data-testid=\"ack-comment\"]'))};",
+            )
+        )
+        print("screenshot:", screenshot(page, f"hmi-viewport-{width}x{height}-logged-in"))
+        assert busy["scrollWidth"] <= width, busy
+        assert busy["controls"] == {"login": True, "ack": True, "older": True, "comment": True}
+        assert busy["clipped"] == [], busy
         assert console_errors(page) == []
     finally:
         set_viewport(page)
