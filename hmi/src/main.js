@@ -306,6 +306,7 @@ function start() {
     transport.acknowledge(session.user, command, (error) => {
       render.setCardBusy(key, false, session);
       if (!error) {
+        if (key === "bulk") $("bulk-ack").dataset.reset = "true";
         // the alarms leave at once; the bridge's ack_updates (one per alarm) say it to all
         for (const id of heldIds) apply(model.onAckUpdate(state, null, { violation_id: id, acknowledged: true }));
         render.showAckError("");

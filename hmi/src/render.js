@@ -616,6 +616,13 @@ export function renderBulk(session) {
     bar.appendChild(title);
     bar.appendChild(makeAckForm("bulk"));
   }
+  if (bar.dataset.characteristicId !== id || bar.dataset.reset === "true") {
+    // another characteristic (or the last bulk acknowledgement went through): nothing chosen
+    // carries over, no cause is ever preselected
+    for (const e of bar.querySelectorAll("select, input[type=text]")) e.value = "";
+    bar.querySelector(".ack-exclude").checked = false;
+    bar.dataset.reset = "false";
+  }
   bar.dataset.characteristicId = id;
   setText(bar.querySelector(".bulk-title"), "All " + open + " open alarm(s) of " + charName(ch));
   fillAckForm(bar, ch.meta);

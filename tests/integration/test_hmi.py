@@ -403,6 +403,11 @@ def test_every_open_alarm_of_a_characteristic_in_one_command(
     assert not bar.is_displayed()
     Select(by_testid(page, "alarm-filter-char")).select_by_visible_text("All characteristics")
     wait_until(page, lambda d: [c["ids"] for c in alarm_cards(d)] == [[21]])
+    # the next characteristic's bar starts with no cause chosen (none carried over)
+    Select(by_testid(page, "alarm-filter-char")).select_by_visible_text("Bore ID")
+    wait_until(page, text_is("bulk-title", "All 4 open alarm(s) of Bore ID"))
+    assert by_testid(page, "bulk-reason").get_attribute("value") == ""
+    assert by_testid(page, "bulk-button").get_attribute("disabled")
     assert by_testid(page, "alarm-count").text == "4"  # Bore ID's open_count
     assert console_errors(page) == []
 
