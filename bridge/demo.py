@@ -382,6 +382,7 @@ SMALL_SHIFTS = Disturbances(
     first_shift=True,
 )
 COUNT_GAP = (200, 400)  # samples between the vision station's bad spells
+BACKFILL_POINTS = 70  # a new demo's history: more than the longest baseline (60)
 
 
 def demo_gauges(settings: Settings, seed: int) -> list[Gauge | CountGauge]:
@@ -517,6 +518,7 @@ class _Plant:
     settings: Settings
     state: Path
     users: list[DemoUser]
+    carries_on: bool  # the database of an earlier run is there
 
     def user(self, name: str) -> DemoUser:
         return next(u for u in self.users if u.name == name)
@@ -587,6 +589,10 @@ def _publishers(plant: _Plant) -> list[GaugePublisher]:
     scale = DemoOptions.rate / options.rate
     line = LineSchedule(LINE3_RUNNING_TOPIC, line_ids, run=1500 * scale, stop=240 * scale)
     shopfloor = Shopfloor(style=options.context)
+    # a new plant starts with the last 70 points of a line that was already running (time-
+    # stamped 20 s apart up to now): every chart has its limits and history when the page
+    # opens; a second run carries on from its database instead
+    points = 0 if plant.carries_on else BACKFILL_POINTS
     return [
         GaugePublisher(
             _HOST,
@@ -599,6 +605,7 @@ def _publishers(plant: _Plant) -> list[GaugePublisher]:
             shopfloor=shopfloor,
             line=line,
             announce_line=index == 0,
+            backfill=points * size,
         )
         for index, (size, group) in enumerate(sorted(by_size.items()))
     ]
@@ -668,9 +675,10 @@ async def run_demo(
     from bridge.app import run_bridge
 
     state = prepare_state_dir(options)
+    carries_on = (state / "openspc.db").exists()
     users = demo_users(state)
     settings = _write_config(options, state, users)
-    plant = _Plant(options, settings, state, users)
+    plant = _Plant(options, settings, state, users, carries_on)
     broker = _demo_broker(plant)
     _start_broker(broker, options)
     since = datetime.now(UTC) - timedelta(seconds=1)

@@ -527,6 +527,9 @@ class GaugePublisher:
     shopfloor: Shopfloor | None = None  # part, lot, shift, operator with every reading
     line: LineSchedule | None = None  # its gauges pause while the line stands
     announce_line: bool = False  # this publisher says the line's state on its topic
+    # ticks sent at once first, time-stamped `1 / rate` apart up to now: the history of a
+    # line that was running before the demo was opened (needs rate > 0)
+    backfill: int = 0
     published: int = field(default=0, init=False)
     acknowledged: int = field(default=0, init=False)
     error: BaseException | None = field(default=None, init=False)
@@ -614,6 +617,7 @@ class GaugePublisher:
 
     def _publish_all(self) -> None:
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
+        backfill = self.backfill if interval else 0
         started = time.monotonic()
         tick = 0
         decimals = [_decimals(g.profile.sigma) for g in self.gauges]
@@ -621,15 +625,16 @@ class GaugePublisher:
         while not self._stop.is_set():
             if self.count is not None and tick >= self.count:
                 return
-            if interval:
-                delay = started + tick * interval - time.monotonic()
+            paced = tick - backfill  # < 0 while the history is sent
+            if interval and paced > 0:
+                delay = started + paced * interval - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
             running = self.line is None or self.line.running(time.monotonic() - started)
             if self.announce_line and running != was_running:
                 self._announce(running)
             was_running = running
-            ts_ms = int(self.clock() * 1000)
+            ts_ms = int((self.clock() + min(paced, 0) * interval) * 1000)
             for gauge, digits in zip(self.gauges, decimals, strict=True):
                 line = self.line
                 if (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -228,3 +229,26 @@ def test_a_line_that_stops_pauses_its_gauges_and_says_so(
         reading = parse_reading(payload, subgroup_size=1, received_at=datetime.now(UTC))
         assert reading.batch == doc["batch"]
         assert reading.operator == doc["operator"]
+
+
+def test_a_backfill_sends_the_lines_recent_history_at_once(
+    mosquitto: MosquittoProcess, topic_prefix: str
+) -> None:
+    """``backfill``: the first ticks go out at once, time-stamped ``1 / rate`` apart up to
+    now; then the readings keep the pace."""
+    profile = GaugeProfile(1, f"{topic_prefix}/char/1/reading", mean=10.0, sigma=0.02)
+    recorder = Recorder(mosquitto, [profile.topic], expected=6)
+    try:
+        assert recorder.subscribed.wait(5)
+        began = time.time()
+        with GaugePublisher(
+            "127.0.0.1", mosquitto.port, [Gauge(profile, seed=2)], rate=0.5, backfill=5
+        ):
+            assert recorder.enough.wait(5)  # five at once and the first paced one: not 10 s
+            arrived = time.time() - began
+    finally:
+        recorder.close()
+    stamps = [json.loads(p)["ts"] / 1000 for p in recorder.payloads[profile.topic][:6]]
+    assert arrived < 3
+    assert [round(b - a, 1) for a, b in itertools.pairwise(stamps)] == [2.0] * 5
+    assert abs(stamps[-1] - began) < 1.5  # the sixth is "now"
