@@ -1450,7 +1450,12 @@ def test_the_pareto_of_causes_comes_from_the_retained_causes(
     by_testid(page, "pareto-title").click()
 
     def rows(d: Any) -> list[str]:
-        return [r.text.replace("\n", " ") for r in all_by_testid(d, "pareto-row")]
+        """Read in one script: the list is redrawn when the retained causes change."""
+        found: list[str] = d.execute_script(
+            """return [...document.querySelectorAll('[data-testid="pareto-row"]')].map(
+                 (r) => r.innerText.replace(/\\s+/g, " ").trim());"""
+        )
+        return found
 
     assert wait_until(page, rows) == [
         "Tool Change 7 · 70%",
