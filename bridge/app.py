@@ -475,10 +475,15 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
     *,
     sources: Sequence[InboundSource] = (),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    store: Store | None = None,
+    topic_filters: Callable[[list[str]], list[str]] | None = None,
 ) -> Bridge:
-    """Build the bridge: store, engines (restored), MQTT adapter, pipeline, bus, handlers."""
+    """Build the bridge: store, engines (restored), MQTT adapter, pipeline, bus, handlers.
+
+    A cluster's partition (bridge/cluster) passes its own ``store`` (fenced by its lease)
+    and narrows the ``topic_filters`` to its own characteristics."""
     b = settings.bridge
-    store = await Store.open(settings.database.url)
+    store = store or await Store.open(settings.database.url)
     try:
         chars = list(settings.characteristic)
         await store.register_characteristics({c.id: c.name for c in chars}, clock())
@@ -562,7 +567,8 @@ async def bootstrap(  # noqa: C901  the composition root builds every part; issu
             inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
         for source in [*sources, *(inbound.sources if inbound is not None else [])]:
             pipeline.add_source(source)
-        for topic_filter in pipeline.topic_filters():
+        filters = pipeline.topic_filters()
+        for topic_filter in topic_filters(filters) if topic_filters else filters:
             mqtt.add_subscription(topic_filter)
         broadcaster = Broadcaster(mqtt, prefix, metrics)
         shared_meta: dict[Any, list[Any]] = {}

@@ -49,6 +49,7 @@ from bridge.domain import (
     ViolationCreated,
 )
 from bridge.errors import (
+    CommandElsewhere,
     CommandRejected,
     InvalidCommand,
     StoreUnavailable,
@@ -788,6 +789,10 @@ class Pipeline:
             )
         except (InvalidCommand, CommandRejected) as exc:
             error = str(exc)
+        except CommandElsewhere:  # another partition of the cluster answers it
+            self._ack(msg)
+            self.held -= 1
+            return
         except StoreUnavailable:
             raise  # stopping: not acked, so the broker delivers the command again
         except Exception as exc:

@@ -23,6 +23,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="what to log to stderr (default: INFO, one line per notable event)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run N bridges on this machine as one cluster (PostgreSQL only; docs/scale-out.md)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -42,6 +49,10 @@ def main(args: argparse.Namespace) -> int:
     except ConfigInvalid as exc:
         print(format_faults(exc), file=sys.stderr)
         return 2
+    if args.workers is not None:
+        from bridge.cluster._workers import run_workers
+
+        return run_workers(args, settings)
 
     # process-wide, so here and nowhere else: `openspc run` owns its process (the benchmark
     # runs the bridge as `openspc run` too); tests and the demo keep paho as it is
@@ -52,7 +63,12 @@ def main(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_bridge(settings, stop, started=freeze_startup_heap)
+        if settings.cluster.enabled:  # one node of a cluster (docs/scale-out.md)
+            from bridge.cluster import run_node
+
+            await run_node(settings, stop, started=freeze_startup_heap)
+        else:
+            await run_bridge(settings, stop, started=freeze_startup_heap)
 
     try:
         asyncio.run(serve())

@@ -1,0 +1,19 @@
+"""Several bridges as one: partitions, leases on PostgreSQL, failover (docs/scale-out.md)."""
+
+from bridge.cluster._leases import Fence, LeaseLost, Leases, PartitionStore, cluster_engine
+from bridge.cluster._node import ClusterNode, run_node
+from bridge.cluster._partitions import partition_of, partitions_of, quota, subset
+
+__all__ = [
+    "ClusterNode",
+    "Fence",
+    "LeaseLost",
+    "Leases",
+    "PartitionStore",
+    "cluster_engine",
+    "partition_of",
+    "partitions_of",
+    "quota",
+    "run_node",
+    "subset",
+]

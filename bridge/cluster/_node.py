@@ -1,0 +1,247 @@
+"""One node of the cluster: leases, and one bridge pipeline per partition it holds.
+
+The node ticks (every ``lease_seconds / 3``, at most every second): it says it is alive,
+renews its leases, stops the partitions it lost, releases what is beyond its share (the
+floor or the ceiling of partitions / live nodes), and takes free or expired partitions up
+to its share. Each partition it holds runs as its own :class:`~bridge.app.Bridge`, built by
+the one :func:`~bridge.app.bootstrap`, restricted to the partition's characteristics, with
+its own MQTT client id ``<client_id>-p<k>`` and persistent session, and a store whose every
+transaction checks the lease's fencing token (bridge/cluster/_leases.py). A takeover
+bootstraps the partition from the database exactly as a restart does (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bridge.app import Bridge, bootstrap
+from bridge.cluster._leases import Fence, LeaseLost, Leases, PartitionStore, cluster_engine
+from bridge.cluster._partitions import owners_view, partitions_of, quota, subset
+from bridge.cluster._status import NodeLinks
+from bridge.config import Settings
+from bridge.store import Store
+
+__all__ = ["ClusterNode", "run_node"]
+
+log = logging.getLogger("openspc.cluster")
+
+HANDOVER_SECONDS = 10.0
+"""On a clean stop or a release, how long a partition may take to finish its batches."""
+
+
+def partition_filters(prefix: str, ids: list[int]) -> Callable[[list[str]], list[str]]:
+    """A partition's subscriptions: its own characteristics' reading and recalculate topics
+    instead of the wildcards (acknowledgements stay: docs/scale-out.md)."""
+    wild = {f"{prefix}/char/+/reading": "reading", f"{prefix}/cmd/char/+/recalculate": "cmd"}
+
+    def narrow(filters: list[str]) -> list[str]:
+        out: list[str] = []
+        for f in filters:
+            kind = wild.get(f)
+            if kind == "reading":
+                out += [f"{prefix}/char/{cid}/reading" for cid in ids]
+            elif kind == "cmd":
+                out += [f"{prefix}/cmd/char/{cid}/recalculate" for cid in ids]
+            else:
+                out.append(f)
+        return list(dict.fromkeys(out))
+
+    return narrow
+
+
+@dataclass
+class _Partition:
+    number: int
+    token: int
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    bridge: Bridge | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def abort(self) -> None:
+        """The lease is lost: drop the connection (nothing more is acknowledged; the broker
+        keeps the session's messages for the next owner) and end the pipeline."""
+        if self.bridge is not None:
+            self.bridge.mqtt.abort()
+        if self.task is not None:
+            self.task.cancel()
+
+
+class ClusterNode:
+    def __init__(
+        self, settings: Settings, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.settings = settings
+        self.node = settings.cluster.node
+        self.clock = clock
+        c = settings.cluster
+        self.tick = min(1.0, c.lease_seconds / 3)
+        self.groups = partitions_of(settings)
+        self.held: dict[int, _Partition] = {}
+        self.links = NodeLinks(settings)
+        self._url = ""
+        self._leases: Leases | None = None
+        self._store_url = ""
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, started: Callable[[], None] | None = None) -> None:
+        s = self.settings
+        base = await Store.open(s.database.url)  # brings the schema up to date
+        self._store_url = base.url
+        await base.close()
+        engine = cluster_engine(s.database.url, s.cluster.lease_seconds)
+        self._leases = Leases(engine, self.node, s.cluster.partitions, s.cluster.lease_seconds)
+        try:
+            await self._leases.prepare()
+            await self.links.start()
+            log.info(
+                "cluster node %r: %d partition(s), lease %.0f s",
+                self.node,
+                s.cluster.partitions,
+                s.cluster.lease_seconds,
+            )
+            if started is not None:
+                started()
+            fatal = asyncio.ensure_future(self.links.own.fatal.wait())
+            try:
+                while not stop.is_set() and not fatal.done():
+                    await self._round()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.tick)
+            finally:
+                fatal.cancel()
+            await self._leave()
+        finally:
+            for part in list(self.held.values()):
+                part.abort()
+            await engine.dispose()
+        if self.links.own.taken_over is not None:
+            raise self.links.own.taken_over
+
+    async def _round(self) -> None:
+        leases = self._leases
+        assert leases is not None
+        try:
+            live = await leases.heartbeat()
+            await self._reap()
+            kept = await leases.renew({k: p.token for k, p in self.held.items()})
+            for k in [k for k in self.held if k not in kept]:
+                log.warning("node %r lost the lease of partition %d", self.node, k)
+                self.held.pop(k).abort()
+            share = quota(self.node, live, leases.partitions)
+            surplus = sorted(self.held, reverse=True)[: max(0, len(self.held) - share)]
+            if surplus:
+                await asyncio.gather(*(self._hand_over(k) for k in surplus))
+            got = await leases.acquire(share - len(self.held), set(self.held))
+            for k, token in sorted(got.items()):
+                self._start(k, token)
+            live, owners = await leases.view()
+            if live and live[0] == self.node:
+                nodes: dict[str, list[int]] = {n: [] for n in live} | owners_view(owners)
+                self.links.publish_cluster({n: nodes[n] for n in live}, self.clock())
+        except Exception as exc:  # the database away: the leases run out, fencing holds
+            log.warning("cluster round of node %r failed: %s", self.node, exc)
+
+    async def _reap(self) -> None:
+        """Partitions whose pipeline ended on its own (lease lost, an error): released, to
+        be taken again (by this node or another) in a round."""
+        assert self._leases is not None
+        for k, part in list(self.held.items()):
+            if part.task is not None and part.task.done():
+                self.held.pop(k)
+                await self._leases.release(k, part.token)
+
+    def _start(self, k: int, token: int) -> None:
+        part = _Partition(k, token)
+        part.task = asyncio.create_task(self._serve(part), name=f"partition-{k}")
+        self.held[k] = part
+        log.info("node %r took partition %d (token %d)", self.node, k, token)
+
+    async def _serve(self, part: _Partition) -> None:
+        try:
+            await self._serve_partition(part)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # one line; the node goes on
+            lost = _lease_lost(exc)
+            if lost is not None:
+                log.warning("partition %d: %s", part.number, lost)
+            else:
+                log.error("partition %d stopped: %r", part.number, exc)
+
+    async def _serve_partition(self, part: _Partition) -> None:
+        ids = self.groups.get(part.number, [])
+        s = subset(self.settings, part.number, ids)
+        leases = self._leases
+        assert leases is not None
+        fence = Fence(part.number, self.node, part.token, frozenset(ids))
+        store = PartitionStore(leases.engine, self._store_url, fence)
+        bridge = await bootstrap(
+            s,
+            store=store,
+            topic_filters=partition_filters(s.bridge.topic_prefix, ids),
+            clock=self.clock,
+        )
+        part.bridge = bridge
+        mqtt = bridge.mqtt
+        # a partition has no status topic of its own (the node's: bridge/cluster/_status.py)
+        mqtt.on_connect = mqtt.status_checked.set
+        await bridge.start()
+        part.started.set()
+        await bridge.run(part.stop)
+
+    async def _hand_over(self, k: int) -> None:
+        """Stop a partition cleanly (its batches finish), then release its lease at once."""
+        part = self.held.pop(k)
+        part.stop.set()
+        if part.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(part.task), HANDOVER_SECONDS)
+            except TimeoutError:
+                part.abort()
+            except Exception as exc:
+                log.debug("partition %d ended with %r", k, exc)
+        assert self._leases is not None
+        await self._leases.release(k, part.token)
+        log.info("node %r released partition %d", self.node, k)
+
+    async def _leave(self) -> None:
+        """A clean stop: every partition handed over, the node gone, offline."""
+        leases = self._leases
+        assert leases is not None
+        await asyncio.gather(*(self._hand_over(k) for k in list(self.held)), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await leases.leave()
+            live, _ = await leases.view()
+            if not [n for n in live if n != self.node]:
+                self.links.publish_cluster({}, self.clock())
+        await self.links.stop(self.clock())
+        log.info("cluster node %r stopped", self.node)
+
+
+def _lease_lost(exc: BaseException) -> LeaseLost | None:
+    if isinstance(exc, LeaseLost):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _lease_lost(inner)
+            if found is not None:
+                return found
+    return None
+
+
+async def run_node(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    started: Callable[[], None] | None = None,
+) -> None:
+    """Run one cluster node until ``stop`` is set. Raises
+    :class:`~bridge.errors.ClientIdInUse` when another process runs under its node name."""
+    await ClusterNode(settings).run(stop or asyncio.Event(), started)
