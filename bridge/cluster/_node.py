@@ -190,7 +190,9 @@ class ClusterNode:
         )
         part.bridge = bridge
         mqtt = bridge.mqtt
-        # a partition has no status topic of its own (the node's: bridge/cluster/_status.py)
+        # a partition says nothing on the status topic and has no Will there: the node's
+        # connections do (bridge/cluster/_status.py); nothing to check at its start-up
+        mqtt.options.status_topic = None
         mqtt.on_connect = mqtt.status_checked.set
         await bridge.start()
         part.started.set()
