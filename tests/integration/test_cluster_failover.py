@@ -101,6 +101,7 @@ def _run_scenario(
     prefix: str,
     database: tuple[str, str],
     fault: str,
+    pg: PostgresCluster | None = None,
 ) -> None:
     db_url, dsn = database
     config = _config(tmp_path, broker, prefix, db_url)
@@ -138,6 +139,12 @@ def _run_scenario(
             time.sleep(1.0)  # a writes b's partitions for a while before b wakes
             b.process.send_signal(signal.SIGCONT)
             wait_until(lambda: _balanced(_cluster(rec, prefix), {"a", "b"}), 30, "b rejoins")
+        elif fault == "dbrestart":
+            assert pg is not None
+            pg.stop("fast")
+            time.sleep(LEASE + 1)  # every lease runs out while the database is away
+            pg.start()
+            wait_until(lambda: _balanced(_cluster(rec, prefix), {"a", "b"}), 30, "shared again")
         elif fault == "join":
             c = s.enter_context(_node(config, "c"))
             c.start()
@@ -165,6 +172,18 @@ def test_cluster_failover_loses_and_doubles_nothing(
     fault: str,
 ) -> None:
     _run_scenario(fault, fresh_mosquitto, tmp_path, topic_prefix, database, fault)
+
+
+def test_cluster_through_a_database_restart_loses_and_doubles_nothing(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str
+) -> None:
+    """PostgreSQL stopped for longer than a lease and started again: the batches wait, the
+    leases that ran out fail their next batch's check, and the partitions go on from the
+    database (a cluster of the test's own: the session's must not stop)."""
+    with PostgresCluster() as pg, pg_database(pg.port) as database:
+        _run_scenario(
+            "database restart", fresh_mosquitto, tmp_path, topic_prefix, database, "dbrestart", pg
+        )
 
 
 def test_workers_with_sqlite_is_one_line_and_exit_2(tmp_path: Path) -> None:
