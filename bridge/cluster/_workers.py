@@ -32,46 +32,61 @@ def _worker(args: argparse.Namespace, settings: Settings, i: int) -> subprocess.
     return subprocess.Popen(argv, env=env)
 
 
-def run_workers(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``args.workers`` nodes until SIGTERM or SIGINT; the exit status is the workers'
-    worst. With SQLite it is one line and exit 2."""
-    n = int(args.workers)
+def _refused(n: int, settings: Settings) -> str | None:
     if n < 1:
-        print(f"openspc run: --workers {n}: must be at least 1", file=sys.stderr)
-        return 2
+        return f"--workers {n}: must be at least 1"
     if settings.database.url.startswith("sqlite"):
-        print(
-            "openspc run: --workers needs PostgreSQL (database.url is SQLite;"
-            " docs/scale-out.md)",
-            file=sys.stderr,
-        )
-        return 2
-    stopping = False
+        return "--workers needs PostgreSQL (database.url is SQLite; docs/scale-out.md)"
+    return None
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for proc in procs:
+
+class _Workers:
+    """The children, started again when one dies, all stopped on a signal."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings, n: int) -> None:
+        self.args, self.settings = args, settings
+        self.stopping = False
+        self.worst = 0
+        self.procs = [_worker(args, settings, i) for i in range(n)]
+
+    def stop(self, signum: int = signal.SIGTERM, _frame: FrameType | None = None) -> None:
+        self.stopping = True
+        for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    procs = [_worker(args, settings, i) for i in range(n)]
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    worst = 0
-    while not stopping:
-        time.sleep(0.2)
-        for i, proc in enumerate(procs):
+    def watch_once(self) -> None:
+        for i, proc in enumerate(self.procs):
             code = proc.poll()
-            if code is None or stopping:
+            if code is None or self.stopping:
                 continue
             if code in (2, 3):  # a config or broker refusal: starting again will not mend it
-                stop(signal.SIGTERM, None)
-                worst = max(worst, code)
-                break
+                self.worst = max(self.worst, code)
+                self.stop()
+                return
             print(f"openspc run: worker {i} exited ({code}); starting it again", file=sys.stderr)
             time.sleep(RESTART_DELAY_S)
-            procs[i] = _worker(args, settings, i)
-    for proc in procs:
-        worst = max(worst, proc.wait())
-    return worst
+            if not self.stopping:
+                self.procs[i] = _worker(self.args, self.settings, i)
+
+    def wait(self) -> int:
+        self.stop()  # each told once more: one may have started as the signal came
+        for proc in self.procs:
+            self.worst = max(self.worst, proc.wait())
+        return self.worst
+
+
+def run_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``args.workers`` nodes until SIGTERM or SIGINT; the exit status is the workers'
+    worst. With SQLite it is one line and exit 2."""
+    refusal = _refused(int(args.workers), settings)
+    if refusal is not None:
+        print(f"openspc run: {refusal}", file=sys.stderr)
+        return 2
+    workers = _Workers(args, settings, int(args.workers))
+    signal.signal(signal.SIGTERM, workers.stop)
+    signal.signal(signal.SIGINT, workers.stop)
+    while not workers.stopping:
+        time.sleep(0.2)
+        workers.watch_once()
+    return workers.wait()

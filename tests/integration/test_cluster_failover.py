@@ -186,6 +186,57 @@ def test_cluster_through_a_database_restart_loses_and_doubles_nothing(
         )
 
 
+def test_workers_run_n_nodes_and_stop_cleanly(
+    fresh_mosquitto: MosquittoProcess, tmp_path: Path, topic_prefix: str, database: tuple[str, str]
+) -> None:
+    """`openspc run --workers 2`: two nodes share the partitions (the file does not enable the
+    cluster: --workers does); a worker killed is started again and gets its share back;
+    SIGTERM stops all, cleanly (exit 0, status offline, no node left)."""
+    import os
+    import subprocess
+
+    from tests.integration.reliability import OPENSPC
+
+    prefix = topic_prefix
+    config = _config(tmp_path, fresh_mosquitto, prefix, database[0])
+    config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
+    workers = {"x-w0", "x-w1"}
+    with stack() as s:
+        rec = s.enter_context(Recorder(fresh_mosquitto.port, f"{prefix}/bridge/#"))
+        log = (tmp_path / "workers.log").open("wb")
+        s.callback(log.close)
+        proc = subprocess.Popen(
+            [str(OPENSPC), "run", "--config", str(config), "--workers", "2"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OPENSPC_CLUSTER__NODE": "x"},
+        )
+        s.callback(lambda: proc.poll() is None and proc.kill())
+        wait_until(lambda: _balanced(_cluster(rec, prefix), workers), 30, "two workers share")
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert len(children) == 2
+        os.kill(int(children[0]), signal.SIGKILL)
+        logged = tmp_path / "workers.log"
+        wait_until(lambda: logged.read_text().count("partition(s), lease") == 3, 15, "restart")
+        # the new worker has the old one's name: it takes its partitions back at once
+
+        def retaken() -> bool:
+            text = logged.read_text()
+            restarted = max(
+                text.rfind("cluster node 'x-w0': "), text.rfind("cluster node 'x-w1': ")
+            )
+            return "took partition" in text[restarted:]
+
+        wait_until(retaken, LEASE + 10, "the new worker takes partitions")
+        wait_until(lambda: _balanced(_cluster(rec, prefix), workers), 30, "the worker is back")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        wait_until(lambda: _cluster(rec, prefix) == {}, 10, "no node left")
+        assert [m.json()["online"] for m in rec.on(f"{prefix}/bridge/status")][-1] is False
+
+
 def test_workers_with_sqlite_is_one_line_and_exit_2(tmp_path: Path) -> None:
     import subprocess
 
