@@ -39,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
 
     from bridge._startup import freeze_startup_heap, install_fast_paths
     from bridge.app import run_bridge
+    from bridge.cluster import run_node, run_workers
     from bridge.config import ConfigInvalid, format_faults, load_settings
     from bridge.errors import BrokerRefused, ClientIdInUse, StoreUnavailable
     from bridge.store import SchemaTooNew, SchemaUnrecognized
@@ -49,9 +50,7 @@ def main(args: argparse.Namespace) -> int:
     except ConfigInvalid as exc:
         print(format_faults(exc), file=sys.stderr)
         return 2
-    if args.workers is not None:
-        from bridge.cluster._workers import run_workers
-
+    if getattr(args, "workers", None) is not None:  # callers may build the Namespace
         return run_workers(args, settings)
 
     # process-wide, so here and nowhere else: `openspc run` owns its process (the benchmark
@@ -63,12 +62,9 @@ def main(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        if settings.cluster.enabled:  # one node of a cluster (docs/scale-out.md)
-            from bridge.cluster import run_node
-
-            await run_node(settings, stop, started=freeze_startup_heap)
-        else:
-            await run_bridge(settings, stop, started=freeze_startup_heap)
+        # with [cluster] enabled, one node of a cluster (docs/scale-out.md)
+        run = run_node if settings.cluster.enabled else run_bridge
+        await run(settings, stop, started=freeze_startup_heap)
 
     try:
         asyncio.run(serve())
