@@ -15,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from bridge.app import Bridge, bootstrap
 from bridge.cluster._leases import Fence, LeaseLost, Leases, PartitionStore, cluster_engine
 from bridge.cluster._partitions import owners_view, partitions_of, quota, subset
 from bridge.cluster._status import NodeLinks
 from bridge.config import Settings
+from bridge.errors import StoreUnavailable
 from bridge.store import Store
 
 __all__ = ["ClusterNode", "run_node"]
@@ -81,6 +84,8 @@ class ClusterNode:
         self.clock = clock
         c = settings.cluster
         self.tick = min(1.0, c.lease_seconds / 3)
+        self.lease_seconds = float(c.lease_seconds)
+        self._renewed_at = time.monotonic()
         self.groups = partitions_of(settings)
         self.held: dict[int, _Partition] = {}
         self.links = NodeLinks(settings)
@@ -92,14 +97,18 @@ class ClusterNode:
 
     async def run(self, stop: asyncio.Event, started: Callable[[], None] | None = None) -> None:
         s = self.settings
-        base = await Store.open(s.database.url)  # brings the schema up to date
+        base = await _open_store(s.database.url, stop)  # brings the schema up to date
+        if base is None:
+            return
         self._store_url = base.url
         await base.close()
         engine = cluster_engine(s.database.url, s.cluster.lease_seconds)
         self._leases = Leases(engine, self.node, s.cluster.partitions, s.cluster.lease_seconds)
         try:
             await self._leases.prepare()
-            await self.links.start()
+            if not await _unless_stopped(self.links.start(), stop):
+                await self.links.stop(self.clock())
+                return
             log.info(
                 "cluster node %r: %d partition(s), lease %.0f s",
                 self.node,
@@ -130,7 +139,9 @@ class ClusterNode:
         try:
             live = await leases.heartbeat()
             await self._reap()
+            asked = time.monotonic()
             kept = await leases.renew({k: p.token for k, p in self.held.items()})
+            self._renewed_at = asked
             for k in [k for k in self.held if k not in kept]:
                 log.warning("node %r lost the lease of partition %d", self.node, k)
                 self.held.pop(k).abort()
@@ -147,6 +158,24 @@ class ClusterNode:
                 self.links.publish_cluster({n: nodes[n] for n in live}, self.clock())
         except Exception as exc:  # the database away: the leases run out, fencing holds
             log.warning("cluster round of node %r failed: %s", self.node, exc)
+            self._give_up_unrenewed()
+
+    def _give_up_unrenewed(self) -> None:
+        """Cut off from the database for a whole lease: the leases have run out (their time
+        counted from before the last renewal asked), so the others may hold the partitions
+        now. Stop them here, so that their MQTT sessions are not taken back from the new
+        owners again and again; the node rejoins when the database answers."""
+        if not self.held or time.monotonic() - self._renewed_at < self.lease_seconds:
+            return
+        log.warning(
+            "node %r could not renew its leases for %.0f s: stopping its %d partition(s)",
+            self.node,
+            self.lease_seconds,
+            len(self.held),
+        )
+        for part in self.held.values():
+            part.abort()
+        self.held.clear()
 
     async def _reap(self) -> None:
         """Partitions whose pipeline ended on its own (lease lost, an error): released, to
@@ -225,6 +254,39 @@ class ClusterNode:
                 self.links.publish_cluster({}, self.clock())
         await self.links.stop(self.clock())
         log.info("cluster node %r stopped", self.node)
+
+
+async def _open_store(url: str, stop: asyncio.Event) -> Store | None:
+    """The database, waited for as ``openspc run`` waits for it (1 s doubling to 30 s,
+    docs/reliability.md); None when ``stop`` comes first."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            return await Store.open(url)
+        except StoreUnavailable as exc:
+            log.warning("%s; waiting for it, next try in %.0f s", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+    return None
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` (waiting for the broker, as long as it takes) unless ``stop`` comes
+    first; whether it finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()
+    return True
 
 
 def _lease_lost(exc: BaseException) -> LeaseLost | None:
