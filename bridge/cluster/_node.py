@@ -88,6 +88,9 @@ class ClusterNode:
         self._renewed_at = time.monotonic()
         self.groups = partitions_of(settings)
         self.held: dict[int, _Partition] = {}
+        # being handed over: still renewed until their pipeline has finished, then released
+        self.leaving: dict[int, _Partition] = {}
+        self._handovers: set[asyncio.Task[None]] = set()
         self.links = NodeLinks(settings)
         self._url = ""
         self._leases: Leases | None = None
@@ -127,8 +130,10 @@ class ClusterNode:
                 fatal.cancel()
             await self._leave()
         finally:
-            for part in list(self.held.values()):
+            for part in [*self.held.values(), *self.leaving.values()]:
                 part.abort()
+            for task in self._handovers:
+                task.cancel()
             await engine.dispose()
         if self.links.own.taken_over is not None:
             raise self.links.own.taken_over
@@ -140,16 +145,16 @@ class ClusterNode:
             live = await leases.heartbeat()
             await self._reap()
             asked = time.monotonic()
-            kept = await leases.renew({k: p.token for k, p in self.held.items()})
+            mine = self.held | self.leaving
+            kept = await leases.renew({k: p.token for k, p in mine.items()})
             self._renewed_at = asked
-            for k in [k for k in self.held if k not in kept]:
+            for k in [k for k in mine if k not in kept]:
                 log.warning("node %r lost the lease of partition %d", self.node, k)
-                self.held.pop(k).abort()
+                (self.held.pop(k, None) or self.leaving.pop(k)).abort()
             share = quota(self.node, live, leases.partitions)
-            surplus = sorted(self.held, reverse=True)[: max(0, len(self.held) - share)]
-            if surplus:
-                await asyncio.gather(*(self._hand_over(k) for k in surplus))
-            got = await leases.acquire(share - len(self.held), set(self.held))
+            for k in sorted(self.held, reverse=True)[: max(0, len(self.held) - share)]:
+                self._hand_over(k)  # in the background: the rounds go on renewing
+            got = await leases.acquire(share - len(self.held), set(self.held | self.leaving))
             for k, token in sorted(got.items()):
                 self._start(k, token)
             live, owners = await leases.view()
@@ -165,15 +170,16 @@ class ClusterNode:
         counted from before the last renewal asked), so the others may hold the partitions
         now. Stop them here, so that their MQTT sessions are not taken back from the new
         owners again and again; the node rejoins when the database answers."""
-        if not self.held or time.monotonic() - self._renewed_at < self.lease_seconds:
+        parts = [*self.held.values(), *self.leaving.values()]
+        if not parts or time.monotonic() - self._renewed_at < self.lease_seconds:
             return
         log.warning(
             "node %r could not renew its leases for %.0f s: stopping its %d partition(s)",
             self.node,
             self.lease_seconds,
-            len(self.held),
+            len(parts),
         )
-        for part in self.held.values():
+        for part in parts:
             part.abort()
         self.held.clear()
 
@@ -227,10 +233,17 @@ class ClusterNode:
         part.started.set()
         await bridge.run(part.stop)
 
-    async def _hand_over(self, k: int) -> None:
+    def _hand_over(self, k: int) -> None:
         """Stop a partition cleanly (its batches finish), then release its lease at once."""
         part = self.held.pop(k)
+        self.leaving[k] = part
         part.stop.set()
+        task = asyncio.create_task(self._release_when_done(part), name=f"hand-over-{k}")
+        self._handovers.add(task)
+        task.add_done_callback(self._handovers.discard)
+
+    async def _release_when_done(self, part: _Partition) -> None:
+        k = part.number
         if part.task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(part.task), HANDOVER_SECONDS)
@@ -239,14 +252,19 @@ class ClusterNode:
             except Exception as exc:
                 log.debug("partition %d ended with %r", k, exc)
         assert self._leases is not None
-        await self._leases.release(k, part.token)
+        try:
+            await self._leases.release(k, part.token)
+        finally:
+            self.leaving.pop(k, None)
         log.info("node %r released partition %d", self.node, k)
 
     async def _leave(self) -> None:
         """A clean stop: every partition handed over, the node gone, offline."""
         leases = self._leases
         assert leases is not None
-        await asyncio.gather(*(self._hand_over(k) for k in list(self.held)), return_exceptions=True)
+        for k in list(self.held):
+            self._hand_over(k)
+        await asyncio.gather(*self._handovers, return_exceptions=True)
         with contextlib.suppress(Exception):
             await leases.leave()
             live, _ = await leases.view()

@@ -117,9 +117,9 @@ async def test_acks_are_carried_out_once_by_the_right_partition_and_status_tells
         await probe.publish(f"{prefix}/char/2/reading", "10")
         await probe.publish(f"{prefix}/char/2/reading", "21")
 
-        def live() -> list[Any]:  # not the retained last sample a takeover republishes
-            found = probe.matching(f"{prefix}/char/2/sample")
-            return [m.json()["payload"] for m in found if not m.retain]
+        def live() -> list[Any]:  # by id: a takeover republishes the last sample
+            found = [m.json()["payload"] for m in probe.matching(f"{prefix}/char/2/sample")]
+            return sorted({x["sample_id"]: x for x in found}.values(), key=lambda x: x["sample_id"])
 
         await probe.wait_until(lambda: len(live()) >= 3, TIMEOUT)
         assert [(x["value"], x["range"]) for x in live()] == [
