@@ -229,7 +229,11 @@ class ClusterNode:
         # connections do (bridge/cluster/_status.py); nothing to check at its start-up
         mqtt.options.status_topic = None
         mqtt.on_connect = mqtt.status_checked.set
-        await bridge.start()
+        try:
+            await bridge.start()
+        except BaseException:  # its connection must not live on (and take the session back)
+            await bridge.close()
+            raise
         part.started.set()
         await bridge.run(part.stop)
 
