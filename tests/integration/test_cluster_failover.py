@@ -255,3 +255,20 @@ def test_workers_with_sqlite_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "openspc run: --workers needs PostgreSQL (database.url is SQLite; docs/scale-out.md)"
     ]
     assert json  # the module's imports stay used
+
+
+def test_cluster_with_sqlite_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.integration.reliability import OPENSPC
+
+    config = tmp_path / "openspc.toml"
+    config.write_text('[cluster]\nenabled = true\n[[characteristic]]\nid = 1\nname = "a"\n')
+    done = subprocess.run(
+        [str(OPENSPC), "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"{config}: cluster.enabled = true: a cluster needs PostgreSQL"
+        " (database.url is SQLite; docs/scale-out.md)"
+    ]
