@@ -41,7 +41,7 @@ def _settings(broker: MosquittoProcess, prefix: str, url: str, group: str, node:
     return Settings(
         broker={"host": "127.0.0.1", "port": broker.port, "client_id": f"s-{prefix[5:15]}"},
         database={"url": url},
-        bridge={"topic_prefix": prefix, "metrics_interval": 5.0},
+        bridge={"topic_prefix": prefix, "metrics_interval": 0.5},
         cluster={"enabled": True, "node": node, "partitions": 4, "lease_seconds": 3},
         characteristic=[
             char(6, sparkplug={"group": group, "edge": EDGE, "device": DEVICE, "metric": "OD"}),
@@ -94,10 +94,22 @@ async def test_an_edge_nodes_partition_moves_whole_and_loses_and_doubles_nothing
         _running(nodes["b"]) as task_b,
         SimulatedEdgeNode("127.0.0.1", mosquitto.port, group, EDGE) as sim,
     ):
-        await probe.wait_until(lambda: _owner(probe, prefix, 3) is not None, TIMEOUT)
-        first = _owner(probe, prefix, 3)
+
+        def settled() -> str | None:
+            """The owner of the edge node's partition once the two share evenly and its
+            pipeline has subscribed and asked for births (a held it before b joined:
+            Sparkplug data is QoS 0, so nothing is sent before then)."""
+            owner = _owner(probe, prefix, 3)
+            if owner is None or sorted(len(n.held) for n in nodes.values()) != [2, 2]:
+                return None
+            part = nodes[owner].held.get(3)
+            return owner if part is not None and part.started.is_set() else None
+
+        # checked on every message (the partitions' metrics come twice a second)
+        await probe.wait_until(lambda: settled() is not None, TIMEOUT)
+        first = settled()
         assert first is not None
-        await asyncio.wait_for(sim.rebirth_requests.get(), TIMEOUT)  # asked at its start
+        await asyncio.wait_for(sim.rebirth_requests.get(), TIMEOUT)
         await sim.birth([TEMP], {DEVICE: [OD]})
 
         async def send(count: int) -> None:
@@ -112,6 +124,8 @@ async def test_an_edge_nodes_partition_moves_whole_and_loses_and_doubles_nothing
 
         await send(20)
         await probe.wait_for(f"{prefix}/char/6/sample", count=20, within=TIMEOUT)
+        while not sim.rebirth_requests.empty():  # those of the first owners
+            sim.rebirth_requests.get_nowait()
         tasks = {"a": task_a, "b": task_b}
         _crash(nodes[first], tasks[first])
         survivor = "b" if first == "a" else "a"
