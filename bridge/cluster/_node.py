@@ -112,6 +112,13 @@ class ClusterNode:
             if not await _unless_stopped(self.links.start(), stop):
                 await self.links.stop(self.clock())
                 return
+            b = s.bridge
+            if b.sparkplug_edge.enabled or b.sparkplug.host_id is not None:
+                log.warning(
+                    "a cluster does not run the bridge's own Sparkplug edge node or Primary"
+                    " Host yet ([bridge.sparkplug_edge], [bridge.sparkplug]): not started"
+                    " (docs/scale-out.md)"
+                )
             log.info(
                 "cluster node %r: %d partition(s), lease %.0f s",
                 self.node,
