@@ -16,17 +16,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bridge.errors import CommandElsewhere, StoreUnavailable
+from bridge.errors import CommandElsewhere, CommandRejected, StoreUnavailable
 from bridge.store import Store, UnitOfWork, ViolationRecord
 from bridge.store._store import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S
+from bridge.store._tables import violations
 
 __all__ = ["Fence", "LeaseLost", "Leases", "PartitionStore", "cluster_engine"]
 
@@ -75,19 +76,23 @@ def cluster_engine(url: str, lease_seconds: float) -> AsyncEngine:
 
 @dataclass(frozen=True)
 class Fence:
-    """What a partition's transactions check: this node still holds this token."""
+    """What a partition's transactions check: this node still holds this token; and which
+    partition owns each characteristic of the cluster (for acknowledgements)."""
 
     partition: int
     node: str
     token: int
-    characteristics: frozenset[int]
+    owners: Mapping[int, int]
+
+    def owner(self, characteristic_id: int | None) -> int:
+        """The partition of a characteristic; partition 0 for one the cluster lacks."""
+        return 0 if characteristic_id is None else self.owners.get(characteristic_id, 0)
 
 
 _CHECK = text(
     "SELECT 1 FROM cluster_leases WHERE partition_id = :k AND owner = :n AND token = :t"
     " AND expires_at > clock_timestamp() FOR SHARE"
 )
-_OWNER_OF_VIOLATION = text("SELECT characteristic_id FROM violations WHERE id = :v")
 
 
 class FencedUnitOfWork(UnitOfWork):
@@ -109,15 +114,31 @@ class FencedUnitOfWork(UnitOfWork):
             raise LeaseLost(self._url, f.partition, f.node, f.token)
         return self
 
-    async def violation_for_update(self, violation_id: int) -> ViolationRecord | None:
-        """An acknowledgement is carried out by the partition of the violation's
-        characteristic; one of a violation that does not exist is answered by partition 0
-        (every partition receives every acknowledgement: docs/scale-out.md)."""
+    async def violations_for_ack(
+        self, violation_ids: Sequence[int] | None, characteristic_id: int | None = None
+    ) -> list[ViolationRecord]:
+        """An acknowledgement is carried out by the partition of its violations'
+        characteristic; one naming only violations that do not exist, or an unknown
+        characteristic, by partition 0. Every partition receives every acknowledgement; the
+        others raise :class:`~bridge.errors.CommandElsewhere` (acked, not answered). One
+        naming violations of several partitions is refused, by the lowest of them: nothing
+        is acknowledged (docs/scale-out.md)."""
         f = self._fence
-        cid = await self.conn.scalar(_OWNER_OF_VIOLATION, {"v": violation_id})
-        if (cid is None and f.partition != 0) or (cid is not None and cid not in f.characteristics):
-            raise CommandElsewhere(f"acknowledge violation {violation_id}", f.partition)
-        return await super().violation_for_update(violation_id)
+        if violation_ids is None:
+            owners = {f.owner(characteristic_id)}
+        else:
+            named = violations.c.id.in_(list(violation_ids))
+            found = await self.conn.scalars(select(violations.c.characteristic_id).where(named))
+            owners = {f.owner(int(cid)) for cid in found.all()} or {0}
+        if min(owners) != f.partition:
+            raise CommandElsewhere("acknowledgement", f.partition)
+        if len(owners) > 1:
+            raise CommandRejected(
+                "the violations named belong to characteristics of different cluster"
+                f" partitions ({', '.join(map(str, sorted(owners)))}): acknowledge each"
+                " characteristic's in a command of its own; nothing acknowledged"
+            )
+        return await super().violations_for_ack(violation_ids, characteristic_id)
 
 
 class PartitionStore(Store):

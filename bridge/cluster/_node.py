@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.app import Bridge, bootstrap
+from bridge._mqtt import MqttClient
+from bridge.app import Bridge, _mqtt_link, bootstrap
 from bridge.cluster._leases import Fence, LeaseLost, Leases, PartitionStore, cluster_engine
-from bridge.cluster._partitions import owners_view, partitions_of, quota, subset
+from bridge.cluster._partitions import owners_view, partition_of, partitions_of, quota, subset
 from bridge.cluster._status import NodeLinks
 from bridge.config import Settings
 from bridge.errors import StoreUnavailable
 from bridge.store import Store
+from bridge.wire import Topics
 
 __all__ = ["ClusterNode", "run_node"]
 
@@ -37,21 +39,23 @@ HANDOVER_SECONDS = 10.0
 """On a clean stop or a release, how long a partition may take to finish its batches."""
 
 
-def partition_filters(prefix: str, ids: list[int]) -> Callable[[list[str]], list[str]]:
+def partition_filters(
+    prefix: str, partition: int, ids: list[int]
+) -> Callable[[list[str]], list[str]]:
     """A partition's subscriptions: its own characteristics' reading and recalculate topics
-    instead of the wildcards (acknowledgements stay: docs/scale-out.md)."""
-    wild = {f"{prefix}/char/+/reading": "reading", f"{prefix}/cmd/char/+/recalculate": "cmd"}
+    instead of the wildcards; acknowledgements stay; the query command only in partition 0
+    (docs/scale-out.md)."""
+    topics = Topics(prefix)
+    instead = {
+        topics.reading_filter: [topics.reading(cid) for cid in ids],
+        topics.recalculate_filter: [topics.recalculate_command(cid) for cid in ids],
+        topics.query_filter: [topics.query_filter] if partition == 0 else [],
+    }
 
     def narrow(filters: list[str]) -> list[str]:
         out: list[str] = []
         for f in filters:
-            kind = wild.get(f)
-            if kind == "reading":
-                out += [f"{prefix}/char/{cid}/reading" for cid in ids]
-            elif kind == "cmd":
-                out += [f"{prefix}/cmd/char/{cid}/recalculate" for cid in ids]
-            else:
-                out.append(f)
+            out += instead.get(f, [f])
         return list(dict.fromkeys(out))
 
     return narrow
@@ -63,14 +67,15 @@ class _Partition:
     token: int
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    link: MqttClient | None = None
     bridge: Bridge | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
     def abort(self) -> None:
         """The lease is lost: drop the connection (nothing more is acknowledged; the broker
         keeps the session's messages for the next owner) and end the pipeline."""
-        if self.bridge is not None:
-            self.bridge.mqtt.abort()
+        if self.link is not None:
+            self.link.abort()
         if self.task is not None:
             self.task.cancel()
 
@@ -87,6 +92,7 @@ class ClusterNode:
         self.lease_seconds = float(c.lease_seconds)
         self._renewed_at = time.monotonic()
         self.groups = partitions_of(settings)
+        self.owners = partition_of(settings)
         self.held: dict[int, _Partition] = {}
         # being handed over: still renewed until their pipeline has finished, then released
         self.leaving: dict[int, _Partition] = {}
@@ -222,20 +228,22 @@ class ClusterNode:
         s = subset(self.settings, part.number, ids)
         leases = self._leases
         assert leases is not None
-        fence = Fence(part.number, self.node, part.token, frozenset(ids))
+        fence = Fence(part.number, self.node, part.token, self.owners)
         store = PartitionStore(leases.engine, self._store_url, fence)
+        part.link = link = _mqtt_link(s)
+        # a partition says nothing on the status topic and has no Will there: the node's
+        # connections do (bridge/cluster/_status.py); nothing to check at its start-up
+        link.options.status_topic = None
+        link.on_connect = link.status_checked.set
         bridge = await bootstrap(
             s,
             store=store,
-            topic_filters=partition_filters(s.bridge.topic_prefix, ids),
-            clock=self.clock,
+            link=link,
+            topic_filters=partition_filters(s.bridge.topic_prefix, part.number, ids),
         )
+        if part.number == 0 and bridge.queries is not None:  # it answers every query
+            bridge.queries.characteristics = frozenset(self.owners)
         part.bridge = bridge
-        mqtt = bridge.mqtt
-        # a partition says nothing on the status topic and has no Will there: the node's
-        # connections do (bridge/cluster/_status.py); nothing to check at its start-up
-        mqtt.options.status_topic = None
-        mqtt.on_connect = mqtt.status_checked.set
         try:
             await bridge.start()
         except BaseException:  # its connection must not live on (and take the session back)

@@ -55,7 +55,8 @@ def quota(node: str, live: Sequence[str], partitions: int) -> int:
 def subset(settings: Settings, partition: int, ids: Sequence[int]) -> Settings:
     """The settings of one partition's pipeline: its characteristics only, its own MQTT
     client id ``<client_id>-p<k>``; the bridge's own Sparkplug edge node and Primary Host
-    are not run by a partition (docs/scale-out.md)."""
+    are not run by a partition, the role messages (``users_file``) only by partition 0
+    (docs/scale-out.md)."""
     wanted = set(ids)
     chars = [c for c in settings.characteristic if c.id in wanted]
     broker = settings.broker.model_copy(
@@ -65,6 +66,7 @@ def subset(settings: Settings, partition: int, ids: Sequence[int]) -> Settings:
         update={
             "sparkplug_edge": settings.bridge.sparkplug_edge.model_copy(update={"enabled": False}),
             "sparkplug": settings.bridge.sparkplug.model_copy(update={"host_id": None}),
+            "users_file": settings.bridge.users_file if partition == 0 else None,
         }
     )
     return settings.model_copy(update={"characteristic": chars, "broker": broker, "bridge": bridge})

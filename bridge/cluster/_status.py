@@ -21,9 +21,10 @@ import paho.mqtt.client as paho
 
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge.config import Settings
-from bridge.messages import dumps, iso_z, status_payload
+from bridge.wire import Topics
+from bridge.wire.payloads import cluster_payload, dumps, encode_status
 
-__all__ = ["NodeLinks", "cluster_payload"]
+__all__ = ["NodeLinks"]
 
 
 class _SharedStatus(MqttClient):
@@ -33,13 +34,6 @@ class _SharedStatus(MqttClient):
     def _status_message(self, message: paho.MQTTMessage) -> None:
         super()._status_message(message)
         self.foreign_online = None
-
-
-def cluster_payload(nodes: dict[str, list[int]], now: datetime) -> dict[str, Any]:
-    return {
-        "nodes": [{"node": n, "partitions": nodes[n]} for n in sorted(nodes)],
-        "timestamp": iso_z(now),
-    }
 
 
 def _options(settings: Settings, client_id: str, status_topic: str) -> MqttOptions:
@@ -55,7 +49,7 @@ def _options(settings: Settings, client_id: str, status_topic: str) -> MqttOptio
         keepalive=int(b.keepalive),
         receive_maximum=100,
         status_topic=status_topic,
-        status_payload=lambda online, at: dumps(status_payload(online, at)),
+        status_payload=encode_status,
     )
 
 
@@ -63,16 +57,14 @@ class NodeLinks:
     """The node's two connections: its own status, and the whole bridge's status."""
 
     def __init__(self, settings: Settings) -> None:
-        prefix = settings.bridge.topic_prefix
+        topics = Topics(settings.bridge.topic_prefix)
         node = settings.cluster.node
         cid = settings.broker.client_id
-        self.prefix = prefix
+        self.topics = topics
         self.node = node
-        self.own = MqttClient(
-            _options(settings, f"{cid}-n-{node}", f"{prefix}/bridge/nodes/{node}"), Inbox(100)
-        )
+        self.own = MqttClient(_options(settings, f"{cid}-n-{node}", topics.node(node)), Inbox(100))
         self.shared = _SharedStatus(
-            _options(settings, f"{cid}-s-{node}", f"{prefix}/bridge/status"), Inbox(100)
+            _options(settings, f"{cid}-s-{node}", topics.status), Inbox(100)
         )
         self._last_view: list[Any] | None = None
 
@@ -88,13 +80,11 @@ class NodeLinks:
         if view == self._last_view:
             return
         self._last_view = view
-        self.own.publish(
-            f"{self.prefix}/bridge/cluster", dumps(cluster_payload(nodes, now)), retain=True
-        )
+        self.own.publish(self.topics.cluster, dumps(cluster_payload(nodes, now)), retain=True)
 
     async def stop(self, now: datetime) -> None:
         for client in (self.own, self.shared):
-            client.say_offline(dumps(status_payload(False, now)))
+            client.say_offline(encode_status(False, now))
         for client in (self.own, self.shared):
             await client.flush(5.0)
             await client.stop()

@@ -1,6 +1,6 @@
 """cluster leases
 
-Revision 0008, after 0004 (the integrator relinks the chain; docs/scale-out.md).
+Revision 0008, after 0007 (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
