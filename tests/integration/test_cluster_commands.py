@@ -2,7 +2,8 @@
 characteristics in four partitions. Each acknowledgement is carried out and answered once,
 by the partition of its violation's characteristic; one of a violation that does not exist
 is refused once; the node and cluster messages tell who holds what; the whole bridge's status
-stays online while any node is."""
+stays online while any node is. Bulk acknowledgements and the query command are answered
+once too: one spanning partitions is refused, queries are partition 0's."""
 
 from __future__ import annotations
 
@@ -89,7 +90,10 @@ async def test_acks_are_carried_out_once_by_the_right_partition_and_status_tells
         for topic in replies:
             assert await probe.wait_for(topic, within=TIMEOUT) == [{"ok": True}]
         [refusal] = await probe.wait_for(missing, within=TIMEOUT)
-        assert refusal == {"ok": False, "error": "violation 999999 does not exist"}
+        assert refusal == {
+            "ok": False,
+            "error": "violation 999999 does not exist; nothing acknowledged",
+        }
         for cid in (1, 2, 3, 4):
             await probe.wait_for(
                 f"{prefix}/char/{cid}/alarms",
@@ -132,3 +136,58 @@ async def test_acks_are_carried_out_once_by_the_right_partition_and_status_tells
         lambda: probe.matching(f"{prefix}/bridge/status")[-1].json()["online"] is False, TIMEOUT
     )
     assert _view(probe, prefix) == {}
+
+
+async def _answers(probe: Probe, topic: str) -> list[Any]:
+    """Every answer on ``topic``, once a second one would have come (see above)."""
+    await probe.wait_for(topic, within=TIMEOUT)
+    await asyncio.sleep(1.0)
+    return [m.json() for m in probe.matching(topic)]
+
+
+async def test_bulk_acks_and_queries_are_answered_once_and_a_bulk_ack_spans_no_partitions(
+    mosquitto: MosquittoProcess, probe: Probe, topic_prefix: str, db_url: str
+) -> None:
+    prefix = topic_prefix
+    async with _node(_settings(mosquitto, prefix, db_url, "a")):
+        await probe.wait_until(lambda: _view(probe, prefix) == {"a": [0, 1, 2, 3]}, TIMEOUT)
+        for cid in (1, 2, 3, 4):  # published once its partition has subscribed
+            await probe.wait_for(f"{prefix}/char/{cid}/meta", within=TIMEOUT)
+        for cid in (1, 2, 3, 4):
+            await probe.publish(f"{prefix}/char/{cid}/reading", "20")
+        ids = {}
+        for cid in (1, 2, 3, 4):
+            [v] = await probe.wait_for(f"{prefix}/char/{cid}/violation", within=TIMEOUT)
+            ids[cid] = v["payload"]["violation_id"]
+        both = {"violation_ids": [ids[1], ids[2]], "cause": "Tool Change"}
+        spanning = await _ack(probe, prefix, both, b"s")
+        assert await _answers(probe, spanning) == [
+            {
+                "ok": False,
+                "error": "the violations named belong to characteristics of different cluster"
+                " partitions (1, 2): acknowledge each characteristic's in a command of its"
+                " own; nothing acknowledged",
+            }
+        ]
+        all_open = {"characteristic_id": 3, "all_open": True, "cause": "Tool Change"}
+        assert await _answers(probe, await _ack(probe, prefix, all_open, b"o")) == [{"ok": True}]
+        await probe.wait_for(
+            f"{prefix}/char/3/alarms", lambda m: m["payload"]["violations"] == [], within=TIMEOUT
+        )
+        unknown = {"characteristic_id": 99, "all_open": True, "cause": "Tool Change"}
+        assert await _answers(probe, await _ack(probe, prefix, unknown, b"u")) == [
+            {"ok": False, "error": "unknown characteristic 99"}
+        ]
+        for cid in (2, 4):  # partition 2's and partition 0's own: both answered by partition 0
+            reply = f"{prefix}/reply/kim/query{cid}"
+            await probe.request(f"{prefix}/cmd/query/kim", {"characteristic_id": cid}, reply, b"q")
+            [answer] = await _answers(probe, reply)
+            assert answer["type"] == "query_result"
+            assert answer["payload"]["characteristic_id"] == cid
+            assert [s["value"] for s in answer["payload"]["samples"]] == [20.0]
+        # the refused bulk acknowledgement left both alarms open: one at a time, they go
+        one = await _ack(probe, prefix, {"violation_ids": [ids[1]], "cause": "Other"}, b"1")
+        assert await _answers(probe, one) == [{"ok": True}]
+        for cid in (1, 3):
+            assert len(probe.matching(f"{prefix}/char/{cid}/ack")) == 1
+        assert probe.matching(f"{prefix}/char/2/ack") == []
