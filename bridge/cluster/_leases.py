@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy import select, text
@@ -28,6 +29,7 @@ from bridge.errors import CommandElsewhere, CommandRejected, StoreUnavailable
 from bridge.store import Store, UnitOfWork, ViolationRecord
 from bridge.store._store import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S
 from bridge.store._tables import violations
+from bridge.wire.topics import CommandTopic
 
 __all__ = ["Fence", "LeaseLost", "Leases", "PartitionStore", "cluster_engine"]
 
@@ -96,10 +98,11 @@ _CHECK = text(
 
 
 class FencedUnitOfWork(UnitOfWork):
-    def __init__(self, engine: AsyncEngine, url: str, fence: Fence) -> None:
-        super().__init__(engine)
-        self._url = url
-        self._fence = fence
+    def __init__(self, store: PartitionStore) -> None:
+        super().__init__(store.engine)
+        self._store = store
+        self._url = store.url
+        self._fence = store.fence
 
     async def __aenter__(self) -> FencedUnitOfWork:
         await super().__aenter__()
@@ -113,6 +116,16 @@ class FencedUnitOfWork(UnitOfWork):
             await self.__aexit__(None, None, None)
             raise LeaseLost(self._url, f.partition, f.node, f.token)
         return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None or not issubclass(exc_type, CommandRejected):
+            self._store.claimed = False  # only a refusal of a command taken on is answered
+        await super().__aexit__(exc_type, exc, tb)
 
     async def violations_for_ack(
         self, violation_ids: Sequence[int] | None, characteristic_id: int | None = None
@@ -132,6 +145,7 @@ class FencedUnitOfWork(UnitOfWork):
             owners = {f.owner(int(cid)) for cid in found.all()} or {0}
         if min(owners) != f.partition:
             raise CommandElsewhere("acknowledgement", f.partition)
+        self._store.claimed = True
         if len(owners) > 1:
             raise CommandRejected(
                 "the violations named belong to characteristics of different cluster"
@@ -147,9 +161,19 @@ class PartitionStore(Store):
     def __init__(self, engine: AsyncEngine, url: str, fence: Fence) -> None:
         super().__init__(engine, url)
         self.fence = fence
+        self.claimed = False  # the last acknowledgement refused was taken on here
 
     def unit_of_work(self) -> UnitOfWork:
-        return FencedUnitOfWork(self.engine, self.url, self.fence)
+        return FencedUnitOfWork(self)
+
+    def answers_refusal(self, topic: CommandTopic) -> bool:
+        """Whether a refused command is this partition's to answer (the pipeline's
+        ``answers_refusal``): a recalculation is (only its own topics are subscribed); an
+        acknowledgement when this partition took it on (its unit of work found the
+        violations its own), else partition 0's: refused before any partition was asked (a
+        bad payload or reply topic, an unknown cause), it is answered once (docs/scale-out.md)."""
+        claimed, self.claimed = self.claimed, False
+        return topic.kind != "ack" or claimed or self.fence.partition == 0
 
     async def close(self) -> None:
         return None  # the node disposes of the shared engine

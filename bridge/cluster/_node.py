@@ -243,6 +243,7 @@ class ClusterNode:
         )
         if part.number == 0 and bridge.queries is not None:  # it answers every query
             bridge.queries.characteristics = frozenset(self.owners)
+        bridge.pipeline.answers_refusal = store.answers_refusal
         part.bridge = bridge
         try:
             await bridge.start()

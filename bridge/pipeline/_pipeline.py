@@ -106,6 +106,8 @@ class Pipeline:
         self.contexts = SubgroupContexts()
         # takes a query command (True) to answer beside the batches (bridge/_query.py)
         self.on_query: Callable[[Inbound], bool] | None = None
+        # a cluster's partition (bridge/cluster): whether a refused command is its to answer
+        self.answers_refusal: Callable[[CommandTopic], bool] | None = None
         self.engines = engines
         self.store = store
         self.link = link
@@ -397,6 +399,8 @@ class Pipeline:
                 lambda: self.bus.execute(command), only=database_unavailable, resumes=True
             )
         except (InvalidCommand, CommandRejected) as exc:
+            if self.answers_refusal is not None and not self.answers_refusal(topic):
+                raise CommandElsewhere(topic.kind, -1) from None
             return str(exc)
         except (StoreUnavailable, CommandElsewhere):
             raise  # stopping: not acked, so the broker delivers the command again; or not ours

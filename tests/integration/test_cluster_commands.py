@@ -2,8 +2,8 @@
 characteristics in four partitions. Each acknowledgement is carried out and answered once,
 by the partition of its violation's characteristic; one of a violation that does not exist
 is refused once; the node and cluster messages tell who holds what; the whole bridge's status
-stays online while any node is. Bulk acknowledgements and the query command are answered
-once too: one spanning partitions is refused, queries are partition 0's."""
+stays online while any node is. Bulk acknowledgements, malformed ones and the query command
+are answered once too: one spanning partitions is refused, queries are partition 0's."""
 
 from __future__ import annotations
 
@@ -178,6 +178,11 @@ async def test_bulk_acks_and_queries_are_answered_once_and_a_bulk_ack_spans_no_p
         assert await _answers(probe, await _ack(probe, prefix, unknown, b"u")) == [
             {"ok": False, "error": "unknown characteristic 99"}
         ]
+        # refused before any partition looks at the violations: answered by partition 0 only
+        for body in ({"cause": "Tool Change"}, {"violation_id": ids[1], "cause": "No Such"}):
+            [bad] = await _answers(probe, await _ack(probe, prefix, body, b"b%d" % len(body)))
+            assert bad["ok"] is False
+            assert bad["error"]
         for cid in (2, 4):  # partition 2's and partition 0's own: both answered by partition 0
             reply = f"{prefix}/reply/kim/query{cid}"
             await probe.request(f"{prefix}/cmd/query/kim", {"characteristic_id": cid}, reply, b"q")
