@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from bridge.cluster import partition_of, partitions_of, quota, subset
+from bridge.cluster._node import partition_filters
 from bridge.config import Settings
+from bridge.wire import Topics
 
 PG = {"url": "postgresql+asyncpg://u@127.0.0.1:5439/x"}
 
@@ -78,3 +81,35 @@ def test_a_cluster_on_sqlite_is_a_config_fault() -> None:
     with pytest.raises(ValidationError, match="a cluster needs PostgreSQL"):
         Settings(cluster={"enabled": True})
     assert Settings(cluster={"enabled": False}).cluster.partitions == 16
+
+
+def test_a_partition_subscribes_to_its_own_topics_and_only_partition_0_to_queries() -> None:
+    s = settings([{"id": 3, "name": "a"}, {"id": 7, "name": "b"}], partitions=4, node="n")
+    topics = Topics(s.bridge.topic_prefix)
+    wildcards = [
+        topics.reading_filter,
+        topics.ack_filter,
+        topics.recalculate_filter,
+        topics.query_filter,
+        "plant/line3/od",  # a characteristic's own topic stays
+    ]
+    assert partition_filters(s.bridge.topic_prefix, 3, [3, 7])(wildcards) == [
+        topics.reading(3),
+        topics.reading(7),
+        topics.ack_filter,
+        topics.recalculate_command(3),
+        topics.recalculate_command(7),
+        "plant/line3/od",
+    ]
+    assert partition_filters(s.bridge.topic_prefix, 0, [])(wildcards) == [
+        topics.ack_filter,
+        topics.query_filter,
+        "plant/line3/od",
+    ]
+
+
+def test_role_messages_are_partition_0s() -> None:
+    s = settings([{"id": 1, "name": "a"}], partitions=2)
+    s = s.model_copy(update={"bridge": s.bridge.model_copy(update={"users_file": Path("r.json")})})
+    assert subset(s, 0, [0]).bridge.users_file == Path("r.json")
+    assert subset(s, 1, [1]).bridge.users_file is None
