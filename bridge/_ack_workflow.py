@@ -118,13 +118,14 @@ async def acknowledge(command: AcknowledgeViolation, ctx: AckContext) -> list[Do
     """Acknowledge every violation the command names, or none (docs/topics.md, "Commands")."""
     ack = checked_request(command, ctx.ack_policy)
     target = ack.target
-    if isinstance(target, AllOpen) and target.characteristic_id not in ctx.engines:
-        raise CommandRejected(f"unknown characteristic {target.characteristic_id}")
     now = ctx.clock()
     since = pareto_since(now, ctx.pareto_days)
     async with ctx.store.unit_of_work() as uow:
         if isinstance(target, AllOpen):
+            # asked first: in a cluster, another partition may own the characteristic
             found = await uow.violations_for_ack(None, target.characteristic_id)
+            if target.characteristic_id not in ctx.engines:
+                raise CommandRejected(f"unknown characteristic {target.characteristic_id}")
         else:
             found = await uow.violations_for_ack(target.ids)
         records = {v.id: v for v in found}

@@ -501,6 +501,7 @@ async def bootstrap(
     link: BrokerLink | None = None,
     clock: Clock | None = None,
     sources: Sequence[InboundSource] = (),
+    topic_filters: Callable[[list[str]], list[str]] | None = None,
 ) -> Bridge:
     """Build the bridge: store, engines (restored), MQTT link, pipeline, bus, handlers.
 
@@ -508,12 +509,15 @@ async def bootstrap(
     ``[database] url``, an :class:`~bridge._mqtt.MqttClient` on ``[broker]``, the system
     clock). Tests pass fakes (``bridge/testing.py``). The store is closed when building
     fails. With a store other than ``bridge.store.Store`` the redelivery memory starts
-    empty and Sparkplug's bdSeq numbers are not kept (both read the database directly)."""
+    empty and Sparkplug's bdSeq numbers are not kept (both read the database directly).
+
+    ``topic_filters`` narrows the subscriptions: a cluster's partition (bridge/cluster) keeps
+    to its own characteristics' topics (docs/scale-out.md)."""
     clock = clock if clock is not None else SystemClock()
     if store is None:
         store = await Store.open(settings.database.url)
     try:
-        return await _build(settings, store, link, clock, sources)
+        return await _build(settings, store, link, clock, sources, topic_filters)
     except BaseException:
         await store.close()
         raise
@@ -525,6 +529,7 @@ async def _build(
     link: BrokerLink | None,
     clock: Clock,
     sources: Sequence[InboundSource],
+    narrow: Callable[[list[str]], list[str]] | None = None,
 ) -> Bridge:
     """Every part, in the order each needs the others."""
     b = settings.bridge
@@ -545,7 +550,7 @@ async def _build(
     pipeline = await _pipeline(settings, specs, engines, parts, live, extra, alarms)
     await _restore_pipeline(pipeline, store, states)
     queries = _queries(settings, store, link, pipeline, metrics)
-    _subscribe(link, pipeline, queries, alarms)
+    _subscribe(link, pipeline, queries, alarms, narrow)
     broadcaster = _broadcaster(settings, link, metrics, specs)
     workflow = WorkflowPublisher(link, b.topic_prefix, live)
     commands = _commands(settings, store, engines, clock, pipeline)
@@ -612,10 +617,17 @@ async def _restore_pipeline(
     pipeline.limit_versions = LimitVersions(await store.limits_versions())
 
 
-def _subscribe(link: LinkPort, pipeline: Pipeline, queries: QueryService, alarms: Alarms) -> None:
+def _subscribe(
+    link: LinkPort,
+    pipeline: Pipeline,
+    queries: QueryService,
+    alarms: Alarms,
+    narrow: Callable[[list[str]], list[str]] | None = None,
+) -> None:
     for source in alarms.sources():  # a line's last state is its retained message
         link.add_subscription(source.topic_filter, retained=True)
-    for topic_filter in [*pipeline.topic_filters(), queries.topic_filter]:
+    filters = [*pipeline.topic_filters(), queries.topic_filter]
+    for topic_filter in narrow(filters) if narrow is not None else filters:
         link.add_subscription(topic_filter)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
+import socket
 import tomllib
 import types
 import typing
@@ -389,6 +391,19 @@ class BridgeSettings(_Section):
         return self.cause_codes
 
 
+def _default_node() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ClusterSettings(_Section):
+    """``[cluster]``: several bridges as one (docs/scale-out.md). PostgreSQL only."""
+
+    enabled: bool = False
+    node: MqttName = Field(default_factory=_default_node)
+    partitions: Annotated[int, AfterValidator(_between(1, 1024))] = 16
+    lease_seconds: Annotated[float, AfterValidator(_between(2, 3600))] = 6.0
+
+
 class GatewaySettings(_Section):
     """``[gateway]``: ``openspc gateway``, OpenSPC's WebSocket API fed from the broker
     (docs/gateway.md). It reads from the ``[broker]`` table's host and port; without a
@@ -466,6 +481,8 @@ class CharacteristicSettings(_Section):
     """None: the chart family's default (``nelson`` for imr/xbar_r/xbar_s, rule 1 for the
     others; docs/spc.md)."""
     sparkplug: SparkplugSource | None = None
+    # pins the characteristic to a cluster partition (docs/scale-out.md)
+    partition: Annotated[int, AfterValidator(_at_least(0))] | None = None
     # the chart family and its settings (docs/configuration.md, "Chart families"); the TOML
     # keys are those of docs/spc.md (lambda, L, k, h), the longer names are accepted too
     chart: str | None = None
@@ -686,6 +703,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     characteristic: list[CharacteristicSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -740,10 +758,43 @@ class Settings(BaseSettings):
                         " characteristics may share a topic only with a different value_path each",
                     )
                 )
+        faults += self._partition_faults()
         faults += self._running_topic_faults(by_topic)
         if faults:
             raise _KeyFaults([(f"characteristic.{key}", value, why) for key, value, why in faults])
+        self._cluster_needs_postgres()
         return self
+
+    def _partition_faults(self) -> list[tuple[str | int, object, str]]:
+        """A pinned partition must exist, and an edge node's characteristics share one."""
+        faults: list[tuple[str | int, object, str]] = []
+        count = self.cluster.partitions
+        lowest: dict[tuple[str, str], CharacteristicSettings] = {}
+        for char in sorted(self.characteristic, key=lambda c: c.id):
+            if char.sparkplug is not None:
+                lowest.setdefault((char.sparkplug.group, char.sparkplug.edge), char)
+        for index, char in enumerate(self.characteristic):
+            if char.partition is None:
+                continue
+            if char.partition >= count:
+                why = f"must be below cluster.partitions ({count})"
+                faults.append((f"{index}.partition", char.partition, why))
+                continue
+            first = (
+                lowest.get((char.sparkplug.group, char.sparkplug.edge)) if char.sparkplug else None
+            )
+            if first is not None and first.id != char.id:
+                why = (
+                    "an edge node's characteristics share the partition of its lowest id"
+                    f" ({first.id}): pin that one"
+                )
+                faults.append((f"{index}.partition", char.partition, why))
+        return faults
+
+    def _cluster_needs_postgres(self) -> None:
+        if self.cluster.enabled and self.database.url.startswith("sqlite"):
+            why = "a cluster needs PostgreSQL (database.url is SQLite; docs/scale-out.md)"
+            _raise_if([("cluster.enabled", True, why)])
 
     def _running_topic_faults(
         self, by_topic: Mapping[str, list[int]]
@@ -809,6 +860,7 @@ _SECTIONS: Final[dict[str, type[BaseModel]]] = {
     "bridge": BridgeSettings,
     "sparkplug_edge": SparkplugEdgeSettings,
     "gateway": GatewaySettings,
+    "cluster": ClusterSettings,
     "bridge.sparkplug": SparkplugHostSettings,
     "characteristic": CharacteristicSettings,
     "sparkplug": SparkplugSource,

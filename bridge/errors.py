@@ -11,6 +11,7 @@ __all__ = [
     "BrokerRefused",
     "BrokerUnavailable",
     "ClientIdInUse",
+    "CommandElsewhere",
     "CommandRejected",
     "InvalidCommand",
     "PublishRefused",
@@ -46,6 +47,16 @@ class CommandRejected(BridgeError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class CommandElsewhere(BridgeError):
+    """A command that another partition of the cluster carries out (docs/scale-out.md):
+    this one acknowledges it to the broker and says nothing."""
+
+    def __init__(self, command: str, partition: int) -> None:
+        self.command = command
+        self.partition = partition
+        super().__init__(f"{command}: not for partition {partition}")
 
 
 class BrokerUnavailable(BridgeError):

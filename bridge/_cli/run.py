@@ -23,6 +23,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="what to log to stderr (default: INFO, one line per notable event)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run N bridges on this machine as one cluster (PostgreSQL only; docs/scale-out.md)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
 
     from bridge._startup import freeze_startup_heap, install_fast_paths
     from bridge.app import run_bridge
+    from bridge.cluster import run_node, run_workers
     from bridge.config import ConfigInvalid, format_faults, load_settings
     from bridge.errors import BrokerRefused, ClientIdInUse, StoreUnavailable
     from bridge.store import SchemaTooNew, SchemaUnrecognized
@@ -42,6 +50,8 @@ def main(args: argparse.Namespace) -> int:
     except ConfigInvalid as exc:
         print(format_faults(exc), file=sys.stderr)
         return 2
+    if getattr(args, "workers", None) is not None:  # callers may build the Namespace
+        return run_workers(args, settings)
 
     # process-wide, so here and nowhere else: `openspc run` owns its process (the benchmark
     # runs the bridge as `openspc run` too); tests and the demo keep paho as it is
@@ -52,7 +62,9 @@ def main(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_bridge(settings, stop, started=freeze_startup_heap)
+        # with [cluster] enabled, one node of a cluster (docs/scale-out.md)
+        run = run_node if settings.cluster.enabled else run_bridge
+        await run(settings, stop, started=freeze_startup_heap)
 
     try:
         asyncio.run(serve())

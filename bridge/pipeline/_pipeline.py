@@ -36,6 +36,7 @@ from bridge._dedupe import SeenReadings
 from bridge._error_reports import ErrorReporter
 from bridge.bus import MessageBus
 from bridge.errors import (
+    CommandElsewhere,
     CommandRejected,
     InvalidCommand,
     StoreUnavailable,
@@ -105,6 +106,8 @@ class Pipeline:
         self.contexts = SubgroupContexts()
         # takes a query command (True) to answer beside the batches (bridge/_query.py)
         self.on_query: Callable[[Inbound], bool] | None = None
+        # a cluster's partition (bridge/cluster): whether a refused command is its to answer
+        self.answers_refusal: Callable[[CommandTopic], bool] | None = None
         self.engines = engines
         self.store = store
         self.link = link
@@ -362,7 +365,12 @@ class Pipeline:
         if msg.response_topic:
             sender = topic.user if topic.kind == "ack" else None
             refusal = self.topics.reply_fault(msg.response_topic, sender)
-        error = await self._carry_out(msg, topic, refusal)
+        try:
+            error = await self._carry_out(msg, topic, refusal)
+        except CommandElsewhere:  # another partition of a cluster answers it (docs/scale-out.md)
+            msg.ack()
+            self.acks.settled()
+            return
         if error is not None:
             self.metrics.commands_rejected += 1
             self._report(msg.topic, msg.payload, error)
@@ -391,9 +399,11 @@ class Pipeline:
                 lambda: self.bus.execute(command), only=database_unavailable, resumes=True
             )
         except (InvalidCommand, CommandRejected) as exc:
+            if self.answers_refusal is not None and not self.answers_refusal(topic):
+                raise CommandElsewhere(topic.kind, -1) from None
             return str(exc)
-        except StoreUnavailable:
-            raise  # stopping: not acked, so the broker delivers the command again
+        except (StoreUnavailable, CommandElsewhere):
+            raise  # stopping: not acked, so the broker delivers the command again; or not ours
         except Exception as exc:
             log.exception("command on %s failed", msg.topic)
             return clip(f"internal error: {exc}", 300)

@@ -167,3 +167,24 @@ sparkplug_nodes = Table(
     Column("bd_seq", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# --- the cluster (bridge/cluster; docs/scale-out.md) ---------------------------------------
+# One row per partition: its owner, the fencing token (incremented on every acquisition and
+# checked in every batch's transaction) and when the lease runs out (the database's clock).
+cluster_leases = Table(
+    "cluster_leases",
+    metadata,
+    Column("partition_id", Integer, primary_key=True, autoincrement=False),
+    Column("owner", String(200), nullable=True),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+)
+
+# One row per live node, renewed with its leases: the nodes the partitions are spread over.
+cluster_nodes = Table(
+    "cluster_nodes",
+    metadata,
+    Column("node", String(200), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

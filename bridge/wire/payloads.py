@@ -59,6 +59,7 @@ __all__ = [
     "causes_payload",
     "chart_parameters",
     "clip",
+    "cluster_payload",
     "dumps",
     "encode",
     "encode_ack",
@@ -347,6 +348,14 @@ def rules_payload(rules: Sequence[RuleConfig]) -> list[dict[str, Any]]:
 def status_payload(online: bool, ts: datetime) -> dict[str, Any]:
     """``bridge/status``: no client id (it would tell anyone which id to take; docs/topics.md)."""
     return {"online": online, "timestamp": iso_z(ts)}
+
+
+def cluster_payload(nodes: Mapping[str, Sequence[int]], ts: datetime) -> dict[str, Any]:
+    """``bridge/cluster``: each live node of a cluster and its partitions (docs/scale-out.md)."""
+    return {
+        "nodes": [{"node": n, "partitions": list(nodes[n])} for n in sorted(nodes)],
+        "timestamp": iso_z(ts),
+    }
 
 
 def _text(raw: bytes | str) -> str:

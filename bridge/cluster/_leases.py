@@ -1,0 +1,282 @@
+"""Leases on partitions as rows in PostgreSQL, with a fencing token (docs/scale-out.md).
+
+- :class:`Leases`: acquire, renew, release, and the cluster's view; every statement takes
+  its time from the database's clock (``clock_timestamp()``), never a node's.
+- :class:`PartitionStore`: a partition's :class:`~bridge.store.Store`. Every unit of work
+  (every batch, every command) first takes the partition's lease row ``FOR SHARE`` and checks
+  owner, token and expiry; a bridge whose lease was taken over commits nothing
+  (:class:`LeaseLost`). The share lock is held until the commit, so a takeover (an UPDATE
+  of the row) waits for a batch under way, and a batch waits for a takeover under way, then
+  sees the new token.
+- :func:`cluster_engine`: one SQLAlchemy engine per process, with a bounded
+  ``lock_timeout`` and ``idle_in_transaction_session_timeout``: a paused bridge's open
+  transaction is ended by the server and never blocks the others for long.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bridge.errors import CommandElsewhere, CommandRejected, StoreUnavailable
+from bridge.store import Store, UnitOfWork, ViolationRecord
+from bridge.store._store import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S
+from bridge.store._tables import violations
+from bridge.wire.topics import CommandTopic
+
+__all__ = ["Fence", "LeaseLost", "Leases", "PartitionStore", "cluster_engine"]
+
+log = logging.getLogger("openspc.cluster")
+
+LOCK_TIMEOUT_MS = 2000
+"""How long a statement waits for a row lock (a lease row, an engine state) before it fails
+and is retried like any outage."""
+
+
+class LeaseLost(StoreUnavailable):
+    """The partition's lease is no longer this bridge's: nothing was committed. A
+    :class:`~bridge.errors.StoreUnavailable`, so the pipeline acknowledges nothing and
+    hands the batch back (the broker redelivers it to the partition's next owner)."""
+
+    def __init__(self, url: str, partition: int, node: str, token: int) -> None:
+        self.partition = partition
+        self.node = node
+        self.token = token
+        super().__init__(
+            url, f"lease of partition {partition} lost by node {node!r} (token {token})"
+        )
+
+
+def cluster_engine(url: str, lease_seconds: float) -> AsyncEngine:
+    """The process's engine: PostgreSQL sessions with bounded lock and idle-in-transaction
+    times (the idle bound is the lease: a paused bridge's transaction ends by the time its
+    lease runs out)."""
+    idle_ms = max(1000, int(lease_seconds * 1000))
+    return create_async_engine(
+        make_url(url),
+        pool_pre_ping=True,
+        pool_size=4,
+        max_overflow=16,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_S,
+            "command_timeout": STATEMENT_TIMEOUT_S,
+            "server_settings": {
+                "lock_timeout": str(LOCK_TIMEOUT_MS),
+                "idle_in_transaction_session_timeout": str(idle_ms),
+                "application_name": "openspc-cluster",
+            },
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a partition's transactions check: this node still holds this token; and which
+    partition owns each characteristic of the cluster (for acknowledgements)."""
+
+    partition: int
+    node: str
+    token: int
+    owners: Mapping[int, int]
+
+    def owner(self, characteristic_id: int | None) -> int:
+        """The partition of a characteristic; partition 0 for one the cluster lacks."""
+        return 0 if characteristic_id is None else self.owners.get(characteristic_id, 0)
+
+
+_CHECK = text(
+    "SELECT 1 FROM cluster_leases WHERE partition_id = :k AND owner = :n AND token = :t"
+    " AND expires_at > clock_timestamp() FOR SHARE"
+)
+
+
+class FencedUnitOfWork(UnitOfWork):
+    def __init__(self, store: PartitionStore) -> None:
+        super().__init__(store.engine)
+        self._store = store
+        self._url = store.url
+        self._fence = store.fence
+
+    async def __aenter__(self) -> FencedUnitOfWork:
+        await super().__aenter__()
+        f = self._fence
+        try:
+            held = await self.conn.scalar(_CHECK, {"k": f.partition, "n": f.node, "t": f.token})
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        if held is None:
+            await self.__aexit__(None, None, None)
+            raise LeaseLost(self._url, f.partition, f.node, f.token)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None or not issubclass(exc_type, CommandRejected):
+            self._store.claimed = False  # only a refusal of a command taken on is answered
+        await super().__aexit__(exc_type, exc, tb)
+
+    async def violations_for_ack(
+        self, violation_ids: Sequence[int] | None, characteristic_id: int | None = None
+    ) -> list[ViolationRecord]:
+        """An acknowledgement is carried out by the partition of its violations'
+        characteristic; one naming only violations that do not exist, or an unknown
+        characteristic, by partition 0. Every partition receives every acknowledgement; the
+        others raise :class:`~bridge.errors.CommandElsewhere` (acked, not answered). One
+        naming violations of several partitions is refused, by the lowest of them: nothing
+        is acknowledged (docs/scale-out.md)."""
+        f = self._fence
+        if violation_ids is None:
+            owners = {f.owner(characteristic_id)}
+        else:
+            named = violations.c.id.in_(list(violation_ids))
+            found = await self.conn.scalars(select(violations.c.characteristic_id).where(named))
+            owners = {f.owner(int(cid)) for cid in found.all()} or {0}
+        if min(owners) != f.partition:
+            raise CommandElsewhere("acknowledgement", f.partition)
+        self._store.claimed = True
+        if len(owners) > 1:
+            raise CommandRejected(
+                "the violations named belong to characteristics of different cluster"
+                f" partitions ({', '.join(map(str, sorted(owners)))}): acknowledge each"
+                " characteristic's in a command of its own; nothing acknowledged"
+            )
+        return await super().violations_for_ack(violation_ids, characteristic_id)
+
+
+class PartitionStore(Store):
+    """A partition's view of the process's shared engine; closing it leaves the engine."""
+
+    def __init__(self, engine: AsyncEngine, url: str, fence: Fence) -> None:
+        super().__init__(engine, url)
+        self.fence = fence
+        self.claimed = False  # the last acknowledgement refused was taken on here
+
+    def unit_of_work(self) -> UnitOfWork:
+        return FencedUnitOfWork(self)
+
+    def answers_refusal(self, topic: CommandTopic) -> bool:
+        """Whether a refused command is this partition's to answer (the pipeline's
+        ``answers_refusal``): a recalculation is (only its own topics are subscribed); an
+        acknowledgement when this partition took it on (its unit of work found the
+        violations its own), else partition 0's: refused before any partition was asked (a
+        bad payload or reply topic, an unknown cause), it is answered once (docs/scale-out.md)."""
+        claimed, self.claimed = self.claimed, False
+        return topic.kind != "ack" or claimed or self.fence.partition == 0
+
+    async def close(self) -> None:
+        return None  # the node disposes of the shared engine
+
+
+_ENSURE = text(
+    "INSERT INTO cluster_leases (partition_id, owner, token, expires_at)"
+    " SELECT g, NULL, 0, NULL FROM generate_series(0, :last) AS g"
+    " ON CONFLICT (partition_id) DO NOTHING"
+)
+_HEARTBEAT = text(
+    "INSERT INTO cluster_nodes (node, started_at, expires_at)"
+    " VALUES (:n, clock_timestamp(), clock_timestamp() + make_interval(secs => :s))"
+    " ON CONFLICT (node) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+)
+_LIVE = text("SELECT node FROM cluster_nodes WHERE expires_at > clock_timestamp() ORDER BY node")
+_FORGET = text("DELETE FROM cluster_nodes WHERE expires_at < clock_timestamp() - interval '1 hour'")
+_RENEW = text(
+    "UPDATE cluster_leases SET expires_at = clock_timestamp() + make_interval(secs => :s)"
+    " WHERE partition_id = :k AND owner = :n AND token = :t RETURNING token"
+)
+_FREE = text(
+    "SELECT partition_id FROM cluster_leases WHERE owner IS NULL OR owner = :n"
+    " OR expires_at IS NULL OR expires_at <= clock_timestamp() ORDER BY partition_id"
+)
+_ACQUIRE = text(
+    "UPDATE cluster_leases SET owner = :n, token = token + 1,"
+    " expires_at = clock_timestamp() + make_interval(secs => :s)"
+    " WHERE partition_id = :k AND (owner IS NULL OR owner = :n OR expires_at IS NULL"
+    " OR expires_at <= clock_timestamp()) RETURNING token"
+)
+_RELEASE = text(
+    "UPDATE cluster_leases SET owner = NULL, expires_at = NULL"
+    " WHERE partition_id = :k AND owner = :n AND token = :t"
+)
+_LEAVE = text("DELETE FROM cluster_nodes WHERE node = :n")
+_VIEW = text(
+    "SELECT partition_id, owner FROM cluster_leases"
+    " WHERE owner IS NOT NULL AND expires_at > clock_timestamp() ORDER BY partition_id"
+)
+
+
+class Leases:
+    """The lease table, for one node. Each call is its own short transaction."""
+
+    def __init__(self, engine: AsyncEngine, node: str, partitions: int, seconds: float) -> None:
+        self.engine = engine
+        self.node = node
+        self.partitions = partitions
+        self.seconds = float(seconds)
+
+    async def prepare(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(_ENSURE, {"last": self.partitions - 1})
+
+    async def heartbeat(self) -> list[str]:
+        """Say this node is alive (until now + lease); the live nodes, by name."""
+        async with self.engine.begin() as conn:
+            await conn.execute(_HEARTBEAT, {"n": self.node, "s": self.seconds})
+            await conn.execute(_FORGET)
+            return [str(n) for n in (await conn.scalars(_LIVE)).all()]
+
+    async def renew(self, held: dict[int, int]) -> set[int]:
+        """Renew the leases held (partition -> token); returns those still ours."""
+        kept: set[int] = set()
+        async with self.engine.begin() as conn:
+            for k, token in sorted(held.items()):
+                got = await conn.scalar(
+                    _RENEW, {"k": k, "n": self.node, "t": token, "s": self.seconds}
+                )
+                if got is not None:
+                    kept.add(k)
+        return kept
+
+    async def acquire(self, want: int, skip: Collection[int]) -> dict[int, int]:
+        """Take up to ``want`` free (or expired) partitions; partition -> new token."""
+        got: dict[int, int] = {}
+        if want <= 0:
+            return got
+        async with self.engine.begin() as conn:
+            free = [int(k) for k in (await conn.scalars(_FREE, {"n": self.node})).all()]
+        for k in free:
+            if len(got) >= want:
+                break
+            if k in skip:
+                continue
+            async with self.engine.begin() as conn:
+                token = await conn.scalar(_ACQUIRE, {"k": k, "n": self.node, "s": self.seconds})
+            if token is not None:
+                got[k] = int(token)
+        return got
+
+    async def release(self, k: int, token: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(_RELEASE, {"k": k, "n": self.node, "t": token})
+
+    async def leave(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(_LEAVE, {"n": self.node})
+
+    async def view(self) -> tuple[list[str], dict[int, str]]:
+        """Live nodes, and partition -> owner of every lease in force."""
+        async with self.engine.begin() as conn:
+            live = [str(n) for n in (await conn.scalars(_LIVE)).all()]
+            rows: Any = (await conn.execute(_VIEW)).all()
+        return live, {int(r.partition_id): str(r.owner) for r in rows}

@@ -1,0 +1,102 @@
+"""Leases and fencing on a real PostgreSQL (bridge/cluster/_leases.py, docs/scale-out.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from bridge.cluster import Fence, LeaseLost, Leases, PartitionStore, cluster_engine
+from bridge.store import BatchWrite, Store
+from bridge.testing import PostgresCluster
+from tests.integration.conftest import fresh_pg_database
+
+pytestmark = pytest.mark.postgres
+
+LEASE = 2.0
+
+
+@pytest.fixture
+async def url(postgres: PostgresCluster) -> AsyncIterator[str]:
+    async with fresh_pg_database(postgres) as db_url:
+        store = await Store.open(db_url)  # the schema, 0008 included
+        await store.register_characteristics({1: "a"}, datetime.now(UTC))
+        await store.close()
+        yield db_url
+
+
+def _state(n: int) -> BatchWrite:
+    return BatchWrite(states={1: {"n": n}})
+
+
+async def _write(store: PartitionStore, n: int) -> None:
+    async with store.unit_of_work() as uow:
+        await uow.write_batch(_state(n), datetime.now(UTC))
+        await uow.commit()
+
+
+async def test_a_takeover_fences_the_old_owner_and_tokens_only_grow(url: str) -> None:
+    engine = cluster_engine(url, LEASE)
+    try:
+        a = Leases(engine, "a", 2, LEASE)
+        b = Leases(engine, "b", 2, LEASE)
+        await a.prepare()
+        got_a = await a.acquire(2, ())
+        assert sorted(got_a) == [0, 1]
+        assert await b.acquire(2, ()) == {}  # held and not expired
+        old = PartitionStore(engine, url, Fence(1, "a", got_a[1], frozenset({1})))
+        await _write(old, 1)  # the owner writes
+        await asyncio.sleep(LEASE + 0.2)  # a pauses past its lease
+        got_b = await b.acquire(1, ())
+        assert got_b == {0: got_a[0] + 1}
+        got_b |= await b.acquire(1, set(got_b))
+        assert got_b[1] == got_a[1] + 1
+        with pytest.raises(LeaseLost):  # a wakes: it commits nothing
+            await _write(old, 2)
+        assert await a.renew(got_a) == set()
+        new = PartitionStore(engine, url, Fence(1, "b", got_b[1], frozenset({1})))
+        await _write(new, 3)
+        async with engine.connect() as conn:
+            state = await conn.scalar(text("SELECT engine_state FROM characteristics WHERE id=1"))
+        assert state == {"n": 3}
+        live, owners = await b.view()
+        assert owners == {0: "b", 1: "b"}
+        assert live == []  # nobody said a heartbeat
+    finally:
+        await engine.dispose()
+
+
+async def test_a_paused_transaction_does_not_block_the_next_owner(url: str) -> None:
+    """The old owner holds its lease row FOR SHARE in an open transaction and stops: the
+    server ends it (idle_in_transaction_session_timeout = lease), and the takeover goes
+    through; the old transaction commits nothing."""
+    engine = cluster_engine(url, LEASE)
+    try:
+        a = Leases(engine, "a", 1, LEASE)
+        b = Leases(engine, "b", 1, LEASE)
+        await a.prepare()
+        token = (await a.acquire(1, ()))[0]
+        old = PartitionStore(engine, url, Fence(0, "a", token, frozenset({1})))
+        uow = old.unit_of_work()
+        await uow.__aenter__()
+        await uow.write_batch(_state(7), datetime.now(UTC))
+        began = asyncio.get_running_loop().time()
+        got: dict[int, int] = {}
+        while not got:  # lock_timeout bounds each try; the lease and the idle time run out
+            with contextlib.suppress(DBAPIError):  # a lock timeout while the old one lives
+                got = await b.acquire(1, ())
+            await asyncio.sleep(0.2)
+        assert asyncio.get_running_loop().time() - began < LEASE + 3
+        with pytest.raises(DBAPIError):  # the server ended the session
+            await uow.commit()
+        await uow.__aexit__(None, None, None)
+        async with engine.connect() as conn:
+            state = await conn.scalar(text("SELECT engine_state FROM characteristics WHERE id=1"))
+        assert state != {"n": 7}
+    finally:
+        await engine.dispose()
