@@ -1,0 +1,256 @@
+"""The batch writer: one hop per batch to the database, on a connection of its own.
+
+A pipeline batch (readings, samples, violations, limits, engine snapshots) is written in
+one transaction. Through SQLAlchemy's async engine that was a pool checkout with a
+pre-ping, a greenlet switch and a round trip to aiosqlite's thread per statement, and a
+reset on return: about 1.6 ms of CPU per batch beyond its rows (docs/performance.md). The
+writers here own their connection and do the whole batch in one go:
+
+- :class:`SqliteWriter`: a thread of its own with a ``sqlite3`` connection (the same
+  pragmas: WAL, ``synchronous=FULL``, a 10 s busy timeout); the batch's rows become tuples
+  and go to ``executemany`` between ``BEGIN IMMEDIATE`` and ``COMMIT``, one hand-over to the
+  thread and one back.
+- :class:`PostgresWriter`: an asyncpg connection of its own; each table is one
+  ``executemany`` (asyncpg sends the rows pipelined) inside one transaction.
+
+Failures keep the classification the pipeline relies on (docs/reliability.md): a
+database that cannot be reached, is locked or full raises ``sqlalchemy.exc.OperationalError``
+(retried, waited out); anything else (a poison row) raises as itself or as a
+``DBAPIError`` subclass that is not an outage, and is bisected by the pipeline. After any
+failure the transaction is rolled back, and a connection that broke is opened again on the
+next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import JSON, DateTime, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from bridge.store._tables import characteristics, control_limits, readings, samples, violations
+
+if TYPE_CHECKING:
+    from bridge.store._store import BatchWrite
+
+__all__ = ["BatchWriter", "PostgresWriter", "SqliteWriter", "driver_rows", "sqlite_datetime"]
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class BatchWriter(Protocol):
+    """Writes one batch in one transaction and commits it, or raises (nothing written)."""
+
+    async def write(self, batch: BatchWrite, now: datetime) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+_last_datetime: list[Any] = [None, None]  # the last datetime converted, and its text
+_last_lock = threading.Lock()
+
+
+def sqlite_datetime(value: datetime | None) -> str | None:
+    """What SQLAlchemy's SQLite DATETIME stores (``2026-01-01 06:00:00.000000``, UTC),
+    from the C ``isoformat`` rather than a ``%`` format of seven fields. A reading without
+    a source ``ts`` has one datetime object for ``ts`` and ``received_at``: converted once."""
+    if value is None:
+        return None
+    with _last_lock:  # the writer's thread and the loop's (the SQLAlchemy path) both call it
+        if value is _last_datetime[0]:
+            return str(_last_datetime[1])
+        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        _last_datetime[0], _last_datetime[1] = value, text
+        return text
+
+
+_DRIVER_SQL: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[Any]]] = {}
+
+
+def driver_rows(
+    table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect, *, dollar: bool = False
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """An INSERT in the driver's own SQL and its rows as tuples, for its ``executemany``.
+
+    The same values SQLAlchemy would bind (its own bind processors, per column; SQLite's
+    times as its DATETIME text), without its per-row parameter processing, which cost more
+    than SQLite's insert itself (docs/performance.md). Every row has the keys of the first
+    (the pipeline builds them so). ``dollar``: ``$1`` placeholders (asyncpg), else ``?``.
+    """
+    keys = tuple(rows[0])
+    cached = _DRIVER_SQL.get((dialect.name, table.name, keys))
+    if cached is None:
+        quote = dialect.identifier_preparer.quote
+        marks = [f"${i}" if dollar else "?" for i in range(1, len(keys) + 1)]
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "  # noqa: S608  # names of our own Table
+            f"VALUES ({', '.join(marks)})"
+        )
+        processors: list[Any] = [_bind_processor(table, k, dialect, dollar=dollar) for k in keys]
+        cached = _DRIVER_SQL[(dialect.name, table.name, keys)] = (sql, processors)
+    sql, processors = cached
+    pairs = list(zip(keys, processors, strict=True))
+    return sql, [tuple([row[k] if p is None else p(row[k]) for k, p in pairs]) for row in rows]
+
+
+def _bind_processor(table: Table, key: str, dialect: Dialect, *, dollar: bool) -> Any:
+    column_type = table.c[key].type
+    if dollar:  # asyncpg takes datetimes, floats and bools as they are; JSON as its text
+        return _json_text if isinstance(column_type, JSON) else None
+    if isinstance(column_type, DateTime):
+        return sqlite_datetime
+    return column_type._cached_bind_processor(dialect)  # noqa: SLF001  # SQLAlchemy's own, per dialect
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+_INSERTS = (
+    (readings, "readings"),
+    (samples, "samples"),
+    (violations, "violations"),
+    (control_limits, "limits"),
+)
+
+
+class SqliteWriter:
+    """A SQLite file written from a thread of its own, one batch per hand-over."""
+
+    def __init__(self, path: str, dialect: Dialect) -> None:
+        self.path = path
+        self._dialect = dialect
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="openspc-sqlite-writer")
+        state_type = characteristics.c.engine_state.type
+        self._state = state_type._cached_bind_processor(dialect)  # noqa: SLF001  # as above
+
+    async def write(self, batch: BatchWrite, now: datetime) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._write, batch, now)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,  # BEGIN and COMMIT are ours
+            check_same_thread=False,  # opened and used on the writer's thread; closed there too
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: the batch is acknowledged to the broker right after its commit, so the
+        # commit must survive a power cut (docs/reliability.md)
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        return conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _write(self, batch: BatchWrite, now: datetime) -> None:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._rows(conn, batch, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError):
+                self._close()  # opened again (and the file checked again) on the next write
+            raise DBAPIError.instance(
+                "batch write", None, exc, sqlite3.Error, hide_parameters=True
+            ) from exc
+
+    def _rows(self, conn: sqlite3.Connection, batch: BatchWrite, now: datetime) -> None:
+        for table, name in _INSERTS:
+            rows = getattr(batch, name)
+            if rows:
+                sql, params = driver_rows(table, rows, self._dialect)
+                conn.executemany(sql, params)
+        if batch.states:
+            state = self._state
+            at = sqlite_datetime(now)
+            conn.executemany(
+                "UPDATE characteristics SET engine_state = ?, updated_at = ? WHERE id = ?",
+                [(s if state is None else state(s), at, cid) for cid, s in batch.states.items()],
+            )
+
+
+class PostgresWriter:
+    """PostgreSQL written on an asyncpg connection of its own, one transaction per batch."""
+
+    def __init__(self, dsn: str, dialect: Dialect, connect_timeout: float, timeout: float) -> None:
+        self._dsn = dsn
+        self._dialect = dialect
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def write(self, batch: BatchWrite, now: datetime) -> None:
+        import asyncpg  # type: ignore[import-untyped]  # no stubs; only with PostgreSQL
+
+        async with self._lock:
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await asyncpg.connect(
+                        self._dsn, timeout=self._connect_timeout, command_timeout=self._timeout
+                    )
+                conn = self._conn
+                async with conn.transaction():
+                    await self._rows(conn, batch, now)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise self._failure(exc) from exc
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        import asyncpg
+
+        state = str(getattr(exc, "sqlstate", "") or "")
+        broken = isinstance(
+            exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError
+        ) or state.startswith(("08", "57P"))
+        if broken:
+            conn, self._conn = self._conn, None
+            if conn is not None and not conn.is_closed():
+                conn.terminate()
+            return OperationalError("batch write", None, exc, connection_invalidated=True)
+        return DBAPIError("batch write", None, exc)
+
+    async def _rows(self, conn: Any, batch: BatchWrite, now: datetime) -> None:
+        for table, name in _INSERTS:
+            rows = getattr(batch, name)
+            if rows:
+                sql, params = driver_rows(table, rows, self._dialect, dollar=True)
+                await conn.executemany(sql, params)
+        if batch.states:
+            at = now.astimezone(UTC)
+            await conn.executemany(
+                "UPDATE characteristics SET engine_state = $1, updated_at = $2 WHERE id = $3",
+                [(_json_text(s), at, cid) for cid, s in batch.states.items()],
+            )
+
+    async def close(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and not conn.is_closed():
+                await conn.close(timeout=5)
