@@ -1,7 +1,7 @@
 """The pipeline: inbound messages -> engines -> one transaction -> acks -> domain events.
 
 One consumer task takes up to ``batch_max`` items from the :class:`~bridge._mqtt.Inbox`
-(waiting at most ``batch_ms`` for a batch to fill), then for each item in arrival order:
+(what arrived while the previous batch was written: bridge/_group_commit.py), then for each item in arrival order:
 parses it, feeds the characteristic's engine and collects the engine's events. The whole
 batch (readings, samples, violations, limits, engine snapshots of the touched
 characteristics) is written in ONE transaction; only after the commit are the MQTT
@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bridge._dedupe import SeenReadings
 from bridge._error_reports import ErrorReporter
+from bridge._group_commit import take_batch
 from bridge._mqtt import Inbound, Inbox, MqttClient
 from bridge._poison import isolate
 from bridge.bus import MessageBus
@@ -324,7 +325,8 @@ class Pipeline:
                     log.error("stopping with a batch not stored; the broker will redeliver it")
                 return
             wait = 0.0 if stop.is_set() else self.batch_wait
-            items = await self.inbox.take(self.batch_max, wait, stop)
+            # group commit: the batch is what arrived while the last one was written
+            items = await take_batch(self.inbox, self.batch_max, wait, self._writing, stop)
             self.held += len(items)
             if not items:
                 continue
