@@ -325,9 +325,11 @@ class Pipeline:
                     log.error("stopping with a batch not stored; the broker will redeliver it")
                 return
             wait = 0.0 if stop.is_set() else self.batch_wait
-            # group commit: the batch is what arrived while the last one was written
-            items = await take_batch(self.inbox, self.batch_max, wait, self._writing, stop)
-            self.held += len(items)
+            # group commit: the batch is what arrived while the last one was written; what
+            # is taken counts as held at once (the wait for that write may be an outage)
+            items = await take_batch(
+                self.inbox, self.batch_max, wait, self._writing, stop, self._hold
+            )
             if not items:
                 continue
             try:
@@ -337,6 +339,9 @@ class Pipeline:
                     log.error("stopping with a batch not stored; the broker will redeliver it")
                     return
                 raise
+
+    def _hold(self, count: int) -> None:
+        self.held += count  # taken from the inbox: held here until acknowledged or dropped
 
     # --- one batch --------------------------------------------------------------------
 

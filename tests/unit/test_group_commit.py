@@ -83,3 +83,19 @@ async def test_stop_with_nothing_waiting_returns_nothing() -> None:
     stop = asyncio.Event()
     stop.set()
     assert await take_batch(inbox_with(), 10, 0.0, None, stop) == []
+
+
+async def test_what_is_taken_is_counted_before_the_wait_for_the_write() -> None:
+    """While the write in flight is retried through an outage, the items already taken are
+    the pipeline's to hold: counted at once, so that ``buffer_max`` sees them."""
+    inbox = inbox_with(1, 2)
+    held: list[int] = []
+    writing = asyncio.get_running_loop().create_future()
+    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, writing, None, held.append))
+    await asyncio.sleep(0.01)
+    assert not taking.done()
+    assert sum(held) == 2  # counted while still waiting for the write
+    inbox.put(3)
+    writing.set_result(None)
+    assert await asyncio.wait_for(taking, 1.0) == [1, 2, 3]
+    assert sum(held) == 3
