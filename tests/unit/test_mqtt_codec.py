@@ -133,18 +133,22 @@ def packet(header: int, body: bytes) -> bytes:
     return bytes([header]) + varint(len(body)) + body
 
 
+# MQTT strings hold no NUL (paho packs one, then refuses it when decoding: MQTT-1.5.4-2)
+mqtt_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+
+
 @st.composite
 def properties(draw: st.DrawFn, kind: int) -> bytes:
     props = Properties(kind)
     if kind == PacketTypes.PUBLISH:
         if draw(st.booleans()):
-            props.ResponseTopic = draw(st.text(min_size=1, max_size=12))
+            props.ResponseTopic = draw(mqtt_text.filter(bool).map(lambda t: t[:12]))
         if draw(st.booleans()):
             props.CorrelationData = draw(st.binary(max_size=8))
     elif draw(st.booleans()):
-        props.ReasonString = draw(st.text(max_size=12))
+        props.ReasonString = draw(mqtt_text.map(lambda t: t[:12]))
     if draw(st.booleans()):
-        props.UserProperty = (draw(st.text(max_size=5)), draw(st.text(max_size=5)))
+        props.UserProperty = (draw(mqtt_text)[:5], draw(mqtt_text)[:5])
     return bytes(props.pack())
 
 
