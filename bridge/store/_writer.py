@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchWriter", "PostgresWriter", "SqliteWriter", "driver_rows", "sqlite_datetime"]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_CACHE_KIB = 256
 
 
 class BatchWriter(Protocol):
@@ -154,6 +155,9 @@ class SqliteWriter:
         # commit must survive a power cut (docs/reliability.md)
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # it appends rows and updates engine states: a small page cache is enough (the
+        # default 2 MB filled with every characteristic's state: +2-3 MB of RSS at 10,000)
+        conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         return conn
 
     def _close(self) -> None:
