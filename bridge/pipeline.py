@@ -1,10 +1,10 @@
 """The pipeline: inbound messages -> engines -> one transaction -> acks -> domain events.
 
 One consumer task takes up to ``batch_max`` items from the :class:`~bridge._mqtt.Inbox`
-(what arrived while the previous batch was written: bridge/_group_commit.py), then for
-each item in arrival order: parses it, feeds the characteristic's engine and collects the
-engine's events. The whole batch (readings, samples, violations, limits, engine snapshots
-of the touched characteristics) is written in ONE transaction; only after the commit are the MQTT
+(group commit: bridge/_group_commit.py), then for each item in arrival order:
+parses it, feeds the characteristic's engine and collects the engine's events. The whole
+batch (readings, samples, violations, limits, engine snapshots of the touched
+characteristics) is written in ONE transaction; only after the commit are the MQTT
 messages acknowledged to the broker, and the results handed to the bus (which publishes
 them). A command in the middle of a batch first commits what came before it, so every
 characteristic sees its inputs in order.
