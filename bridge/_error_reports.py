@@ -11,7 +11,7 @@ error messages (docs/topics.md, "errors"). Within each window (5 s):
 So a window makes at most ``burst + max_keys + 1`` messages (10 + 50 + 1 = 61 by default),
 and the ``count`` fields of all messages add up to the number of rejections. The bridge's
 reports about itself (no input topic: "database unavailable") always go out at once; they
-come once per outage. Every echoed field is cut short by :func:`bridge.messages.error_payload`.
+come once per outage. Every echoed field is cut short by :func:`bridge.wire.payloads.error_payload`.
 Pure but for the optional timer: the clock and the scheduler are passed in.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bridge.messages import dumps, error_payload
+from bridge.wire.payloads import encode_error
 
 __all__ = ["ErrorReporter"]
 
@@ -136,5 +136,4 @@ class ErrorReporter:
 
     def _send(self, topic: str, payload: bytes, reason: str, count: int, *, summary: bool) -> None:
         self.published += 1
-        message = error_payload(topic, payload, reason, self._clock(), count, summary)
-        self._publish(dumps(message))
+        self._publish(encode_error(topic, payload, reason, self._clock(), count, summary))

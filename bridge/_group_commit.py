@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bridge._mqtt import Inbox
+if TYPE_CHECKING:
+    from bridge.pipeline import Inbox
 
 __all__ = ["take_batch"]
 

@@ -12,9 +12,13 @@ bridge must not acknowledge a reading before it is durably stored. So:
 - every message is appended to an :class:`Inbox` (a bounded deque); subscriptions ask for
   no retained messages (a retained reading or command would be taken again on every
   connect: readings and commands are events, not state);
-- the pipeline calls :meth:`MqttClient.ack` after the batch that held the message committed;
-  a message received on an earlier connection is never acked on a later one (its ``mid``
-  means nothing there; the broker redelivers it from the persistent session);
+- each delivery (:class:`~bridge.pipeline.Inbound`) carries its own ``.ack()``, which the
+  pipeline calls after the batch that held it committed; it comes to :meth:`MqttClient.ack`,
+  which sends the PUBACK only when the :class:`~bridge.pipeline.AckTracker` says so: a
+  message received on an earlier connection is never acked on a later one (its ``mid``
+  means nothing there; the broker redelivers it from the persistent session). The adapter
+  tells the tracker of every connection accepted (``connected``) or lost (``lost``): the
+  tracker, not the adapter, owns the generations and the packet ids;
 - back-pressure on QoS 1 is MQTT 5's Receive Maximum, kept by the adapter itself too:
   Mosquitto 2.0.11 honours it only until the first PUBACK, so at that many unacknowledged
   messages the adapter stops reading its socket (the broker queues) and reads again below
@@ -61,6 +65,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.errors import BrokerRefused, BrokerUnavailable, ClientIdInUse
+from bridge.pipeline import AckTracker, Inbound, Inbox
 
 __all__ = ["Inbound", "Inbox", "MqttClient", "MqttOptions"]
 
@@ -89,6 +94,13 @@ def _packet_size(topic: str, payload: bytes) -> int:
     return 5 + 2 + len(topic.encode()) + 2 + 64 + len(payload)
 
 
+def _outgoing(client: paho.Client, mid: int) -> paho.MQTTMessage | None:
+    """The publish paho still holds for packet id ``mid`` (its topic, payload, options)."""
+    # SLF001: paho keeps its in-flight publishes only in _out_messages; looking one up by
+    # mid is O(1), where keeping our own copy of every publish would double the memory
+    return client._out_messages.get(mid)  # noqa: SLF001  see above
+
+
 SESSION_EXPIRY_S = 7 * 24 * 3600
 TAKEOVER_WINDOW_S = 10.0
 """A connection lost this soon after it was made, when another client had said "online" on
@@ -100,105 +112,6 @@ RETRY_QUEUE_MAX = 1000
 """Publishes the broker refused, kept to be tried again; beyond this the oldest are dropped."""
 READS_PER_WAKE = 2000
 """Packets read per readable event at most, so a flood cannot starve the loop."""
-
-
-@dataclass(slots=True)
-class Inbound:
-    """One received MQTT message, as the pipeline sees it."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    generation: int
-    received_at: datetime
-    received: float  # time.monotonic() at receipt
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
-    dup: bool = False  # the broker says it may have sent this before (same packet id)
-
-
-class Inbox:
-    """A bounded FIFO filled from the loop or any thread, drained by one asyncio consumer."""
-
-    def __init__(self, maxlen: int) -> None:
-        self.maxlen = maxlen
-        self._items: deque[Any] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._event = asyncio.Event()
-        self._wake_pending = False
-        self._loop_thread: int | None = None
-        self.dropped = 0
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._loop_thread = threading.get_ident()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, item: Any, *, droppable: bool = False) -> bool:
-        """Add an item (from any thread). A droppable item (QoS 0) is dropped when full."""
-        if droppable and len(self._items) >= self.maxlen:
-            self.dropped += 1
-            return False
-        self._items.append(item)
-        if self._loop_thread == threading.get_ident():
-            self._event.set()
-        elif not self._wake_pending and self._loop is not None:
-            self._wake_pending = True
-            # the loop may be closed already when we are shutting down
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._event.set)
-        return True
-
-    def drop_stale(self, generation: int) -> int:
-        """Forget QoS 1 messages of earlier connections (the broker delivers them again);
-        on a reconnect, so that a long outage does not pile up one buffer per connection."""
-        stale = [
-            i
-            for i in self._items
-            if isinstance(i, Inbound) and i.qos > 0 and i.generation != generation
-        ]
-        if stale:
-            self._items = deque(
-                i
-                for i in self._items
-                if not (isinstance(i, Inbound) and i.qos > 0 and i.generation != generation)
-            )
-        return len(stale)
-
-    def wake(self) -> None:
-        """Wake the consumer (from the loop's thread), e.g. to notice a stop request."""
-        self._event.set()
-
-    async def take(
-        self, max_items: int, max_wait: float, stop: asyncio.Event | None = None
-    ) -> list[Any]:
-        """Wait for at least one item; then gather up to ``max_items``, waiting at most
-        ``max_wait`` seconds for more. Returns [] when ``stop`` is set and nothing is queued."""
-        while not self._items:
-            if stop is not None and stop.is_set():
-                return []
-            self._wake_pending = False
-            self._event.clear()
-            if self._items:
-                break
-            await self._event.wait()
-        if len(self._items) < max_items and max_wait > 0:
-            deadline = time.monotonic() + max_wait
-            while len(self._items) < max_items:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (stop is not None and stop.is_set()):
-                    break
-                self._wake_pending = False
-                self._event.clear()
-                try:
-                    await asyncio.wait_for(self._event.wait(), remaining)
-                except TimeoutError:
-                    break
-        count = min(max_items, len(self._items))
-        return [self._items.popleft() for _ in range(count)]
 
 
 @dataclass
@@ -226,10 +139,11 @@ class MqttOptions:
 class MqttClient:
     """The bridge's one MQTT connection. ``start()``, then ``ack``/``publish``, ``stop()``."""
 
-    def __init__(self, options: MqttOptions, inbox: Inbox) -> None:
+    def __init__(self, options: MqttOptions, inbox: Inbox, acks: AckTracker | None = None) -> None:
         self.options = options
         self.inbox = inbox
-        self.generation = 0
+        # connection generations and packet ids taken but not acked: the pipeline's, shared
+        self.acks = acks if acks is not None else AckTracker()
         self.connected = asyncio.Event()
         self.disconnected = asyncio.Event()  # the opposite of connected, to await
         self.disconnected.set()
@@ -239,8 +153,44 @@ class MqttClient:
         self.aborted = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        # packet ids of QoS>0 publishes handed to paho and not yet acknowledged by the broker
-        # (paho calls on_publish for QoS 0 too: counting those made the figure negative)
+        self._filters: list[str] = list(options.subscriptions)
+        self._retained_filters: set[str] = set()  # add_subscription(retained=True)
+        self._stopping = False
+        self._runner: asyncio.Task[None] | None = None
+        self._misc: asyncio.Task[None] | None = None
+        self._lost: asyncio.Event = asyncio.Event()
+        self._sock: Any = None
+        self._init_connects()
+        self._init_status()
+        self._init_outbound(options)
+        self._init_inbound(options)
+        self._client = self._paho_client(options)
+
+    def _init_connects(self) -> None:
+        """CONNACKs: accepted ones, and the reason of the last refusal (wrong password...)."""
+        self.connections = 0
+        self.refusal: str | None = None
+        self.connects_refused = 0
+        self._answered = asyncio.Event()  # any CONNACK, or a failed attempt
+        # a second client with our id (docs/bridge.md "A second bridge")
+        self.taken_over: ClientIdInUse | None = None
+        self.fatal = asyncio.Event()
+        self._connected_at = 0.0
+
+    def _init_status(self) -> None:
+        """The status topic: this connection's time (in its Will and its "online"), the
+        times of this process's earlier connections, whether our own "online" has come back
+        to us (so anything after it is news), another client's "online" found retained."""
+        self._stamp: datetime | None = None
+        self._own_stamps: deque[datetime] = deque(maxlen=64)
+        self._echoed = False
+        self._status_final = False
+        self.status_checked = asyncio.Event()
+        self.foreign_online: str | None = None
+        self.status_reasserted = 0
+
+    def _init_outbound(self, options: MqttOptions) -> None:
+        """Publishes: the send window, the held queue, refusals by the broker."""
         # handed to paho unacknowledged at most: the broker's Receive Maximum (from CONNACK),
         # and never more than ``window``: paho's message ids are 16 bits, so at 65,535 in
         # flight the next publish fails with "Message queue full"; the rest waits in _held
@@ -260,26 +210,6 @@ class MqttClient:
         self._retry_delay = RETRY_FIRST_S
         self._retry_wake = asyncio.Event()
         self._retrier: asyncio.Task[None] | None = None
-        # CONNACKs: accepted ones, and the reason of the last refusal (wrong password...)
-        self.connections = 0
-        self.refusal: str | None = None
-        self.connects_refused = 0
-        self._answered = asyncio.Event()  # any CONNACK, or a failed attempt
-        # a second client with our id (docs/bridge.md "A second bridge")
-        self.taken_over: ClientIdInUse | None = None
-        self.fatal = asyncio.Event()
-        self._connected_at = 0.0
-        # the status topic: this connection's time (in its Will and its "online"), the
-        # times of this process's earlier connections, whether our own "online" has come
-        # back to us (so anything after it is news), another client's "online" found retained
-        self._stamp: datetime | None = None
-        self._own_stamps: deque[datetime] = deque(maxlen=64)
-        self._echoed = False
-        self._status_final = False
-        self.status_checked = asyncio.Event()
-        self.foreign_online: str | None = None
-        self.status_reasserted = 0
-        self.sessions = 0  # connects that found no session at the broker (a fresh one)
         # publishes past the send limit, in order: [topic, payload, qos, retain, properties,
         # coalesce]; a superseded state publish stays as a tombstone (payload None) so that
         # dropping it is O(1); tombstones are swept when they are half the queue
@@ -287,26 +217,26 @@ class MqttClient:
         self._held_state: dict[str, list[Any]] = {}  # topic -> its held state publish
         self._held_dead = 0
         self._held_bytes = 0
+        # packet ids of QoS>0 publishes handed to paho and not yet acknowledged by the broker
+        # (paho calls on_publish for QoS 0 too: counting those made the figure negative)
         self._sizes: dict[int, int] = {}  # mid -> payload bytes of a QoS 1 publish in flight
         self._inflight_bytes = 0
         self.coalesced = 0  # state publishes replaced by a newer one before they were sent
         self.outstanding_max = 0  # the most publishes ever outstanding at once
         self.window_waits = 0  # times the pipeline waited for the broker to take publishes
+
+    def _init_inbound(self, options: MqttOptions) -> None:
+        """Back-pressure we keep ourselves: Mosquitto 2.0.11 honours our Receive Maximum only
+        until the first PUBACK, then sends its whole queue. Past the bound we stop reading
+        the socket (TCP pushes back, the broker queues) until acks bring us below 3/4."""
         self.over_receive = 0  # readings the broker sent past our Receive Maximum
         self._want_acks = False  # reading past the inbound bound: the PUBACKs are behind
-        self._filters: list[str] = list(options.subscriptions)
-        self._stopping = False
-        self._runner: asyncio.Task[None] | None = None
-        self._misc: asyncio.Task[None] | None = None
-        self._lost: asyncio.Event = asyncio.Event()
-        self._sock: Any = None
-        # back-pressure we keep ourselves: Mosquitto 2.0.11 honours our Receive Maximum only
-        # until the first PUBACK, then sends its whole queue. Past the bound we stop reading
-        # the socket (TCP pushes back, the broker queues) until acks bring us below 3/4.
         self._in_limit = max(1, min(65_535, options.receive_maximum))
         self._unacked_in = 0  # QoS 1 messages of this connection taken, not yet acked
         self._paused = False
         self.pauses = 0
+
+    def _paho_client(self, options: MqttOptions) -> paho.Client:
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
@@ -331,7 +261,17 @@ class MqttClient:
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_socket_register_write
         client.on_socket_unregister_write = self._on_socket_unregister_write
-        self._client = client
+        return client
+
+    @property
+    def generation(self) -> int:
+        """The current connection's generation (the AckTracker's)."""
+        return self.acks.generation
+
+    @property
+    def sessions(self) -> int:
+        """Connects that found no session at the broker (the AckTracker's count)."""
+        return self.acks.sessions
 
     # --- plumbing: paho's socket on the asyncio loop --------------------------------------
 
@@ -410,14 +350,14 @@ class MqttClient:
                     return
                 # paho's public loop_read() reads one packet per call when nothing is in
                 # flight; its _packet_read() reads one and says when the socket is empty.
-                rc = client._packet_read()
+                rc = client._packet_read()  # noqa: SLF001  one packet, and "socket empty" (above)
                 if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                     pending = getattr(client.socket(), "pending", None)  # TLS buffers
                     if pending is not None and pending() > 0:
                         continue
                     return
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    client._loop_rc_handle(rc)
+                    client._loop_rc_handle(rc)  # noqa: SLF001  paho's own handling of a failed read
                     return
         except (OSError, ValueError) as exc:
             self._drop(f"read failed: {exc}")
@@ -445,7 +385,7 @@ class MqttClient:
             # what came on the lost connection can no longer be acknowledged: a new
             # generation at once, so the pipeline skips the rest of it (the broker delivers
             # it again) instead of storing it now and again when it comes back
-            self.generation += 1
+            self.acks.lost()
         self.connected.clear()
         self.disconnected.set()
         self.subscribed.clear()
@@ -597,47 +537,63 @@ class MqttClient:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        """A CONNACK: refused, or the connect sequence in order (the session, the broker's
+        limits, the subscriptions, the status, then connected)."""
         if reason_code.is_failure:
-            self.last_error = self.refusal = str(reason_code)
-            self.connects_refused += 1
-            log.warning(
-                "broker %s:%s refused the connection of user %r: %s",
-                self.options.host,
-                self.options.port,
-                self.options.username,
-                reason_code,
-            )
-            self._answered.set()
+            self._refused(reason_code)
             return
-        self.generation += 1
-        self.connections += 1
-        self._connected_at = time.monotonic()
-        self._echoed = False
-        self.status_checked.clear()
-        self.foreign_online = None
-        if not flags.session_present:
-            self.sessions += 1  # packet ids of earlier connections mean nothing any more
-        self._unacked_in = 0  # the broker redelivers what the last connection did not ack
-        dropped = self.inbox.drop_stale(self.generation)
-        if dropped:
-            log.info("%d unacknowledged messages of the last connection will come again", dropped)
-        limit = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
-        self._send_limit = min(int(limit) if limit else 65_535, self.options.window)
-        largest = getattr(properties, "MaximumPacketSize", None) if properties else None
-        self._max_packet = int(largest) if largest else None
+        self._session_started(flags.session_present)
+        self._broker_limits(properties)
         log.info(
             "connected to %s:%s (session present: %s)",
             self.options.host,
             self.options.port,
             flags.session_present,
         )
+        self._subscribe_all(client)
+        if self.on_connect is not None:
+            self.on_connect()
+        self.connected.set()
+        self.disconnected.clear()
+        self._answered.set()
+
+    def _refused(self, reason_code: ReasonCode) -> None:
+        self.last_error = self.refusal = str(reason_code)
+        self.connects_refused += 1
+        log.warning(
+            "broker %s:%s refused the connection of user %r: %s",
+            self.options.host,
+            self.options.port,
+            self.options.username,
+            reason_code,
+        )
+        self._answered.set()
+
+    def _session_started(self, session_present: bool) -> None:
+        """A new generation (the AckTracker's); what the last connection left in the inbox
+        unacknowledged is dropped: the broker redelivers it."""
+        generation = self.acks.connected(session_present)
+        self.connections += 1
+        self._connected_at = time.monotonic()
+        self._echoed = False
+        self.status_checked.clear()
+        self.foreign_online = None
+        self._unacked_in = 0  # the broker redelivers what the last connection did not ack
+        dropped = self.inbox.drop_stale(generation)
+        if dropped:
+            log.info("%d unacknowledged messages of the last connection will come again", dropped)
+
+    def _broker_limits(self, properties: Properties | None) -> None:
+        """The broker's Receive Maximum and Maximum Packet Size, from its CONNACK."""
+        limit = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
+        self._send_limit = min(int(limit) if limit else 65_535, self.options.window)
+        largest = getattr(properties, "MaximumPacketSize", None) if properties else None
+        self._max_packet = int(largest) if largest else None
+
+    def _subscribe_all(self, client: paho.Client) -> None:
+        """Resubscribe on every connect; then the status topic and our "online"."""
         if self._filters:
-            client.subscribe(
-                [
-                    (f, SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
-                    for f in self._filters
-                ]
-            )
+            client.subscribe([(f, self._subscribe_options(f)) for f in self._filters])
         status = self.options.status_topic
         if status is not None and not self._status_final:
             # first the subscription (its retained message tells what was said before us),
@@ -645,11 +601,6 @@ class MqttClient:
             send = SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE
             client.subscribe(status, options=SubscribeOptions(qos=1, retainHandling=send))
             self._publish_status(True)
-        if self.on_connect is not None:
-            self.on_connect()
-        self.connected.set()
-        self.disconnected.clear()
-        self._answered.set()
 
     def _on_disconnect(
         self,
@@ -667,7 +618,7 @@ class MqttClient:
         try:
             self._receive(message)
         except Exception:  # never let one message break the connection
-            log.exception("could not take a message on %r", message._topic)
+            log.exception("could not take a message on %r", message._topic)  # noqa: SLF001  raw bytes: no decode
 
     def _receive(self, message: paho.MQTTMessage) -> None:
         if self.options.status_topic is not None and message.topic == self.options.status_topic:
@@ -694,6 +645,7 @@ class MqttClient:
                 response_topic=response_topic,
                 correlation_data=correlation,
                 dup=bool(message.dup),
+                acker=self.ack,
             ),
             droppable=message.qos == 0,
         )
@@ -724,12 +676,12 @@ class MqttClient:
             return
         self._inflight_bytes -= size
         if reason_code.is_failure:  # e.g. 0x87 Not authorized: the broker's ACL
-            out = client._out_messages.get(mid)
+            out = _outgoing(client, mid)
             if out is not None:
                 payload = bytes(out.payload)
                 self._deny(out.topic, payload, out.qos, out.retain, out.properties, reason_code)
         elif self._denied_topics:
-            out = client._out_messages.get(mid)
+            out = _outgoing(client, mid)
             if out is not None and out.topic in self._denied_topics:
                 self._denied_topics.discard(out.topic)
                 log.info("the broker accepts publishes to %s again", out.topic)
@@ -843,16 +795,25 @@ class MqttClient:
 
     # --- the bridge's side --------------------------------------------------------------
 
-    def add_subscription(self, topic_filter: str) -> None:
-        """Subscribe now (if connected) and on every later connect."""
+    def add_subscription(self, topic_filter: str, *, retained: bool = False) -> None:
+        """Subscribe now (if connected) and on every later connect. Retained messages are
+        not sent (a stale reading is no reading) unless ``retained`` (a line's running
+        topic: its last state is what counts; bridge/_alarms.py)."""
         if topic_filter in self._filters:
             return
         self._filters.append(topic_filter)
+        if retained:
+            self._retained_filters.add(topic_filter)
         if self._client.is_connected():
-            self._client.subscribe(
-                topic_filter,
-                options=SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND),
-            )
+            self._client.subscribe(topic_filter, options=self._subscribe_options(topic_filter))
+
+    def _subscribe_options(self, topic_filter: str) -> SubscribeOptions:
+        send = (
+            SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE
+            if topic_filter in self._retained_filters
+            else SubscribeOptions.RETAIN_DO_NOT_SEND
+        )
+        return SubscribeOptions(qos=1, retainHandling=send)
 
     async def start(self, wait_s: float | None = None) -> None:
         """Connect in the background; with ``wait_s``, wait that long for the first CONNACK."""
@@ -871,7 +832,9 @@ class MqttClient:
                 ) from None
 
     def ack(self, message: Inbound) -> None:
-        if message.qos == 0 or message.generation != self.generation or self.aborted:
+        """Send the PUBACK of a delivery, when the AckTracker says it still may be (QoS 1, of
+        this connection); a delivery's own ``.ack()`` comes here."""
+        if self.aborted or not self.acks.release(message):
             return
         self._client.ack(message.mid, message.qos)
         self._unacked_in -= 1

@@ -28,7 +28,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, overload
 
 from bridge.domain import SampleRecorded, ViolationAcknowledged, ViolationCreated
-from bridge.messages import alarms_payload, dumps, envelope, sample_payload, violation_payload
+from bridge.wire import Topics
+from bridge.wire.payloads import (
+    dumps,
+    encode_alarms,
+    encode_history,
+    encode_sample_json,
+    violation_payload,
+)
 
 __all__ = ["DEFAULT_HISTORY_BUDGET", "LiveState"]
 
@@ -163,6 +170,7 @@ class LiveState:
     ) -> None:
         self.mqtt = mqtt
         self.prefix = prefix
+        self.topics = Topics(prefix)
         self.history_size = history_size
         self.min_interval = min_interval
         self.monotonic = monotonic
@@ -204,9 +212,7 @@ class LiveState:
         cid = event.sample.characteristic_id
         if cid not in self.alarms:
             return
-        encoded = event.encoded or dumps(
-            event.payload or sample_payload(event.sample_id, event.sample)
-        )
+        encoded = encode_sample_json(event)
         ring = self._rings.get(cid)
         if ring is None:
             ring = self._rings[cid] = _Ring()
@@ -269,24 +275,16 @@ class LiveState:
         return changed
 
     def history_message(self, cid: int) -> bytes:
-        """The ``history`` message of ``cid`` now: the same bytes as
-        ``dumps(envelope("history", history_payload(cid, samples)))``."""
+        """The ``history`` message of ``cid`` now (bridge/wire/payloads.py)."""
         ring = self._rings.get(cid)
-        samples = ring.samples(self.history_size) if ring is not None else []
-        return b"".join(
-            (
-                b'{"type":"history","payload":{"characteristic_id":%d,"samples":[' % cid,
-                b",".join(samples),
-                b"]}}",
-            )
-        )
+        return encode_history(cid, ring.samples(self.history_size) if ring is not None else [])
 
     def send_history(self, cid: int) -> int:
         """Publish ``cid``'s history now, whatever the budget; its size in bytes."""
         self._dirty.pop(cid, None)
         self._last_history[cid] = self.monotonic()
         message = self.history_message(cid)
-        self.mqtt.publish(f"{self.prefix}/char/{cid}/history", message, retain=True, coalesce=True)
+        self.mqtt.publish(self.topics.history(cid), message, retain=True, coalesce=True)
         self.history_bytes += len(message)
         self.history_sent += 1
         return len(message)
@@ -319,10 +317,7 @@ class LiveState:
     def publish_alarms(self, cid: int) -> None:
         violations = [self.alarms[cid][vid] for vid in sorted(self.alarms[cid])]
         self.mqtt.publish(
-            f"{self.prefix}/char/{cid}/alarms",
-            dumps(envelope("alarms", alarms_payload(cid, violations))),
-            retain=True,
-            coalesce=True,
+            self.topics.alarms(cid), encode_alarms(cid, violations), retain=True, coalesce=True
         )
 
     def flush_idle(self) -> None:

@@ -14,12 +14,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
+from bridge._ack_workflow import LimitVersions, WorkflowPublisher, number_limits
+from bridge._alarms import Alarms, AlarmSettings
 from bridge._dedupe import SeenReadings
-from bridge._mqtt import Inbox, MqttClient, MqttOptions
+from bridge._mqtt import MqttClient, MqttOptions
+from bridge._query import QueryService
+from bridge._roles import RolePublisher
 from bridge.bus import MessageBus
 from bridge.config import Settings
 from bridge.errors import PublishRefused, StoreUnavailable
@@ -31,17 +35,8 @@ from bridge.handlers import (
     command_table,
     event_table,
 )
-from bridge.messages import (
-    ATTRIBUTE_CHARTS,
-    chart_parameters,
-    dumps,
-    error_payload,
-    iso_z,
-    limits_message,
-    rules_payload,
-    status_payload,
-)
-from bridge.pipeline import CharacteristicRoute, InboundSource, Metrics, Pipeline
+from bridge.pipeline import CharacteristicRoute, InboundSource, Inbox, Metrics, Pipeline
+from bridge.ports import BrokerLink, Clock, LinkPort, StorePort, SystemClock
 from bridge.sparkplug import SparkplugEdgeNode, SparkplugInbound
 from bridge.sparkplug._state import INBOUND, OWN, BdSeqStore, PrimaryHost
 from bridge.sparkplug._wiring import (
@@ -50,7 +45,22 @@ from bridge.sparkplug._wiring import (
     feed_edge_node,
     seed_edge_node,
 )
-from bridge.store import BatchWrite, Store, ViolationRecord
+from bridge.store import BatchWrite, SampleRow, Store
+from bridge.wire import Topics
+from bridge.wire.payloads import (
+    ATTRIBUTE_CHARTS,
+    chart_parameters,
+    encode,
+    encode_error,
+    encode_limits,
+    encode_metrics,
+    encode_status,
+    iso_z,
+    limits_message,
+    rules_payload,
+    stored_sample_payload,
+    stored_violation_payload,
+)
 from engine import CharacteristicEngine, CharacteristicSpec, IncompatibleState, limits_from_dict
 
 __all__ = ["Bridge", "bootstrap", "run_bridge"]
@@ -107,9 +117,9 @@ class Bridge:
     """Every part of a running bridge, wired together by :func:`bootstrap`."""
 
     settings: Settings
-    store: Store
+    store: StorePort
     inbox: Inbox
-    mqtt: MqttClient
+    mqtt: BrokerLink
     bus: MessageBus
     pipeline: Pipeline
     broadcaster: Broadcaster
@@ -120,10 +130,14 @@ class Bridge:
     version: str = field(default_factory=_version)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     buffer_full: bool = False  # see _buffer_watch
+    queries: QueryService | None = None  # the query command (docs/topics.md, "Query")
+    roles: RolePublisher | None = None  # bridge.users_file (docs/topics.md, "Role")
     sparkplug_edge: SparkplugEdgeNode | None = None  # bridge.sparkplug_edge.enabled
     sparkplug_inbound: SparkplugInbound | None = None  # characteristics with a sparkplug source
     sparkplug_host: PrimaryHost | None = None  # bridge.sparkplug.host_id
     bd_seqs: BdSeqStore | None = None
+    workflow: WorkflowPublisher | None = None  # causes and excluded samples (_ack_workflow)
+    alarms: Alarms | None = None  # spec and overdue alarms, due clocks (bridge/_alarms.py)
     _host_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _host_task: asyncio.Task[None] | None = None
 
@@ -132,17 +146,21 @@ class Bridge:
         return self.settings.bridge.topic_prefix
 
     @property
+    def topics(self) -> Topics:
+        return self.broadcaster.topics
+
+    @property
     def status_topic(self) -> str:
-        return f"{self.prefix}/bridge/status"
+        return self.topics.status
 
     def _on_denied(self, topic: str, reason: str) -> None:
         """The broker refused a publish (its ACL): say so on the errors topic, unless that is
         the topic refused (the adapter logs it and tries again with back-off)."""
-        errors = f"{self.prefix}/bridge/errors"
+        errors = self.topics.errors
         if topic == errors:
             return
         text = f"the broker refused the bridge's publish: {reason}; retrying with back-off"
-        self.mqtt.publish(errors, dumps(error_payload(topic, b"", text, self.clock())), qos=1)
+        self.mqtt.publish(errors, encode_error(topic, b"", text, self.clock()), qos=1)
 
     async def start(self, connect_timeout: float | None = None) -> None:
         """Restore retained state from the database, connect, publish it.
@@ -152,15 +170,22 @@ class Bridge:
         it refuses the connection, :class:`~bridge.errors.PublishRefused` when it refuses a
         publish of the start-up, :class:`~bridge.errors.ClientIdInUse` when another bridge
         with the same client id takes its session back (docs/bridge.md)."""
-        await self._restore_live_state()
+        last_samples = await self._restore_live_state()
+        await self._restore_due_clocks()
         if self.sparkplug_edge is not None:  # its first NBIRTH carries the restored results
-            seed_edge_node(self.sparkplug_edge, self.live.history, self.engines)
+            seed_edge_node(self.sparkplug_edge, last_samples, self.engines)
         self.mqtt.on_denied = self._on_denied
         await self.mqtt.start()
         async with asyncio.timeout(connect_timeout):
             await self.mqtt.wait_answer()
             await self._publish_retained()
+            if self.roles is not None:
+                self.roles.publish_all()
             await self.mqtt.wait_readable(self.mqtt.subscribed, STATUS_CHECK_SECONDS)
+        if self.workflow is not None:  # the retained Pareto of causes (bridge/_ack_workflow.py)
+            await self.workflow.publish_start(
+                self.store, list(self.engines), self.settings.bridge.pareto_days, self.clock()
+            )
         await self._check_start()
         await self._start_sparkplug_host()
 
@@ -182,7 +207,7 @@ class Bridge:
             "bridge started: %d characteristic(s), prefix %r, database %s",
             len(self.engines),
             self.prefix,
-            self.store.engine.url.render_as_string(hide_password=True),
+            self.store.url,
         )
 
     async def _check_start(self) -> None:
@@ -217,11 +242,32 @@ class Bridge:
             o = mqtt.options
             raise PublishRefused(o.host, o.port, o.username, topic, reason)
 
-    async def _restore_live_state(self) -> None:
+    async def _restore_live_state(self) -> dict[int, SampleRow]:
+        """The retained history and alarms from the stored rows; each characteristic's last
+        stored sample (for the Sparkplug edge node)."""
         size = self.settings.bridge.history_size
-        history = await self.store.recent_samples_of_all(size)
-        alarms = [_violation_dict(v) for v in await self.store.open_violations()]
-        self.live.restore(history, alarms)
+        rows = await self.store.recent_samples_of_all(size)
+        last_samples = {cid: found[-1] for cid, found in rows.items() if found}
+        # one characteristic at a time: its rows become payloads, then the retained history
+        for cid in list(rows):
+            self.live.restore({cid: [stored_sample_payload(row) for row in rows.pop(cid)]}, ())
+        alarms = [stored_violation_payload(v) for v in await self.store.open_violations()]
+        self.live.restore({}, alarms)
+        return last_samples
+
+    async def _restore_due_clocks(self) -> None:
+        """Due clocks and spec episodes as they were (bridge/_alarms.py): from the stored
+        clocks and each characteristic's last stored sample; new clocks stored at once, so
+        a restart before the first sample still counts from this start."""
+        if self.alarms is None:
+            return
+        history = self.live.history
+        last = {cid: history[cid][-1] for cid in self.engines if len(history[cid])}
+        write = self.alarms.restore(await self.store.due_states(), last)
+        if write:
+            async with self.store.unit_of_work() as uow:
+                await uow.save_due_states(write)
+                await uow.commit()
 
     async def _publish_retained(self) -> None:
         now = self.clock()
@@ -247,6 +293,7 @@ class Bridge:
                 new_rows.append({"characteristic_id": cid, "ts": now, "payload": payload})
             in_force[cid] = payload
         if new_rows:
+            number_limits(new_rows, self.pipeline.limit_versions)  # bridge/_ack_workflow.py
             async with self.store.unit_of_work() as uow:
                 await uow.write_batch(BatchWrite(limits=new_rows), now)
                 await uow.commit()
@@ -258,18 +305,10 @@ class Bridge:
             self.broadcaster.publish_meta(cid, None, now)
             payload = in_force.get(cid)
             if payload is not None:
-                self.mqtt.publish(
-                    f"{self.prefix}/char/{cid}/limits",
-                    dumps({"type": "control_limits", "payload": payload}),
-                    retain=True,
-                )
+                self.mqtt.publish(self.topics.limits(cid), encode_limits(payload), retain=True)
             if self.live.history[cid]:
                 last = self.live.history[cid][-1]
-                self.mqtt.publish(
-                    f"{self.prefix}/char/{cid}/sample",
-                    dumps({"type": "sample", "payload": last}),
-                    retain=True,
-                )
+                self.mqtt.publish(self.topics.sample(cid), encode("sample", last), retain=True)
             self.live.publish_history(cid)
             self.live.publish_alarms(cid)
             # four or five retained messages per characteristic: keep them within the send
@@ -314,7 +353,7 @@ class Bridge:
 
     def publish_metrics(self) -> None:
         self.mqtt.publish(
-            f"{self.prefix}/bridge/metrics", dumps(self.metrics_payload()), qos=0, retain=True
+            self.topics.metrics, encode_metrics(self.metrics_payload()), qos=0, retain=True
         )
 
     @property
@@ -362,8 +401,14 @@ class Bridge:
             async with asyncio.TaskGroup() as tasks:
                 pipeline = tasks.create_task(self.pipeline.run(halt), name="pipeline")
                 tasks.create_task(self.live.run(halt), name="history")
+                if self.queries is not None:
+                    tasks.create_task(self.queries.run(halt), name="queries")
+                if self.roles is not None:
+                    tasks.create_task(self.roles.run(halt), name="roles")
                 tasks.create_task(self._metrics_loop(halt), name="metrics")
                 tasks.create_task(self._buffer_watch(halt), name="buffer-watch")
+                if self.alarms is not None:  # the one timer of every due clock
+                    tasks.create_task(self.alarms.run(halt, self.inbox.put), name="due-timer")
                 if self.sparkplug_edge is not None:  # says NDEATH when halted
                     tasks.create_task(self.sparkplug_edge.run(halt), name="sparkplug-edge")
                 stopper = tasks.create_task(stop.wait(), name="stop")
@@ -372,7 +417,9 @@ class Bridge:
                 log.info("stopping: finishing in-flight work")
                 halt.set()
                 self.inbox.wake()
-                self.pipeline.stop_by(time.monotonic() + DRAIN_SECONDS, GIVE_UP_SECONDS)
+                self.pipeline.stop_by(
+                    self.pipeline.clock.monotonic() + DRAIN_SECONDS, GIVE_UP_SECONDS
+                )
                 stopper.cancel()
                 fatal.cancel()
         finally:
@@ -389,7 +436,7 @@ class Bridge:
             await self.bd_seqs.flush()
         self.live.flush(force=True)
         self.publish_metrics()
-        self.mqtt.say_offline(dumps(status_payload(False, self.clock())))
+        self.mqtt.say_offline(encode_status(False, self.clock()))
         if not await self.mqtt.flush(5.0):
             log.warning("some results were not confirmed by the broker before stopping")
         await self.mqtt.stop()
@@ -398,20 +445,7 @@ class Bridge:
 
 
 def _but_time(payload: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in payload.items() if key != "timestamp"}
-
-
-def _violation_dict(v: ViolationRecord) -> dict[str, Any]:
-    return {
-        "violation_id": v.id,
-        "sample_id": v.sample_id,
-        "characteristic_id": v.characteristic_id,
-        "rule_id": v.rule_id,
-        "rule_name": v.rule_name,
-        "severity": v.severity,
-        "chart": v.chart,
-        "timestamp": iso_z(v.ts),
-    }
+    return {key: value for key, value in payload.items() if key not in ("timestamp", "version")}
 
 
 def _meta(
@@ -430,7 +464,8 @@ def _meta(
     if rules_key not in shared:
         shared[rules_key] = rules_payload(engine_rules)
     if "reason_codes" not in shared:
-        shared["reason_codes"] = list(settings.bridge.reason_codes)
+        shared["reason_codes"] = list(settings.bridge.cause_codes)
+        shared["action_codes"] = list(settings.bridge.action_codes)
     sparkplug = getattr(char, "sparkplug", None)
     if sparkplug is not None and hasattr(sparkplug, "model_dump"):
         sparkplug = sparkplug.model_dump()
@@ -447,13 +482,307 @@ def _meta(
         "parameters": chart_parameters(spec),
         "rules": shared[rules_key],
         "reason_codes": shared["reason_codes"],
+        # the acknowledgement workflow (docs/topics.md, "meta"): reason_codes = cause_codes
+        "cause_codes": shared["reason_codes"],
+        "action_codes": shared["action_codes"],
+        "require_action": settings.bridge.require_action,
         "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
+        "sample_interval": char.sample_interval,
+        "overdue_grace": AlarmSettings.of(char).grace,
         "online": True,
         "timestamp": None,
     }
 
 
-def _sparkplug_inbound(settings: Settings, mqtt: MqttClient) -> SparkplugInbound | None:
+async def bootstrap(
+    settings: Settings,
+    *,
+    store: StorePort | None = None,
+    link: BrokerLink | None = None,
+    clock: Clock | None = None,
+    sources: Sequence[InboundSource] = (),
+) -> Bridge:
+    """Build the bridge: store, engines (restored), MQTT link, pipeline, bus, handlers.
+
+    Without ``store``, ``link`` and ``clock``: the real ones (``Store.open`` on
+    ``[database] url``, an :class:`~bridge._mqtt.MqttClient` on ``[broker]``, the system
+    clock). Tests pass fakes (``bridge/testing.py``). The store is closed when building
+    fails. With a store other than ``bridge.store.Store`` the redelivery memory starts
+    empty and Sparkplug's bdSeq numbers are not kept (both read the database directly)."""
+    clock = clock if clock is not None else SystemClock()
+    if store is None:
+        store = await Store.open(settings.database.url)
+    try:
+        return await _build(settings, store, link, clock, sources)
+    except BaseException:
+        await store.close()
+        raise
+
+
+async def _build(
+    settings: Settings,
+    store: StorePort,
+    link: BrokerLink | None,
+    clock: Clock,
+    sources: Sequence[InboundSource],
+) -> Bridge:
+    """Every part, in the order each needs the others."""
+    b = settings.bridge
+    chars = list(settings.characteristic)
+    specs = {char.id: char.to_spec() for char in chars}
+    await store.register_characteristics({c.id: c.name for c in chars}, clock.now())
+    states = await store.engine_states()
+    engines = _restore_engines(specs, states)
+    metrics = Metrics()
+    link = link if link is not None else _mqtt_link(settings)
+    bus = MessageBus()
+    live = _live_state(settings, link, clock)
+    bd_seqs = BdSeqStore(store) if isinstance(store, Store) else None
+    inbound = await _sparkplug_inbound(settings, link, bd_seqs)
+    alarms = Alarms([AlarmSettings.of(c) for c in chars], wall=clock.now)
+    extra = [*sources, *(inbound.sources if inbound is not None else []), *alarms.sources()]
+    parts = (store, link, bus, metrics, clock)
+    pipeline = await _pipeline(settings, specs, engines, parts, live, extra, alarms)
+    await _restore_pipeline(pipeline, store, states)
+    queries = _queries(settings, store, link, pipeline, metrics)
+    _subscribe(link, pipeline, queries, alarms)
+    broadcaster = _broadcaster(settings, link, metrics, specs)
+    workflow = WorkflowPublisher(link, b.topic_prefix, live)
+    commands = _commands(settings, store, engines, clock, pipeline)
+    _register_handlers(bus, broadcaster, live, metrics, workflow, commands)
+    return Bridge(
+        settings=settings,
+        store=store,
+        inbox=link.inbox,
+        mqtt=link,
+        bus=bus,
+        pipeline=pipeline,
+        broadcaster=broadcaster,
+        live=live,
+        metrics=metrics,
+        engines=engines,
+        clock=clock.now,
+        queries=queries,
+        roles=None if b.users_file is None else RolePublisher(link, b.topic_prefix, b.users_file),
+        sparkplug_edge=await _edge_node(settings, bus, bd_seqs, clock),
+        sparkplug_inbound=inbound,
+        # online only while the main connection is up (docs/sparkplug.md)
+        sparkplug_host=build_primary_host(settings, (link.connected, link.disconnected)),
+        bd_seqs=bd_seqs,
+        workflow=workflow,
+        alarms=alarms,
+    )
+
+
+async def _pipeline(
+    settings: Settings,
+    specs: dict[int, CharacteristicSpec],
+    engines: dict[int, CharacteristicEngine],
+    parts: tuple[StorePort, LinkPort, MessageBus, Metrics, Clock],
+    live: LiveState,
+    sources: Sequence[InboundSource],
+    alarms: Alarms,
+) -> Pipeline:
+    store, link, bus, metrics, clock = parts
+    return Pipeline(
+        prefix=settings.bridge.topic_prefix,
+        routes=_routes(settings, specs),
+        engines=engines,
+        store=store,
+        link=link,
+        bus=bus,
+        metrics=metrics,
+        clock=clock,
+        seen=await _seen_readings(settings, store),
+        sources=sources,
+        on_idle=live.flush_idle,
+        alarms=alarms,
+        **_batching(settings),
+    )
+
+
+async def _restore_pipeline(
+    pipeline: Pipeline, store: StorePort, states: dict[int, dict[str, Any]]
+) -> None:
+    """What the pipeline carries over a restart besides the engines: each open subgroup's
+    context (where its engine took the subgroup back) and the limits versions in force."""
+    engines = pipeline.engines
+    partial = {c: s for c, s in states.items() if c in engines and engines[c].partial}
+    pipeline.contexts.restore(partial)
+    pipeline.limit_versions = LimitVersions(await store.limits_versions())
+
+
+def _subscribe(link: LinkPort, pipeline: Pipeline, queries: QueryService, alarms: Alarms) -> None:
+    for source in alarms.sources():  # a line's last state is its retained message
+        link.add_subscription(source.topic_filter, retained=True)
+    for topic_filter in [*pipeline.topic_filters(), queries.topic_filter]:
+        link.add_subscription(topic_filter)
+
+
+def _queries(
+    settings: Settings, store: StorePort, link: LinkPort, pipeline: Pipeline, metrics: Metrics
+) -> QueryService:
+    """The query command, answered beside the batches (bridge/_query.py)."""
+    queries = QueryService(
+        prefix=settings.bridge.topic_prefix,
+        store=store,
+        mqtt=link,
+        characteristics=[c.id for c in settings.characteristic],
+        report=pipeline.errors.report,
+        metrics=metrics,
+    )
+    pipeline.on_query = queries.offer
+    return queries
+
+
+def _commands(
+    settings: Settings,
+    store: StorePort,
+    engines: dict[int, CharacteristicEngine],
+    clock: Clock,
+    pipeline: Pipeline,
+) -> CommandContext:
+    """What the command handlers work with (the acknowledgement workflow's codes too)."""
+    b = settings.bridge
+    return CommandContext(
+        store=store,
+        engines=engines,
+        baselines={c.id: c.baseline for c in settings.characteristic},
+        reason_codes=list(b.cause_codes),
+        clock=clock.now,
+        action_codes=list(b.action_codes),
+        require_action=b.require_action,
+        pareto_days=int(b.pareto_days),
+        versions=pipeline.limit_versions,
+    )
+
+
+def _batching(settings: Settings) -> dict[str, Any]:
+    b = settings.bridge
+    return {
+        "batch_max": int(b.batch_max),
+        "batch_ms": float(b.batch_ms),
+        "max_payload_bytes": int(b.max_payload_bytes),
+    }
+
+
+def _restore_engines(
+    specs: dict[int, CharacteristicSpec], states: dict[int, dict[str, Any]]
+) -> dict[int, CharacteristicEngine]:
+    """Each characteristic's engine from its last stored snapshot (afresh when unusable)."""
+    engines: dict[int, CharacteristicEngine] = {}
+    for cid, spec in specs.items():
+        try:
+            engines[cid] = CharacteristicEngine(spec, state=states.get(cid))
+        except IncompatibleState as exc:  # e.g. its subgroup size was changed
+            log.warning(
+                "characteristic %s: stored state not usable (%s); starting it afresh", cid, exc
+            )
+            engines[cid] = CharacteristicEngine(spec)
+        except Exception:
+            log.exception("could not restore characteristic %s; starting it afresh", cid)
+            engines[cid] = CharacteristicEngine(spec)
+    return engines
+
+
+def _mqtt_link(settings: Settings) -> MqttClient:
+    """The real link: paho, MQTT 5, persistent session, Last Will (bridge/_mqtt.py)."""
+    b, broker = settings.bridge, settings.broker
+    prefix = b.topic_prefix
+    options = MqttOptions(
+        host=broker.host,
+        port=broker.port,
+        client_id=broker.client_id,
+        username=broker.username,
+        password=_secret(broker.password),
+        tls=bool(broker.tls),
+        keepalive=int(broker.keepalive),
+        receive_maximum=int(b.buffer_max),
+        outbound_max=int(b.outbound_max),
+        # retained status, its Will and the answer to a late Will (docs/bridge.md)
+        status_topic=Topics(prefix).status,
+        status_payload=encode_status,
+    )
+    return MqttClient(options, Inbox(int(b.buffer_max)))
+
+
+def _routes(
+    settings: Settings, specs: dict[int, CharacteristicSpec]
+) -> dict[int, CharacteristicRoute]:
+    return {
+        c.id: CharacteristicRoute(
+            id=c.id,
+            subgroup_size=c.subgroup_size,
+            baseline=c.baseline,
+            topic=c.topic,
+            value_path=c.value_path,
+            counts=specs[c.id] if specs[c.id].chart_name in ATTRIBUTE_CHARTS else None,
+        )
+        for c in settings.characteristic
+    }
+
+
+async def _seen_readings(settings: Settings, store: StorePort) -> SeenReadings:
+    """The memory of recent readings' identities (bridge/_dedupe.py), reloaded from the
+    store: every reading that can come back (up to Receive Maximum in flight, plus the
+    batches being written); rows: a subgroup message is n rows."""
+    b, chars = settings.bridge, list(settings.characteristic)
+    window = min(int(b.buffer_max), 65_535) + 2 * int(b.batch_max)
+    seen = SeenReadings(window)
+    if isinstance(store, Store):  # read straight from its readings table
+        await seen.load(
+            store,
+            window * max((c.subgroup_size for c in chars), default=1),
+            [c.id for c in chars],
+        )
+    return seen
+
+
+def _live_state(settings: Settings, link: LinkPort, clock: Clock) -> LiveState:
+    b = settings.bridge
+    outbound_max = int(b.outbound_max)
+    return LiveState(
+        link,
+        b.topic_prefix,
+        int(b.history_size),
+        [c.id for c in settings.characteristic],
+        monotonic=clock.monotonic,
+        budget=int(b.history_budget),
+        backlog=lambda: link.outstanding_bytes,
+        full=lambda: link.outstanding >= outbound_max,
+    )
+
+
+def _broadcaster(
+    settings: Settings, link: LinkPort, metrics: Metrics, specs: dict[int, CharacteristicSpec]
+) -> Broadcaster:
+    broadcaster = Broadcaster(link, settings.bridge.topic_prefix, metrics)
+    shared_meta: dict[Any, list[Any]] = {}
+    for char in settings.characteristic:
+        broadcaster.meta[char.id] = _meta(settings, char, specs[char.id], shared_meta)
+    return broadcaster
+
+
+def _register_handlers(
+    bus: MessageBus,
+    broadcaster: Broadcaster,
+    live: LiveState,
+    metrics: Metrics,
+    workflow: WorkflowPublisher,
+    ctx: CommandContext,
+) -> None:
+    """The tables of bridge/handlers.py onto the bus."""
+    table = event_table(broadcaster, live, MetricsRecorder(metrics), workflow)
+    for kind, handlers in table.items():
+        for handler in handlers:
+            bus.subscribe(kind, handler)
+    for kind, command_handler in command_table(ctx).items():
+        bus.register(kind, command_handler)
+
+
+async def _sparkplug_inbound(
+    settings: Settings, link: LinkPort, bd_seqs: BdSeqStore | None
+) -> SparkplugInbound | None:
     """The Sparkplug B host side, for the edge nodes the characteristics read from."""
     chars = [c for c in settings.characteristic if c.sparkplug is not None]
     if not chars:
@@ -466,162 +795,32 @@ def _sparkplug_inbound(settings: Settings, mqtt: MqttClient) -> SparkplugInbound
         assert sp is not None
         bindings.append(SparkplugBinding(c.id, sp.group, sp.edge, sp.device, sp.metric))
     inbound = SparkplugInbound(bindings, rebirth_on_gap=settings.bridge.rebirth_on_gap)
-    inbound.attach(lambda topic, data: mqtt.publish(topic, data, qos=0))
+    inbound.attach(lambda topic, data: link.publish(topic, data, qos=0))
+    if bd_seqs is not None:  # an NDEATH after a restart still meets its NBIRTH's bdSeq
+        inbound.host.restore_bd_seqs(await bd_seqs.load(INBOUND))
+        inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
     return inbound
 
 
-async def bootstrap(  # noqa: C901  the composition root builds every part; issue 11 splits it
-    settings: Settings,
-    *,
-    sources: Sequence[InboundSource] = (),
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Bridge:
-    """Build the bridge: store, engines (restored), MQTT adapter, pipeline, bus, handlers."""
-    b = settings.bridge
-    store = await Store.open(settings.database.url)
-    try:
-        chars = list(settings.characteristic)
-        await store.register_characteristics({c.id: c.name for c in chars}, clock())
-        states = await store.engine_states()
-        engines: dict[int, CharacteristicEngine] = {}
-        specs = {char.id: char.to_spec() for char in chars}
-        for char in chars:
-            spec = specs[char.id]
-            state = states.get(char.id)
-            try:
-                engines[char.id] = CharacteristicEngine(spec, state=state)
-            except IncompatibleState as exc:  # e.g. its subgroup size was changed
-                log.warning(
-                    "characteristic %s: stored state not usable (%s); starting it afresh",
-                    char.id,
-                    exc,
-                )
-                engines[char.id] = CharacteristicEngine(spec)
-            except Exception:
-                log.exception("could not restore characteristic %s; starting it afresh", char.id)
-                engines[char.id] = CharacteristicEngine(spec)
-        metrics = Metrics()
-        inbox = Inbox(int(b.buffer_max))
-        prefix = b.topic_prefix
-        mqtt = MqttClient(
-            MqttOptions(
-                host=settings.broker.host,
-                port=settings.broker.port,
-                client_id=settings.broker.client_id,
-                username=settings.broker.username,
-                password=_secret(settings.broker.password),
-                tls=bool(settings.broker.tls),
-                keepalive=int(settings.broker.keepalive),
-                receive_maximum=int(b.buffer_max),
-                outbound_max=int(b.outbound_max),
-                # retained status, its Will and the answer to a late Will (docs/bridge.md)
-                status_topic=f"{prefix}/bridge/status",
-                status_payload=lambda online, at: dumps(status_payload(online, at)),
-            ),
-            inbox,
-        )
-        bus = MessageBus()
-        routes = {
-            c.id: CharacteristicRoute(
-                id=c.id,
-                subgroup_size=c.subgroup_size,
-                baseline=c.baseline,
-                topic=c.topic,
-                value_path=c.value_path,
-                counts=specs[c.id] if specs[c.id].chart_name in ATTRIBUTE_CHARTS else None,
-            )
-            for c in chars
-        }
-        pipeline = Pipeline(
-            prefix=prefix,
-            routes=routes,
-            engines=engines,
-            store=store,
-            mqtt=mqtt,
-            bus=bus,
-            inbox=inbox,
-            batch_max=int(b.batch_max),
-            batch_ms=float(b.batch_ms),
-            max_payload_bytes=int(b.max_payload_bytes),
-            metrics=metrics,
-            clock=clock,
-        )
-        # every reading that can come back (up to Receive Maximum in flight, plus the
-        # batches being written) is remembered; rows: a subgroup message is n rows
-        window = min(int(b.buffer_max), 65_535) + 2 * int(b.batch_max)
-        pipeline.seen = SeenReadings(window)
-        await pipeline.seen.load(
-            store,
-            window * max((c.subgroup_size for c in chars), default=1),
-            [c.id for c in chars],
-        )
-        bd_seqs = BdSeqStore(store)
-        inbound = _sparkplug_inbound(settings, mqtt)
-        if inbound is not None:  # an NDEATH after a restart still meets its NBIRTH's bdSeq
-            inbound.host.restore_bd_seqs(await bd_seqs.load(INBOUND))
-            inbound.on_birth = lambda g, e, n: bd_seqs.remember(INBOUND, g, e, n)
-        for source in [*sources, *(inbound.sources if inbound is not None else [])]:
-            pipeline.add_source(source)
-        for topic_filter in pipeline.topic_filters():
-            mqtt.add_subscription(topic_filter)
-        broadcaster = Broadcaster(mqtt, prefix, metrics)
-        shared_meta: dict[Any, list[Any]] = {}
-        for char in chars:
-            broadcaster.meta[char.id] = _meta(settings, char, specs[char.id], shared_meta)
-        live = LiveState(
-            mqtt,
-            prefix,
-            int(b.history_size),
-            [c.id for c in chars],
-            budget=int(b.history_budget),
-            backlog=lambda: mqtt.outstanding_bytes,
-            full=lambda: mqtt.outstanding >= mqtt.options.outbound_max,
-        )
-        pipeline.on_idle = live.flush_idle
-        for kind, handlers in event_table(broadcaster, live, MetricsRecorder(metrics)).items():
-            for handler in handlers:
-                bus.subscribe(kind, handler)
-        ctx = CommandContext(
-            store=store,
-            engines=engines,
-            baselines={c.id: c.baseline for c in chars},
-            reason_codes=list(b.reason_codes),
-            clock=clock,
-        )
-        for kind, command_handler in command_table(ctx).items():
-            bus.register(kind, command_handler)
-        sparkplug_edge = build_edge_node(settings, clock=clock)
-        if sparkplug_edge is not None:
-            feed_edge_node(sparkplug_edge, bus)
-            group, edge = sparkplug_edge.group, sparkplug_edge.edge
-            last = (await bd_seqs.load(OWN)).get((group, edge))
-            sparkplug_edge.first_bd_seq = 0 if last is None else (last + 1) % 256
+async def _edge_node(
+    settings: Settings, bus: MessageBus, bd_seqs: BdSeqStore | None, clock: Clock
+) -> SparkplugEdgeNode | None:
+    """The bridge's own Sparkplug edge node (``bridge.sparkplug_edge``), fed by the bus;
+    its bdSeq goes on from the last one it used (docs/sparkplug.md)."""
+    edge_node = build_edge_node(settings, clock=clock.now)
+    if edge_node is None:
+        return None
+    feed_edge_node(edge_node, bus)
+    if bd_seqs is not None:
+        group, edge = edge_node.group, edge_node.edge
+        last = (await bd_seqs.load(OWN)).get((group, edge))
+        edge_node.first_bd_seq = 0 if last is None else (last + 1) % 256
 
-            async def save_bd_seq(n: int) -> None:
-                await bd_seqs.save(OWN, group, edge, n)
+        async def save_bd_seq(n: int) -> None:
+            await bd_seqs.save(OWN, group, edge, n)
 
-            sparkplug_edge.on_bd_seq = save_bd_seq
-    except BaseException:
-        await store.close()
-        raise
-    return Bridge(
-        settings=settings,
-        store=store,
-        inbox=inbox,
-        mqtt=mqtt,
-        bus=bus,
-        pipeline=pipeline,
-        broadcaster=broadcaster,
-        live=live,
-        metrics=metrics,
-        engines=engines,
-        clock=clock,
-        sparkplug_edge=sparkplug_edge,
-        sparkplug_inbound=inbound,
-        # online only while the main connection is up (docs/sparkplug.md)
-        sparkplug_host=build_primary_host(settings, (mqtt.connected, mqtt.disconnected)),
-        bd_seqs=bd_seqs,
-    )
+        edge_node.on_bd_seq = save_bd_seq
+    return edge_node
 
 
 async def run_bridge(

@@ -13,6 +13,8 @@ import difflib
 import json
 import math
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +22,27 @@ from typing import Annotated, Any, Final
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
 
 import engine
 from bridge.readings import compile_value_path
-from engine.alarms import DEFAULT_CAUSE_CODES
+from bridge.wire.topics import DEFAULT_PREFIX, reading_topic
+from engine.alarms import DEFAULT_ACTION_CODES, DEFAULT_CAUSE_CODES, DEFAULT_RUNNING_VALUES
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -61,6 +67,7 @@ __all__ = [
 DEFAULT_CONFIG_PATH: Final = Path("config/openspc.toml")
 ENV_PREFIX: Final = "OPENSPC_"
 DEFAULT_REASON_CODES: Final = DEFAULT_CAUSE_CODES  # the contract's list (engine/alarms)
+DEFAULT_PARETO_DAYS: Final = 30
 _DEFAULT_DB_URL: Final = "sqlite+aiosqlite:///openspc.db"
 _ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -202,6 +209,9 @@ def _prefix(value: str) -> str:
     return value
 
 
+_PATH_FIELDS: Final = frozenset(("password_file", "users_file"))
+"""Fields of type Path (given as text in TOML and in the environment)."""
+
 Port = Annotated[int, AfterValidator(_between(1, 65535))]
 Name = Annotated[str, AfterValidator(_not_blank)]
 MqttName = Annotated[str, AfterValidator(_mqtt_name)]
@@ -209,7 +219,19 @@ Topic = Annotated[str, AfterValidator(_topic)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every table of the file: unknown keys refused, types strict (``port = "1883"`` is a
+    fault, not 1883; docs/configuration.md, "Types"). An ``OPENSPC_...`` variable is text:
+    :func:`_env_scalars` reads a number or true/false in it before validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _path_from_text(cls, value: Any, info: ValidationInfo) -> Any:
+        # strict mode takes no str for a Path; a TOML file can only give a string
+        if isinstance(value, str) and info.field_name in _PATH_FIELDS:
+            return Path(value)
+        return value
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -307,8 +329,16 @@ class SparkplugHostSettings(_Section):
 class BridgeSettings(_Section):
     """``[bridge]``: topics, acknowledgement reasons, and the bridge's own limits."""
 
-    topic_prefix: Annotated[str, AfterValidator(_prefix)] = "openspc"
-    reason_codes: list[Name] = Field(default_factory=lambda: list(DEFAULT_REASON_CODES))
+    topic_prefix: Annotated[str, AfterValidator(_prefix)] = DEFAULT_PREFIX
+    # the acknowledgement workflow (docs/configuration.md, "Acknowledgements");
+    # ``reason_codes`` is the old name of ``cause_codes`` and still read
+    cause_codes: list[Name] = Field(
+        default_factory=lambda: list(DEFAULT_CAUSE_CODES),
+        validation_alias=AliasChoices("cause_codes", "reason_codes"),
+    )
+    action_codes: list[Name] = Field(default_factory=lambda: list(DEFAULT_ACTION_CODES))
+    require_action: bool = False
+    pareto_days: Annotated[int, AfterValidator(_between(1, 3650))] = DEFAULT_PARETO_DAYS
     history_size: Annotated[int, AfterValidator(_between(1, 10_000))] = 100
     max_payload_bytes: Annotated[int, AfterValidator(_between(16, 268_435_455))] = 65536
     metrics_interval: Annotated[float, AfterValidator(_positive)] = 5.0
@@ -322,26 +352,47 @@ class BridgeSettings(_Section):
     sparkplug_edge: SparkplugEdgeSettings = Field(default_factory=SparkplugEdgeSettings)
     sparkplug: SparkplugHostSettings = Field(default_factory=SparkplugHostSettings)
     rebirth_on_gap: bool = True
+    # the roles.json `openspc users` keeps beside the password file: each user's retained
+    # role message (docs/topics.md, "Role"); relative to the config file's directory
+    users_file: Path | None = None
 
-    @field_validator("reason_codes")
+    @model_validator(mode="before")
     @classmethod
-    def _check_reasons(cls, value: list[str]) -> list[str]:
+    def _old_name_of_cause_codes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "reason_codes" in data and "cause_codes" in data:
+            raise _KeyFaults(
+                [
+                    (
+                        "reason_codes",
+                        data["reason_codes"],
+                        "is the old name of cause_codes: give one of them, not both",
+                    )
+                ]
+            )
+        return data
+
+    @field_validator("cause_codes", "action_codes")
+    @classmethod
+    def _check_codes(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("must list at least one reason")
+            raise ValueError("must list at least one code")
         seen: set[str] = set()
-        for reason in value:
-            if reason in seen:
-                raise ValueError(f"lists {reason!r} twice")
-            seen.add(reason)
+        for code in value:
+            if code in seen:
+                raise ValueError(f"lists {code!r} twice")
+            seen.add(code)
         return value
+
+    @property
+    def reason_codes(self) -> list[str]:
+        """``cause_codes`` by its old name (``meta.reason_codes``, docs/topics.md)."""
+        return self.cause_codes
 
 
 class GatewaySettings(_Section):
     """``[gateway]``: ``openspc gateway``, OpenSPC's WebSocket API fed from the broker
     (docs/gateway.md). It reads from the ``[broker]`` table's host and port; without a
     ``username`` it connects anonymously (never with the bridge's own credentials)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     host: Name = "127.0.0.1"
     port: Port = 8000
@@ -352,12 +403,6 @@ class GatewaySettings(_Section):
     client_queue_bytes: Annotated[int, AfterValidator(_at_least(4096))] = 1_048_576
     replay_max: Annotated[int, AfterValidator(_between(0, 10_000))] = 100
     max_clients: Annotated[int, AfterValidator(_at_least(1))] = 10_000
-
-    @field_validator("password_file", mode="before")
-    @classmethod
-    def _path_from_text(cls, value: Any) -> Any:
-        # strict mode takes no str for a Path; a TOML file can only give a string
-        return Path(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_password(self) -> GatewaySettings:
@@ -429,6 +474,32 @@ class CharacteristicSettings(_Section):
     ewma_l: float = Field(default=3.0, alias="L")
     cusum_k: float = Field(default=0.5, alias="k")
     cusum_h: float = Field(default=5.0, alias="h")
+    # the alarm workflow (docs/configuration.md, "Alarms: spec, valid range, sample due")
+    valid_min: float | None = None
+    valid_max: float | None = None
+    sample_interval: Annotated[float, AfterValidator(_positive)] | None = None
+    overdue_grace: Annotated[float, AfterValidator(_at_least(0))] | None = None
+    running_topic: Topic | None = None
+    running_values: list[Name] = Field(default_factory=lambda: list(DEFAULT_RUNNING_VALUES))
+    spec_severity: engine.Severity = engine.Severity.CRITICAL
+    overdue_severity: engine.Severity = engine.Severity.WARNING
+
+    @field_validator("spec_severity", "overdue_severity", mode="before")
+    @classmethod
+    def _severity(cls, value: Any) -> Any:
+        # strict mode takes no str for an enum; a TOML file can only give a string
+        if isinstance(value, str) and value in engine.Severity.__members__:
+            return engine.Severity(value)
+        if isinstance(value, engine.Severity):
+            return value
+        raise ValueError('must be "CRITICAL" or "WARNING"')
+
+    @field_validator("running_values")
+    @classmethod
+    def _check_running_values(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must list at least one value")
+        return [v.strip() for v in value]
 
     @field_validator("value_path")
     @classmethod
@@ -454,7 +525,7 @@ class CharacteristicSettings(_Section):
             raise
         return value
 
-    @field_validator("usl", "lsl", "target", "center_line", "ucl", "lcl")
+    @field_validator("usl", "lsl", "target", "center_line", "ucl", "lcl", "valid_min", "valid_max")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
@@ -462,7 +533,7 @@ class CharacteristicSettings(_Section):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> CharacteristicSettings:
+    def _consistent(self) -> CharacteristicSettings:  # noqa: C901  one check per documented rule, each its own fault line
         faults: list[tuple[str | int, object, str]] = []
         if self.usl is not None and self.lsl is not None and not self.lsl < self.usl:
             faults.append(("lsl", self.lsl, f"must be below usl ({self.usl:g})"))
@@ -471,6 +542,7 @@ class CharacteristicSettings(_Section):
                 faults.append(("target", self.target, f"must not be above usl ({self.usl:g})"))
             if self.lsl is not None and self.target < self.lsl:
                 faults.append(("target", self.target, f"must not be below lsl ({self.lsl:g})"))
+        faults += self._alarm_faults()
         if (self.ucl is None) != (self.lcl is None):
             given, missing = ("ucl", "lcl") if self.lcl is None else ("lcl", "ucl")
             faults.append((missing, MISSING, f"fixed limits need both ucl and lcl ({given} given)"))
@@ -520,6 +592,27 @@ class CharacteristicSettings(_Section):
         _raise_if(faults)
         return self
 
+    def _alarm_faults(self) -> list[tuple[str | int, object, str]]:
+        """The alarm keys that only make sense together (docs/configuration.md)."""
+        faults: list[tuple[str | int, object, str]] = []
+        low, high = self.valid_min, self.valid_max
+        if low is not None and high is not None and not low < high:
+            faults.append(("valid_min", low, f"must be below valid_max ({high:g})"))
+        for key in ("usl", "lsl", "target"):
+            limit = getattr(self, key)
+            if limit is None:
+                continue
+            if low is not None and limit < low:
+                faults.append((key, limit, f"lies below valid_min ({low:g})"))
+            elif high is not None and limit > high:
+                faults.append((key, limit, f"lies above valid_max ({high:g})"))
+        if self.sample_interval is None:
+            if self.overdue_grace is not None:
+                faults.append(("overdue_grace", self.overdue_grace, "needs a sample_interval"))
+            if self.running_topic is not None:
+                faults.append(("running_topic", self.running_topic, "needs a sample_interval"))
+        return faults
+
     @property
     def chart_name(self) -> str:
         """``chart``, or the variables chart the subgroup size implies (engine.default_chart)."""
@@ -536,13 +629,15 @@ class CharacteristicSettings(_Section):
     def reading_topic(self, topic_prefix: str) -> str:
         """Where a gauge of this characteristic publishes: its own ``topic`` if it has one,
         otherwise ``<prefix>/char/<id>/reading``."""
-        return self.topic or f"{topic_prefix}/char/{self.id}/reading"
+        return self.topic or reading_topic(topic_prefix, self.id)
 
     def to_spec(self) -> engine.CharacteristicSpec:
-        """What the engine needs. Fixed limits without a ``center_line`` get the midpoint."""
+        """What the engine needs. Fixed limits without a ``center_line`` get the midpoint
+        (to 10 significant digits, as every computed figure; engine.figure)."""
         center = self.center_line
         if center is None and self.ucl is not None and self.lcl is not None:
-            center = (self.ucl + self.lcl) / 2
+            # a computed figure: (10.7 + 9.1) / 2 is 9.899999999999999, published as 9.9
+            center = engine.figure((self.ucl + self.lcl) / 2)
         return engine.CharacteristicSpec(
             id=self.id,
             subgroup_size=self.subgroup_size,
@@ -575,6 +670,18 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment's text read as the strict types want it, as load_settings does
+        return (init_settings, _TypedEnvSource(settings_cls), dotenv_settings, file_secret_settings)
+
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
@@ -582,7 +689,7 @@ class Settings(BaseSettings):
     characteristic: list[CharacteristicSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _characteristics_fit_together(self) -> Settings:
+    def _characteristics_fit_together(self) -> Settings:  # noqa: C901  one check per documented rule
         faults: list[tuple[str | int, object, str]] = []
         first_with_id: dict[int, int] = {}
         by_topic: dict[str, list[int]] = {}
@@ -600,7 +707,7 @@ class Settings(BaseSettings):
                 faults.extend(self._sparkplug_faults(index, char.sparkplug, first_with_metric))
             if char.topic is None:
                 continue
-            own = f"{prefix}/char/{char.id}/reading"
+            own = reading_topic(prefix, char.id)
             if char.topic.startswith(f"{prefix}/") and char.topic != own:
                 faults.append(
                     (
@@ -633,9 +740,35 @@ class Settings(BaseSettings):
                         " characteristics may share a topic only with a different value_path each",
                     )
                 )
+        faults += self._running_topic_faults(by_topic)
         if faults:
             raise _KeyFaults([(f"characteristic.{key}", value, why) for key, value, why in faults])
         return self
+
+    def _running_topic_faults(
+        self, by_topic: Mapping[str, list[int]]
+    ) -> list[tuple[str | int, object, str]]:
+        """A running topic is a line's state, never a reading topic or one of the bridge's."""
+        faults: list[tuple[str | int, object, str]] = []
+        prefix = self.bridge.topic_prefix
+        for index, char in enumerate(self.characteristic):
+            topic = char.running_topic
+            if topic is None:
+                continue
+            if topic.startswith((f"{prefix}/", "spBv1.0/")):
+                faults.append(
+                    (f"{index}.running_topic", topic, f"must not lie under {prefix}/ or spBv1.0/")
+                )
+            elif topic in by_topic:
+                other = by_topic[topic][0]
+                faults.append(
+                    (
+                        f"{index}.running_topic",
+                        topic,
+                        f"is the reading topic of characteristic[{other}]",
+                    )
+                )
+        return faults
 
     def _sparkplug_faults(
         self, index: int, source: SparkplugSource, first_with_metric: dict[SparkplugSource, int]
@@ -658,6 +791,13 @@ class Settings(BaseSettings):
                 )
             )
         return faults
+
+
+class _TypedEnvSource(EnvSettingsSource):
+    """The ``OPENSPC_...`` variables, numbers and true/false read from their text."""
+
+    def __call__(self) -> dict[str, Any]:
+        return _env_scalars(super().__call__())
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -689,6 +829,7 @@ _WHY: Final[dict[str, str]] = {
     "model_type": "must be a table {...}",
     "model_attributes_type": "must be a table {...}",
     "path_type": "must be a file path (a string)",
+    "is_instance_of": "must be a file path (a string)",  # a strict Path given no text
 }
 
 
@@ -710,6 +851,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
         update={"url": _database_url(settings.database.url, base_dir)}
     )
     settings = settings.model_copy(update={"database": database})
+    users_file = settings.bridge.users_file
+    if users_file is not None and not users_file.is_absolute():
+        bridge = settings.bridge.model_copy(update={"users_file": base_dir / users_file})
+        settings = settings.model_copy(update={"bridge": bridge})
     return _read_password_file(settings, shown, base_dir, source, env_names)
 
 
@@ -766,28 +911,43 @@ def _read_env(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _env_scalars(env: dict[str, Any]) -> dict[str, Any]:
-    """An environment variable is text: for the strictly typed ``[gateway]`` table, a number
-    or true/false given as text is read as JSON (``OPENSPC_GATEWAY__PORT=8001``), so only the
-    file's ``port = "8001"`` is a fault."""
-    gateway = env.get("gateway")
-    if not isinstance(gateway, dict):
-        return env
-    numeric = {
-        name
-        for name, info in GatewaySettings.model_fields.items()
-        if info.annotation in (int, float, bool)
-    }
-    typed = dict(gateway)
-    for key, value in gateway.items():
-        if key not in numeric or not isinstance(value, str):
-            continue
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            continue  # left as text: a fault naming the variable
-        if isinstance(parsed, bool | int | float):
-            typed[key] = parsed
-    return {**env, "gateway": typed}
+    """An environment variable is text, and every table is strictly typed: where a field
+    takes no text (a number, true/false), the variable's text is read as JSON
+    (``OPENSPC_BROKER__PORT=1884``), so only the file's ``port = "1884"`` is a fault. Text
+    that is not such a value is left as it is: a fault naming the variable."""
+    return _typed(Settings, env)
+
+
+def _typed(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    for key, value in data.items():
+        info = model.model_fields.get(key)
+        if info is None:
+            continue  # an unknown key: refused by validation, naming the variable
+        kinds = _kinds(info.annotation)
+        nested = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+        if isinstance(value, dict) and nested:
+            out[key] = _typed(nested[0], value)
+        elif isinstance(value, str) and not kinds & {str, Path}:
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                continue
+            # only the kind the field takes (a whole number also where a fraction may be):
+            # "1883.5" for a port stays text and is refused as the text it was
+            if type(parsed) in kinds or (type(parsed) is int and float in kinds):
+                out[key] = parsed
+    return out
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """The plain types an annotation admits (``Annotated`` and unions unwrapped)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _kinds(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_kinds(arg) for arg in typing.get_args(annotation)))
+    return {origin or annotation}
 
 
 def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, TextIO
 from bridge._mosquitto import MosquittoFailedToStart, PlantBroker, port_is_free
 from bridge._package_data import hmi_dir
 from bridge.mosquitto_admin import Role
+from bridge.wire.topics import Topics
 
 if TYPE_CHECKING:
     from bridge.config import Settings
@@ -259,6 +260,7 @@ url = "sqlite+aiosqlite:///openspc.db"
 [bridge]
 topic_prefix = "openspc"
 metrics_interval = 5.0
+users_file = "broker/roles.json"  # each user's role message for the HMI (docs/topics.md)
 
 # openspc gateway: OpenSPC's WebSocket API (docs/gateway.md)
 {gateway}
@@ -401,7 +403,7 @@ async def _await_bridge_online(
     async with aiomqtt.Client(
         _HOST, mqtt_port, username=login.name, password=login.password, timeout=10
     ) as watcher:
-        await watcher.subscribe("openspc/bridge/status", qos=1)
+        await watcher.subscribe(Topics().status, qos=1)
 
         async def online() -> None:
             async for message in watcher.messages:

@@ -11,18 +11,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine import SampleProcessed, ViolationRaised
+from engine import SampleProcessed, Severity, ViolationRaised
+from engine.alarms import OVERDUE_RULE_NAME, AlarmKind, SpecViolationRaised
 
 __all__ = [
     "AcknowledgeViolation",
     "Command",
     "DomainEvent",
     "LimitsUpdated",
+    "OverdueAlarm",
     "Recalculate",
     "SampleRecorded",
     "SourceStatusChanged",
     "ViolationAcknowledged",
     "ViolationCreated",
+    "ViolationEvent",
 ]
 
 
@@ -40,22 +43,47 @@ class SampleRecorded:
 
 
 @dataclass(frozen=True, slots=True)
+class OverdueAlarm:
+    """No sample came in time (engine.alarms.SampleOverdue, its monotonic times turned into
+    wall-clock ones by bridge/_alarms.py): ``timestamp`` when it became overdue, ``due_at``
+    when the sample was due. ``sample_id``, ``rule_id`` and ``chart`` are null on the wire."""
+
+    characteristic_id: int
+    severity: Severity
+    timestamp: datetime
+    due_at: datetime
+    kind: AlarmKind = AlarmKind.OVERDUE
+    rule_name: str = OVERDUE_RULE_NAME
+
+
+ViolationEvent = ViolationRaised | SpecViolationRaised | OverdueAlarm
+"""An alarm of any kind (docs/topics.md, "violation"): a run rule, a spec, an overdue one."""
+
+
+@dataclass(frozen=True, slots=True)
 class ViolationCreated:
-    """A rule started failing and the violation (an open alarm) was stored."""
+    """An alarm was raised and the violation (an open alarm) was stored; ``sample_id`` is
+    None for an overdue alarm (no sample)."""
 
     violation_id: int
-    sample_id: int
-    violation: ViolationRaised
+    sample_id: int | None
+    violation: ViolationEvent
 
 
 @dataclass(frozen=True, slots=True)
 class ViolationAcknowledged:
+    """One violation acknowledged; ``reason`` is its cause (docs/topics.md, ``ack_update``),
+    ``sample_id`` the sample it excluded (None: none)."""
+
     violation_id: int
     characteristic_id: int
     user: str
     reason: str
     exclude_sample: bool
     timestamp: datetime
+    action: str | None = None
+    comment: str | None = None
+    sample_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +109,23 @@ DomainEvent = (
 
 @dataclass(frozen=True, slots=True)
 class AcknowledgeViolation:
-    violation_id: int
+    """Acknowledge one or several violations: ``request`` is the command's JSON object,
+    checked by its handler against the configured codes (engine.alarms.parse_acknowledgement;
+    docs/topics.md, "Commands")."""
+
     user: str
-    reason: str
-    exclude_sample: bool = False
+    request: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Recalculate:
-    """Recompute limits from the last ``last`` non-excluded subgroups (None: the baseline)."""
+    """Recompute limits from the last ``last`` non-excluded subgroups (None: the baseline),
+    or with ``between`` = ``(from_sample_id, to_sample_id)`` from the non-excluded samples
+    in that range, inclusive."""
 
     characteristic_id: int
     last: int | None = None
+    between: tuple[int, int] | None = None
 
 
 Command = AcknowledgeViolation | Recalculate

@@ -16,12 +16,20 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bridge._ack_workflow import (  # acknowledge: one or several violations, all or nothing
+    CausesCounted,
+    LimitVersions,
+    SamplesExcluded,
+    WorkflowPublisher,
+    acknowledge,
+)
 from bridge._retained import LiveState
 from bridge.bus import CommandHandler, EventHandler
+from bridge.config import DEFAULT_PARETO_DAYS
 from bridge.domain import (
     AcknowledgeViolation,
     DomainEvent,
@@ -33,18 +41,20 @@ from bridge.domain import (
     ViolationCreated,
 )
 from bridge.errors import CommandRejected
-from bridge.messages import (
-    ack_payload,
-    dumps,
-    envelope,
+from bridge.pipeline import Metrics
+from bridge.ports import StorePort
+from bridge.wire import Topics
+from bridge.wire.payloads import (
+    encode_ack,
+    encode_limits,
+    encode_meta,
+    encode_sample,
+    encode_violation,
     iso_z,
     limits_message,
-    sample_payload,
-    violation_payload,
 )
-from bridge.pipeline import Metrics
-from bridge.store import Store
 from engine import CharacteristicEngine
+from engine.alarms import DEFAULT_ACTION_CODES, AckPolicy
 
 __all__ = [
     "Broadcaster",
@@ -78,51 +88,41 @@ class Publisher(Protocol):
 
 @dataclass
 class CommandContext:
-    store: Store
+    store: StorePort
     engines: Mapping[int, CharacteristicEngine]
     baselines: Mapping[int, int]
-    reason_codes: Sequence[str]
+    reason_codes: Sequence[str]  # the cause codes (``cause_codes``, once ``reason_codes``)
     clock: Callable[[], datetime]
+    action_codes: Sequence[str] = DEFAULT_ACTION_CODES
+    require_action: bool = False
+    pareto_days: int = DEFAULT_PARETO_DAYS
+    versions: LimitVersions = field(default_factory=LimitVersions)
+
+    @property
+    def ack_policy(self) -> AckPolicy:
+        return AckPolicy(tuple(self.reason_codes), tuple(self.action_codes), self.require_action)
 
 
-async def acknowledge(command: AcknowledgeViolation, ctx: CommandContext) -> list[DomainEvent]:
-    if command.reason not in ctx.reason_codes:
-        raise CommandRejected(
-            f"reason {command.reason!r} is not one of the configured reason codes"
-        )
-    now = ctx.clock()
-    async with ctx.store.unit_of_work() as uow:
-        found = await uow.violation_for_update(command.violation_id)
-        if found is None:
-            raise CommandRejected(f"violation {command.violation_id} does not exist")
-        if found.acknowledged:
-            raise CommandRejected(f"violation {command.violation_id} is already acknowledged")
-        await uow.acknowledge(
-            found.id,
-            command.user,
-            command.reason,
-            now,
-            exclude_sample_id=found.sample_id if command.exclude_sample else None,
-        )
-        await uow.commit()
-    return [
-        ViolationAcknowledged(
-            found.id,
-            found.characteristic_id,
-            command.user,
-            command.reason,
-            command.exclude_sample,
-            now,
-        )
-    ]
+RANGE_MAX_SUBGROUPS = 100_000
+"""Most samples a ``recalculate`` over a sample-id range takes (docs/topics.md)."""
 
 
 async def recalculate(command: Recalculate, ctx: CommandContext) -> list[DomainEvent]:
     engine = ctx.engines.get(command.characteristic_id)
     if engine is None:
         raise CommandRejected(f"unknown characteristic {command.characteristic_id}")
-    last = command.last or ctx.baselines.get(command.characteristic_id, 25)
-    subgroups = await ctx.store.subgroups(command.characteristic_id, last)
+    if command.between is not None:
+        subgroups = await ctx.store.subgroups(
+            command.characteristic_id, RANGE_MAX_SUBGROUPS + 1, command.between
+        )
+        if len(subgroups) > RANGE_MAX_SUBGROUPS:
+            raise CommandRejected(
+                f"sample ids {command.between[0]} to {command.between[1]} hold more than "
+                f"{RANGE_MAX_SUBGROUPS} samples; give a shorter range"
+            )
+    else:
+        last = command.last or ctx.baselines.get(command.characteristic_id, 25)
+        subgroups = await ctx.store.subgroups(command.characteristic_id, last)
     if len(subgroups) < 2:
         raise CommandRejected(
             f"characteristic {command.characteristic_id} has {len(subgroups)} usable "
@@ -136,8 +136,9 @@ async def recalculate(command: Recalculate, ctx: CommandContext) -> list[DomainE
     payload = limits_message(
         updated.limits, command.characteristic_id, iso_z(updated.timestamp), engine.chart
     )
+    version = payload["version"] = ctx.versions.new(command.characteristic_id)
     async with ctx.store.unit_of_work() as uow:
-        await uow.add_limits(command.characteristic_id, updated.timestamp, payload)
+        await uow.add_limits(command.characteristic_id, updated.timestamp, payload, version)
         await uow.save_states({command.characteristic_id: engine.snapshot()}, now)
         await uow.commit()
     return [LimitsUpdated(command.characteristic_id, payload)]
@@ -152,40 +153,27 @@ class Broadcaster:
     def __init__(self, mqtt: Publisher, prefix: str, metrics: Metrics) -> None:
         self.mqtt = mqtt
         self.prefix = prefix
+        self.topics = Topics(prefix)
         self.metrics = metrics
         self.meta: dict[int, dict[str, Any]] = {}
 
-    def _topic(self, cid: int, leaf: str) -> str:
-        return f"{self.prefix}/char/{cid}/{leaf}"
-
     def on_sample(self, event: SampleRecorded) -> None:
         cid = event.sample.characteristic_id
-        if event.encoded:  # the same bytes as dumps(envelope("sample", payload))
-            message = b'{"type":"sample","payload":' + event.encoded + b"}"
-        else:
-            payload = event.payload or sample_payload(event.sample_id, event.sample)
-            message = dumps(envelope("sample", payload))
-        self.mqtt.publish(self._topic(cid, "sample"), message, retain=True)
+        self.mqtt.publish(self.topics.sample(cid), encode_sample(event), retain=True)
         if event.received is not None:
             self.metrics.observe_latency(time.monotonic() - event.received)
 
     def on_violation(self, event: ViolationCreated) -> None:
-        payload = violation_payload(event.violation_id, event.sample_id, event.violation)
         cid = event.violation.characteristic_id
-        self.mqtt.publish(self._topic(cid, "violation"), dumps(envelope("violation", payload)))
+        self.mqtt.publish(self.topics.violation(cid), encode_violation(event))
 
     def on_ack(self, event: ViolationAcknowledged) -> None:
-        payload = ack_payload(
-            event.violation_id, event.characteristic_id, event.user, event.reason, event.timestamp
-        )
-        self.mqtt.publish(
-            self._topic(event.characteristic_id, "ack"), dumps(envelope("ack_update", payload))
-        )
+        self.mqtt.publish(self.topics.ack(event.characteristic_id), encode_ack(event))
 
     def on_limits(self, event: LimitsUpdated) -> None:
         self.mqtt.publish(
-            self._topic(event.characteristic_id, "limits"),
-            dumps(envelope("control_limits", event.payload)),
+            self.topics.limits(event.characteristic_id),
+            encode_limits(event.payload),
             retain=True,
             coalesce=True,
         )
@@ -199,9 +187,7 @@ class Broadcaster:
         if online is not None:
             meta["online"] = online
         meta["timestamp"] = iso_z(now or datetime.now(UTC))
-        self.mqtt.publish(
-            self._topic(cid, "meta"), dumps(envelope("meta", meta)), retain=True, coalesce=True
-        )
+        self.mqtt.publish(self.topics.meta(cid), encode_meta(meta), retain=True, coalesce=True)
 
     def on_source_status(self, event: SourceStatusChanged) -> None:
         meta = self.meta.get(event.characteristic_id)
@@ -224,16 +210,23 @@ class MetricsRecorder:
 
 
 def event_table(
-    broadcaster: Broadcaster, live: LiveState, recorder: MetricsRecorder
+    broadcaster: Broadcaster,
+    live: LiveState,
+    recorder: MetricsRecorder,
+    workflow: WorkflowPublisher | None = None,
 ) -> dict[type, list[EventHandler]]:
     """Which subscribers hear which event, in order."""
-    return {
+    table: dict[type, list[EventHandler]] = {
         SampleRecorded: [broadcaster.on_sample, live.on_sample, recorder.on_sample],
         ViolationCreated: [broadcaster.on_violation, live.on_violation, recorder.on_violation],
         ViolationAcknowledged: [broadcaster.on_ack, live.on_ack, recorder.on_ack],
         LimitsUpdated: [broadcaster.on_limits],
         SourceStatusChanged: [broadcaster.on_source_status],
     }
+    if workflow is not None:  # the acknowledgement workflow (bridge/_ack_workflow.py)
+        table[SamplesExcluded] = [workflow.on_excluded]
+        table[CausesCounted] = [workflow.on_causes]
+    return table
 
 
 def command_table(ctx: CommandContext) -> dict[type, CommandHandler]:

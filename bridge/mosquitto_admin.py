@@ -39,6 +39,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from bridge._package_data import broker_template, plugin_dir
+from bridge.wire.topics import DEFAULT_PREFIX, Topics
 
 __all__ = [
     "DEFAULT_BRIDGE_CLIENT_ID",
@@ -332,26 +333,35 @@ def _results(prefix: str) -> list[str]:
     """What every named user (and an anonymous browser) may read: results and status.
 
     Not ``<prefix>/#``: that would include every user's reply tree (docs/broker.md)."""
-    return [f"topic read {prefix}/char/#", f"topic read {prefix}/bridge/#"]
+    topics = Topics(prefix)
+    return [f"topic read {topics.char_tree}", f"topic read {topics.bridge_tree}"]
 
 
 def _role_lines(user: BrokerUser, prefix: str) -> list[str]:
-    own_replies = f"topic read {prefix}/reply/{user.name}/#"
+    topics = Topics(prefix)
+    own_replies = f"topic read {topics.reply_tree(user.name)}"
     match user.role:
         case Role.HMI:
-            return [*_results(prefix), own_replies, f"topic write {prefix}/cmd/ack/{user.name}"]
+            return [
+                *_results(prefix),
+                own_replies,
+                f"topic write {topics.ack_command(user.name)}",
+                # older samples (docs/topics.md, "Query")
+                f"topic write {topics.query_command(user.name)}",
+            ]
         case Role.ENGINEER:
             return [
                 *_results(prefix),
                 own_replies,
-                f"topic write {prefix}/cmd/ack/{user.name}",
-                f"topic write {prefix}/cmd/char/+/recalculate",
+                f"topic write {topics.ack_command(user.name)}",
+                f"topic write {topics.query_command(user.name)}",
+                f"topic write {topics.recalculate_filter}",
             ]
         case Role.GAUGE:
             if user.legacy:
-                readings = [f"topic write {prefix}/char/+/reading"]
+                readings = [f"topic write {topics.reading_filter}"]
             else:
-                readings = [f"topic write {prefix}/char/{c}/reading" for c in user.characteristics]
+                readings = [f"topic write {topics.reading(c)}" for c in user.characteristics]
             return [
                 *_results(prefix),
                 *readings,
@@ -381,13 +391,13 @@ def _role_lines(user: BrokerUser, prefix: str) -> list[str]:
             return _results(prefix)
         case Role.BRIDGE:
             return [
-                f"topic readwrite {prefix}/#",
+                f"topic readwrite {Topics(prefix).tree}",
                 "topic readwrite spBv1.0/#",
                 "topic read #",
             ]
 
 
-def render_acl(users: Iterable[BrokerUser], prefix: str = "openspc") -> str:
+def render_acl(users: Iterable[BrokerUser], prefix: str = DEFAULT_PREFIX) -> str:
     """The Mosquitto ACL text for ``users``.
 
     Anonymous clients (the WebSocket listener's browsers; the MQTT listener refuses them)
@@ -652,10 +662,10 @@ class UserStore:
 
     def _load(self) -> tuple[str, list[BrokerUser]]:
         if not self._roles.exists():
-            return "openspc", []
+            return DEFAULT_PREFIX, []
         data = json.loads(self._roles.read_text())
         users = [BrokerUser.from_json(entry) for entry in data.get("users", [])]
-        return str(data.get("topic_prefix", "openspc")), users
+        return str(data.get("topic_prefix", DEFAULT_PREFIX)), users
 
     def _save(self, prefix: str, users: Sequence[BrokerUser]) -> None:
         data = {

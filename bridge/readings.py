@@ -3,7 +3,9 @@
 Accepted, UTF-8, at most ``max_bytes``:
 
 - a bare number: ``10.5`` (surrounding whitespace ignored);
-- ``{"value": 10.5}`` with optional ``"ts"``, ``"batch"``, ``"operator"``;
+- ``{"value": 10.5}`` with optional ``"ts"``, ``"batch"``, ``"operator"`` and ``"context"``
+  (an object of short strings: part, lot, shift, ...; ``batch`` and ``operator`` join it;
+  docs/topics.md, "Context");
 - ``{"values": [10.1, 10.3, 9.9, 10.0, 10.2], "ts": ...}`` with exactly ``subgroup_size``
   numbers;
 - with a ``value_path`` (``data.od``, ``items.0.od``): the number (or a list of exactly
@@ -30,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import engine
+from engine.alarms import InvalidContext, reading_context
 from engine.alarms import text_fault as _text_fault
 from engine.charts import AttributeFamily
 
@@ -45,6 +48,7 @@ __all__ = [
     "parse_count",
     "parse_reading",
     "text_fault",
+    "valid_range_fault",
 ]
 
 MIN_EPOCH_MS = 0
@@ -80,17 +84,13 @@ def check_text(value: str, what: str, max_chars: int = MAX_TEXT_CHARS) -> str:
 
 
 class InvalidReading(ValueError):
-    """A payload that is not a reading. ``reason`` is short and human; the bridge adds the
-    ``topic`` (``with_topic``) before publishing it on ``<prefix>/bridge/errors``."""
+    """A payload that is not a reading. ``reason`` is short and human; the bridge publishes it
+    with the topic the payload came on, on ``<prefix>/bridge/errors``."""
 
     def __init__(self, reason: str, topic: str | None = None) -> None:
         self.reason = reason
         self.topic = topic
         super().__init__(reason if topic is None else f"{topic}: {reason}")
-
-    def with_topic(self, topic: str) -> InvalidReading:
-        """The same fault, now naming the topic it arrived on."""
-        return InvalidReading(self.reason, topic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,8 @@ class Reading:
     """One parsed payload: one reading, or a whole subgroup at once.
 
     ``ts`` is the source's timestamp (UTC) when it sent one (``source_ts`` True), else the
-    time of arrival.
+    time of arrival. ``context`` is the reading's context with ``batch`` and ``operator``
+    joined in (None when it has none).
     """
 
     values: tuple[float, ...]
@@ -106,6 +107,25 @@ class Reading:
     source_ts: bool
     batch: str | None = None
     operator: str | None = None
+    context: dict[str, str] | None = None
+
+
+def _context(
+    obj: dict[str, object], batch: str | None, operator: str | None, lenient: bool = False
+) -> dict[str, str] | None:
+    """A reading's ``context`` object with ``batch`` and ``operator`` joined in (None: none),
+    or :class:`InvalidReading`. ``lenient`` (a vendor's JSON under a value_path): a
+    ``context`` that is not an object is someone else's key and left out."""
+    raw = obj.get("context")
+    if raw is None or (lenient and not isinstance(raw, dict)):
+        if batch is None and operator is None:
+            return None  # the common case: no dict made
+        raw = None
+    try:
+        found = reading_context(raw, batch, operator)
+    except InvalidContext as exc:
+        raise InvalidReading(exc.reason) from None
+    return found or None
 
 
 def _show(text: str) -> str:
@@ -279,7 +299,7 @@ def _payload_text(payload: bytes | bytearray | memoryview, max_bytes: int) -> st
     return text
 
 
-def parse_reading(
+def parse_reading(  # noqa: C901  the hot path: every accepted form, each refusal precise
     payload: bytes | bytearray | memoryview,
     *,
     subgroup_size: int,
@@ -322,13 +342,11 @@ def parse_reading(
         else:
             values = (_number(found, f"value_path {value_path}"),)
         # a vendor's JSON may use these keys for something else: only strings are taken
-        batch, operator = obj.get("batch"), obj.get("operator")
+        raw_batch, raw_operator = obj.get("batch"), obj.get("operator")
+        batch = check_text(raw_batch, "batch") if isinstance(raw_batch, str) else None
+        operator = check_text(raw_operator, "operator") if isinstance(raw_operator, str) else None
         return Reading(
-            values,
-            ts,
-            source_ts,
-            check_text(batch, "batch") if isinstance(batch, str) else None,
-            check_text(operator, "operator") if isinstance(operator, str) else None,
+            values, ts, source_ts, batch, operator, _context(obj, batch, operator, lenient=True)
         )
 
     has_value = "value" in obj
@@ -347,7 +365,8 @@ def parse_reading(
     else:
         keys = ", ".join(sorted(obj)[:5]) or "none"
         raise InvalidReading(f'unknown shape: no "value" or "values" (keys: {_show(keys)[1:-1]})')
-    return Reading(values, ts, source_ts, _text_field(obj, "batch"), _text_field(obj, "operator"))
+    batch, operator = _text_field(obj, "batch"), _text_field(obj, "operator")
+    return Reading(values, ts, source_ts, batch, operator, _context(obj, batch, operator))
 
 
 # --- attribute readings (docs/topics.md, "Readings of attribute charts") ------------------
@@ -384,6 +403,7 @@ class CountReading:
     source_ts: bool
     batch: str | None = None
     operator: str | None = None
+    context: dict[str, str] | None = None
 
 
 def _checked_count(
@@ -401,7 +421,7 @@ def _checked_count(
     return c, (None if family.size_name is None else n)
 
 
-def parse_count(
+def parse_count(  # noqa: C901  every form of an attribute reading, as parse_reading
     payload: bytes | bytearray | memoryview,
     *,
     spec: engine.CharacteristicSpec,
@@ -411,9 +431,10 @@ def parse_count(
 ) -> CountReading:
     """Parse one reading of an attribute chart (``spec.chart`` is p, np, c or u):
     ``{"defectives": 3, "inspected": 50}`` (p, np), ``{"defects": 4}`` or a bare integer (c),
-    ``{"defects": 7, "units": 5}`` (u), with optional ``ts``, ``batch``, ``operator``. With a
-    ``value_path`` the object (or, for c, the number) at that path holds the fields; ``ts``,
-    ``batch`` and ``operator`` stay at the top level. Raises :class:`InvalidReading`."""
+    ``{"defects": 7, "units": 5}`` (u), with optional ``ts``, ``batch``, ``operator``,
+    ``context``. With a ``value_path`` the object (or, for c, the number) at that path holds
+    the fields; ``ts``, ``batch``, ``operator`` and ``context`` stay at the top level.
+    Raises :class:`InvalidReading`."""
     chart = spec.chart_name
     family = engine.chart_family(chart)
     count_key, size_key = _SHAPES[chart]
@@ -463,13 +484,11 @@ def parse_count(
         raw_size = spec.inspected  # the setting itself (docs/topics.md)
     c, n = _checked_count(family, spec, fields[count_key], raw_size)
     top: dict[str, object] = obj
+    lenient = value_path is not None
+    batch = _opt_text(top, "batch", lenient)
+    operator = _opt_text(top, "operator", lenient)
     return CountReading(
-        c,
-        n,
-        ts,
-        source_ts,
-        _opt_text(top, "batch", value_path is not None),
-        _opt_text(top, "operator", value_path is not None),
+        c, n, ts, source_ts, batch, operator, _context(top, batch, operator, lenient)
     )
 
 
@@ -480,3 +499,30 @@ def _opt_text(obj: dict[str, object], key: str, lenient: bool) -> str | None:
     if lenient and not isinstance(value, str):
         return None
     return _text_field(obj, key)
+
+
+# --- reasonable limits (docs/configuration.md, "valid_min / valid_max") ------------------
+
+
+def valid_range_fault(
+    values: tuple[float, ...] | list[float],
+    valid_min: float | None,
+    valid_max: float | None,
+) -> str | None:
+    """Why readings are physically impossible (None: they are not): the first value below
+    ``valid_min`` or above ``valid_max`` (a value on a limit is valid), named with the limit.
+    A subgroup with one such value is refused whole, and says so."""
+    for i, value in enumerate(values):
+        if valid_min is not None and value < valid_min:
+            side = f"below valid_min {valid_min:g}"
+        elif valid_max is not None and value > valid_max:
+            side = f"above valid_max {valid_max:g}"
+        else:
+            continue
+        if len(values) == 1:
+            return f"value {value:g} is {side} (a gauge fault or a unit mix-up?); not charted"
+        return (
+            f"values[{i}] = {value:g} is {side} (a gauge fault or a unit mix-up?);"
+            f" the whole subgroup of {len(values)} is refused"
+        )
+    return None

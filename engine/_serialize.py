@@ -81,6 +81,8 @@ def limits_payload(
         for key in ("center_line", "ucl", "lcl"):
             data[key] = figure(data[key])
     data["sigma"] = figure(data["sigma"])
+    if "parameters" in data:  # an attribute chart's average inspected or units is computed
+        data["parameters"] = {key: figure(value) for key, value in data["parameters"].items()}
     for part in ("range", "capability"):
         if data[part] is not None:
             data[part] = {key: figure(value) for key, value in data[part].items()}

@@ -46,6 +46,7 @@ from bridge._bench._clients import WINDOW, Layout, PublishResult, SubscribeResul
 from bridge._bench._clients import publisher as _publisher
 from bridge._bench._clients import subscriber as _subscriber
 from bridge._mosquitto import MosquittoProcess, free_port, minimal_config
+from bridge.wire.topics import ALARMS, DEFAULT_PREFIX, SAMPLE, Topics
 
 __all__ = ["BenchOptions", "BenchReport", "format_report", "run_bench"]
 
@@ -448,7 +449,7 @@ def _layout(base: int, count: int, readings: int, prefix: str) -> Layout:
     ids = tuple(base + k + 1 for k in range(count))
     sizes = tuple(1 if k % 2 == 0 else 5 for k in range(count))
     per = max(5, readings // count // 5 * 5)  # a multiple of 5: whole subgroups
-    return Layout(ids, sizes, per * count, prefix + "/char/{cid}/reading")
+    return Layout(ids, sizes, per * count, Topics(prefix).reading("{cid}"))
 
 
 def _baseline_for(layout: Layout) -> Callable[[int], int]:
@@ -527,7 +528,7 @@ def _relay(options: BenchOptions, report: BenchReport, port: int) -> None:
 
 
 def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path) -> None:
-    prefix = "openspc"
+    prefix = DEFAULT_PREFIX
     through = _layout(THROUGHPUT_BASE, CHARACTERISTICS, options.readings, prefix)
     paced = round(options.latency_rate * options.latency_seconds)
     latency = _layout(LATENCY_BASE, CHARACTERISTICS, paced, prefix)
@@ -542,11 +543,12 @@ def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path
             [(through, _baseline_for(through)), (latency, _baseline_for(latency))],
         )
     )
-    watcher = _Watcher(port, [f"{prefix}/bridge/status", f"{prefix}/bridge/metrics"])
+    topics = Topics(prefix)
+    watcher = _Watcher(port, [topics.status, topics.metrics])
     try:
         with _bridge_process(config, workdir, "bridge", options.bridge_source) as bridge:
             watcher.wait_for(
-                lambda: watcher.online(f"{prefix}/bridge/status") or bridge.poll() is not None,
+                lambda: watcher.online(topics.status) or bridge.poll() is not None,
                 60,
                 "the bridge online",
             )
@@ -560,7 +562,7 @@ def _bridge(options: BenchOptions, report: BenchReport, port: int, workdir: Path
                 _latency(options, report, port, bridge.pid, latency)
                 report.latency_bridge_cpu_s = round(_cpu_s(bridge.pid) - cpu0, 2)
                 time.sleep(1.5)  # the next metrics message covers the paced run only
-                raw = watcher.payloads.get(f"{prefix}/bridge/metrics")
+                raw = watcher.payloads.get(topics.metrics)
                 if raw is not None:
                     report.bridge_latency_ms = json.loads(raw).get("latency_ms") or {}
     finally:
@@ -583,7 +585,7 @@ def _throughput(
     pub, sub = _relay_or_bridge(
         port,
         layout,
-        "openspc/char/+/sample",
+        Topics().char_filter(SAMPLE),
         expected,
         keep=True,
         rate=None,
@@ -654,7 +656,7 @@ def _latency(
     pub, sub = _relay_or_bridge(
         port,
         layout,
-        "openspc/char/+/sample",
+        Topics().char_filter(SAMPLE),
         expected,
         keep=True,
         rate=rate,
@@ -724,8 +726,8 @@ def _memory(options: BenchOptions, report: BenchReport, port: int, workdir: Path
     config.write_text(
         _bridge_config(port, db, "openspc-bench-memory", MEMORY_PREFIX, [(layout, lambda n: 25)])
     )
-    alarms = f"{MEMORY_PREFIX}/char/+/alarms"
-    samples = f"{MEMORY_PREFIX}/char/+/sample"
+    topics = Topics(MEMORY_PREFIX)
+    alarms, samples = topics.char_filter(ALARMS), topics.char_filter(SAMPLE)
     watcher = _Watcher(port, [alarms, samples])
     try:
         started = time.monotonic()
@@ -820,7 +822,7 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
         tuple(range(1, count + 1)),
         (1,) * count,
         count * options.plant_readings,
-        PLANT_PREFIX + "/char/{cid}/reading",
+        Topics(PLANT_PREFIX).reading("{cid}"),
     )
     expected = layout.expected_samples()
     report.plant_characteristics, report.plant_rate = count, rate
@@ -836,8 +838,8 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
             port, db, "openspc-bench-plant", PLANT_PREFIX, [(layout, lambda n: 25)], fixed=True
         )
     )
-    status, metrics = f"{PLANT_PREFIX}/bridge/status", f"{PLANT_PREFIX}/bridge/metrics"
-    alarms = f"{PLANT_PREFIX}/char/+/alarms"
+    topics = Topics(PLANT_PREFIX)
+    status, metrics, alarms = topics.status, topics.metrics, topics.char_filter(ALARMS)
     watcher = _Watcher(port, [status, metrics, alarms])
     try:
         with _bridge_process(config, workdir, "plant", options.bridge_source) as bridge:
@@ -856,7 +858,7 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
                 pub, sub = _relay_or_bridge(
                     port,
                     layout,
-                    f"{PLANT_PREFIX}/char/+/sample",
+                    topics.char_filter(SAMPLE),
                     expected,
                     keep="arrivals",
                     rate=rate,

@@ -13,7 +13,7 @@ characteristics. After ``--warmup`` seconds the gateway's CPU time (user + syste
                           [--json]
 
 ``--synthetic`` leaves the bridge out: the publisher sends what the bridge would (a retained
-``meta`` per characteristic, then ``sample`` messages encoded by ``bridge.messages``).
+``meta`` per characteristic, then ``sample`` messages encoded by ``bridge.wire.payloads``).
 """
 
 from __future__ import annotations
@@ -193,8 +193,11 @@ class _SampleCounter:
         self.metas: set[str] = set()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-gateway-count")
         self.client.on_message = self._on_message
+        from bridge.wire.topics import META, SAMPLE, Topics
+
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("openspc/char/+/sample", 0), ("openspc/char/+/meta", 0)])
+        topics = Topics()
+        self.client.subscribe([(topics.char_filter(SAMPLE), 0), (topics.char_filter(META), 0)])
         self.client.loop_start()
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
@@ -237,32 +240,32 @@ class _Publisher(threading.Thread):
 
     def announce(self) -> None:
         """As the bridge would: a retained meta per characteristic (``--synthetic``)."""
+        from bridge.wire import Topics
+        from bridge.wire.payloads import encode_meta
+
+        topics = Topics()
         for cid in range(1, self.characteristics + 1):
-            meta = {"type": "meta", "payload": {"characteristic_id": cid, "name": f"C{cid}"}}
-            self.client.publish(f"openspc/char/{cid}/meta", json.dumps(meta), qos=1, retain=True)
+            meta = encode_meta({"characteristic_id": cid, "name": f"C{cid}"})
+            self.client.publish(topics.meta(cid), meta, qos=1, retain=True)
 
     def _sample(self, cid: int, value: float) -> tuple[str, bytes]:
         """What the bridge publishes for one n = 1 reading, encoded as the bridge does."""
         from datetime import UTC, datetime
 
-        from bridge.messages import dumps, envelope, iso_z
+        from bridge.wire import Topics
+        from bridge.wire.payloads import encode, sample_payload
+        from engine import SampleProcessed, Zone
 
-        payload = {
-            "sample_id": self.sent + 1,
-            "characteristic_id": cid,
-            "timestamp": iso_z(datetime.now(UTC)),
-            "value": value,
-            "values": [value],
-            "range": 0.42,
-            "zone": "zone_c_upper" if value >= 10 else "zone_c_lower",
-            "in_control": True,
-            "failed_rules": [],
-            "range_failed_rules": [],
-        }
-        return f"openspc/char/{cid}/sample", dumps(envelope("sample", payload))
+        zone = Zone.ZONE_C_UPPER if value >= 10 else Zone.ZONE_C_LOWER
+        point = SampleProcessed(
+            cid, self.sent + 1, datetime.now(UTC), value, (value,), 0.42, zone, True, (), ()
+        )
+        return Topics().sample(cid), encode("sample", sample_payload(self.sent + 1, point))
 
     def run(self) -> None:
         import random
+
+        from bridge.wire.topics import DEFAULT_PREFIX, reading_topic
 
         gauge = random.Random(7)  # in control: sigma 1 around the centre line
         started = time.monotonic()
@@ -276,7 +279,7 @@ class _Publisher(threading.Thread):
                     topic, sample = self._sample(cid, value)
                     self.client.publish(topic, sample, qos=1, retain=True)
                 else:
-                    self.client.publish(f"openspc/char/{cid}/reading", f"{value:.2f}", qos=1)
+                    self.client.publish(reading_topic(DEFAULT_PREFIX, cid), f"{value:.2f}", qos=1)
                 self.sent += 1
             time.sleep(0.005)
         self.client.loop_stop()

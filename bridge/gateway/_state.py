@@ -14,16 +14,13 @@ Nothing here outlives the process, and nothing needs to: the bridge's retained `
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.wire.payloads import encode
+
 __all__ = ["CharacteristicState", "Characteristics", "sample_id_of"]
-
-
-def _dumps(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
 
 
 def sample_id_of(payload: Any) -> int | None:
@@ -99,7 +96,7 @@ class Characteristics:
         for payload in samples:
             sid = sample_id_of(payload)
             if sid is not None and (not items or sid > items[-1][0]):
-                items.append((sid, _dumps({"type": "sample", "payload": payload})))
+                items.append((sid, encode("sample", payload)))  # as the bridge sends it
         if not items:
             return []
         newest = items[-1][0]

@@ -1,9 +1,14 @@
-"""The bridge's result topics the gateway reads (docs/topics.md): built and parsed here."""
+"""The bridge's result topics the gateway reads (docs/topics.md): which, and parsed here.
+
+Built by :mod:`bridge.wire.topics`, as the bridge builds them; parsed here, where the
+kinds the gateway serves are listed."""
 
 from __future__ import annotations
 
 import re
 from typing import Final
+
+from bridge.wire.topics import Topics
 
 __all__ = ["AT_CONNECT", "HISTORY", "KINDS", "LIVE", "filters", "parse_topic"]
 
@@ -21,7 +26,8 @@ _ID: Final = re.compile(r"[1-9][0-9]{0,17}")  # ASCII digits only: int() also ta
 
 def filters(prefix: str, kinds: tuple[str, ...] = LIVE) -> list[str]:
     """``<prefix>/char/+/<kind>`` for each kind."""
-    return [f"{prefix}/char/+/{kind}" for kind in kinds]
+    topics = Topics(prefix)
+    return [topics.char_filter(kind) for kind in kinds]
 
 
 def parse_topic(prefix: str, topic: str) -> tuple[int, str] | None:

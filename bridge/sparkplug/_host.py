@@ -248,11 +248,11 @@ class SparkplugHost:
         node = self._nodes.setdefault(key, _Node())
         return _Message(self, node, where, topic, data, payload, received_at).run()
 
-    # used by _Message
-    def _characteristics(self, where: SparkplugTopic, device: str | None, name: str) -> list[int]:
+    # used by _Message, the handling of one message (public to it: this module is private)
+    def characteristics_of(self, where: SparkplugTopic, device: str | None, name: str) -> list[int]:
         return self._bindings[(where.group, where.edge)].get((device, name), [])
 
-    def _status(
+    def status_events(
         self, where: SparkplugTopic, device: str | None, online: bool, at: datetime, topic: str
     ) -> list[HostEvent]:
         events: list[HostEvent] = []
@@ -263,11 +263,11 @@ class SparkplugHost:
                 events.append(SourceStatusChanged(characteristic_id, online, at, topic))
         return events
 
-    def _node_devices(self, where: SparkplugTopic) -> list[str]:
+    def node_devices(self, where: SparkplugTopic) -> list[str]:
         node = (where.group, where.edge)
         return sorted({d for g, e, d in self._by_source if (g, e) == node and d is not None})
 
-    def _rebirth(
+    def rebirth_events(
         self, node: _Node, where: SparkplugTopic, reason: str, at: datetime
     ) -> list[HostEvent]:
         if not self._rebirth_requests:
@@ -323,7 +323,7 @@ class _Message:
         self.events.append(InputRejected(self.topic, self.data, reason))
 
     def _ask_rebirth(self, reason: str) -> None:
-        self.events += self.host._rebirth(self.node, self.where, reason, self.received_at)
+        self.events += self.host.rebirth_events(self.node, self.where, reason, self.received_at)
 
     def _check_seq(self) -> None:
         seq = self.payload.seq
@@ -344,7 +344,7 @@ class _Message:
         node.metrics = _Metrics.from_birth(self.payload.metrics)
         node.devices.clear()  # every device is born again after its node
         node.last_rebirth_request = None  # the next gap may ask at once
-        self.events += self.host._status(self.where, None, True, self._at, self.topic)
+        self.events += self.host.status_events(self.where, None, True, self._at, self.topic)
 
     def _ndeath(self) -> None:
         bd_seq = _bd_seq(self.payload)
@@ -357,21 +357,21 @@ class _Message:
         self.node.seq = None
         self.node.devices.clear()
         at = self.received_at
-        self.events += self.host._status(self.where, None, False, at, self.topic)
-        for device in self.host._node_devices(self.where):
-            self.events += self.host._status(self.where, device, False, at, self.topic)
+        self.events += self.host.status_events(self.where, None, False, at, self.topic)
+        for device in self.host.node_devices(self.where):
+            self.events += self.host.status_events(self.where, device, False, at, self.topic)
 
     def _dbirth(self) -> None:
         device = self.where.device
         assert device is not None
         self.node.devices[device] = _Metrics.from_birth(self.payload.metrics)
-        self.events += self.host._status(self.where, device, True, self._at, self.topic)
+        self.events += self.host.status_events(self.where, device, True, self._at, self.topic)
 
     def _ddeath(self) -> None:
         device = self.where.device
         assert device is not None
         self.node.devices.pop(device, None)
-        self.events += self.host._status(self.where, device, False, self._at, self.topic)
+        self.events += self.host.status_events(self.where, device, False, self._at, self.topic)
 
     def _ddata(self) -> None:
         device = self.where.device
@@ -391,7 +391,7 @@ class _Message:
                 self._reject(f"unknown {what}: not defined by the last birth")
                 self._ask_rebirth(f"unknown {what}")
                 continue
-            ids = self.host._characteristics(self.where, device, definition.name)
+            ids = self.host.characteristics_of(self.where, device, definition.name)
             if not ids or metric.is_null:
                 continue
             value = self._number(metric, definition)

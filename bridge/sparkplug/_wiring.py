@@ -3,15 +3,15 @@
 ``bridge.app.bootstrap`` calls :func:`build_edge_node` (None unless
 ``bridge.sparkplug_edge.enabled``), then :func:`feed_edge_node` to hand it every stored
 sample and every new set of limits from the event bus; ``Bridge.start`` calls
-:func:`seed_edge_node` with the restored state, so that the first NBIRTH after a restart
-carries the last results rather than nulls; ``Bridge.run`` runs :meth:`SparkplugEdgeNode.run`
-beside the pipeline.
+:func:`seed_edge_node` with the restored state (each characteristic's last stored sample row
+and its engine's limits), so that the first NBIRTH after a restart carries the last results
+rather than nulls; ``Bridge.run`` runs :meth:`SparkplugEdgeNode.run` beside the pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,8 @@ from bridge.config import Settings
 from bridge.domain import LimitsUpdated, SampleRecorded
 from bridge.sparkplug._edge import SparkplugEdgeNode
 from bridge.sparkplug._state import PrimaryHost
-from engine import CharacteristicEngine
+from bridge.store import SampleRow
+from engine import CharacteristicEngine, figure, plotted_value
 
 __all__ = ["build_edge_node", "build_primary_host", "feed_edge_node", "seed_edge_node"]
 
@@ -103,29 +104,23 @@ def feed_edge_node(edge: SparkplugEdgeNode, bus: MessageBus) -> None:
 
 def seed_edge_node(
     edge: SparkplugEdgeNode,
-    history: Mapping[int, Sequence[Mapping[str, Any]]],
+    last_samples: Mapping[int, SampleRow],
     engines: Mapping[int, CharacteristicEngine],
 ) -> None:
     """Set the edge node's current values from the restored state: each characteristic's
-    last ``sample`` payload (``history``, oldest first) and its engine's control limits."""
-    for cid, samples in history.items():
-        if not samples:
-            continue
-        last = samples[-1]
-        try:
-            at = datetime.fromisoformat(str(last["timestamp"]).replace("Z", "+00:00"))
-            edge.metrics.sample(
-                cid,
-                sample_id=int(last["sample_id"]),
-                value=float(last["value"]),
-                range_=None if last.get("range") is None else float(last["range"]),
-                zone=last.get("zone"),
-                in_control=last.get("in_control"),
-                failed_rules=[*last.get("failed_rules", ()), *last.get("range_failed_rules", ())],
-                at=at,
-            )
-        except (KeyError, TypeError, ValueError):
-            continue  # an odd stored sample: the next one will set the values
+    last stored sample (its value and range as its ``sample`` payload shows them) and its
+    engine's control limits."""
+    for cid, row in last_samples.items():
+        edge.metrics.sample(
+            cid,
+            sample_id=row.id,
+            value=plotted_value(row.value, len(row.values)),
+            range_=figure(row.range),
+            zone=row.zone,
+            in_control=row.in_control,
+            failed_rules=[*row.failed_rules, *row.range_failed_rules],
+            at=row.ts,
+        )
     for cid, engine in engines.items():
         limits = engine.limits
         if limits is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.engine import Row, make_url
@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from bridge.errors import StoreUnavailable
-from bridge.messages import iso_z, point_fields
 from bridge.store._migrate import describe, upgrade_to_head
 from bridge.store._tables import (
     characteristics,
@@ -44,16 +43,17 @@ from bridge.store._writer import (
     BatchWriter,
     PostgresWriter,
     SqliteWriter,
-    driver_rows,
-    sqlite_datetime,
+    batch_statements,
+    due_values,
 )
-from engine import figure, plotted_value
+from engine.alarms import OverdueState
 
 __all__ = [
     "DEAD_LETTER_PAYLOAD_BYTES",
     "BatchWrite",
     "DeadLetter",
     "IdAllocator",
+    "SampleRow",
     "Store",
     "UnitOfWork",
     "ViolationRecord",
@@ -108,9 +108,18 @@ class BatchWrite:
     violations: list[dict[str, Any]] = field(default_factory=list)
     limits: list[dict[str, Any]] = field(default_factory=list)
     states: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # due clocks to keep across a restart (bridge/_alarms.py); None: forget a stored one
+    due_states: dict[int, OverdueState | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.readings or self.samples or self.violations or self.limits or self.states)
+        return bool(
+            self.readings
+            or self.samples
+            or self.violations
+            or self.limits
+            or self.states
+            or self.due_states
+        )
 
     def mark(self) -> tuple[int, int, int, int]:
         """Where the rows added next begin (for :meth:`between`)."""
@@ -153,14 +162,15 @@ class DeadLetter:
 @dataclass(frozen=True, slots=True)
 class ViolationRecord:
     id: int
-    sample_id: int
+    sample_id: int | None
     characteristic_id: int
-    rule_id: int
+    rule_id: int | None
     rule_name: str
     severity: str
-    chart: str
+    chart: str | None
     ts: datetime
     acknowledged: bool
+    kind: str = "rule"
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ViolationRecord:
@@ -174,6 +184,64 @@ class ViolationRecord:
             chart=row.chart,
             ts=_aware(row.ts),
             acknowledged=bool(row.acknowledged),
+            kind=row.kind,
+        )
+
+
+@dataclass(slots=True)
+class SampleRow:
+    """A stored sample as the store returns it: its columns, decoded (``values``, the rules)
+    and with an aware ``ts``. bridge/wire/payloads.py turns it into a ``sample`` payload."""
+
+    id: int
+    characteristic_id: int
+    ts: datetime
+    value: float
+    values: list[float]
+    range: float | None
+    zone: str | None
+    in_control: bool | None
+    failed_rules: list[int]
+    range_failed_rules: list[int]
+    chart: str | None  # None: a Shewhart variables chart (stored before charts were named)
+    statistic: float | None
+    ucl: float | None
+    lcl: float | None
+    cusum_upper: float | None
+    cusum_lower: float | None
+    size: float | None
+    context: dict[str, str]  # {} when none was given (NULL before revision 0007)
+    excluded: bool
+    limits_version: int | None  # NULL before limits existed, or stored before revision 0006
+    out_of_spec: bool | None  # NULL without spec limits (revision 0005)
+    due_at: datetime | None  # NULL without a sample_interval, or while the line was stopped
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> SampleRow:
+        m = row._mapping
+        return cls(
+            m["id"],
+            m["characteristic_id"],
+            _aware(m["ts"]),
+            m["value"],
+            decode_values(m["values"]),
+            m["range"],
+            m["zone"],
+            m["in_control"],
+            decode_rules(m["failed_rules"]),
+            decode_rules(m["range_failed_rules"]),
+            m["chart"],
+            m["statistic"],
+            m["ucl"],
+            m["lcl"],
+            m["cusum_upper"],
+            m["cusum_lower"],
+            m["size"],
+            dict(m["context"] or {}),
+            bool(m["excluded"]),
+            m["limits_version"],
+            m["out_of_spec"],
+            None if m["due_at"] is None else _aware(m["due_at"]),
         )
 
 
@@ -267,28 +335,35 @@ class UnitOfWork:
             await conn.execute(insert(control_limits), batch.limits)
         if batch.states:
             await self.save_states(batch.states, now)
+        if batch.due_states:
+            await self.save_due_states(batch.due_states)
 
     async def _write_batch_sqlite(
         self, conn: AsyncConnection, batch: BatchWrite, now: datetime
     ) -> None:
-        """The same rows as the Core path, handed to the driver as tuples."""
-        dialect = conn.dialect
-        for table, rows in (
-            (readings, batch.readings),
-            (samples, batch.samples),
-            (violations, batch.violations),
-            (control_limits, batch.limits),
-        ):
-            if rows:
-                sql, params = driver_rows(table, rows, dialect)
-                await conn.exec_driver_sql(sql, params)
-        if batch.states:
-            state = characteristics.c.engine_state.type._cached_bind_processor(dialect)
-            at = sqlite_datetime(now)
-            await conn.exec_driver_sql(
-                "UPDATE characteristics SET engine_state = ?, updated_at = ? WHERE id = ?",
-                [(s if state is None else state(s), at, cid) for cid, s in batch.states.items()],
+        """The same statements as the batch writer's (bridge/store/_writer.py), handed to
+        the driver as tuples on this connection (SQLAlchemy's per-row parameter processing
+        cost more than SQLite's insert itself: docs/performance.md)."""
+        for sql, params in batch_statements(batch, now, conn.dialect):
+            await conn.exec_driver_sql(sql, params)
+
+    async def save_due_states(self, states: Mapping[int, OverdueState | None]) -> None:
+        """Keep each characteristic's due clock (None: forget it; bridge/_alarms.py)."""
+        stmt = (
+            update(characteristics)
+            .where(characteristics.c.id == bindparam("b_id"))
+            .values(
+                due_since=bindparam("b_since"),
+                due_raised=bindparam("b_raised"),
+                due_running=bindparam("b_running"),
             )
+        )
+        rows = []
+        for cid, state in states.items():
+            since, raised, running = due_values(state)
+            rows.append({"b_id": cid, "b_since": since, "b_raised": raised, "b_running": running})
+        conn = await self._open()
+        await conn.execute(stmt, rows)
 
     async def add_dead_letters(self, letters: Sequence[DeadLetter], now: datetime) -> None:
         conn = await self._open()
@@ -307,45 +382,110 @@ class UnitOfWork:
         )
 
     async def add_limits(
-        self, characteristic_id: int, ts: datetime, payload: dict[str, Any]
+        self,
+        characteristic_id: int,
+        ts: datetime,
+        payload: dict[str, Any],
+        version: int | None = None,
     ) -> None:
         conn = await self._open()
         await conn.execute(
             insert(control_limits),
-            [{"characteristic_id": characteristic_id, "ts": _utc(ts), "payload": payload}],
+            [
+                {
+                    "characteristic_id": characteristic_id,
+                    "ts": _utc(ts),
+                    "payload": payload,
+                    "version": version,
+                }
+            ],
         )
 
-    async def violation_for_update(self, violation_id: int) -> ViolationRecord | None:
-        stmt = select(violations).where(violations.c.id == violation_id).with_for_update()
+    async def violations_for_ack(
+        self, violation_ids: Sequence[int] | None, characteristic_id: int | None = None
+    ) -> list[ViolationRecord]:
+        """The violations an acknowledgement names, locked until the end of the unit of work
+        (``SELECT ... FOR UPDATE``): those of ``violation_ids``, or with ``violation_ids``
+        None the open ones of ``characteristic_id`` (bridge/_ack_workflow.py)."""
+        stmt = select(violations)
+        if violation_ids is not None:
+            stmt = stmt.where(violations.c.id.in_(list(violation_ids)))
+        else:
+            stmt = stmt.where(violations.c.characteristic_id == characteristic_id).where(
+                violations.c.acknowledged.is_(False)
+            )
         conn = await self._open()
-        row = (await conn.execute(stmt)).first()
-        return None if row is None else ViolationRecord.from_row(row)
+        rows = await conn.execute(stmt.order_by(violations.c.id).with_for_update())
+        return [ViolationRecord.from_row(row) for row in rows]
 
-    async def acknowledge(
+    async def acknowledge_many(
         self,
-        violation_id: int,
+        violation_ids: Sequence[int],
         user: str,
-        reason: str,
+        cause: str,
+        action: str | None,
+        comment: str | None,
         at: datetime,
         *,
-        exclude_sample_id: int | None,
-    ) -> None:
+        exclude_sample_ids: Sequence[int] = (),
+    ) -> int:
+        """Acknowledge the open violations among ``violation_ids`` (one statement); how many."""
         conn = await self._open()
-        await conn.execute(
+        result = await conn.execute(
             update(violations)
-            .where(violations.c.id == violation_id)
-            .values(acknowledged=True, ack_user=user, ack_reason=reason, ack_at=_utc(at))
-        )
-        if exclude_sample_id is not None:
-            await conn.execute(
-                update(samples).where(samples.c.id == exclude_sample_id).values(excluded=True)
+            .where(violations.c.id.in_(list(violation_ids)))
+            .where(violations.c.acknowledged.is_(False))
+            .values(
+                acknowledged=True,
+                ack_user=user,
+                ack_reason=cause,
+                ack_action=action,
+                ack_comment=comment,
+                ack_at=_utc(at),
             )
+        )
+        if exclude_sample_ids:
+            await conn.execute(
+                update(samples)
+                .where(samples.c.id.in_(list(exclude_sample_ids)))
+                .values(excluded=True)
+            )
+        return int(result.rowcount or 0)
+
+    async def cause_counts(
+        self, characteristic_ids: Sequence[int], since: datetime
+    ) -> dict[int, list[tuple[str, int]]]:
+        """Acknowledged violations by cause since ``since`` (inclusive), per characteristic."""
+        conn = await self._open()
+        return await _cause_counts(conn, characteristic_ids, since)
+
+
+async def _cause_counts(
+    conn: AsyncConnection, characteristic_ids: Sequence[int] | None, since: datetime
+) -> dict[int, list[tuple[str, int]]]:
+    stmt = (
+        select(violations.c.characteristic_id, violations.c.ack_reason, func.count())
+        .where(violations.c.acknowledged.is_(True))
+        .where(violations.c.ack_at >= _utc(since))
+        .where(violations.c.ack_reason.is_not(None))
+        .group_by(violations.c.characteristic_id, violations.c.ack_reason)
+    )
+    if characteristic_ids is not None:
+        stmt = stmt.where(violations.c.characteristic_id.in_(list(characteristic_ids)))
+    found: dict[int, list[tuple[str, int]]] = {}
+    for cid, cause, count in await conn.execute(stmt):
+        found.setdefault(cid, []).append((cause, int(count)))
+    return found
+
+
+class _Allocates(Protocol):
+    async def allocate(self, name: str, count: int) -> int: ...
 
 
 class IdAllocator:
     """Hands out sample and violation ids from blocks reserved in the counter table."""
 
-    def __init__(self, store: Store, block: int = 1000) -> None:
+    def __init__(self, store: _Allocates, block: int = 1000) -> None:
         self._store = store
         self._block = block
         self._next: dict[str, int] = {}
@@ -503,20 +643,24 @@ class Store:
             rows = await conn.execute(select(characteristics.c.id, characteristics.c.engine_state))
             return {row.id: row.engine_state for row in rows if row.engine_state is not None}
 
-    async def recent_samples(self, characteristic_id: int, count: int) -> list[dict[str, Any]]:
-        """The last ``count`` samples as ``sample`` payloads, oldest first."""
-        stmt = (
-            select(samples)
-            .where(samples.c.characteristic_id == characteristic_id)
-            .order_by(samples.c.id.desc())
-            .limit(count)
+    async def due_states(self) -> dict[int, OverdueState]:
+        """The stored due clocks (characteristics that had a sample_interval)."""
+        c = characteristics.c
+        stmt = select(c.id, c.due_since, c.due_raised, c.due_running).where(
+            c.due_running.is_not(None)
         )
         async with self.engine.connect() as conn:
-            rows = list(await conn.execute(stmt))
-        rows.reverse()
-        return [_sample_dict(row) for row in rows]
+            return {
+                row.id: OverdueState(
+                    row.id,
+                    None if row.due_since is None else _aware(row.due_since),
+                    bool(row.due_raised),
+                    bool(row.due_running),
+                )
+                for row in await conn.execute(stmt)
+            }
 
-    async def recent_samples_of_all(self, count: int) -> dict[int, list[dict[str, Any]]]:
+    async def recent_samples_of_all(self, count: int) -> dict[int, list[SampleRow]]:
         """The last ``count`` samples of every characteristic, oldest first, in one query."""
         ranked = select(
             samples,
@@ -529,11 +673,39 @@ class Store:
             .where(ranked.c.rank <= count)
             .order_by(ranked.c.characteristic_id, ranked.c.id)
         )
-        found: dict[int, list[dict[str, Any]]] = {}
+        found: dict[int, list[SampleRow]] = {}
         async with self.engine.connect() as conn:
             for row in await conn.execute(stmt):
-                found.setdefault(row.characteristic_id, []).append(_sample_dict(row))
+                found.setdefault(row.characteristic_id, []).append(SampleRow.from_row(row))
         return found
+
+    async def sample_page(
+        self,
+        characteristic_id: int,
+        limit: int,
+        *,
+        before_id: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> tuple[list[SampleRow], bool]:
+        """A page of stored samples for the query command (docs/topics.md, "Query"): the
+        newest ``limit`` with an id below ``before_id`` and a time in ``[start, end)``,
+        oldest first; and whether older ones match.
+        One indexed read walking ``(characteristic_id, id)`` backwards."""
+        stmt = select(samples).where(samples.c.characteristic_id == characteristic_id)
+        if before_id is not None:
+            stmt = stmt.where(samples.c.id < before_id)
+        if start is not None:
+            stmt = stmt.where(samples.c.ts >= _utc(start))
+        if end is not None:
+            stmt = stmt.where(samples.c.ts < _utc(end))
+        stmt = stmt.order_by(samples.c.id.desc()).limit(limit + 1)
+        async with self.engine.connect() as conn:
+            rows = list(await conn.execute(stmt))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        rows.reverse()
+        return [SampleRow.from_row(row) for row in rows], more
 
     async def latest_limits_of_all(self) -> dict[int, dict[str, Any]]:
         """Every characteristic's last stored ``control_limits`` payload, in one query."""
@@ -542,11 +714,30 @@ class Store:
             .group_by(control_limits.c.characteristic_id)
             .scalar_subquery()
         )
-        stmt = select(control_limits.c.characteristic_id, control_limits.c.payload).where(
-            control_limits.c.id.in_(last)
-        )
+        stmt = select(
+            control_limits.c.characteristic_id, control_limits.c.payload, control_limits.c.version
+        ).where(control_limits.c.id.in_(last))
         async with self.engine.connect() as conn:
-            return {row.characteristic_id: dict(row.payload) for row in await conn.execute(stmt)}
+            return {
+                row.characteristic_id: _with_version(row.payload, row.version)
+                for row in await conn.execute(stmt)
+            }
+
+    async def limits_versions(self) -> dict[int, int]:
+        """Every characteristic's highest limits version (docs/topics.md, "control_limits")."""
+        stmt = select(control_limits.c.characteristic_id, func.max(control_limits.c.version))
+        stmt = stmt.group_by(control_limits.c.characteristic_id)
+        async with self.engine.connect() as conn:
+            return {
+                cid: int(version)
+                for cid, version in await conn.execute(stmt)
+                if version is not None
+            }
+
+    async def cause_counts_of_all(self, since: datetime) -> dict[int, list[tuple[str, int]]]:
+        """Acknowledged violations by cause since ``since``, for every characteristic."""
+        async with self.engine.connect() as conn:
+            return await _cause_counts(conn, None, since)
 
     async def open_violations(self) -> list[ViolationRecord]:
         stmt = (
@@ -557,26 +748,32 @@ class Store:
 
     async def latest_limits(self, characteristic_id: int) -> dict[str, Any] | None:
         stmt = (
-            select(control_limits.c.payload)
+            select(control_limits.c.payload, control_limits.c.version)
             .where(control_limits.c.characteristic_id == characteristic_id)
             .order_by(control_limits.c.id.desc())
             .limit(1)
         )
         async with self.engine.connect() as conn:
-            payload = await conn.scalar(stmt)
-        return None if payload is None else dict(payload)
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else _with_version(row.payload, row.version)
 
-    async def subgroups(self, characteristic_id: int, last: int) -> list[tuple[float, ...]]:
+    async def subgroups(
+        self, characteristic_id: int, last: int | None, between: tuple[int, int] | None = None
+    ) -> list[tuple[float, ...]]:
         """The values of the last ``last`` non-excluded samples, oldest first; for an
         attribute chart's sample ``(count, inspected or units)`` (``(count,)`` for c), as
-        ``CharacteristicEngine.recalculate`` takes them."""
+        ``CharacteristicEngine.recalculate`` takes them. With ``between`` = ``(first,
+        last_id)``: the non-excluded samples with ids in that range, inclusive."""
         stmt = (
             select(samples.c["values"], samples.c.size)
             .where(samples.c.characteristic_id == characteristic_id)
             .where(samples.c.excluded.is_(False))
             .order_by(samples.c.id.desc())
-            .limit(last)
         )
+        if between is not None:
+            stmt = stmt.where(samples.c.id.between(*between))
+        if last is not None:
+            stmt = stmt.limit(last)
         async with self.engine.connect() as conn:
             found = [
                 tuple(decode_values(values)) + (() if size is None else (size,))
@@ -612,35 +809,15 @@ class Store:
             return list(await conn.execute(stmt))
 
 
-def _sample_dict(row: Row[Any]) -> dict[str, Any]:
-    """A stored sample as its ``sample`` payload (spelt as bridge/messages.py spells it)."""
-    m = row._mapping
-    values = decode_values(m["values"])
-    data = {
-        "sample_id": m["id"],
-        "characteristic_id": m["characteristic_id"],
-        "timestamp": iso_z(_aware(m["ts"])),
-        "value": plotted_value(m["value"], len(values)),
-        "values": values,
-        "range": figure(m["range"]),
-        "zone": m["zone"],
-        "in_control": m["in_control"],
-        "failed_rules": decode_rules(m["failed_rules"]),
-        "range_failed_rules": decode_rules(m["range_failed_rules"]),
-    }
-    chart = m["chart"]
-    if chart is None:  # a Shewhart variables chart
-        return data
-    return point_fields(
-        data,
-        chart,
-        m["statistic"],
-        m["ucl"],
-        m["lcl"],
-        m["cusum_upper"],
-        m["cusum_lower"],
-        m["size"],
-    )
+def _with_version(payload: Mapping[str, Any], version: int | None) -> dict[str, Any]:
+    """A stored ``control_limits`` payload with its row's version (rows stored before
+    revision 0006 lack it in the payload; the migration numbered them)."""
+    found = dict(payload)
+    if version is not None:
+        found["version"] = version
+    else:
+        found.setdefault("version", None)
+    return found
 
 
 def _writer_for(engine: AsyncEngine) -> BatchWriter | None:

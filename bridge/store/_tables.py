@@ -37,6 +37,14 @@ characteristics = Table(
     Column("name", String(200), nullable=False),
     Column("engine_state", JSON, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # the due clock of a characteristic with a sample_interval (engine.alarms.OverdueState;
+    # docs/bridge.md, "Overdue alarms across a restart"): the wall-clock moment the next
+    # sample is due from (NULL while the line is stopped), whether the episode's overdue
+    # alarm was raised, and the line state last heard; due_running NULL: never stored
+    # (revision 0005)
+    Column("due_since", DateTime(timezone=True), nullable=True),
+    Column("due_raised", Boolean, nullable=True),
+    Column("due_running", Boolean, nullable=True),
 )
 
 readings = Table(
@@ -50,6 +58,9 @@ readings = Table(
     Column("batch", String(200), nullable=True),
     Column("operator", String(200), nullable=True),
     Column("source", String(500), nullable=True),
+    # the reading's context, batch and operator joined in (docs/topics.md, "Context"); NULL
+    # for none, and for readings stored before revision 0007
+    Column("context", JSON(none_as_null=True), nullable=True),
     Index("ix_readings_char_id", "characteristic_id", "id"),
 )
 
@@ -80,6 +91,16 @@ samples = Table(
     Column("cusum_upper", Float, nullable=True),
     Column("cusum_lower", Float, nullable=True),
     Column("size", Float, nullable=True),
+    # the alarm workflow (revision 0005): a reading beyond usl/lsl (NULL without spec
+    # limits), and when the next sample was due as this one arrived (NULL without a
+    # sample_interval, or while the line was stopped)
+    Column("out_of_spec", Boolean, nullable=True),
+    Column("due_at", DateTime(timezone=True), nullable=True),
+    # the version of the control limits that judged it; NULL before limits exist and for
+    # samples stored before revision 0006 (docs/topics.md, "sample")
+    Column("limits_version", Integer, nullable=True),
+    # the readings' contexts merged, the later winning a key (revision 0007); NULL for none
+    Column("context", JSON(none_as_null=True), nullable=True),
     Index("ix_samples_char_id", "characteristic_id", "id"),
 )
 
@@ -87,18 +108,25 @@ violations = Table(
     "violations",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("sample_id", BigInteger, nullable=False),
+    # rule, spec or overdue (revision 0005); an overdue alarm has no sample, and neither
+    # spec nor overdue has a rule or a chart (docs/topics.md, "violation")
+    Column("kind", String(10), nullable=False, server_default="rule"),
+    Column("sample_id", BigInteger, nullable=True),
     Column("characteristic_id", Integer, nullable=False),
-    Column("rule_id", Integer, nullable=False),
+    Column("rule_id", Integer, nullable=True),
     Column("rule_name", String(100), nullable=False),
     Column("severity", String(10), nullable=False),
-    Column("chart", String(10), nullable=False),
+    Column("chart", String(10), nullable=True),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("acknowledged", Boolean, nullable=False, default=False),
     Column("ack_user", String(200), nullable=True),
     Column("ack_reason", String(200), nullable=True),
     Column("ack_at", DateTime(timezone=True), nullable=True),
+    # ack_reason is the acknowledgement's cause; its action and comment (revision 0006)
+    Column("ack_action", String(200), nullable=True),
+    Column("ack_comment", Text, nullable=True),
     Index("ix_violations_open", "characteristic_id", "acknowledged"),
+    Index("ix_violations_acked", "characteristic_id", "ack_at"),
 )
 
 control_limits = Table(
@@ -108,6 +136,8 @@ control_limits = Table(
     Column("characteristic_id", Integer, nullable=False),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("payload", JSON, nullable=False),
+    # 1, 2, ... per characteristic (revision 0006; rows stored before it numbered in id order)
+    Column("version", Integer, nullable=True),
     Index("ix_limits_char_id", "characteristic_id", "id"),
 )
 

@@ -1,7 +1,7 @@
 """The batch writer: one hop per batch to the database, on a connection of its own.
 
-A pipeline batch (readings, samples, violations, limits, engine snapshots) is written in
-one transaction. Through SQLAlchemy's async engine that was a pool checkout with a
+A pipeline batch (readings, samples, violations, limits, engine snapshots, due clocks) is
+written in one transaction. Through SQLAlchemy's async engine that was a pool checkout with a
 pre-ping, a greenlet switch and a round trip to aiosqlite's thread per statement, and a
 reset on return: about 1.6 ms of CPU per batch beyond its rows (docs/performance.md). The
 writers here own their connection and do the whole batch in one go:
@@ -12,6 +12,12 @@ writers here own their connection and do the whole batch in one go:
   thread and one back.
 - :class:`PostgresWriter`: an asyncpg connection of its own; each table is one
   ``executemany`` (asyncpg sends the rows pipelined) inside one transaction.
+
+What a batch writes is decided in one place, :func:`batch_statements`, from the tables'
+metadata (bridge/store/_tables.py): the columns the pipeline's rows name and the defaults
+SQLAlchemy's ``insert`` would add, bound by SQLAlchemy's own bind processors; so a column a
+migration adds is written here as on SQLAlchemy's path (tests/integration/
+test_store_writer.py compares every column of every table the two write).
 
 Failures keep the classification the pipeline relies on (docs/reliability.md): a
 database that cannot be reached, is locked or full raises ``sqlalchemy.exc.OperationalError``
@@ -24,24 +30,33 @@ next write.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import JSON, DateTime, Table
+from sqlalchemy import DateTime, Table
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import CompileError, DBAPIError, OperationalError
 
 from bridge.store._tables import characteristics, control_limits, readings, samples, violations
 
 if TYPE_CHECKING:
     from bridge.store._store import BatchWrite
+    from engine.alarms import OverdueState
 
-__all__ = ["BatchWriter", "PostgresWriter", "SqliteWriter", "driver_rows", "sqlite_datetime"]
+__all__ = [
+    "BatchWriter",
+    "PostgresWriter",
+    "SqliteWriter",
+    "batch_statements",
+    "driver_rows",
+    "driver_update",
+    "due_values",
+    "sqlite_datetime",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_CACHE_KIB = 256
@@ -73,7 +88,10 @@ def sqlite_datetime(value: datetime | None) -> str | None:
         return text
 
 
-_DRIVER_SQL: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[Any]]] = {}
+_Processor = Callable[[Any], Any] | None
+_DRIVER_SQL: dict[
+    tuple[str, str, tuple[str, ...], bool], tuple[str, list[_Processor], tuple[Any, ...]]
+] = {}
 
 
 def driver_rows(
@@ -81,38 +99,101 @@ def driver_rows(
 ) -> tuple[str, list[tuple[Any, ...]]]:
     """An INSERT in the driver's own SQL and its rows as tuples, for its ``executemany``.
 
-    The same values SQLAlchemy would bind (its own bind processors, per column; SQLite's
-    times as its DATETIME text), without its per-row parameter processing, which cost more
-    than SQLite's insert itself (docs/performance.md). Every row has the keys of the first
-    (the pipeline builds them so). ``dollar``: ``$1`` placeholders (asyncpg), else ``?``.
+    What SQLAlchemy's ``insert(table)`` writes with these rows, from the table's metadata:
+    the columns the rows name (an unknown name is refused, as Core refuses it), plus each
+    column with a scalar Python default that they leave out (its default); the others are
+    left to the database (server defaults, NULL). The values are bound by SQLAlchemy's own
+    bind processors per column (SQLite's times as its DATETIME text), without its per-row
+    parameter processing, which cost more than SQLite's insert itself (docs/performance.md).
+    Every row has the keys of the first (the pipeline builds them so; a row without one
+    fails the batch, as Core fails it). ``dollar``: ``$1`` placeholders (asyncpg), else ``?``.
     """
     keys = tuple(rows[0])
-    cached = _DRIVER_SQL.get((dialect.name, table.name, keys))
+    cache_key = (dialect.name, table.name, keys, dollar)
+    cached = _DRIVER_SQL.get(cache_key)
+    if cached is None:
+        cached = _DRIVER_SQL[cache_key] = _insert_for(table, keys, dialect, dollar=dollar)
+    sql, processors, tail = cached
+    pairs = list(zip(keys, processors, strict=True))
+    params = [tuple([row[k] if p is None else p(row[k]) for k, p in pairs]) for row in rows]
+    if tail:
+        params = [values + tail for values in params]
+    return sql, params
+
+
+def _insert_for(
+    table: Table, keys: tuple[str, ...], dialect: Dialect, *, dollar: bool
+) -> tuple[str, list[_Processor], tuple[Any, ...]]:
+    """The INSERT of rows with ``keys``, their bind processors, and the defaulted values."""
+    unknown = sorted(set(keys) - set(table.c.keys()))
+    if unknown:  # Core's own words for it
+        raise CompileError(f"Unconsumed column names: {', '.join(unknown)}")
+    defaulted = [
+        c
+        for c in table.columns
+        if c.key not in keys and c.default is not None and c.default.is_scalar
+    ]
+    names = [*keys, *(c.key for c in defaulted)]
+    quote = dialect.identifier_preparer.quote
+    marks = [f"${i}" if dollar else "?" for i in range(1, len(names) + 1)]
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in names)}) "  # noqa: S608  # names of our own Table
+        f"VALUES ({', '.join(marks)})"
+    )
+    processors = [_bind_processor(table, k, dialect) for k in keys]
+    tail = []
+    for column in defaulted:
+        value = column.default.arg  # type: ignore[union-attr]  # is_scalar: a ScalarElementColumnDefault
+        process = _bind_processor(table, column.key, dialect)
+        tail.append(value if process is None else process(value))
+    return sql, processors, tuple(tail)
+
+
+def driver_update(
+    table: Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    dialect: Dialect,
+    *,
+    dollar: bool = False,
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """``UPDATE table SET columns... WHERE id = ...`` in the driver's SQL, and its rows
+    (each the values of ``columns`` then the id) bound as SQLAlchemy binds them."""
+    names = (*columns, "id")
+    cache_key = (dialect.name, table.name, ("UPDATE", *names), dollar)
+    cached = _DRIVER_SQL.get(cache_key)
     if cached is None:
         quote = dialect.identifier_preparer.quote
-        marks = [f"${i}" if dollar else "?" for i in range(1, len(keys) + 1)]
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "  # noqa: S608  # names of our own Table
-            f"VALUES ({', '.join(marks)})"
-        )
-        processors: list[Any] = [_bind_processor(table, k, dialect, dollar=dollar) for k in keys]
-        cached = _DRIVER_SQL[(dialect.name, table.name, keys)] = (sql, processors)
-    sql, processors = cached
-    pairs = list(zip(keys, processors, strict=True))
-    return sql, [tuple([row[k] if p is None else p(row[k]) for k, p in pairs]) for row in rows]
+        marks = [f"${i}" if dollar else "?" for i in range(1, len(names) + 1)]
+        sets = ", ".join(f"{quote(k)} = {m}" for k, m in zip(columns, marks, strict=False))
+        sql = f"UPDATE {quote(table.name)} SET {sets} WHERE {quote('id')} = {marks[-1]}"  # noqa: S608  # names of our own Table
+        processors = [_bind_processor(table, k, dialect) for k in names]
+        cached = _DRIVER_SQL[cache_key] = (sql, processors, ())
+    sql, processors, _ = cached
+    return sql, [
+        tuple([v if p is None else p(v) for v, p in zip(row, processors, strict=True)])
+        for row in rows
+    ]
 
 
-def _bind_processor(table: Table, key: str, dialect: Dialect, *, dollar: bool) -> Any:
+def _bind_processor(table: Table, key: str, dialect: Dialect) -> _Processor:
+    """SQLAlchemy's own bind processor of a column for the dialect (asyncpg: None for
+    datetimes, floats and text, which it takes as they are; JSON as its text), except
+    SQLite's DATETIME: the same text, from :func:`sqlite_datetime`."""
     column_type = table.c[key].type
-    if dollar:  # asyncpg takes datetimes, floats and bools as they are; JSON as its text
-        return _json_text if isinstance(column_type, JSON) else None
-    if isinstance(column_type, DateTime):
+    if dialect.name == "sqlite" and isinstance(column_type, DateTime):
         return sqlite_datetime
-    return column_type._cached_bind_processor(dialect)  # noqa: SLF001  # SQLAlchemy's own, per dialect
+    processor: _Processor = column_type._cached_bind_processor(dialect)  # noqa: SLF001  # SQLAlchemy's own, per dialect
+    return processor
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+def due_values(state: OverdueState | None) -> tuple[datetime | None, bool | None, bool | None]:
+    """A due clock as ``characteristics`` keeps it: ``due_since``, ``due_raised``,
+    ``due_running`` (all NULL: forgotten; bridge/_alarms.py)."""
+    if state is None:
+        return None, None, None
+    since = None if state.since is None else state.since.astimezone(UTC)
+    return since, state.raised, state.running
 
 
 _INSERTS = (
@@ -121,6 +202,33 @@ _INSERTS = (
     (violations, "violations"),
     (control_limits, "limits"),
 )
+_STATE_COLUMNS = ("engine_state", "updated_at")
+_DUE_COLUMNS = ("due_since", "due_raised", "due_running")
+
+
+def batch_statements(
+    batch: BatchWrite, now: datetime, dialect: Dialect, *, dollar: bool = False
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Every statement of a batch, in the driver's SQL with its rows, in the order of
+    SQLAlchemy's path (``UnitOfWork.write_batch``): the rows of readings, samples,
+    violations and limits, then the engine states, then the due clocks."""
+    statements = [
+        driver_rows(table, rows, dialect, dollar=dollar)
+        for table, name in _INSERTS
+        if (rows := getattr(batch, name))
+    ]
+    if batch.states:
+        at = now.astimezone(UTC)
+        rows = [(state, at, cid) for cid, state in batch.states.items()]
+        statements.append(
+            driver_update(characteristics, _STATE_COLUMNS, rows, dialect, dollar=dollar)
+        )
+    if batch.due_states:
+        dues = [(*due_values(state), cid) for cid, state in batch.due_states.items()]
+        statements.append(
+            driver_update(characteristics, _DUE_COLUMNS, dues, dialect, dollar=dollar)
+        )
+    return statements
 
 
 class SqliteWriter:
@@ -131,8 +239,6 @@ class SqliteWriter:
         self._dialect = dialect
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="openspc-sqlite-writer")
-        state_type = characteristics.c.engine_state.type
-        self._state = state_type._cached_bind_processor(dialect)  # noqa: SLF001  # as above
 
     async def write(self, batch: BatchWrite, now: datetime) -> None:
         loop = asyncio.get_running_loop()
@@ -186,18 +292,8 @@ class SqliteWriter:
             ) from exc
 
     def _rows(self, conn: sqlite3.Connection, batch: BatchWrite, now: datetime) -> None:
-        for table, name in _INSERTS:
-            rows = getattr(batch, name)
-            if rows:
-                sql, params = driver_rows(table, rows, self._dialect)
-                conn.executemany(sql, params)
-        if batch.states:
-            state = self._state
-            at = sqlite_datetime(now)
-            conn.executemany(
-                "UPDATE characteristics SET engine_state = ?, updated_at = ? WHERE id = ?",
-                [(s if state is None else state(s), at, cid) for cid, s in batch.states.items()],
-            )
+        for sql, params in batch_statements(batch, now, self._dialect):
+            conn.executemany(sql, params)
 
 
 class PostgresWriter:
@@ -241,17 +337,8 @@ class PostgresWriter:
         return DBAPIError("batch write", None, exc)
 
     async def _rows(self, conn: Any, batch: BatchWrite, now: datetime) -> None:
-        for table, name in _INSERTS:
-            rows = getattr(batch, name)
-            if rows:
-                sql, params = driver_rows(table, rows, self._dialect, dollar=True)
-                await conn.executemany(sql, params)
-        if batch.states:
-            at = now.astimezone(UTC)
-            await conn.executemany(
-                "UPDATE characteristics SET engine_state = $1, updated_at = $2 WHERE id = $3",
-                [(_json_text(s), at, cid) for cid, s in batch.states.items()],
-            )
+        for sql, params in batch_statements(batch, now, self._dialect, dollar=True):
+            await conn.executemany(sql, params)
 
     async def close(self) -> None:
         async with self._lock:

@@ -355,6 +355,7 @@ def test_every_live_point_and_violation_agrees_with_the_reference(run: Run, cid:
         assert any(v.chart == "range" for v in violations)
 
     got_v = []
+    got_spec = []
     by_sample = {b["sample_id"]: i for i, b in enumerate(samples)}
     for m in run.msgs(cid, "violation"):
         assert m.qos == 1
@@ -362,6 +363,11 @@ def test_every_live_point_and_violation_agrees_with_the_reference(run: Run, cid:
         assert data["type"] == "violation"
         v = data["payload"]
         assert v["characteristic_id"] == cid
+        if v["kind"] == "spec":  # beyond usl/lsl: checked against the episodes below
+            assert (v["rule_id"], v["chart"], v["severity"]) == (None, None, "CRITICAL")
+            got_spec.append(by_sample[v["sample_id"]])
+            continue
+        assert v["kind"] == "rule"
         assert isinstance(v["violation_id"], int)
         assert v["severity"] == ("CRITICAL" if v["rule_id"] in s.critical else "WARNING")
         assert isinstance(v["rule_name"], str)
@@ -371,6 +377,21 @@ def test_every_live_point_and_violation_agrees_with_the_reference(run: Run, cid:
         got_v.append((by_sample[v["sample_id"]], v["rule_id"], v["chart"]))
     want_v = [(v.index, v.rule_id, v.chart) for v in violations]
     assert sorted(got_v) == sorted(want_v)
+    # spec (docs/topics.md): out_of_spec per sample (a reading on a limit is within), one
+    # alarm on the first sample of each run of out-of-spec samples
+    has_spec = s.usl is not None or s.lsl is not None
+    want_out = [
+        any(
+            (s.usl is not None and x > s.usl) or (s.lsl is not None and x < s.lsl)
+            for x in b["values"]
+        )
+        if has_spec
+        else None
+        for b in samples
+    ]
+    assert [b["out_of_spec"] for b in samples] == want_out
+    want_spec = [i for i, out in enumerate(want_out) if out and (i == 0 or not want_out[i - 1])]
+    assert sorted(got_spec) == want_spec
 
 
 def test_fixed_limits_are_announced_first_and_judge_every_sample(run: Run) -> None:

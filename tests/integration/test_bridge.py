@@ -154,26 +154,36 @@ async def test_baseline_then_limits_then_judged_samples_and_a_violation(
     assert limits["payload"]["method"] == "moving_range"
     assert limits["payload"]["sample_count"] == 5
     assert limits["payload"]["capability"]["cp"] is not None
-    # 30 is beyond the X chart's UCL, and its moving range (19.5) beyond the MR chart's
-    x, mr = await probe.wait_for(f"{topic_prefix}/char/1/violation", count=2)
+    # 30 is beyond the X chart's UCL, and its moving range (19.5) beyond the MR chart's;
+    # and beyond the usl (20): a spec alarm after the run rules' (docs/topics.md)
+    x, mr, spec = await probe.wait_for(f"{topic_prefix}/char/1/violation", count=3)
     assert x["type"] == "violation"
     v = x["payload"]
     assert v["sample_id"] == samples[6]["payload"]["sample_id"]
-    assert (v["rule_id"], v["severity"], v["chart"]) == (1, "CRITICAL", "x")
+    assert (v["kind"], v["rule_id"], v["severity"], v["chart"]) == ("rule", 1, "CRITICAL", "x")
     assert set(v) == {
-        "violation_id", "sample_id", "characteristic_id", "rule_id", "rule_name", "severity",
-        "chart", "timestamp",
+        "violation_id", "sample_id", "characteristic_id", "kind", "rule_id", "rule_name",
+        "severity", "chart", "timestamp",
     }  # fmt: skip
     assert (mr["payload"]["rule_id"], mr["payload"]["chart"]) == (1, "range")
     assert samples[6]["payload"]["range_failed_rules"] == [1]
-    alarms = await probe.wait_for(
-        f"{topic_prefix}/char/1/alarms", lambda m: len(m["payload"]["violations"]) == 2
+    s = spec["payload"]
+    assert (s["kind"], s["rule_id"], s["chart"], s["sample_id"]) == (
+        "spec",
+        None,
+        None,
+        samples[6]["payload"]["sample_id"],
     )
-    assert alarms[0]["payload"]["violations"] == [v, mr["payload"]]
+    assert [x["payload"]["out_of_spec"] for x in samples] == [False] * 6 + [True]
+    alarms = await probe.wait_for(
+        f"{topic_prefix}/char/1/alarms", lambda m: len(m["payload"]["violations"]) == 3
+    )
+    assert alarms[0]["payload"]["violations"] == [v, mr["payload"], s]
     rows = await app.store.rows("violations", 1)
-    assert [(r.id, r.chart, r.acknowledged) for r in rows] == [
-        (v["violation_id"], "x", False),
-        (mr["payload"]["violation_id"], "range", False),
+    assert [(r.id, r.kind, r.chart, r.rule_id, r.acknowledged) for r in rows] == [
+        (v["violation_id"], "rule", "x", 1, False),
+        (mr["payload"]["violation_id"], "rule", "range", 1, False),
+        (s["violation_id"], "spec", None, None, False),
     ]
 
 
@@ -203,7 +213,10 @@ async def test_ack_round_trip_with_mqtt5_replies(
     unknown = await ack(
         probe, topic_prefix, "alice", {"violation_id": vid + 1000, "reason": "Tool Change"}, b"2"
     )
-    assert unknown == {"ok": False, "error": f"violation {vid + 1000} does not exist"}
+    assert unknown == {
+        "ok": False,
+        "error": f"violation {vid + 1000} does not exist; nothing acknowledged",
+    }
     good = await ack(
         probe, topic_prefix, "alice", {"violation_id": vid, "reason": "Tool Change"}, b"3"
     )
@@ -216,13 +229,19 @@ async def test_ack_round_trip_with_mqtt5_replies(
         "acknowledged": True,
         "user": "alice",
         "reason": "Tool Change",
+        "cause": "Tool Change",
+        "action": None,
+        "comment": None,
         "timestamp": update["payload"]["timestamp"],
     }
     await probe.wait_for(
         f"{topic_prefix}/char/2/alarms", lambda m: m["payload"]["violations"] == []
     )
     second = await ack(probe, topic_prefix, "bob", {"violation_id": vid, "reason": "Other"}, b"4")
-    assert second == {"ok": False, "error": f"violation {vid} is already acknowledged"}
+    assert second == {
+        "ok": False,
+        "error": f"violation {vid} is already acknowledged; nothing acknowledged",
+    }
     malformed = await ack(probe, topic_prefix, "bob", {"reason": "Other"}, b"5")
     assert malformed["ok"] is False
     [row] = await app.store.rows("violations", 2)
@@ -320,17 +339,21 @@ async def test_a_late_subscriber_sees_the_whole_state_at_once(
     assert meta["type"] == "meta"
     assert set(meta["payload"]) == {
         "characteristic_id", "name", "unit", "subgroup_size", "usl", "lsl", "target",
-        "baseline", "chart", "parameters", "rules", "reason_codes", "source", "online",
-        "timestamp",
+        "baseline", "chart", "parameters", "rules", "reason_codes", "source",
+        "sample_interval", "overdue_grace", "online", "timestamp",
+        "cause_codes", "action_codes", "require_action",
     }  # fmt: skip
     assert set(status) == {"online", "timestamp"}
     assert set(sample["payload"]) == {
         "sample_id", "characteristic_id", "timestamp", "value", "values", "range", "zone",
         "in_control", "failed_rules", "range_failed_rules",
+        "context",  # docs/topics.md, "Context"
+        "limits_version", "excluded",
+        "out_of_spec", "due_at",
     }  # fmt: skip
     assert set(limits["payload"]) == {
         "characteristic_id", "center_line", "ucl", "lcl", "sigma", "method", "sample_count",
-        "range", "capability", "chart", "timestamp",
+        "range", "capability", "chart", "timestamp", "version",
     }  # fmt: skip
     assert meta["payload"]["unit"] == "mm"
     assert meta["payload"]["chart"] == "imr"
@@ -340,9 +363,14 @@ async def test_a_late_subscriber_sees_the_whole_state_at_once(
     assert "Tool Change" in meta["payload"]["reason_codes"]
     assert meta["payload"]["online"] is True
     assert [s["value"] for s in history["payload"]["samples"]] == [20.0, 9.0, 10.5]
-    # 20 after 11 is beyond the X chart's UCL and its moving range beyond the MR chart's
+    # 20 after 11 is beyond the X chart's UCL and its moving range beyond the MR chart's,
+    # and beyond the usl (15): a spec alarm
     opened = alarms["payload"]["violations"]
-    assert [(v["rule_id"], v["chart"]) for v in opened] == [(1, "x"), (1, "range")]
+    assert [(v["kind"], v["rule_id"], v["chart"]) for v in opened] == [
+        ("rule", 1, "x"),
+        ("rule", 1, "range"),
+        ("spec", None, None),
+    ]
 
 
 async def test_clean_stop_says_offline_and_flushes(

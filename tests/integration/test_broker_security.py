@@ -201,6 +201,7 @@ def char_topic(kind: str) -> str:
         "openspc/bridge/status",
         "plant1/line3/gauge1/od",
     ],
+    ids=["sample", "reading", "ack", "status", "gauge-topic"],
 )
 async def test_anonymous_writes_are_dropped(plant: PlantBroker, topic: str) -> None:
     assert await delivered(plant, ANON_WS, topic) is False
@@ -256,6 +257,20 @@ async def test_engineers_may_recalculate(plant: PlantBroker) -> None:
     assert await delivered(plant, erin, recalculate) is True
     assert await delivered(plant, erin, "openspc/cmd/ack/erin") is True
     assert await delivered(plant, erin, "openspc/cmd/ack/alice") is False
+
+
+@pytest.mark.parametrize("ws", [False, True])
+async def test_hmi_users_and_engineers_query_as_themselves_only(
+    plant: PlantBroker, ws: bool
+) -> None:
+    alice, erin = Who.named("alice", ws=ws), Who.named("erin", ws=ws)
+    assert await delivered(plant, alice, "openspc/cmd/query/alice") is True
+    assert await delivered(plant, alice, "openspc/cmd/query/erin") is False
+    assert await delivered(plant, erin, "openspc/cmd/query/erin") is True
+    assert await delivered(plant, erin, "openspc/cmd/query/alice") is False
+    assert await delivered(plant, ANON_WS, "openspc/cmd/query/alice") is False
+    assert await delivered(plant, Who.named("gauge1"), "openspc/cmd/query/gauge1") is False
+    assert await delivered(plant, Who.named("gw"), "openspc/cmd/query/gw") is False
 
 
 async def test_gauges_write_readings_only(plant: PlantBroker) -> None:

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from bridge._mosquitto import MosquittoProcess
+from bridge.messages import iso_z
 from bridge.store import SchemaTooNew, SchemaUnrecognized, SchemaUpgradeFailed, Store
 from bridge.store._migrate import (
     BASELINE,
@@ -99,9 +101,24 @@ def restore_release_dump(cluster: PostgresCluster, url: str) -> None:
     )
 
 
-# columns later revisions add to 0.1.0's tables (0004: the chart families' point)
-LATER_COLUMNS = {"samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower")}
-LATER_COLUMNS["samples"] += ("size",)
+# columns later revisions add to 0.1.0's tables (0004: the chart families' point; 0005: the
+# alarm kinds, spec judgement, due time and due clocks)
+LATER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "samples": ("chart", "statistic", "ucl", "lcl", "cusum_upper", "cusum_lower", "size")
+}
+LATER_COLUMNS["samples"] += ("out_of_spec", "due_at")
+LATER_COLUMNS["violations"] = ("kind",)
+LATER_COLUMNS["characteristics"] = ("due_since", "due_raised", "due_running")
+# later columns with a value for the rows already stored (every 0.1.0 violation is a rule's)
+FILLED = {("violations", "kind"): "rule"}
+# 0006: the acknowledgement's action and comment, the limits version that judged a sample
+LATER_COLUMNS["samples"] += ("limits_version",)
+LATER_COLUMNS["violations"] += ("ack_action", "ack_comment")
+# later columns the upgrade fills from the rows already there (checked on their own)
+FILLED_COLUMNS = {"control_limits": ("version",)}
+# 0007: the readings' and samples' context
+LATER_COLUMNS["samples"] += ("context",)
+LATER_COLUMNS["readings"] = ("context",)
 
 
 async def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -115,7 +132,7 @@ async def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
                 result = await conn.execute(
                     text(f"SELECT * FROM {table} ORDER BY {key}")  # noqa: S608  # our names
                 )
-                later = LATER_COLUMNS.get(table, ())
+                later = LATER_COLUMNS.get(table, ()) + FILLED_COLUMNS.get(table, ())
                 keep = [i for i, name in enumerate(result.keys()) if name not in later]
                 found[table] = [tuple(row[i] for i in keep) for row in result]
     finally:
@@ -129,13 +146,39 @@ async def later_columns(url: str) -> set[Any]:
     values: set[Any] = set()
     try:
         async with engine.connect() as conn:
-            for table, names in LATER_COLUMNS.items():
+            for table, all_names in LATER_COLUMNS.items():
+                names = [n for n in all_names if (table, n) not in FILLED]
+                if not names:
+                    continue
                 columns = ", ".join(names)
                 for row in await conn.execute(text(f"SELECT {columns} FROM {table}")):  # noqa: S608  # our names
                     values.update(row)
     finally:
         await engine.dispose()
     return values
+
+
+async def limits_versions(url: str) -> list[tuple[int, int, int]]:
+    """``(id, characteristic_id, version)`` of every stored control_limits row, by id."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT id, characteristic_id, version FROM control_limits ORDER BY id")
+            )
+            return [tuple(row) for row in rows]
+    finally:
+        await engine.dispose()
+
+
+def numbered_in_id_order(rows: list[tuple[Any, ...]]) -> list[tuple[int, int, int]]:
+    """What revision 0006 makes of 0.1.0's limits: 1, 2, ... per characteristic by id."""
+    seen: dict[int, int] = {}
+    out = []
+    for row in rows:  # (id, characteristic_id, ...) in id order
+        seen[row[1]] = seen.get(row[1], 0) + 1
+        out.append((row[0], row[1], seen[row[1]]))
+    return out
 
 
 async def scalar(url: str, sql: str) -> Any:
@@ -293,6 +336,10 @@ async def test_a_0_1_0_database_is_stamped_and_upgraded_keeping_every_row(
     after = await snapshot(release_db)
     assert after == before
     assert await later_columns(release_db) == {None}  # 0.1.0's samples are Shewhart samples
+    assert await limits_versions(release_db) == numbered_in_id_order(before["control_limits"])
+    for (table, column), value in FILLED.items():
+        other = f"SELECT COUNT(*) FROM {table} WHERE {column} IS NULL OR {column} <> '{value}'"  # noqa: S608  # our names
+        assert await scalar(release_db, other) == 0  # every stored row has the value
     # opened again: nothing to do, nothing changed
     store = await Store.open(release_db)
     await store.close()
@@ -311,6 +358,10 @@ async def test_the_bridge_resumes_on_a_0_1_0_database(
         # what it restored and publishes: 0.1.0's last limits (the recalculated ones) ...
         (limits,) = await probe.wait_for(f"{topic_prefix}/char/1/limits")
         assert_same(limits["payload"], facts["limits"]["1"], LIMITS_KEYS)
+        # numbered by revision 0006: the last of char 1's stored limits is its version
+        stored_1 = [row for row in before["control_limits"] if row[1] == 1]
+        assert len(stored_1) >= 2  # 0.1.0 recalculated: more than one version
+        assert limits["payload"]["version"] == len(stored_1)
         # ... its open alarms (the acknowledged one is not among them) ...
         (alarms,) = await probe.wait_for(f"{topic_prefix}/char/1/alarms")
         open_ids = [v["violation_id"] for v in alarms["payload"]["violations"]]
@@ -341,6 +392,15 @@ async def test_the_bridge_resumes_on_a_0_1_0_database(
         # ids continue from 0.1.0's counter: no id of its is used again
         assert new_2["sample_id"] == counters["sample"]
         assert new_2["zone"] is not None  # judged against 0.1.0's limits
+        stored_2 = [row for row in before["control_limits"] if row[1] == 2]
+        assert new_2["limits_version"] == len(stored_2)
+        # 0.1.0's own samples: which limits judged them was not recorded
+        assert {s["limits_version"] for s in history["payload"]["samples"]} == {None}
+        # the sample 0.1.0 excluded with its acknowledgement is marked, and only it
+        excluded_rows = {row[0] for row in before["samples"] if row[1] == 1 and row[-1]}
+        assert excluded_rows  # the fixture holds one
+        marked = {s["sample_id"] for s in history["payload"]["samples"] if s["excluded"]}
+        assert marked == excluded_rows
 
         # a point far beyond the recalculated limits: a new alarm, with the next violation id
         await probe.publish(f"{topic_prefix}/char/1/reading", "12.0")
@@ -355,6 +415,48 @@ async def test_the_bridge_resumes_on_a_0_1_0_database(
     for table in ("readings", "samples", "violations", "control_limits"):
         assert after[table][: len(before[table])] == before[table], table
     assert len(after["samples"]) == len(before["samples"]) + 2
+
+
+async def test_a_0_1_0_database_with_a_new_sample_interval_counts_from_its_last_sample(
+    release_db: str, mosquitto: MosquittoProcess, topic_prefix: str, probe: Probe, tmp_path: Path
+) -> None:
+    """Revision 0005's due clocks are NULL for 0.1.0's characteristics: the bridge counts from
+    the last stored sample, so a sample that has been overdue since then is raised once, at
+    once, with the time it fell due (docs/bridge.md, "Restart")."""
+    facts = _facts(release_db)
+    counters = dict((await snapshot(release_db))["id_counters"])
+    last = max(
+        (s for s in facts["samples"].values() if s["characteristic_id"] == 1),
+        key=lambda s: s["sample_id"],
+    )
+    chars = [{**CHARACTERISTICS[0], "sample_interval": 60.0}, CHARACTERISTICS[1]]
+    factory = BridgeFactory(mosquitto, topic_prefix, tmp_path, db_url=release_db)
+    app = await factory.start(chars)
+    try:
+        (late,) = await probe.wait_for(
+            f"{topic_prefix}/char/1/violation", lambda m: m["payload"]["kind"] == "overdue"
+        )
+        body = late["payload"]
+        assert body["violation_id"] == counters["violation"]
+        assert body["sample_id"] is None
+        fell_due = datetime.fromisoformat(last["timestamp"].replace("Z", "+00:00"))
+        assert body["timestamp"] == iso_z(fell_due + timedelta(seconds=75))
+        (meta,) = await probe.wait_for(f"{topic_prefix}/char/1/meta")
+        assert (meta["payload"]["sample_interval"], meta["payload"]["overdue_grace"]) == (
+            60.0,
+            15.0,
+        )
+    finally:
+        await factory.stop(app)
+    # stored with its "raised" flag: a second start raises nothing more
+    app = await factory.start(chars)
+    try:
+        await probe.publish(f"{topic_prefix}/char/2/reading", "5.0")
+        await probe.wait_for(f"{topic_prefix}/char/2/sample")
+        rows = await app.store.rows("violations", 1)
+        assert [r.kind for r in rows].count("overdue") == 1
+    finally:
+        await factory.stop(app)
 
 
 async def test_bridges_starting_at_once_on_a_0_1_0_postgres_upgrade_it_once(
@@ -577,3 +679,61 @@ async def test_stores_opening_at_once_on_a_0_1_0_sqlite_file_upgrade_it_once(
     assert await scalar(url, "SELECT count(*) FROM alembic_version") == 1
     assert await scalar(url, "SELECT version_num FROM alembic_version") == head_revision()
     assert await snapshot(url) == before
+
+
+async def test_a_database_of_todays_release_gets_the_context_columns_keeping_its_rows(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """Revision 0007 (reading context) on a database at 0004, today's release's head, with
+    rows as that release writes them: kept, their context NULL and published as ``{}``."""
+    location = tmp_path / "migrations"
+    shutil.copytree(script_location(), location, ignore=shutil.ignore_patterns("__pycache__"))
+    for newer in (location / "versions").glob("000[5-9]_*.py"):
+        newer.unlink()
+    engine = create_async_engine(empty_db)
+    try:
+        async with engine.connect() as conn:
+            _, reached = await conn.run_sync(upgrade_to_head, "test", location)
+            await conn.execute(
+                text(
+                    "INSERT INTO readings (characteristic_id, value, ts, received_at, batch,"
+                    " operator, source) VALUES (5, 10.5, '2026-12-01 06:00:00',"
+                    " '2026-12-01 06:00:00', 'B-17', 'ana', 'openspc/char/5/reading')"
+                )
+            )
+            await conn.execute(
+                text(
+                    'INSERT INTO samples (id, characteristic_id, seq, ts, value, "values",'
+                    " range, zone, in_control, failed_rules, range_failed_rules, excluded)"
+                    " VALUES (77, 5, 1, '2026-12-01 06:00:00', 10.5, '10.5', NULL, NULL,"
+                    " NULL, '', '', false)"
+                )
+            )
+            await conn.commit()
+        assert reached == "0004"
+        async with engine.connect() as conn:
+            old_readings = (await conn.execute(text("SELECT * FROM readings"))).all()
+            old_samples = (await conn.execute(text("SELECT * FROM samples"))).all()
+    finally:
+        await engine.dispose()
+
+    store = await Store.open(empty_db)
+    try:
+        assert await scalar(empty_db, "SELECT version_num FROM alembic_version") == head_revision()
+        async with store.engine.connect() as conn:
+            readings = (await conn.execute(text("SELECT * FROM readings"))).all()
+            samples = (await conn.execute(text("SELECT * FROM samples"))).all()
+        # every row kept, column for column; the later revisions' columns after them
+        assert [tuple(r)[: len(o)] for r, o in zip(readings, old_readings, strict=True)] == [
+            tuple(r) for r in old_readings
+        ]
+        assert [tuple(s)[: len(o)] for s, o in zip(samples, old_samples, strict=True)] == [
+            tuple(s) for s in old_samples
+        ]
+        assert [r.context for r in readings] == [None]
+        assert [s.context for s in samples] == [None]
+        [published] = (await store.recent_samples_of_all(10))[5]
+        assert published.context == {}
+        assert published.id == 77
+    finally:
+        await store.close()

@@ -490,3 +490,89 @@ def test_settings_built_directly_read_the_environment_arguments_win(
     assert Settings().broker.port == 1999
     built = Settings(broker={"port": 1884})
     assert (built.broker.host, built.broker.port) == ("env-host", 1884)
+
+
+# --- strict types (docs/configuration.md, "Types") --------------------------------------------
+
+
+def test_text_where_a_number_or_true_false_belongs_is_one_fault_each(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[broker]\nport = "1883"\ntls = "false"\nkeepalive = 30.0\n'
+        '[bridge]\nhistory_size = "100"\nbatch_ms = "5"\nrebirth_on_gap = 1\n'
+        '[bridge.sparkplug_edge]\nenabled = "true"\n'
+        '[gateway]\nport = "8000"\n' + CHAR + 'subgroup_size = "5"\n',
+    )
+    assert faults(path) == [
+        'broker.port = "1883": must be a whole number',
+        'broker.tls = "false": must be true or false',
+        "broker.keepalive = 30.0: must be a whole number",
+        'bridge.history_size = "100": must be a whole number',
+        'bridge.batch_ms = "5": must be a number',
+        'bridge.sparkplug_edge.enabled = "true": must be true or false',
+        "bridge.rebirth_on_gap = 1: must be true or false",
+        'gateway.port = "8000": must be a whole number',
+        'characteristic[0].subgroup_size = "5": must be a whole number',
+    ]
+
+
+def test_a_number_where_text_belongs_is_a_fault(tmp_path: Path) -> None:
+    path = write(tmp_path, "[broker]\nusername = 1234\nclient_id = 7\n")
+    assert faults(path) == [
+        "broker.username = 1234: must be a string (in quotes)",
+        "broker.client_id = 7: must be a string (in quotes)",
+    ]
+
+
+def test_a_whole_number_is_a_number_where_a_fraction_may_be(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "[bridge]\nbatch_ms = 2\nmetrics_interval = 1\n"))
+    assert (settings.bridge.batch_ms, settings.bridge.metrics_interval) == (2, 1)
+
+
+def test_environment_text_is_read_as_the_strict_types_want_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENSPC_BROKER__PORT", "1884")
+    monkeypatch.setenv("OPENSPC_BROKER__TLS", "false")
+    monkeypatch.setenv("OPENSPC_BROKER__KEEPALIVE", "45")
+    monkeypatch.setenv("OPENSPC_BROKER__USERNAME", "1234")  # text stays text
+    monkeypatch.setenv("OPENSPC_BROKER__PASSWORD", "true")
+    monkeypatch.setenv("OPENSPC_BROKER__PASSWORD_FILE", "")  # cleared below by password
+    monkeypatch.delenv("OPENSPC_BROKER__PASSWORD_FILE")
+    monkeypatch.setenv("OPENSPC_BRIDGE__BATCH_MS", "2.5")
+    monkeypatch.setenv("OPENSPC_BRIDGE__METRICS_INTERVAL", "3")
+    monkeypatch.setenv("OPENSPC_BRIDGE__HISTORY_SIZE", "250")
+    monkeypatch.setenv("OPENSPC_BRIDGE__REBIRTH_ON_GAP", "false")
+    monkeypatch.setenv("OPENSPC_BRIDGE__TOPIC_PREFIX", "42")
+    monkeypatch.setenv("OPENSPC_GATEWAY__PORT", "8001")
+    settings = load_settings(write(tmp_path, CHAR))
+    broker, bridge = settings.broker, settings.bridge
+    assert (broker.port, broker.tls, broker.keepalive) == (1884, False, 45)
+    assert (broker.username, broker.password) == ("1234", "true")
+    assert (bridge.batch_ms, bridge.metrics_interval, bridge.history_size) == (2.5, 3, 250)
+    assert (bridge.rebirth_on_gap, bridge.topic_prefix) == (False, "42")
+    assert settings.gateway.port == 8001
+    assert Settings().broker.port == 1884  # built directly: the same reading
+
+
+def test_environment_text_of_the_wrong_kind_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENSPC_BROKER__PORT", "1883.5")
+    monkeypatch.setenv("OPENSPC_BROKER__TLS", "1")
+    monkeypatch.setenv("OPENSPC_BRIDGE__HISTORY_SIZE", "yes")
+    assert faults(write(tmp_path, "")) == [
+        'environment OPENSPC_BROKER__PORT: broker.port = "1883.5": must be a whole number',
+        'environment OPENSPC_BROKER__TLS: broker.tls = "1": must be true or false',
+        'environment OPENSPC_BRIDGE__HISTORY_SIZE: bridge.history_size = "yes":'
+        " must be a whole number",
+    ]
+
+
+def test_users_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "")).bridge.users_file is None
+    settings = load_settings(write(tmp_path, '[bridge]\nusers_file = "mosquitto/roles.json"\n'))
+    assert settings.bridge.users_file == tmp_path.absolute() / "mosquitto" / "roles.json"
+    assert faults(write(tmp_path, "[bridge]\nusers_file = 5\n")) == [
+        "bridge.users_file = 5: must be a file path (a string)"
+    ]

@@ -22,12 +22,6 @@ LONG: dict[str, str] = {
     "bridge/_cli/bench.py::main": "one branch per option of a flat CLI; to split with configure",
     "bridge/readings.py::parse_count": "every accepted form of an attribute reading with its "
     "precise refusal, as parse_reading does for measurements",
-    "bridge/_mqtt.py::MqttClient.__init__": "the adapter's state, each field with its why; "
-    "owned by the outbound engineer this round: to split with the ack tracker (issue 11)",
-    "bridge/_mqtt.py::MqttClient._on_connect": "the connect sequence in order (session, "
-    "status, resubscribe, held publishes); to split with the ack tracker (issue 11)",
-    "bridge/app.py::bootstrap": "the composition root; issue 11 splits it into "
-    "bootstrap(settings, *, store, link, clock) and the builders of its parts",
     "bridge/demo.py::demo_config": "the demo plant's whole configuration in one view; "
     "demo.py is being edited by another engineer this round",
     "bridge/demo.py::run_demo": "the demo's start-up and shut-down order in one view; "

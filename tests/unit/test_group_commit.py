@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bridge._group_commit import take_batch
-from bridge._mqtt import Inbox
+from bridge.pipeline import Inbox
 
 
 def inbox_with(*items: int) -> Inbox:

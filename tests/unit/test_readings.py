@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
+import sys
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 
 import pytest
 
@@ -50,6 +51,7 @@ def test_a_value_object_with_epoch_ms_batch_and_operator() -> None:
         source_ts=True,
         batch="B-17",
         operator="ana",
+        context={"batch": "B-17", "operator": "ana"},  # they join the context
     )
 
 
@@ -203,14 +205,6 @@ def test_value_path_faults(payload: bytes, path: str, expected: str) -> None:
     assert reason(payload, path=path).startswith(expected)
 
 
-def test_the_bridge_adds_the_topic() -> None:
-    with pytest.raises(InvalidReading) as info:
-        parse(b"abc")
-    named = info.value.with_topic("plant/g7")
-    assert (named.topic, named.reason) == ("plant/g7", "not a number: 'abc'")
-    assert str(named) == "plant/g7: not a number: 'abc'"
-
-
 @pytest.mark.parametrize("path", ["", "data.", ".od", "data..od", "data. od"])
 def test_malformed_value_paths(path: str) -> None:
     with pytest.raises(ValueError, match="not a value path"):
@@ -218,10 +212,23 @@ def test_malformed_value_paths(path: str) -> None:
 
 
 def test_parsing_stays_on_the_fast_path() -> None:
-    """A guard against slow parsing creeping in (pydantic per message would be ~10x): 20,000
-    JSON readings well under a second (about 3 µs each on the 2-core machine)."""
+    """A guard against slow parsing creeping in (pydantic per message would be ~10x), counted
+    rather than timed (timings belong in `openspc bench`): one JSON reading costs a handful of
+    Python calls (18 today: the parser, its field and context helpers, json.loads and the
+    dataclass), and
+    none of them is pydantic's."""
     payload = b'{"value": 10.5, "ts": 1764309600123, "batch": "B-17"}'
-    started = time.perf_counter()
-    for _ in range(20_000):
+    parse(payload)  # warm: first-use imports and caches are not the steady state
+    calls: list[str] = []
+
+    def profile(frame: FrameType, event: str, _arg: object) -> None:
+        if event == "call":
+            calls.append(f"{frame.f_globals.get('__name__')}.{frame.f_code.co_qualname}")
+
+    sys.setprofile(profile)
+    try:
         parse(payload)
-    assert time.perf_counter() - started < 1.0
+    finally:
+        sys.setprofile(None)
+    assert not [c for c in calls if c.startswith("pydantic")], calls
+    assert len(calls) <= 25, calls

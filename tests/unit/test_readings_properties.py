@@ -84,7 +84,9 @@ def test_value_objects_round_trip(
     expected_ts = (
         ARRIVAL if ts is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ts)
     )
-    assert reading == Reading((x,), expected_ts, ts is not None, batch, operator)
+    joined = {k: v for k, v in (("batch", batch), ("operator", operator)) if v is not None}
+    expected = Reading((x,), expected_ts, ts is not None, batch, operator, joined or None)
+    assert reading == expected
 
 
 @given(

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.errors import InvalidCommand
+from bridge._ack_workflow import checked_request
+from bridge.errors import CommandRejected, InvalidCommand
 from bridge.messages import (
     ERROR_REASON_CHARS,
     dumps,
@@ -22,6 +23,7 @@ from bridge.readings import InvalidReading, check_text, parse_reading, text_faul
 from bridge.sparkplug._values import DataType, ValueField, decode_value
 from bridge.topics import Topics, parse_id
 from engine import SampleProcessed, Zone, figure, plotted_value
+from engine.alarms import Acknowledgement, AckPolicy, ViolationIds
 
 T = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
 TOPICS = Topics("openspc")
@@ -185,6 +187,12 @@ def test_sparkplug_string_metrics_go_through_the_same_check() -> None:
 # --- commands --------------------------------------------------------------------------
 
 
+def _acknowledgement(payload: bytes) -> Acknowledgement:
+    """An acknowledgement as the bridge reads it: the JSON at the edge, then its fields
+    against the configured codes in its handler (bridge/_ack_workflow.py)."""
+    return checked_request(parse_ack("openspc/cmd/ack/alice", "alice", payload), AckPolicy())
+
+
 @pytest.mark.parametrize(
     ("payload", "why"),
     [
@@ -194,30 +202,38 @@ def test_sparkplug_string_metrics_go_through_the_same_check() -> None:
         (b'{"violation_id": 10.0, "reason": "Other"}', "must be an integer"),
         (b'{"violation_id": true, "reason": "Other"}', "must be an integer"),
         (b'{"violation_id": 0, "reason": "Other"}', "must be an integer"),
-        (b'{"violation_id": 1, "reason": "\\ud800"}', "reason is not valid UTF-8"),
-        (b'{"violation_id": 1, "reason": "a\\u0000b"}', "reason contains a NUL"),
-        (b'{"violation_id": 1, "reason": {"x": [1, 2]}}', "must be a non-empty string"),
+        (b'{"violation_ids": [1, 0], "cause": "Other"}', "must be an integer"),
+        (b'{"violation_id": 1, "reason": "\\ud800"}', "not one of the configured cause_codes"),
+        (b'{"violation_id": 1, "reason": "a\\u0000b"}', "not one of the configured cause_codes"),
+        (b'{"violation_id": 1, "reason": {"x": [1, 2]}}', "not one of the configured"),
+        (b'{"violation_id": 1, "cause": "Other", "comment": "a\\u0000b"}', "contains a NUL"),
+        (b'{"violation_id": 1, "cause": "Other", "comment": "\\ud800"}', "not valid UTF-8"),
         (b"\xff", "not JSON"),
     ],
 )
 def test_bad_acknowledgements_are_refused_clearly(payload: bytes, why: str) -> None:
-    with pytest.raises(InvalidCommand, match=why) as caught:
-        parse_ack("openspc/cmd/ack/alice", "alice", payload)
+    with pytest.raises((InvalidCommand, CommandRejected), match=why) as caught:
+        _acknowledgement(payload)
     assert len(str(caught.value)) < 200
 
 
 def test_the_largest_id_is_accepted() -> None:
     body = b'{"violation_id": 9223372036854775807, "reason": "Other"}'
-    assert parse_ack("t", "alice", body).violation_id == 2**63 - 1
+    assert _acknowledgement(body).target == ViolationIds((2**63 - 1,))
 
 
 def test_a_huge_reason_never_comes_back_huge() -> None:
     huge = "x" * 5_000_000
-    with pytest.raises(InvalidCommand) as caught:
-        parse_ack("t", "alice", json.dumps({"violation_id": 1, "reason": huge}).encode())
+    with pytest.raises(CommandRejected) as caught:
+        _acknowledgement(json.dumps({"violation_id": 1, "reason": huge}).encode())
     assert len(str(caught.value)) < 200
-    with pytest.raises(InvalidCommand) as caught:
-        parse_ack("t", "alice", json.dumps({"violation_id": [huge], "reason": "x"}).encode())
+    with pytest.raises(CommandRejected) as caught:
+        _acknowledgement(json.dumps({"violation_id": [huge], "reason": "x"}).encode())
+    assert len(str(caught.value)) < 200
+    with pytest.raises(CommandRejected) as caught:
+        _acknowledgement(
+            json.dumps({"violation_ids": [1], "cause": "Other", "comment": huge}).encode()
+        )
     assert len(str(caught.value)) < 200
     with pytest.raises(InvalidCommand) as caught:
         parse_recalculate("t", 1, json.dumps({huge: 1}).encode())

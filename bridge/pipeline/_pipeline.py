@@ -1,0 +1,422 @@
+"""The pipeline: deliveries -> router -> batcher -> one transaction -> acks -> domain events.
+
+One consumer task takes up to ``batch_max`` items from the :class:`~bridge.pipeline.Inbox`
+(group commit: bridge/_group_commit.py), then for each item in arrival order:
+the :class:`~bridge.pipeline.AckTracker` skips what an earlier connection delivered and
+recognises a resend of what was taken already; the :class:`~bridge.pipeline.Router` says
+where it goes; the :class:`~bridge.pipeline.Batcher` parses it and feeds the
+characteristic's engine. The whole batch is written by the
+:class:`~bridge.pipeline.BatchUnitOfWork` in ONE transaction; only after the commit are the
+messages acknowledged (each delivery's ``.ack()``), and the results handed to the bus (which
+publishes them). A command in the middle of a batch first commits what came before it, so
+every characteristic sees its inputs in order.
+
+Failures are classified where they happen (bridge/pipeline/_unit_of_work.py): an
+unavailable database is waited out (nothing acknowledged meanwhile; the inbox fills up to
+``buffer_max`` and then the broker queues), any other failure of a batch's write is bisected
+down to the message(s) that cause it, which become dead letters.
+
+Other sources (Sparkplug B) register a topic filter and a decoder at bootstrap
+(:class:`~bridge.pipeline.InboundSource`), or call :meth:`Pipeline.submit` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bridge._ack_workflow import LimitVersions
+from bridge._alarms import Alarms, DueTick
+from bridge._context import SubgroupContexts
+from bridge._dedupe import SeenReadings
+from bridge._error_reports import ErrorReporter
+from bridge._group_commit import take_batch
+from bridge.bus import MessageBus
+from bridge.errors import (
+    CommandRejected,
+    InvalidCommand,
+    StoreUnavailable,
+    UnknownCharacteristic,
+)
+from bridge.pipeline._acks import AckTracker
+from bridge.pipeline._batcher import Batch, Batcher
+from bridge.pipeline._inbox import Inbound, Inbox
+from bridge.pipeline._model import (
+    CharacteristicRoute,
+    InboundSource,
+    Metrics,
+    Origin,
+    Submission,
+    origin_payload,
+    origin_topic,
+)
+from bridge.pipeline._router import Route, Router, ToCommand, ToReading, ToSource
+from bridge.pipeline._unit_of_work import (
+    BatchUnitOfWork,
+    Retrier,
+    Rows,
+    database_unavailable,
+)
+from bridge.ports import SystemClock
+from bridge.wire.payloads import clip, dumps, parse_ack, parse_recalculate, reply_payload
+from bridge.wire.topics import CommandTopic, Topics
+from engine import CharacteristicEngine
+
+if TYPE_CHECKING:
+    from bridge.ports import Clock, LinkPort, StorePort
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger("openspc.pipeline")
+
+
+class Pipeline:
+    """The one consumer of the inbox. Built by :func:`bridge.app.bootstrap` on the ports it
+    is given (``store``, ``link``, ``clock``): the real adapters, or the fakes of
+    ``bridge/testing.py``. ``inbox`` defaults to the link's."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        routes: Mapping[int, CharacteristicRoute],
+        engines: dict[int, CharacteristicEngine],
+        store: StorePort,
+        link: LinkPort,
+        bus: MessageBus,
+        inbox: Inbox | None = None,
+        batch_max: int = 500,
+        batch_ms: float = 10.0,
+        max_payload_bytes: int = 65_536,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+        seen: SeenReadings | None = None,
+        sources: Iterable[InboundSource] = (),
+        on_idle: Callable[[], None] | None = None,
+        alarms: Alarms | None = None,
+    ) -> None:
+        self.prefix = prefix
+        # spec and overdue alarms, valid ranges, due clocks (bridge/_alarms.py)
+        self.alarms = alarms
+        # the merged context of each open subgroup; bootstrap restores it with the states
+        self.contexts = SubgroupContexts()
+        # takes a query command (True) to answer beside the batches (bridge/_query.py)
+        self.on_query: Callable[[Inbound], bool] | None = None
+        self.engines = engines
+        self.store = store
+        self.link = link
+        self.bus = bus
+        self.inbox = inbox if inbox is not None else link.inbox
+        self.acks: AckTracker = link.acks
+        self.batch_max = batch_max
+        self.batch_wait = batch_ms / 1000.0
+        self.metrics = metrics or Metrics()
+        self.clock: Clock = clock or SystemClock()
+        self.topics = Topics(prefix)
+        self.router = Router(self.topics, routes, sources)
+        # every report on <prefix>/bridge/errors goes through it: coalesced, bounded
+        self.errors = ErrorReporter(
+            lambda data: self.link.publish(self.topics.errors, data, qos=1), self.clock.now
+        )
+        self.retry = Retrier(store, self.metrics, self._report, self.clock)
+        # identities of recent readings with a source ts (bridge/_dedupe.py); bootstrap loads it
+        seen = seen if seen is not None else SeenReadings(0)
+        self.batcher, self.unit = self._parts(seen, max_payload_bytes)
+        self._writing: asyncio.Task[None] | None = None
+        self._drain_until: float | None = None
+        # called after a batch's results are published when nothing more is waiting
+        self.on_idle = on_idle
+
+    def _parts(self, seen: SeenReadings, max_payload_bytes: int) -> tuple[Batcher, BatchUnitOfWork]:
+        """The batcher and the unit of work, sharing the contexts, the alarms and the report."""
+        batcher = Batcher(
+            routes=self.router.routes,
+            engines=self.engines,
+            metrics=self.metrics,
+            report=self._report,
+            seen=seen,
+            max_payload_bytes=max_payload_bytes,
+            contexts=self.contexts,
+            alarms=self.alarms,
+        )
+        unit = BatchUnitOfWork(
+            store=self.store,
+            engines=self.engines,
+            metrics=self.metrics,
+            report=self._report,
+            retry=self.retry,
+            contexts=self.contexts,
+            alarms=self.alarms,
+        )
+        return batcher, unit
+
+    # --- entry points -----------------------------------------------------------------
+
+    @property
+    def routes(self) -> dict[int, CharacteristicRoute]:
+        return self.router.routes
+
+    @property
+    def limit_versions(self) -> LimitVersions:
+        """The limits version in force per characteristic (bridge/_ack_workflow.py)."""
+        return self.unit.limit_versions
+
+    @limit_versions.setter
+    def limit_versions(self, versions: LimitVersions) -> None:
+        self.unit.limit_versions = versions
+
+    @property
+    def held(self) -> int:
+        """Taken from the inbox, not yet acknowledged or dropped: with the inbox, what is
+        held (the AckTracker's count)."""
+        return self.acks.held
+
+    def topic_filters(self) -> list[str]:
+        """Every filter the bridge subscribes to."""
+        return self.router.topic_filters()
+
+    def add_source(self, source: InboundSource) -> None:
+        self.router.add_source(source)
+
+    def submit(
+        self,
+        characteristic_id: int,
+        values: Sequence[float],
+        ts: datetime,
+        *,
+        source: str,
+        ack: Callable[[], None] | None = None,
+    ) -> bool:
+        """Queue readings from another source; ``ack`` is called once they are stored.
+
+        Without ``ack`` the readings may be dropped when the inbox is full (like QoS 0).
+        """
+        return self.inbox.put(
+            Submission(characteristic_id, tuple(values), ts, source, ack=ack),
+            droppable=ack is None,
+        )
+
+    def stop_by(self, drain_until: float, give_up_after: float) -> None:
+        """After ``stop``: empty the inbox until ``drain_until`` (the clock's monotonic),
+        and give up on an unavailable database after ``give_up_after`` seconds (nothing is
+        acked then)."""
+        self._drain_until = drain_until
+        self.retry.give_up_at = self.clock.monotonic() + give_up_after
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set and the inbox is empty (or the drain time is up)."""
+        try:
+            await self._consume(stop)
+        except asyncio.CancelledError:
+            if self._writing is not None:
+                self._writing.cancel()
+            raise
+        finally:
+            self.errors.flush()  # the counts of repeated errors not yet summed up
+
+    def _drained(self, stop: asyncio.Event) -> bool:
+        return stop.is_set() and (
+            not len(self.inbox)
+            or (self._drain_until is not None and self.clock.monotonic() > self._drain_until)
+        )
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        while True:
+            if self._drained(stop):
+                try:
+                    await self.wait_written()
+                except StoreUnavailable:
+                    log.error("stopping with a batch not stored; the broker will redeliver it")
+                return
+            wait = 0.0 if stop.is_set() else self.batch_wait
+            # group commit: the batch is what arrived while the last one was written; what
+            # is taken counts as held at once (the wait for that write may be an outage)
+            items = await take_batch(
+                self.inbox, self.batch_max, wait, self._writing, stop, self.acks.took
+            )
+            if not items:
+                continue
+            try:
+                await self.process(items)
+            except StoreUnavailable:
+                if stop.is_set():
+                    log.error("stopping with a batch not stored; the broker will redeliver it")
+                    return
+                raise
+
+    # --- one batch --------------------------------------------------------------------
+
+    async def process(self, items: Sequence[Origin | DueTick]) -> None:
+        """One batch of items taken from the inbox (counted in ``held`` by the caller)."""
+        pending = Batch()
+        for item in items:
+            if isinstance(item, DueTick):  # overdue deadlines reached (bridge/_alarms.py)
+                pending = await self._due(pending)
+                continue
+            if isinstance(item, Inbound) and self.acks.stale(item):
+                self.acks.settled()
+                continue  # from an earlier connection: the broker delivers it again
+            if isinstance(item, Inbound) and self.acks.taken_before(item):
+                self.metrics.readings_duplicate += 1
+                pending.acks.append(item)  # stored already; now its ack can be sent
+                continue
+            if isinstance(item, Inbound) and self.on_query is not None and self.on_query(item):
+                pending.acks.append(item)  # answered beside the batch; acked in its turn
+                continue
+            route = self.router.route(item.topic) if isinstance(item, Inbound) else None
+            if isinstance(route, ToCommand):
+                assert isinstance(item, Inbound)
+                # what came before is committed first, so every characteristic sees its
+                # inputs in order; the command then starts a fresh batch
+                await self._commit(pending)
+                pending = Batch()
+                await self._command(item, route.command)  # raises only StoreUnavailable
+                continue
+            try:
+                self._take(pending, item, route)
+            except Exception as exc:
+                log.exception("could not process a message on %s", origin_topic(item))
+                self._report(origin_topic(item), origin_payload(item), f"internal error: {exc!r}")
+                pending.ack_once(item)
+        await self._commit(pending, overlap=True)
+
+    async def _due(self, pending: Batch) -> Batch:
+        """The overdue alarms whose time came: what came before is committed first, then
+        the alarms in a batch of their own; a fresh batch goes on."""
+        self.acks.settled()  # the tick was counted as held when taken
+        if self.alarms is None:
+            return pending
+        await self._commit(pending)
+        alarms = Batch()
+        now = time.monotonic()  # as a reading's ``received``: the latency clock
+        alarms.events.extend((alarm, now) for alarm in self.alarms.expire())
+        await self._commit(alarms)
+        return Batch()
+
+    def _take(self, pending: Batch, item: Origin, route: Route | None) -> None:
+        """One reading message into the batch, the way the router says."""
+        if isinstance(item, Submission):
+            self.batcher.submission(pending, item)
+        elif isinstance(route, ToReading):
+            self.batcher.reading(
+                pending, item, route.characteristic_id, own_topic=route.own_topic, key=route.key
+            )
+        elif isinstance(route, ToSource):
+            self.batcher.decoded(pending, item, route.source)
+        else:
+            assert isinstance(item, Inbound)  # only a submission has no route
+            self.batcher.unrouted(pending, item)
+
+    # --- commit, ack, publish ---------------------------------------------------------
+
+    async def _commit(self, pending: Batch, *, overlap: bool = False) -> None:
+        """Store the batch, then ack its messages, then publish its results.
+
+        With ``overlap`` the write runs in the background while the caller goes on parsing
+        the next batch; batches still commit, ack and publish strictly one after another.
+        """
+        if not pending:
+            await self.wait_written()
+            return
+        rows = await self.unit.rows(pending)
+        await self.wait_written()
+        finish = self._finish(rows, pending.acks, self.clock.now())
+        if overlap:
+            self._writing = asyncio.create_task(finish, name="pipeline-write")
+        else:
+            await finish
+
+    async def wait_written(self) -> None:
+        """Wait for the batch being written in the background (its errors propagate)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    async def _finish(self, rows: Rows, acks: list[Origin], now: datetime) -> None:
+        events = rows.events
+        if rows.batch:
+            events = await self.unit.commit(rows, now)
+        events = events + rows.extra
+        for item in acks:  # only now: the commit is behind us (docs/reliability.md)
+            ack = item.ack  # a delivery's own, or the callback of a submission (or None)
+            if ack is not None:
+                ack()
+        self.acks.settled(len(acks))
+        await self.bus.publish(events)
+        if self.on_idle is not None and not len(self.inbox):
+            self.on_idle()
+        await self.link.wait_window()
+
+    # --- commands ---------------------------------------------------------------------
+
+    async def _command(self, msg: Inbound, topic: CommandTopic) -> None:
+        """Carry out a command, answer on its response topic, ack it. Raises only
+        :class:`StoreUnavailable` (stopping during an outage: not acked, delivered again).
+
+        A response topic outside the sender's reply tree (bridge/topics.py) refuses the
+        command: nothing is done, nothing is answered, and it is reported on the errors
+        topic (docs/topics.md, "Commands").
+        """
+        self.metrics.commands += 1
+        refusal = None
+        if msg.response_topic:
+            sender = topic.user if topic.kind == "ack" else None
+            refusal = self.topics.reply_fault(msg.response_topic, sender)
+        error = await self._carry_out(msg, topic, refusal)
+        if error is not None:
+            self.metrics.commands_rejected += 1
+            self._report(msg.topic, msg.payload, error)
+        if refusal is None:
+            self._reply(msg, dumps(reply_payload(error)))
+        msg.ack()
+        self.acks.settled()
+
+    async def _carry_out(
+        self, msg: Inbound, topic: CommandTopic, refusal: str | None
+    ) -> str | None:
+        """Run the command's handler (waiting out an outage); why it was refused, or None."""
+        try:
+            if refusal is not None:
+                raise CommandRejected(f"not carried out: {refusal}; no reply sent")
+            command: Any
+            if topic.kind == "ack":
+                command = parse_ack(msg.topic, topic.user, msg.payload)
+            else:
+                cid = topic.characteristic_id
+                if cid is None or cid not in self.routes:
+                    raise CommandRejected(str(UnknownCharacteristic(clip(topic.key, 40))))
+                command = parse_recalculate(msg.topic, cid, msg.payload)
+            # while the database is away the command waits for it, as readings do
+            await self.retry.run(
+                lambda: self.bus.execute(command), only=database_unavailable, resumes=True
+            )
+        except (InvalidCommand, CommandRejected) as exc:
+            return str(exc)
+        except StoreUnavailable:
+            raise  # stopping: not acked, so the broker delivers the command again
+        except Exception as exc:
+            log.exception("command on %s failed", msg.topic)
+            return clip(f"internal error: {exc}", 300)
+        return None
+
+    def _reply(self, msg: Inbound, payload: bytes) -> None:
+        """Answer on the (checked) response topic; a failure here touches nothing else."""
+        try:
+            self.link.reply(msg, payload)
+        except Exception as exc:
+            log.warning("could not reply on %r: %s", clip(msg.response_topic or "", 80), exc)
+            self._report(msg.topic, msg.payload, f"reply not sent: {exc}")
+
+    # --- errors -----------------------------------------------------------------------
+
+    def report_condition(self, reason: str) -> None:
+        """Report a condition of the bridge itself (no input topic) on the errors topic."""
+        self._report("", b"", reason)
+
+    def _report(self, topic: str, payload: bytes, reason: str) -> None:
+        """On ``<prefix>/bridge/errors``, coalesced and cut short (bridge/_error_reports.py)."""
+        self.errors.report(topic, payload, reason)
