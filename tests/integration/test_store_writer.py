@@ -6,6 +6,7 @@ outage is one (docs/reliability.md)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -171,23 +172,24 @@ async def stored(store: Store, table: Table, cid: int) -> list[dict[str, Any]]:
     driver's own values (text times, JSON text, 0/1), elsewhere the typed values with JSON
     as its text; the ids of rows given out per batch left out (``sample_id`` as the
     position of its sample among the characteristic's)."""
+    rows: list[dict[str, Any]]
     if store.engine.dialect.name == "sqlite":
-        with contextlib.closing(sqlite3.connect(str(store.engine.url.database))) as conn:
-            conn.row_factory = sqlite3.Row
-            key = "id" if table is characteristics else "characteristic_id"
-            found = conn.execute(
-                f"SELECT * FROM {table.name} WHERE {key} = ? ORDER BY id",  # noqa: S608  # our own table
+        name = "id" if table is characteristics else "characteristic_id"
+        with contextlib.closing(sqlite3.connect(str(store.engine.url.database))) as raw:
+            raw.row_factory = sqlite3.Row
+            found = raw.execute(
+                f"SELECT * FROM {table.name} WHERE {name} = ? ORDER BY id",  # noqa: S608  # our own table
                 (cid,),
-            ).fetchall()
-            rows = [dict(row) for row in found]
+            )
+            rows = [dict(row) for row in found.fetchall()]
     else:
         columns = [
             cast(c, Text).label(c.key) if isinstance(c.type, JSON) else c for c in table.columns
         ]
         key = table.c.id if table is characteristics else table.c.characteristic_id
         async with store.engine.connect() as conn:
-            found = await conn.execute(select(*columns).where(key == cid).order_by(table.c.id))
-            rows = [dict(row._mapping) for row in found]
+            result = await conn.execute(select(*columns).where(key == cid).order_by(table.c.id))
+            rows = [dict(row._mapping) for row in result]
     sample_ids = [s.id for s in await store.rows("samples", cid)]
     for row in rows:
         if "sample_id" in row:
@@ -224,6 +226,9 @@ async def test_a_batch_names_every_column_a_migration_added() -> None:
         }[name]
         assert set(rows[0]) == expected, name
     assert set(characteristics.c.keys()) == {"id", "name", *BATCH_UPDATES}
+    # and every part of a batch is one the writer writes (bridge/store/_writer.py)
+    parts = {f.name for f in dataclasses.fields(BatchWrite)}
+    assert parts == {"readings", "samples", "violations", "limits", "states", "due_states"}
 
 
 async def _limits_rows() -> list[dict[str, Any]]:
