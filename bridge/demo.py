@@ -37,6 +37,15 @@ from typing import TYPE_CHECKING, TextIO
 from bridge._mosquitto import MosquittoFailedToStart, PlantBroker, port_is_free
 from bridge._package_data import hmi_dir
 from bridge.mosquitto_admin import Role
+from bridge.simulator import (
+    CountGauge,
+    Disturbances,
+    Gauge,
+    GaugePublisher,
+    LineSchedule,
+    Shopfloor,
+    gauges_from_settings,
+)
 from bridge.wire.topics import Topics
 
 if TYPE_CHECKING:
@@ -100,7 +109,11 @@ class DemoOptions:
     gateway_port: int = 8000  # OpenSPC's WebSocket API (docs/gateway.md)
     state_dir: Path = field(default_factory=default_state_dir)
     reset: bool = False
-    rate: float = 2.0  # readings per second per gauge
+    rate: float = 0.25  # readings per second of an n = 5 gauge: a point every 20 s
+    # how readings carry their part, lot, shift and operator (bridge.simulator.Shopfloor):
+    # "context": each reading's part, lot, shift and operator as its `context` object
+    # (docs/topics.md "Context"); "legacy": the older top-level batch and operator keys
+    context: str = "context"
     http_dir: Path = field(default_factory=hmi_dir)
 
 
@@ -238,10 +251,12 @@ def demo_config(
     bridge_password: str,
     gateway_port: int = 8000,
     gateway_password: str | None = None,
+    point_seconds: float = 20.0,
 ) -> str:
     """The demo bridge's TOML: six characteristics, n = 1 and n = 5, a p chart and an EWMA
-    chart, own and standard topics;
-    the gateway's port, and its broker user when it has one."""
+    chart, own and standard topics; the gateway's port, and its broker user when it has one.
+    Every chart expects a point every ``point_seconds``: a sample is due three points after
+    the last (overdue a quarter later), and line 3's charts wait while it stands."""
     gateway = f'[gateway]\nhost = "{_HOST}"\nport = {gateway_port}\n'
     if gateway_password is not None:
         gateway += f'username = "gateway"\npassword = "{gateway_password}"\n'
@@ -263,8 +278,30 @@ metrics_interval = 5.0
 users_file = "broker/roles.json"  # each user's role message for the HMI (docs/topics.md)
 
 # openspc gateway: OpenSPC's WebSocket API (docs/gateway.md)
-{gateway}
-# n = 5 from a vendor gauge on its own topic: {{"data": {{"od": 10.01}}, "ts": ...}}
+{gateway}{_due_and_line(_CHARACTERISTICS, 3 * point_seconds)}"""
+
+
+def _due_and_line(characteristics: str, interval: float) -> str:
+    """Each characteristic of the TOML with its ``sample_interval``, and line 3's with its
+    ``running_topic`` (docs/configuration.md "Alarms")."""
+    out = []
+    for block in characteristics.split("[[characteristic]]\n"):
+        if block.startswith("id = "):
+            keys = f"sample_interval = {interval:g}\n"
+            if 'topic = "plant1/line3/' in block:
+                keys += f'running_topic = "{LINE3_RUNNING_TOPIC}"\n'
+            block = block.replace("\n", "\n" + keys, 1)
+        out.append(block)
+    return "[[characteristic]]\n".join(out)
+
+
+# Line 3 (characteristics 1, 4 and 5, on plant1/line3/...) stops now and then: its gauges
+# send nothing meanwhile and the line says so on this topic; its characteristics name it as
+# their `running_topic` (docs/configuration.md), so no overdue alarm is raised while it stands.
+LINE3_RUNNING_TOPIC = "plant1/line3/running"
+
+_CHARACTERISTICS = """# n = 5 from a vendor gauge on its own topic:
+# {"data": {"od": 10.01}, "ts": ...}; all eight Nelson rules (the most alarms of the demo's charts)
 [[characteristic]]
 id = 1
 name = "Shaft OD"
@@ -275,10 +312,11 @@ subgroup_size = 5
 usl = 10.05
 lsl = 9.95
 target = 10.0
-baseline = 20
+baseline = 25
 rules = "nelson"
 
-# n = 1 on the standard topic openspc/char/2/reading
+# n = 1 on the standard topic openspc/char/2/reading; a baseline of 50 individuals (20 would
+# estimate sigma too low as often as not, and every chart after it would alarm)
 [[characteristic]]
 id = 2
 name = "Bore depth"
@@ -286,10 +324,10 @@ unit = "mm"
 usl = 25.2
 lsl = 24.8
 target = 25.0
-baseline = 20
-rules = "nelson"
+baseline = 50
+rules = "western_electric"
 
-# n = 5 against fixed control limits: judged from the first subgroup
+# n = 5 against fixed control limits: judged from the first subgroup (the demo's first alarm)
 [[characteristic]]
 id = 3
 name = "Fill weight"
@@ -301,20 +339,20 @@ target = 500.0
 center_line = 500.0
 ucl = 503.0
 lcl = 497.0
-baseline = 5            # unused with fixed limits; the gauges stay calm this long
 rules = "western_electric"
 
-# n = 1 with an upper spec limit only
+# n = 1 with an upper spec limit only: beyond 3 sigma, nine on one side
 [[characteristic]]
 id = 4
 name = "Surface roughness Ra"
 unit = "um"
 topic = "plant1/line3/profilometer/ra"
 usl = 1.6
-rules = "nelson"
+baseline = 50
+rules = [1, 2]
 
 # a p chart: a vision station reports the defective caps of about 50 inspected,
-# {{"defectives": 2, "inspected": 51, "ts": ...}}; rule 1 (the attribute charts' default)
+# {"defectives": 2, "inspected": 51, "ts": ...}; rule 1 (the attribute charts' default)
 [[characteristic]]
 id = 5
 name = "Cap defects (vision)"
@@ -331,11 +369,53 @@ unit = "um"
 usl = 62.0
 lsl = 38.0
 target = 50.0
-baseline = 20
+baseline = 60
 chart = "ewma"
 lambda = 0.2
 L = 3.0
 """
+
+# How the demo's gauges misbehave, in points (subgroups) of each chart: calm for 200 to 400
+# points between assignable causes (a step shift of 1.5 sigma, or a drift of 0.3 sigma a
+# point), each over after 4 to 8 points (someone corrects it); the first one right after the
+# warm-up, as a shift, so the first alarm comes within about a minute. The EWMA chart's
+# causes are smaller (it sees small ones). At the default pace (a point every 20 s) that is
+# about 5 alarms an hour per characteristic, most of them the rules' own false alarms
+# (scripts/demo-alarm-rate; docs/hmi.md "The demo").
+DISTURBANCES = Disturbances(
+    gap=(200, 400),
+    length=(4, 8),
+    shift_sigmas=1.5,
+    drift_sigmas_per_reading=0.3,
+    outlier_chance=0.001,
+    first_gap=(0, 1),
+    first_shift=True,
+)
+SMALL_SHIFTS = Disturbances(
+    gap=(200, 400),
+    length=(6, 12),
+    shift_sigmas=1.0,
+    drift_sigmas_per_reading=0.15,
+    outlier_chance=0.0005,
+    first_gap=(0, 1),
+    first_shift=True,
+)
+COUNT_GAP = (200, 400)  # samples between the vision station's bad spells
+BACKFILL_POINTS = 70  # a new demo's history: more than the longest baseline (60)
+
+
+def demo_gauges(settings: Settings, seed: int) -> list[Gauge | CountGauge]:
+    """The demo's simulated gauges for its config (also what ``scripts/demo-alarm-rate``
+    measures)."""
+    return gauges_from_settings(
+        settings,
+        seed=seed,
+        disturbances=DISTURBANCES,
+        small_shift=SMALL_SHIFTS,
+        per_point=True,
+        count_gap=COUNT_GAP,
+        fixed_warmup=1,
+    )
 
 
 def _start_broker(broker: PlantBroker, options: DemoOptions) -> None:
@@ -440,12 +520,165 @@ def _banner(options: DemoOptions, state: Path, users: list[DemoUser]) -> str:
         "  Users (name / password):",
         *(f"    {u.name + ' / ' + u.password:<{width}}  {u.note}" for u in users),
         f"  State:                    {state}  (kept; --reset starts afresh)",
-        f"  Gauges:                   {options.rate:g} reading(s)/s per n = 5 gauge, "
-        f"{options.rate / _POINT_SIZE:g}/s per n = 1 gauge; the first alarms within a minute",
+        f"  Gauges:                   a point every {_POINT_SIZE / options.rate:g} s on every "
+        "chart; the first alarm within about a minute, then a few an hour per chart",
+        f"  Line 3:                   stops now and then ({LINE3_RUNNING_TOPIC})",
         "Press Ctrl-C to stop.",
         "",
     ]
     return "\n".join(lines)
+
+
+@dataclass
+class _Plant:
+    """What the demo's parts share once the state directory and config are ready."""
+
+    options: DemoOptions
+    settings: Settings
+    state: Path
+    users: list[DemoUser]
+    carries_on: bool  # the database of an earlier run is there
+
+    def user(self, name: str) -> DemoUser:
+        return next(u for u in self.users if u.name == name)
+
+
+def _write_config(options: DemoOptions, state: Path, users: list[DemoUser]) -> Settings:
+    """Write the demo's openspc.toml (mode 0600: it holds passwords) and load it."""
+    from bridge.config import load_settings
+
+    by_name = {u.name: u for u in users}
+    config_path = state / "openspc.toml"
+    config_path.write_text(
+        demo_config(
+            mqtt_port=options.mqtt_port,
+            bridge_password=by_name["bridge"].password,
+            gateway_port=options.gateway_port,
+            gateway_password=by_name["gateway"].password,
+            point_seconds=_POINT_SIZE / options.rate,
+        )
+    )
+    config_path.chmod(0o600)
+    with _without_overrides() as ignored:
+        settings = load_settings(config_path)
+    if ignored:
+        log.warning("the demo ignores the environment's %s", ", ".join(ignored))
+    return settings
+
+
+def _demo_broker(plant: _Plant) -> PlantBroker:
+    """The broker and its users: the simulated gauges write exactly the demo's
+    characteristics (their own topics, or openspc/char/<id>/reading for those without one,
+    docs/broker.md) and line 3's running topic."""
+    options, settings = plant.options, plant.settings
+    broker = PlantBroker(
+        plant.state / "broker",
+        mqtt_port=options.mqtt_port,
+        ws_port=options.ws_port,
+        http_dir=_servable_hmi(options.http_dir, plant.state),
+    )
+    gauge_topics = sorted({c.topic for c in settings.characteristic if c.topic is not None})
+    gauge_topics.append(LINE3_RUNNING_TOPIC)
+    gauge_ids = sorted(c.id for c in settings.characteristic if c.topic is None)
+    for user in plant.users:
+        is_gauge = user.role is Role.GAUGE
+        broker.users.add(
+            user.name,
+            user.role,
+            user.password,
+            gauge_topics if is_gauge else [],
+            characteristics=gauge_ids if is_gauge else [],
+            client_id=settings.broker.client_id if user.role is Role.BRIDGE else None,
+            topic_prefix="openspc",
+        )
+    return broker
+
+
+def _publishers(plant: _Plant) -> list[GaugePublisher]:
+    """One publisher per subgroup size: every chart gains a point at the same pace (an n = 5
+    gauge sends `rate` readings a second, an n = 1 gauge a fifth of that). Line 3's gauges
+    pause while it stands; the first publisher says so on its running topic."""
+    options, gauges_user = plant.options, plant.user("gauges")
+    by_size: dict[int, list[Gauge | CountGauge]] = {}
+    for gauge in demo_gauges(plant.settings, secrets.randbits(32)):
+        by_size.setdefault(gauge.profile.subgroup_size, []).append(gauge)
+    line_ids = frozenset(
+        c.id for c in plant.settings.characteristic if (c.topic or "").startswith("plant1/line3/")
+    )
+    # a 25-minute run and a 4-minute stop at the default pace (scaled with --rate)
+    scale = DemoOptions.rate / options.rate
+    line = LineSchedule(LINE3_RUNNING_TOPIC, line_ids, run=1500 * scale, stop=240 * scale)
+    shopfloor = Shopfloor(style=options.context)
+    # a new plant starts with the last 70 points of a line that was already running (time-
+    # stamped 20 s apart up to now): every chart has its limits and history when the page
+    # opens; a second run carries on from its database instead
+    points = 0 if plant.carries_on else BACKFILL_POINTS
+    return [
+        GaugePublisher(
+            _HOST,
+            options.mqtt_port,
+            group,
+            rate=options.rate * size / _POINT_SIZE,
+            username=gauges_user.name,
+            password=gauges_user.password,
+            client_id=f"openspc-demo-gauges-n{size}",
+            shopfloor=shopfloor,
+            line=line,
+            announce_line=index == 0,
+            backfill=points * size,
+        )
+        for index, (size, group) in enumerate(sorted(by_size.items()))
+    ]
+
+
+async def _until_stopped(
+    bridge: asyncio.Task[None], gateway: asyncio.Task[None], stop: asyncio.Event
+) -> None:
+    """Wait for ``stop``; a bridge or gateway that ends by itself is an error, with its why."""
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait({bridge, gateway, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if bridge.done():
+        bridge.result()  # the bridge ended by itself: report why
+        raise RuntimeError("the bridge stopped unexpectedly")
+    if gateway.done():
+        gateway.result()
+        raise RuntimeError("the gateway stopped unexpectedly")
+
+
+async def _run_plant(
+    plant: _Plant,
+    bridge: asyncio.Task[None],
+    since: datetime,
+    stop: asyncio.Event,
+    out: TextIO,
+    on_ready: Callable[[], None] | None,
+) -> None:
+    """With the bridge started: wait for it, start the gateway and the gauges, run until
+    ``stop``, then stop the gauges and the gateway."""
+    publishers = _publishers(plant)
+    started: list[GaugePublisher] = []
+    gateway_stop = asyncio.Event()
+    gateway: asyncio.Task[None] | None = None
+    try:
+        await _await_bridge_online(plant.options.mqtt_port, bridge, since, plant.user("gauges"))
+        gateway = await _start_gateway(plant.settings, gateway_stop)
+        for publisher in publishers:
+            await asyncio.to_thread(publisher.start)
+            started.append(publisher)
+        out.write(_banner(plant.options, plant.state, plant.users))
+        out.flush()
+        if on_ready is not None:
+            on_ready()
+        await _until_stopped(bridge, gateway, stop)
+        out.write("Stopping: gauges, then the bridge (offline status), then the broker.\n")
+        out.flush()
+    finally:
+        for publisher in started:
+            await asyncio.to_thread(publisher.stop, 2.0)
+        gateway_stop.set()
+        if gateway is not None:
+            await _finish(gateway)
 
 
 async def run_demo(
@@ -460,117 +693,21 @@ async def run_demo(
     Start :class:`PlantBroker` from the main thread: it stops with it.
     """
     from bridge.app import run_bridge
-    from bridge.config import load_settings
-    from bridge.simulator import (
-        CountGauge,
-        Disturbances,
-        Gauge,
-        GaugePublisher,
-        gauges_from_settings,
-    )
-
-    # an alarm within a minute, then a few a minute: a demo, not a flood
-    calmer = Disturbances(gap=(40, 80), outlier_chance=0.005)
-    # an EWMA chart sees each episode sooner and for longer: rarer ones keep it as calm
-    # (about 18 alarms an hour at n = 1, against about 30 with `calmer`; measured offline)
-    rarer = Disturbances(gap=(150, 300), outlier_chance=0.002)
 
     state = prepare_state_dir(options)
+    carries_on = (state / "openspc.db").exists()
     users = demo_users(state)
-    by_name = {u.name: u for u in users}
-    config_path = state / "openspc.toml"
-    config_path.write_text(
-        demo_config(
-            mqtt_port=options.mqtt_port,
-            bridge_password=by_name["bridge"].password,
-            gateway_port=options.gateway_port,
-            gateway_password=by_name["gateway"].password,
-        )
-    )
-    config_path.chmod(0o600)
-    with _without_overrides() as ignored:
-        settings = load_settings(config_path)
-    if ignored:
-        log.warning("the demo ignores the environment's %s", ", ".join(ignored))
-
-    broker = PlantBroker(
-        state / "broker",
-        mqtt_port=options.mqtt_port,
-        ws_port=options.ws_port,
-        http_dir=_servable_hmi(options.http_dir, state),
-    )
-    # the simulated gauges write exactly the demo's characteristics: their own topics, or
-    # openspc/char/<id>/reading for those without one (docs/broker.md)
-    gauge_topics = sorted({c.topic for c in settings.characteristic if c.topic is not None})
-    gauge_ids = sorted(c.id for c in settings.characteristic if c.topic is None)
-    store = broker.users
-    for user in users:
-        is_gauge = user.role is Role.GAUGE
-        store.add(
-            user.name,
-            user.role,
-            user.password,
-            gauge_topics if is_gauge else [],
-            characteristics=gauge_ids if is_gauge else [],
-            client_id=settings.broker.client_id if user.role is Role.BRIDGE else None,
-            topic_prefix="openspc",
-        )
+    settings = _write_config(options, state, users)
+    plant = _Plant(options, settings, state, users, carries_on)
+    broker = _demo_broker(plant)
     _start_broker(broker, options)
-    started = datetime.now(UTC) - timedelta(seconds=1)
+    since = datetime.now(UTC) - timedelta(seconds=1)
     try:
         bridge_stop = asyncio.Event()
         bridge = asyncio.create_task(run_bridge(settings, bridge_stop), name="bridge")
-        # Every chart gains a point at the same pace: an n = 5 gauge sends `rate` readings a
-        # second, an n = 1 gauge a fifth of that (else its chart races and alarms five times
-        # as often).
-        by_size: dict[int, list[Gauge | CountGauge]] = {}
-        gauges = gauges_from_settings(
-            settings, seed=secrets.randbits(32), disturbances=calmer, small_shift=rarer
-        )
-        for gauge in gauges:
-            by_size.setdefault(gauge.profile.subgroup_size, []).append(gauge)
-        publishers = [
-            GaugePublisher(
-                _HOST,
-                options.mqtt_port,
-                group,
-                rate=options.rate * size / _POINT_SIZE,
-                username="gauges",
-                password=by_name["gauges"].password,
-                client_id=f"openspc-demo-gauges-n{size}",
-            )
-            for size, group in sorted(by_size.items())
-        ]
-        started_publishers: list[GaugePublisher] = []
-        gateway_stop = asyncio.Event()
-        gateway: asyncio.Task[None] | None = None
         try:
-            await _await_bridge_online(options.mqtt_port, bridge, started, by_name["gauges"])
-            gateway = await _start_gateway(settings, gateway_stop)
-            for publisher in publishers:
-                await asyncio.to_thread(publisher.start)
-                started_publishers.append(publisher)
-            out.write(_banner(options, state, users))
-            out.flush()
-            if on_ready is not None:
-                on_ready()
-            stopper = asyncio.create_task(stop.wait(), name="stop")
-            await asyncio.wait({bridge, gateway, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if bridge.done():
-                bridge.result()  # the bridge ended by itself: report why
-                raise RuntimeError("the bridge stopped unexpectedly")
-            if gateway.done():
-                gateway.result()
-                raise RuntimeError("the gateway stopped unexpectedly")
-            out.write("Stopping: gauges, then the bridge (offline status), then the broker.\n")
-            out.flush()
+            await _run_plant(plant, bridge, since, stop, out, on_ready)
         finally:
-            for publisher in started_publishers:
-                await asyncio.to_thread(publisher.stop, 2.0)
-            gateway_stop.set()
-            if gateway is not None:
-                await _finish(gateway)
             bridge_stop.set()
             await _finish(bridge)
     finally:

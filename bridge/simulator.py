@@ -11,7 +11,11 @@ Two parts:
   units), mostly in control, with now and then a short spell of many more.
 - :class:`GaugePublisher` publishes gauges' readings with paho-mqtt (QoS 1) from a thread, at
   a given rate, as ``{"value": x, "ts": <epoch ms>}`` on each characteristic's reading topic
-  (or the vendor shape its ``value_path`` names).
+  (or the vendor shape its ``value_path`` names), with the part, lot, shift and operator of
+  a :class:`Shopfloor` when given one, and pauses a :class:`LineSchedule`'s gauges while its
+  line stands still (announced on the line's running topic).
+- :func:`alarm_rate` runs gauges through the engine offline, for hours of simulated time in
+  seconds: the alarms an hour each characteristic would raise (docs/hmi.md "The demo").
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import TracebackType
 from typing import Any
@@ -30,6 +35,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+import engine
 from bridge.config import CharacteristicSettings, Settings
 from bridge.errors import BrokerUnavailable
 from bridge.readings import compile_value_path
@@ -41,7 +47,10 @@ __all__ = [
     "Gauge",
     "GaugeProfile",
     "GaugePublisher",
+    "LineSchedule",
+    "Shopfloor",
     "SimulatedReading",
+    "alarm_rate",
     "gauges_from_settings",
     "profile_for",
     "reading_payload",
@@ -74,6 +83,33 @@ class Disturbances:
     drift_sigmas_per_reading: float = 0.25
     outlier_sigmas: float = 4.5
     outlier_chance: float = 0.02  # per calm reading after the warm-up
+    # calm readings between the warm-up and the first episode (None: half a gap), so that a
+    # demo shows its first alarm soon and then stays calm
+    first_gap: tuple[int, int] | None = None
+    first_shift: bool = False  # the first episode a step shift (seen at once), not a drift
+
+    def in_readings(self, subgroup_size: int) -> Disturbances:
+        """These counts taken as points (subgroups) of a chart of ``subgroup_size``, in
+        readings: every chart then misbehaves as often per point whatever its n."""
+        n = subgroup_size
+
+        def times(pair: tuple[int, int] | None) -> tuple[int, int] | None:
+            return None if pair is None else (pair[0] * n, pair[1] * n)
+
+        gap, length = times(self.gap), times(self.length)
+        assert gap is not None
+        assert length is not None
+        return Disturbances(
+            warmup=None if self.warmup is None else self.warmup * n,
+            gap=gap,
+            length=length,
+            shift_sigmas=self.shift_sigmas,
+            drift_sigmas_per_reading=self.drift_sigmas_per_reading / n,
+            outlier_sigmas=self.outlier_sigmas,
+            outlier_chance=self.outlier_chance / n,
+            first_gap=times(self.first_gap),
+            first_shift=self.first_shift,
+        )
 
     @classmethod
     def none(cls) -> Disturbances:
@@ -121,11 +157,15 @@ class Gauge:
         self._random = random.Random(f"{seed}/{profile.characteristic_id}")
         self._count = 0
         self._warmup = baseline * profile.subgroup_size if d.warmup is None else d.warmup
-        self._calm_until = self._warmup + self._random.randint(*d.gap) // 2
+        first = d.first_gap
+        self._calm_until = self._warmup + (
+            self._random.randint(*d.gap) // 2 if first is None else self._random.randint(*first)
+        )
         self._episode: Disturbance = Disturbance.NONE
         self._episode_until = 0
         self._offset = 0.0  # in sigmas
         self._direction = 1.0
+        self._had_episode = False
 
     @property
     def count(self) -> int:
@@ -149,6 +189,9 @@ class Gauge:
                     self._offset += self._direction * d.drift_sigmas_per_reading
         elif i >= self._calm_until:
             self._episode = rnd.choice((Disturbance.SHIFT, Disturbance.DRIFT))
+            if d.first_shift and not self._had_episode:
+                self._episode = Disturbance.SHIFT
+            self._had_episode = True
             self._episode_until = i + rnd.randint(*d.length)
             self._direction = rnd.choice((-1.0, 1.0))
             self._offset = (
@@ -241,8 +284,10 @@ class CountGauge:
             fields["units"] = units
         return fields
 
-    def payload(self, ts_ms: int) -> bytes:
-        return json.dumps({**self.next(), "ts": ts_ms}, separators=(",", ":")).encode()
+    def payload(self, ts_ms: int, extra: dict[str, Any] | None = None) -> bytes:
+        return json.dumps(
+            {**self.next(), "ts": ts_ms, **(extra or {})}, separators=(",", ":")
+        ).encode()
 
 
 def _poisson(rnd: random.Random, mean: float) -> int:
@@ -265,11 +310,12 @@ def reading_payload(
     *,
     value_path: str | None = None,
     decimals: int = 6,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     """The JSON a gauge sends: ``{"value": x, "ts": ms}``, or ``{"values": [...], "ts": ms}``
     for a whole subgroup, or the number (list) nested at ``value_path`` (``data.od`` ->
     ``{"data": {"od": x}, "ts": ms}``; a numeric step makes a list with the number at that
-    index)."""
+    index). ``extra`` (e.g. ``batch`` and ``operator``, or ``context``) joins at the top."""
     number: float | list[float] = (
         round(value, decimals)
         if isinstance(value, float | int)
@@ -277,14 +323,80 @@ def reading_payload(
     )
     if value_path is None:
         key = "value" if isinstance(number, float | int) else "values"
-        return json.dumps({key: number, "ts": ts_ms}, separators=(",", ":")).encode()
-    first, *rest = compile_value_path(value_path)
-    node: Any = number
-    for step in reversed(rest):
-        node = [0] * int(step) + [node] if step.isascii() and step.isdigit() else {step: node}
-    doc: dict[str, Any] = {first: node}
-    doc.setdefault("ts", ts_ms)
+        doc: dict[str, Any] = {key: number, "ts": ts_ms}
+    else:
+        first, *rest = compile_value_path(value_path)
+        node: Any = number
+        for step in reversed(rest):
+            node = [0] * int(step) + [node] if step.isascii() and step.isdigit() else {step: node}
+        doc = {first: node}
+        doc.setdefault("ts", ts_ms)
+    for key, item in (extra or {}).items():
+        doc.setdefault(key, item)
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+_SHIFTS = (("A", 6), ("B", 14), ("C", 22))  # a three-shift plant: A from 06:00, B, C
+
+
+@dataclass
+class Shopfloor:
+    """Who and what a reading is about: part numbers counting up, a lot that changes every
+    ``lot_size`` parts, the shift from the clock (A 06-14, B 14-22, C 22-06, UTC) and its
+    operator. ``style``: ``"context"`` sends ``{"context": {"part", "lot", "shift",
+    "operator"}}`` (docs/topics.md "Context"); ``"legacy"`` the older ``batch`` (the lot) and
+    ``operator`` keys, which every bridge release takes; ``"none"`` nothing."""
+
+    style: str = "legacy"
+    lot_size: int = 400
+    operators: dict[str, str] = field(default_factory=lambda: {"A": "kim", "B": "lee", "C": "sam"})
+    _parts: dict[int, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.style not in ("context", "legacy", "none"):
+            raise ValueError(f"style must be context, legacy or none, got {self.style!r}")
+
+    def fields(self, characteristic_id: int, ts_ms: int) -> dict[str, Any]:
+        """The extra JSON keys of the next reading of ``characteristic_id`` at ``ts_ms``."""
+        if self.style == "none":
+            return {}
+        part = self._parts.get(characteristic_id, 0) + 1
+        self._parts[characteristic_id] = part
+        hour = time.gmtime(ts_ms / 1000).tm_hour
+        shift = next((name for name, start in reversed(_SHIFTS) if hour >= start), "C")
+        operator = self.operators.get(shift, "")
+        lot = f"L{characteristic_id}{1 + (part - 1) // self.lot_size:03d}"
+        if self.style == "legacy":
+            return {"batch": lot, "operator": operator}
+        return {
+            "context": {
+                "part": f"P{characteristic_id}-{part:06d}",
+                "lot": lot,
+                "shift": shift,
+                "operator": operator,
+            }
+        }
+
+
+@dataclass(frozen=True)
+class LineSchedule:
+    """A line that stops and starts: it runs ``run`` seconds, then stands ``stop`` seconds,
+    for ever (deterministic: no clock of its own; ``running(elapsed)`` is asked with the
+    seconds since the line started). ``characteristics``: the gauges on that line, which
+    send nothing while it stands; ``topic``: where the line says so ("true" / "false",
+    retained: a characteristic's ``running_topic``, docs/configuration.md)."""
+
+    topic: str
+    characteristics: frozenset[int]
+    run: float = 1500.0
+    stop: float = 240.0
+
+    def __post_init__(self) -> None:
+        if not (self.run > 0 and self.stop > 0):
+            raise ValueError(f"run and stop must be positive seconds, got {self.run}, {self.stop}")
+
+    def running(self, elapsed: float) -> bool:
+        return elapsed % (self.run + self.stop) < self.run
 
 
 def profile_for(characteristic: CharacteristicSettings, topic_prefix: str) -> GaugeProfile:
@@ -338,11 +450,16 @@ def gauges_from_settings(
     seed: int = 0,
     disturbances: Disturbances | None = None,
     small_shift: Disturbances | None = None,
+    per_point: bool = False,
+    count_gap: tuple[int, int] = (150, 300),
+    fixed_warmup: int = 5,
 ) -> list[Gauge | CountGauge]:
     """One gauge per configured characteristic that reads MQTT (Sparkplug B ones skipped):
-    a :class:`CountGauge` for an attribute chart, a :class:`Gauge` for the others, with
-    ``small_shift`` (default ``disturbances``) for the EWMA and CUSUM charts, which see every
-    episode sooner and longer."""
+    a :class:`CountGauge` for an attribute chart (``count_gap`` samples between its spells),
+    a :class:`Gauge` for the others, with ``small_shift`` (default ``disturbances``) for the
+    EWMA and CUSUM charts, which see every episode sooner and longer. ``per_point``: the
+    disturbances count points, whatever the subgroup size (:meth:`Disturbances.in_readings`).
+    ``fixed_warmup``: the calm points first against fixed limits (no baseline to wait for)."""
     prefix = settings.bridge.topic_prefix
     gauges: list[Gauge | CountGauge] = []
     for c in settings.characteristic:
@@ -356,20 +473,24 @@ def gauges_from_settings(
                     inspected=c.inspected,
                     seed=seed,
                     baseline=c.baseline,
+                    gap=count_gap,
                 )
             )
             continue
+        chosen = (
+            small_shift
+            if small_shift is not None and c.chart_name in ("ewma", "cusum")
+            else disturbances
+        )
+        if per_point and chosen is not None:
+            chosen = chosen.in_readings(c.subgroup_size)
         gauges.append(
             Gauge(
                 profile_for(c, prefix),
                 seed=seed,
-                disturbances=(
-                    small_shift
-                    if small_shift is not None and c.chart_name in ("ewma", "cusum")
-                    else disturbances
-                ),
+                disturbances=chosen,
                 # against fixed limits there is no baseline to wait for: a short calm start
-                baseline=5 if c.ucl is not None else c.baseline,
+                baseline=fixed_warmup if c.ucl is not None else c.baseline,
             )
         )
     return gauges
@@ -403,6 +524,12 @@ class GaugePublisher:
     inflight: int = 100
     subgroups: bool = False
     clock: Callable[[], float] = time.time
+    shopfloor: Shopfloor | None = None  # part, lot, shift, operator with every reading
+    line: LineSchedule | None = None  # its gauges pause while the line stands
+    announce_line: bool = False  # this publisher says the line's state on its topic
+    # ticks sent at once first, time-stamped `1 / rate` apart up to now: the history of a
+    # line that was running before the demo was opened (needs rate > 0)
+    backfill: int = 0
     published: int = field(default=0, init=False)
     acknowledged: int = field(default=0, init=False)
     error: BaseException | None = field(default=None, init=False)
@@ -489,43 +616,75 @@ class GaugePublisher:
             self.error = exc
 
     def _publish_all(self) -> None:
-        assert self._client is not None
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
+        backfill = self.backfill if interval else 0
         started = time.monotonic()
         tick = 0
         decimals = [_decimals(g.profile.sigma) for g in self.gauges]
+        was_running: bool | None = None
         while not self._stop.is_set():
             if self.count is not None and tick >= self.count:
                 return
-            if interval:
-                delay = started + tick * interval - time.monotonic()
+            paced = tick - backfill  # < 0 while the history is sent
+            if interval and paced > 0:
+                delay = started + paced * interval - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
-            ts_ms = int(self.clock() * 1000)
+            running = self.line is None or self.line.running(time.monotonic() - started)
+            if self.announce_line and running != was_running:
+                self._announce(running)
+            was_running = running
+            ts_ms = int((self.clock() + min(paced, 0) * interval) * 1000)
             for gauge, digits in zip(self.gauges, decimals, strict=True):
-                value: float | list[float]
-                if isinstance(gauge, CountGauge):
-                    payload = gauge.payload(ts_ms)
-                else:
-                    if self.subgroups:
-                        value = [r.value for r in gauge.take(gauge.profile.subgroup_size)]
-                    else:
-                        value = gauge.next().value
-                    payload = reading_payload(
-                        value, ts_ms, value_path=gauge.profile.value_path, decimals=digits
-                    )
-                while not self._slots.acquire(timeout=0.1):
-                    if self._stop.is_set():
-                        return
-                info = self._client.publish(gauge.profile.topic, payload, qos=self.qos)
-                with self._acked:
-                    self.published += 1
-                if self.qos == 0:
-                    self._release()
-                elif info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                    self._release()
-                    raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
+                line = self.line
+                if (
+                    not running
+                    and line is not None
+                    and gauge.profile.characteristic_id in line.characteristics
+                ):
+                    continue  # the line stands: its gauges measure nothing
+                if not self._publish_one(gauge, self._payload(gauge, digits, ts_ms)):
+                    return
             tick += 1
+
+    def _payload(self, gauge: Gauge | CountGauge, digits: int, ts_ms: int) -> bytes:
+        extra = (
+            self.shopfloor.fields(gauge.profile.characteristic_id, ts_ms)
+            if self.shopfloor is not None
+            else None
+        )
+        if isinstance(gauge, CountGauge):
+            return gauge.payload(ts_ms, extra)
+        value: float | list[float]
+        if self.subgroups:
+            value = [r.value for r in gauge.take(gauge.profile.subgroup_size)]
+        else:
+            value = gauge.next().value
+        return reading_payload(
+            value, ts_ms, value_path=gauge.profile.value_path, decimals=digits, extra=extra
+        )
+
+    def _publish_one(self, gauge: Gauge | CountGauge, payload: bytes) -> bool:
+        """Publish one reading within the window; False when stopped meanwhile."""
+        assert self._client is not None
+        while not self._slots.acquire(timeout=0.1):
+            if self._stop.is_set():
+                return False
+        info = self._client.publish(gauge.profile.topic, payload, qos=self.qos)
+        with self._acked:
+            self.published += 1
+        if self.qos == 0:
+            self._release()
+        elif info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self._release()
+            raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
+        return True
+
+    def _announce(self, running: bool) -> None:
+        """The line's state, retained, on its running topic (not counted as a reading)."""
+        assert self._client is not None
+        assert self.line is not None
+        self._client.publish(self.line.topic, "true" if running else "false", qos=1, retain=True)
 
     def _release(self) -> None:
         with self._acked:
@@ -554,3 +713,47 @@ class GaugePublisher:
     ) -> None:
         if self.qos > 0:
             self._release()
+
+
+def alarm_rate(
+    settings: Settings,
+    gauges: Sequence[Gauge | CountGauge],
+    *,
+    hours: float,
+    points_per_hour: float,
+) -> dict[int, float]:
+    """Alarms an hour of each characteristic when ``gauges`` feed the engine (offline: hours
+    of plant time in seconds), a point every ``3600 / points_per_hour`` seconds: every rule's
+    `violation` (one per episode, as the bridge raises them) and one `spec` alarm per episode
+    of samples with a reading beyond a spec limit (docs/topics.md "Alarm kinds"). Overdue
+    alarms are not counted: the gauges are never late."""
+    by_id = {c.id: c for c in settings.characteristic}
+    points = int(hours * points_per_hour)
+    start = datetime(2026, 1, 5, 6, tzinfo=UTC)
+    step = timedelta(seconds=3600 / points_per_hour)
+    out: dict[int, float] = {}
+    for gauge in gauges:
+        c = by_id[gauge.profile.characteristic_id]
+        eng = engine.CharacteristicEngine(c.to_spec())
+        alarms = 0
+        in_spec_episode = False
+        for i in range(points):
+            ts = start + i * step
+            if isinstance(gauge, CountGauge):
+                fields = gauge.next()
+                count = fields.get("defectives", fields.get("defects", 0))
+                size = fields.get("inspected", fields.get("units"))
+                events = eng.add_count(count, size, ts)
+                beyond = False
+            else:
+                values = [r.value for r in gauge.take(gauge.profile.subgroup_size)]
+                events = eng.add_readings(values, ts)
+                beyond = any(
+                    (c.usl is not None and v > c.usl) or (c.lsl is not None and v < c.lsl)
+                    for v in values
+                )
+            alarms += sum(isinstance(e, engine.ViolationRaised) for e in events)
+            alarms += beyond and not in_spec_episode
+            in_spec_episode = beyond
+        out[c.id] = alarms / hours
+    return out

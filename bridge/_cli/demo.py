@@ -62,10 +62,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate",
         type=_rate,
-        default=2.0,
+        default=0.25,
         metavar="R",
         help="readings per second from each simulated n = 5 gauge; n = 1 gauges send a "
-        "fifth of that, so every chart gains a point at the same pace (default 2)",
+        "fifth of that, so every chart gains a point at the same pace (default 0.25: a point "
+        "every 20 s, a few alarms an hour per chart)",
     )
 
 

@@ -3,7 +3,7 @@
 // its own) and zones, and for the Shewhart charts the secondary (MR / R / S) below it.
 // What to draw comes from spc.js (chartView); docs/hmi.md "Charts" says how it looks.
 import { fmtTime, isNum } from "./format.js";
-import { chartView, viewExtent } from "./spc.js";
+import { chartView, pointDetail, viewExtent } from "./spc.js";
 
 const COLORS = {
   line: "#4fc3f7",
@@ -99,9 +99,10 @@ function drawLimits(u, v, scale) {
   const d = v.decimals;
   const lines = [
     [v.names[0], v.ucl, COLORS.limit, [8 * px, 5 * px], v.uclSteps],
-    [v.names[1], v.cl, COLORS.cl, [], null],
+    [v.names[1], v.cl, COLORS.cl, [], v.clSteps],
     [v.names[2], v.lcl, COLORS.limit, [8 * px, 5 * px], v.lclSteps],
   ];
+  drawVersionChanges(u, v, px);
   ctx.save();
   ctx.font = "bold " + Math.round(12 * px) + FONT;
   ctx.textAlign = "left";
@@ -139,6 +140,35 @@ function drawLimits(u, v, scale) {
   });
   ctx.restore();
   drawSpec(u, v, scale);
+}
+
+// Where the limits changed (a recalculation): a dotted vertical line before the first point of
+// the new version, labelled "limits v2" at the top.
+function drawVersionChanges(u, v, px) {
+  const el = u.root.parentNode;
+  const marks = v.versionChanges || [];
+  el.dataset.versionChanges = marks.map((m) => v.samples[m.i].sample_id + ":v" + m.version).join(" ");
+  if (!marks.length) return;
+  const ctx = u.ctx;
+  ctx.save();
+  clipToPlot(u, ctx);
+  ctx.strokeStyle = COLORS.axis;
+  ctx.fillStyle = COLORS.axis;
+  ctx.lineWidth = 1.5 * px;
+  ctx.setLineDash([2 * px, 4 * px]);
+  ctx.font = Math.round(11 * px) + FONT;
+  ctx.textAlign = "left";
+  ctx.textBaseline = "top";
+  for (const m of marks) {
+    const x = Math.round(u.valToPos(m.i - 0.5, "x", true)) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(x, u.bbox.top);
+    ctx.lineTo(x, u.bbox.top + u.bbox.height);
+    ctx.stroke();
+    ctx.fillText("limits v" + m.version, x + 3 * px, u.bbox.top + 2 * px);
+  }
+  ctx.restore();
+  ctx.restore();
 }
 
 // The spec limits (meta's USL / LSL) on the X chart: violet dash-dot lines labelled on the
@@ -274,7 +304,68 @@ function drawPoints(u, v, scale) {
   el.dataset.series2 = list(v.ys2);
   el.dataset.uclSteps = list(v.uclSteps);
   el.dataset.lclSteps = list(v.lclSteps);
+  el.dataset.clSteps = list(v.clSteps);
   el.dataset.hollowPoints = String(v.points.filter((p) => p.hollow).length);
+  el.dataset.hollowSamples = v.points
+    .filter((p) => p.hollow)
+    .map((p) => v.samples[p.i].sample_id)
+    .join(" ");
+}
+
+// ---- a point explained: the tooltip, pinned by a click ------------------------------------------
+
+// The tooltip of a chart box: every field of the sample under the cursor (spc.js pointDetail);
+// a click pins it (it stays, and follows no more, until another click or Escape).
+function makeTip(el) {
+  const tip = document.createElement("div");
+  tip.className = "point-tip";
+  tip.setAttribute("data-testid", "point-tip");
+  tip.setAttribute("role", "tooltip");
+  tip.hidden = true;
+  el.parentNode.appendChild(tip);
+  return tip;
+}
+
+function showTip(tip, el, ch, s, x, pinned) {
+  if (!s) {
+    tip.hidden = true;
+    tip.dataset.sampleId = "";
+    return;
+  }
+  const key = s.sample_id + "|" + pinned;
+  if (tip.dataset.key !== key) {
+    tip.dataset.key = key;
+    tip.dataset.sampleId = String(s.sample_id);
+    tip.dataset.pinned = pinned ? "true" : "false";
+    tip.textContent = "";
+    for (const [label, text, name] of pointDetail(ch, s)) {
+      const row = document.createElement("div");
+      row.className = "tip-row";
+      row.dataset.key = name;
+      const l = document.createElement("span");
+      l.textContent = label;
+      const t = document.createElement("b");
+      t.textContent = text;
+      row.appendChild(l);
+      row.appendChild(t);
+      tip.appendChild(row);
+    }
+    if (pinned) {
+      const hint = document.createElement("div");
+      hint.className = "tip-hint";
+      hint.textContent = "pinned \u00b7 click the chart or press Esc to close";
+      tip.appendChild(hint);
+    }
+  }
+  tip.hidden = false;
+  // beside the point, on the side with more room, inside the box
+  const box = el.parentNode.getBoundingClientRect();
+  const chart = el.getBoundingClientRect();
+  const left = chart.left - box.left + x;
+  const width = tip.offsetWidth;
+  const room = box.width - left;
+  tip.style.left = Math.max(0, room > width + 16 ? left + 12 : left - width - 12) + "px";
+  tip.style.top = chart.top - box.top + 4 + "px";
 }
 
 // `elements`: {x, r} (the chart containers); `selected()`: the characteristic on screen or null.
@@ -282,6 +373,32 @@ export function createCharts(elements, selected) {
   const charts = { x: null, r: null };
   let scale = 1;
   const view = (kind) => chartView(selected(), kind);
+  const tips = { x: makeTip(elements.x), r: makeTip(elements.r) };
+  const pinned = { x: null, r: null }; // sample id pinned per chart
+  const hover = { x: null, r: null }; // index under the cursor
+
+  function tipFor(kind, u) {
+    const v = view(kind);
+    const ch = selected();
+    let i = hover[kind];
+    if (pinned[kind] !== null) {
+      i = v.samples.findIndex((s) => s.sample_id === pinned[kind]);
+      if (i < 0) pinned[kind] = null;
+    }
+    const s = i !== null && i >= 0 ? v.samples[i] : null;
+    showTip(tips[kind], elements[kind], ch, s, s ? u.valToPos(i, "x") : 0, pinned[kind] !== null);
+  }
+
+  function unpinAll() {
+    for (const kind of ["x", "r"]) {
+      pinned[kind] = null;
+      hover[kind] = null;
+      if (charts[kind]) tipFor(kind, charts[kind].u);
+    }
+  }
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") unpinAll();
+  });
 
   function make(kind) {
     const el = elements[kind];
@@ -342,12 +459,32 @@ export function createCharts(elements, selected) {
         { stroke: COLORS.line2, width: 2 * scale, points: { show: false }, spanGaps: false },
       ],
       hooks: {
+        setCursor: [
+          (u) => {
+            const i = u.cursor.idx;
+            hover[kind] = i === null || i === undefined ? null : i;
+            tipFor(kind, u);
+          },
+        ],
+        ready: [
+          (u) => {
+            u.over.addEventListener("click", () => {
+              const i = hover[kind];
+              const s = i !== null ? view(kind).samples[i] : null;
+              pinned[kind] = pinned[kind] === null && s ? s.sample_id : null;
+              tipFor(kind, u);
+            });
+          },
+        ],
         drawClear: [(u) => kind === "x" && drawZones(u, view(kind))],
         drawAxes: [(u) => drawLimits(u, view(kind), scale)],
         draw: [(u) => drawPoints(u, view(kind), scale)],
       },
     };
     const u = new uPlot(opts, [[], [], []], el);
+    // where sample i is drawn, in CSS pixels from the chart element's left (for tests and
+    // anyone scripting the page)
+    el.pointX = (i) => u.over.getBoundingClientRect().left - el.getBoundingClientRect().left + u.valToPos(i, "x");
     let observer = null;
     if (window.ResizeObserver) {
       observer = new ResizeObserver(() => {
@@ -397,6 +534,7 @@ export function createCharts(elements, selected) {
         u.setData([xs, v.ys, ys2]);
         u.redraw(false, true);
       });
+      if (pinned[kind] !== null || hover[kind] !== null) tipFor(kind, u);
     }
   }
 
@@ -404,5 +542,7 @@ export function createCharts(elements, selected) {
     render,
     // true when the page's type size changed (a breakpoint): the charts must be redrawn
     scaleChanged: () => currentScale() !== scale,
+    // another characteristic (or the older data): no tooltip of the old one stays
+    forgetPoint: unpinAll,
   };
 }

@@ -10,7 +10,7 @@
 import { createCharts } from "./charts.js";
 import { capabilityText, drawHistogram } from "./histogram.js";
 import * as render from "./render.js";
-import { plainRefusal, refusalAction } from "./requests.js";
+import { ackCommand, plainRefusal, queryCommand, refusalAction } from "./requests.js";
 import * as model from "./state.js";
 import { createTopics, userNameProblem } from "./topics.js";
 import { createTransport } from "./transport.js";
@@ -20,6 +20,7 @@ const RECONNECT_MS = 2000;
 const AUTO_SELECT_MS = 100; // the burst of retained metas after a (re)connection
 const RECALC_ARMED_MS = 5000;
 const STORAGE_KEY = "openspc-hmi-char";
+const MAX_OLDER = 3000; // older samples held on the charts at once (six pages of 500)
 
 const $ = (id) => document.getElementById(id);
 
@@ -61,6 +62,8 @@ function start() {
     connection: "connecting",
     view: settings.view, // "chart" or "overview"
     histogram: false, // the histogram instead of the secondary chart
+    older: null, // the older data on the charts: {charId, samples, next, from, busy}
+    bulkChar: "", // the characteristic of the bulk bar (render.js renderBulk)
   };
   let userChoseChar = false;
   const dirty = new Set();
@@ -86,6 +89,14 @@ function start() {
       },
     ],
     ["alarms", () => render.renderAlarms(session)],
+    ["causes", () => render.renderCauses(session)],
+    [
+      "roles",
+      () => {
+        render.renderLogin(session);
+        render.renderAlarms(session);
+      },
+    ],
   ];
 
   function flush() {
@@ -142,7 +153,7 @@ function start() {
           showLogin();
         }
         model.onResubscribe(state); // the retained lists come again
-        transport.subscribe(topics.subscriptions(state.selectedId, transport.replyTopic));
+        transport.subscribe(topics.subscriptions(state.selectedId, transport.replyTopic, session.user));
         if (session.view === "overview") transport.subscribe(topics.allHistory);
       },
       error: onConnectionError,
@@ -180,6 +191,10 @@ function start() {
     if (t === null) return;
     if (t.what === "status") {
       apply(model.onBridgeStatus(state, text));
+      return;
+    }
+    if (t.what === "role") {
+      apply(model.onRole(state, t.user, session.user, text));
       return;
     }
     apply(model.handleCharMessage(state, t.id, t.kind, text, topic));
@@ -223,6 +238,7 @@ function start() {
     if (byUser) userChoseChar = true;
     if (id === state.selectedId) return;
     disarmRecalc();
+    leaveOlder();
     render.setRecalcStatus("", false);
     const old = state.selectedId;
     state.selectedId = id;
@@ -234,7 +250,7 @@ function start() {
       url.searchParams.set("char", id);
       window.history.replaceState(null, "", url.toString());
     }
-    schedule("list", "charts", "header", "alarms");
+    schedule("list", "charts", "header", "alarms", "causes");
   }
 
   // ---- overview: a tile per characteristic; a click opens its chart ------------------------
@@ -281,29 +297,27 @@ function start() {
   });
 
   // ---- acknowledging --------------------------------------------------------------------
-  // One card is one sample's alarms: acknowledged together, with one cause.
-  function acknowledge(key, violationIds, reason, exclude) {
-    if (!session.user || !session.connected || !reason || !violationIds.length) return;
+  // One card is one sample's alarms, the bulk bar every open alarm of a characteristic: each
+  // acknowledged in ONE command (all or nothing at the bridge), with one cause, an action and
+  // a comment (requests.js ackCommand).
+  function acknowledge(key, command, heldIds, what) {
+    if (!session.user || !session.connected || !command) return;
     render.setCardBusy(key, true, session);
-    transport.acknowledge(session.user, violationIds, reason, exclude, (failures) => {
+    transport.acknowledge(session.user, command, (error) => {
       render.setCardBusy(key, false, session);
-      const failed = new Set(failures.map((f) => f[0]));
-      for (const id of violationIds) {
-        if (!failed.has(id)) apply(model.onAckUpdate(state, null, { violation_id: id, acknowledged: true }));
-      }
-      if (!failures.length) {
+      if (!error) {
+        if (key === "bulk") $("bulk-ack").dataset.reset = "true";
+        // the alarms leave at once; the bridge's ack_updates (one per alarm) say it to all
+        for (const id of heldIds) apply(model.onAckUpdate(state, null, { violation_id: id, acknowledged: true }));
         render.showAckError("");
         return;
       }
-      const which = failures.map((f) => "#" + f[0]).join(", ");
-      render.showAckError(
-        "Acknowledge of alarm" +
-          (failures.length > 1 ? "s " : " ") +
-          which +
-          " failed: " +
-          plainRefusal("ack", failures[0][1]),
-      );
+      render.showAckError("Acknowledge of " + what + " failed: " + plainRefusal("ack", error));
     });
+  }
+
+  function alarmWords(ids) {
+    return "alarm" + (ids.length > 1 ? "s " : " ") + ids.map((id) => "#" + id).join(", ");
   }
 
   $("ack-error").addEventListener("click", () => render.showAckError(""));
@@ -311,21 +325,117 @@ function start() {
     const btn = ev.target.closest(".ack-button");
     if (!btn || btn.disabled) return;
     const li = btn.closest(".alarm");
-    acknowledge(
-      li.dataset.key,
-      li.dataset.violationIds.split(" ").filter(Boolean).map(Number),
-      li.querySelector(".ack-reason").value,
-      li.querySelector(".ack-exclude").checked,
-    );
+    const ids = li.dataset.violationIds.split(" ").filter(Boolean).map(Number);
+    const command = ackCommand({ violationIds: ids, ...render.ackFields(li) });
+    acknowledge(li.dataset.key, command, ids, alarmWords(ids));
   });
-  // a chosen cause enables the card's button
-  $("alarm-list").addEventListener("change", (ev) => {
-    const li = ev.target.closest(".alarm");
-    if (li && ev.target.classList.contains("ack-reason")) render.updateAckButton(li, session);
+  $("bulk-ack").addEventListener("click", (ev) => {
+    const btn = ev.target.closest(".ack-button");
+    const bar = $("bulk-ack");
+    if (!btn || btn.disabled) return;
+    const id = bar.dataset.characteristicId;
+    const ch = state.chars.get(id);
+    const held = ch ? Array.from(ch.alarms.keys()) : [];
+    const command = ackCommand({ characteristicId: id, ...render.ackFields(bar) });
+    acknowledge("bulk", command, held, "all open alarms of " + (ch && ch.meta ? ch.meta.name : "#" + id));
   });
+  // a chosen cause (and action) enables the form's button
+  for (const id of ["alarm-list", "bulk-ack"]) {
+    $(id).addEventListener("change", (ev) => {
+      const root = ev.target.closest(".alarm") || ev.target.closest(".bulk-ack");
+      if (!root) return;
+      if (root.id === "bulk-ack") render.renderBulk(session);
+      else render.updateAckButton(root, session);
+    });
+  }
   for (const id of ["alarm-filter-char", "alarm-filter-severity"]) {
     $(id).addEventListener("change", () => schedule("alarms"));
   }
+
+  // ---- older data: the query command, paged -------------------------------------------------
+  // The charts show what the bridge answers (docs/hmi.md "Older data") until "Live".
+  function setOlderStatus(text, bad) {
+    $("older-status").textContent = text;
+    $("older-status").className = "older-status" + (bad ? " bad" : "");
+  }
+
+  function leaveOlder() {
+    if (!session.older) return;
+    session.older = null;
+    document.body.classList.remove("older-view");
+    $("older-live").hidden = true;
+    $("older-more").disabled = true;
+    setOlderStatus("", false);
+    if (charts) charts.forgetPoint();
+    schedule("charts");
+  }
+
+  function isoOf(local) {
+    if (!local) return null;
+    const t = new Date(local);
+    return isNaN(t.getTime()) ? null : t.toISOString().replace(/\.\d{3}Z$/, "Z");
+  }
+
+  function askOlder(more) {
+    const id = state.selectedId;
+    if (!session.user || !session.connected || id === null) return;
+    const from = isoOf($("older-from").value);
+    const to = isoOf($("older-to").value);
+    const ch = state.chars.get(id);
+    let command;
+    if (more && session.older && session.older.next !== null) {
+      command = queryCommand({ characteristicId: id, before: session.older.next });
+    } else if (from || to) {
+      command = queryCommand({ characteristicId: id, from, to });
+    } else {
+      // no range: the page of samples before the oldest one held
+      const oldest = ch && ch.samples.length ? ch.samples[0].sample_id : null;
+      command = queryCommand({ characteristicId: id, before: oldest });
+    }
+    setOlderStatus("loading\u2026", false);
+    $("older-load").disabled = true;
+    transport.query(session.user, command, (error, result) => {
+      $("older-load").disabled = false;
+      if (state.selectedId !== id) return;
+      if (error) {
+        setOlderStatus("Loading failed: " + plainRefusal("query", error), true);
+        return;
+      }
+      showOlder(id, result, more, from);
+    });
+  }
+
+  function showOlder(id, result, more, from) {
+    const fromMs = from ? Date.parse(from) : null;
+    let got = result.samples.filter((s) => s && typeof s.sample_id === "number");
+    if (fromMs !== null) got = got.filter((s) => Date.parse(s.timestamp) >= fromMs);
+    const before = more && session.older ? session.older.samples : [];
+    const samples = got.concat(before).slice(0, MAX_OLDER);
+    // paged until the range's start, the bridge's end, or what the page keeps
+    const reachedStart = fromMs !== null && got.length < result.samples.length;
+    const next = reachedStart || samples.length >= MAX_OLDER ? null : result.next_before_sample_id;
+    session.older = { charId: id, samples, next: typeof next === "number" ? next : null };
+    document.body.classList.add("older-view");
+    $("older-live").hidden = false;
+    $("older-more").disabled = session.older.next === null;
+    const first = samples[0];
+    const last = samples[samples.length - 1];
+    setOlderStatus(
+      samples.length
+        ? samples.length + " older samples, #" + first.sample_id + "\u2013#" + last.sample_id + (session.older.next === null ? " (no older)" : "")
+        : "no samples in that range",
+      false,
+    );
+    if (charts) charts.forgetPoint();
+    schedule("charts");
+  }
+
+  $("older").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    askOlder(false);
+  });
+  $("older-more").addEventListener("click", () => askOlder(true));
+  $("older-live").addEventListener("click", leaveOlder);
 
   // ---- recalculating limits ---------------------------------------------------------------
   // An engineer's command: two clicks (the first arms the button for 5 s), and the broker's
@@ -368,6 +478,8 @@ function start() {
 
   function loggedOut() {
     session.user = null;
+    state.role = null;
+    leaveOlder();
     showLogin();
     transport.connect(null);
   }
@@ -381,6 +493,7 @@ function start() {
     if (problem) return;
     $("login-password").value = "";
     session.user = null;
+    state.role = null;
     showLogin();
     transport.connect({ user: name, password, confirmed: false });
   });
@@ -401,14 +514,19 @@ function start() {
   render.renderStatus(session);
   render.renderHeader(session);
   render.renderAlarms(session);
+  render.renderCauses(session);
   if (typeof window.mqtt === "undefined" || typeof window.uPlot === "undefined") {
     setConnection("disconnected");
     render.setLoginError("vendor scripts missing: run scripts/build-hmi");
     return;
   }
-  charts = createCharts({ x: $("x-chart"), r: $("r-chart") }, () =>
-    state.selectedId !== null ? state.chars.get(state.selectedId) || null : null,
-  );
+  // the characteristic on screen, with the older samples instead of the live ones while
+  // older data is shown
+  charts = createCharts({ x: $("x-chart"), r: $("r-chart") }, () => {
+    const ch = state.selectedId !== null ? state.chars.get(state.selectedId) || null : null;
+    if (!ch || !session.older || session.older.charId !== ch.id) return ch;
+    return { ...ch, samples: session.older.samples };
+  });
   charts.render();
   transport.connect(null);
 }

@@ -3,18 +3,21 @@
 // panel. Rows are kept by id and updated in place (never rebuilt on each sample), so a click,
 // a chosen reason or the keyboard focus is never lost to a redraw.
 import { age, capabilityClass, charName, fmt, fmtTime, isNum } from "./format.js";
+import { COMMENT_MAX } from "./requests.js";
 import {
+  actionCodes,
+  actionRequired,
+  causeCodes,
   chartKind,
   chartLabels,
   chartView,
   keyFigures,
   lastFigure,
-  reasonCodes,
   sampleState,
   sparkline,
   zoneLabel,
 } from "./spc.js";
-import { alarmGroups, openCount, sortedChars, totalOpen } from "./state.js";
+import { alarmGroups, may, openCount, paretoRows, sortedChars, totalOpen } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -424,73 +427,115 @@ function makeAlarmCard(g) {
   const time = el("span", "alarm-time", "alarm-time");
   top.appendChild(badge);
   top.appendChild(time);
+  const kinds = el("span", "kind-badges", "alarm-kinds");
+  top.appendChild(kinds);
   const meta = el("div", "alarm-meta", "alarm-meta");
   const rules = el("ul", "alarm-rules", "alarm-rules");
-  const actions = el("div", "alarm-actions");
-  const select = el("select", "ack-reason", "ack-reason");
-  select.setAttribute("aria-label", "cause");
-  const label = document.createElement("label");
-  const exclude = el("input", "ack-exclude", "ack-exclude");
-  exclude.type = "checkbox";
-  label.appendChild(exclude);
-  label.appendChild(document.createTextNode(" exclude"));
-  label.title = "exclude the sample from future limit calculations";
-  const btn = el("button", "ack-button", "ack-button");
-  btn.type = "button";
-  btn.textContent = "Acknowledge";
-  actions.appendChild(select);
-  actions.appendChild(label);
-  actions.appendChild(btn);
   li.appendChild(top);
   li.appendChild(meta);
   li.appendChild(rules);
-  li.appendChild(actions);
+  li.appendChild(makeAckForm("ack"));
   return li;
 }
 
-// The causes come from the characteristic's meta, with none chosen: the user must pick one
-// (a preselected cause records a false one when someone hurries). A card drawn before its
-// meta arrived gets them once it has.
-function fillReasons(select, meta) {
-  if (select.options.length) return;
-  const codes = reasonCodes(meta);
-  if (!codes.length) return;
-  const prompt = document.createElement("option");
-  prompt.value = "";
-  prompt.textContent = "Choose a cause\u2026";
-  prompt.disabled = true;
-  prompt.selected = true;
-  select.appendChild(prompt);
-  for (const r of codes) {
+// The acknowledgement form of a card (prefix "ack") and of the bulk bar ("bulk"): a cause
+// (none preselected), an action, a comment (at most 500 characters), "exclude", one button.
+function makeAckForm(prefix) {
+  const form = el("div", "alarm-actions");
+  const select = el("select", "ack-reason", prefix + "-reason");
+  select.setAttribute("aria-label", "cause");
+  const action = el("select", "ack-action", prefix + "-action");
+  action.setAttribute("aria-label", "action");
+  const comment = el("input", "ack-comment", prefix + "-comment");
+  comment.type = "text";
+  comment.maxLength = COMMENT_MAX;
+  comment.placeholder = "comment (optional)";
+  comment.setAttribute("aria-label", "comment");
+  const label = document.createElement("label");
+  const exclude = el("input", "ack-exclude", prefix + "-exclude");
+  exclude.type = "checkbox";
+  label.appendChild(exclude);
+  label.appendChild(document.createTextNode(" exclude"));
+  label.title = "exclude the sample(s) from future limit calculations";
+  const btn = el("button", "ack-button", prefix + "-button");
+  btn.type = "button";
+  btn.textContent = "Acknowledge";
+  for (const e of [select, action, comment, label, btn]) form.appendChild(e);
+  return form;
+}
+
+// The form's fields, for requests.js ackCommand.
+export function ackFields(root) {
+  return {
+    cause: root.querySelector(".ack-reason").value,
+    action: root.querySelector(".ack-action").value,
+    comment: root.querySelector(".ack-comment").value,
+    exclude: root.querySelector(".ack-exclude").checked,
+  };
+}
+
+// The causes come from the characteristic's meta (else the defaults, spc.js causeCodes), with
+// none chosen: the user must pick one (a preselected cause records a false one when someone
+// hurries). The actions likewise, "no action" allowed unless the meta requires one.
+function fillOptions(select, values, prompt, promptDisabled) {
+  const key = values.join("\u0001") + "|" + prompt;
+  if (select.dataset.key === key) return;
+  const chosen = select.value;
+  select.dataset.key = key;
+  select.textContent = "";
+  const first = document.createElement("option");
+  first.value = "";
+  first.textContent = prompt;
+  first.disabled = promptDisabled;
+  select.appendChild(first);
+  for (const r of values) {
     const o = document.createElement("option");
     o.value = r;
     o.textContent = r;
     select.appendChild(o);
   }
-  select.value = "";
+  select.value = values.includes(chosen) ? chosen : "";
+}
+
+function fillAckForm(root, meta) {
+  fillOptions(root.querySelector(".ack-reason"), causeCodes(meta), "Choose a cause\u2026", true);
+  const required = actionRequired(meta);
+  fillOptions(root.querySelector(".ack-action"), actionCodes(meta), required ? "Choose an action\u2026" : "No action", required);
+}
+
+// Why the form's button cannot be pressed ("" when it can).
+function ackBlocker(root, session, meta) {
+  if (!session.user) return "log in to acknowledge";
+  if (!may(session.state, "acknowledge")) return "your role may not acknowledge alarms";
+  if (!session.connected) return "not connected";
+  if (root.dataset.busy === "true") return "sending\u2026";
+  if (!root.querySelector(".ack-reason").value) return "choose a cause first";
+  if (actionRequired(meta) && !root.querySelector(".ack-action").value) return "choose an action first";
+  return "";
+}
+
+// The action and comment open once a cause is chosen: a card waiting for attention stays two
+// lines high, so a 1280x800 panel shows several.
+function openForm(root) {
+  const form = root.querySelector(".alarm-actions");
+  form.classList.toggle("chosen", !!root.querySelector(".ack-reason").value);
 }
 
 export function updateAckButton(li, session) {
+  openForm(li);
   const btn = li.querySelector(".ack-button");
-  const select = li.querySelector(".ack-reason");
-  const noReason = !select.options.length;
-  const unchosen = !select.value;
-  btn.disabled = !session.user || !session.connected || li.dataset.busy === "true" || noReason || unchosen;
-  btn.title = !session.user
-    ? "log in to acknowledge"
-    : !session.connected
-      ? "not connected"
-      : noReason
-        ? "waiting for the characteristic's reason codes"
-        : unchosen
-          ? "choose a cause first"
-          : "";
+  const ch = session.state.chars.get(li.dataset.characteristicId || session.bulkChar || "");
+  const why = ackBlocker(li, session, ch && ch.meta);
+  btn.disabled = why !== "";
+  btn.title = why;
 }
 
 // One line of a card: "X̄ · Rule 5: Two of three beyond 2 sigma" (or the alarm's kind).
 function ruleLine(v, names) {
   const chartName = v.chart === "range" && names[2] ? names[2] : names[3];
   const kind = KIND_LABELS[v.kind] || "";
+  // a spec or overdue alarm belongs to no chart (`chart` null): its own words only
+  if (kind && !v.chart) return v.rule_name || kind;
   const what = isNum(v.rule_id) ? "Rule " + v.rule_id + ": " + (v.rule_name || "") : v.rule_name || kind || "alarm";
   return chartName + " \u00b7 " + (kind && isNum(v.rule_id) ? kind + " \u00b7 " : "") + what;
 }
@@ -499,7 +544,17 @@ function updateAlarmCard(li, g, session) {
   const { state } = session;
   const ch = state.chars.get(g.characteristicId);
   const names = chartLabels(ch && ch.meta, ch && ch.limits);
-  li.className = "alarm sev-" + g.severity + (li.classList.contains("new") ? " new" : "");
+  const kinds = [...new Set(g.violations.map((v) => (KIND_LABELS[v.kind] ? v.kind : "rule")))].sort();
+  li.className =
+    "alarm sev-" +
+    g.severity +
+    kinds.map((k) => " kind-" + k).join("") +
+    (li.classList.contains("new") ? " new" : "");
+  li.dataset.kinds = kinds.join(" ");
+  const badges = li.querySelector(".kind-badges");
+  const badgeText = kinds.filter((k) => KIND_LABELS[k]).map((k) => KIND_LABELS[k]).join(" \u00b7 ");
+  setText(badges, badgeText);
+  badges.hidden = !badgeText;
   li.classList.toggle("current", g.characteristicId === state.selectedId);
   const ids = g.violations.map((v) => v.violation_id);
   li.dataset.violationIds = ids.join(" ");
@@ -526,16 +581,58 @@ function updateAlarmCard(li, g, session) {
   }
   li.querySelector(".ack-button").textContent =
     li.dataset.busy === "true" ? "Sending\u2026" : ids.length > 1 ? "Acknowledge all " + ids.length : "Acknowledge";
-  fillReasons(li.querySelector(".ack-reason"), ch && ch.meta);
+  fillAckForm(li, ch && ch.meta);
+  // the card stays for everyone (an alarm is seen by all); its form only for those who may
+  li.querySelector(".alarm-actions").hidden = !may(state, "acknowledge");
   updateAckButton(li, session);
 }
 
 export function setCardBusy(key, busy, session) {
-  const li = alarmCards.get(key);
+  const li = key === "bulk" ? $("bulk-ack") : alarmCards.get(key);
   if (!li) return;
   li.dataset.busy = busy ? "true" : "false";
-  li.querySelector(".ack-button").textContent = busy ? "Sending\u2026" : "Acknowledge";
+  if (key === "bulk") {
+    renderBulk(session);
+    return;
+  }
+  const n = li.dataset.violationIds.split(" ").filter(Boolean).length;
+  li.querySelector(".ack-button").textContent = busy ? "Sending\u2026" : n > 1 ? "Acknowledge all " + n : "Acknowledge";
   updateAckButton(li, session);
+}
+
+// The bulk bar: every open alarm of the characteristic the filter picks, in one command
+// (`characteristic_id` + `all_open`), with one cause, action and comment.
+export function renderBulk(session) {
+  const bar = $("bulk-ack");
+  const { state } = session;
+  const id = $("alarm-filter-char").value;
+  const ch = id ? state.chars.get(id) : null;
+  const open = ch ? openCount(ch) : 0;
+  session.bulkChar = id;
+  bar.hidden = !ch || open === 0 || !may(state, "acknowledge");
+  if (bar.hidden) return;
+  if (!bar.firstChild) {
+    const title = el("div", "bulk-title", "bulk-title");
+    bar.appendChild(title);
+    bar.appendChild(makeAckForm("bulk"));
+  }
+  if (bar.dataset.characteristicId !== id || bar.dataset.reset === "true") {
+    // another characteristic (or the last bulk acknowledgement went through): nothing chosen
+    // carries over, no cause is ever preselected
+    for (const e of bar.querySelectorAll("select, input[type=text]")) e.value = "";
+    bar.querySelector(".ack-exclude").checked = false;
+    bar.dataset.reset = "false";
+  }
+  bar.dataset.characteristicId = id;
+  setText(bar.querySelector(".bulk-title"), "All " + open + " open alarm(s) of " + charName(ch));
+  fillAckForm(bar, ch.meta);
+  bar.querySelector(".ack-button").textContent =
+    bar.dataset.busy === "true" ? "Sending\u2026" : "Acknowledge all " + open;
+  openForm(bar);
+  const why = ackBlocker(bar, session, ch.meta);
+  const btn = bar.querySelector(".ack-button");
+  btn.disabled = why !== "";
+  btn.title = why;
 }
 
 // The characteristic filter's choices follow the characteristics known.
@@ -604,7 +701,46 @@ export function renderAlarms(session) {
   count.classList.toggle("nonzero", total > 0);
   $("alarm-empty").hidden = shown.length > 0 || (!filtered && total > 0);
   $("alarm-empty").textContent = filtered && total > 0 ? "No open alarms match the filter." : "No open alarms.";
-  $("ack-hint").textContent = session.user ? "Acknowledging as " + session.user + "." : "Log in to acknowledge.";
+  $("ack-hint").textContent = !session.user
+    ? "Log in to acknowledge."
+    : may(state, "acknowledge")
+      ? "Acknowledging as " + session.user + "."
+      : "Logged in as " + session.user + ": your role may not acknowledge alarms.";
+  renderBulk(session);
+}
+
+// ---- the Pareto of causes ----------------------------------------------------------------------
+
+// The characteristic on screen's acknowledged alarms by cause (the retained `causes`): a bar
+// per cause, its count and the cumulative share.
+export function renderCauses(session) {
+  const { state } = session;
+  const ch = state.selectedId !== null ? state.chars.get(state.selectedId) : null;
+  const p = paretoRows(ch);
+  const list = $("pareto-list");
+  $("pareto-title").textContent =
+    "Causes" + (p.days !== null ? ", last " + p.days + " days" : "") + (p.total ? " (" + p.total + ")" : "");
+  list.textContent = "";
+  const top = p.rows.length ? p.rows[0].count : 1;
+  for (const r of p.rows) {
+    const li = el("li", "pareto-row", "pareto-row");
+    li.dataset.cause = r.cause;
+    li.dataset.count = String(r.count);
+    const name = el("span", "pareto-cause");
+    name.textContent = r.cause;
+    const bar = el("span", "pareto-bar");
+    const fill = el("i");
+    fill.style.width = Math.round((100 * r.count) / top) + "%";
+    bar.appendChild(fill);
+    const n = el("span", "pareto-count");
+    n.textContent = r.count + " \u00b7 " + r.cumulative + "%";
+    n.title = r.share + "% of the alarms, " + r.cumulative + "% with the causes above";
+    li.appendChild(name);
+    li.appendChild(bar);
+    li.appendChild(n);
+    list.appendChild(li);
+  }
+  $("pareto-empty").hidden = p.rows.length > 0;
 }
 
 export function showAckError(text) {
@@ -616,10 +752,15 @@ export function showAckError(text) {
 // ---- login and commands -----------------------------------------------------------------
 
 export function renderLogin(session) {
-  $("recalc").hidden = !session.user;
+  // offered to a logged-in user whose role may (without a role message: to every one)
+  $("recalc").hidden = !session.user || !may(session.state, "recalculate");
+  $("older").hidden = !session.user || !may(session.state, "query");
   $("login-form").hidden = !!session.user;
   $("session").hidden = !session.user;
   $("current-user").textContent = session.user ? "\u25cf " + session.user : "";
+  const role = session.state.role;
+  $("current-user").title = role && role.role ? "role: " + role.role : "";
+  $("current-user").dataset.role = role && role.role ? role.role : "";
 }
 
 export function setLoginError(text) {

@@ -7,7 +7,11 @@
 // - the families' parameters: `control_limits.parameters` (inspected, units, lambda, L, k, h),
 // - each point of the chart families' own limits: the sample's `ucl` / `lcl`, its plotted
 //   point `statistic`, CUSUM's `cusum_upper` / `cusum_lower`,
-// - the reason codes an acknowledgement may name: `meta.reason_codes`,
+// - the causes and actions an acknowledgement may name: `meta.cause_codes` (or its older name
+//   `reason_codes`) and `meta.action_codes`, with docs/topics.md's defaults only where a meta
+//   names none,
+// - the limits each point was judged by: `sample.limits_version` and the `control_limits` of
+//   that `version` (kept as they come),
 // - rule names: each `violation`'s `rule_name` (and `meta.rules`),
 // - limits, sigma and how they were made: `control_limits` (`method`, `sigma`, `range`).
 // Still known here, because no message says it yet:
@@ -96,11 +100,50 @@ export function zoneLabel(zone) {
   return ZONE_LABELS[zone] || zone;
 }
 
-// The reason codes of a characteristic's acknowledgements, as its meta lists them ([] until
-// a meta with them has arrived: the page then offers none and cannot acknowledge).
-export function reasonCodes(meta) {
-  const r = meta && Array.isArray(meta.reason_codes) ? meta.reason_codes : null;
-  return r ? r.filter((x) => typeof x === "string" && x) : [];
+// The causes an acknowledgement may name: the characteristic's `meta.cause_codes` (or
+// `reason_codes`, their older name), else the defaults of docs/topics.md (an alarm whose
+// characteristic's meta has not arrived yet can still be handled).
+export const DEFAULT_CAUSES = [
+  "Tool Change",
+  "Raw Material Change",
+  "Setup Adjustment",
+  "Measurement Error",
+  "Process Adjustment",
+  "Environmental Factor",
+  "Operator Error",
+  "Equipment Malfunction",
+  "False Alarm",
+  "Under Investigation",
+  "Other",
+];
+export const DEFAULT_ACTIONS = [
+  "Adjusted Process",
+  "Replaced Tool",
+  "Recalibrated Gauge",
+  "Quarantined Parts",
+  "Notified Maintenance",
+  "No Action Needed",
+  "Other",
+];
+
+function codes(list) {
+  return Array.isArray(list) ? list.filter((x) => typeof x === "string" && x) : null;
+}
+
+export function causeCodes(meta) {
+  const own = meta ? codes(meta.cause_codes) || codes(meta.reason_codes) : null;
+  return own && own.length ? own : DEFAULT_CAUSES;
+}
+export const reasonCodes = causeCodes; // the older name
+
+export function actionCodes(meta) {
+  const own = meta ? codes(meta.action_codes) : null;
+  return own && own.length ? own : DEFAULT_ACTIONS;
+}
+
+// Whether an acknowledgement must name an action (`meta.require_action`).
+export function actionRequired(meta) {
+  return !!(meta && meta.require_action === true);
 }
 
 // The zone edges of the primary chart: {cl, upper: [1s, 2s, 3s], lower: [1s, 2s, 3s]} or null.
@@ -157,6 +200,8 @@ export function chartView(ch, kind) {
     names: ["UCL", "CL", "LCL"],
     uclSteps: null,
     lclSteps: null,
+    clSteps: null, // the centre line of each point's own limits version (Shewhart charts)
+    versionChanges: [], // where the limits version changes: [{i, version}]
     zones: null,
     spec: null, // {usl, lsl} drawn on the X chart of the Shewhart families
     outOfSpec: [], // indices of the samples with a reading beyond a spec limit
@@ -189,6 +234,7 @@ function shewhartView(view, kind, l, meta) {
       view.lcl = l.lcl;
       view.zones = zoneEdges(l, meta);
     }
+    versionSteps(view, l, (lim) => lim);
     const usl = meta && isNum(meta.usl) ? meta.usl : null;
     const lsl = meta && isNum(meta.lsl) ? meta.lsl : null;
     if (usl !== null || lsl !== null) {
@@ -201,13 +247,45 @@ function shewhartView(view, kind, l, meta) {
     view.cl = l.range.center_line;
     view.ucl = l.range.ucl;
     view.lcl = l.range.lcl;
+    versionSteps(view, l, (lim) => lim.range || null);
   }
   view.samples.forEach((s, i) => {
     const y = plotted(kind, s);
     view.ys.push(y);
-    if (y !== null) view.points.push({ i, y, rules: failedRules(kind, s), hollow: false });
+    // an excluded sample (history's `excluded`) is drawn hollow: kept out of the limits
+    if (y !== null) view.points.push({ i, y, rules: failedRules(kind, s), hollow: s.excluded === true });
   });
   return view;
+}
+
+// The limits of each point as it was judged (`sample.limits_version` -> the `control_limits`
+// of that version, kept by state.js): when the points on a chart were judged by more than one
+// version, the limits and the centre line are drawn as steps through each point's own, a
+// vertical mark shows where the limits changed (`versionChanges`: [{i, version}]), and the
+// zones are left out (they would be one version's). A point whose version the page never saw
+// gets no step (a gap) rather than another version's limits.
+function versionSteps(view, current, pick) {
+  const ch = view.ch;
+  const known = ch && ch.limitsByVersion;
+  if (!known || !known.size) return;
+  const versions = view.samples.map((s) => (isNum(s.limits_version) ? s.limits_version : null));
+  const seen = new Set(versions.filter((v) => v !== null));
+  if (seen.size < 2 && !(seen.size === 1 && current && isNum(current.version) && !seen.has(current.version))) return;
+  const of = (v, key) => {
+    const lim = v === null ? null : known.get(v);
+    const part = lim ? pick(lim) : null;
+    return part && isNum(part[key]) ? part[key] : null;
+  };
+  view.uclSteps = versions.map((v) => of(v, "ucl"));
+  view.lclSteps = versions.map((v) => of(v, "lcl"));
+  view.clSteps = versions.map((v) => of(v, "center_line"));
+  view.zones = null;
+  view.versionChanges = [];
+  let previous = null;
+  versions.forEach((v, i) => {
+    if (v !== null && previous !== null && v !== previous) view.versionChanges.push({ i, version: v });
+    if (v !== null) previous = v;
+  });
 }
 
 // The steps of per-point limits, or null when no sample carries any.
@@ -242,7 +320,7 @@ function familyView(view, l) {
     const y = isNum(s.statistic) ? s.statistic : null;
     view.ys.push(y);
     if (y !== null) {
-      view.points.push({ i, y, rules: failedRules("x", s), hollow: false });
+      view.points.push({ i, y, rules: failedRules("x", s), hollow: s.excluded === true });
     } else if (view.family === "ewma" && isNum(s.value)) {
       view.points.push({ i, y: s.value, rules: [], hollow: true });
     }
@@ -328,7 +406,7 @@ export function viewExtent(view) {
       if (x > hi) hi = x;
     }
   };
-  for (const arr of [view.uclSteps, view.lclSteps, view.ys, view.ys2]) if (arr) arr.forEach(take);
+  for (const arr of [view.uclSteps, view.lclSteps, view.clSteps, view.ys, view.ys2]) if (arr) arr.forEach(take);
   view.points.forEach((p) => take(p.y));
   [view.ucl, view.lcl, view.cl].forEach(take);
   specInRange(view).forEach(take);
@@ -546,4 +624,81 @@ export function keyFigures(ch) {
     ["LCL", num(l.lcl, d)],
   ];
   return { rows: left.map((x, i) => [...x, ...spec[i]]), cap: cpk };
+}
+
+// ---- a point explained (the chart's tooltip and side panel) ----------------------------------
+
+const CONTEXT_ORDER = ["part", "lot", "shift", "operator"];
+
+// What a sample says, as the tooltip lists it: `[[label, text, key]]` (`key` a stable name
+// for tests: time, sample, readings, statistic, secondary, zone, rules, spec, context.<key>,
+// excluded, limits). Everything from the sample and the limits held; nothing computed anew.
+export function pointDetail(ch, s) {
+  if (!s) return [];
+  const meta = (ch && ch.meta) || {};
+  const l = ch && ch.limits;
+  const names = chartLabels(meta, l);
+  const kind = chartKind(meta, l);
+  const d = chartDecimals(ch);
+  const unit = meta.unit ? " " + meta.unit : "";
+  const f = (v) => (isNum(v) ? v.toFixed(d) : "—");
+  const rows = [];
+  rows.push(["Time", fmtFull(s.timestamp), "time"]);
+  rows.push(["Sample", "#" + s.sample_id, "sample"]);
+  if (kind === "attribute") {
+    const counts = [];
+    if (isNum(s.value)) counts.push(String(s.value));
+    if (isNum(s.inspected)) counts.push("of " + s.inspected + " inspected");
+    if (isNum(s.units)) counts.push("in " + s.units + " units");
+    rows.push(["Count", counts.join(" ") || "—", "readings"]);
+  } else {
+    const vals = Array.isArray(s.values) && s.values.length ? s.values : [s.value];
+    // as the gauge sent them (its digits), not rounded to the chart's
+    rows.push(["Readings", vals.map((v) => (isNum(v) ? String(v) : "\u2014")).join(", ") + unit, "readings"]);
+  }
+  if (kind === "shewhart") {
+    rows.push([names[3], f(s.value) + unit, "statistic"]);
+    if (isNum(s.range)) rows.push([names[2], f(s.range), "secondary"]);
+  } else if (kind === "cusum") {
+    rows.push(["C⁺ / C⁻", f(s.cusum_upper) + " / " + f(s.cusum_lower), "statistic"]);
+  } else {
+    rows.push([names[3], isNum(s.statistic) ? s.statistic.toFixed(kind === "attribute" ? Math.max(d, 3) : d) : "— (baseline)", "statistic"]);
+  }
+  rows.push(["Zone", s.zone ? zoneLabel(s.zone) : "not judged", "zone"]);
+  const rules = [];
+  if (Array.isArray(s.failed_rules) && s.failed_rules.length) rules.push(names[3] + " rule " + s.failed_rules.join(", "));
+  if (Array.isArray(s.range_failed_rules) && s.range_failed_rules.length) rules.push(names[2] + " rule " + s.range_failed_rules.join(", "));
+  rows.push(["Rules failed", rules.length ? rules.join("; ") : "none", "rules"]);
+  if (typeof s.out_of_spec === "boolean" || isNum(meta.usl) || isNum(meta.lsl)) {
+    const out = outOfSpec(s, isNum(meta.usl) ? meta.usl : null, isNum(meta.lsl) ? meta.lsl : null);
+    rows.push(["Spec", out ? "OUT OF SPEC" : "within spec", "spec"]);
+  }
+  const ctx = s.context && typeof s.context === "object" ? s.context : {};
+  const keys = CONTEXT_ORDER.filter((k) => k in ctx).concat(Object.keys(ctx).filter((k) => !CONTEXT_ORDER.includes(k)).sort());
+  for (const k of keys) rows.push([k.charAt(0).toUpperCase() + k.slice(1), String(ctx[k]), "context." + k]);
+  if (!keys.length) rows.push(["Context", "none given", "context"]);
+  rows.push(["Excluded", s.excluded === true ? "yes (not in limit calculations)" : "no", "excluded"]);
+  if (isNum(s.limits_version)) {
+    const own = ch && ch.limitsByVersion ? ch.limitsByVersion.get(s.limits_version) : null;
+    const text = own && isNum(own.ucl) ? " (LCL " + f(own.lcl) + " · UCL " + f(own.ucl) + ")" : "";
+    rows.push(["Limits", "version " + s.limits_version + text, "limits"]);
+  } else if (isNum(s.ucl) || isNum(s.lcl)) {
+    rows.push(["Limits", "LCL " + f(s.lcl) + " · UCL " + f(s.ucl), "limits"]);
+  }
+  return rows;
+}
+
+// The full time of a point, in the browser's time zone, with the date.
+function fmtFull(iso) {
+  const t = new Date(iso);
+  if (isNaN(t.getTime())) return String(iso || "—");
+  return t.toLocaleString([], {
+    year: "numeric",
+    month: "short",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hourCycle: "h23",
+  });
 }

@@ -18,6 +18,7 @@ export function createState(options = {}) {
     bridge: { known: false, online: false, timestamp: null },
     acked: new Set(), // violation ids known to be acknowledged
     fresh: new Set(), // alarms raised while we watch, until their row is drawn
+    role: null, // the logged-in user's role message: {user, role, may: Set} (docs/hmi.md "Roles")
   };
 }
 
@@ -37,6 +38,8 @@ export function charState(state, id) {
       historyLoaded: false,
       samples: [],
       cap: state.options.history,
+      limitsByVersion: new Map(), // every `control_limits` version seen: each point's own limits
+      causes: null, // the retained Pareto of causes (`causes`)
     };
     state.chars.set(id, ch);
   }
@@ -86,6 +89,8 @@ export function handleCharMessage(state, id, kind, text, topic) {
       return onViolation(state, id, p);
     case "ack_update":
       return onAckUpdate(state, id, p);
+    case "causes":
+      return onCauses(state, id, p);
     default:
       return change(); // types added later are ignored
   }
@@ -124,6 +129,10 @@ export function onCleared(state, id, kind) {
     ch.limits = null;
     return change("charts", "header");
   }
+  if (kind === "causes") {
+    ch.causes = null;
+    return change("causes");
+  }
   return change();
 }
 
@@ -138,6 +147,12 @@ export function onMeta(state, id, p) {
 export function onLimits(state, id, p) {
   const ch = charState(state, id);
   ch.limits = p;
+  // kept by version, so that a point is drawn against the limits it was judged by
+  // (`sample.limits_version`), however many recalculations later
+  if (isNum(p.version)) {
+    ch.limitsByVersion.set(p.version, p);
+    if (ch.limitsByVersion.size > 50) ch.limitsByVersion.delete(Math.min(...ch.limitsByVersion.keys()));
+  }
   return id === state.selectedId ? change("charts", "header") : change();
 }
 
@@ -246,6 +261,59 @@ export function onAckUpdate(state, id, p) {
   return change("alarms", "list");
 }
 
+// The retained Pareto of causes: {characteristic_id, days, counts: [{cause, count}]}.
+export function onCauses(state, id, p) {
+  const ch = charState(state, id);
+  const counts = Array.isArray(p.counts)
+    ? p.counts.filter((c) => c && typeof c.cause === "string" && isNum(c.count) && c.count > 0)
+    : [];
+  counts.sort((a, b) => b.count - a.count || (a.cause < b.cause ? -1 : 1));
+  ch.causes = { days: isNum(p.days) ? p.days : null, counts };
+  return change("causes");
+}
+
+// The Pareto of a characteristic's causes: each cause's count, share and cumulative share
+// (percent, rounded), most frequent first; {days, total, rows}.
+export function paretoRows(ch) {
+  const causes = ch && ch.causes;
+  if (!causes) return { days: null, total: 0, rows: [] };
+  const total = causes.counts.reduce((sum, c) => sum + c.count, 0);
+  let running = 0;
+  const rows = causes.counts.map((c) => {
+    running += c.count;
+    return {
+      cause: c.cause,
+      count: c.count,
+      share: Math.round((100 * c.count) / total),
+      cumulative: Math.round((100 * running) / total),
+    };
+  });
+  return { days: causes.days, total, rows };
+}
+
+// The user's role message (retained at `reply/<user>/role`): what the page offers. Only the
+// logged-in user's counts; an empty message (the user was removed) forgets it.
+export function onRole(state, user, currentUser, text) {
+  if (user !== currentUser) return change();
+  if (!text) {
+    state.role = null;
+    return change("roles", "alarms");
+  }
+  const msg = decodeEnvelope(text, "role");
+  const p = msg.payload;
+  if (msg.warning || msg.type !== "role" || !Array.isArray(p.may)) {
+    return { dirty: new Set(), warning: msg.warning || "a role message without 'may'" };
+  }
+  state.role = { user: p.user, role: typeof p.role === "string" ? p.role : "", may: new Set(p.may) };
+  return change("roles", "alarms");
+}
+
+// Whether the page offers `what` ("acknowledge", "recalculate", "query"): what the role
+// message's `may` lists, or everything without one (the broker still decides).
+export function may(state, what) {
+  return !state.role || state.role.may.has(what);
+}
+
 // Every (re)connection brings the retained lists again: they are not news.
 export function onResubscribe(state) {
   state.chars.forEach((ch) => {
@@ -312,7 +380,8 @@ export function alarmGroups(state, filter = {}) {
     g.violations.push(v);
     if (v.severity === "CRITICAL") g.severity = "CRITICAL";
   }
-  const chartOrder = (v) => (v.chart === "range" ? 1 : 0);
+  // the run rules (X before the secondary chart), then spec, then overdue
+  const chartOrder = (v) => (v.kind === "overdue" ? 3 : v.kind === "spec" ? 2 : v.chart === "range" ? 1 : 0);
   const out = [];
   groups.forEach((g) => {
     if (filter.char && g.characteristicId !== String(filter.char)) return;

@@ -2,9 +2,10 @@
 // Pure: no MQTT client.
 
 // What the page subscribes to for each characteristic (the history only for the one on screen).
-export const CHAR_KINDS = ["meta", "limits", "sample", "alarms", "violation", "ack"];
+export const CHAR_KINDS = ["meta", "limits", "sample", "alarms", "violation", "ack", "causes"];
 
 const CHAR_TOPIC = /^char\/([^/]+)\/([a-z_]+)$/;
+const ROLE_TOPIC = /^reply\/([^/+#]+)\/role$/;
 
 export function createTopics(prefix) {
   const root = prefix + "/";
@@ -17,28 +18,36 @@ export function createTopics(prefix) {
     allHistory: root + "char/+/history",
     ack: (user) => root + "cmd/ack/" + user,
     recalculate: (id) => root + "cmd/char/" + id + "/recalculate",
+    query: (user) => root + "cmd/query/" + user,
+    // what the user's role may do, retained by the bridge in the user's own reply tree
+    // (docs/hmi.md "Roles")
+    role: (user) => root + "reply/" + user + "/role",
     // The user's private reply tree (only that user may read it; the bridge answers only
     // there): one topic per connection, so two pages of one user never take each other's.
     reply: (user, clientId) => root + "reply/" + user + "/" + clientId,
 
     // The subscriptions of one connection, all QoS 1: the results of every characteristic,
     // the bridge's status, the history of the one on screen, and our replies when logged in.
-    subscriptions(selectedId, replyTopic) {
+    subscriptions(selectedId, replyTopic, user = null) {
       const topics = {};
       for (const kind of CHAR_KINDS) topics[root + "char/+/" + kind] = { qos: 1 };
       topics[root + "bridge/status"] = { qos: 1 };
       if (replyTopic) topics[replyTopic] = { qos: 1 };
+      if (user) topics[root + "reply/" + user + "/role"] = { qos: 1 };
       if (selectedId !== null) topics[root + "char/" + selectedId + "/history"] = { qos: 1 };
       return topics;
     },
 
-    // {what: "status"} | {what: "char", id, kind} | null for a topic that is not ours.
+    // {what: "status"} | {what: "char", id, kind} | {what: "role", user} | null for a topic
+    // that is not ours.
     parse(topic) {
       if (topic.indexOf(root) !== 0) return null;
       const rest = topic.slice(root.length);
       if (rest === "bridge/status") return { what: "status" };
       const m = CHAR_TOPIC.exec(rest);
-      return m ? { what: "char", id: m[1], kind: m[2] } : null;
+      if (m) return { what: "char", id: m[1], kind: m[2] };
+      const r = ROLE_TOPIC.exec(rest);
+      return r ? { what: "role", user: r[1] } : null;
     },
   };
 }

@@ -2,7 +2,7 @@
 // anonymously or as a user, subscribe, and send commands with a response topic in the user's
 // own reply tree (docs/hmi.md "What it reads and writes"). What the messages mean is
 // state.js's business; what the page shows is render.js's.
-import { correlationOf, createRequests, gatherReplies } from "./requests.js";
+import { correlationOf, createRequests } from "./requests.js";
 
 export function randomId() {
   return Math.random().toString(36).slice(2, 10) + Date.now().toString(36).slice(-4);
@@ -86,8 +86,9 @@ export function createTransport({ mqtt, brokerUrl, topics, reconnectMs, ackTimeo
     if (client && connected) client.unsubscribe(topic);
   }
 
-  // Publish `payload` to `topic` with our response topic and a fresh correlation; `done(error)`
-  // is called once: null on {"ok": true}, else the bridge's or the broker's reason.
+  // Publish `payload` to `topic` with our response topic and a fresh correlation;
+  // `done(error, result)` is called once: null on {"ok": true} (or a query's result), else
+  // the bridge's or the broker's reason.
   function request(topic, payload, done) {
     if (!client || replyTopic === null) {
       done("log in to send commands");
@@ -111,15 +112,16 @@ export function createTransport({ mqtt, brokerUrl, topics, reconnectMs, ackTimeo
     );
   }
 
-  // Acknowledge the alarms `violationIds` (one sample's, docs/hmi.md "Alarms") with one cause:
-  // today one `cmd/ack/<user>` command each (the bridge takes no bulk command yet; this is the
-  // one place to change when it does). `done(failures)` once, when every answer is in:
-  // [[violationId, error], ...], empty when all were acknowledged.
-  function acknowledge(user, violationIds, reason, exclude, done) {
-    const answer = gatherReplies(violationIds, done);
-    for (const id of violationIds) {
-      request(topics.ack(user), { violation_id: id, reason, exclude_sample: !!exclude }, answer(id));
-    }
+  // One acknowledgement command (requests.js ackCommand: a card's alarms, or all the open
+  // alarms of a characteristic) to `cmd/ack/<user>`; `done(error)` once.
+  function acknowledge(user, command, done) {
+    request(topics.ack(user), command, done);
+  }
+
+  // One query command (requests.js queryCommand) to `cmd/query/<user>`; `done(error, result)`
+  // once, `result` the `query_result` payload.
+  function query(user, command, done) {
+    request(topics.query(user), command, done);
   }
 
   // Stop trying (the broker refuses anonymous viewers: only a login can help).
@@ -133,6 +135,7 @@ export function createTransport({ mqtt, brokerUrl, topics, reconnectMs, ackTimeo
     unsubscribe,
     request,
     acknowledge,
+    query,
     end,
     get connected() {
       return connected;

@@ -103,18 +103,72 @@ test("what a refused connection means for the session", () => {
   assert.equal(refusalAction({ code: 5 }, { user: "a", confirmed: true }), "session-refused");
 });
 
-test("one acknowledgement of several alarms answers once, with every failure", async () => {
-  const { gatherReplies } = await import("../src/requests.js");
-  const calls = [];
-  const answer = gatherReplies([7, 8, 9], (failures) => calls.push(failures));
-  answer(7)(null);
-  answer(9)("already acknowledged");
-  assert.deepEqual(calls, []); // 8 has not answered yet
-  answer(8)(null);
-  assert.deepEqual(calls, [[[9, "already acknowledged"]]]);
-  const none = [];
-  gatherReplies([], (f) => none.push(f));
-  assert.deepEqual(none, [[]]);
+test("a card's alarms are ONE bulk command, with the cause, action and comment", async () => {
+  const { ackCommand, COMMENT_MAX } = await import("../src/requests.js");
+  assert.deepEqual(
+    ackCommand({ violationIds: [7, 8, 9], cause: "Tool Change", action: "Replaced Tool", comment: "  insert worn ", exclude: true }),
+    { violation_ids: [7, 8, 9], cause: "Tool Change", action: "Replaced Tool", comment: "insert worn", exclude_sample: true },
+  );
+  // no action, no comment: left out; no cause: no command at all
+  assert.deepEqual(ackCommand({ violationIds: [7], cause: "Other", action: "", comment: "" }), {
+    violation_ids: [7],
+    cause: "Other",
+    exclude_sample: false,
+  });
+  assert.equal(ackCommand({ violationIds: [7], cause: "" }), null);
+  assert.equal(ackCommand({ violationIds: [], cause: "Other" }), null);
+  // every open alarm of a characteristic
+  assert.deepEqual(ackCommand({ characteristicId: "3", cause: "Other" }), {
+    characteristic_id: 3,
+    all_open: true,
+    cause: "Other",
+    exclude_sample: false,
+  });
+  const long = ackCommand({ violationIds: [1], cause: "Other", comment: "x".repeat(600) });
+  assert.equal(long.comment.length, COMMENT_MAX);
+});
+
+test("a query asks for a page before a sample, or for a time range, bounded", async () => {
+  const { queryCommand, queryResult } = await import("../src/requests.js");
+  assert.deepEqual(queryCommand({ characteristicId: "3" }), { characteristic_id: 3, limit: 500 });
+  assert.deepEqual(queryCommand({ characteristicId: "3", before: 1234 }), {
+    characteristic_id: 3,
+    before_sample_id: 1234,
+    limit: 500,
+  });
+  assert.deepEqual(queryCommand({ characteristicId: 3, from: "2026-12-07T10:00:00Z", to: "2026-12-07T11:00:00Z", limit: 5000 }), {
+    characteristic_id: 3,
+    from: "2026-12-07T10:00:00Z",
+    to: "2026-12-07T11:00:00Z",
+    limit: 1000,
+  });
+  const answer = { type: "query_result", payload: { characteristic_id: 3, samples: [{ sample_id: 1 }], next_before_sample_id: null } };
+  assert.deepEqual(queryResult(JSON.stringify(answer)), answer.payload);
+  assert.equal(queryResult('{"ok": false, "error": "no such characteristic"}'), null);
+  assert.equal(queryResult("not json"), null);
+});
+
+test("a query's answer reaches its request with the result", () => {
+  const timers = fakeTimers();
+  const r = requests(timers);
+  const got = [];
+  const c = r.start((error, result) => got.push([error, result]));
+  r.reply(c, JSON.stringify({ type: "query_result", payload: { samples: [], next_before_sample_id: null } }));
+  assert.deepEqual(got, [[null, { samples: [], next_before_sample_id: null }]]);
+  const c2 = r.start((error, result) => got.push([error, result]));
+  r.reply(c2, '{"ok": false, "error": "limit must be at most 1000"}');
+  assert.deepEqual(got[1], ["limit must be at most 1000", null]);
+});
+
+test("the role topic lies in the user's reply tree and is parsed", () => {
+  const t = createTopics("openspc");
+  assert.equal(t.role("kim"), "openspc/reply/kim/role");
+  assert.equal(t.query("kim"), "openspc/cmd/query/kim");
+  assert.deepEqual(t.parse("openspc/reply/kim/role"), { what: "role", user: "kim" });
+  assert.equal(t.parse("openspc/reply/kim/openspc-hmi-x"), null);
+  assert.deepEqual(t.subscriptions(null, "openspc/reply/kim/c1", "kim")["openspc/reply/kim/role"], { qos: 1 });
+  assert.equal("openspc/reply/kim/role" in t.subscriptions(null, null, null), false);
+  assert.deepEqual(t.parse("openspc/char/3/causes"), { what: "char", id: "3", kind: "causes" });
 });
 
 test("a refusal by the broker's ACL is said in plain words", async () => {

@@ -3,7 +3,21 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { chartLabels, chartView, reasonCodes, sampleState, sparkline, zoneEdges, zoneLabel } from "../src/spc.js";
+import {
+  DEFAULT_ACTIONS,
+  DEFAULT_CAUSES,
+  actionCodes,
+  actionRequired,
+  causeCodes,
+  chartLabels,
+  chartView,
+  pointDetail,
+  reasonCodes,
+  sampleState,
+  sparkline,
+  zoneEdges,
+  zoneLabel,
+} from "../src/spc.js";
 
 const close = (a, b) => assert.ok(Math.abs(a - b) < 1e-12, `${a} != ${b}`);
 
@@ -16,10 +30,109 @@ test("the chart family's labels come from meta.chart, not from the subgroup size
   assert.equal(chartLabels({ chart: "g_chart" })[0], "Statistic", "a family this page does not know");
 });
 
-test("reason codes are the meta's, and none without it", () => {
+test("causes and actions are the meta's, else the defaults of docs/topics.md", () => {
   assert.deepEqual(reasonCodes({ reason_codes: ["Tool Change", "", 3, "Other"] }), ["Tool Change", "Other"]);
-  assert.deepEqual(reasonCodes({}), []);
-  assert.deepEqual(reasonCodes(null), []);
+  assert.deepEqual(causeCodes({ cause_codes: ["Chip"], reason_codes: ["Old"] }), ["Chip"]);
+  assert.deepEqual(causeCodes({}), DEFAULT_CAUSES);
+  assert.deepEqual(causeCodes(null), DEFAULT_CAUSES);
+  assert.equal(DEFAULT_CAUSES.length, 11);
+  assert.deepEqual(actionCodes({ action_codes: ["Reground"] }), ["Reground"]);
+  assert.deepEqual(actionCodes({}), DEFAULT_ACTIONS);
+  assert.equal(actionRequired({ require_action: true }), true);
+  assert.equal(actionRequired({}), false);
+});
+
+const IMR = { chart: "imr", unit: "mm", usl: 10.2, lsl: 9.8, subgroup_size: 1 };
+const lim = (version, cl, sigma) => ({
+  characteristic_id: 1,
+  version,
+  center_line: cl,
+  ucl: cl + 3 * sigma,
+  lcl: cl - 3 * sigma,
+  sigma,
+  method: "moving_range",
+  range: { center_line: 1.128 * sigma, ucl: 3.686 * sigma, lcl: 0 },
+});
+const pt = (id, value, version, extra = {}) => ({
+  sample_id: id,
+  timestamp: "2026-12-07T10:00:0" + (id % 10) + "Z",
+  value,
+  values: [value],
+  range: 0.01,
+  zone: "zone_c_upper",
+  in_control: true,
+  failed_rules: [],
+  range_failed_rules: [],
+  limits_version: version,
+  ...extra,
+});
+
+test("each point is drawn against the limits of its own version, and the change is marked", () => {
+  const v1 = lim(1, 10, 0.02);
+  const v2 = lim(2, 10.01, 0.03);
+  const ch = {
+    meta: IMR,
+    limits: v2,
+    limitsByVersion: new Map([
+      [1, v1],
+      [2, v2],
+    ]),
+    samples: [pt(1, 10, null), pt(2, 10.01, 1), pt(3, 10.02, 1), pt(4, 10.0, 2), pt(5, 10.03, 2)],
+  };
+  const v = chartView(ch, "x");
+  assert.deepEqual(v.uclSteps, [null, v1.ucl, v1.ucl, v2.ucl, v2.ucl]);
+  assert.deepEqual(v.clSteps, [null, 10, 10, 10.01, 10.01]);
+  assert.deepEqual(v.versionChanges, [{ i: 3, version: 2 }]);
+  assert.equal(v.zones, null, "zones of one version would judge the others' points wrongly");
+  const r = chartView(ch, "r");
+  assert.deepEqual(r.uclSteps, [null, v1.range.ucl, v1.range.ucl, v2.range.ucl, v2.range.ucl]);
+  // one version only, the current one: flat limits and zones, as before
+  const flat = chartView({ ...ch, samples: ch.samples.slice(3) }, "x");
+  assert.equal(flat.uclSteps, null);
+  assert.ok(flat.zones);
+  // all judged by version 1, the limits since recalculated: their own (v1) limits
+  const old = chartView({ ...ch, samples: ch.samples.slice(1, 3) }, "x");
+  assert.deepEqual(old.uclSteps, [v1.ucl, v1.ucl]);
+});
+
+test("an excluded point is drawn hollow", () => {
+  const ch = { meta: IMR, limits: lim(1, 10, 0.02), limitsByVersion: new Map(), samples: [pt(1, 10, 1), pt(2, 10.1, 1, { excluded: true })] };
+  const v = chartView(ch, "x");
+  assert.deepEqual(
+    v.points.map((p) => p.hollow),
+    [false, true],
+  );
+});
+
+test("a point explained: readings, statistic, zone, rules, spec, context, excluded, limits", () => {
+  const v1 = lim(1, 10, 0.02);
+  const ch = { meta: IMR, limits: v1, limitsByVersion: new Map([[1, v1]]) };
+  const s = pt(7, 10.25, 1, {
+    values: [10.25],
+    zone: "beyond_ucl",
+    in_control: false,
+    failed_rules: [1, 5],
+    range_failed_rules: [1],
+    out_of_spec: true,
+    context: { operator: "kim", part: "A-113", lot: "L42", shift: "B", fixture: "F2" },
+    excluded: false,
+  });
+  const rows = Object.fromEntries(pointDetail(ch, s).map(([label, textValue, key]) => [key, [label, textValue]]));
+  assert.deepEqual(rows.sample, ["Sample", "#7"]);
+  assert.deepEqual(rows.readings, ["Readings", "10.25 mm"]);
+  assert.deepEqual(rows.statistic, ["X", "10.250 mm"]);
+  assert.deepEqual(rows.zone, ["Zone", "beyond UCL"]);
+  assert.deepEqual(rows.rules, ["Rules failed", "X rule 1, 5; MR rule 1"]);
+  assert.deepEqual(rows.spec, ["Spec", "OUT OF SPEC"]);
+  assert.deepEqual(rows["context.part"], ["Part", "A-113"]);
+  assert.deepEqual(rows["context.fixture"], ["Fixture", "F2"]);
+  assert.deepEqual(rows.excluded, ["Excluded", "no"]);
+  assert.equal(rows.limits[1], "version 1 (LCL 9.940 \u00b7 UCL 10.060)");
+  // the context keys in the order an operator reads them
+  const keys = pointDetail(ch, s).map((r) => r[2]).filter((k) => k.startsWith("context."));
+  assert.deepEqual(keys, ["context.part", "context.lot", "context.shift", "context.operator", "context.fixture"]);
+  // no context given: said so
+  assert.ok(pointDetail(ch, pt(8, 10, 1)).some((r) => r[2] === "context" && r[1] === "none given"));
 });
 
 test("computed limits: zones sigma/sqrt(n) wide on both sides", () => {

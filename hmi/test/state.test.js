@@ -172,7 +172,7 @@ test("malformed messages are skipped with a warning; unknown types are ignored",
   assert.match(bad.warning, /not JSON on p\/char\/1\/sample/);
   const noEnvelope = model.handleCharMessage(state, "1", "sample", "12.5", "p/char/1/sample");
   assert.match(noEnvelope.warning, /no \{type, payload\} envelope/);
-  const later = model.handleCharMessage(state, "1", "causes", text("causes", { counts: [] }), "p/char/1/causes");
+  const later = model.handleCharMessage(state, "1", "weather", text("weather", { sunny: true }), "p/char/1/weather");
   assert.equal(later.warning, undefined);
   assert.equal(later.dirty.size, 0);
   assert.equal(feed(state, "1", "sample", "sample", { value: 1 }).dirty.size, 0, "no sample_id");
@@ -231,4 +231,56 @@ test("open alarms are grouped by sample, worst severity, filtered by characteris
   assert.deepEqual(model.alarmGroups(state, { char: "1" }).map((g) => g.key), ["1:s100"]);
   assert.deepEqual(model.alarmGroups(state, { severity: "CRITICAL" }).map((g) => g.key), ["1:s100"]);
   assert.deepEqual(model.alarmGroups(state, { char: "2", severity: "WARNING" }).map((g) => g.key), ["2:s200", "2:v21"]);
+});
+
+test("limits are kept by version; the Pareto of causes is sorted, with cumulative shares", () => {
+  const state = model.createState();
+  feed(state, "1", "limits", "control_limits", { characteristic_id: 1, version: 1, center_line: 10, ucl: 11, lcl: 9 });
+  feed(state, "1", "limits", "control_limits", { characteristic_id: 1, version: 2, center_line: 10, ucl: 12, lcl: 8 });
+  const ch = state.chars.get("1");
+  assert.deepEqual([...ch.limitsByVersion.keys()], [1, 2]);
+  assert.equal(ch.limits.version, 2);
+  const c = feed(state, "1", "causes", "causes", {
+    characteristic_id: 1,
+    days: 30,
+    counts: [
+      { cause: "Other", count: 1 },
+      { cause: "Tool Change", count: 7 },
+      { cause: "Measurement Error", count: 2 },
+      { cause: "bad", count: "x" },
+    ],
+  });
+  assert.ok(c.dirty.has("causes"));
+  const p = model.paretoRows(ch);
+  assert.equal(p.days, 30);
+  assert.equal(p.total, 10);
+  assert.deepEqual(
+    p.rows.map((r) => [r.cause, r.count, r.share, r.cumulative]),
+    [
+      ["Tool Change", 7, 70, 70],
+      ["Measurement Error", 2, 20, 90],
+      ["Other", 1, 10, 100],
+    ],
+  );
+  model.handleCharMessage(state, "1", "causes", "", "p/char/1/causes");
+  assert.deepEqual(model.paretoRows(ch).rows, []);
+});
+
+test("the role message says what the page offers; without one, everything", () => {
+  const state = model.createState();
+  assert.equal(model.may(state, "recalculate"), true);
+  const role = text("role", { user: "alice", role: "hmi", may: ["acknowledge", "query"] });
+  // another user's retained role is not ours
+  model.onRole(state, "bob", "alice", role);
+  assert.equal(state.role, null);
+  const c = model.onRole(state, "alice", "alice", role);
+  assert.ok(c.dirty.has("roles"));
+  assert.equal(model.may(state, "recalculate"), false);
+  assert.equal(model.may(state, "acknowledge"), true);
+  assert.equal(model.may(state, "query"), true);
+  model.onRole(state, "alice", "alice", text("role", { user: "alice", role: "gauge", may: [] }));
+  assert.equal(model.may(state, "acknowledge"), false);
+  assert.match(model.onRole(state, "alice", "alice", "{nonsense").warning, /not JSON/);
+  model.onRole(state, "alice", "alice", "");
+  assert.equal(model.may(state, "recalculate"), true);
 });

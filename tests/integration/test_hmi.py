@@ -226,14 +226,33 @@ def test_a_reading_through_the_real_bridge_is_on_screen_within_a_second(
     assert console_errors(page) == []
 
 
-def test_one_card_per_sample_acknowledged_once_and_every_open_page_drops_it(
+def answer_as_bridge(feed: Feed, command: Any, reply: dict[str, Any]) -> None:
+    """Reply to ``command`` on its response topic with its correlation data, as the bridge."""
+    answer = Properties(PacketTypes.PUBLISH)
+    answer.CorrelationData = command.properties.CorrelationData
+    feed.client.publish(
+        command.properties.ResponseTopic, json.dumps(reply), qos=1, properties=answer
+    ).wait_for_publish(5)
+
+
+def no_more_commands(feed: Feed, topic: str) -> None:
+    """No further command on ``topic`` (a short wait: an absence cannot be awaited)."""
+    with pytest.raises(AssertionError, match="no matching MQTT message"):
+        feed.expect(lambda m: m.topic == topic, timeout=1.0)
+
+
+def test_one_card_per_sample_acknowledged_in_one_command_and_every_open_page_drops_it(
     page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
 ) -> None:
-    """One bad sample failing several rules on two charts is ONE card; one acknowledgement,
-    with a cause the user must choose, acknowledges every alarm of it."""
+    """One bad sample failing several rules on two charts is ONE card; one action, with a
+    cause the user must choose, sends ONE bulk command naming every alarm of it.
+
+    The real bridge raises the alarms; the test then plays the bridge's side of the
+    acknowledgement (the bulk command is parsed by the ack-workflow branch, docs/topics.md):
+    it checks the one command, answers it, and publishes an ack_update per alarm."""
     p = plant.prefix
-    run_bridge_on([{**SHAFT, "rules": [1, 5]}])
-    feed.subscribe(f"{p}/char/1/ack")
+    bridge = run_bridge_on([{**SHAFT, "rules": [1, 5]}])
+    feed.subscribe(f"{p}/cmd/ack/+")
     page.get(plant.page_url())
     wait_until(page, attr_is("bridge-status", "data-state", "online"))
     operator = page.current_window_handle
@@ -265,6 +284,7 @@ def test_one_card_per_sample_acknowledged_once_and_every_open_page_drops_it(
     # already open when this page came: no attention pulse
     assert "new" not in by_testid(page, "alarm-row").get_attribute("class")
     assert console_errors(page) == []
+    bridge.stop()  # from here the test answers the acknowledgement
 
     page.switch_to.window(operator)
     log_in(page, "alice", PASSWORDS["alice"])
@@ -272,32 +292,176 @@ def test_one_card_per_sample_acknowledged_once_and_every_open_page_drops_it(
     wait_until(page, attr_is("conn-status", "data-state", "connected"))
     card = by_testid(page, "alarm-row")
     button = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-button"]')
-    # no cause is preselected: the button waits for one
+    # no cause is preselected: the button waits for one; action and comment open with it
     reason = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-reason"]')
+    action = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-action"]')
+    comment = card.find_element(By.CSS_SELECTOR, '[data-testid="ack-comment"]')
     assert reason.get_attribute("value") == ""
+    assert not action.is_displayed()
     assert button.get_attribute("disabled")
     assert button.get_attribute("title") == "choose a cause first"
     choose_cause(card, "Measurement Error")
-    wait_until(page, lambda d: button.is_enabled())
+    wait_until(page, lambda d: button.is_enabled() and action.is_displayed())
+    assert action.get_attribute("value") == ""  # "No action": none preselected either
+    Select(action).select_by_visible_text("Recalibrated Gauge")
+    comment.send_keys("gauge 7 drifted; " + "x" * 600)  # the field keeps at most 500
     assert button.text == "Acknowledge all 3"
     screenshot(page, "hmi-alarm-before-ack")
     button.click()
 
+    command = feed.expect(lambda m: m.topic == f"{p}/cmd/ack/alice")
+    sent = json.loads(command.payload)
+    assert sent == {
+        "violation_ids": card_ids,
+        "cause": "Measurement Error",
+        "action": "Recalibrated Gauge",
+        "comment": ("gauge 7 drifted; " + "x" * 600)[:500],
+        "exclude_sample": False,
+    }
+    answer_as_bridge(feed, command, {"ok": True})
+    for vid in card_ids:  # the bridge's broadcast: one ack_update per alarm (docs/topics.md)
+        update = {
+            "violation_id": vid,
+            "characteristic_id": 1,
+            "acknowledged": True,
+            "user": "alice",
+            "reason": "Measurement Error",
+            "cause": "Measurement Error",
+            "action": "Recalibrated Gauge",
+            "comment": sent["comment"],
+            "timestamp": iso(datetime.now(UTC)),
+        }
+        feed.publish(f"{p}/char/1/ack", envelope("ack_update", update))
     wait_until(page, lambda d: alarm_cards(d) == [])
-    acks = [
-        json.loads(feed.expect(lambda m: m.topic == f"{p}/char/1/ack").payload) for _ in card_ids
-    ]
-    assert sorted(a["payload"]["violation_id"] for a in acks) == sorted(card_ids)
-    for ack in acks:
-        assert ack["type"] == "ack_update"
-        assert ack["payload"]["user"] == "alice"
-        assert ack["payload"]["reason"] == "Measurement Error"
     assert by_testid(page, "ack-error").is_displayed() is False
     assert by_testid(page, "alarm-count").text == "0"
+    no_more_commands(feed, f"{p}/cmd/ack/alice")  # ONE command for the card's three alarms
     page.switch_to.window(watcher)
     wait_until(page, lambda d: alarm_cards(d) == [])
     wait_until(page, text_is("alarm-count", "0"))
     screenshot(page, "hmi-after-ack-other-page")
+    assert console_errors(page) == []
+
+
+def test_every_open_alarm_of_a_characteristic_in_one_command(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    """The bulk bar (the characteristic filter picks one): `characteristic_id` + `all_open`,
+    all or nothing; a refusal leaves every card; another characteristic's stay."""
+    p = plant.prefix
+    feed.publish(f"{p}/char/1/meta", meta(1, "Shaft OD"), retain=True)
+    feed.publish(f"{p}/char/2/meta", meta(2, "Bore ID"), retain=True)
+    shaft = [violation(1, 11 + k, 101 + k, rule_id=2) for k in range(4)]
+    for char_id, vs in ((1, shaft), (2, [violation(2, 21, 201)])):
+        feed.publish(
+            f"{p}/char/{char_id}/alarms",
+            envelope("alarms", {"characteristic_id": char_id, "violations": vs, "open_count": 4}),
+            retain=True,
+        )
+    feed.subscribe(f"{p}/cmd/ack/+")
+    page.get(plant.page_url())
+    log_in(page, "bob", PASSWORDS["bob"])
+    wait_until(page, text_is("current-user", "● bob"))
+    wait_until(page, lambda d: len(alarm_cards(d)) == 5)
+    assert not by_testid(page, "bulk-ack").is_displayed()  # all characteristics: no bulk bar
+    Select(by_testid(page, "alarm-filter-char")).select_by_visible_text("Shaft OD")
+    bar = wait_until(
+        page, lambda d: by_testid(d, "bulk-ack").is_displayed() and by_testid(d, "bulk-ack")
+    )
+    assert by_testid(page, "bulk-title").text == "All 4 open alarm(s) of Shaft OD"
+    button = by_testid(page, "bulk-button")
+    assert button.text == "Acknowledge all 4"
+    assert button.get_attribute("disabled")
+    # the causes offered are the meta's (hmi_support.meta: three), none chosen
+    options = [o.text for o in Select(by_testid(page, "bulk-reason")).options]
+    assert options == ["Choose a cause…", "Tool Change", "Measurement Error", "Other"]
+    Select(by_testid(page, "bulk-reason")).select_by_visible_text("Tool Change")
+    wait_until(page, lambda d: button.is_enabled())
+    screenshot(page, "hmi-bulk-ack")
+    button.click()
+    command = feed.expect(lambda m: m.topic == f"{p}/cmd/ack/bob")
+    assert json.loads(command.payload) == {
+        "characteristic_id": 1,
+        "all_open": True,
+        "cause": "Tool Change",
+        "exclude_sample": False,
+    }
+    # all or nothing: a refusal changes nothing on screen
+    answer_as_bridge(feed, command, {"ok": False, "error": "violation 12 is already acknowledged"})
+    error = wait_until(
+        page, lambda d: by_testid(d, "ack-error").is_displayed() and by_testid(d, "ack-error")
+    )
+    assert error.text == (
+        "Acknowledge of all open alarms of Shaft OD failed: violation 12 is already acknowledged"
+    )
+    assert len(alarm_cards(page)) == 4
+    wait_until(page, lambda d: button.is_enabled())
+    button.click()
+    command = feed.expect(lambda m: m.topic == f"{p}/cmd/ack/bob")
+    answer_as_bridge(feed, command, {"ok": True})
+    wait_until(page, lambda d: alarm_cards(d) == [])
+    assert not bar.is_displayed()
+    Select(by_testid(page, "alarm-filter-char")).select_by_visible_text("All characteristics")
+    wait_until(page, lambda d: [c["ids"] for c in alarm_cards(d)] == [[21]])
+    # the next characteristic's bar starts with no cause chosen (none carried over)
+    Select(by_testid(page, "alarm-filter-char")).select_by_visible_text("Bore ID")
+    wait_until(page, text_is("bulk-title", "All 4 open alarm(s) of Bore ID"))
+    assert by_testid(page, "bulk-reason").get_attribute("value") == ""
+    assert by_testid(page, "bulk-button").get_attribute("disabled")
+    assert by_testid(page, "alarm-count").text == "4"  # Bore ID's open_count
+    assert console_errors(page) == []
+
+
+def test_spec_and_overdue_alarms_are_shown_distinctly(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    p = plant.prefix
+    feed.publish(f"{p}/char/1/meta", meta(1, "Shaft OD"), retain=True)
+    rule = violation(1, 31, 301, rule_id=1)
+    spec = {
+        **violation(1, 32, 301, rule_id=1),
+        "rule_id": None,
+        "kind": "spec",
+        "rule_name": "Beyond specification",
+        "chart": None,
+    }
+    overdue = {
+        **violation(1, 33, 0, rule_id=2),
+        "rule_id": None,
+        "kind": "overdue",
+        "rule_name": "Sample overdue",
+        "chart": None,
+        "sample_id": None,
+    }
+    feed.publish(
+        f"{p}/char/1/alarms",
+        envelope(
+            "alarms",
+            {
+                "characteristic_id": 1,
+                "violations": [rule | {"kind": "rule"}, spec, overdue],
+                "open_count": 3,
+            },
+        ),
+        retain=True,
+    )
+    page.get(plant.page_url())
+    wait_until(page, lambda d: len(alarm_cards(d)) == 2)
+    kinds = page.execute_script(
+        """return [...document.querySelectorAll('[data-testid="alarm-row"]')].map((c) => [
+             c.dataset.violationIds, c.dataset.kinds,
+             c.querySelector('[data-testid="alarm-kinds"]').textContent,
+             getComputedStyle(c.querySelector('[data-testid="alarm-kinds"]')).backgroundColor]);"""
+    )
+    by_ids = {k[0]: k[1:] for k in kinds}
+    # the sample's rule and spec alarms on one card, the overdue one on its own
+    assert by_ids["31 32"][:2] == ["rule spec", "OUT OF SPEC"]
+    assert by_ids["33"][:2] == ["overdue", "OVERDUE"]
+    assert by_ids["31 32"][2] != by_ids["33"][2]  # two colours
+    lines = [c["rules"] for c in alarm_cards(page)]
+    assert ["X · Rule 1: Beyond 3 sigma", "Beyond specification"] in lines
+    assert ["Sample overdue"] in lines
+    screenshot(page, "hmi-alarm-kinds")
     assert console_errors(page) == []
 
 
@@ -384,18 +548,11 @@ def test_a_command_asks_for_its_reply_in_the_users_own_reply_tree(
         re.escape(f"{plant.prefix}/reply/bob/") + r"openspc-hmi-[a-z0-9]+", reply_topic
     )
     assert json.loads(command.payload) == {
-        "violation_id": 31,
-        "reason": "Tool Change",
+        "violation_ids": [31],
+        "cause": "Tool Change",
         "exclude_sample": False,
     }
-    answer = Properties(PacketTypes.PUBLISH)
-    answer.CorrelationData = command.properties.CorrelationData
-    feed.client.publish(
-        reply_topic,
-        json.dumps({"ok": False, "error": "the test says no"}),
-        qos=1,
-        properties=answer,
-    )
+    answer_as_bridge(feed, command, {"ok": False, "error": "the test says no"})
     error = wait_until(
         page, lambda d: by_testid(d, "ack-error").is_displayed() and by_testid(d, "ack-error")
     )
@@ -894,7 +1051,8 @@ const vw = innerWidth, vh = innerHeight;
 const rectOf = (e) => { const r = e.getBoundingClientRect();
   return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width}; };
 // a control is reachable: scrolled into view, it lies wholly inside the viewport
-const reachable = (e) => { e.scrollIntoView({block: "nearest", inline: "nearest"});
+// (centred: "nearest" may leave a fraction of a pixel outside, the scroll offset being whole)
+const reachable = (e) => { e.scrollIntoView({block: "center", inline: "nearest"});
   const r = e.getBoundingClientRect();
   return r.width > 0 && r.left >= 0 && r.right <= vw && r.top >= 0 && r.bottom <= vh; };
 const login = document.querySelector('[data-testid="login-submit"]');
@@ -949,6 +1107,26 @@ def test_every_panel_size_fits_without_horizontal_scrolling(
             assert chart["width"] >= 0.55 * width, probe
             assert chart["left"] >= 0, probe
             assert chart["right"] <= width, probe
+        # logged in, a cause chosen (the action and comment open), the older-data bar and the
+        # Pareto shown: still nothing sideways, and the controls reachable
+        log_in(page, "alice", PASSWORDS["alice"])
+        wait_until(page, text_is("current-user", "● alice"))
+        choose_cause(by_testid(page, "alarm-row"), "Tool Change")
+        wait_until(page, lambda d: by_testid(d, "ack-comment").is_displayed())
+        wait_until(page, lambda d: by_testid(d, "older").is_displayed())
+        by_testid(page, "pareto-title").click()
+        busy = page.execute_script(
+            LAYOUT_PROBE.replace('"login-submit"', '"logout"').replace(
+                "const controls = {login: reachable(login), ack: reachable(ack)};",
+                "const controls = {login: reachable(login), ack: reachable(ack),"
+                " older: reachable(document.querySelector('[data-testid=\"older-load\"]')),"
+                " comment: reachable(document.querySelector('[data-testid=\"ack-comment\"]'))};",
+            )
+        )
+        print("screenshot:", screenshot(page, f"hmi-viewport-{width}x{height}-logged-in"))
+        assert busy["scrollWidth"] <= width, busy
+        assert busy["controls"] == {"login": True, "ack": True, "older": True, "comment": True}
+        assert busy["clipped"] == [], busy
         assert console_errors(page) == []
     finally:
         set_viewport(page)
@@ -1073,4 +1251,320 @@ def test_spec_limits_on_the_x_chart_and_a_histogram_with_the_capability(
     print("screenshot:", screenshot(page, "hmi-spec-histogram"))
     by_testid(page, "hist-toggle").click()
     wait_until(page, lambda d: by_testid(d, "r-chart").is_displayed())
+    assert console_errors(page) == []
+
+
+# ---- a point explained, limits by version, roles, causes, older data -------------------------
+
+
+def hover_point(driver: Any, testid: str, index: int, *, click: bool = False) -> None:
+    """Move the mouse over the ``index``-th sample of a chart (its x, the plot's middle), and
+    click there when asked."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    chart = by_testid(driver, testid)
+    x = driver.execute_script("return arguments[0].pointX(arguments[1])", chart, index)
+    width = chart.size["width"]
+    actions = ActionChains(driver).move_to_element_with_offset(chart, int(x - width / 2), 0)
+    if click:
+        actions = actions.click()
+    actions.perform()
+
+
+def tooltip(driver: Any) -> dict[str, str]:
+    """The shown tooltip's rows by key (spc.js pointDetail), with its sample id as ``#``."""
+    rows: dict[str, str] = driver.execute_script(
+        """
+        const tip = [...document.querySelectorAll('[data-testid="point-tip"]')]
+          .find((t) => !t.hidden);
+        if (!tip) return null;
+        const out = {"#": tip.dataset.sampleId, "pinned": tip.dataset.pinned};
+        for (const row of tip.querySelectorAll(".tip-row")) {
+          out[row.dataset.key] = row.querySelector("b").textContent;
+        }
+        return out;
+        """
+    )
+    return rows
+
+
+def versioned_limits(char_id: int, version: int, cl: float, sigma: float) -> dict[str, Any]:
+    lim = limits(char_id, cl, sigma)
+    lim["payload"]["version"] = version
+    return lim
+
+
+def test_a_points_tooltip_says_what_the_published_sample_says(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    """Every point explained (time, readings, statistic, zone, rules, context, excluded, its
+    limits); excluded points hollow; each point against the limits of its own version, the
+    change marked; the out-of-spec point ringed."""
+    p = plant.prefix
+    values = [round(10.0 + 0.01 * ((i * 7) % 5 - 2), 4) for i in range(30)]
+    values[24] = 10.12  # beyond USL and UCL
+    history = samples(1, values, first_id=701, failing={24: [1, 5]})
+    for i, s in enumerate(history):
+        s["limits_version"] = 1 if i < 20 else 2
+        s["excluded"] = i == 4
+        s["out_of_spec"] = i == 24
+        s["context"] = {"part": f"A-{100 + i}", "lot": "L42", "shift": "B", "operator": "kim"}
+    history[24]["zone"] = "beyond_ucl"
+    history[24]["range_failed_rules"] = [1]
+    feed.publish(
+        f"{p}/char/1/meta", meta(1, "Shaft OD", usl=10.1, lsl=9.9, target=10.0), retain=True
+    )
+    feed.publish(f"{p}/char/1/limits", versioned_limits(1, 1, 10.0, 0.02), retain=True)
+    feed.publish(
+        f"{p}/char/1/history",
+        envelope("history", {"characteristic_id": 1, "samples": history}),
+        retain=True,
+    )
+    page.get(plant.page_url())
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    wait_until(page, text_is("kpi-ucl", "10.060"))
+    # the recalculation: version 2, seen live (the page keeps every version it has seen)
+    feed.publish(f"{p}/char/1/limits", versioned_limits(1, 2, 10.01, 0.03), retain=True)
+    wait_until(page, text_is("kpi-ucl", "10.100"))
+    chart = by_testid(page, "x-chart")
+    wait_until(page, attr_is("x-chart", "data-version-changes", "721:v2"))
+    ucl_steps = chart.get_attribute("data-ucl-steps").split()
+    assert ucl_steps == ["10.06"] * 20 + ["10.1"] * 10
+    assert chart.get_attribute("data-cl-steps").split() == ["10"] * 20 + ["10.01"] * 10
+    assert chart.get_attribute("data-hollow-samples") == "705"  # the excluded one
+    assert chart.get_attribute("data-out-of-spec") == "725"
+    assert chart.get_attribute("data-marks") == "725:1,5"
+
+    hover_point(page, "x-chart", 24)
+    tip = wait_until(page, lambda d: (t := tooltip(d)) and t["#"] == "725" and t)
+    published = history[24]
+    assert tip["sample"] == "#725"
+    assert tip["readings"] == f"{published['values'][0]} mm"
+    assert tip["statistic"] == f"{published['value']:.3f} mm"
+    assert tip["zone"] == "beyond UCL"
+    assert tip["rules"] == "X rule 1, 5; MR rule 1"
+    assert tip["spec"] == "OUT OF SPEC"
+    assert tip["context.part"] == published["context"]["part"]
+    assert tip["context.lot"] == "L42"
+    assert tip["context.shift"] == "B"
+    assert tip["context.operator"] == "kim"
+    assert tip["excluded"] == "no"
+    assert tip["limits"] == "version 2 (LCL 9.920 · UCL 10.100)"
+    shown_time = page.execute_script(
+        "return new Date(arguments[0]).toLocaleString([], {year: 'numeric', month: 'short',"
+        " day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit',"
+        " hourCycle: 'h23'})",
+        published["timestamp"],
+    )
+    assert tip["time"] == shown_time
+    screenshot(page, "hmi-point-tooltip")
+
+    # an excluded point of version 1, pinned by a click: it stays while the mouse moves on
+    hover_point(page, "x-chart", 4)
+    wait_until(page, lambda d: (t := tooltip(d)) and t["#"] == "705")
+    hover_point(page, "x-chart", 4, click=True)
+    pinned = wait_until(page, lambda d: (t := tooltip(d)) and t["pinned"] == "true" and t)
+    assert pinned["excluded"] == "yes (not in limit calculations)"
+    assert pinned["limits"] == "version 1 (LCL 9.940 · UCL 10.060)"
+    hover_point(page, "x-chart", 10)
+    assert tooltip(page)["#"] == "705"
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(page).send_keys(Keys.ESCAPE).perform()
+    wait_until(page, lambda d: (t := tooltip(d)) is None or t["#"] != "705")
+    assert console_errors(page) == []
+
+
+def role_message(user: str, role: str, may: list[str]) -> dict[str, Any]:
+    return envelope("role", {"user": user, "role": role, "may": may})
+
+
+def test_the_role_message_decides_what_is_offered(page: Any, plant: HmiPlant, feed: Feed) -> None:
+    """docs/hmi.md "Roles": the bridge's retained `reply/<user>/role`; without one, every
+    control is offered (and a refusal is said in plain words)."""
+    p = plant.prefix
+    publish_line(feed, p, LINE[:2])
+    feed.publish(
+        f"{p}/reply/alice/role", role_message("alice", "hmi", ["acknowledge", "query"]), retain=True
+    )
+    feed.publish(
+        f"{p}/reply/erin/role",
+        role_message("erin", "engineer", ["acknowledge", "recalculate", "query"]),
+        retain=True,
+    )
+    page.get(plant.page_url(char="1"))
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+
+    def offered(d: Any) -> dict[str, bool]:
+        shown: dict[str, bool] = d.execute_script(
+            """const vis = (id) => { const e = document.querySelector('[data-testid="' + id + '"]');
+                 return !!e && e.offsetParent !== null; };
+               const form = document.querySelector('[data-testid="alarm-row"] .alarm-actions');
+               return {recalc: vis("recalc"), older: vis("older"),
+                       ack: !!form && form.offsetParent !== null};"""
+        )
+        return shown
+
+    def session_of(user: str, role: str) -> None:
+        if by_testid(page, "logout").is_displayed():
+            by_testid(page, "logout").click()
+            wait_until(page, lambda d: by_testid(d, "login-submit").is_displayed())
+        log_in(page, user, PASSWORDS[user])
+        wait_until(page, text_is("current-user", f"● {user}"))
+        wait_until(page, attr_is("current-user", "data-role", role))
+
+    session_of("alice", "hmi")
+    assert wait_until(page, lambda d: offered(d) == {"recalc": False, "older": True, "ack": True})
+    screenshot(page, "hmi-role-hmi")
+    session_of("erin", "engineer")
+    assert wait_until(page, lambda d: offered(d) == {"recalc": True, "older": True, "ack": True})
+    # bob has no role message: everything is offered; the broker decides
+    by_testid(page, "logout").click()
+    wait_until(page, lambda d: by_testid(d, "login-submit").is_displayed())
+    log_in(page, "bob", PASSWORDS["bob"])
+    wait_until(page, text_is("current-user", "● bob"))
+    assert wait_until(page, lambda d: offered(d) == {"recalc": True, "older": True, "ack": True})
+    assert by_testid(page, "current-user").get_attribute("data-role") == ""
+    assert console_errors(page) == []
+
+
+def test_the_pareto_of_causes_comes_from_the_retained_causes(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    p = plant.prefix
+    publish_line(feed, p, LINE[:2])
+    counts = [
+        {"cause": "Measurement Error", "count": 2},
+        {"cause": "Tool Change", "count": 7},
+        {"cause": "Other", "count": 1},
+    ]
+    feed.publish(
+        f"{p}/char/1/causes",
+        envelope("causes", {"characteristic_id": 1, "days": 30, "counts": counts}),
+        retain=True,
+    )
+    page.get(plant.page_url(char="1"))
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    wait_until(page, text_is("pareto-title", "Causes, last 30 days (10)"))
+    by_testid(page, "pareto-title").click()
+
+    def rows(d: Any) -> list[str]:
+        """Read in one script: the list is redrawn when the retained causes change."""
+        found: list[str] = d.execute_script(
+            """return [...document.querySelectorAll('[data-testid="pareto-row"]')].map(
+                 (r) => r.innerText.replace(/\\s+/g, " ").trim());"""
+        )
+        return found
+
+    assert wait_until(page, rows) == [
+        "Tool Change 7 · 70%",
+        "Measurement Error 2 · 90%",
+        "Other 1 · 100%",
+    ]
+    screenshot(page, "hmi-pareto")
+    # another characteristic without acknowledged alarms, then an update of the first
+    all_by_testid(page, "char-item")[1].click()
+    wait_until(page, text_is("pareto-title", "Causes"))
+    assert rows(page) == []
+    all_by_testid(page, "char-item")[0].click()
+    feed.publish(
+        f"{p}/char/1/causes",
+        envelope(
+            "causes",
+            {
+                "characteristic_id": 1,
+                "days": 30,
+                "counts": [{"cause": "Other", "count": 11}, *counts[:2]],
+            },
+        ),
+        retain=True,
+    )
+    wait_until(page, lambda d: rows(d)[:1] == ["Other 11 · 55%"])
+    assert console_errors(page) == []
+
+
+def query_answer(char_id: int, first: int, count: int, next_before: int | None) -> dict[str, Any]:
+    history = samples(char_id, [10.0 + 0.01 * (i % 3) for i in range(count)], first_id=first)
+    for s in history:
+        s["excluded"] = False
+    return envelope(
+        "query_result",
+        {"characteristic_id": char_id, "samples": history, "next_before_sample_id": next_before},
+    )
+
+
+def test_older_data_is_paged_through_the_query_command(
+    page: Any, plant: HmiPlant, feed: Feed
+) -> None:
+    """docs/topics.md "query": the page asks for the samples before the oldest it holds, pages
+    on with `next_before_sample_id`, asks for a time range, and goes back to live.
+
+    The test plays the bridge. It logs the page in as a user the broker lets publish
+    `cmd/query/<own name>` in this branch (the `hmi` role's ACL line comes with the bridge
+    side of the query command)."""
+    p = plant.prefix
+    published = publish_line(feed, p, LINE[:1])
+    first_held = published[1][0]["sample_id"]
+    feed.subscribe(f"{p}/cmd/query/+")
+    page.get(plant.page_url(char="1"))
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    assert not by_testid(page, "older").is_displayed()  # anonymous: no reply topic
+    log_in(page, "bridge", PASSWORDS["bridge"])
+    wait_until(page, text_is("current-user", "● bridge"))
+    wait_until(page, lambda d: by_testid(d, "older").is_displayed())
+    topic = f"{p}/cmd/query/bridge"
+
+    by_testid(page, "older-load").click()
+    command = feed.expect(lambda m: m.topic == topic)
+    assert json.loads(command.payload) == {
+        "characteristic_id": 1,
+        "before_sample_id": first_held,
+        "limit": 500,
+    }
+    answer_as_bridge(feed, command, query_answer(1, first_held - 40, 40, first_held - 40))
+    wait_until(page, attr_is("x-chart", "data-points", "40"))
+    assert by_testid(page, "x-chart").get_attribute("data-last-sample-id") == str(first_held - 1)
+    assert by_testid(page, "older-status").text == (
+        f"40 older samples, #{first_held - 40}–#{first_held - 1}"
+    )
+    more = by_testid(page, "older-more")
+    assert more.is_enabled()
+    more.click()
+    command = feed.expect(lambda m: m.topic == topic)
+    assert json.loads(command.payload) == {
+        "characteristic_id": 1,
+        "before_sample_id": first_held - 40,
+        "limit": 500,
+    }
+    answer_as_bridge(feed, command, query_answer(1, first_held - 60, 20, None))
+    wait_until(page, attr_is("x-chart", "data-points", "60"))
+    assert by_testid(page, "older-status").text.endswith("(no older)")
+    assert not more.is_enabled()
+    screenshot(page, "hmi-older-data")
+
+    # a time range; the bridge's refusal in its own words
+    page.execute_script(
+        "document.getElementById('older-from').value = '2026-12-07T10:00:00';"
+        "document.getElementById('older-to').value = '2026-12-07T11:00:00';"
+    )
+    by_testid(page, "older-load").click()
+    command = feed.expect(lambda m: m.topic == topic)
+    expected = page.execute_script(
+        "return ['2026-12-07T10:00:00', '2026-12-07T11:00:00'].map((t) =>"
+        " new Date(t).toISOString().replace(/\\.\\d{3}Z$/, 'Z'))"
+    )
+    assert json.loads(command.payload) == {
+        "characteristic_id": 1,
+        "from": expected[0],
+        "to": expected[1],
+        "limit": 500,
+    }
+    answer_as_bridge(feed, command, {"ok": False, "error": "'from' is after 'to'"})
+    wait_until(page, text_is("older-status", "Loading failed: 'from' is after 'to'"))
+    assert by_testid(page, "x-chart").get_attribute("data-points") == "60"  # kept
+
+    by_testid(page, "older-live").click()
+    wait_until(page, attr_is("x-chart", "data-points", "30"))
+    assert not by_testid(page, "older-live").is_displayed()
     assert console_errors(page) == []

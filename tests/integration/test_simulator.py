@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -166,3 +167,88 @@ def test_gauges_keep_publishing_across_a_broker_restart(
         subscriber.loop_stop()
     assert publisher.error is None
     assert publisher.acknowledged == publisher.published
+
+
+def test_a_line_that_stops_pauses_its_gauges_and_says_so(
+    mosquitto: MosquittoProcess, topic_prefix: str
+) -> None:
+    """bridge.simulator.LineSchedule: the line's gauge sends nothing between "false" and
+    "true" on the running topic (retained); the other gauge goes on; every reading carries
+    its lot and operator (Shopfloor, "legacy" style) and is still a valid reading."""
+    from bridge.simulator import LineSchedule, Shopfloor
+
+    running = f"{topic_prefix}/line3/running"
+    on_line = GaugeProfile(1, f"{topic_prefix}/char/1/reading", mean=10.0, sigma=0.02)
+    off_line = GaugeProfile(2, f"{topic_prefix}/char/2/reading", mean=5.0, sigma=0.1)
+    order: list[tuple[str, bytes]] = []
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def record(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            order.append((msg.topic, msg.payload))
+            if [p for t, p in order if t == running] == [b"true", b"false", b"true"]:
+                done.set()
+
+    subscribed = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.on_message = record
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.connect("127.0.0.1", mosquitto.port)
+    client.subscribe(f"{topic_prefix}/#", qos=1)
+    client.loop_start()
+    try:
+        assert subscribed.wait(5)
+        line = LineSchedule(running, frozenset({1}), run=0.5, stop=0.5)
+        with GaugePublisher(
+            "127.0.0.1",
+            mosquitto.port,
+            [Gauge(on_line, seed=1), Gauge(off_line, seed=1)],
+            rate=40,
+            shopfloor=Shopfloor(style="legacy"),
+            line=line,
+            announce_line=True,
+        ):
+            assert done.wait(10), order[-5:]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    with lock:
+        seen = list(order)
+    states = [i for i, (t, _) in enumerate(seen) if t == running]
+    stopped, restarted = states[1], states[2]
+    between = [t for t, _ in seen[stopped:restarted]]
+    assert on_line.topic not in between  # the line stood
+    assert between.count(off_line.topic) >= 10  # the other gauge went on (0.5 s at 40/s)
+    for topic, payload in seen:
+        if topic == running:
+            continue
+        doc = json.loads(payload)
+        assert doc["operator"] in {"kim", "lee", "sam"}
+        assert doc["batch"].startswith(f"L{1 if topic == on_line.topic else 2}")
+        reading = parse_reading(payload, subgroup_size=1, received_at=datetime.now(UTC))
+        assert reading.batch == doc["batch"]
+        assert reading.operator == doc["operator"]
+
+
+def test_a_backfill_sends_the_lines_recent_history_at_once(
+    mosquitto: MosquittoProcess, topic_prefix: str
+) -> None:
+    """``backfill``: the first ticks go out at once, time-stamped ``1 / rate`` apart up to
+    now; then the readings keep the pace."""
+    profile = GaugeProfile(1, f"{topic_prefix}/char/1/reading", mean=10.0, sigma=0.02)
+    recorder = Recorder(mosquitto, [profile.topic], expected=6)
+    try:
+        assert recorder.subscribed.wait(5)
+        began = time.time()
+        with GaugePublisher(
+            "127.0.0.1", mosquitto.port, [Gauge(profile, seed=2)], rate=0.5, backfill=5
+        ):
+            assert recorder.enough.wait(5)  # five at once and the first paced one: not 10 s
+            arrived = time.time() - began
+    finally:
+        recorder.close()
+    stamps = [json.loads(p)["ts"] / 1000 for p in recorder.payloads[profile.topic][:6]]
+    assert arrived < 3
+    assert [round(b - a, 1) for a, b in itertools.pairwise(stamps)] == [2.0] * 5
+    assert abs(stamps[-1] - began) < 1.5  # the sixth is "now"

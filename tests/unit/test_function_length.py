@@ -22,10 +22,6 @@ LONG: dict[str, str] = {
     "bridge/_cli/bench.py::main": "one branch per option of a flat CLI; to split with configure",
     "bridge/readings.py::parse_count": "every accepted form of an attribute reading with its "
     "precise refusal, as parse_reading does for measurements",
-    "bridge/demo.py::demo_config": "the demo plant's whole configuration in one view; "
-    "demo.py is being edited by another engineer this round",
-    "bridge/demo.py::run_demo": "the demo's start-up and shut-down order in one view; "
-    "demo.py is being edited by another engineer this round",
     "bridge/gateway/_bench.py::_clients": "one benchmark client's whole life in one view",
     "bridge/gateway/_bench.py::_run": "the gateway benchmark's steps in order (broker, bridge, "
     "gateway, clients, report); to split by step",
