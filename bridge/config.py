@@ -345,7 +345,7 @@ class BridgeSettings(_Section):
     max_payload_bytes: Annotated[int, AfterValidator(_between(16, 268_435_455))] = 65536
     metrics_interval: Annotated[float, AfterValidator(_positive)] = 5.0
     batch_max: Annotated[int, AfterValidator(_at_least(1))] = 1000
-    batch_ms: Annotated[float, AfterValidator(_at_least(0))] = 5.0
+    batch_ms: Annotated[float, AfterValidator(_at_least(0))] = 0.0  # 0: group commit
     buffer_max: Annotated[int, AfterValidator(_at_least(1))] = 100_000
     # history bytes a second, all characteristics together (docs/bridge.md, "history")
     history_budget: Annotated[int, AfterValidator(_at_least(1000))] = 1_000_000

@@ -1,7 +1,7 @@
 """The pipeline: deliveries -> router -> batcher -> one transaction -> acks -> domain events.
 
 One consumer task takes up to ``batch_max`` items from the :class:`~bridge.pipeline.Inbox`
-(waiting at most ``batch_ms`` for a batch to fill), then for each item in arrival order:
+(group commit: bridge/_group_commit.py), then for each item in arrival order:
 the :class:`~bridge.pipeline.AckTracker` skips what an earlier connection delivered and
 recognises a resend of what was taken already; the :class:`~bridge.pipeline.Router` says
 where it goes; the :class:`~bridge.pipeline.Batcher` parses it and feeds the
@@ -34,6 +34,7 @@ from bridge._alarms import Alarms, DueTick
 from bridge._context import SubgroupContexts
 from bridge._dedupe import SeenReadings
 from bridge._error_reports import ErrorReporter
+from bridge._group_commit import take_batch
 from bridge.bus import MessageBus
 from bridge.errors import (
     CommandElsewhere,
@@ -235,8 +236,11 @@ class Pipeline:
                     log.error("stopping with a batch not stored; the broker will redeliver it")
                 return
             wait = 0.0 if stop.is_set() else self.batch_wait
-            items = await self.inbox.take(self.batch_max, wait, stop)
-            self.acks.took(len(items))
+            # group commit: the batch is what arrived while the last one was written; what
+            # is taken counts as held at once (the wait for that write may be an outage)
+            items = await take_batch(
+                self.inbox, self.batch_max, wait, self._writing, stop, self.acks.took
+            )
             if not items:
                 continue
             try:

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from sqlalchemy import DateTime, Table, bindparam, event, func, insert, select, update
-from sqlalchemy.engine import Dialect, Row, make_url
+from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -38,6 +38,13 @@ from bridge.store._tables import (
     readings,
     samples,
     violations,
+)
+from bridge.store._writer import (
+    BatchWriter,
+    PostgresWriter,
+    SqliteWriter,
+    batch_statements,
+    due_values,
 )
 from engine.alarms import OverdueState
 
@@ -90,54 +97,6 @@ def _aware(ts: datetime) -> datetime:
 
 def _utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC)
-
-
-_last_datetime: list[Any] = [None, None]  # the last datetime converted, and its text
-
-
-def _sqlite_datetime(value: datetime | None) -> str | None:
-    """What SQLAlchemy's SQLite DATETIME stores (``2026-01-01 06:00:00.000000``, UTC),
-    from the C ``isoformat`` rather than a ``%`` format of seven fields. A reading without
-    a source ``ts`` has one datetime object for ``ts`` and ``received_at``: converted once."""
-    if value is None:
-        return None
-    if value is _last_datetime[0]:
-        return str(_last_datetime[1])
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    _last_datetime[0], _last_datetime[1] = value, text
-    return text
-
-
-_DRIVER_SQL: dict[tuple[str, tuple[str, ...]], tuple[str, list[Any]]] = {}
-
-
-def _driver_rows(
-    table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect
-) -> tuple[str, list[tuple[Any, ...]]]:
-    """An INSERT in the driver's own SQL and its rows as tuples, for SQLite's executemany.
-
-    The same values SQLAlchemy would bind (its own bind processors, per column), without
-    its per-row parameter processing, which cost more than SQLite's insert itself
-    (docs/performance.md). Every row has the keys of the first (the pipeline builds them so).
-    """
-    keys = tuple(rows[0])
-    cached = _DRIVER_SQL.get((table.name, keys))
-    if cached is None:
-        quote = dialect.identifier_preparer.quote
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "  # noqa: S608  # names of our own Table
-            f"VALUES ({', '.join('?' for _ in keys)})"
-        )
-        processors: list[Any] = [
-            _sqlite_datetime
-            if isinstance(table.c[k].type, DateTime)
-            else table.c[k].type._cached_bind_processor(dialect)
-            for k in keys
-        ]
-        cached = _DRIVER_SQL[(table.name, keys)] = (sql, processors)
-    sql, processors = cached
-    pairs = list(zip(keys, processors, strict=True))
-    return sql, [tuple([row[k] if p is None else p(row[k]) for k, p in pairs]) for row in rows]
 
 
 @dataclass
@@ -287,21 +246,39 @@ class SampleRow:
 
 
 class UnitOfWork:
-    """One transaction: ``async with store.unit_of_work() as uow: ...; await uow.commit()``."""
+    """One transaction: ``async with store.unit_of_work() as uow: ...; await uow.commit()``.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    With a batch writer (bridge/store/_writer.py) a unit of work that only writes batches
+    (the pipeline's) opens no connection: :meth:`commit` hands the batch to the writer, one
+    hop. Any other statement opens a connection of the pool and takes the staged batches
+    with it, so the order of the writes and the all-or-nothing of the commit stay the same.
+    """
+
+    def __init__(self, engine: AsyncEngine, writer: BatchWriter | None = None) -> None:
         self._engine = engine
+        self._writer = writer
+        self._staged: list[tuple[BatchWrite, datetime]] = []
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
 
     async def __aenter__(self) -> UnitOfWork:
-        self._conn = await self._engine.connect()
-        try:
-            self._tx = await self._conn.begin()
-        except BaseException:
-            await self._conn.close()
-            raise
+        if self._writer is None:
+            await self._open()
         return self
+
+    async def _open(self) -> AsyncConnection:
+        if self._conn is None:
+            self._conn = await self._engine.connect()
+            try:
+                self._tx = await self._conn.begin()
+            except BaseException:
+                await self._conn.close()
+                self._conn = None
+                raise
+            staged, self._staged = self._staged, []
+            for batch, now in staged:
+                await self._write_sql(batch, now)
+        return self._conn
 
     async def __aexit__(
         self,
@@ -309,6 +286,7 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._staged = []  # never committed: rolled back, as nothing was written
         try:
             if self._tx is not None and self._tx.is_active:
                 await self._tx.rollback()
@@ -316,19 +294,36 @@ class UnitOfWork:
             if self._conn is not None:
                 await self._conn.close()
 
-    @property
-    def conn(self) -> AsyncConnection:
-        assert self._conn is not None, "use the unit of work in 'async with'"
-        return self._conn
+    async def connection(self) -> AsyncConnection:
+        """The unit of work's connection, opened on first use."""
+        return await self._open()
 
     async def commit(self) -> None:
+        if self._conn is None:
+            staged, self._staged = self._staged, []
+            if self._writer is not None and staged:
+                if len(staged) == 1:
+                    await self._writer.write(*staged[0])
+                else:  # several batches in one unit of work: one transaction still
+                    self._staged = staged
+                    await self._open()
+            if self._conn is None:
+                return
         assert self._tx is not None
         await self._tx.commit()
 
     async def write_batch(self, batch: BatchWrite, now: datetime) -> None:
-        conn = self.conn
+        if self._conn is None and self._writer is not None:
+            self._staged.append((batch, now))
+            return
+        await self._open()
+        await self._write_sql(batch, now)
+
+    async def _write_sql(self, batch: BatchWrite, now: datetime) -> None:
+        """The batch through SQLAlchemy, on this unit of work's connection."""
+        conn = await self._open()
         if conn.dialect.name == "sqlite":
-            await self._write_batch_sqlite(batch, now)
+            await self._write_batch_sqlite(conn, batch, now)
             return
         if batch.readings:
             await conn.execute(insert(readings), batch.readings)
@@ -343,28 +338,14 @@ class UnitOfWork:
         if batch.due_states:
             await self.save_due_states(batch.due_states)
 
-    async def _write_batch_sqlite(self, batch: BatchWrite, now: datetime) -> None:
-        """The same rows as the Core path, handed to the driver as tuples."""
-        conn = self.conn
-        dialect = conn.dialect
-        for table, rows in (
-            (readings, batch.readings),
-            (samples, batch.samples),
-            (violations, batch.violations),
-            (control_limits, batch.limits),
-        ):
-            if rows:
-                sql, params = _driver_rows(table, rows, dialect)
-                await conn.exec_driver_sql(sql, params)
-        if batch.states:
-            state = characteristics.c.engine_state.type._cached_bind_processor(dialect)
-            at = _sqlite_datetime(now)
-            await conn.exec_driver_sql(
-                "UPDATE characteristics SET engine_state = ?, updated_at = ? WHERE id = ?",
-                [(s if state is None else state(s), at, cid) for cid, s in batch.states.items()],
-            )
-        if batch.due_states:
-            await self.save_due_states(batch.due_states)
+    async def _write_batch_sqlite(
+        self, conn: AsyncConnection, batch: BatchWrite, now: datetime
+    ) -> None:
+        """The same statements as the batch writer's (bridge/store/_writer.py), handed to
+        the driver as tuples on this connection (SQLAlchemy's per-row parameter processing
+        cost more than SQLite's insert itself: docs/performance.md)."""
+        for sql, params in batch_statements(batch, now, conn.dialect):
+            await conn.exec_driver_sql(sql, params)
 
     async def save_due_states(self, states: Mapping[int, OverdueState | None]) -> None:
         """Keep each characteristic's due clock (None: forget it; bridge/_alarms.py)."""
@@ -377,21 +358,16 @@ class UnitOfWork:
                 due_running=bindparam("b_running"),
             )
         )
-        await self.conn.execute(
-            stmt,
-            [
-                {
-                    "b_id": cid,
-                    "b_since": None if s is None or s.since is None else _utc(s.since),
-                    "b_raised": None if s is None else s.raised,
-                    "b_running": None if s is None else s.running,
-                }
-                for cid, s in states.items()
-            ],
-        )
+        rows = []
+        for cid, state in states.items():
+            since, raised, running = due_values(state)
+            rows.append({"b_id": cid, "b_since": since, "b_raised": raised, "b_running": running})
+        conn = await self._open()
+        await conn.execute(stmt, rows)
 
     async def add_dead_letters(self, letters: Sequence[DeadLetter], now: datetime) -> None:
-        await self.conn.execute(insert(dead_letters), [letter.row(now) for letter in letters])
+        conn = await self._open()
+        await conn.execute(insert(dead_letters), [letter.row(now) for letter in letters])
 
     async def save_states(self, states: Mapping[int, dict[str, Any]], now: datetime) -> None:
         stmt = (
@@ -399,7 +375,8 @@ class UnitOfWork:
             .where(characteristics.c.id == bindparam("b_id"))
             .values(engine_state=bindparam("b_state"), updated_at=bindparam("b_at"))
         )
-        await self.conn.execute(
+        conn = await self._open()
+        await conn.execute(
             stmt,
             [{"b_id": cid, "b_state": state, "b_at": _utc(now)} for cid, state in states.items()],
         )
@@ -411,7 +388,8 @@ class UnitOfWork:
         payload: dict[str, Any],
         version: int | None = None,
     ) -> None:
-        await self.conn.execute(
+        conn = await self._open()
+        await conn.execute(
             insert(control_limits),
             [
                 {
@@ -436,7 +414,8 @@ class UnitOfWork:
             stmt = stmt.where(violations.c.characteristic_id == characteristic_id).where(
                 violations.c.acknowledged.is_(False)
             )
-        rows = await self.conn.execute(stmt.order_by(violations.c.id).with_for_update())
+        conn = await self._open()
+        rows = await conn.execute(stmt.order_by(violations.c.id).with_for_update())
         return [ViolationRecord.from_row(row) for row in rows]
 
     async def acknowledge_many(
@@ -451,7 +430,8 @@ class UnitOfWork:
         exclude_sample_ids: Sequence[int] = (),
     ) -> int:
         """Acknowledge the open violations among ``violation_ids`` (one statement); how many."""
-        result = await self.conn.execute(
+        conn = await self._open()
+        result = await conn.execute(
             update(violations)
             .where(violations.c.id.in_(list(violation_ids)))
             .where(violations.c.acknowledged.is_(False))
@@ -465,7 +445,7 @@ class UnitOfWork:
             )
         )
         if exclude_sample_ids:
-            await self.conn.execute(
+            await conn.execute(
                 update(samples)
                 .where(samples.c.id.in_(list(exclude_sample_ids)))
                 .values(excluded=True)
@@ -476,7 +456,8 @@ class UnitOfWork:
         self, characteristic_ids: Sequence[int], since: datetime
     ) -> dict[int, list[tuple[str, int]]]:
         """Acknowledged violations by cause since ``since`` (inclusive), per characteristic."""
-        return await _cause_counts(self.conn, characteristic_ids, since)
+        conn = await self._open()
+        return await _cause_counts(conn, characteristic_ids, since)
 
 
 async def _cause_counts(
@@ -534,9 +515,12 @@ class IdAllocator:
 class Store:
     """The database: create with :meth:`open`, close with :meth:`close`."""
 
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
+    def __init__(self, engine: AsyncEngine, url: str, writer: BatchWriter | None = None) -> None:
         self.engine = engine
         self.url = url
+        self.writer = writer
+        """Where the pipeline's batches go, one hop each (bridge/store/_writer.py); None:
+        through SQLAlchemy's pool (an in-memory SQLite, or a URL with options of its own)."""
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -570,10 +554,16 @@ class Store:
         except BaseException:
             await engine.dispose()
             raise
+        store.writer = _writer_for(engine)
         return store
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        writer, self.writer = self.writer, None
+        try:
+            if writer is not None:
+                await writer.close()
+        finally:
+            await self.engine.dispose()
 
     async def create_schema(self) -> None:
         """Bring the schema to this release's (bridge/store/_migrate.py), then make sure the
@@ -609,7 +599,7 @@ class Store:
                 pass  # another bridge created it at the same moment
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.engine)
+        return UnitOfWork(self.engine, self.writer)
 
     async def allocate(self, name: str, count: int) -> int:
         """Reserve ``count`` ids in their own transaction; returns the first."""
@@ -828,6 +818,21 @@ def _with_version(payload: Mapping[str, Any], version: int | None) -> dict[str, 
     else:
         found.setdefault("version", None)
     return found
+
+
+def _writer_for(engine: AsyncEngine) -> BatchWriter | None:
+    """The batch writer of a SQLite file or a PostgreSQL database (bridge/store/_writer.py);
+    None for an in-memory SQLite (a connection of its own would be another database) or a
+    SQLite URL with options, which keep the pool's path."""
+    url = engine.url
+    if engine.dialect.name == "sqlite":
+        if url.database in (None, "", ":memory:") or url.query:
+            return None
+        return SqliteWriter(url.database, engine.dialect)
+    if engine.dialect.driver == "asyncpg":
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresWriter(dsn, engine.dialect, CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S)
+    return None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,60 @@
+"""Group commit: a batch is whatever arrived while the previous batch was being written.
+
+The pipeline used to wait a fixed ``batch_ms`` (5 ms) for a batch to fill, so at a steady
+2,000 readings/s every reading waited about 5 ms before anything was done with it
+(docs/performance.md). With group commit the wait is the write in flight, and only that:
+
+- nothing being written: take what is waiting now (at least one message) and go;
+- a batch being written: take what is waiting, then wait for that write to finish and take
+  what arrived meanwhile too (at most ``batch_max`` in all); a full batch that is waiting
+  already goes at once, so that under full load parsing overlaps the write as before.
+
+So a reading waits for at most the write in flight plus its own; at low rates batches are
+small and immediate, under load they grow by themselves up to ``batch_max``. The order of
+commits, acks and publishes is the pipeline's as before (a write still starts only after the
+previous one has committed). A positive ``batch_ms`` keeps the fixed wait instead
+(docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.pipeline import Inbox
+
+__all__ = ["take_batch"]
+
+
+async def take_batch(
+    inbox: Inbox,
+    max_items: int,
+    max_wait: float,
+    writing: asyncio.Future[Any] | None,
+    stop: asyncio.Event | None = None,
+    taken: Callable[[int], None] = lambda count: None,
+) -> list[Any]:
+    """The next batch: at least one item (or [] once ``stop`` is set and nothing waits).
+
+    ``taken(count)`` is told of every item as it leaves the inbox, before any wait: the
+    items gathered while a write is retried through an outage are held by the pipeline,
+    and its bound (``buffer_max``) must count them (docs/reliability.md). A full batch
+    waiting already goes at once: it is parsed while the previous batch is written.
+    """
+    if max_wait > 0:
+        items = await inbox.take(max_items, max_wait, stop)
+        taken(len(items))
+        return items
+    items = await inbox.take(max_items, 0.0, stop)
+    taken(len(items))
+    if writing is None or writing.done() or len(items) >= max_items:
+        return items
+    # its failure is the pipeline's to see (wait_written); here only its end counts
+    await asyncio.wait((writing,))
+    if len(inbox):
+        more = await inbox.take(max_items - len(items), 0.0, stop)
+        taken(len(more))
+        items += more
+    return items

@@ -1,0 +1,273 @@
+"""The bridge's own MQTT 5 hot path: PUBLISH in, PUBACK in and out, without paho per packet.
+
+paho reads a packet in three or four ``recv`` calls (fixed header byte, each byte of the
+remaining length, the body), builds a ``PublishPacket``, an ``MQTTMessage`` and (without
+bridge/_paho_fast.py) a ``Properties`` for each one, and writes each PUBACK with a ``send``
+of its own: 44 % of the bridge's main thread at full speed (docs/performance.md). This module
+does the same work once per *read*:
+
+- :class:`PacketSplitter` cuts a byte stream into packets, whatever the reads' boundaries
+  (partial packets wait in one buffer; several packets per read are handled in one pass),
+  and refuses what paho would refuse or could not bound: a remaining length of more than
+  four bytes, or longer than the connection's Maximum Packet Size. Its buffer never holds
+  more than one incomplete packet (at most ``max_packet + 5`` bytes).
+- :func:`decode_publish` and :func:`decode_puback` give exactly what paho's decoders give
+  (property-less packets on a fast path, anything else through paho's own decoder), as
+  plain values handed to a sink: no object per packet but the topic and payload bytes.
+- :func:`encode_pubacks` writes the PUBACKs of a whole batch as one buffer (one ``send``).
+- :class:`MqttStreamProtocol` is the ``asyncio.Protocol`` that ties them to a transport:
+  a malformed stream drops the connection with one clear log line (the broker delivers the
+  unacknowledged messages again on the next connection of the persistent session).
+
+It is not wired into the MQTT adapter yet: docs/performance.md ("The lean MQTT codec") has
+the plan and the figures; the property test (tests/unit/test_mqtt_codec.py) holds it to
+paho's decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from paho.mqtt import _packet
+from paho.mqtt.exception import MalformedPacket, MQTTException
+from paho.mqtt.properties import Properties
+
+__all__ = [
+    "MAX_PACKET_LIMIT",
+    "MqttStreamProtocol",
+    "PacketSink",
+    "PacketSplitter",
+    "StreamFault",
+    "decode_puback",
+    "decode_publish",
+    "encode_pubacks",
+]
+
+log = logging.getLogger("openspc.mqtt")
+
+MAX_PACKET_LIMIT = 268_435_455
+"""The largest remaining length MQTT can express (four bytes of varint)."""
+
+PUBLISH = 0x30
+PUBACK = 0x40
+
+_paho_decode_publish: Any = _packet.decode_publish
+_paho_decode_puback: Any = _packet.decode_puback
+
+
+class StreamFault(Exception):
+    """The stream cannot be read on: the connection is to be dropped."""
+
+    def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(f"{reason} (at byte {offset} of the connection)")
+        self.reason = reason
+        self.offset = offset
+
+
+class PacketSink(Protocol):
+    """Where the decoded packets go (the MQTT adapter)."""
+
+    def publish(
+        self,
+        topic: bytes,
+        payload: bytes,
+        qos: int,
+        dup: bool,
+        retain: bool,
+        mid: int,
+        properties: Properties | None,
+    ) -> None:
+        """A PUBLISH; ``properties`` None when it carries none."""
+
+    def puback(self, mid: int, reason: int, properties: Properties | None) -> None:
+        """A PUBACK of one of the bridge's own publishes."""
+
+    def other(self, header: int, body: bytes) -> None:
+        """Any other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT...): paho's business."""
+
+
+def decode_publish(header: int, body: bytes | bytearray | memoryview, sink: PacketSink) -> None:
+    """One MQTT 5 PUBLISH body (after the fixed header) to ``sink``, as paho decodes it.
+
+    Raises :class:`MalformedPacket` where paho's ``decode_publish`` does, and for QoS 3
+    (which paho's client refuses after decoding)."""
+    qos = (header & 0x06) >> 1
+    if qos == 3:
+        raise MalformedPacket("PUBLISH with QoS 3")
+    size = len(body)
+    if size >= 3:
+        topic_end = 2 + ((body[0] << 8) | body[1])
+        pos = topic_end + 2 if qos else topic_end
+        # the common case: a topic, a packet id, and a property length of 0 (one byte)
+        if pos < size and body[pos] == 0:
+            mid = (body[topic_end] << 8) | body[topic_end + 1] if qos else 0
+            sink.publish(
+                bytes(body[2:topic_end]),
+                bytes(body[pos + 1 :]),
+                qos,
+                (header & 0x08) != 0,
+                (header & 0x01) != 0,
+                mid,
+                None,
+            )
+            return
+    packet = _paho_decode_publish(header, bytes(body), 5)  # properties, or a fault: paho's
+    sink.publish(
+        bytes(packet.topic),
+        bytes(packet.payload),
+        packet.qos,
+        packet.dup,
+        packet.retain,
+        packet.mid,
+        packet.properties,
+    )
+
+
+def decode_puback(header: int, body: bytes | bytearray | memoryview, sink: PacketSink) -> None:
+    """One MQTT 5 PUBACK body to ``sink``, as paho decodes it (reason 0 when absent)."""
+    if len(body) == 2:
+        sink.puback((body[0] << 8) | body[1], 0, None)
+        return
+    packet = _paho_decode_puback(header, bytes(body), 5)
+    sink.puback(packet.mid, packet.reason.value, packet.properties)
+
+
+def encode_pubacks(mids: list[int]) -> bytes:
+    """The PUBACKs (success, no properties: 4 bytes each) of ``mids``, as one buffer."""
+    out = bytearray(4 * len(mids))
+    at = 0
+    for mid in mids:
+        if not 0 < mid < 65536:
+            raise ValueError(f"packet id {mid} is not 1..65535")
+        out[at] = PUBACK
+        out[at + 1] = 2
+        out[at + 2] = mid >> 8
+        out[at + 3] = mid & 0xFF
+        at += 4
+    return bytes(out)
+
+
+class PacketSplitter:
+    """Cuts an MQTT byte stream into packets; bounded by ``max_packet``."""
+
+    def __init__(self, sink: PacketSink, max_packet: int = MAX_PACKET_LIMIT) -> None:
+        if not 2 <= max_packet <= MAX_PACKET_LIMIT:
+            raise ValueError(f"max_packet {max_packet} is not 2..{MAX_PACKET_LIMIT}")
+        self.sink = sink
+        self.max_packet = max_packet
+        self._buffer = bytearray()
+        self._consumed = 0  # bytes of the stream before the buffer (for messages)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held: one incomplete packet at most."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> int:
+        """Hand every whole packet in ``data`` (and what was held before it) to the sink;
+        returns how many. Raises :class:`StreamFault` for a stream that cannot go on."""
+        buf = self._buffer
+        buf += data
+        end = len(buf)
+        at = 0
+        count = 0
+        sink = self.sink
+        try:
+            while end - at >= 2:
+                header = buf[at]
+                found = _remaining_length(buf, at + 1, end)
+                if found is None:
+                    break  # the remaining length is not all here yet
+                length, pos = found
+                if length < 0:
+                    raise StreamFault(
+                        "malformed remaining length (more than four bytes)", self._consumed + at
+                    )
+                if length > self.max_packet:
+                    raise StreamFault(
+                        f"packet of {length} bytes, over the maximum of {self.max_packet}",
+                        self._consumed + at,
+                    )
+                if end - pos < length:
+                    break  # the body is not all here yet
+                body = memoryview(buf)[pos : pos + length]
+                try:
+                    kind = header & 0xF0
+                    if kind == PUBLISH:
+                        decode_publish(header, body, sink)
+                    elif kind == PUBACK:
+                        decode_puback(header, body, sink)
+                    else:
+                        sink.other(header, bytes(body))
+                except MQTTException as exc:  # MalformedPacket, or a property paho refused
+                    raise StreamFault(
+                        f"malformed packet 0x{header:02x} of {length} bytes: {exc}",
+                        self._consumed + at,
+                    ) from exc
+                finally:
+                    body.release()
+                at = pos + length
+                count += 1
+        finally:
+            if at:
+                del buf[:at]
+                self._consumed += at
+        return count
+
+
+def _remaining_length(buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
+    """The remaining length at ``pos`` (1 to 4 bytes, 7 bits each, low first) and where the
+    body begins; None while incomplete; a length of -1 when malformed (a fifth byte)."""
+    length = 0
+    shift = 0
+    while pos < end:
+        byte = buf[pos]
+        length |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            return length, pos
+        shift += 7
+        if shift == 28:
+            return -1, pos
+    return None
+
+
+class MqttStreamProtocol(asyncio.Protocol):
+    """An ``asyncio.Protocol`` reading the bridge's connection with a :class:`PacketSplitter`.
+
+    A fault in the stream is said once (``log.error``) and the connection aborted; nothing
+    of it is acknowledged, so the broker delivers it again on the next connection.
+    """
+
+    def __init__(self, sink: PacketSink, max_packet: int = MAX_PACKET_LIMIT) -> None:
+        self.splitter = PacketSplitter(sink, max_packet)
+        self.transport: asyncio.Transport | None = None
+        self.fault: StreamFault | None = None
+        self.lost = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.fault is not None:
+            return  # dropped already; what is still in flight is discarded
+        try:
+            self.splitter.feed(data)
+        except StreamFault as exc:
+            self.fault = exc
+            log.error("MQTT connection dropped: %s", exc)  # one clear line, no traceback
+            self.splitter = PacketSplitter(self.splitter.sink, self.splitter.max_packet)
+            if self.transport is not None:
+                self.transport.abort()
+
+    def send_pubacks(self, mids: list[int]) -> None:
+        """The PUBACKs of a committed batch, in one write."""
+        if self.transport is not None and self.fault is None and mids:
+            self.transport.write(encode_pubacks(mids))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.lost.set()

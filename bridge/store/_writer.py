@@ -1,0 +1,347 @@
+"""The batch writer: one hop per batch to the database, on a connection of its own.
+
+A pipeline batch (readings, samples, violations, limits, engine snapshots, due clocks) is
+written in one transaction. Through SQLAlchemy's async engine that was a pool checkout with a
+pre-ping, a greenlet switch and a round trip to aiosqlite's thread per statement, and a
+reset on return: about 1.6 ms of CPU per batch beyond its rows (docs/performance.md). The
+writers here own their connection and do the whole batch in one go:
+
+- :class:`SqliteWriter`: a thread of its own with a ``sqlite3`` connection (the same
+  pragmas: WAL, ``synchronous=FULL``, a 10 s busy timeout); the batch's rows become tuples
+  and go to ``executemany`` between ``BEGIN IMMEDIATE`` and ``COMMIT``, one hand-over to the
+  thread and one back.
+- :class:`PostgresWriter`: an asyncpg connection of its own; each table is one
+  ``executemany`` (asyncpg sends the rows pipelined) inside one transaction.
+
+What a batch writes is decided in one place, :func:`batch_statements`, from the tables'
+metadata (bridge/store/_tables.py): the columns the pipeline's rows name and the defaults
+SQLAlchemy's ``insert`` would add, bound by SQLAlchemy's own bind processors; so a column a
+migration adds is written here as on SQLAlchemy's path (tests/integration/
+test_store_writer.py compares every column of every table the two write).
+
+Failures keep the classification the pipeline relies on (docs/reliability.md): a
+database that cannot be reached, is locked or full raises ``sqlalchemy.exc.OperationalError``
+(retried, waited out); anything else (a poison row) raises as itself or as a
+``DBAPIError`` subclass that is not an outage, and is bisected by the pipeline. After any
+failure the transaction is rolled back, and a connection that broke is opened again on the
+next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import DateTime, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import CompileError, DBAPIError, OperationalError
+
+from bridge.store._tables import characteristics, control_limits, readings, samples, violations
+
+if TYPE_CHECKING:
+    from bridge.store._store import BatchWrite
+    from engine.alarms import OverdueState
+
+__all__ = [
+    "BatchWriter",
+    "PostgresWriter",
+    "SqliteWriter",
+    "batch_statements",
+    "driver_rows",
+    "driver_update",
+    "due_values",
+    "sqlite_datetime",
+]
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_CACHE_KIB = 256
+
+
+class BatchWriter(Protocol):
+    """Writes one batch in one transaction and commits it, or raises (nothing written)."""
+
+    async def write(self, batch: BatchWrite, now: datetime) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+_last_datetime: list[Any] = [None, None]  # the last datetime converted, and its text
+_last_lock = threading.Lock()
+
+
+def sqlite_datetime(value: datetime | None) -> str | None:
+    """What SQLAlchemy's SQLite DATETIME stores (``2026-01-01 06:00:00.000000``, UTC),
+    from the C ``isoformat`` rather than a ``%`` format of seven fields. A reading without
+    a source ``ts`` has one datetime object for ``ts`` and ``received_at``: converted once."""
+    if value is None:
+        return None
+    with _last_lock:  # the writer's thread and the loop's (the SQLAlchemy path) both call it
+        if value is _last_datetime[0]:
+            return str(_last_datetime[1])
+        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        _last_datetime[0], _last_datetime[1] = value, text
+        return text
+
+
+_Processor = Callable[[Any], Any] | None
+_DRIVER_SQL: dict[
+    tuple[str, str, tuple[str, ...], bool], tuple[str, list[_Processor], tuple[Any, ...]]
+] = {}
+
+
+def driver_rows(
+    table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect, *, dollar: bool = False
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """An INSERT in the driver's own SQL and its rows as tuples, for its ``executemany``.
+
+    What SQLAlchemy's ``insert(table)`` writes with these rows, from the table's metadata:
+    the columns the rows name (an unknown name is refused, as Core refuses it), plus each
+    column with a scalar Python default that they leave out (its default); the others are
+    left to the database (server defaults, NULL). The values are bound by SQLAlchemy's own
+    bind processors per column (SQLite's times as its DATETIME text), without its per-row
+    parameter processing, which cost more than SQLite's insert itself (docs/performance.md).
+    Every row has the keys of the first (the pipeline builds them so; a row without one
+    fails the batch, as Core fails it). ``dollar``: ``$1`` placeholders (asyncpg), else ``?``.
+    """
+    keys = tuple(rows[0])
+    cache_key = (dialect.name, table.name, keys, dollar)
+    cached = _DRIVER_SQL.get(cache_key)
+    if cached is None:
+        cached = _DRIVER_SQL[cache_key] = _insert_for(table, keys, dialect, dollar=dollar)
+    sql, processors, tail = cached
+    pairs = list(zip(keys, processors, strict=True))
+    params = [tuple([row[k] if p is None else p(row[k]) for k, p in pairs]) for row in rows]
+    if tail:
+        params = [values + tail for values in params]
+    return sql, params
+
+
+def _insert_for(
+    table: Table, keys: tuple[str, ...], dialect: Dialect, *, dollar: bool
+) -> tuple[str, list[_Processor], tuple[Any, ...]]:
+    """The INSERT of rows with ``keys``, their bind processors, and the defaulted values."""
+    unknown = sorted(set(keys) - set(table.c.keys()))
+    if unknown:  # Core's own words for it
+        raise CompileError(f"Unconsumed column names: {', '.join(unknown)}")
+    defaulted = [
+        c
+        for c in table.columns
+        if c.key not in keys and c.default is not None and c.default.is_scalar
+    ]
+    names = [*keys, *(c.key for c in defaulted)]
+    quote = dialect.identifier_preparer.quote
+    marks = [f"${i}" if dollar else "?" for i in range(1, len(names) + 1)]
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in names)}) "  # noqa: S608  # names of our own Table
+        f"VALUES ({', '.join(marks)})"
+    )
+    processors = [_bind_processor(table, k, dialect) for k in keys]
+    tail = []
+    for column in defaulted:
+        value = column.default.arg  # type: ignore[union-attr]  # is_scalar: a ScalarElementColumnDefault
+        process = _bind_processor(table, column.key, dialect)
+        tail.append(value if process is None else process(value))
+    return sql, processors, tuple(tail)
+
+
+def driver_update(
+    table: Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    dialect: Dialect,
+    *,
+    dollar: bool = False,
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """``UPDATE table SET columns... WHERE id = ...`` in the driver's SQL, and its rows
+    (each the values of ``columns`` then the id) bound as SQLAlchemy binds them."""
+    names = (*columns, "id")
+    cache_key = (dialect.name, table.name, ("UPDATE", *names), dollar)
+    cached = _DRIVER_SQL.get(cache_key)
+    if cached is None:
+        quote = dialect.identifier_preparer.quote
+        marks = [f"${i}" if dollar else "?" for i in range(1, len(names) + 1)]
+        sets = ", ".join(f"{quote(k)} = {m}" for k, m in zip(columns, marks, strict=False))
+        sql = f"UPDATE {quote(table.name)} SET {sets} WHERE {quote('id')} = {marks[-1]}"  # noqa: S608  # names of our own Table
+        processors = [_bind_processor(table, k, dialect) for k in names]
+        cached = _DRIVER_SQL[cache_key] = (sql, processors, ())
+    sql, processors, _ = cached
+    return sql, [
+        tuple([v if p is None else p(v) for v, p in zip(row, processors, strict=True)])
+        for row in rows
+    ]
+
+
+def _bind_processor(table: Table, key: str, dialect: Dialect) -> _Processor:
+    """SQLAlchemy's own bind processor of a column for the dialect (asyncpg: None for
+    datetimes, floats and text, which it takes as they are; JSON as its text), except
+    SQLite's DATETIME: the same text, from :func:`sqlite_datetime`."""
+    column_type = table.c[key].type
+    if dialect.name == "sqlite" and isinstance(column_type, DateTime):
+        return sqlite_datetime
+    processor: _Processor = column_type._cached_bind_processor(dialect)  # noqa: SLF001  # SQLAlchemy's own, per dialect
+    return processor
+
+
+def due_values(state: OverdueState | None) -> tuple[datetime | None, bool | None, bool | None]:
+    """A due clock as ``characteristics`` keeps it: ``due_since``, ``due_raised``,
+    ``due_running`` (all NULL: forgotten; bridge/_alarms.py)."""
+    if state is None:
+        return None, None, None
+    since = None if state.since is None else state.since.astimezone(UTC)
+    return since, state.raised, state.running
+
+
+_INSERTS = (
+    (readings, "readings"),
+    (samples, "samples"),
+    (violations, "violations"),
+    (control_limits, "limits"),
+)
+_STATE_COLUMNS = ("engine_state", "updated_at")
+_DUE_COLUMNS = ("due_since", "due_raised", "due_running")
+
+
+def batch_statements(
+    batch: BatchWrite, now: datetime, dialect: Dialect, *, dollar: bool = False
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Every statement of a batch, in the driver's SQL with its rows, in the order of
+    SQLAlchemy's path (``UnitOfWork.write_batch``): the rows of readings, samples,
+    violations and limits, then the engine states, then the due clocks."""
+    statements = [
+        driver_rows(table, rows, dialect, dollar=dollar)
+        for table, name in _INSERTS
+        if (rows := getattr(batch, name))
+    ]
+    if batch.states:
+        at = now.astimezone(UTC)
+        rows = [(state, at, cid) for cid, state in batch.states.items()]
+        statements.append(
+            driver_update(characteristics, _STATE_COLUMNS, rows, dialect, dollar=dollar)
+        )
+    if batch.due_states:
+        dues = [(*due_values(state), cid) for cid, state in batch.due_states.items()]
+        statements.append(
+            driver_update(characteristics, _DUE_COLUMNS, dues, dialect, dollar=dollar)
+        )
+    return statements
+
+
+class SqliteWriter:
+    """A SQLite file written from a thread of its own, one batch per hand-over."""
+
+    def __init__(self, path: str, dialect: Dialect) -> None:
+        self.path = path
+        self._dialect = dialect
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="openspc-sqlite-writer")
+
+    async def write(self, batch: BatchWrite, now: datetime) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._write, batch, now)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,  # BEGIN and COMMIT are ours
+            check_same_thread=False,  # opened and used on the writer's thread; closed there too
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: the batch is acknowledged to the broker right after its commit, so the
+        # commit must survive a power cut (docs/reliability.md)
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # it appends rows and updates engine states: a small page cache is enough (the
+        # default 2 MB filled with every characteristic's state: +2-3 MB of RSS at 10,000)
+        conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        return conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _write(self, batch: BatchWrite, now: datetime) -> None:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._rows(conn, batch, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError):
+                self._close()  # opened again (and the file checked again) on the next write
+            raise DBAPIError.instance(
+                "batch write", None, exc, sqlite3.Error, hide_parameters=True
+            ) from exc
+
+    def _rows(self, conn: sqlite3.Connection, batch: BatchWrite, now: datetime) -> None:
+        for sql, params in batch_statements(batch, now, self._dialect):
+            conn.executemany(sql, params)
+
+
+class PostgresWriter:
+    """PostgreSQL written on an asyncpg connection of its own, one transaction per batch."""
+
+    def __init__(self, dsn: str, dialect: Dialect, connect_timeout: float, timeout: float) -> None:
+        self._dsn = dsn
+        self._dialect = dialect
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def write(self, batch: BatchWrite, now: datetime) -> None:
+        import asyncpg  # type: ignore[import-untyped]  # no stubs; only with PostgreSQL
+
+        async with self._lock:
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await asyncpg.connect(
+                        self._dsn, timeout=self._connect_timeout, command_timeout=self._timeout
+                    )
+                conn = self._conn
+                async with conn.transaction():
+                    await self._rows(conn, batch, now)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise self._failure(exc) from exc
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        import asyncpg
+
+        state = str(getattr(exc, "sqlstate", "") or "")
+        broken = isinstance(
+            exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError
+        ) or state.startswith(("08", "57P"))
+        if broken:
+            conn, self._conn = self._conn, None
+            if conn is not None and not conn.is_closed():
+                conn.terminate()
+            return OperationalError("batch write", None, exc, connection_invalidated=True)
+        return DBAPIError("batch write", None, exc)
+
+    async def _rows(self, conn: Any, batch: BatchWrite, now: datetime) -> None:
+        for sql, params in batch_statements(batch, now, self._dialect, dollar=True):
+            await conn.executemany(sql, params)
+
+    async def close(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and not conn.is_closed():
+                await conn.close(timeout=5)

@@ -1,0 +1,101 @@
+"""Group commit (bridge/_group_commit.py) with the real inbox: a batch is what waits now,
+plus what arrives while the previous batch is being written, and never more than asked."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge._group_commit import take_batch
+from bridge.pipeline import Inbox
+
+
+def inbox_with(*items: int) -> Inbox:
+    inbox = Inbox(1000)
+    inbox.bind(asyncio.get_running_loop())
+    for item in items:
+        inbox.put(item)
+    return inbox
+
+
+async def test_nothing_being_written_takes_what_waits_at_once() -> None:
+    inbox = inbox_with(1, 2, 3)
+    assert await asyncio.wait_for(take_batch(inbox, 10, 0.0, None), 1.0) == [1, 2, 3]
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    inbox.put(4)
+    assert await asyncio.wait_for(take_batch(inbox, 10, 0.0, done), 1.0) == [4]
+
+
+async def test_a_write_in_flight_is_waited_for_and_what_arrived_meanwhile_joins() -> None:
+    inbox = inbox_with(1)
+    writing = asyncio.get_running_loop().create_future()
+    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, writing))
+    await asyncio.sleep(0)
+    inbox.put(2)
+    inbox.put(3)
+    await asyncio.sleep(0.01)
+    assert not taking.done()  # the write has not finished: the batch keeps gathering
+    inbox.put(4)
+    writing.set_result(None)
+    assert await asyncio.wait_for(taking, 1.0) == [1, 2, 3, 4]
+    assert len(inbox) == 0
+
+
+async def test_a_group_is_never_more_than_batch_max() -> None:
+    inbox = inbox_with(1, 2)
+    writing = asyncio.get_running_loop().create_future()
+    taking = asyncio.create_task(take_batch(inbox, 3, 0.0, writing))
+    await asyncio.sleep(0)
+    for item in (3, 4, 5):
+        inbox.put(item)
+    writing.set_result(None)
+    assert await asyncio.wait_for(taking, 1.0) == [1, 2, 3]
+    assert await take_batch(inbox, 3, 0.0, writing) == [4, 5]
+    full = asyncio.get_running_loop().create_future()  # never finishes
+    # batch_max reached without waiting for the write
+    assert await asyncio.wait_for(take_batch(inbox_with(7, 8, 9), 3, 0.0, full), 1.0) == [7, 8, 9]
+
+
+async def test_a_failed_write_ends_the_wait_and_is_left_to_the_pipeline() -> None:
+    inbox = inbox_with(1)
+    writing = asyncio.get_running_loop().create_future()
+    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, writing))
+    await asyncio.sleep(0)
+    inbox.put(2)
+    writing.set_exception(RuntimeError("the database said no"))
+    assert await asyncio.wait_for(taking, 1.0) == [1, 2]
+    with pytest.raises(RuntimeError):
+        writing.result()  # still there for the pipeline's wait_written
+
+
+async def test_a_positive_batch_ms_keeps_the_fixed_wait() -> None:
+    inbox = inbox_with(1)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.02, inbox.put, 2)
+    started = loop.time()
+    assert await take_batch(inbox, 10, 0.2, None) == [1, 2]
+    assert loop.time() - started >= 0.2  # waited the whole batch_ms for more
+
+
+async def test_stop_with_nothing_waiting_returns_nothing() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    assert await take_batch(inbox_with(), 10, 0.0, None, stop) == []
+
+
+async def test_what_is_taken_is_counted_before_the_wait_for_the_write() -> None:
+    """While the write in flight is retried through an outage, the items already taken are
+    the pipeline's to hold: counted at once, so that ``buffer_max`` sees them."""
+    inbox = inbox_with(1, 2)
+    held: list[int] = []
+    writing = asyncio.get_running_loop().create_future()
+    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, writing, None, held.append))
+    await asyncio.sleep(0.01)
+    assert not taking.done()
+    assert sum(held) == 2  # counted while still waiting for the write
+    inbox.put(3)
+    writing.set_result(None)
+    assert await asyncio.wait_for(taking, 1.0) == [1, 2, 3]
+    assert sum(held) == 3
