@@ -108,7 +108,8 @@ class FencedUnitOfWork(UnitOfWork):
         await super().__aenter__()
         f = self._fence
         try:
-            held = await self.conn.scalar(_CHECK, {"k": f.partition, "n": f.node, "t": f.token})
+            conn = await self.connection()
+            held = await conn.scalar(_CHECK, {"k": f.partition, "n": f.node, "t": f.token})
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
@@ -141,7 +142,8 @@ class FencedUnitOfWork(UnitOfWork):
             owners = {f.owner(characteristic_id)}
         else:
             named = violations.c.id.in_(list(violation_ids))
-            found = await self.conn.scalars(select(violations.c.characteristic_id).where(named))
+            conn = await self.connection()
+            found = await conn.scalars(select(violations.c.characteristic_id).where(named))
             owners = {f.owner(int(cid)) for cid in found.all()} or {0}
         if min(owners) != f.partition:
             raise CommandElsewhere("acknowledgement", f.partition)
