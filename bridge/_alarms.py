@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from bridge.domain import OverdueAlarm, SourceStatusChanged
@@ -50,6 +50,16 @@ if TYPE_CHECKING:
     from bridge.readings import InvalidReading
 
 __all__ = ["DUE_TICK", "AlarmSettings", "Alarms", "DueTick", "RunningTopic"]
+
+
+def _wall_ms(monotonic: float, now: float, wall_now: datetime) -> datetime:
+    """:func:`engine.alarms.wall_time` to the millisecond, the precision of every published
+    time: a due time stored, restored on the monotonic clock and turned back into wall time
+    reads the two clocks twice, and the microseconds between the readings must not turn
+    ``06:01:37.000`` into ``06:01:36.999``."""
+    exact = wall_time(monotonic, now, wall_now)
+    return exact.replace(microsecond=0) + timedelta(milliseconds=round(exact.microsecond / 1000))
+
 
 log = logging.getLogger("openspc.alarms")
 
@@ -243,7 +253,7 @@ class Alarms:
         due = self._due.pop((cid, sample.seq), None)
         if due is None:
             return out, None
-        return out, wall_time(due, self.monotonic(), self.wall())
+        return out, _wall_ms(due, self.monotonic(), self.wall())
 
     # --- line state ----------------------------------------------------------------------------
 
@@ -280,8 +290,8 @@ class Alarms:
                 OverdueAlarm(
                     event.characteristic_id,
                     event.severity,
-                    wall_time(event.overdue_at, now, wall_now),
-                    wall_time(event.due_at, now, wall_now),
+                    _wall_ms(event.overdue_at, now, wall_now),
+                    _wall_ms(event.due_at, now, wall_now),
                 )
             )
         self.ticks += 1
@@ -305,7 +315,7 @@ class Alarms:
     def due_at(self, characteristic_id: int) -> datetime | None:
         """When the next sample of a characteristic is due (None: no interval, or stopped)."""
         due = self.tracker.due_at(characteristic_id)
-        return None if due is None else wall_time(due, self.monotonic(), self.wall())
+        return None if due is None else _wall_ms(due, self.monotonic(), self.wall())
 
     async def run(self, stop: asyncio.Event, put: Callable[[DueTick], object]) -> None:
         """The one timer: sleep until the heap's next deadline (or a change that may bring
