@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,7 +48,6 @@ from bridge.store import BatchWrite, SampleRow, Store
 from bridge.wire import Topics
 from bridge.wire.payloads import (
     ATTRIBUTE_CHARTS,
-    chart_parameters,
     encode,
     encode_error,
     encode_limits,
@@ -57,7 +55,8 @@ from bridge.wire.payloads import (
     encode_status,
     iso_z,
     limits_message,
-    rules_payload,
+    meta_payload,
+    metrics_payload,
     stored_sample_payload,
     stored_violation_payload,
 )
@@ -317,39 +316,9 @@ class Bridge:
             await self.mqtt.wait_window()
 
     def metrics_payload(self) -> dict[str, Any]:
-        m = self.metrics
-        return {
-            "timestamp": iso_z(self.clock()),
-            "uptime_s": round(time.monotonic() - m.started, 3),
-            "readings_received": m.readings_received,
-            "readings_rejected": m.readings_rejected,
-            "readings_duplicate": m.readings_duplicate,
-            "samples": m.samples,
-            "violations": m.violations,
-            "acks": m.acks,
-            "commands": m.commands,
-            "commands_rejected": m.commands_rejected,
-            "db_batches": m.db_batches,
-            "db_retries": m.db_retries,
-            "db_errors": m.db_errors,
-            "dead_letters": m.dead_letters,
-            "buffered_readings": self.buffered,
-            "buffer_max": self.buffer_bound,
-            "buffer_full": self.buffer_full,
-            "dropped_readings": self.inbox.dropped,
-            "publish_outstanding": self.mqtt.outstanding,
-            "publish_outstanding_max": self.mqtt.outstanding_max,
-            "publishes_coalesced": self.mqtt.coalesced,
-            "readings_past_receive_maximum": self.mqtt.over_receive,
-            "publishes_refused": self.mqtt.refused,
-            "publishes_denied": self.mqtt.denied,
-            "publishes_retry_pending": self.mqtt.retry_pending,
-            "status_reasserted": self.mqtt.status_reasserted,
-            "connects_refused": self.mqtt.connects_refused,
-            "handler_failures": self.bus.failures,
-            "connected": self.mqtt.connected.is_set(),
-            "latency_ms": m.latency_ms(),
-        }
+        """The ``bridge/metrics`` payload (bridge/wire/payloads.py ``metrics_payload``)."""
+        held = (self.buffered, self.buffer_bound, self.buffer_full, self.inbox.dropped)
+        return metrics_payload(self.clock(), self.metrics, self.mqtt, held, self.bus.failures)
 
     def publish_metrics(self) -> None:
         self.mqtt.publish(
@@ -454,44 +423,15 @@ def _meta(
     spec: CharacteristicSpec,
     shared: dict[Any, list[Any]] | None = None,
 ) -> dict[str, Any]:
-    """The ``meta`` payload. With ``shared``, characteristics with the same rules share one
-    rules list, and all share one reason-code list (never mutated: publish_meta only sets
-    top-level keys); with 10,000 characteristics that is about 25 MB (docs/performance.md)."""
-    if shared is None:
-        shared = {}
-    engine_rules = spec.rules
-    rules_key = ("rules", tuple(engine_rules))
-    if rules_key not in shared:
-        shared[rules_key] = rules_payload(engine_rules)
-    if "reason_codes" not in shared:
-        shared["reason_codes"] = list(settings.bridge.cause_codes)
-        shared["action_codes"] = list(settings.bridge.action_codes)
-    sparkplug = getattr(char, "sparkplug", None)
-    if sparkplug is not None and hasattr(sparkplug, "model_dump"):
-        sparkplug = sparkplug.model_dump()
-    return {
-        "characteristic_id": char.id,
-        "name": char.name,
-        "unit": char.unit,
-        "subgroup_size": char.subgroup_size,
-        "usl": char.usl,
-        "lsl": char.lsl,
-        "target": char.target,
-        "baseline": char.baseline,
-        "chart": spec.chart_name,
-        "parameters": chart_parameters(spec),
-        "rules": shared[rules_key],
-        "reason_codes": shared["reason_codes"],
-        # the acknowledgement workflow (docs/topics.md, "meta"): reason_codes = cause_codes
-        "cause_codes": shared["reason_codes"],
-        "action_codes": shared["action_codes"],
-        "require_action": settings.bridge.require_action,
-        "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
-        "sample_interval": char.sample_interval,
-        "overdue_grace": AlarmSettings.of(char).grace,
-        "online": True,
-        "timestamp": None,
-    }
+    """The ``meta`` payload of ``char`` (bridge/wire/payloads.py ``meta_payload``)."""
+    b = settings.bridge
+    return meta_payload(
+        char,
+        spec,
+        codes=(list(b.cause_codes), list(b.action_codes), b.require_action),
+        overdue_grace=AlarmSettings.of(char).grace,
+        shared=shared,
+    )
 
 
 async def bootstrap(

@@ -218,7 +218,7 @@ class SampleRow:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> SampleRow:
-        m = row._mapping
+        m = row._mapping  # noqa: SLF001  SQLAlchemy's public accessor, underscored to stay clear of the columns
         return cls(
             m["id"],
             m["characteristic_id"],
@@ -786,7 +786,7 @@ class Store:
         """Every dead letter, oldest first (for tests and diagnostics)."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(dead_letters).order_by(dead_letters.c.id))
-            return [dict(row._mapping) for row in rows]
+            return [dict(row._mapping) for row in rows]  # noqa: SLF001  as above (Row._mapping)
 
     async def count(self, table: str, characteristic_id: int | None = None) -> int:
         """Rows in a table (for tests and diagnostics)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,8 @@ from engine import (
 )
 
 if TYPE_CHECKING:
+    from bridge.pipeline import Metrics
+    from bridge.ports import BrokerLink
     from bridge.store import SampleRow, ViolationRecord
 
 __all__ = [
@@ -79,6 +82,8 @@ __all__ = [
     "history_payload",
     "iso_z",
     "limits_message",
+    "meta_payload",
+    "metrics_payload",
     "parse_ack",
     "parse_recalculate",
     "point_fields",
@@ -308,6 +313,103 @@ def causes_payload(
         "characteristic_id": characteristic_id,
         "days": days,
         "counts": [{"cause": cause, "count": count} for cause, count in counts],
+    }
+
+
+def meta_payload(
+    char: Any,
+    spec: CharacteristicSpec,
+    *,
+    codes: tuple[list[str], list[str], bool],
+    overdue_grace: float | None,
+    shared: dict[Any, list[Any]] | None = None,
+) -> dict[str, Any]:
+    """The retained ``meta`` payload of a characteristic's config ``char`` (docs/topics.md):
+    ``codes`` are the cause codes, the action codes and whether an action is required. With
+    ``shared``, characteristics with the same rules share one rules list, and all share one
+    code list (never mutated: publish_meta only sets top-level keys); with 10,000
+    characteristics that is about 25 MB (docs/performance.md)."""
+    if shared is None:
+        shared = {}
+    engine_rules = spec.rules
+    rules_key = ("rules", tuple(engine_rules))
+    if rules_key not in shared:
+        shared[rules_key] = rules_payload(engine_rules)
+    cause_codes, action_codes, require_action = codes
+    if "reason_codes" not in shared:
+        shared["reason_codes"] = list(cause_codes)
+        shared["action_codes"] = list(action_codes)
+    sparkplug = getattr(char, "sparkplug", None)
+    if sparkplug is not None and hasattr(sparkplug, "model_dump"):
+        sparkplug = sparkplug.model_dump()
+    return {
+        "characteristic_id": char.id,
+        "name": char.name,
+        "unit": char.unit,
+        "subgroup_size": char.subgroup_size,
+        "usl": char.usl,
+        "lsl": char.lsl,
+        "target": char.target,
+        "baseline": char.baseline,
+        "chart": spec.chart_name,
+        "parameters": chart_parameters(spec),
+        "rules": shared[rules_key],
+        "reason_codes": shared["reason_codes"],
+        # the acknowledgement workflow (docs/topics.md, "meta"): reason_codes = cause_codes
+        "cause_codes": shared["reason_codes"],
+        "action_codes": shared["action_codes"],
+        "require_action": require_action,
+        "source": {"topic": char.topic, "value_path": char.value_path, "sparkplug": sparkplug},
+        "sample_interval": char.sample_interval,
+        "overdue_grace": overdue_grace,
+        "online": True,
+        "timestamp": None,
+    }
+
+
+def metrics_payload(
+    now: datetime,
+    metrics: Metrics,
+    link: BrokerLink,
+    held: tuple[int, int, bool, int],
+    handler_failures: int,
+) -> dict[str, Any]:
+    """The retained ``bridge/metrics`` payload (docs/bridge.md, "Metrics"): the pipeline's
+    counters, ``held`` (readings buffered, the bound, whether it is full, readings dropped),
+    the link's publish counters and the bus's handler failures."""
+    m = metrics
+    buffered, buffer_max, buffer_full, dropped = held
+    return {
+        "timestamp": iso_z(now),
+        "uptime_s": round(time.monotonic() - m.started, 3),
+        "readings_received": m.readings_received,
+        "readings_rejected": m.readings_rejected,
+        "readings_duplicate": m.readings_duplicate,
+        "samples": m.samples,
+        "violations": m.violations,
+        "acks": m.acks,
+        "commands": m.commands,
+        "commands_rejected": m.commands_rejected,
+        "db_batches": m.db_batches,
+        "db_retries": m.db_retries,
+        "db_errors": m.db_errors,
+        "dead_letters": m.dead_letters,
+        "buffered_readings": buffered,
+        "buffer_max": buffer_max,
+        "buffer_full": buffer_full,
+        "dropped_readings": dropped,
+        "publish_outstanding": link.outstanding,
+        "publish_outstanding_max": link.outstanding_max,
+        "publishes_coalesced": link.coalesced,
+        "readings_past_receive_maximum": link.over_receive,
+        "publishes_refused": link.refused,
+        "publishes_denied": link.denied,
+        "publishes_retry_pending": link.retry_pending,
+        "status_reasserted": link.status_reasserted,
+        "connects_refused": link.connects_refused,
+        "handler_failures": handler_failures,
+        "connected": link.connected.is_set(),
+        "latency_ms": m.latency_ms(),
     }
 
 
