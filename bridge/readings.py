@@ -1,4 +1,4 @@
-"""Parsing of reading payloads (contract section 2): pure functions, no I/O, hot path.
+"""Parsing of reading payloads (docs/topics.md, "Readings"): pure functions, no I/O, hot path.
 
 Accepted, UTF-8, at most ``max_bytes``:
 

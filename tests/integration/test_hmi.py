@@ -245,14 +245,12 @@ def test_one_card_per_sample_acknowledged_in_one_command_and_every_open_page_dro
     page: Any, plant: HmiPlant, feed: Feed, run_bridge_on: Callable[..., BridgeThread]
 ) -> None:
     """One bad sample failing several rules on two charts is ONE card; one action, with a
-    cause the user must choose, sends ONE bulk command naming every alarm of it.
-
-    The real bridge raises the alarms; the test then plays the bridge's side of the
-    acknowledgement (the bulk command is parsed by the ack-workflow branch, docs/topics.md):
-    it checks the one command, answers it, and publishes an ack_update per alarm."""
+    cause the user must choose, sends ONE bulk command naming every alarm of it, which the
+    real bridge carries out: an ack_update per alarm, with the cause, action and comment."""
     p = plant.prefix
-    bridge = run_bridge_on([{**SHAFT, "rules": [1, 5]}])
+    run_bridge_on([{**SHAFT, "rules": [1, 5]}])
     feed.subscribe(f"{p}/cmd/ack/+")
+    feed.subscribe(f"{p}/char/1/ack")
     page.get(plant.page_url())
     wait_until(page, attr_is("bridge-status", "data-state", "online"))
     operator = page.current_window_handle
@@ -284,7 +282,6 @@ def test_one_card_per_sample_acknowledged_in_one_command_and_every_open_page_dro
     # already open when this page came: no attention pulse
     assert "new" not in by_testid(page, "alarm-row").get_attribute("class")
     assert console_errors(page) == []
-    bridge.stop()  # from here the test answers the acknowledgement
 
     page.switch_to.window(operator)
     log_in(page, "alice", PASSWORDS["alice"])
@@ -318,20 +315,15 @@ def test_one_card_per_sample_acknowledged_in_one_command_and_every_open_page_dro
         "comment": ("gauge 7 drifted; " + "x" * 600)[:500],
         "exclude_sample": False,
     }
-    answer_as_bridge(feed, command, {"ok": True})
-    for vid in card_ids:  # the bridge's broadcast: one ack_update per alarm (docs/topics.md)
-        update = {
-            "violation_id": vid,
-            "characteristic_id": 1,
-            "acknowledged": True,
-            "user": "alice",
-            "reason": "Measurement Error",
-            "cause": "Measurement Error",
-            "action": "Recalibrated Gauge",
-            "comment": sent["comment"],
-            "timestamp": iso(datetime.now(UTC)),
-        }
-        feed.publish(f"{p}/char/1/ack", envelope("ack_update", update))
+    # the bridge's broadcast: one ack_update per alarm (docs/topics.md, "Alarm workflow")
+    updates = [
+        json.loads(feed.expect(lambda m: m.topic == f"{p}/char/1/ack").payload)["payload"]
+        for _ in card_ids
+    ]
+    assert sorted(u["violation_id"] for u in updates) == sorted(card_ids)
+    assert {(u["user"], u["cause"], u["action"], u["comment"]) for u in updates} == {
+        ("alice", "Measurement Error", "Recalibrated Gauge", sent["comment"])
+    }
     wait_until(page, lambda d: alarm_cards(d) == [])
     assert by_testid(page, "ack-error").is_displayed() is False
     assert by_testid(page, "alarm-count").text == "0"
