@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.domain import AcknowledgeViolation, DomainEvent, ViolationAcknowledged
 from bridge.errors import CommandRejected
+from bridge.ports import Publisher
 from bridge.wire.payloads import causes_payload, dumps, envelope
 from bridge.wire.topics import Topics
 from engine import Method
@@ -234,23 +235,11 @@ def number_limits(rows: Sequence[dict[str, Any]], versions: LimitVersions) -> No
         row["version"] = row["payload"]["version"] = versions.new(row["characteristic_id"])
 
 
-class _Publisher(Protocol):
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 1,
-        retain: bool = False,
-        coalesce: bool = False,
-    ) -> None: ...
-
-
 class WorkflowPublisher:
     """Subscribers of the workflow's events: the retained ``causes`` topic, and excluded
     samples marked ``excluded: true`` in the retained ``history``."""
 
-    def __init__(self, mqtt: _Publisher, prefix: str, live: LiveState) -> None:
+    def __init__(self, mqtt: Publisher, prefix: str, live: LiveState) -> None:
         self.mqtt = mqtt
         self.prefix = prefix
         self.live = live

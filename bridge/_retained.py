@@ -25,9 +25,10 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, overload
+from typing import Any, overload
 
 from bridge.domain import SampleRecorded, ViolationAcknowledged, ViolationCreated
+from bridge.ports import Publisher
 from bridge.wire import Topics
 from bridge.wire.payloads import (
     dumps,
@@ -47,18 +48,6 @@ CHUNK = 16
 """Samples compressed together (zlib level 1: ~7 us a sample loaded; ~8x smaller than JSON)."""
 SHUTDOWN_BUDGET_SECONDS = 10.0
 """A clean stop flushes at most this many seconds of the budget (the rest at the next start)."""
-
-
-class StatePublisher(Protocol):
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 1,
-        retain: bool = False,
-        coalesce: bool = False,
-    ) -> None: ...
 
 
 class _Ring:
@@ -158,7 +147,7 @@ class LiveState:
 
     def __init__(
         self,
-        mqtt: StatePublisher,
+        mqtt: Publisher,
         prefix: str,
         history_size: int,
         characteristic_ids: Sequence[int],

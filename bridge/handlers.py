@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from bridge._ack_workflow import (  # acknowledge: one or several violations, all or nothing
     CausesCounted,
@@ -42,7 +42,7 @@ from bridge.domain import (
 )
 from bridge.errors import CommandRejected
 from bridge.pipeline import Metrics
-from bridge.ports import StorePort
+from bridge.ports import Publisher, StorePort
 from bridge.wire import Topics
 from bridge.wire.payloads import (
     encode_ack,
@@ -69,18 +69,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("openspc.handlers")
-
-
-class Publisher(Protocol):
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 1,
-        retain: bool = False,
-        coalesce: bool = False,  # retained state: a newer one replaces a held older one
-    ) -> None: ...
 
 
 # --- commands ---------------------------------------------------------------------------

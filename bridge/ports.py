@@ -34,6 +34,7 @@ __all__ = [
     "BrokerLink",
     "Clock",
     "LinkPort",
+    "Publisher",
     "StorePort",
     "SystemClock",
     "UnitOfWorkPort",
@@ -156,7 +157,22 @@ class StorePort(Protocol):
     async def close(self) -> None: ...
 
 
-class LinkPort(Protocol):
+class Publisher(Protocol):
+    """What publishes a message: the MQTT link (``coalesce``: retained state, a newer one
+    replaces a held older one; docs/bridge.md "Bounded outbound")."""
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        coalesce: bool = False,
+    ) -> None: ...
+
+
+class LinkPort(Publisher, Protocol):
     """The MQTT link as the pipeline and the handlers use it.
 
     Deliveries arrive in :attr:`inbox` as :class:`~bridge.pipeline.Inbound`, each acked by
@@ -168,16 +184,6 @@ class LinkPort(Protocol):
 
     @property
     def acks(self) -> AckTracker: ...
-
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 1,
-        retain: bool = False,
-        coalesce: bool = False,
-    ) -> None: ...
 
     def reply(self, message: Inbound, payload: bytes) -> None:
         """Answer an MQTT 5 request on its response topic, with its correlation data."""

@@ -9,6 +9,7 @@ the SPC conventions (docs/spc.md).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -282,6 +283,7 @@ class Plant:
     client_id: str = field(default_factory=lambda: f"e2e-bridge-{uuid.uuid4().hex[:8]}")
     proc: BridgeProcess | None = None
     listener: Client | None = None
+    url: str = "sqlite+aiosqlite:///bridge.db"  # the fixture database_url gives either kind
 
     @property
     def config(self) -> Path:
@@ -297,7 +299,7 @@ class Plant:
                     "port": self.broker.port,
                     "client_id": self.client_id,
                 },
-                "database": {"url": "sqlite+aiosqlite:///bridge.db"},
+                "database": {"url": self.url},
                 "bridge": bridge,
             },
             self.chars,
@@ -322,6 +324,28 @@ class Plant:
         log = self.proc.log()
         assert code == 0, log
         assert "Traceback" not in log, log
+
+
+async def create_database(port: int, name: str) -> None:
+    """A fresh database in the test session's throw-away PostgreSQL cluster."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A bridge's database, once SQLite (a file beside its config) and once PostgreSQL."""
+    if request.param == "sqlite":
+        return "sqlite+aiosqlite:///bridge.db"
+    cluster = request.getfixturevalue("postgres")
+    name = f"e2e_{uuid.uuid4().hex[:10]}"
+    asyncio.run(create_database(cluster.port, name))
+    return f"postgresql://postgres@127.0.0.1:{cluster.port}/{name}"
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,6 @@ bridge's own code.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -19,52 +15,11 @@ from typing import Any
 import pytest
 
 from bridge._mosquitto import MosquittoProcess
-from tests.e2e.conftest import Client, Plant, unique_prefix, write_config
+from tests.e2e.conftest import Client, Plant, unique_prefix
 
 pytestmark = pytest.mark.mosquitto
 
 FIXED = {"center_line": 10.0, "ucl": 13.0, "lcl": 7.0, "rules": [1]}
-
-
-@dataclass
-class WorkflowPlant(Plant):
-    url: str = "sqlite+aiosqlite:///bridge.db"
-
-    def write(self) -> Path:
-        return write_config(
-            self.config,
-            {
-                "broker": {
-                    "host": "127.0.0.1",
-                    "port": self.broker.port,
-                    "client_id": self.client_id,
-                },
-                "database": {"url": self.url},
-                "bridge": {"topic_prefix": self.prefix, **self.bridge_section},
-            },
-            self.chars,
-        )
-
-
-async def _create_database(port: int, name: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield "sqlite+aiosqlite:///bridge.db"
-        return
-    cluster = request.getfixturevalue("postgres")
-    name = f"e2e_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_create_database(cluster.port, name))
-    yield f"postgresql://postgres@127.0.0.1:{cluster.port}/{name}"
 
 
 class Operator:
@@ -114,7 +69,7 @@ def test_causes_actions_comments_several_at_once_all_or_nothing_and_the_pareto(
     broker: MosquittoProcess, tmp_path: Path, database_url: str
 ) -> None:
     prefix = unique_prefix()
-    plant = WorkflowPlant(broker, prefix, tmp_path, [{"id": 2, "name": "OD", **FIXED}])
+    plant = Plant(broker, prefix, tmp_path, [{"id": 2, "name": "OD", **FIXED}])
     plant.url = database_url
     with Client(broker.port) as listener, Client(broker.port, v5=False) as gauge:
         listener.subscribe(f"{prefix}/#")
@@ -207,7 +162,7 @@ def test_require_action_refuses_an_acknowledgement_without_one(
     broker: MosquittoProcess, tmp_path: Path, database_url: str
 ) -> None:
     prefix = unique_prefix()
-    plant = WorkflowPlant(
+    plant = Plant(
         broker,
         prefix,
         tmp_path,
@@ -249,7 +204,7 @@ def test_limit_versions_recalculation_over_a_range_and_excluded_samples_in_histo
 ) -> None:
     prefix = unique_prefix()
     chars = [{"id": 1, "name": "Bore", "baseline": 5, "rules": [1]}]
-    plant = WorkflowPlant(broker, prefix, tmp_path, chars)
+    plant = Plant(broker, prefix, tmp_path, chars)
     plant.url = database_url
     values = [10, 12, 8, 11, 9, 10.2, 30, 10.4, 9.6, 10.8, 9.9]
     sample_topic = f"{prefix}/char/1/sample"

@@ -10,11 +10,8 @@ not come would have come.
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,49 +20,9 @@ import pytest
 
 from bridge._mosquitto import MosquittoProcess
 
-from .conftest import Client, Plant, now_utc, parse_iso_z, unique_prefix, write_config
+from .conftest import Client, Plant, now_utc, parse_iso_z, unique_prefix
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mosquitto]
-
-
-@dataclass
-class DbPlant(Plant):
-    url: str = "sqlite+aiosqlite:///bridge.db"
-
-    def write(self) -> Path:
-        return write_config(
-            self.config,
-            {
-                "broker": {
-                    "host": "127.0.0.1",
-                    "port": self.broker.port,
-                    "client_id": self.client_id,
-                },
-                "database": {"url": self.url},
-                "bridge": {"topic_prefix": self.prefix},
-            },
-            self.chars,
-        )
-
-
-async def _create_database(port: int, name: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return "sqlite+aiosqlite:///bridge.db"
-    cluster = request.getfixturevalue("postgres")
-    name = f"e2e_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_create_database(cluster.port, name))
-    return f"postgresql://postgres@127.0.0.1:{cluster.port}/{name}"
 
 
 @pytest.fixture
@@ -117,10 +74,10 @@ SPEC_CHARS: list[dict[str, Any]] = [
 
 
 def test_spec_episodes_raise_one_alarm_each_and_impossible_readings_are_refused(
-    plant_parts: tuple[MosquittoProcess, str, Client, Client], tmp_path: Path, db_url: str
+    plant_parts: tuple[MosquittoProcess, str, Client, Client], tmp_path: Path, database_url: str
 ) -> None:
     broker, prefix, listener, gauge = plant_parts
-    plant = DbPlant(broker, prefix, tmp_path, SPEC_CHARS, url=db_url)
+    plant = Plant(broker, prefix, tmp_path, SPEC_CHARS, url=database_url)
     plant.start(listener)
     try:
         readings = ["10.0", "10.5", "10.7", "10.8", "9.5", "9.4", "9.3"]
@@ -195,14 +152,14 @@ def test_spec_episodes_raise_one_alarm_each_and_impossible_readings_are_refused(
 
 
 def test_overdue_is_raised_once_per_episode_and_a_sample_re_arms_it(
-    plant_parts: tuple[MosquittoProcess, str, Client, Client], tmp_path: Path, db_url: str
+    plant_parts: tuple[MosquittoProcess, str, Client, Client], tmp_path: Path, database_url: str
 ) -> None:
     broker, prefix, listener, gauge = plant_parts
     chars = [
         {"id": 1, "name": "Fast", "sample_interval": 1.0, "overdue_grace": 0.5},
         {"id": 2, "name": "Slower", "sample_interval": 4.0, "overdue_grace": 0.0},
     ]
-    plant = DbPlant(broker, prefix, tmp_path, chars, url=db_url)
+    plant = Plant(broker, prefix, tmp_path, chars, url=database_url)
     started = now_utc()
     plant.start(listener)
     try:
@@ -241,14 +198,14 @@ def test_overdue_is_raised_once_per_episode_and_a_sample_re_arms_it(
 
 
 def test_overdue_across_restarts_neither_lost_nor_doubled(
-    plant_parts: tuple[MosquittoProcess, str, Client, Client], tmp_path: Path, db_url: str
+    plant_parts: tuple[MosquittoProcess, str, Client, Client], tmp_path: Path, database_url: str
 ) -> None:
     broker, prefix, listener, gauge = plant_parts
     chars = [
         {"id": 1, "name": "Hourly-ish", "sample_interval": 3.0, "overdue_grace": 0.0},
         {"id": 2, "name": "Witness", "sample_interval": 2.0, "overdue_grace": 0.0},
     ]
-    plant = DbPlant(broker, prefix, tmp_path, chars, url=db_url)
+    plant = Plant(broker, prefix, tmp_path, chars, url=database_url)
     plant.start(listener)
     try:
         gauge.publish(f"{prefix}/char/1/reading", "5.0")
@@ -286,7 +243,7 @@ def test_overdue_across_restarts_neither_lost_nor_doubled(
 
 
 def test_no_overdue_while_the_line_is_stopped(
-    plant_parts: tuple[MosquittoProcess, str, Client, Client], tmp_path: Path, db_url: str
+    plant_parts: tuple[MosquittoProcess, str, Client, Client], tmp_path: Path, database_url: str
 ) -> None:
     broker, prefix, listener, gauge = plant_parts
     line = f"{unique_prefix()}/line3/running"
@@ -304,7 +261,7 @@ def test_no_overdue_while_the_line_is_stopped(
     gauge.publish(line, " Stopped ", qos=1)
     with Client(broker.port) as retainer:
         retainer.client.publish(line, "stopped", qos=1, retain=True).wait_for_publish(5)
-    plant = DbPlant(broker, prefix, tmp_path, chars, url=db_url)
+    plant = Plant(broker, prefix, tmp_path, chars, url=database_url)
     plant.start(listener)
     try:
         listener.wait_for(f"{prefix}/char/2/violation", lambda m: m["payload"]["kind"] == "overdue")

@@ -31,7 +31,7 @@ from bridge._mosquitto import MosquittoProcess
 from tests.unit import reference_charts as refc
 
 from . import reference as ref
-from .conftest import OPENSPC, Client, Plant, unique_prefix, write_config
+from .conftest import OPENSPC, Client, Plant, create_database, unique_prefix
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mosquitto]
 
@@ -477,45 +477,15 @@ def test_recalculate_takes_the_last_samples_with_their_sizes(run: Run, cid: int)
 # --- PostgreSQL: a p chart with a restart in the middle -------------------------------------
 
 
-async def _create_database(port: int, name: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-@dataclass
-class PgPlant(Plant):
-    url: str = ""
-
-    def write(self) -> Path:
-        return write_config(
-            self.config,
-            {
-                "broker": {
-                    "host": "127.0.0.1",
-                    "port": self.broker.port,
-                    "client_id": self.client_id,
-                },
-                "database": {"url": self.url},
-                "bridge": {"topic_prefix": self.prefix},
-            },
-            self.chars,
-        )
-
-
 @pytest.mark.postgres
 def test_a_p_chart_on_postgresql_continues_exactly_after_a_restart(
     mosquitto: MosquittoProcess, postgres: Any, tmp_path: Path
 ) -> None:
     chart = make_charts(random.Random(0xBEEF))[1]
     db = f"e2e_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_create_database(postgres.port, db))
+    asyncio.run(create_database(postgres.port, db))
     prefix = unique_prefix()
-    plant = PgPlant(
+    plant = Plant(
         mosquitto,
         prefix,
         tmp_path,
