@@ -1492,9 +1492,9 @@ def test_older_data_is_paged_through_the_query_command(
     """docs/topics.md "query": the page asks for the samples before the oldest it holds, pages
     on with `next_before_sample_id`, asks for a time range, and goes back to live.
 
-    The test plays the bridge. It logs the page in as a user the broker lets publish
-    `cmd/query/<own name>` in this branch (the `hmi` role's ACL line comes with the bridge
-    side of the query command)."""
+    The test plays the bridge (the bridge's side is tests/e2e/test_contract_context_query.py);
+    the page is logged in as an `hmi` user, whom the broker lets publish `cmd/query/alice`
+    only (docs/security.md)."""
     p = plant.prefix
     published = publish_line(feed, p, LINE[:1])
     first_held = published[1][0]["sample_id"]
@@ -1502,10 +1502,10 @@ def test_older_data_is_paged_through_the_query_command(
     page.get(plant.page_url(char="1"))
     wait_until(page, attr_is("x-chart", "data-points", "30"))
     assert not by_testid(page, "older").is_displayed()  # anonymous: no reply topic
-    log_in(page, "bridge", PASSWORDS["bridge"])
-    wait_until(page, text_is("current-user", "● bridge"))
+    log_in(page, "alice", PASSWORDS["alice"])
+    wait_until(page, text_is("current-user", "● alice"))
     wait_until(page, lambda d: by_testid(d, "older").is_displayed())
-    topic = f"{p}/cmd/query/bridge"
+    topic = f"{p}/cmd/query/alice"
 
     by_testid(page, "older-load").click()
     command = feed.expect(lambda m: m.topic == topic)
