@@ -55,10 +55,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("openspc.store")
-if logging.getLogger("alembic").level == logging.NOTSET:
-    # Alembic says "Context impl SQLiteImpl" and more at INFO on every start; the store logs
-    # one line of its own when the schema changes
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+# Alembic's own INFO lines are silenced before it is imported: bridge/store/_alembic_log.py
 
 BASELINE = "0001"
 """The revision that is release 0.1.0's schema, as 0.1.0 made it (``metadata.create_all``)."""
