@@ -3,11 +3,15 @@
 - :class:`Leases`: acquire, renew, release, and the cluster's view; every statement takes
   its time from the database's clock (``clock_timestamp()``), never a node's.
 - :class:`PartitionStore`: a partition's :class:`~bridge.store.Store`. Every unit of work
-  (every batch, every command) first takes the partition's lease row ``FOR SHARE`` and checks
-  owner, token and expiry; a bridge whose lease was taken over commits nothing
-  (:class:`LeaseLost`). The share lock is held until the commit, so a takeover (an UPDATE
-  of the row) waits for a batch under way, and a batch waits for a takeover under way, then
-  sees the new token.
+  (every batch, every command) first takes the partition's lease row ``FOR KEY SHARE`` and
+  checks owner, token and expiry; a bridge whose lease was taken over commits nothing
+  (:class:`LeaseLost`). The lock is held until the commit, so a takeover (which locks the
+  row ``FOR UPDATE`` before it changes owner and token) waits for a batch under way, and a
+  batch waits for a takeover under way, then sees the new token. A renewal (an UPDATE of
+  ``expires_at`` only: PostgreSQL's ``FOR NO KEY UPDATE``) does not conflict with
+  ``FOR KEY SHARE``, so it never waits behind the owner's own batches: with ``FOR SHARE``
+  it did, met the lock timeout under full load and let the lease lapse (the
+  ``openspc bench --workers`` run of docs/performance.md found it).
 - :func:`cluster_engine`: one SQLAlchemy engine per process, with a bounded
   ``lock_timeout`` and ``idle_in_transaction_session_timeout``: a paused bridge's open
   transaction is ended by the server and never blocks the others for long.
@@ -93,7 +97,7 @@ class Fence:
 
 _CHECK = text(
     "SELECT 1 FROM cluster_leases WHERE partition_id = :k AND owner = :n AND token = :t"
-    " AND expires_at > clock_timestamp() FOR SHARE"
+    " AND expires_at > clock_timestamp() FOR KEY SHARE"
 )
 
 
@@ -201,6 +205,10 @@ _FREE = text(
     "SELECT partition_id FROM cluster_leases WHERE owner IS NULL OR owner = :n"
     " OR expires_at IS NULL OR expires_at <= clock_timestamp() ORDER BY partition_id"
 )
+_TAKE_ROW = text(
+    # waits for every batch under way on the partition (their FOR KEY SHARE), see above
+    "SELECT token FROM cluster_leases WHERE partition_id = :k FOR UPDATE"
+)
 _ACQUIRE = text(
     "UPDATE cluster_leases SET owner = :n, token = token + 1,"
     " expires_at = clock_timestamp() + make_interval(secs => :s)"
@@ -263,6 +271,7 @@ class Leases:
             if k in skip:
                 continue
             async with self.engine.begin() as conn:
+                await conn.execute(_TAKE_ROW, {"k": k})
                 token = await conn.scalar(_ACQUIRE, {"k": k, "n": self.node, "s": self.seconds})
             if token is not None:
                 got[k] = int(token)
