@@ -39,8 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PHASES",
         help=(
-            "comma-separated subset of relay,bridge,latency,engine,memory,plant"
-            " (default: all but plant)"
+            "comma-separated subset of relay,bridge,latency,engine,memory,plant,workers"
+            " (default: all but plant and workers)"
         ),
     )
     parser.add_argument(
@@ -84,6 +84,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="start Mosquitto with set_tcp_nodelay true (off by default, as in Mosquitto)",
     )
     parser.add_argument(
+        "--workers",
+        default=None,
+        metavar="N[,M...]",
+        help=(
+            "also run openspc run --workers N on a throw-away PostgreSQL, for each N"
+            " (e.g. 1,2; adds workers; needs PostgreSQL's initdb and pg_ctl)"
+        ),
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir (configs, logs, databases)"
     )
 
@@ -110,6 +119,15 @@ def main(args: argparse.Namespace) -> int:  # noqa: C901  one branch per option 
         options.phases = chosen
     if args.characteristics is not None or args.rate is not None:
         options.phases = options.phases | {"plant"}
+    if args.workers is not None:
+        from bridge._bench._workers import parse_workers
+
+        try:
+            options.workers = parse_workers(args.workers)
+        except ValueError as exc:
+            print(f"openspc bench: {exc}", file=sys.stderr)
+            return 2
+        options.phases = options.phases | {"workers"}
     if args.characteristics is not None:
         if args.characteristics < 1:
             print("openspc bench: --characteristics must be at least 1", file=sys.stderr)
