@@ -52,6 +52,7 @@ from bridge.wire.topics import ALARMS, DEFAULT_PREFIX, SAMPLE, Topics
 
 if TYPE_CHECKING:
     from bridge._bench._workers import WorkersRun
+    from bridge.testing import PostgresCluster
 
 __all__ = ["BenchOptions", "BenchReport", "format_report", "run_bench"]
 
@@ -84,6 +85,7 @@ class BenchOptions:
     broker_pid: int = 0  # set by run_bench
     tcp_nodelay: bool = False  # the broker's set_tcp_nodelay (off by default, as in Mosquitto)
     workers: tuple[int, ...] = (1, 2)  # the workers phase: openspc run --workers N, each N
+    postgres: PostgresCluster | None = None  # a running one for it (else a throw-away one)
     log: Callable[[str], None] = field(default=lambda _text: None)
 
     @classmethod

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ class WorkersRun:
     samples_in_order: bool = False
     samples_stored: int = 0
     samples_distinct: int = 0  # distinct (characteristic_id, seq) in the database
+    samples_again: int = 0  # sample messages seen more than once (same sample_id)
     readings_stored: int = 0
     bridge_cpu_s: float = 0.0  # the openspc run process and its workers
     broker_cpu_s: float = 0.0
@@ -120,18 +122,22 @@ async def _sql(pg: PostgresCluster, database: str, query: str) -> list[tuple[obj
 
 
 def run_workers_phase(options: BenchOptions, report: BenchReport, port: int, workdir: Path) -> None:
-    """One throw-away PostgreSQL for every run of the phase."""
-    try:
-        pg = PostgresCluster().start()
-    except PostgresNotFound as exc:
-        raise RuntimeError(f"--workers needs PostgreSQL: {exc}") from None
+    """One throw-away PostgreSQL for every run of the phase (or ``options.postgres``, a
+    running one: a database of its own per run, dropped after)."""
+    pg = options.postgres
+    if pg is None:
+        try:
+            pg = PostgresCluster().start()
+        except PostgresNotFound as exc:
+            raise RuntimeError(f"--workers needs PostgreSQL: {exc}") from None
     try:
         for i, n in enumerate(options.workers):
             run = _one_run(options, pg, port, workdir, i, n)
             report.workers_runs.append(run)
             report.problems += _problems(run)
     finally:
-        pg.remove()
+        if options.postgres is None:
+            pg.remove()
 
 
 def _problems(run: WorkersRun) -> list[str]:
@@ -153,7 +159,7 @@ def _problems(run: WorkersRun) -> list[str]:
 
 def _config(options: BenchOptions, pg: PostgresCluster, port: int, i: int) -> tuple[str, str]:
     """The run's database (created) and config text."""
-    database, prefix = f"bench_w{i}", f"openspcw{i}"
+    database, prefix = f"bench_{uuid.uuid4().hex[:8]}_w{i}", f"openspcw{i}"
     asyncio.run(_sql(pg, "postgres", f'CREATE DATABASE "{database}"'))
     layout = _layout(THROUGHPUT_BASE, CHARACTERISTICS, options.readings, prefix)
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{pg.port}/{database}"
@@ -221,7 +227,7 @@ def _measure(
         layout,
         Topics(layout.topic.split("/char/")[0]).char_filter(SAMPLE),
         run.samples_expected,
-        keep=True,
+        keep="distinct",
         rate=None,
         record=False,
         idle_s=options.idle_s,
@@ -232,10 +238,26 @@ def _measure(
     )
     run.clients_cpu_s = round(pub.cpu_s + sub.cpu_s, 2)
     run.seconds = round((sub.last_ns - pub.started_ns) / 1e9, 3)
-    run.samples_received = sub.count
+    run.samples_received = sub.count  # distinct sample ids
     complete = sub.count == run.samples_expected
     run.rate = round(layout.readings / max(1e-9, run.seconds), 1) if complete else 0.0
-    run.samples_in_order, _ = _check_samples(layout, sub.kept)
+    first = _first_of_each(sub.kept)
+    run.samples_again = len(sub.kept) - len(first)
+    run.samples_in_order, _ = _check_samples(layout, first)
+
+
+def _first_of_each(
+    kept: list[tuple[str, bytes, int]],
+) -> list[tuple[str, bytes, int]]:
+    """Each sample id's first message (a takeover may publish the last sample again)."""
+    seen: set[object] = set()
+    out: list[tuple[str, bytes, int]] = []
+    for message in kept:
+        sample_id = json.loads(message[1])["payload"].get("sample_id")
+        if sample_id not in seen:
+            seen.add(sample_id)
+            out.append(message)
+    return out
 
 
 def _count(run: WorkersRun, pg: PostgresCluster, database: str) -> None:
@@ -246,6 +268,7 @@ def _count(run: WorkersRun, pg: PostgresCluster, database: str) -> None:
     [(readings,)] = asyncio.run(_sql(pg, database, "SELECT count(*) FROM readings"))
     run.samples_stored, run.samples_distinct = int(str(samples)), int(str(distinct))
     run.readings_stored = int(str(readings))
+    asyncio.run(_sql(pg, "postgres", f'DROP DATABASE "{database}" WITH (FORCE)'))
 
 
 def workers_rows(r: BenchReport) -> list[_Row]:
@@ -268,7 +291,7 @@ def workers_rows(r: BenchReport) -> list[_Row]:
                 "  samples back / stored (distinct) / readings stored",
                 f"{run.samples_received:,} / {run.samples_stored:,} ({run.samples_distinct:,})"
                 f" / {run.readings_stored:,}",
-                f"of {run.samples_expected:,} / {run.readings:,}",
+                f"of {run.samples_expected:,} / {run.readings:,}; {run.samples_again:,} again",
             )
         )
         secs = max(run.seconds, 1e-9)
