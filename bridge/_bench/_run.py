@@ -86,6 +86,7 @@ class BenchOptions:
     tcp_nodelay: bool = False  # the broker's set_tcp_nodelay (off by default, as in Mosquitto)
     workers: tuple[int, ...] = (1, 2)  # the workers phase: openspc run --workers N, each N
     postgres: PostgresCluster | None = None  # a running one for it (else a throw-away one)
+    lease_seconds: float | None = None  # the workers' [cluster] lease_seconds (else 6)
     log: Callable[[str], None] = field(default=lambda _text: None)
 
     @classmethod

@@ -168,6 +168,8 @@ def _config(options: BenchOptions, pg: PostgresCluster, port: int, i: int) -> tu
     )
     text = text.replace('url = "sqlite+aiosqlite:///unused"', f'url = "{url}"')
     text += f'\n[cluster]\nenabled = true\nnode = "bench{i}"\npartitions = {PARTITIONS}\n'
+    if options.lease_seconds is not None:
+        text += f"lease_seconds = {options.lease_seconds}\n"
     return database, text
 
 

@@ -93,6 +93,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="workers phase: the cluster's lease_seconds (default the bridge's, 6)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir (configs, logs, databases)"
     )
 
@@ -128,6 +135,7 @@ def main(args: argparse.Namespace) -> int:  # noqa: C901  one branch per option 
             print(f"openspc bench: {exc}", file=sys.stderr)
             return 2
         options.phases = options.phases | {"workers"}
+    options.lease_seconds = args.lease_seconds
     if args.characteristics is not None:
         if args.characteristics < 1:
             print("openspc bench: --characteristics must be at least 1", file=sys.stderr)
