@@ -57,7 +57,8 @@ def test_the_cpu_of_a_process_tree_counts_this_process() -> None:
 
 
 def test_each_run_is_reported_beside_the_relay_with_the_scaling_of_the_means() -> None:
-    report = BenchReport(machine={"cpus": 2, "cpu_model": "x", "memory_gb": 1}, readings=1000)
+    machine = {"cpus": 2, "cpu_model": "x", "memory_gb": 1, "python": "3", "mosquitto": "2"}
+    report = BenchReport(machine=machine, readings=1000)
     report.relay_rate = 10_000.0
     for n, rate in [(1, 2_000.0), (2, 3_000.0), (1, 2_200.0), (2, 3_200.0)]:
         run = WorkersRun(n, 1000, seconds=2.0, rate=rate, samples_expected=600)
