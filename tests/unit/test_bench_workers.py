@@ -6,11 +6,18 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import pytest
 
-from bridge._bench import BenchReport, format_report
-from bridge._bench._workers import WorkersRun, parse_workers, tree_cpu_s, workers_rows
+from bridge._bench import BenchOptions, BenchReport, format_report
+from bridge._bench._workers import (
+    WorkersRun,
+    parse_workers,
+    run_workers_phase,
+    tree_cpu_s,
+    workers_rows,
+)
 from bridge._cli import bench
 
 
@@ -77,3 +84,20 @@ def test_each_run_is_reported_beside_the_relay_with_the_scaling_of_the_means() -
     text = format_report(report)
     assert "bridge end to end" not in text  # the bridge phase did not run
     assert "cluster, 2 worker(s), PostgreSQL, 16 partitions" in text
+
+
+def test_without_postgresql_binaries_it_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import bridge.testing
+
+    monkeypatch.setattr(bridge.testing, "find_pg_bin", lambda: None)
+    report = BenchReport(machine={}, readings=1000)
+
+    with pytest.raises(RuntimeError) as caught:
+        run_workers_phase(BenchOptions(), report, 1, tmp_path)
+
+    assert str(caught.value) == (
+        "--workers needs PostgreSQL: PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+    )
+    assert report.workers_runs == []
