@@ -135,6 +135,9 @@ def main(args: argparse.Namespace) -> int:  # noqa: C901  one branch per option 
             print(f"openspc bench: {exc}", file=sys.stderr)
             return 2
         options.phases = options.phases | {"workers"}
+    if args.lease_seconds is not None and not 2 <= args.lease_seconds <= 3600:
+        print("openspc bench: --lease-seconds must be 2..3600", file=sys.stderr)
+        return 2
     options.lease_seconds = args.lease_seconds
     if args.characteristics is not None:
         if args.characteristics < 1:

@@ -101,3 +101,10 @@ def test_without_postgresql_binaries_it_is_one_clear_line(
         "--workers needs PostgreSQL: PostgreSQL server binaries (initdb, pg_ctl) are not installed"
     )
     assert report.workers_runs == []
+
+
+def test_a_lease_outside_the_bridges_range_is_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert bench.main(_args("--workers", "1", "--lease-seconds", "1")) == 2
+    assert capsys.readouterr().err == "openspc bench: --lease-seconds must be 2..3600\n"
