@@ -11,6 +11,7 @@ be subtracted.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -176,12 +177,15 @@ def subscriber(  # noqa: C901  paho's callbacks are closures over one run's coun
     """Count (and with ``keep``, keep) messages on ``topic_filter`` until ``expected``
     arrived or none came for ``idle_s`` seconds. Retained messages are skipped.
     ``keep="arrivals"`` keeps only each topic's arrival times (8 bytes a message); with
-    ``give_up_s``, it stops that long after the first message whatever still comes."""
+    ``give_up_s``, it stops that long after the first message whatever still comes.
+    ``keep="distinct"`` keeps every message but counts each ``sample_id`` once towards
+    ``expected`` (a partition taken over may publish a sample again: docs/scale-out.md)."""
     count = 0
     first = last = 0
     kept: list[tuple[str, bytes, int]] = []
     arrivals: dict[str, array[int]] = {}
     only_times = keep == "arrivals"
+    distinct: set[object] | None = set() if keep == "distinct" else None
     done = threading.Event()
 
     def on_message(_client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
@@ -191,6 +195,13 @@ def subscriber(  # noqa: C901  paho's callbacks are closures over one run's coun
         last = time.monotonic_ns()
         if not count:
             first = last
+        if distinct is not None:
+            kept.append((message.topic, bytes(message.payload), last))
+            distinct.add(json.loads(message.payload)["payload"].get("sample_id"))
+            count = len(distinct)
+            if count >= expected:
+                done.set()
+            return
         count += 1
         if only_times:
             topic = message.topic

@@ -15,7 +15,9 @@ Everything runs on this machine, on loopback, in processes of its own:
    characteristics, n = 1, fixed limits, readings paced at ``--rate`` (e.g. 10,000
    characteristics at 8,000 readings/s, or 2,000 at 1 Hz each): samples back, latency
    from publish to ``sample``, the bridge's RSS sampled over the run (max) and the
-   publishes it had outstanding (max). docs/performance.md, "Plant scale".
+   publishes it had outstanding (max). docs/performance.md, "Plant scale";
+7. *workers* (only when asked: ``--workers 1,2``): the bridge phase's readings into
+   ``openspc run --workers N`` on a throw-away PostgreSQL, for each N (bridge/_bench/_workers.py).
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -48,14 +50,18 @@ from bridge._bench._clients import subscriber as _subscriber
 from bridge._mosquitto import MosquittoProcess, free_port, minimal_config
 from bridge.wire.topics import ALARMS, DEFAULT_PREFIX, SAMPLE, Topics
 
+if TYPE_CHECKING:
+    from bridge._bench._workers import WorkersRun
+    from bridge.testing import PostgresCluster
+
 __all__ = ["BenchOptions", "BenchReport", "format_report", "run_bench"]
 
 CHARACTERISTICS = 200
 THROUGHPUT_BASE = 0  # ids 1..200
 LATENCY_BASE = 1000  # ids 1001..1200
 MEMORY_PREFIX = "openspcmem"
-PHASES = frozenset({"relay", "bridge", "latency", "engine", "memory", "plant"})
-DEFAULT_PHASES = PHASES - {"plant"}
+PHASES = frozenset({"relay", "bridge", "latency", "engine", "memory", "plant", "workers"})
+DEFAULT_PHASES = PHASES - {"plant", "workers"}
 PLANT_PREFIX = "openspcplant"
 
 
@@ -78,6 +84,9 @@ class BenchOptions:
     bridge_source: Path | None = None  # run this checkout's bridge (PYTHONPATH) instead
     broker_pid: int = 0  # set by run_bench
     tcp_nodelay: bool = False  # the broker's set_tcp_nodelay (off by default, as in Mosquitto)
+    workers: tuple[int, ...] = (1, 2)  # the workers phase: openspc run --workers N, each N
+    postgres: PostgresCluster | None = None  # a running one for it (else a throw-away one)
+    lease_seconds: float | None = None  # the workers' [cluster] lease_seconds (else 6)
     log: Callable[[str], None] = field(default=lambda _text: None)
 
     @classmethod
@@ -142,6 +151,7 @@ class BenchReport:
     plant_outstanding_max: int = 0
     plant_bridge_cpu_s: float = 0.0
     plant_killed: str = ""  # why the bench stopped the bridge early, if it did
+    workers_runs: list[WorkersRun] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -371,7 +381,11 @@ class _Watcher:
 
 @contextmanager
 def _bridge_process(
-    config: Path, workdir: Path, name: str, source: Path | None = None
+    config: Path,
+    workdir: Path,
+    name: str,
+    source: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``openspc run --config FILE`` as a child; SIGTERM and wait on the way out. With
     ``source``, the bridge of that checkout (first on its PYTHONPATH): before and after a
@@ -381,7 +395,10 @@ def _bridge_process(
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
     process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "run", "--config", str(config), "--log-level", "WARNING"],
+        [
+            *(sys.executable, "-m", "bridge", "run", "--config", str(config)),
+            *("--log-level", "WARNING", *extra),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=workdir,
@@ -487,6 +504,10 @@ def run_bench(options: BenchOptions) -> BenchReport:
                 _memory(options, report, broker.port, workdir)
             if "plant" in options.phases:
                 _plant(options, report, broker.port, workdir)
+            if "workers" in options.phases:
+                from bridge._bench._workers import run_workers_phase
+
+                run_workers_phase(options, report, broker.port, workdir)
         if "engine" in options.phases:
             say("engine alone")
             from engine import benchmark
@@ -926,6 +947,10 @@ def format_report(r: BenchReport) -> str:
         rows += _memory_rows(r)
     if r.plant_characteristics:  # only when asked for
         rows += _plant_rows(r)
+    if r.workers_runs:  # only when asked for
+        from bridge._bench._workers import workers_rows
+
+        rows += workers_rows(r)
     w1 = max(len(a) for a, _, _ in rows)
     w2 = max(len(b) for _, b, _ in rows)
     lines = [
@@ -991,6 +1016,13 @@ def _throughput_rows(r: BenchReport) -> list[_Row]:
         rows.append((what, value, target))
 
     row("relay paho -> mosquitto -> paho, QoS 1", f"{r.relay_rate:,.0f} readings/s")
+    row("  broker CPU, relay run", f"{r.relay_broker_cpu_s:.1f} s in {r.relay_seconds:.1f} s")
+    row(
+        "  relay publisher / subscriber CPU",
+        f"{r.relay_publisher_cpu_s:.1f} / {r.relay_subscriber_cpu_s:.1f} s",
+    )
+    if not r.samples_expected:  # the bridge phase left out (--only relay,workers)
+        return rows
     row("bridge end to end, QoS 1, 200 chars", f"{r.bridge_rate:,.0f} readings/s")
     row(
         "  ratio bridge / relay",
@@ -1003,11 +1035,6 @@ def _throughput_rows(r: BenchReport) -> list[_Row]:
     row("  per-characteristic order and values", "ok" if r.samples_in_order else "WRONG")
     row("  bridge CPU during the run", f"{r.bridge_cpu_s:.1f} s in {r.bridge_seconds:.1f} s")
     row("  broker CPU, bridge run", f"{r.broker_cpu_s:.1f} s")
-    row("  broker CPU, relay run", f"{r.relay_broker_cpu_s:.1f} s in {r.relay_seconds:.1f} s")
-    row(
-        "  relay publisher / subscriber CPU",
-        f"{r.relay_publisher_cpu_s:.1f} / {r.relay_subscriber_cpu_s:.1f} s",
-    )
     per = r.bridge_cpu_s / r.readings * 1e6 if r.readings else 0.0
     row("  bridge CPU per reading", f"{per:.0f} us")
     return rows

@@ -39,8 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PHASES",
         help=(
-            "comma-separated subset of relay,bridge,latency,engine,memory,plant"
-            " (default: all but plant)"
+            "comma-separated subset of relay,bridge,latency,engine,memory,plant,workers"
+            " (default: all but plant and workers)"
         ),
     )
     parser.add_argument(
@@ -84,6 +84,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="start Mosquitto with set_tcp_nodelay true (off by default, as in Mosquitto)",
     )
     parser.add_argument(
+        "--workers",
+        default=None,
+        metavar="N[,M...]",
+        help=(
+            "also run openspc run --workers N on a throw-away PostgreSQL, for each N"
+            " (e.g. 1,2; adds workers; needs PostgreSQL's initdb and pg_ctl)"
+        ),
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="workers phase: the cluster's lease_seconds (default the bridge's, 6)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir (configs, logs, databases)"
     )
 
@@ -110,6 +126,19 @@ def main(args: argparse.Namespace) -> int:  # noqa: C901  one branch per option 
         options.phases = chosen
     if args.characteristics is not None or args.rate is not None:
         options.phases = options.phases | {"plant"}
+    if args.workers is not None:
+        from bridge._bench._workers import parse_workers
+
+        try:
+            options.workers = parse_workers(args.workers)
+        except ValueError as exc:
+            print(f"openspc bench: {exc}", file=sys.stderr)
+            return 2
+        options.phases = options.phases | {"workers"}
+    if args.lease_seconds is not None and not 2 <= args.lease_seconds <= 3600:
+        print("openspc bench: --lease-seconds must be 2..3600", file=sys.stderr)
+        return 2
+    options.lease_seconds = args.lease_seconds
     if args.characteristics is not None:
         if args.characteristics < 1:
             print("openspc bench: --characteristics must be at least 1", file=sys.stderr)

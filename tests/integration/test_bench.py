@@ -11,6 +11,7 @@ import pytest
 
 from bridge._bench import BenchOptions, format_report, run_bench
 from bridge._mosquitto import find_mosquitto
+from bridge.testing import PostgresCluster
 
 pytestmark = [
     pytest.mark.mosquitto,
@@ -65,3 +66,31 @@ def test_the_command_prints_json() -> None:
     assert data["ok"] is True
     assert data["samples_stored"] == data["samples_expected"] > 0
     assert {"relay_rate", "bridge_rate", "ratio", "latency_p99_ms", "memory_rss_mb"} <= set(data)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_workers_one_and_two_bring_every_sample_back_and_store_each_once(
+    postgres: PostgresCluster,
+) -> None:
+    options = tiny()
+    options.phases = frozenset({"relay", "workers"})
+    options.workers = (1, 2)
+    options.postgres = postgres  # the session's cluster: a database of its own per run
+
+    report = run_bench(options)
+
+    assert report.problems == []
+    assert [run.workers for run in report.workers_runs] == [1, 2]
+    for run in report.workers_runs:
+        assert run.samples_expected == 600
+        assert run.samples_received == run.samples_stored == run.samples_distinct == 600
+        assert run.readings_stored == run.readings == 1_000
+        assert run.samples_in_order
+        assert run.rate > 0
+        assert run.bridge_cpu_s > 0
+        assert run.broker_cpu_s > 0
+        assert run.postgres_cpu_s > 0
+    text = format_report(report)
+    assert "cluster, 2 worker(s), PostgreSQL, 16 partitions" in text
+    assert "scaling: 2 workers / 1 worker" in text
