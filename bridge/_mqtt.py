@@ -161,6 +161,10 @@ class _LeanSink:
         self.other = client._lean_other  # noqa: SLF001
 
 
+class _Full(Exception):
+    """A PUBLISH past the inbound bound: left in the splitter's buffer until acks come."""
+
+
 class _PahoFailed(Exception):
     """paho's handling of a packet handed to it returned an error code."""
 
@@ -356,6 +360,8 @@ class MqttClient:
         self._paused = False
         with contextlib.suppress(ValueError, OSError):
             self._loop.add_reader(self._sock, self._reader)
+        if self._splitter is not None and self._splitter.buffered:
+            self._loop.call_soon(self._reader)  # packets held back at the bound, not in the socket
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if self._stopping and not self.aborted:  # paho closes it right after our DISCONNECT
@@ -417,31 +423,42 @@ class MqttClient:
         if sock is None or splitter is None:
             return
         try:
-            for _ in range(LEAN_READS_PER_WAKE):
-                if self._unacked_in >= self._in_limit and not self._want_acks:
-                    self._pause()
-                    return
-                data = self._lean_recv(sock)
-                if data is None:
-                    return
-                if not data:
-                    client._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)  # noqa: SLF001  paho's handling
-                    return
-                client._last_bytes_received = time.monotonic()  # noqa: SLF001  paho's keepalive
-                splitter.feed(data)
-                if self._splitter is not splitter:
-                    return  # the connection was replaced while handling a packet
-                if len(data) < LEAN_READ_BYTES:
-                    pending = getattr(sock, "pending", None)  # TLS buffers
-                    if pending is None or pending() <= 0:
-                        return
+            self._read_lean(client, sock, splitter)
+        except _Full:
+            self._pause()  # the rest waits in the splitter and the socket (docs/reliability.md)
         except StreamFault as exc:
             log.error("MQTT connection dropped: %s", exc)  # one clear line; nothing acked
-            self._drop_quietly()
+            # paho closes its socket itself (closing it behind paho's back, its later close
+            # of the old socket would unregister a new one with the same descriptor)
+            client._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)  # noqa: SLF001
         except _PahoFailed as exc:
             client._loop_rc_handle(exc.rc)  # noqa: SLF001  paho's own handling of a failed read
         except (OSError, ValueError) as exc:
             self._drop(f"read failed: {exc}")
+
+    def _read_lean(self, client: paho.Client, sock: Any, splitter: PacketSplitter) -> None:
+        if splitter.buffered:  # packets left there at the inbound bound, first
+            splitter.feed(b"")
+            if self._splitter is not splitter:
+                return
+        for _ in range(LEAN_READS_PER_WAKE):
+            if self._unacked_in >= self._in_limit and not self._want_acks:
+                self._pause()
+                return
+            data = self._lean_recv(sock)
+            if data is None:
+                return
+            if not data:
+                client._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)  # noqa: SLF001  paho's handling
+                return
+            client._last_bytes_received = time.monotonic()  # noqa: SLF001  paho's keepalive
+            splitter.feed(data)
+            if self._splitter is not splitter:
+                return  # the connection was replaced while handling a packet
+            if len(data) < LEAN_READ_BYTES:
+                pending = getattr(sock, "pending", None)  # TLS buffers
+                if pending is None or pending() <= 0:
+                    return
 
     def _lean_recv(self, sock: Any) -> bytes | None:
         """One read; None when there is nothing to read now (b"" when the broker closed)."""
@@ -452,6 +469,9 @@ class MqttClient:
         except ssl.SSLWantWriteError:
             self._client._call_socket_register_write()  # noqa: SLF001  as paho's own read does
             return None
+        except OSError as exc:  # reset by the broker...: lost, as paho's own read says
+            log.debug("read failed: %s", exc)
+            return b""
         return data
 
     def _lean_publish(
@@ -487,6 +507,8 @@ class MqttClient:
                 log.exception("could not take a message on %r", text)
             return
         if qos > 0:
+            if self._unacked_in >= self._in_limit and not self._want_acks:
+                raise _Full  # not taken: the packet stays in the splitter's buffer
             self._unacked_in += 1
             if self._unacked_in > self._in_limit:
                 self.over_receive += 1
@@ -569,14 +591,6 @@ class MqttClient:
             return
         self._client._packet_queue(PacketTypes.PUBACK << 4, encode_pubacks(mids), 0, 0)  # noqa: SLF001  one write for many
 
-    def _drop_quietly(self) -> None:
-        sock = self._sock
-        if sock is not None:
-            self._unwatch(sock)
-            with contextlib.suppress(OSError):
-                sock.close()
-        self._mark_disconnected()
-
     def _writable(self) -> None:
         try:
             rc = self._client.loop_write()
@@ -588,7 +602,12 @@ class MqttClient:
 
     def _drop(self, why: str) -> None:
         log.warning("connection lost: %s", why)
-        self._drop_quietly()
+        sock = self._sock
+        if sock is not None:
+            self._unwatch(sock)
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._mark_disconnected()
 
     def _mark_disconnected(self) -> None:
         if self.connected.is_set():
