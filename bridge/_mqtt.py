@@ -9,6 +9,11 @@ bridge must not acknowledge a reading before it is durably stored. So:
   threads fought over the GIL, which cost two thirds of the throughput. Only the blocking
   ``connect`` runs in an executor. The adapter reconnects with back-off (1 s doubling to
   30 s) and resubscribes on every connect;
+- with ``MqttOptions.lean_inbound`` the adapter reads the socket itself, in large reads,
+  and splits PUBLISH and PUBACK packets with bridge/_mqtt_codec.py (no paho object per
+  packet); every other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT) is handed to paho as if
+  paho had read it, and the PUBACKs of a committed batch go out as one write on paho's out
+  queue (docs/performance.md, "The lean MQTT codec");
 - every message is appended to an :class:`Inbox` (a bounded deque); subscriptions ask for
   no retained messages (a retained reading or command would be taken again on every
   connect: readings and commands are events, not state);
@@ -1209,6 +1214,8 @@ class MqttClient:
     async def stop(self) -> None:
         """Disconnect cleanly (no Last Will) and stop the connection's tasks."""
         self._stopping = True
+        if self._ack_mids:  # the last batch's PUBACKs go out before the DISCONNECT
+            self._flush_acks()
         if self._sock is not None and not self.aborted:
             self._client.disconnect()
             with contextlib.suppress(TimeoutError):

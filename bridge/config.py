@@ -353,7 +353,7 @@ class BridgeSettings(_Section):
     outbound_max: Annotated[int, AfterValidator(_at_least(100))] = 10_000
     # the lean inbound path: PUBLISH/PUBACK split by the bridge itself, not paho
     # (bridge/_mqtt_codec.py; docs/performance.md "The lean MQTT codec")
-    lean_inbound: bool = False
+    lean_inbound: bool = True
     sparkplug_edge: SparkplugEdgeSettings = Field(default_factory=SparkplugEdgeSettings)
     sparkplug: SparkplugHostSettings = Field(default_factory=SparkplugHostSettings)
     rebirth_on_gap: bool = True
