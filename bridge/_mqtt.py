@@ -9,6 +9,11 @@ bridge must not acknowledge a reading before it is durably stored. So:
   threads fought over the GIL, which cost two thirds of the throughput. Only the blocking
   ``connect`` runs in an executor. The adapter reconnects with back-off (1 s doubling to
   30 s) and resubscribes on every connect;
+- with ``MqttOptions.lean_inbound`` the adapter reads the socket itself, in large reads,
+  and splits PUBLISH and PUBACK packets with bridge/_mqtt_codec.py (no paho object per
+  packet); every other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT) is handed to paho as if
+  paho had read it, and the PUBACKs of a committed batch go out as one write on paho's out
+  queue (docs/performance.md, "The lean MQTT codec");
 - every message is appended to an :class:`Inbox` (a bounded deque); subscriptions ask for
   no retained messages (a retained reading or command would be taken again on every
   connect: readings and commands are events, not state);
@@ -49,6 +54,7 @@ import json
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -64,6 +70,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from bridge._mqtt_codec import PacketSplitter, StreamFault, encode_pubacks
 from bridge.errors import BrokerRefused, BrokerUnavailable, ClientIdInUse
 from bridge.pipeline import AckTracker, Inbound, Inbox
 
@@ -112,6 +119,13 @@ RETRY_QUEUE_MAX = 1000
 """Publishes the broker refused, kept to be tried again; beyond this the oldest are dropped."""
 READS_PER_WAKE = 2000
 """Packets read per readable event at most, so a flood cannot starve the loop."""
+LEAN_READ_BYTES = 256 * 1024
+"""Bytes per ``recv`` on the lean inbound path (``MqttOptions.lean_inbound``)."""
+LEAN_READS_PER_WAKE = 8
+"""Reads per readable event at most on the lean path (2 MiB), so a flood cannot starve the
+loop."""
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]  # paho: no hints
 
 
 @dataclass
@@ -134,6 +148,34 @@ class MqttOptions:
     # (online, timestamp of the connection) -> payload
     status_payload: Callable[[bool, datetime], bytes] | None = None
     subscriptions: Sequence[str] = field(default_factory=tuple)
+    # the lean inbound path (bridge/_mqtt_codec.py; docs/performance.md): PUBLISH and
+    # PUBACK read by the adapter itself, PUBACKs of a batch in one write; off: paho reads
+    lean_inbound: bool = False
+    # with lean_inbound: the Maximum Packet Size announced in CONNECT and the splitter's bound
+    max_packet: int = 16 * 1024 * 1024
+
+
+class _LeanSink:
+    """The :class:`~bridge._mqtt_codec.PacketSplitter`'s sink: the adapter's lean path."""
+
+    __slots__ = ("other", "puback", "publish")
+
+    def __init__(self, client: MqttClient) -> None:
+        self.publish = client._lean_publish  # noqa: SLF001  the adapter's own helpers
+        self.puback = client._lean_puback  # noqa: SLF001
+        self.other = client._lean_other  # noqa: SLF001
+
+
+class _Full(Exception):
+    """A PUBLISH past the inbound bound: left in the splitter's buffer until acks come."""
+
+
+class _PahoFailed(Exception):
+    """paho's handling of a packet handed to it returned an error code."""
+
+    def __init__(self, rc: MQTTErrorCode) -> None:
+        super().__init__(paho.error_string(rc))
+        self.rc = rc
 
 
 class MqttClient:
@@ -235,6 +277,16 @@ class MqttClient:
         self._unacked_in = 0  # QoS 1 messages of this connection taken, not yet acked
         self._paused = False
         self.pauses = 0
+        # the lean path (MqttOptions.lean_inbound): a splitter per connection, and the
+        # PUBACKs of the batch being acknowledged, sent as one write (generation checked)
+        self._lean = options.lean_inbound
+        self._splitter: PacketSplitter | None = None
+        self._ack_mids: list[int] = []
+        self._ack_generation = 0
+        self._ack_flush_due = False
+        self._reader: Callable[[], None] = (
+            self._readable_lean if options.lean_inbound else self._readable
+        )
 
     def _paho_client(self, options: MqttOptions) -> paho.Client:
         client = paho.Client(
@@ -292,7 +344,10 @@ class MqttClient:
         assert self._loop is not None
         self._paused = False
         self._unacked_in = 0  # a new connection: read at least its CONNACK
-        self._loop.add_reader(sock, self._readable)
+        self._ack_mids = []
+        if self._lean:
+            self._splitter = PacketSplitter(_LeanSink(self), self.options.max_packet)
+        self._loop.add_reader(sock, self._reader)
 
     def _pause(self) -> None:
         """Stop reading: we hold as many unacknowledged messages as we may."""
@@ -309,7 +364,9 @@ class MqttClient:
             return
         self._paused = False
         with contextlib.suppress(ValueError, OSError):
-            self._loop.add_reader(self._sock, self._readable)
+            self._loop.add_reader(self._sock, self._reader)
+        if self._splitter is not None and self._splitter.buffered:
+            self._loop.call_soon(self._reader)  # packets held back at the bound, not in the socket
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if self._stopping and not self.aborted:  # paho closes it right after our DISCONNECT
@@ -362,6 +419,183 @@ class MqttClient:
         except (OSError, ValueError) as exc:
             self._drop(f"read failed: {exc}")
 
+    def _readable_lean(self) -> None:
+        """The lean path: read the socket in large chunks and split the packets ourselves
+        (PUBLISH and PUBACK here, anything else to paho); docs/performance.md."""
+        client = self._client
+        sock = client.socket()
+        splitter = self._splitter
+        if sock is None or splitter is None:
+            return
+        try:
+            self._read_lean(client, sock, splitter)
+        except _Full:
+            self._pause()  # the rest waits in the splitter and the socket (docs/reliability.md)
+        except StreamFault as exc:
+            log.error("MQTT connection dropped: %s", exc)  # one clear line; nothing acked
+            # paho closes its socket itself (closing it behind paho's back, its later close
+            # of the old socket would unregister a new one with the same descriptor)
+            client._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)  # noqa: SLF001
+        except _PahoFailed as exc:
+            client._loop_rc_handle(exc.rc)  # noqa: SLF001  paho's own handling of a failed read
+        except (OSError, ValueError) as exc:
+            self._drop(f"read failed: {exc}")
+
+    def _read_lean(self, client: paho.Client, sock: Any, splitter: PacketSplitter) -> None:
+        if splitter.buffered:  # packets left there at the inbound bound, first
+            splitter.feed(b"")
+            if self._splitter is not splitter:
+                return
+        for _ in range(LEAN_READS_PER_WAKE):
+            if self._unacked_in >= self._in_limit and not self._want_acks:
+                self._pause()
+                return
+            data = self._lean_recv(sock)
+            if data is None:
+                return
+            if not data:
+                client._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)  # noqa: SLF001  paho's handling
+                return
+            client._last_bytes_received = time.monotonic()  # noqa: SLF001  paho's keepalive
+            splitter.feed(data)
+            if self._splitter is not splitter:
+                return  # the connection was replaced while handling a packet
+            if len(data) < LEAN_READ_BYTES:
+                pending = getattr(sock, "pending", None)  # TLS buffers
+                if pending is None or pending() <= 0:
+                    return
+
+    def _lean_recv(self, sock: Any) -> bytes | None:
+        """One read; None when there is nothing to read now (b"" when the broker closed)."""
+        try:
+            data: bytes = sock.recv(LEAN_READ_BYTES)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return None
+        except ssl.SSLWantWriteError:
+            self._client._call_socket_register_write()  # noqa: SLF001  as paho's own read does
+            return None
+        except OSError as exc:  # reset by the broker...: lost, as paho's own read says
+            log.debug("read failed: %s", exc)
+            return b""
+        return data
+
+    def _lean_publish(
+        self,
+        topic: bytes,
+        payload: bytes,
+        qos: int,
+        dup: bool,
+        retain: bool,
+        mid: int,
+        properties: Properties | None,
+    ) -> None:
+        """A PUBLISH from the lean path: what ``_receive`` does with paho's message."""
+        if qos == 2:  # never granted (we subscribe at QoS 1): a broker out of the protocol
+            raise StreamFault("PUBLISH with QoS 2 on a QoS 1 subscription", 0)
+        try:
+            text = topic.decode("utf-8")
+        except UnicodeDecodeError:
+            log.error("could not take a message on %r: its topic is not UTF-8", topic)
+            return  # as paho: not taken, not acknowledged
+        status = self.options.status_topic
+        if status is not None and text == status:
+            message = paho.MQTTMessage(mid, topic)
+            message.payload = payload
+            message.qos = qos
+            message.retain = retain
+            message.dup = dup
+            if qos > 0:
+                self._queue_ack(mid)
+            try:
+                self._status_message(message)
+            except Exception:  # never let one message break the connection
+                log.exception("could not take a message on %r", text)
+            return
+        if qos > 0:
+            if self._unacked_in >= self._in_limit and not self._want_acks:
+                raise _Full  # not taken: the packet stays in the splitter's buffer
+            self._unacked_in += 1
+            if self._unacked_in > self._in_limit:
+                self.over_receive += 1
+        response_topic = correlation = None
+        if properties is not None:
+            response_topic = getattr(properties, "ResponseTopic", None)
+            correlation = getattr(properties, "CorrelationData", None)
+        self.inbox.put(
+            Inbound(
+                topic=text,
+                payload=payload,
+                qos=qos,
+                mid=mid,
+                generation=self.generation,
+                received_at=datetime.now(UTC),
+                received=time.monotonic(),
+                response_topic=response_topic,
+                correlation_data=correlation,
+                dup=dup,
+                acker=self.ack,
+            ),
+            droppable=qos == 0,
+        )
+
+    def _lean_puback(self, mid: int, reason: int, properties: Properties | None) -> None:
+        """A PUBACK of one of our publishes: settled as paho's own handling does."""
+        client = self._client
+        code = _PUBACK_SUCCESS if reason == 0 else ReasonCode(PacketTypes.PUBACK, identifier=reason)
+        with client._out_message_mutex:  # noqa: SLF001  as paho's _handle_pubackcomp
+            if mid in client._out_messages:  # noqa: SLF001
+                client._do_on_publish(  # noqa: SLF001
+                    mid, code, properties if properties is not None else _NO_PUBACK_PROPERTIES
+                )
+
+    def _lean_other(self, header: int, body: bytes) -> None:
+        """CONNACK, SUBACK, PINGRESP, DISCONNECT...: paho handles them, as if it had read
+        them itself."""
+        client = self._client
+        client._in_packet = {  # noqa: SLF001  paho's packet being read, complete
+            "command": header,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": len(body),
+            "packet": bytearray(body),
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc = client._packet_handle()  # noqa: SLF001
+        finally:
+            client._in_packet = {  # noqa: SLF001
+                "command": 0,
+                "have_remaining": 0,
+                "remaining_count": [],
+                "remaining_mult": 1,
+                "remaining_length": 0,
+                "packet": bytearray(b""),
+                "to_process": 0,
+                "pos": 0,
+            }
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise _PahoFailed(rc)
+
+    def _queue_ack(self, mid: int) -> None:
+        """A PUBACK to send with the others of this turn of the loop (lean path)."""
+        if not self._ack_mids:
+            self._ack_generation = self.acks.generation
+            if not self._ack_flush_due and self._loop is not None:
+                self._ack_flush_due = True
+                self._loop.call_soon(self._flush_acks)
+        self._ack_mids.append(mid)
+
+    def _flush_acks(self) -> None:
+        """The PUBACKs queued, as one write on paho's out queue (so in order with its own
+        writes); never those of an earlier connection (docs/reliability.md)."""
+        self._ack_flush_due = False
+        mids, self._ack_mids = self._ack_mids, []
+        if not mids or self._ack_generation != self.acks.generation or self._sock is None:
+            return
+        self._client._packet_queue(PacketTypes.PUBACK << 4, encode_pubacks(mids), 0, 0)  # noqa: SLF001  one write for many
+
     def _writable(self) -> None:
         try:
             rc = self._client.loop_write()
@@ -386,6 +620,7 @@ class MqttClient:
             # generation at once, so the pipeline skips the rest of it (the broker delivers
             # it again) instead of storing it now and again when it comes back
             self.acks.lost()
+        self._ack_mids = []  # acks of a lost connection are never sent
         self.connected.clear()
         self.disconnected.set()
         self.subscribed.clear()
@@ -403,6 +638,8 @@ class MqttClient:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: no hints
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = max(1, min(65_535, self.options.receive_maximum))
+        if self._lean:  # a compliant broker sends nothing larger than the splitter takes
+            props.MaximumPacketSize = self.options.max_packet
         delay = 1.0
         while not self._stopping:
             self._lost.clear()
@@ -836,7 +1073,10 @@ class MqttClient:
         this connection); a delivery's own ``.ack()`` comes here."""
         if self.aborted or not self.acks.release(message):
             return
-        self._client.ack(message.mid, message.qos)
+        if self._lean:
+            self._queue_ack(message.mid)
+        else:
+            self._client.ack(message.mid, message.qos)
         self._unacked_in -= 1
         if self._paused and self._unacked_in <= self._in_limit * 3 // 4:
             self._resume()
@@ -910,6 +1150,8 @@ class MqttClient:
     def _send(
         self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
     ) -> None:
+        if self._ack_mids:  # the PUBACKs of a committed batch go out before its results
+            self._flush_acks()
         try:
             info = self._client.publish(
                 topic, payload, qos=qos, retain=retain, properties=properties
@@ -972,6 +1214,8 @@ class MqttClient:
     async def stop(self) -> None:
         """Disconnect cleanly (no Last Will) and stop the connection's tasks."""
         self._stopping = True
+        if self._ack_mids:  # the last batch's PUBACKs go out before the DISCONNECT
+            self._flush_acks()
         if self._sock is not None and not self.aborted:
             self._client.disconnect()
             with contextlib.suppress(TimeoutError):

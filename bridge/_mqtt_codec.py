@@ -19,9 +19,10 @@ does the same work once per *read*:
   a malformed stream drops the connection with one clear log line (the broker delivers the
   unacknowledged messages again on the next connection of the persistent session).
 
-It is not wired into the MQTT adapter yet: docs/performance.md ("The lean MQTT codec") has
-the plan and the figures; the property test (tests/unit/test_mqtt_codec.py) holds it to
-paho's decoding.
+The MQTT adapter (bridge/_mqtt.py, ``MqttOptions.lean_inbound``, ``[bridge] lean_inbound``)
+reads its connection with :class:`PacketSplitter` and :func:`encode_pubacks`;
+docs/performance.md ("The lean MQTT codec") has the design and the figures; the property test
+(tests/unit/test_mqtt_codec.py) holds it to paho's decoding.
 """
 
 from __future__ import annotations

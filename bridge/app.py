@@ -21,6 +21,7 @@ from bridge._ack_workflow import LimitVersions, WorkflowPublisher, number_limits
 from bridge._alarms import Alarms, AlarmSettings
 from bridge._dedupe import SeenReadings
 from bridge._mqtt import MqttClient, MqttOptions
+from bridge._mqtt_codec import MAX_PACKET_LIMIT
 from bridge._query import QueryService
 from bridge._roles import RolePublisher
 from bridge.bus import MessageBus
@@ -654,6 +655,9 @@ def _mqtt_link(settings: Settings) -> MqttClient:
         # retained status, its Will and the answer to a late Will (docs/bridge.md)
         status_topic=Topics(prefix).status,
         status_payload=encode_status,
+        lean_inbound=bool(b.lean_inbound),
+        # room for topic and properties beyond the largest payload taken (docs/performance.md)
+        max_packet=min(MAX_PACKET_LIMIT, max(16 << 20, int(b.max_payload_bytes) + (1 << 16))),
     )
     return MqttClient(options, Inbox(int(b.buffer_max)))
 

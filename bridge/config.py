@@ -351,6 +351,9 @@ class BridgeSettings(_Section):
     history_budget: Annotated[int, AfterValidator(_at_least(1000))] = 1_000_000
     # QoS 1 publishes not yet taken by the broker before the pipeline waits
     outbound_max: Annotated[int, AfterValidator(_at_least(100))] = 10_000
+    # the lean inbound path: PUBLISH/PUBACK split by the bridge itself, not paho
+    # (bridge/_mqtt_codec.py; docs/performance.md "The lean MQTT codec")
+    lean_inbound: bool = True
     sparkplug_edge: SparkplugEdgeSettings = Field(default_factory=SparkplugEdgeSettings)
     sparkplug: SparkplugHostSettings = Field(default_factory=SparkplugHostSettings)
     rebirth_on_gap: bool = True
