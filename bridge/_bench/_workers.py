@@ -212,7 +212,7 @@ def _one_run(
     try:
         with _bridge_process(config, workdir, f"workers{i}", options.bridge_source, extra) as b:
             _wait_ready(watcher, topics, n, lambda: b.poll() is None)
-            _measure(options, run, pg, port, b.pid, layout)
+            _measure(options, run, pg, (port, b.pid), layout, topics)
     finally:
         watcher.close()
     _count(run, pg, database)
@@ -220,14 +220,21 @@ def _one_run(
 
 
 def _measure(
-    options: BenchOptions, run: WorkersRun, pg: PostgresCluster, port: int, pid: int, layout: Layout
+    options: BenchOptions,
+    run: WorkersRun,
+    pg: PostgresCluster,
+    where: tuple[int, int],
+    layout: Layout,
+    topics: Topics,
 ) -> None:
+    """The readings through the cluster (``where``: the broker's port, the bridge's pid)."""
+    port, pid = where
     postmaster = _postmaster_pid(pg)
     cpu0 = (tree_cpu_s(pid), tree_cpu_s(options.broker_pid), tree_cpu_s(postmaster))
     pub, sub = _relay_or_bridge(
         port,
         layout,
-        Topics(layout.topic.split("/char/")[0]).char_filter(SAMPLE),
+        topics.char_filter(SAMPLE),
         run.samples_expected,
         keep="distinct",
         rate=None,
