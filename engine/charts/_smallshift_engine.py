@@ -89,6 +89,21 @@ class _SmallShiftEngine(CharacteristicEngine):
         self._cl = limits.center_line
         self._sx = limits.sigma / math.sqrt(self._n)
 
+    def _next(
+        self, values: tuple[float, ...], ts: datetime, out: list[EngineEvent]
+    ) -> tuple[float, float | None, int] | None:
+        """A completed subgroup's statistic, secondary statistic and sequence number, to be
+        judged; None while the baseline grows (its sample, not judged, is out already)."""
+        x, r = self._statistic(values)
+        self._window.append(x)
+        seq = self._seq + 1
+        self._seq = seq
+        if self._limits is None:
+            out.append(SampleProcessed(self._cid, seq, ts, x, values, r, None, None, _NONE, _NONE))
+            self._grow_baseline(values, ts, out)
+            return None
+        return x, r, seq
+
     def _restart(self) -> None:
         raise NotImplementedError
 
@@ -135,15 +150,11 @@ class EwmaEngine(_SmallShiftEngine):
             raise IncompatibleState(f"malformed EWMA state ({exc!r})") from exc
 
     def _complete(self, values: tuple[float, ...], ts: datetime, out: list[EngineEvent]) -> None:
-        x, r = self._statistic(values)
-        self._window.append(x)
-        seq = self._seq + 1
-        self._seq = seq
-        cid = self._cid
-        if self._limits is None:
-            out.append(SampleProcessed(cid, seq, ts, x, values, r, None, None, _NONE, _NONE))
-            self._grow_baseline(values, ts, out)
+        judged = self._next(values, ts, out)
+        if judged is None:
             return
+        x, r, seq = judged
+        cid = self._cid
         spec = self.spec
         lam = spec.ewma_lambda
         i = self._ewma_i + 1
@@ -215,15 +226,11 @@ class CusumEngine(_SmallShiftEngine):
             raise IncompatibleState(f"malformed CUSUM state ({exc!r})") from exc
 
     def _complete(self, values: tuple[float, ...], ts: datetime, out: list[EngineEvent]) -> None:
-        x, r = self._statistic(values)
-        self._window.append(x)
-        seq = self._seq + 1
-        self._seq = seq
-        cid = self._cid
-        if self._limits is None:
-            out.append(SampleProcessed(cid, seq, ts, x, values, r, None, None, _NONE, _NONE))
-            self._grow_baseline(values, ts, out)
+        judged = self._next(values, ts, out)
+        if judged is None:
             return
+        x, r, seq = judged
+        cid = self._cid
         upper = max(0.0, x - self._high + self._upper)
         lower = max(0.0, self._low - x + self._lower)
         self._upper = upper
