@@ -265,7 +265,7 @@ class QueryService:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._refuse(message, clip(f"the database could not be read: {first}", 300))
             return
-        samples = [{**stored_sample_payload(row), "excluded": row.excluded} for row in rows]
+        samples = [stored_sample_payload(row) for row in rows]  # each with its "excluded"
         self._send(message, result_message(query.characteristic_id, samples, more))
         self.answered += 1
 
