@@ -24,6 +24,7 @@ from bridge._mqtt import MqttClient, MqttOptions
 from bridge._mqtt_codec import MAX_PACKET_LIMIT
 from bridge._query import QueryService
 from bridge._roles import RolePublisher
+from bridge._split_link import SplitLink
 from bridge.bus import MessageBus
 from bridge.config import Settings
 from bridge.errors import PublishRefused, StoreUnavailable
@@ -480,7 +481,7 @@ async def _build(
     states = await store.engine_states()
     engines = _restore_engines(specs, states)
     metrics = Metrics()
-    link = link if link is not None else _mqtt_link(settings)
+    link = link if link is not None else _broker_link(settings)
     bus = MessageBus()
     live = _live_state(settings, link, clock)
     bd_seqs = BdSeqStore(store) if isinstance(store, Store) else None
@@ -638,11 +639,24 @@ def _restore_engines(
     return engines
 
 
+def _broker_link(settings: Settings) -> BrokerLink:
+    """The real link: three connections (readings, events, state; bridge/_split_link.py)
+    unless ``[bridge] split_connections = false``: then one (:func:`_mqtt_link`)."""
+    if not settings.bridge.split_connections:
+        return _mqtt_link(settings)
+    return SplitLink.from_options(_mqtt_options(settings), Inbox(int(settings.bridge.buffer_max)))
+
+
 def _mqtt_link(settings: Settings) -> MqttClient:
-    """The real link: paho, MQTT 5, persistent session, Last Will (bridge/_mqtt.py)."""
+    """One connection: paho, MQTT 5, persistent session, Last Will (bridge/_mqtt.py)."""
+    return MqttClient(_mqtt_options(settings), Inbox(int(settings.bridge.buffer_max)))
+
+
+def _mqtt_options(settings: Settings) -> MqttOptions:
+    """The bridge's connection to ``[broker]`` (its readings connection when split)."""
     b, broker = settings.bridge, settings.broker
     prefix = b.topic_prefix
-    options = MqttOptions(
+    return MqttOptions(
         host=broker.host,
         port=broker.port,
         client_id=broker.client_id,
@@ -659,7 +673,6 @@ def _mqtt_link(settings: Settings) -> MqttClient:
         # room for topic and properties beyond the largest payload taken (docs/performance.md)
         max_packet=min(MAX_PACKET_LIMIT, max(16 << 20, int(b.max_payload_bytes) + (1 << 16))),
     )
-    return MqttClient(options, Inbox(int(b.buffer_max)))
 
 
 def _routes(

@@ -211,23 +211,58 @@ class BrokerLink(LinkPort, Protocol):
     """The link as the running bridge uses it: start, stop, start-up checks, status and
     the counters of ``<prefix>/bridge/metrics`` (docs/bridge.md)."""
 
-    options: MqttOptions
-    connected: asyncio.Event
-    disconnected: asyncio.Event
-    subscribed: asyncio.Event
-    status_checked: asyncio.Event
-    fatal: asyncio.Event
-    on_denied: Callable[[str, str], None] | None
-    foreign_online: str | None
-    taken_over: ClientIdInUse | None
-    first_denial: tuple[str, str] | None
-    outstanding_max: int
-    coalesced: int
-    over_receive: int
-    refused: int
-    denied: int
-    status_reasserted: int
-    connects_refused: int
+    on_denied: Callable[[str, str], None] | None  # set by the bridge
+
+    @property
+    def options(self) -> MqttOptions: ...
+
+    @property
+    def connected(self) -> asyncio.Event: ...
+
+    @property
+    def disconnected(self) -> asyncio.Event: ...
+
+    @property
+    def subscribed(self) -> asyncio.Event: ...
+
+    @property
+    def status_checked(self) -> asyncio.Event: ...
+
+    @property
+    def fatal(self) -> asyncio.Event: ...
+
+    @property
+    def foreign_online(self) -> str | None: ...
+
+    @property
+    def taken_over(self) -> ClientIdInUse | None: ...
+
+    @property
+    def first_denial(self) -> tuple[str, str] | None: ...
+
+    @property
+    def outstanding_max(self) -> int: ...
+
+    @property
+    def coalesced(self) -> int: ...
+
+    @property
+    def over_receive(self) -> int: ...
+
+    @property
+    def refused(self) -> int: ...
+
+    @property
+    def denied(self) -> int: ...
+
+    @property
+    def status_reasserted(self) -> int: ...
+
+    @property
+    def connects_refused(self) -> int: ...
+
+    @property
+    def connections(self) -> int: ...
 
     @property
     def paused(self) -> bool: ...

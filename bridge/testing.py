@@ -326,6 +326,7 @@ class FakeLink:
     denied: int = 0
     status_reasserted: int = 0
     connects_refused: int = 0
+    connections: int = 0
     outstanding: int = 0
     outstanding_bytes: int = 0
     paused: bool = False

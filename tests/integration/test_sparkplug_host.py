@@ -158,7 +158,7 @@ async def test_state_follows_the_bridges_main_connection(
     async with open_probe(mosquitto, topic) as probe:
         app = await bridge_factory.start([char(1)], sparkplug={"host_id": host_id})
         [birth] = await probe.wait_for(topic, lambda s: s["online"] is True)
-        app.mqtt._drop("cut by the test")  # the main connection only; it reconnects in 1 s
+        app.mqtt.readings._drop("cut by the test")  # the readings connection; back in 1 s
         [offline] = await probe.wait_for(topic, lambda s: s["online"] is False)
         [again] = await probe.wait_for(
             topic, lambda s: s["online"] is True and s["timestamp"] > birth["timestamp"]
