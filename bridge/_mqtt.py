@@ -153,6 +153,9 @@ class MqttOptions:
     lean_inbound: bool = False
     # with lean_inbound: the Maximum Packet Size announced in CONNECT and the splitter's bound
     max_packet: int = 16 * 1024 * 1024
+    # a publishing connection of a SplitLink ("events", "state"; bridge/_split_link.py): named
+    # in its log lines; "" for the bridge's main (readings) connection
+    role: str = ""
 
 
 class _LeanSink:
@@ -781,12 +784,21 @@ class MqttClient:
             return
         self._session_started(flags.session_present)
         self._broker_limits(properties)
-        log.info(
-            "connected to %s:%s (session present: %s)",
-            self.options.host,
-            self.options.port,
-            flags.session_present,
-        )
+        if self.options.role:
+            log.info(
+                "%s connection %r up on %s:%s",
+                self.options.role,
+                self.options.client_id,
+                self.options.host,
+                self.options.port,
+            )
+        else:
+            log.info(
+                "connected to %s:%s (session present: %s)",
+                self.options.host,
+                self.options.port,
+                flags.session_present,
+            )
         self._subscribe_all(client)
         if self.on_connect is not None:
             self.on_connect()

@@ -33,16 +33,14 @@ from bridge._mqtt import MqttClient, MqttOptions
 from bridge.errors import ClientIdInUse
 from bridge.pipeline import AckTracker, Inbound, Inbox
 
-EVENTS_SUFFIX = "-events"
-STATE_SUFFIX = "-state"
 
-
-def publishing_options(readings: MqttOptions, suffix: str) -> MqttOptions:
+def publishing_options(readings: MqttOptions, role: str) -> MqttOptions:
     """The options of a publishing connection: the readings connection's broker and user,
     its own client id, no subscriptions, no status topic, the lean path for its PUBACKs."""
     return replace(
         readings,
-        client_id=readings.client_id + suffix,
+        client_id=f"{readings.client_id}-{role}",
+        role=role,
         status_topic=None,
         status_payload=None,
         subscriptions=(),
@@ -65,8 +63,8 @@ class SplitLink:
     def from_options(cls, options: MqttOptions, inbox: Inbox) -> SplitLink:
         return cls(
             MqttClient(options, inbox),
-            MqttClient(publishing_options(options, EVENTS_SUFFIX), Inbox(16)),
-            MqttClient(publishing_options(options, STATE_SUFFIX), Inbox(16)),
+            MqttClient(publishing_options(options, "events"), Inbox(16)),
+            MqttClient(publishing_options(options, "state"), Inbox(16)),
         )
 
     # --- the readings connection's: reading, acks, subscriptions, status ---------------
