@@ -1,4 +1,4 @@
-"""The bridge's link as three MQTT connections: readings, events, state (docs/bridge.md,
+"""The bridge's link as three MQTT connections: readings, results, history (docs/bridge.md,
 "Three connections").
 
 One connection that reads and publishes ties the two together: the PUBACKs of the bridge's
@@ -6,20 +6,21 @@ publishes arrive behind the readings the broker sends, so under overload the bri
 on (and hold readings) to learn that its publishes were taken, and the retained history it
 sends within its byte budget waits in the same socket in front of the next ``sample``.
 :class:`SplitLink` keeps one :class:`~bridge._mqtt.MqttClient` per job, each with a client id
-of its own under the bridge's (``<client_id>-events``, ``<client_id>-state``, reserved for the
-bridge's user by the guard plugin like the partitions' ids):
+of its own under the bridge's (``<client_id>-results``, ``<client_id>-history``, reserved for
+the bridge's user by the guard plugin like the partitions' ids):
 
 - **readings** (the bridge's ``client_id``): subscriptions, the persistent session that
   queues readings while the bridge is away, the PUBACKs of readings (after commit), the
   retained status with its Last Will. Past ``buffer_max`` unacknowledged readings it stops
   reading the socket and never has to read on: nothing it waits for is behind the readings.
-- **events**: ``sample``, ``violation``, ``ack``, replies, errors; in order, never dropped.
-  The pipeline waits while more than ``outbound_max`` of them are outstanding.
-- **state**: retained state published with ``coalesce=True`` (``history``, ``alarms``,
-  ``limits``, ``meta``, ``causes``): a newer message of a topic replaces one still held.
-
-Events and state keep their own order each; between them, as between any two topics, MQTT
-promises none (a retained ``history`` already trails the live samples by design).
+- **results**: everything else the bridge publishes, in the order it was made: events
+  (``sample``, ``violation``, ``ack``, replies, errors; never dropped) and the retained state
+  whose order with them HMIs rely on (``limits`` after the baseline's last sample, ``alarms``,
+  ``meta``, ``causes``; coalesced while held). The pipeline waits while more than
+  ``outbound_max`` are outstanding.
+- **history**: each characteristic's retained ``history``, the bulk of the bytes, within its
+  budget (bridge/_retained.py); coalesced per topic while held. It trails the live samples by
+  design, so nothing waits for it and nothing waits behind it.
 """
 
 from __future__ import annotations
@@ -50,21 +51,32 @@ def publishing_options(readings: MqttOptions, role: str) -> MqttOptions:
 
 
 class SplitLink:
-    """A :class:`~bridge.ports.BrokerLink` over three connections (module docstring)."""
+    """A :class:`~bridge.ports.BrokerLink` over three connections (module docstring);
+    ``is_history`` tells a history topic (:meth:`bridge.wire.Topics.is_history`)."""
 
-    def __init__(self, readings: MqttClient, events: MqttClient, state: MqttClient) -> None:
+    def __init__(
+        self,
+        readings: MqttClient,
+        results: MqttClient,
+        history: MqttClient,
+        is_history: Callable[[str], bool],
+    ) -> None:
         self.readings = readings
-        self.events = events
-        self.state = state
-        self._publishing = (events, state)
-        self._all = (readings, events, state)
+        self.results = results
+        self.history = history
+        self._is_history = is_history
+        self._publishing = (results, history)
+        self._all = (readings, results, history)
 
     @classmethod
-    def from_options(cls, options: MqttOptions, inbox: Inbox) -> SplitLink:
+    def from_options(
+        cls, options: MqttOptions, inbox: Inbox, is_history: Callable[[str], bool]
+    ) -> SplitLink:
         return cls(
             MqttClient(options, inbox),
-            MqttClient(publishing_options(options, "events"), Inbox(16)),
-            MqttClient(publishing_options(options, "state"), Inbox(16)),
+            MqttClient(publishing_options(options, "results"), Inbox(16)),
+            MqttClient(publishing_options(options, "history"), Inbox(16)),
+            is_history,
         )
 
     # --- the readings connection's: reading, acks, subscriptions, status ---------------
@@ -110,6 +122,10 @@ class SplitLink:
         return self.readings.taken_over
 
     @property
+    def generation(self) -> int:
+        return self.readings.generation
+
+    @property
     def connections(self) -> int:
         return self.readings.connections
 
@@ -149,7 +165,7 @@ class SplitLink:
     def say_offline(self, payload: bytes) -> None:
         self.readings.say_offline(payload)
 
-    # --- publishing: events and state ---------------------------------------------------
+    # --- publishing: results and history ---------------------------------------------
 
     def publish(
         self,
@@ -160,20 +176,20 @@ class SplitLink:
         retain: bool = False,
         coalesce: bool = False,
     ) -> None:
-        to = self.state if coalesce else self.events
+        to = self.history if coalesce and self._is_history(topic) else self.results
         to.publish(topic, payload, qos=qos, retain=retain, coalesce=coalesce)
 
     def reply(self, message: Inbound, payload: bytes) -> None:
-        self.events.reply(message, payload)
+        self.results.reply(message, payload)
 
     async def wait_window(self) -> None:
-        """Wait while more than ``outbound_max`` events are outstanding (state is bounded by
-        coalescing: at most one held message a topic)."""
-        await self.events.wait_window()
+        """Wait while more than ``outbound_max`` results are outstanding (history is bounded
+        by its budget and by coalescing: at most one held message a topic)."""
+        await self.results.wait_window()
 
     @property
     def on_denied(self) -> Callable[[str, str], None] | None:
-        return self.events.on_denied
+        return self.results.on_denied
 
     @on_denied.setter
     def on_denied(self, callback: Callable[[str, str], None] | None) -> None:
@@ -182,7 +198,7 @@ class SplitLink:
 
     @property
     def first_denial(self) -> tuple[str, str] | None:
-        for link in (self.events, self.state, self.readings):
+        for link in (self.results, self.history, self.readings):
             if link.first_denial is not None:
                 return link.first_denial
         return None
@@ -201,7 +217,7 @@ class SplitLink:
 
     @property
     def window_waits(self) -> int:
-        return self.events.window_waits
+        return self.results.window_waits
 
     @property
     def coalesced(self) -> int:

@@ -640,11 +640,13 @@ def _restore_engines(
 
 
 def _broker_link(settings: Settings) -> BrokerLink:
-    """The real link: three connections (readings, events, state; bridge/_split_link.py)
+    """The real link: three connections (readings, results, history; bridge/_split_link.py)
     unless ``[bridge] split_connections = false``: then one (:func:`_mqtt_link`)."""
     if not settings.bridge.split_connections:
         return _mqtt_link(settings)
-    return SplitLink.from_options(_mqtt_options(settings), Inbox(int(settings.bridge.buffer_max)))
+    inbox = Inbox(int(settings.bridge.buffer_max))
+    topics = Topics(settings.bridge.topic_prefix)
+    return SplitLink.from_options(_mqtt_options(settings), inbox, topics.is_history)
 
 
 def _mqtt_link(settings: Settings) -> MqttClient:

@@ -354,7 +354,7 @@ class BridgeSettings(_Section):
     # the lean inbound path: PUBLISH/PUBACK split by the bridge itself, not paho
     # (bridge/_mqtt_codec.py; docs/performance.md "The lean MQTT codec")
     lean_inbound: bool = True
-    # readings, events and retained state on three connections of their own
+    # readings, results and retained history on three connections of their own
     # (bridge/_split_link.py; docs/bridge.md "Three connections"); false: one connection
     split_connections: bool = True
     sparkplug_edge: SparkplugEdgeSettings = Field(default_factory=SparkplugEdgeSettings)

@@ -198,6 +198,11 @@ class Topics:
 
     # --- parsing --------------------------------------------------------------------------
 
+    def is_history(self, topic: str) -> bool:
+        """A characteristic's retained ``history`` (sent apart from the other results by a
+        split link: bridge/_split_link.py)."""
+        return topic.startswith(self._char) and topic.endswith(f"/{HISTORY}")
+
     def reading_key(self, topic: str) -> str | None:
         """The id level of ``<prefix>/char/<id>/reading`` as sent (None: another topic)."""
         if topic.startswith(self._char) and topic.endswith("/reading"):

@@ -185,7 +185,7 @@ async def test_a_slow_broker_holds_the_bridge_at_its_bounds_and_nothing_is_lost(
     assert peaks["outstanding"] <= OUTBOUND_MAX + slack
     if split:
         # the readings connection never reads on for the PUBACKs of results (they come on
-        # the events connection): nothing past our Receive Maximum is taken, whatever the
+        # the results connection): nothing past our Receive Maximum is taken, whatever the
         # broker sends
         assert mqtt.over_receive == 0
     # readings past buffer_max come only when the broker oversteps our Receive Maximum
