@@ -16,9 +16,14 @@ __all__ = ["SpecJudgement", "SpecWatch", "out_of_spec"]
 def out_of_spec(values: Iterable[float], usl: float | None, lsl: float | None) -> bool | None:
     """True when a reading lies beyond ``usl`` or ``lsl`` (a reading exactly on a limit is
     within spec); None without spec limits. A one-sided spec judges its one side."""
-    if usl is None and lsl is None:
-        return None
-    return any((usl is not None and v > usl) or (lsl is not None and v < lsl) for v in values)
+    if usl is None:
+        return None if lsl is None else any(v < lsl for v in values)
+    if lsl is None:
+        return any(v > usl for v in values)
+    for v in values:  # noqa: SIM110  a loop, not a generator: every sample of every chart
+        if v > usl or v < lsl:
+            return True
+    return False
 
 
 def _worst(values: Iterable[float], usl: float | None, lsl: float | None) -> float:
