@@ -126,10 +126,20 @@ def decode_publish(header: int, body: bytes | bytearray | memoryview, sink: Pack
     )
 
 
+_PUBACK_REASONS = frozenset((0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99))
+"""The reason codes MQTT 5 allows in a PUBACK (any other: paho's decoder refuses it)."""
+
+
 def decode_puback(header: int, body: bytes | bytearray | memoryview, sink: PacketSink) -> None:
     """One MQTT 5 PUBACK body to ``sink``, as paho decodes it (reason 0 when absent)."""
-    if len(body) == 2:
+    size = len(body)
+    if size == 2:
         sink.puback((body[0] << 8) | body[1], 0, None)
+        return
+    if (size == 3 or (size == 4 and body[3] == 0)) and body[2] in _PUBACK_REASONS:
+        # a reason code and no properties (Mosquitto 2.0 sends every PUBACK so): no paho
+        # objects (a ReasonCode and a Properties each cost more than the rest of the ack)
+        sink.puback((body[0] << 8) | body[1], body[2], None)
         return
     packet = _paho_decode_puback(header, bytes(body), 5)
     sink.puback(packet.mid, packet.reason.value, packet.properties)
