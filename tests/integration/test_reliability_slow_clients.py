@@ -173,4 +173,6 @@ def test_slow_subscribers_do_not_slow_the_bridge(
     )
     assert with_slow <= 2 * baseline + 2.0  # timings are noisy on a shared machine
     assert lazy_count < 100  # Receive Maximum 10 (+ QoS 0 metrics): not the 6000 samples
-    assert max(outstanding) < 1000
+    # within the broker's in-flight window (max_inflight_messages 1000) on each of the two
+    # connections the bridge publishes on (results and history; docs/bridge.md)
+    assert max(outstanding) < 2 * 1000
