@@ -58,16 +58,16 @@ class LeaseLost(StoreUnavailable):
         )
 
 
-def cluster_engine(url: str, lease_seconds: float) -> AsyncEngine:
+def cluster_engine(url: str, lease_seconds: float, *, pool_size: int = 4) -> AsyncEngine:
     """The process's engine: PostgreSQL sessions with bounded lock and idle-in-transaction
     times (the idle bound is the lease: a paused bridge's transaction ends by the time its
-    lease runs out)."""
+    lease runs out). ``pool_size=1``: one connection (the lease keeper's)."""
     idle_ms = max(1000, int(lease_seconds * 1000))
     return create_async_engine(
         make_url(url),
         pool_pre_ping=True,
-        pool_size=4,
-        max_overflow=16,
+        pool_size=pool_size,
+        max_overflow=16 if pool_size > 1 else 0,
         connect_args={
             "timeout": CONNECT_TIMEOUT_S,
             "command_timeout": STATEMENT_TIMEOUT_S,
