@@ -28,7 +28,7 @@ from bridge.app import Bridge, _mqtt_link, bootstrap
 from bridge.cluster._keeper import LeaseKeeper
 from bridge.cluster._leases import Fence, LeaseLost, Leases, PartitionStore, cluster_engine
 from bridge.cluster._partitions import owners_view, partition_of, partitions_of, quota, subset
-from bridge.cluster._status import NodeLinks
+from bridge.cluster._status import NodeLinks, counters, node_metrics
 from bridge.config import Settings
 from bridge.errors import StoreUnavailable
 from bridge.store import Store
@@ -101,6 +101,8 @@ class ClusterNode:
         self.leaving: dict[int, _Partition] = {}
         self._handovers: set[asyncio.Task[None]] = set()
         self.links = NodeLinks(settings)
+        self._began = time.monotonic()
+        self._retired: dict[str, int] = {}  # counters of the partitions that have stopped
         self._url = ""
         self._leases: Leases | None = None
         self._keeper: LeaseKeeper | None = None
@@ -145,9 +147,14 @@ class ClusterNode:
             if started is not None:
                 started()
             fatal = asyncio.ensure_future(self.links.own.fatal.wait())
+            every = float(s.bridge.metrics_interval)
+            metrics_due = time.monotonic() + every
             try:
                 while not stop.is_set() and not fatal.done():
                     await self._round()
+                    if time.monotonic() >= metrics_due:
+                        metrics_due = time.monotonic() + every
+                        self.publish_metrics()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.tick)
             finally:
@@ -247,6 +254,27 @@ class ClusterNode:
                 log.warning("partition %d: %s", part.number, lost)
             else:
                 log.error("partition %d stopped: %r", part.number, exc)
+        finally:
+            if part.bridge is not None:  # its counters stay in the node's metrics
+                for k, v in counters(part.bridge.metrics_payload()).items():
+                    self._retired[k] = self._retired.get(k, 0) + v
+
+    def publish_metrics(self) -> None:
+        """The node's metrics: its partitions' summed (bridge/cluster/_status.py)."""
+        running = {
+            k: part.bridge
+            for k, part in (self.held | self.leaving).items()
+            if part.bridge is not None and part.task is not None and not part.task.done()
+        }
+        payload = node_metrics(
+            [b.metrics_payload() for b in running.values()],
+            self._retired,
+            node=self.node,
+            partitions=running,
+            uptime_s=time.monotonic() - self._began,
+            now=self.clock(),
+        )
+        self.links.publish_metrics(payload)
 
     async def _serve_partition(self, part: _Partition) -> None:
         ids = self.groups.get(part.number, [])
@@ -269,6 +297,7 @@ class ClusterNode:
         if part.number == 0 and bridge.queries is not None:  # it answers every query
             bridge.queries.characteristics = frozenset(self.owners)
         bridge.pipeline.answers_refusal = store.answers_refusal
+        bridge.publishes_metrics = False  # the node publishes their sum (publish_metrics)
         part.bridge = bridge
         try:
             await bridge.start()
