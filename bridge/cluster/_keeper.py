@@ -34,7 +34,8 @@ log = logging.getLogger("openspc.cluster")
 
 LOOP_STALL_S = 20.0
 """How long the node's event loop may go without a turn before its leases are let go (far
-beyond a turn under full load, about a second; a loop that stuck is hung)."""
+beyond a turn under full load, about a second; a loop that stuck is hung); a longer lease
+than this is waited for whole."""
 
 _HEARTBEAT = text(
     "INSERT INTO cluster_nodes (node, started_at, expires_at)"
@@ -77,11 +78,14 @@ class LeaseKeeper:
         node: str,
         seconds: float,
         tick: float,
+        *,
+        loop_stall_s: float = LOOP_STALL_S,
     ) -> None:
         self._make_engine = make_engine
         self.node = node
         self.seconds = float(seconds)
         self.tick = float(tick)
+        self.loop_stall_s = max(float(loop_stall_s), float(seconds))
         self._lock = threading.Lock()
         self._held: dict[int, int] = {}
         self._view = KeeperView(renewed_at=time.monotonic())
@@ -179,7 +183,7 @@ class LeaseKeeper:
         stalled = self._ask_node_loop()
         with self._lock:
             held = dict(self._held)
-        if stalled > LOOP_STALL_S and held:
+        if stalled > self.loop_stall_s and held:
             log.error(
                 "node %r: its event loop has not turned for %.0f s; its leases are no longer"
                 " renewed (its partitions move to other nodes)",
@@ -212,7 +216,7 @@ class LeaseKeeper:
             return
         kept = {(int(r[0]), int(r[1])) for r in rows}
         with self._lock:
-            if stalled <= LOOP_STALL_S:  # a renewal that renewed what the node holds
+            if stalled <= self.loop_stall_s:  # a renewal that renewed what the node holds
                 self._view.renewed_at = asked
             self._view.live = live
             self._view.error = None

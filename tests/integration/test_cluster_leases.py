@@ -135,3 +135,57 @@ async def test_a_takeover_skips_a_partition_with_a_batch_under_way(url: str) -> 
         assert state == {"n": 5}
     finally:
         await engine.dispose()
+
+
+async def test_the_keeper_renews_while_the_loop_is_busy_and_lets_go_when_it_hangs(
+    url: str,
+) -> None:
+    """The lease keeper renews from its own thread: a node loop whose turns take longer than
+    the lease (blocked 1.2 s at a time, lease 2 s) keeps its lease; a loop that does not turn
+    for longer than the keeper's bound lets the lease run out, so the partition fails over."""
+    import concurrent.futures
+    import time
+
+    from bridge.cluster._keeper import LeaseKeeper
+
+    engine = cluster_engine(url, LEASE)
+    keeper = LeaseKeeper(
+        lambda: cluster_engine(url, LEASE, pool_size=1), "a", LEASE, 0.3, loop_stall_s=2.5
+    )
+    outside = concurrent.futures.ThreadPoolExecutor(1)
+
+    def expired() -> bool:  # asked from a thread of its own while this loop is blocked
+        async def ask() -> bool:
+            check = cluster_engine(url, LEASE, pool_size=1)
+            try:
+                async with check.connect() as conn:
+                    return bool(
+                        await conn.scalar(
+                            text(
+                                "SELECT expires_at <= clock_timestamp() FROM cluster_leases"
+                                " WHERE partition_id = 0"
+                            )
+                        )
+                    )
+            finally:
+                await check.dispose()
+
+        return outside.submit(asyncio.run, ask()).result()
+
+    try:
+        a = Leases(engine, "a", 1, LEASE)
+        await a.prepare()
+        token = (await a.acquire(1, ()))[0]
+        await keeper.start()
+        keeper.hold(0, token)
+        for _ in range(4):  # 4.8 s of a loop that turns every 1.2 s: more than two leases
+            time.sleep(1.2)  # noqa: ASYNC251  # a busy loop is the point
+            await asyncio.sleep(0)
+        assert not expired()
+        assert keeper.take_lost() == set()
+        time.sleep(2.5 + LEASE + 1.0)  # noqa: ASYNC251  # hung past the bound and a lease
+        assert expired()
+    finally:
+        await keeper.stop()
+        outside.shutdown()
+        await engine.dispose()
