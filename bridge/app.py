@@ -139,6 +139,7 @@ class Bridge:
     bd_seqs: BdSeqStore | None = None
     workflow: WorkflowPublisher | None = None  # causes and excluded samples (_ack_workflow)
     alarms: Alarms | None = None  # spec and overdue alarms, due clocks (bridge/_alarms.py)
+    publishes_metrics: bool = True  # a cluster's node sums its partitions' (docs/scale-out.md)
     _host_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _host_task: asyncio.Task[None] | None = None
 
@@ -323,6 +324,8 @@ class Bridge:
         return metrics_payload(self.clock(), self.metrics, self.mqtt, held, self.bus.failures)
 
     def publish_metrics(self) -> None:
+        if not self.publishes_metrics:
+            return
         self.mqtt.publish(
             self.topics.metrics, encode_metrics(self.metrics_payload()), qos=0, retain=True
         )

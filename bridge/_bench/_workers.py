@@ -8,6 +8,8 @@ fast as the window allows; samples counted back (values and order checked) and i
 database (each ``(characteristic_id, seq)`` once). CPU is measured for the whole process
 tree of each part: the bridge (parent and workers), Mosquitto, PostgreSQL (postmaster and
 backends), so the limit is visible (docs/performance.md, "Workers: scaling with cores").
+The node logs are read after each run for leases lost: with no fault injected there must be
+none, however loaded the machine (a lapse under load was the bench's first finding).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -39,7 +42,14 @@ from bridge._bench._run import (
 from bridge.testing import PostgresCluster, PostgresNotFound
 from bridge.wire.topics import ALARMS, SAMPLE, Topics
 
-__all__ = ["WorkersRun", "parse_workers", "run_workers_phase", "tree_cpu_s", "workers_rows"]
+__all__ = [
+    "WorkersRun",
+    "lease_losses",
+    "parse_workers",
+    "run_workers_phase",
+    "tree_cpu_s",
+    "workers_rows",
+]
 
 PARTITIONS = 16
 MAX_WORKERS = 64
@@ -63,6 +73,18 @@ class WorkersRun:
     broker_cpu_s: float = 0.0
     postgres_cpu_s: float = 0.0  # postmaster and every backend
     clients_cpu_s: float = 0.0  # the bench's publisher and subscriber
+    lease_losses: int = 0  # lines of the node logs saying a lease was lost or not renewed
+
+
+_LEASE_LOST = re.compile(
+    r"lease of partition \d+ lost by node|lost the lease of partition|could not renew its leases"
+)
+
+
+def lease_losses(log_text: str) -> int:
+    """How many lines of a node log say a lease was lost (bridge/cluster/: a batch refused
+    by the fencing check, a renewal that found the lease gone, a node giving up)."""
+    return sum(1 for line in log_text.splitlines() if _LEASE_LOST.search(line))
 
 
 def parse_workers(text: str) -> tuple[int, ...]:
@@ -154,6 +176,8 @@ def _problems(run: WorkersRun) -> list[str]:
         )
     if run.readings_stored != run.readings:
         out.append(f"{what}: {run.readings_stored} of {run.readings} readings stored")
+    if run.lease_losses:
+        out.append(f"{what}: {run.lease_losses} lease loss(es) in the node log, no fault injected")
     return out
 
 
@@ -216,6 +240,8 @@ def _one_run(
     finally:
         watcher.close()
     _count(run, pg, database)
+    log = workdir / f"workers{i}.log"
+    run.lease_losses = lease_losses(log.read_text(errors="replace")) if log.exists() else 0
     return run
 
 
@@ -300,7 +326,8 @@ def workers_rows(r: BenchReport) -> list[_Row]:
                 "  samples back / stored (distinct) / readings stored",
                 f"{run.samples_received:,} / {run.samples_stored:,} ({run.samples_distinct:,})"
                 f" / {run.readings_stored:,}",
-                f"of {run.samples_expected:,} / {run.readings:,}; {run.samples_again:,} again",
+                f"of {run.samples_expected:,} / {run.readings:,}; {run.samples_again:,} again;"
+                f" {run.lease_losses} lease loss(es)",
             )
         )
         secs = max(run.seconds, 1e-9)

@@ -6,8 +6,9 @@
   (every batch, every command) first takes the partition's lease row ``FOR KEY SHARE`` and
   checks owner, token and expiry; a bridge whose lease was taken over commits nothing
   (:class:`LeaseLost`). The lock is held until the commit, so a takeover (which locks the
-  row ``FOR UPDATE`` before it changes owner and token) waits for a batch under way, and a
-  batch waits for a takeover under way, then sees the new token. A renewal (an UPDATE of
+  row ``FOR UPDATE SKIP LOCKED`` before it changes owner and token) leaves a partition with
+  a batch under way for a later round, and a batch waits for a takeover under way, then
+  sees the new token. A renewal (an UPDATE of
   ``expires_at`` only: PostgreSQL's ``FOR NO KEY UPDATE``) does not conflict with
   ``FOR KEY SHARE``, so it never waits behind the owner's own batches: with ``FOR SHARE``
   it did, met the lock timeout under full load and let the lease lapse (the
@@ -58,16 +59,16 @@ class LeaseLost(StoreUnavailable):
         )
 
 
-def cluster_engine(url: str, lease_seconds: float) -> AsyncEngine:
+def cluster_engine(url: str, lease_seconds: float, *, pool_size: int = 4) -> AsyncEngine:
     """The process's engine: PostgreSQL sessions with bounded lock and idle-in-transaction
     times (the idle bound is the lease: a paused bridge's transaction ends by the time its
-    lease runs out)."""
+    lease runs out). ``pool_size=1``: one connection (the lease keeper's)."""
     idle_ms = max(1000, int(lease_seconds * 1000))
     return create_async_engine(
         make_url(url),
         pool_pre_ping=True,
-        pool_size=4,
-        max_overflow=16,
+        pool_size=pool_size,
+        max_overflow=16 if pool_size > 1 else 0,
         connect_args={
             "timeout": CONNECT_TIMEOUT_S,
             "command_timeout": STATEMENT_TIMEOUT_S,
@@ -201,19 +202,19 @@ _RENEW = text(
     "UPDATE cluster_leases SET expires_at = clock_timestamp() + make_interval(secs => :s)"
     " WHERE partition_id = :k AND owner = :n AND token = :t RETURNING token"
 )
-_FREE = text(
-    "SELECT partition_id FROM cluster_leases WHERE owner IS NULL OR owner = :n"
-    " OR expires_at IS NULL OR expires_at <= clock_timestamp() ORDER BY partition_id"
-)
-_TAKE_ROW = text(
-    # waits for every batch under way on the partition (their FOR KEY SHARE), see above
-    "SELECT token FROM cluster_leases WHERE partition_id = :k FOR UPDATE"
-)
 _ACQUIRE = text(
-    "UPDATE cluster_leases SET owner = :n, token = token + 1,"
+    # one statement for every partition taken (each round trip of a busy node's loop waits
+    # a turn of it). A row that a batch under way holds FOR KEY SHARE is skipped, not
+    # waited for: it is taken on a later round, once that batch has committed or failed
+    "WITH free AS (SELECT partition_id FROM cluster_leases"
+    " WHERE (owner IS NULL OR owner = :n OR expires_at IS NULL"
+    " OR expires_at <= clock_timestamp())"
+    " AND NOT (partition_id = ANY(CAST(:skip AS integer[])))"
+    " ORDER BY partition_id LIMIT :want FOR UPDATE SKIP LOCKED)"
+    " UPDATE cluster_leases AS l SET owner = :n, token = l.token + 1,"
     " expires_at = clock_timestamp() + make_interval(secs => :s)"
-    " WHERE partition_id = :k AND (owner IS NULL OR owner = :n OR expires_at IS NULL"
-    " OR expires_at <= clock_timestamp()) RETURNING token"
+    " FROM free WHERE l.partition_id = free.partition_id"
+    " RETURNING l.partition_id, l.token"
 )
 _RELEASE = text(
     "UPDATE cluster_leases SET owner = NULL, expires_at = NULL"
@@ -259,23 +260,14 @@ class Leases:
         return kept
 
     async def acquire(self, want: int, skip: Collection[int]) -> dict[int, int]:
-        """Take up to ``want`` free (or expired) partitions; partition -> new token."""
-        got: dict[int, int] = {}
+        """Take up to ``want`` free (or expired) partitions, lowest first, none of ``skip``
+        and none with a batch under way; partition -> new token."""
         if want <= 0:
-            return got
+            return {}
+        params = {"n": self.node, "s": self.seconds, "want": want, "skip": sorted(skip)}
         async with self.engine.begin() as conn:
-            free = [int(k) for k in (await conn.scalars(_FREE, {"n": self.node})).all()]
-        for k in free:
-            if len(got) >= want:
-                break
-            if k in skip:
-                continue
-            async with self.engine.begin() as conn:
-                await conn.execute(_TAKE_ROW, {"k": k})
-                token = await conn.scalar(_ACQUIRE, {"k": k, "n": self.node, "s": self.seconds})
-            if token is not None:
-                got[k] = int(token)
-        return got
+            rows: Any = (await conn.execute(_ACQUIRE, params)).all()
+        return {int(r.partition_id): int(r.token) for r in rows}
 
     async def release(self, k: int, token: int) -> None:
         async with self.engine.begin() as conn:

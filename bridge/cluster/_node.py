@@ -1,9 +1,11 @@
 """One node of the cluster: leases, and one bridge pipeline per partition it holds.
 
-The node ticks (every ``lease_seconds / 3``, at most every second): it says it is alive,
-renews its leases, stops the partitions it lost, releases what is beyond its share (the
-floor or the ceiling of partitions / live nodes), and takes free or expired partitions up
-to its share. Each partition it holds runs as its own :class:`~bridge.app.Bridge`, built by
+A thread of the node's own (bridge/cluster/_keeper.py) says it is alive and renews its
+leases every tick (``lease_seconds / 3``, at most every second), whatever the node's event
+loop is doing. The node's round, on the same tick, stops the partitions whose lease the
+keeper found lost, releases what is beyond its share (the floor or the ceiling of
+partitions / live nodes), and takes free or expired partitions up to its share. Each
+partition it holds runs as its own :class:`~bridge.app.Bridge`, built by
 the one :func:`~bridge.app.bootstrap`, restricted to the partition's characteristics, with
 its own MQTT client id ``<client_id>-p<k>`` and persistent session, and a store whose every
 transaction checks the lease's fencing token (bridge/cluster/_leases.py). A takeover
@@ -23,9 +25,10 @@ from typing import Any
 
 from bridge._mqtt import MqttClient
 from bridge.app import Bridge, _mqtt_link, bootstrap
+from bridge.cluster._keeper import LeaseKeeper
 from bridge.cluster._leases import Fence, LeaseLost, Leases, PartitionStore, cluster_engine
 from bridge.cluster._partitions import owners_view, partition_of, partitions_of, quota, subset
-from bridge.cluster._status import NodeLinks
+from bridge.cluster._status import NodeLinks, counters, node_metrics
 from bridge.config import Settings
 from bridge.errors import StoreUnavailable
 from bridge.store import Store
@@ -98,8 +101,11 @@ class ClusterNode:
         self.leaving: dict[int, _Partition] = {}
         self._handovers: set[asyncio.Task[None]] = set()
         self.links = NodeLinks(settings)
+        self._began = time.monotonic()
+        self._retired: dict[str, int] = {}  # counters of the partitions that have stopped
         self._url = ""
         self._leases: Leases | None = None
+        self._keeper: LeaseKeeper | None = None
         self._store_url = ""
 
     # --- the loop ---------------------------------------------------------------------
@@ -113,8 +119,15 @@ class ClusterNode:
         await base.close()
         engine = cluster_engine(s.database.url, s.cluster.lease_seconds)
         self._leases = Leases(engine, self.node, s.cluster.partitions, s.cluster.lease_seconds)
+        self._keeper = keeper = LeaseKeeper(
+            lambda: cluster_engine(s.database.url, s.cluster.lease_seconds, pool_size=1),
+            self.node,
+            s.cluster.lease_seconds,
+            self.tick,
+        )
         try:
             await self._leases.prepare()
+            await keeper.start()
             if not await _unless_stopped(self.links.start(), stop):
                 await self.links.stop(self.clock())
                 return
@@ -134,9 +147,14 @@ class ClusterNode:
             if started is not None:
                 started()
             fatal = asyncio.ensure_future(self.links.own.fatal.wait())
+            every = float(s.bridge.metrics_interval)
+            metrics_due = time.monotonic() + every
             try:
                 while not stop.is_set() and not fatal.done():
                     await self._round()
+                    if time.monotonic() >= metrics_due:
+                        metrics_due = time.monotonic() + every
+                        self.publish_metrics()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.tick)
             finally:
@@ -147,24 +165,32 @@ class ClusterNode:
                 part.abort()
             for task in self._handovers:
                 task.cancel()
+            await keeper.stop()
             await engine.dispose()
         if self.links.own.taken_over is not None:
             raise self.links.own.taken_over
 
     async def _round(self) -> None:
-        leases = self._leases
+        leases, keeper = self._leases, self._keeper
         assert leases is not None
+        assert keeper is not None
         try:
-            live = await leases.heartbeat()
-            await self._reap()
-            asked = time.monotonic()
-            mine = self.held | self.leaving
-            kept = await leases.renew({k: p.token for k, p in mine.items()})
-            self._renewed_at = asked
-            for k in [k for k in mine if k not in kept]:
+            if not keeper.alive:
+                raise RuntimeError("the lease keeper's thread has ended")
+            found = keeper.view()
+            self._renewed_at = found.renewed_at
+            for k, token in sorted(keeper.take_lost()):
+                part = self.held.get(k) or self.leaving.get(k)
+                if part is None or part.token != token:
+                    continue  # released or taken again meanwhile
                 log.warning("node %r lost the lease of partition %d", self.node, k)
+                keeper.drop(k)
                 (self.held.pop(k, None) or self.leaving.pop(k)).abort()
-            share = quota(self.node, live, leases.partitions)
+            await self._reap()
+            if found.live is None or found.error is not None:
+                self._give_up_unrenewed()
+                return  # no heartbeat went through: the live nodes are not known
+            share = quota(self.node, found.live, leases.partitions)
             for k in sorted(self.held, reverse=True)[: max(0, len(self.held) - share)]:
                 self._hand_over(k)  # in the background: the rounds go on renewing
             got = await leases.acquire(share - len(self.held), set(self.held | self.leaving))
@@ -194,6 +220,8 @@ class ClusterNode:
         )
         for part in parts:
             part.abort()
+            if self._keeper is not None:
+                self._keeper.drop(part.number)  # not renewed when the database answers again
         self.held.clear()
 
     async def _reap(self) -> None:
@@ -203,12 +231,16 @@ class ClusterNode:
         for k, part in list(self.held.items()):
             if part.task is not None and part.task.done():
                 self.held.pop(k)
+                if self._keeper is not None:
+                    self._keeper.drop(k)
                 await self._leases.release(k, part.token)
 
     def _start(self, k: int, token: int) -> None:
         part = _Partition(k, token)
         part.task = asyncio.create_task(self._serve(part), name=f"partition-{k}")
         self.held[k] = part
+        if self._keeper is not None:
+            self._keeper.hold(k, token)
         log.info("node %r took partition %d (token %d)", self.node, k, token)
 
     async def _serve(self, part: _Partition) -> None:
@@ -222,6 +254,27 @@ class ClusterNode:
                 log.warning("partition %d: %s", part.number, lost)
             else:
                 log.error("partition %d stopped: %r", part.number, exc)
+        finally:
+            if part.bridge is not None:  # its counters stay in the node's metrics
+                for k, v in counters(part.bridge.metrics_payload()).items():
+                    self._retired[k] = self._retired.get(k, 0) + v
+
+    def publish_metrics(self) -> None:
+        """The node's metrics: its partitions' summed (bridge/cluster/_status.py)."""
+        running = {
+            k: part.bridge
+            for k, part in (self.held | self.leaving).items()
+            if part.bridge is not None and part.task is not None and not part.task.done()
+        }
+        payload = node_metrics(
+            [b.metrics_payload() for b in running.values()],
+            self._retired,
+            node=self.node,
+            partitions=running,
+            uptime_s=time.monotonic() - self._began,
+            now=self.clock(),
+        )
+        self.links.publish_metrics(payload)
 
     async def _serve_partition(self, part: _Partition) -> None:
         ids = self.groups.get(part.number, [])
@@ -244,6 +297,7 @@ class ClusterNode:
         if part.number == 0 and bridge.queries is not None:  # it answers every query
             bridge.queries.characteristics = frozenset(self.owners)
         bridge.pipeline.answers_refusal = store.answers_refusal
+        bridge.publishes_metrics = False  # the node publishes their sum (publish_metrics)
         part.bridge = bridge
         try:
             await bridge.start()
@@ -272,6 +326,8 @@ class ClusterNode:
             except Exception as exc:
                 log.debug("partition %d ended with %r", k, exc)
         assert self._leases is not None
+        if self._keeper is not None:
+            self._keeper.drop(k)
         try:
             await self._leases.release(k, part.token)
         finally:
@@ -284,7 +340,10 @@ class ClusterNode:
         assert leases is not None
         for k in list(self.held):
             self._hand_over(k)
+        # the keeper renews the leases until each partition has finished and released it
         await asyncio.gather(*self._handovers, return_exceptions=True)
+        if self._keeper is not None:
+            await self._keeper.stop()  # no heartbeat after the node has left
         with contextlib.suppress(Exception):
             await leases.leave()
             live, _ = await leases.view()

@@ -10,10 +10,16 @@
   last node's "offline" stays: online while any node is, with no coordination.
 - ``<prefix>/bridge/cluster``: retained, published by the live node first by name (the
   others may be gone at any time), ``{"nodes": [{"node", "partitions"}], "timestamp"}``.
+- ``<prefix>/bridge/nodes/<node>/metrics``: retained, the node's metrics: its partitions'
+  summed (:func:`node_metrics`); a partition's bridge publishes none of its own (they would
+  overwrite each other on ``bridge/metrics``). ``<prefix>/bridge/metrics`` is then published
+  by the node first by name and says where the figures are: ``{"cluster": true, "nodes":
+  [...], "timestamp"}``. A clean stop clears the node's metrics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,9 +28,84 @@ import paho.mqtt.client as paho
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge.config import Settings
 from bridge.wire import Topics
-from bridge.wire.payloads import cluster_payload, dumps, encode_status
+from bridge.wire.payloads import cluster_payload, dumps, encode_status, iso_z
 
-__all__ = ["NodeLinks"]
+__all__ = ["METRIC_GAUGES", "NodeLinks", "counters", "node_metrics"]
+
+METRIC_GAUGES = frozenset(
+    (
+        "timestamp",
+        "uptime_s",
+        "buffered_readings",
+        "buffer_max",
+        "buffer_full",
+        "publish_outstanding",
+        "publish_outstanding_max",
+        "publishes_retry_pending",
+        "connected",
+        "latency_ms",
+    )
+)
+"""The keys of a bridge's metrics that say how it is now, not how much happened: a node
+sums them over the partitions it runs now only (docs/scale-out.md)."""
+
+
+def counters(payload: Mapping[str, Any]) -> dict[str, int]:
+    """The counters of one bridge's metrics payload (what happened since it started)."""
+    return {
+        k: int(v)
+        for k, v in payload.items()
+        if k not in METRIC_GAUGES and isinstance(v, int) and not isinstance(v, bool)
+    }
+
+
+def node_metrics(
+    running: Sequence[Mapping[str, Any]],
+    retired: Mapping[str, int],
+    *,
+    node: str,
+    partitions: Iterable[int],
+    uptime_s: float,
+    now: datetime,
+) -> dict[str, Any]:
+    """A node's metrics: the counters of the partitions it runs plus ``retired`` (those of
+    its partitions that have stopped since the node started), so they only grow like a
+    bridge's; ``buffered_readings``, ``buffer_max``, ``publish_outstanding`` and
+    ``publishes_retry_pending`` summed over the partitions it runs; ``publish_outstanding_max``
+    and ``latency_ms`` (``p50``, ``p99``, ``max``) the largest of any of them (percentiles of
+    separate partitions do not add up); ``buffer_full`` if any is full; ``connected`` if all
+    are (and the node runs any)."""
+    total: dict[str, int] = dict(retired)
+    for payload in running:
+        for k, v in counters(payload).items():
+            total[k] = total.get(k, 0) + v
+    latency: dict[str, float | None] = {}
+    for payload in running:
+        for k, v in (payload.get("latency_ms") or {}).items():
+            if v is not None:
+                seen = latency.get(k)
+                latency[k] = v if seen is None else max(seen, v)
+
+    def summed(key: str) -> int:
+        return sum(int(p.get(key, 0)) for p in running)
+
+    return {
+        "timestamp": iso_z(now),
+        "uptime_s": round(uptime_s, 3),
+        "node": node,
+        "partitions": sorted(partitions),
+        **dict(sorted(total.items())),
+        "buffered_readings": summed("buffered_readings"),
+        "buffer_max": summed("buffer_max"),
+        "buffer_full": any(bool(p.get("buffer_full")) for p in running),
+        "publish_outstanding": summed("publish_outstanding"),
+        "publish_outstanding_max": max(
+            (int(p.get("publish_outstanding_max", 0)) for p in running), default=0
+        ),
+        "publishes_retry_pending": summed("publishes_retry_pending"),
+        "connected": bool(running) and all(bool(p.get("connected")) for p in running),
+        "latency_ms": {k: latency.get(k) for k in ("p50", "p99", "max")},
+    }
 
 
 class _SharedStatus(MqttClient):
@@ -67,6 +148,7 @@ class NodeLinks:
             _options(settings, f"{cid}-s-{node}", topics.status), Inbox(100)
         )
         self._last_view: list[Any] | None = None
+        self.metrics_topic = f"{topics.node(node)}/metrics"
 
     async def start(self) -> None:
         for client in (self.own, self.shared):
@@ -81,8 +163,15 @@ class NodeLinks:
             return
         self._last_view = view
         self.own.publish(self.topics.cluster, dumps(cluster_payload(nodes, now)), retain=True)
+        pointer = {"cluster": True, "nodes": sorted(nodes), "timestamp": iso_z(now)}
+        self.own.publish(self.topics.metrics, dumps(pointer), retain=True)
+
+    def publish_metrics(self, payload: Mapping[str, Any]) -> None:
+        """The node's metrics (retained, QoS 0 like a bridge's)."""
+        self.own.publish(self.metrics_topic, dumps(payload), qos=0, retain=True)
 
     async def stop(self, now: datetime) -> None:
+        self.own.publish(self.metrics_topic, b"", retain=True)  # the node is gone: cleared
         for client in (self.own, self.shared):
             client.say_offline(encode_status(False, now))
         for client in (self.own, self.shared):

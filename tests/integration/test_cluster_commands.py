@@ -196,3 +196,65 @@ async def test_bulk_acks_and_queries_are_answered_once_and_a_bulk_ack_spans_no_p
         for cid in (1, 3):
             assert len(probe.matching(f"{prefix}/char/{cid}/ack")) == 1
         assert probe.matching(f"{prefix}/char/2/ack") == []
+
+
+async def test_metrics_are_each_nodes_partitions_summed_on_its_own_topic(
+    mosquitto: MosquittoProcess, probe: Probe, topic_prefix: str, db_url: str
+) -> None:
+    """Each partition's bridge used to publish its own counters on ``bridge/metrics``, so the
+    retained message was whichever partition spoke last. Now each node publishes its
+    partitions' sum on ``bridge/nodes/<node>/metrics``, ``bridge/metrics`` says where the
+    figures are, and a node that stops cleanly clears its own."""
+    prefix = topic_prefix
+
+    def fast(node: str) -> Settings:
+        s = _settings(mosquitto, prefix, db_url, node)
+        bridge = s.bridge.model_copy(update={"metrics_interval": 0.5})
+        return s.model_copy(update={"bridge": bridge})
+
+    def latest(node: str) -> dict[str, Any]:
+        found = probe.matching(f"{prefix}/bridge/nodes/{node}/metrics")
+        return found[-1].json() if found and found[-1].payload else {}
+
+    def total(key: str) -> int:
+        return sum(int(latest(n).get(key, 0)) for n in ("a", "b"))
+
+    async with (
+        _node(fast("a")),
+        _node(fast("b")) as (stop_b, task_b),
+    ):
+        await probe.wait_until(
+            lambda: sorted(len(p) for p in _view(probe, prefix).values()) == [2, 2], TIMEOUT
+        )
+        for cid in (1, 2, 3, 4):
+            await probe.wait_for(f"{prefix}/char/{cid}/meta", within=TIMEOUT)
+        for cid in (1, 2, 3, 4):  # characteristic k gets k readings: 10 in all
+            for _ in range(cid):
+                await probe.publish(f"{prefix}/char/{cid}/reading", "10")
+        await probe.wait_until(
+            lambda: total("readings_received") == 10 and total("samples") == 10, TIMEOUT
+        )
+        view = _view(probe, prefix)
+        for node in ("a", "b"):
+            mine = latest(node)
+            assert mine["node"] == node
+            assert mine["partitions"] == view[node]
+            # its own characteristics' readings only (characteristic k is in partition k % 4)
+            assert mine["readings_received"] == sum(c for c in (1, 2, 3, 4) if c % 4 in view[node])
+            assert mine["connected"] is True
+            assert mine["buffer_max"] > 0
+        pointer = await probe.wait_for(
+            f"{prefix}/bridge/metrics", lambda m: m.get("nodes") == ["a", "b"], within=TIMEOUT
+        )
+        assert pointer[-1]["cluster"] is True
+        assert "readings_received" not in pointer[-1]  # no partition's counters there
+        stop_b.set()
+        await asyncio.wait_for(task_b, TIMEOUT)
+        await probe.wait_until(
+            lambda: probe.matching(f"{prefix}/bridge/nodes/b/metrics")[-1].payload == b"", TIMEOUT
+        )
+        # a took b's partitions over: its counters go on growing from its own
+        await probe.wait_until(lambda: latest("a").get("partitions") == [0, 1, 2, 3], TIMEOUT)
+        before = latest("a")["readings_received"]
+        await probe.publish(f"{prefix}/char/1/reading", "10")
+        await probe.wait_until(lambda: latest("a")["readings_received"] == before + 1, TIMEOUT)

@@ -100,3 +100,92 @@ async def test_a_paused_transaction_does_not_block_the_next_owner(url: str) -> N
         assert state != {"n": 7}
     finally:
         await engine.dispose()
+
+
+async def test_a_takeover_skips_a_partition_with_a_batch_under_way(url: str) -> None:
+    """A batch that checked its lease before it ran out holds the row until its commit: the
+    takeover leaves that partition for a later round at once (no wait for the lock, which
+    on a busy node's loop cost a lock timeout a partition) and takes the others; once the
+    batch has committed, the next try takes it, with a larger token."""
+    engine = cluster_engine(url, LEASE)
+    try:
+        a = Leases(engine, "a", 2, LEASE)
+        b = Leases(engine, "b", 2, LEASE)
+        await a.prepare()
+        got_a = await a.acquire(2, ())
+        old = PartitionStore(engine, url, Fence(1, "a", got_a[1], frozenset({1})))
+        await asyncio.sleep(LEASE - 0.5)
+        uow = old.unit_of_work()
+        await uow.__aenter__()  # checked while the lease holds: FOR KEY SHARE until commit
+        await uow.write_batch(_state(5), datetime.now(UTC))
+        await asyncio.sleep(0.7)  # the lease has run out; the batch is still under way
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        got_b = await b.acquire(2, ())
+        assert loop.time() - began < 1.0  # skipped, not waited for
+        assert got_b == {0: got_a[0] + 1}
+        await uow.commit()  # the batch under way commits: it checked in time
+        await uow.__aexit__(None, None, None)
+        got_b |= await b.acquire(1, set(got_b))
+        assert got_b == {0: got_a[0] + 1, 1: got_a[1] + 1}
+        with pytest.raises(LeaseLost):
+            await _write(old, 6)
+        async with engine.connect() as conn:
+            state = await conn.scalar(text("SELECT engine_state FROM characteristics WHERE id=1"))
+        assert state == {"n": 5}
+    finally:
+        await engine.dispose()
+
+
+async def test_the_keeper_renews_while_the_loop_is_busy_and_lets_go_when_it_hangs(
+    url: str,
+) -> None:
+    """The lease keeper renews from its own thread: a node loop whose turns take longer than
+    the lease (blocked 1.2 s at a time, lease 2 s) keeps its lease; a loop that does not turn
+    for longer than the keeper's bound lets the lease run out, so the partition fails over."""
+    import concurrent.futures
+    import time
+
+    from bridge.cluster._keeper import LeaseKeeper
+
+    engine = cluster_engine(url, LEASE)
+    keeper = LeaseKeeper(
+        lambda: cluster_engine(url, LEASE, pool_size=1), "a", LEASE, 0.3, loop_stall_s=2.5
+    )
+    outside = concurrent.futures.ThreadPoolExecutor(1)
+
+    def expired() -> bool:  # asked from a thread of its own while this loop is blocked
+        async def ask() -> bool:
+            check = cluster_engine(url, LEASE, pool_size=1)
+            try:
+                async with check.connect() as conn:
+                    return bool(
+                        await conn.scalar(
+                            text(
+                                "SELECT expires_at <= clock_timestamp() FROM cluster_leases"
+                                " WHERE partition_id = 0"
+                            )
+                        )
+                    )
+            finally:
+                await check.dispose()
+
+        return outside.submit(asyncio.run, ask()).result()
+
+    try:
+        a = Leases(engine, "a", 1, LEASE)
+        await a.prepare()
+        token = (await a.acquire(1, ()))[0]
+        await keeper.start()
+        keeper.hold(0, token)
+        for _ in range(4):  # 4.8 s of a loop that turns every 1.2 s: more than two leases
+            time.sleep(1.2)  # noqa: ASYNC251  # a busy loop is the point
+            await asyncio.sleep(0)
+        assert not expired()
+        assert keeper.take_lost() == set()
+        time.sleep(2.5 + LEASE + 1.0)  # noqa: ASYNC251  # hung past the bound and a lease
+        assert expired()
+    finally:
+        await keeper.stop()
+        outside.shutdown()
+        await engine.dispose()

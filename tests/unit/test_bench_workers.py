@@ -108,3 +108,22 @@ def test_a_lease_outside_the_bridges_range_is_refused_before_anything_starts(
 ) -> None:
     assert bench.main(_args("--workers", "1", "--lease-seconds", "1")) == 2
     assert capsys.readouterr().err == "openspc bench: --lease-seconds must be 2..3600\n"
+
+
+def test_lease_losses_are_counted_from_the_node_log() -> None:
+    from bridge._bench._workers import lease_losses
+
+    text = "\n".join(
+        [
+            "2026-12-07 17:53:29,104 WARNING openspc.cluster: partition 0: database postgresql"
+            "+asyncpg://x/y unavailable: lease of partition 0 lost by node 'b-w0' (token 1)",
+            "2026-12-07 17:53:30,000 WARNING openspc.cluster: node 'b-w0' lost the lease of"
+            " partition 3",
+            "2026-12-07 17:53:31,000 WARNING openspc.cluster: node 'b-w0' could not renew its"
+            " leases for 6 s: stopping its 16 partition(s)",
+            "2026-12-07 17:53:32,000 INFO openspc.cluster: node 'b-w0' took partition 0 (token 2)",
+            "2026-12-07 17:53:33,000 WARNING openspc.mqtt: some other warning",
+        ]
+    )
+    assert lease_losses(text) == 3
+    assert lease_losses("") == 0
