@@ -103,6 +103,7 @@ class ClusterNode:
         self.links = NodeLinks(settings)
         self._began = time.monotonic()
         self._retired: dict[str, int] = {}  # counters of the partitions that have stopped
+        self._live: list[str] | None = None  # the live nodes, while this node is their first
         self._url = ""
         self._leases: Leases | None = None
         self._keeper: LeaseKeeper | None = None
@@ -197,6 +198,7 @@ class ClusterNode:
             for k, token in sorted(got.items()):
                 self._start(k, token)
             live, owners = await leases.view()
+            self._live = list(live) if live and live[0] == self.node else None
             if live and live[0] == self.node:
                 nodes: dict[str, list[int]] = {n: [] for n in live} | owners_view(owners)
                 self.links.publish_cluster({n: nodes[n] for n in live}, self.clock())
@@ -274,7 +276,7 @@ class ClusterNode:
             uptime_s=time.monotonic() - self._began,
             now=self.clock(),
         )
-        self.links.publish_metrics(payload)
+        self.links.publish_metrics(payload, self._live, self.clock())
 
     async def _serve_partition(self, part: _Partition) -> None:
         ids = self.groups.get(part.number, [])

@@ -12,13 +12,15 @@
   others may be gone at any time), ``{"nodes": [{"node", "partitions"}], "timestamp"}``.
 - ``<prefix>/bridge/nodes/<node>/metrics``: retained, the node's metrics: its partitions'
   summed (:func:`node_metrics`); a partition's bridge publishes none of its own (they would
-  overwrite each other on ``bridge/metrics``). ``<prefix>/bridge/metrics`` is then published
-  by the node first by name and says where the figures are: ``{"cluster": true, "nodes":
-  [...], "timestamp"}``. A clean stop clears the node's metrics.
+  overwrite each other on ``bridge/metrics``). A clean stop clears the node's metrics.
+- ``<prefix>/bridge/metrics``: the whole cluster's, the live nodes' metrics summed
+  (:func:`cluster_metrics`), published by the live node first by name, which hears every
+  node's on its own connection.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -30,7 +32,7 @@ from bridge.config import Settings
 from bridge.wire import Topics
 from bridge.wire.payloads import cluster_payload, dumps, encode_status, iso_z
 
-__all__ = ["METRIC_GAUGES", "NodeLinks", "counters", "node_metrics"]
+__all__ = ["METRIC_GAUGES", "NodeLinks", "cluster_metrics", "counters", "node_metrics"]
 
 METRIC_GAUGES = frozenset(
     (
@@ -108,6 +110,52 @@ def node_metrics(
     }
 
 
+def cluster_metrics(nodes: Mapping[str, Mapping[str, Any]], *, now: datetime) -> dict[str, Any]:
+    """The cluster's metrics from its live nodes' (``node -> payload``), summed as a node
+    sums its partitions' (:func:`node_metrics`): ``cluster`` true, ``nodes`` (names),
+    ``partitions`` (all of them held), ``uptime_s`` the longest-running node's."""
+    payloads = [nodes[n] for n in sorted(nodes)]
+    summed = node_metrics(
+        payloads,
+        {},
+        node="",
+        partitions=sorted(k for p in payloads for k in p.get("partitions", ())),
+        uptime_s=max((float(p.get("uptime_s", 0.0)) for p in payloads), default=0.0),
+        now=now,
+    )
+    del summed["node"]
+    return {"timestamp": summed.pop("timestamp"), "cluster": True, "nodes": sorted(nodes)} | (
+        summed
+    )
+
+
+class _OwnStatus(MqttClient):
+    """The node's own status connection; it also hears every node's metrics (retained, QoS 0)
+    and keeps the latest of each (an empty message: that node stopped cleanly)."""
+
+    def __init__(self, options: MqttOptions, topics: Topics) -> None:
+        super().__init__(options, Inbox(100))
+        self._topics = topics
+        self.node_metrics: dict[str, dict[str, Any]] = {}
+        self.add_subscription(topics.node_metrics_filter, retained=True)
+
+    def _receive(self, message: paho.MQTTMessage) -> None:
+        node = self._topics.node_of_metrics(message.topic)
+        if node is None:
+            super()._receive(message)
+            return
+        if message.qos > 0:
+            self._client.ack(message.mid, message.qos)
+        try:
+            payload = json.loads(message.payload) if message.payload else None
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            self.node_metrics[node] = payload
+        else:
+            self.node_metrics.pop(node, None)
+
+
 class _SharedStatus(MqttClient):
     """The shared status connection: the other nodes' "online" found retained is expected
     (it is not another bridge with this client id)."""
@@ -143,12 +191,12 @@ class NodeLinks:
         cid = settings.broker.client_id
         self.topics = topics
         self.node = node
-        self.own = MqttClient(_options(settings, f"{cid}-n-{node}", topics.node(node)), Inbox(100))
+        self.own = _OwnStatus(_options(settings, f"{cid}-n-{node}", topics.node(node)), topics)
         self.shared = _SharedStatus(
             _options(settings, f"{cid}-s-{node}", topics.status), Inbox(100)
         )
         self._last_view: list[Any] | None = None
-        self.metrics_topic = f"{topics.node(node)}/metrics"
+        self.metrics_topic = topics.node_metrics(node)
 
     async def start(self) -> None:
         for client in (self.own, self.shared):
@@ -163,12 +211,21 @@ class NodeLinks:
             return
         self._last_view = view
         self.own.publish(self.topics.cluster, dumps(cluster_payload(nodes, now)), retain=True)
-        pointer = {"cluster": True, "nodes": sorted(nodes), "timestamp": iso_z(now)}
-        self.own.publish(self.topics.metrics, dumps(pointer), retain=True)
 
-    def publish_metrics(self, payload: Mapping[str, Any]) -> None:
-        """The node's metrics (retained, QoS 0 like a bridge's)."""
+    def publish_metrics(
+        self, payload: Mapping[str, Any], live: Sequence[str] | None, now: datetime
+    ) -> None:
+        """The node's metrics (retained, QoS 0 like a bridge's); with ``live`` (this node is
+        the first of them by name) the cluster's too, summed over the live nodes whose
+        metrics it has heard (its own as just made)."""
         self.own.publish(self.metrics_topic, dumps(payload), qos=0, retain=True)
+        if live is None:
+            return
+        heard = {n: self.own.node_metrics[n] for n in live if n in self.own.node_metrics}
+        heard[self.node] = dict(payload)
+        self.own.publish(
+            self.topics.metrics, dumps(cluster_metrics(heard, now=now)), qos=0, retain=True
+        )
 
     async def stop(self, now: datetime) -> None:
         self.own.publish(self.metrics_topic, b"", retain=True)  # the node is gone: cleared

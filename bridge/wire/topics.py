@@ -168,6 +168,23 @@ class Topics:
         """``<prefix>/bridge/nodes/<node>``: one bridge node of a cluster."""
         return f"{self.prefix}/bridge/nodes/{node}"
 
+    def node_metrics(self, node: str) -> str:
+        """``<prefix>/bridge/nodes/<node>/metrics``: a cluster node's metrics."""
+        return f"{self.prefix}/bridge/nodes/{node}/metrics"
+
+    @property
+    def node_metrics_filter(self) -> str:
+        """Every cluster node's metrics."""
+        return f"{self.prefix}/bridge/nodes/+/metrics"
+
+    def node_of_metrics(self, topic: str) -> str | None:
+        """The node whose metrics ``topic`` carries, or None for any other topic."""
+        head, tail = f"{self.prefix}/bridge/nodes/", "/metrics"
+        if not (topic.startswith(head) and topic.endswith(tail)):
+            return None
+        node = topic[len(head) : -len(tail)]
+        return node if node and "/" not in node else None
+
     def subscriptions(self) -> list[str]:
         """The filters of the bridge's own inbound topics: readings and commands."""
         return [self.reading_filter, self.ack_filter, self.recalculate_filter]

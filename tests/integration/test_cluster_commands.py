@@ -203,8 +203,8 @@ async def test_metrics_are_each_nodes_partitions_summed_on_its_own_topic(
 ) -> None:
     """Each partition's bridge used to publish its own counters on ``bridge/metrics``, so the
     retained message was whichever partition spoke last. Now each node publishes its
-    partitions' sum on ``bridge/nodes/<node>/metrics``, ``bridge/metrics`` says where the
-    figures are, and a node that stops cleanly clears its own."""
+    partitions' sum on ``bridge/nodes/<node>/metrics``, ``bridge/metrics`` is the live
+    nodes' summed, and a node that stops cleanly clears its own."""
     prefix = topic_prefix
 
     def fast(node: str) -> Settings:
@@ -243,11 +243,17 @@ async def test_metrics_are_each_nodes_partitions_summed_on_its_own_topic(
             assert mine["readings_received"] == sum(c for c in (1, 2, 3, 4) if c % 4 in view[node])
             assert mine["connected"] is True
             assert mine["buffer_max"] > 0
-        pointer = await probe.wait_for(
-            f"{prefix}/bridge/metrics", lambda m: m.get("nodes") == ["a", "b"], within=TIMEOUT
+        # bridge/metrics: the whole cluster's, both nodes' summed (published by "a")
+        whole = await probe.wait_for(
+            f"{prefix}/bridge/metrics",
+            lambda m: m.get("nodes") == ["a", "b"] and m.get("readings_received") == 10,
+            within=TIMEOUT,
         )
-        assert pointer[-1]["cluster"] is True
-        assert "readings_received" not in pointer[-1]  # no partition's counters there
+        assert whole[-1]["cluster"] is True
+        assert whole[-1]["samples"] == 10
+        assert whole[-1]["partitions"] == [0, 1, 2, 3]
+        assert whole[-1]["buffer_max"] == latest("a")["buffer_max"] + latest("b")["buffer_max"]
+        assert whole[-1]["connected"] is True
         stop_b.set()
         await asyncio.wait_for(task_b, TIMEOUT)
         await probe.wait_until(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.cluster._status import counters, node_metrics
+from bridge.cluster._status import cluster_metrics, counters, node_metrics
 
 NOW = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
 
@@ -71,3 +71,26 @@ def test_a_node_with_no_partition_or_one_disconnected_is_not_connected() -> None
 
 def test_counters_leave_out_gauges_flags_and_the_timestamp() -> None:
     assert counters(_bridge(5, p99=1.0)) == {"readings_received": 5, "samples": 5, "db_batches": 3}
+
+
+def test_the_cluster_is_its_live_nodes_summed_as_a_node_sums_its_partitions() -> None:
+    a = node_metrics(
+        [_bridge(10, p99=5.0)],
+        {"dead_letters": 2},
+        node="a",
+        partitions=[0, 2],
+        uptime_s=30.0,
+        now=NOW,
+    )
+    b = node_metrics(
+        [_bridge(7, p99=9.0, up=False)], {}, node="b", partitions=[1], uptime_s=90.0, now=NOW
+    )
+    m = cluster_metrics({"b": b, "a": a}, now=NOW)
+    assert (m["cluster"], m["nodes"], m["partitions"]) == (True, ["a", "b"], [0, 1, 2])
+    assert "node" not in m
+    assert (m["readings_received"], m["samples"], m["dead_letters"]) == (17, 17, 2)
+    assert (m["buffer_max"], m["buffered_readings"], m["publish_outstanding"]) == (200, 8, 4)
+    assert m["latency_ms"] == {"p50": 1.0, "p99": 9.0, "max": 9.0}  # the worst node's
+    assert m["connected"] is False  # b's partition is not
+    assert m["uptime_s"] == 90.0
+    assert m["timestamp"] == "2026-12-07T18:00:00.000Z"
