@@ -120,7 +120,11 @@ def _secret(value: Any) -> str | None:
 
 @dataclass
 class Bridge:
-    """Every part of a running bridge, wired together by :func:`bootstrap`."""
+    """Every part of a running bridge, wired together by :func:`bootstrap`.
+
+    ``settings`` are the bridge's settings without the characteristics: what each
+    characteristic's config says lives on in the parts built from it (engines, routes,
+    alarms, meta), and the models themselves are not kept (:func:`_without_characteristics`)."""
 
     settings: Settings
     store: StorePort
@@ -507,7 +511,7 @@ async def _build(
     commands = _commands(settings, store, engines, clock, pipeline)
     _register_handlers(bus, broadcaster, live, metrics, workflow, commands)
     return Bridge(
-        settings=settings,
+        settings=_without_characteristics(settings),
         store=store,
         inbox=link.inbox,
         mqtt=link,
@@ -528,6 +532,14 @@ async def _build(
         workflow=workflow,
         alarms=alarms,
     )
+
+
+def _without_characteristics(settings: Settings) -> Settings:
+    """The settings a running bridge keeps: all but the ``[[characteristic]]`` models, which
+    only building it reads. At 10,000 characteristics they are about 15 MB that an
+    ``openspc run`` frees once started (it hands its settings over to :func:`run_bridge`;
+    docs/performance.md, "Memory at start-up")."""
+    return settings.model_copy(update={"characteristic": []})
 
 
 async def _pipeline(
@@ -817,12 +829,17 @@ async def run_bridge(
     retried with back-off (1 s doubling to 30 s), one log line per attempt, until it comes
     or ``stop`` is set. Only a SQLite file that cannot be opened at all (a wrong path) is
     raised at once: waiting would not mend it.
+
+    Once built, the bridge does not keep ``settings`` (only its copy without the
+    characteristics): a caller that hands its settings over (``openspc run``) lets the
+    characteristics' models go (docs/performance.md, "Memory at start-up").
     """
     stop = stop or asyncio.Event()
     delay = START_RETRY_FIRST_S
     while True:
         try:
             bridge = await bootstrap(settings, sources=sources)
+            del settings  # built: the characteristics' models may go (see above)
             break
         except StoreUnavailable as exc:
             if _cannot_open_sqlite(exc):
