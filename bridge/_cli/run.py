@@ -56,8 +56,7 @@ def main(args: argparse.Namespace) -> int:
     # process-wide, so here and nowhere else: `openspc run` owns its process (the benchmark
     # runs the bridge as `openspc run` too); tests and the demo keep paho as it is
     install_fast_paths()
-    # handed over, not kept here: run_bridge lets the characteristics' models go once the
-    # bridge is built (10,000 characteristics: about 15 MB; docs/performance.md)
+    # handed over, not kept: once built, the characteristics' models go (docs/performance.md)
     handed = [settings]
     del settings
 
