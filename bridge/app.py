@@ -96,13 +96,13 @@ START_FLUSH_SECONDS = 30.0
 """At start-up, how long to wait for the broker to confirm the retained state."""
 
 STATE_ONLINE_SECONDS = 5.0
+"""At start-up, how long to wait for the Sparkplug STATE "online" before asking for births."""
 
 START_WINDOW = 1000
-"""Start-up's retained messages (meta, limits, history, alarms of every characteristic) go out
-with at most about this many unacknowledged, not ``outbound_max`` (10,000): 10,000
-characteristics then start about 9 MB smaller, for good (docs/performance.md, "Memory at
-start-up")."""
-"""At start-up, how long to wait for the Sparkplug STATE "online" before asking for births."""
+"""Start-up's retained messages (meta, limits, history, alarms, causes of every
+characteristic) go out with at most about this many unacknowledged, not ``outbound_max``
+(10,000): 10,000 characteristics then start about 9 MB smaller, for good
+(docs/performance.md, "Memory at start-up")."""
 
 
 def _version() -> str:
@@ -539,7 +539,7 @@ async def _build(
 
 def _without_characteristics(settings: Settings) -> Settings:
     """The settings a running bridge keeps: all but the ``[[characteristic]]`` models, which
-    only building it reads. At 10,000 characteristics they are about 15 MB that an
+    only building it reads. At 10,000 characteristics they are about 8 MB that an
     ``openspc run`` frees once started (it hands its settings over to :func:`run_bridge`;
     docs/performance.md, "Memory at start-up")."""
     return settings.model_copy(update={"characteristic": []})
