@@ -255,16 +255,22 @@ class WorkflowPublisher:
         )
 
     async def publish_start(
-        self, store: StorePort, characteristic_ids: Sequence[int], days: int, now: datetime
+        self,
+        store: StorePort,
+        characteristic_ids: Sequence[int],
+        days: int,
+        now: datetime,
+        window: int | None = None,
     ) -> None:
         """Every characteristic's Pareto, at start-up (one query for all), paced by the
-        MQTT adapter's send window when it has one."""
+        MQTT adapter's send window when it has one (``window``: a smaller one for start-up,
+        bridge/app.py ``START_WINDOW``)."""
         counts = await store.cause_counts_of_all(pareto_since(now, days))
         wait_window = getattr(self.mqtt, "wait_window", None)
         for index, cid in enumerate(characteristic_ids, 1):
             self.publish_causes(cid, days, ranked_causes(counts.get(cid, ())))
             if wait_window is not None and index % 100 == 0:
-                await wait_window()
+                await wait_window(window)
 
     def on_causes(self, event: CausesCounted) -> None:
         self.publish_causes(event.characteristic_id, event.days, event.counts)

@@ -1188,10 +1188,11 @@ class MqttClient:
             props.CorrelationData = message.correlation_data
         self.publish(message.response_topic, payload, qos=1, properties=props)
 
-    async def wait_window(self) -> None:
+    async def wait_window(self, limit: int | None = None) -> None:
         """Wait while more than ``outbound_max`` QoS 1 publishes are outstanding (in flight
         and held): the pipeline then takes no more readings, the inbox fills up to
-        ``buffer_max`` and the broker keeps the rest in the bridge's session.
+        ``buffer_max`` and the broker keeps the rest in the bridge's session. ``limit``, when
+        lower, waits down to it instead (start-up's retained messages: a smaller peak).
 
         While reading is paused at ``buffer_max`` the PUBACKs we wait for are behind the
         held readings in the socket (waiting without reading deadlocked the bridge, and not
@@ -1199,7 +1200,10 @@ class MqttClient:
         the socket is read on while we wait: a broker that keeps our Receive Maximum sends
         only PUBACKs then; readings it sends past it (Mosquitto 2.0.11 does, after a PUBACK)
         are taken into the inbox and counted (``over_receive``)."""
-        if self.outstanding <= self.options.outbound_max or not self.connected.is_set():
+        bound = (
+            self.options.outbound_max if limit is None else min(limit, self.options.outbound_max)
+        )
+        if self.outstanding <= bound or not self.connected.is_set():
             return
         self.window_waits += 1
         self._want_acks = True
@@ -1207,9 +1211,7 @@ class MqttClient:
         try:
             # ASYNC110 allowed: PUBACKs arrive on this loop in bursts; a short poll under
             # back-pressure is cheaper than an event per PUBACK.
-            while (  # noqa: ASYNC110
-                self.outstanding > self.options.outbound_max and self.connected.is_set()
-            ):
+            while self.outstanding > bound and self.connected.is_set():  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
         finally:
             self._want_acks = False

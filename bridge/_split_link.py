@@ -182,10 +182,11 @@ class SplitLink:
     def reply(self, message: Inbound, payload: bytes) -> None:
         self.results.reply(message, payload)
 
-    async def wait_window(self) -> None:
-        """Wait while more than ``outbound_max`` results are outstanding (history is bounded
-        by its budget and by coalescing: at most one held message a topic)."""
-        await self.results.wait_window()
+    async def wait_window(self, limit: int | None = None) -> None:
+        """Wait while more than ``outbound_max`` (or ``limit``) results are outstanding
+        (history is bounded by its budget and by coalescing: at most one held message a
+        topic)."""
+        await self.results.wait_window(limit)
 
     @property
     def on_denied(self) -> Callable[[str, str], None] | None:

@@ -98,6 +98,12 @@ START_FLUSH_SECONDS = 30.0
 STATE_ONLINE_SECONDS = 5.0
 """At start-up, how long to wait for the Sparkplug STATE "online" before asking for births."""
 
+START_WINDOW = 1000
+"""Start-up's retained messages (meta, limits, history, alarms, causes of every
+characteristic) go out with at most about this many unacknowledged, not ``outbound_max``
+(10,000): 10,000 characteristics then start about 9 MB smaller, for good
+(docs/performance.md, "Memory at start-up")."""
+
 
 def _version() -> str:
     try:
@@ -115,7 +121,11 @@ def _secret(value: Any) -> str | None:
 
 @dataclass
 class Bridge:
-    """Every part of a running bridge, wired together by :func:`bootstrap`."""
+    """Every part of a running bridge, wired together by :func:`bootstrap`.
+
+    ``settings`` are the bridge's settings without the characteristics: what each
+    characteristic's config says lives on in the parts built from it (engines, routes,
+    alarms, meta), and the models themselves are not kept (:func:`_without_characteristics`)."""
 
     settings: Settings
     store: StorePort
@@ -186,7 +196,11 @@ class Bridge:
             await self.mqtt.wait_readable(self.mqtt.subscribed, STATUS_CHECK_SECONDS)
         if self.workflow is not None:  # the retained Pareto of causes (bridge/_ack_workflow.py)
             await self.workflow.publish_start(
-                self.store, list(self.engines), self.settings.bridge.pareto_days, self.clock()
+                self.store,
+                list(self.engines),
+                self.settings.bridge.pareto_days,
+                self.clock(),
+                START_WINDOW,
             )
         await self._check_start()
         await self._start_sparkplug_host()
@@ -313,10 +327,12 @@ class Bridge:
                 self.mqtt.publish(self.topics.sample(cid), encode("sample", last), retain=True)
             self.live.publish_history(cid)
             self.live.publish_alarms(cid)
-            # four or five retained messages per characteristic: keep them within the send
+            # four or five retained messages per characteristic: keep them within a send
             # window rather than queue all at once (10,000 characteristics: a 40,000-message
-            # peak that left the process 16 MB larger for good; docs/performance.md)
-            await self.mqtt.wait_window()
+            # peak that left the process 16 MB larger for good; docs/performance.md); past
+            # it, wait down to half of it: one wait per hundred characteristics, not one each
+            if self.mqtt.outstanding > START_WINDOW:
+                await self.mqtt.wait_window(START_WINDOW // 2)
 
     def metrics_payload(self) -> dict[str, Any]:
         """The ``bridge/metrics`` payload (bridge/wire/payloads.py ``metrics_payload``)."""
@@ -501,7 +517,7 @@ async def _build(
     commands = _commands(settings, store, engines, clock, pipeline)
     _register_handlers(bus, broadcaster, live, metrics, workflow, commands)
     return Bridge(
-        settings=settings,
+        settings=_without_characteristics(settings),
         store=store,
         inbox=link.inbox,
         mqtt=link,
@@ -522,6 +538,14 @@ async def _build(
         workflow=workflow,
         alarms=alarms,
     )
+
+
+def _without_characteristics(settings: Settings) -> Settings:
+    """The settings a running bridge keeps: all but the ``[[characteristic]]`` models, which
+    only building it reads. At 10,000 characteristics they are about 8 MB that an
+    ``openspc run`` frees once started (it hands its settings over to :func:`run_bridge`;
+    docs/performance.md, "Memory at start-up")."""
+    return settings.model_copy(update={"characteristic": []})
 
 
 async def _pipeline(
@@ -811,12 +835,17 @@ async def run_bridge(
     retried with back-off (1 s doubling to 30 s), one log line per attempt, until it comes
     or ``stop`` is set. Only a SQLite file that cannot be opened at all (a wrong path) is
     raised at once: waiting would not mend it.
+
+    Once built, the bridge does not keep ``settings`` (only its copy without the
+    characteristics): a caller that hands its settings over (``openspc run``) lets the
+    characteristics' models go (docs/performance.md, "Memory at start-up").
     """
     stop = stop or asyncio.Event()
     delay = START_RETRY_FIRST_S
     while True:
         try:
             bridge = await bootstrap(settings, sources=sources)
+            del settings  # built: the characteristics' models may go (see above)
             break
         except StoreUnavailable as exc:
             if _cannot_open_sqlite(exc):

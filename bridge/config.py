@@ -909,11 +909,25 @@ def load_settings(path: str | Path | None = None) -> Settings:
         update={"url": _database_url(settings.database.url, base_dir)}
     )
     settings = settings.model_copy(update={"database": database})
+    _share_fields_sets(settings.characteristic)
     users_file = settings.bridge.users_file
     if users_file is not None and not users_file.is_absolute():
         bridge = settings.bridge.model_copy(update={"users_file": base_dir / users_file})
         settings = settings.model_copy(update={"bridge": bridge})
     return _read_password_file(settings, shown, base_dir, source, env_names)
+
+
+def _share_fields_sets(models: Sequence[BaseModel]) -> None:
+    """One ``model_fields_set`` for all the models that set the same keys, instead of a set
+    each: with 10,000 characteristics written alike that is one set, not 10,000 (about 7 MB;
+    docs/performance.md, "Memory at start-up"). The models are frozen, so pydantic never adds
+    to the set; ``model_copy`` copies it before it would."""
+    shared: dict[frozenset[str], set[str]] = {}
+    for model in models:
+        names = model.__pydantic_fields_set__
+        one = shared.setdefault(frozenset(names), names)
+        if one is not names:
+            object.__setattr__(model, "__pydantic_fields_set__", one)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

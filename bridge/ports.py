@@ -196,8 +196,9 @@ class LinkPort(Publisher, Protocol):
         (a line's running topic: its last state is known at start)."""
         ...
 
-    async def wait_window(self) -> None:
-        """Wait while too many publishes are outstanding (bounded outbound)."""
+    async def wait_window(self, limit: int | None = None) -> None:
+        """Wait while too many publishes are outstanding (bounded outbound); more than
+        ``limit`` when it is lower than the link's own bound."""
         ...
 
     @property

@@ -430,7 +430,7 @@ class FakeLink:
         if topic_filter not in self.subscriptions:
             self.subscriptions.append(topic_filter)
 
-    async def wait_window(self) -> None:
+    async def wait_window(self, limit: int | None = None) -> None:
         return None
 
     async def start(self, wait_s: float | None = None) -> None:

@@ -44,6 +44,24 @@ _STATE_VERSION: Final = 2
 is read as the variables chart its subgroup size implies."""
 _NEVER: Final = 1 << 62  # the threshold of a rule that is not configured
 
+_RULE_TABLES: dict[tuple[RuleConfig, ...], dict[int, RuleConfig]] = {}
+_RULE_TABLES_MAX: Final = 1024
+
+
+def _rule_table(rules: Sequence[RuleConfig]) -> dict[int, RuleConfig]:
+    """``rule_id -> RuleConfig``, one table shared by every engine with the same rules (an
+    engine only reads it): 10,000 characteristics on ``nelson`` keep one table, not 10,000
+    (about 3 MB; docs/performance.md). At most ``_RULE_TABLES_MAX`` are kept; past that each
+    engine gets a table of its own."""
+    key = tuple(rules)
+    table = _RULE_TABLES.get(key)
+    if table is None:
+        table = {rule.rule_id: rule for rule in key}
+        if len(_RULE_TABLES) < _RULE_TABLES_MAX:
+            _RULE_TABLES[key] = table
+    return table
+
+
 # zone code -> Zone: 1..4 upper (C, B, A, beyond), -1..-4 lower (negative indexing)
 _ZONES: Final[tuple[Zone, ...]] = (
     Zone.ZONE_C_UPPER,  # index 0 is never used
@@ -161,7 +179,7 @@ class CharacteristicEngine:
         self._family = family
         self._cid = spec.id
         self._n = n
-        rules = {rule.rule_id: rule for rule in spec.rules}
+        rules = _rule_table(spec.rules)
         self._rules: dict[int, RuleConfig] = rules
         self._r1 = 1 in rules
         self._k2 = rules[2].length if 2 in rules else _NEVER

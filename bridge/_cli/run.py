@@ -56,6 +56,9 @@ def main(args: argparse.Namespace) -> int:
     # process-wide, so here and nowhere else: `openspc run` owns its process (the benchmark
     # runs the bridge as `openspc run` too); tests and the demo keep paho as it is
     install_fast_paths()
+    # handed over, not kept: once built, the characteristics' models go (docs/performance.md)
+    handed = [settings]
+    del settings
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -63,8 +66,8 @@ def main(args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         # with [cluster] enabled, one node of a cluster (docs/scale-out.md)
-        run = run_node if settings.cluster.enabled else run_bridge
-        await run(settings, stop, started=freeze_startup_heap)
+        run = run_node if handed[0].cluster.enabled else run_bridge
+        await run(handed.pop(), stop, started=freeze_startup_heap)
 
     try:
         asyncio.run(serve())

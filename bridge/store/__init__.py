@@ -1,7 +1,7 @@
 """Persistence: readings, samples, violations, limits and engine state (SQLAlchemy 2)."""
 
-from bridge.store import _alembic_log  # noqa: F401  before Alembic is imported
-from bridge.store._migrate import SchemaTooNew, SchemaUnrecognized, SchemaUpgradeFailed
+from bridge.store import _alembic_log  # noqa: F401  before Alembic is ever imported
+from bridge.store._schema import SchemaTooNew, SchemaUnrecognized, SchemaUpgradeFailed
 from bridge.store._store import (
     DEAD_LETTER_PAYLOAD_BYTES,
     BatchWrite,

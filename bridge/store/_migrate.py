@@ -16,6 +16,9 @@ The whole upgrade is one transaction, taken exclusively: on PostgreSQL under an 
 (several bridges starting at once on one database upgrade it once, the others wait and find it
 done), on SQLite with ``BEGIN IMMEDIATE``.
 
+The store imports this module (and Alembic with it) only when the database is not at the head
+revision already: :func:`bridge.store._schema.at_head` tells that without Alembic.
+
 ``scripts/new-revision "add dead letters"`` (``python -m bridge.store.migrations``) writes the
 next numbered revision from the difference between ``_tables.py`` and the head.
 """
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -36,7 +38,15 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from bridge.errors import BridgeError
+from bridge.store._schema import (
+    BASELINE,
+    RELEASE_0_1_0_TABLES,
+    SchemaTooNew,
+    SchemaUnrecognized,
+    SchemaUpgradeFailed,
+    describe,
+    script_location,
+)
 
 __all__ = [
     "BASELINE",
@@ -57,62 +67,8 @@ __all__ = [
 log = logging.getLogger("openspc.store")
 # Alembic's own INFO lines are silenced before it is imported: bridge/store/_alembic_log.py
 
-BASELINE = "0001"
-"""The revision that is release 0.1.0's schema, as 0.1.0 made it (``metadata.create_all``)."""
-
-RELEASE_0_1_0_TABLES = frozenset(
-    {"id_counters", "characteristics", "readings", "samples", "violations", "control_limits"}
-)
-"""The tables of a database made by 0.1.0, which had no ``alembic_version``."""
-
 ADVISORY_LOCK_KEY = 0x6F70656E737063
 """``pg_advisory_xact_lock`` key of the upgrade ("openspc" in ASCII, a positive bigint)."""
-
-
-class SchemaTooNew(BridgeError):
-    """The database is at a revision this code does not have: a newer release made it."""
-
-    def __init__(self, url: str, revision: str, head: str) -> None:
-        self.url = url
-        self.revision = revision
-        self.head = head
-        super().__init__(
-            f"database {url} has schema revision {revision}, which this openspc-bridge does "
-            f"not know (its newest is {head}): a newer release upgraded it; run that release, "
-            "or restore the backup taken before the upgrade"
-        )
-
-
-class SchemaUpgradeFailed(BridgeError):
-    """A revision failed on this database; the upgrade was rolled back as a whole."""
-
-    def __init__(self, url: str, found: str, head: str, reason: str) -> None:
-        self.url = url
-        self.found = found
-        self.head = head
-        self.reason = reason
-        super().__init__(
-            f"database {url}: the upgrade from {found} to revision {head} failed and was "
-            f"rolled back, nothing changed: {reason}"
-        )
-
-
-class SchemaUnrecognized(BridgeError):
-    """The database has some of the bridge's tables but is neither empty nor a known schema."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(f"database {url} has an unrecognised schema: {reason}")
-
-
-def script_location() -> Path:
-    """The folder of ``env.py`` and ``versions/``, wherever the package is installed."""
-    folder = resources.files("bridge.store") / "migrations"
-    if not isinstance(folder, Path):
-        # a zip import: Alembic loads the revisions from files
-        raise RuntimeError(f"the migrations at {folder} are not plain files: install unzipped")
-    return folder
 
 
 def alembic_config(connection: Connection | None = None, location: Path | None = None) -> Config:
@@ -190,13 +146,6 @@ def upgrade_to_head(
         reason = (str(exc).splitlines() or [repr(exc)])[0]
         raise SchemaUpgradeFailed(url, describe(found), head, reason) from exc
     return found, head
-
-
-def describe(found: str | None) -> str:
-    """What :func:`upgrade_to_head` found, in words: for its callers' log lines."""
-    if found is None:
-        return "an empty database"
-    return "release 0.1.0's schema" if found == "0.1.0" else f"revision {found}"
 
 
 def schema_differences(connection: Connection) -> list[object]:

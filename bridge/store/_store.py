@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from bridge.errors import StoreUnavailable
-from bridge.store._migrate import describe, upgrade_to_head
+from bridge.store._schema import at_head, describe
 from bridge.store._tables import (
     characteristics,
     control_limits,
@@ -572,6 +572,17 @@ class Store:
         """Bring the schema to this release's (bridge/store/_migrate.py), then make sure the
         id counters exist. Raises :class:`SchemaTooNew` for a database of a newer release,
         :class:`SchemaUpgradeFailed` when a revision fails (all of it rolled back)."""
+        async with self.engine.connect() as conn:
+            current = await conn.run_sync(at_head)
+        if not current:
+            await self._upgrade_schema()
+        await self._create_counters()
+
+    async def _upgrade_schema(self) -> None:
+        """Alembic's part of :meth:`create_schema`, imported only when the schema must change
+        (or be checked by Alembic): a database at head starts without it (about 11 MB)."""
+        from bridge.store._migrate import upgrade_to_head
+
         migrator = self.engine
         if self.engine.dialect.driver == "asyncpg":
             # an upgrade (or the wait for another bridge's, under the advisory lock) may take
@@ -588,6 +599,8 @@ class Store:
                 await migrator.dispose()
         if found != head:
             log.info("database schema: %s -> revision %s", describe(found), head)
+
+    async def _create_counters(self) -> None:
         for name in COUNTERS:
             try:
                 async with self.engine.begin() as conn:

@@ -79,6 +79,48 @@ async def test_run_serves_until_sigterm_then_says_offline_and_exits_0(
     assert "Traceback" not in log
 
 
+COUNT_MODELS_ONCE_STARTED = """
+import argparse, gc, os, signal, sys
+from pathlib import Path
+import bridge._startup
+from bridge._cli import run
+from bridge.config import CharacteristicSettings
+
+freeze = bridge._startup.freeze_startup_heap
+
+def started():
+    freeze()
+    print(sum(isinstance(o, CharacteristicSettings) for o in gc.get_objects()), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+bridge._startup.freeze_startup_heap = started
+sys.exit(run.main(argparse.Namespace(config=Path(sys.argv[1]), log_level="WARNING")))
+"""
+
+
+async def test_run_keeps_no_characteristic_model_once_started(
+    mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
+) -> None:
+    """``openspc run`` hands its settings over: once started, what the characteristics'
+    configs say lives in the parts built from them, and the models are gone (at 10,000
+    characteristics about 15 MB; docs/performance.md, "Memory at start-up")."""
+    config = write_config(tmp_path / "openspc.toml", mosquitto.port, topic_prefix, "cli-models")
+    config.write_text(
+        config.read_text() + '\n[[characteristic]]\nid = 2\nname = "Bore"\nusl = 10.5\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        COUNT_MODELS_ONCE_STARTED,
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().split() == ["0"]
+
+
 async def test_a_bad_config_exits_2_with_one_line_per_fault(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(

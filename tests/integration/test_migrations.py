@@ -473,6 +473,49 @@ async def test_bridges_starting_at_once_on_a_0_1_0_postgres_upgrade_it_once(
         assert await snapshot(url) == before
 
 
+OPEN_AND_SAY_IF_ALEMBIC = """
+import asyncio, sys
+from bridge.store import Store
+
+async def main():
+    store = await Store.open(sys.argv[1])
+    await store.close()
+
+asyncio.run(main())
+print("alembic" in sys.modules)
+"""
+
+
+async def open_in_a_process(url: str) -> str:
+    """``Store.open(url)`` in a process of its own; whether it imported Alembic."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        OPEN_AND_SAY_IF_ALEMBIC,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip()
+
+
+async def test_a_database_at_head_opens_without_importing_alembic(
+    empty_db: str, release_db: str
+) -> None:
+    """Alembic (about 11 MB of a running bridge) is imported only when the schema must
+    change: an empty database and 0.1.0's are upgraded with it, a database at head is read
+    without it (bridge/store/_schema.py, docs/performance.md)."""
+    assert await open_in_a_process(empty_db) == "True"
+    assert await open_in_a_process(release_db) == "True"
+    assert await scalar(release_db, "SELECT version_num FROM alembic_version") == head_revision()
+    before = await snapshot(release_db)
+    assert await open_in_a_process(empty_db) == "False"
+    assert await open_in_a_process(release_db) == "False"
+    assert await snapshot(release_db) == before
+
+
 # -- what is refused -----------------------------------------------------------------------
 
 

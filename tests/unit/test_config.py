@@ -114,6 +114,30 @@ def test_a_characteristic_becomes_an_engine_spec(tmp_path: Path) -> None:
     ]
 
 
+def test_characteristics_written_alike_share_one_fields_set(tmp_path: Path) -> None:
+    """10,000 characteristics with the same keys keep one ``model_fields_set`` (about 7 MB;
+    docs/performance.md, "Memory at start-up"); what each says it set stays its own."""
+    text = "".join(
+        f'[[characteristic]]\nid = {cid}\nname = "c{cid}"\nusl = 10.5\nlsl = 9.5\n'
+        for cid in (1, 2, 3)
+    )
+    text += '[[characteristic]]\nid = 4\nname = "c4"\nunit = "mm"\n'
+    chars = load_settings(write(tmp_path, text)).characteristic
+    assert chars[0].model_fields_set is chars[1].model_fields_set is chars[2].model_fields_set
+    assert chars[0].model_fields_set == {"id", "name", "usl", "lsl"}
+    assert chars[3].model_fields_set == {"id", "name", "unit"}
+    assert chars[1].model_dump(exclude_unset=True) == {
+        "id": 2,
+        "name": "c2",
+        "usl": 10.5,
+        "lsl": 9.5,
+    }
+    # a copy gets a set of its own: the shared one is never added to
+    copy = chars[0].model_copy(update={"unit": "mm"})
+    assert copy.model_fields_set == {"id", "name", "usl", "lsl", "unit"}
+    assert chars[2].model_fields_set == {"id", "name", "usl", "lsl"}
+
+
 def test_default_rules_are_all_eight_of_nelson(tmp_path: Path) -> None:
     spec = load_settings(write(tmp_path, CHAR)).characteristic[0].to_spec()
     assert [r.rule_id for r in spec.rules] == [1, 2, 3, 4, 5, 6, 7, 8]

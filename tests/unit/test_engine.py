@@ -327,3 +327,23 @@ def test_an_engine_stays_small() -> None:
         used, _ = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert used / len(engines) < 8_000, samples
+
+
+def test_engines_with_the_same_rules_share_one_rule_table() -> None:
+    """An engine only reads its ``rule_id -> rule`` table: 10,000 characteristics on the same
+    rules keep one (docs/performance.md, "Memory at start-up"); other rules get their own."""
+    a = CharacteristicEngine(CharacteristicSpec(id=1, subgroup_size=1, ucl=10.3, lcl=9.7))
+    b = CharacteristicEngine(CharacteristicSpec(id=2, subgroup_size=1, ucl=1.3, lcl=0.7))
+    c = CharacteristicEngine(
+        CharacteristicSpec(id=3, subgroup_size=1, ucl=10.3, lcl=9.7, rules=resolve_rules([1, 2]))
+    )
+    assert a._rules is b._rules
+    assert sorted(a._rules) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert sorted(c._rules) == [1, 2]
+    # judged alike, each on its own limits: 2 is beyond b's ucl and inside a's
+    assert [e.in_control for e in a.add_reading(2.0, T0) if isinstance(e, SampleProcessed)] == [
+        False
+    ]
+    raised = [e for e in b.add_reading(1.5, T0) if isinstance(e, ViolationRaised)]
+    assert [(e.characteristic_id, e.rule_id) for e in raised] == [(2, 1)]
+    assert sorted(a._rules) == [1, 2, 3, 4, 5, 6, 7, 8]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
 from bridge.store._migrate import BASELINE, alembic_config, head_revision, script_location
+from bridge.store._schema import newest_revision
 
 
 def test_the_revisions_are_one_numbered_line_from_0001() -> None:
@@ -35,3 +37,20 @@ def test_each_revision_file_is_named_after_its_revision() -> None:
         declared = re.search(r'^revision = "(\d{4})"$', path.read_text(), re.MULTILINE)
         assert declared is not None, path.name
         assert path.name.startswith(f"{declared.group(1)}_"), path.name
+
+
+def test_the_newest_revision_file_is_alembics_head() -> None:
+    """The store's check at start-up reads the revision files' names instead of Alembic
+    (bridge/store/_schema.py): both must name the same head."""
+    assert newest_revision() == head_revision()
+
+
+def test_no_revision_files_means_only_alembic_can_tell(tmp_path: Path) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "versions" / "__init__.py").write_text("")
+    assert newest_revision(tmp_path) is None
+    assert newest_revision(tmp_path / "missing") is None
+    (tmp_path / "versions" / "0002_b.py").write_text("")
+    (tmp_path / "versions" / "0010_c.py").write_text("")
+    (tmp_path / "versions" / "0009_d.pyc").write_text("")
+    assert newest_revision(tmp_path) == "0010"

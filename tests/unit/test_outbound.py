@@ -127,6 +127,34 @@ async def test_the_pipeline_waits_past_outbound_max_and_reads_on_for_the_pubacks
     assert client.window_waits == 1
 
 
+async def test_a_lower_limit_waits_down_to_it_and_a_higher_one_is_outbound_max() -> None:
+    """Start-up's retained messages wait in a window of their own (bridge/app.py
+    ``START_WINDOW``); a limit above ``outbound_max`` does not widen the bound."""
+    client, fake = adapter(window=20, outbound_max=8)
+    client.connected.set()
+    for k in range(6):
+        client.publish(f"p/char/{k}/meta", b"m", retain=True)
+    await asyncio.wait_for(client.wait_window(), 1)  # under outbound_max: no wait
+    waiting = asyncio.create_task(client.wait_window(4))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    puback(client, fake)
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # 5 outstanding
+    puback(client, fake)
+    await asyncio.wait_for(waiting, 1)
+    assert client.outstanding == 4
+    for k in range(6):
+        client.publish(f"p/char/{k}/limits", b"l", retain=True)
+    waiting = asyncio.create_task(client.wait_window(100))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # 10 outstanding: over outbound_max (8)
+    puback(client, fake)
+    puback(client, fake)
+    await asyncio.wait_for(waiting, 1)
+    assert client.outstanding == 8
+
+
 def test_a_qos0_publish_reported_by_paho_does_not_count_as_a_confirmation() -> None:
     client, fake = adapter(window=10)
     client.publish("p/char/1/sample", b"s")

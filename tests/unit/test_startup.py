@@ -6,9 +6,12 @@ paths into the test process itself, so only a new process shows what building a 
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 
 def _run(code: str) -> str:
@@ -59,6 +62,7 @@ def test_openspc_runs_entry_point_installs_the_fast_paths_and_freezes_after_star
             frozen = gc.get_freeze_count()
             started()
             seen.append(gc.get_freeze_count() > frozen)
+            seen.append(gc.get_threshold() == (50_000, 20, 100))  # collects less often
 
         bridge.app.run_bridge = fake_run_bridge
         with tempfile.TemporaryDirectory() as tmp:
@@ -69,4 +73,33 @@ def test_openspc_runs_entry_point_installs_the_fast_paths_and_freezes_after_star
         print(code, *seen)
         """
     )
-    assert out == "False 0 True True"
+    assert out == "False 0 True True True"
+
+
+def test_the_free_heap_goes_back_to_the_system_after_start_up() -> None:
+    """A start-up peak (parsed configuration, retained messages on their way out) freed but
+    held in glibc's heap counts in the bridge's RSS for good unless trimmed (docs/performance.md,
+    "Memory at start-up"); ``freeze_startup_heap`` trims it."""
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    out = _run(
+        """
+        import os
+        from bridge._startup import return_free_heap
+
+        def rss_mb():
+            for line in open(f"/proc/{os.getpid()}/status"):
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1]) / 1024
+
+        peak = [bytes(1000) + bytes([i % 256]) for i in range(60_000)]  # 60 MB, malloc's
+        kept = peak[-1]  # a live block above the freed ones: the heap's top cannot shrink
+        del peak
+        before = rss_mb()
+        trimmed = return_free_heap()
+        print(trimmed, round(before - rss_mb()), len(kept))
+        """
+    )
+    trimmed, released, _ = out.split()
+    assert trimmed == "True"
+    assert int(released) >= 40, out
