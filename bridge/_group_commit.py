@@ -10,7 +10,14 @@ The pipeline used to wait a fixed ``batch_ms`` (5 ms) for a batch to fill, so at
   already goes at once, so that under full load parsing overlaps the write as before.
 
 So a reading waits for at most the write in flight plus its own; at low rates batches are
-small and immediate, under load they grow by themselves up to ``batch_max``. The order of
+small and immediate, under load they grow by themselves up to ``batch_max``.
+
+``min_interval`` (``[bridge] commit_interval_ms``) caps the batches a second: a batch that
+would start sooner than that after the last one waits out the rest first (a full batch goes
+at once), so a steady stream of readings is committed in batches of a few milliseconds'
+worth instead of a transaction for every two or three readings, each with its fixed cost
+(the hand-over to the writer, the engine snapshots, the commit's fsync, the acks' write).
+A reading after a quiet spell goes at once. The order of
 commits, acks and publishes is the pipeline's as before (a write still starts only after the
 previous one has committed). A positive ``batch_ms`` keeps the fixed wait instead
 (docs/configuration.md).
@@ -19,6 +26,7 @@ previous one has committed). A positive ``batch_ms`` keeps the fixed wait instea
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +43,7 @@ async def take_batch(
     writing: asyncio.Future[Any] | None,
     stop: asyncio.Event | None = None,
     taken: Callable[[int], None] = lambda count: None,
+    not_before: float = 0.0,
 ) -> list[Any]:
     """The next batch: at least one item (or [] once ``stop`` is set and nothing waits).
 
@@ -42,6 +51,7 @@ async def take_batch(
     items gathered while a write is retried through an outage are held by the pipeline,
     and its bound (``buffer_max``) must count them (docs/reliability.md). A full batch
     waiting already goes at once: it is parsed while the previous batch is written.
+    ``not_before`` (``time.monotonic()``): a batch that is not full waits until then.
     """
     if max_wait > 0:
         items = await inbox.take(max_items, max_wait, stop)
@@ -49,6 +59,13 @@ async def take_batch(
         return items
     items = await inbox.take(max_items, 0.0, stop)
     taken(len(items))
+    early = not_before - time.monotonic()
+    if early > 0 and len(items) < max_items and not (stop is not None and stop.is_set()):
+        await asyncio.sleep(early)  # at most min_interval: the batches a second are capped
+        if len(inbox):
+            more = await inbox.take(max_items - len(items), 0.0, stop)
+            taken(len(more))
+            items += more
     if writing is None or writing.done() or len(items) >= max_items:
         return items
     # its failure is the pipeline's to see (wait_written); here only its end counts

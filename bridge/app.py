@@ -643,6 +643,7 @@ def _batching(settings: Settings) -> dict[str, Any]:
     return {
         "batch_max": int(b.batch_max),
         "batch_ms": float(b.batch_ms),
+        "commit_interval_ms": float(b.commit_interval_ms),
         "max_payload_bytes": int(b.max_payload_bytes),
     }
 

@@ -346,6 +346,8 @@ class BridgeSettings(_Section):
     metrics_interval: Annotated[float, AfterValidator(_positive)] = 5.0
     batch_max: Annotated[int, AfterValidator(_at_least(1))] = 1000
     batch_ms: Annotated[float, AfterValidator(_at_least(0))] = 0.0  # 0: group commit
+    # at least this long between two batches unless one is full (bridge/_group_commit.py)
+    commit_interval_ms: Annotated[float, AfterValidator(_between(0, 1000))] = 0.0
     buffer_max: Annotated[int, AfterValidator(_at_least(1))] = 100_000
     # history bytes a second, all characteristics together (docs/bridge.md, "history")
     history_budget: Annotated[int, AfterValidator(_at_least(1000))] = 1_000_000

@@ -92,6 +92,7 @@ class Pipeline:
         inbox: Inbox | None = None,
         batch_max: int = 500,
         batch_ms: float = 10.0,
+        commit_interval_ms: float = 0.0,
         max_payload_bytes: int = 65_536,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
@@ -117,6 +118,8 @@ class Pipeline:
         self.acks: AckTracker = link.acks
         self.batch_max = batch_max
         self.batch_wait = batch_ms / 1000.0
+        self.commit_interval = commit_interval_ms / 1000.0  # bridge/_group_commit.py
+        self._batch_at = 0.0  # when the last batch was taken (time.monotonic())
         self.metrics = metrics or Metrics()
         self.clock: Clock = clock or SystemClock()
         self.topics = Topics(prefix)
@@ -239,10 +242,17 @@ class Pipeline:
             # group commit: the batch is what arrived while the last one was written; what
             # is taken counts as held at once (the wait for that write may be an outage)
             items = await take_batch(
-                self.inbox, self.batch_max, wait, self._writing, stop, self.acks.took
+                self.inbox,
+                self.batch_max,
+                wait,
+                self._writing,
+                stop,
+                self.acks.took,
+                not_before=self._batch_at + self.commit_interval,
             )
             if not items:
                 continue
+            self._batch_at = time.monotonic()
             try:
                 await self.process(items)
             except StoreUnavailable:

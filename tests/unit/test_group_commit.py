@@ -99,3 +99,28 @@ async def test_what_is_taken_is_counted_before_the_wait_for_the_write() -> None:
     writing.set_result(None)
     assert await asyncio.wait_for(taking, 1.0) == [1, 2, 3]
     assert sum(held) == 3
+
+
+async def test_a_batch_too_soon_after_the_last_waits_for_the_interval_and_gathers() -> None:
+    """``not_before`` (``commit_interval_ms``): what arrives until then joins the batch."""
+    inbox = inbox_with(1)
+    loop = asyncio.get_running_loop()
+    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, None, not_before=loop.time() + 0.05))
+    await asyncio.sleep(0.01)
+    assert not taking.done()  # too soon after the last batch
+    inbox.put(2)
+    assert await asyncio.wait_for(taking, 1.0) == [1, 2]
+
+
+async def test_a_full_batch_or_a_reading_after_a_quiet_spell_goes_at_once() -> None:
+    loop = asyncio.get_running_loop()
+    full = inbox_with(1, 2, 3)
+    later = loop.time() + 10.0
+    assert await asyncio.wait_for(take_batch(full, 3, 0.0, None, not_before=later), 1.0) == [
+        1,
+        2,
+        3,
+    ]
+    quiet = inbox_with(4)
+    past = loop.time() - 1.0
+    assert await asyncio.wait_for(take_batch(quiet, 3, 0.0, None, not_before=past), 0.1) == [4]
