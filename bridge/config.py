@@ -348,7 +348,9 @@ class BridgeSettings(_Section):
     batch_ms: Annotated[float, AfterValidator(_at_least(0))] = 0.0  # 0: group commit
     # at least this long between two batches unless one is full (bridge/_group_commit.py)
     commit_interval_ms: Annotated[float, AfterValidator(_between(0, 1000))] = 0.0
-    buffer_max: Annotated[int, AfterValidator(_at_least(1))] = 100_000
+    # 10,000: a second or more of readings at plant rates; the broker's session holds the
+    # rest (with 100,000 an overloaded bridge held ~30 MB more; docs/performance.md)
+    buffer_max: Annotated[int, AfterValidator(_at_least(1))] = 10_000
     # history bytes a second, all characteristics together (docs/bridge.md, "history")
     history_budget: Annotated[int, AfterValidator(_at_least(1000))] = 1_000_000
     # QoS 1 publishes not yet taken by the broker before the pipeline waits

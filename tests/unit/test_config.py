@@ -65,7 +65,7 @@ def test_an_empty_file_gives_every_default(tmp_path: Path) -> None:
         65536,
         5.0,
     )
-    assert (bridge.batch_max, bridge.batch_ms, bridge.buffer_max) == (1000, 0.0, 100000)
+    assert (bridge.batch_max, bridge.batch_ms, bridge.buffer_max) == (1000, 0.0, 10000)
     assert bridge.sparkplug_edge.model_dump() == {
         "enabled": False,
         "group": "OpenSPC",
