@@ -6,8 +6,8 @@ await of a database round trip waits a whole turn of the loop: a round of heartb
 renewals (a dozen round trips and more) took longer than the lease, so a saturated node let
 its own leases lapse, stopped all its partitions and took them again, again and again
 (``openspc bench --workers``, docs/performance.md). :class:`LeaseKeeper` renews from a
-thread with an event loop and a PostgreSQL connection of its own, in one transaction of
-three statements a tick, whatever the node's loop is doing. The GIL still has to be taken,
+thread with an event loop and a PostgreSQL connection of its own, in one transaction a
+tick, whatever the node's loop is doing. The GIL still has to be taken,
 but a waiting thread gets it within the interpreter's switch interval (5 ms).
 
 It keeps a lease only while the node's event loop turns: it asks the loop for a sign each
@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bridge.cluster._leases import heartbeat, renew_all
 
 __all__ = ["LOOP_STALL_S", "KeeperView", "LeaseKeeper"]
 
@@ -36,23 +37,6 @@ LOOP_STALL_S = 20.0
 """How long the node's event loop may go without a turn before its leases are let go (far
 beyond a turn under full load, about a second; a loop that stuck is hung); a longer lease
 than this is waited for whole."""
-
-_HEARTBEAT = text(
-    "INSERT INTO cluster_nodes (node, started_at, expires_at)"
-    " VALUES (:n, clock_timestamp(), clock_timestamp() + make_interval(secs => :s))"
-    " ON CONFLICT (node) DO UPDATE SET expires_at = EXCLUDED.expires_at"
-)
-_RENEW_ALL = text(
-    # one statement for every lease held; a renewal changes expires_at only, so it never
-    # waits behind the partitions' batches (their FOR KEY SHARE, bridge/cluster/_leases.py)
-    "UPDATE cluster_leases AS l"
-    " SET expires_at = clock_timestamp() + make_interval(secs => :s)"
-    " FROM unnest(CAST(:ks AS integer[]), CAST(:ts AS bigint[])) AS h(k, t)"
-    " WHERE l.partition_id = h.k AND l.token = h.t AND l.owner = :n"
-    " RETURNING l.partition_id, l.token"
-)
-_FORGET = text("DELETE FROM cluster_nodes WHERE expires_at < clock_timestamp() - interval '1 hour'")
-_LIVE = text("SELECT node FROM cluster_nodes WHERE expires_at > clock_timestamp() ORDER BY node")
 
 
 @dataclass
@@ -193,28 +177,15 @@ class LeaseKeeper:
             held = {}
         asked = time.monotonic()
         try:
-            async with engine.begin() as conn:
-                await conn.execute(_HEARTBEAT, {"n": self.node, "s": self.seconds})
-                await conn.execute(_FORGET)
-                rows = (
-                    await conn.execute(
-                        _RENEW_ALL,
-                        {
-                            "n": self.node,
-                            "s": self.seconds,
-                            "ks": list(held),
-                            "ts": list(held.values()),
-                        },
-                    )
-                ).all()
-                live = [str(n) for n in (await conn.scalars(_LIVE)).all()]
+            async with engine.begin() as conn:  # one transaction a tick
+                live = await heartbeat(conn, self.node, self.seconds)
+                kept = await renew_all(conn, self.node, self.seconds, held)
         except Exception as exc:  # the database away: the leases run out, fencing holds
             with self._lock:
                 if self._view.error is None:
                     log.warning("node %r could not renew its leases: %s", self.node, exc)
                 self._view.error = str(exc)
             return
-        kept = {(int(r[0]), int(r[1])) for r in rows}
         with self._lock:
             if stalled <= self.loop_stall_s:  # a renewal that renewed what the node holds
                 self._view.renewed_at = asked

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bridge.errors import CommandElsewhere, CommandRejected, StoreUnavailable
 from bridge.store import Store, UnitOfWork, ViolationRecord
@@ -198,9 +198,14 @@ _HEARTBEAT = text(
 )
 _LIVE = text("SELECT node FROM cluster_nodes WHERE expires_at > clock_timestamp() ORDER BY node")
 _FORGET = text("DELETE FROM cluster_nodes WHERE expires_at < clock_timestamp() - interval '1 hour'")
-_RENEW = text(
-    "UPDATE cluster_leases SET expires_at = clock_timestamp() + make_interval(secs => :s)"
-    " WHERE partition_id = :k AND owner = :n AND token = :t RETURNING token"
+_RENEW_ALL = text(
+    # one statement for every lease held; a renewal changes expires_at only, so it never
+    # waits behind the partitions' batches (their FOR KEY SHARE, above)
+    "UPDATE cluster_leases AS l"
+    " SET expires_at = clock_timestamp() + make_interval(secs => :s)"
+    " FROM unnest(CAST(:ks AS integer[]), CAST(:ts AS bigint[])) AS h(k, t)"
+    " WHERE l.partition_id = h.k AND l.token = h.t AND l.owner = :n"
+    " RETURNING l.partition_id, l.token"
 )
 _ACQUIRE = text(
     # one statement for every partition taken (each round trip of a busy node's loop waits
@@ -227,6 +232,27 @@ _VIEW = text(
 )
 
 
+async def heartbeat(conn: AsyncConnection, node: str, seconds: float) -> list[str]:
+    """Say ``node`` is alive (until now + ``seconds``), forget nodes long gone; the live
+    nodes, by name. In the caller's transaction."""
+    await conn.execute(_HEARTBEAT, {"n": node, "s": seconds})
+    await conn.execute(_FORGET)
+    return [str(n) for n in (await conn.scalars(_LIVE)).all()]
+
+
+async def renew_all(
+    conn: AsyncConnection, node: str, seconds: float, held: Mapping[int, int]
+) -> set[tuple[int, int]]:
+    """Renew every lease ``node`` holds (partition -> token) in one statement; the
+    (partition, token) pairs still its own. In the caller's transaction."""
+    rows = (
+        await conn.execute(
+            _RENEW_ALL, {"n": node, "s": seconds, "ks": list(held), "ts": list(held.values())}
+        )
+    ).all()
+    return {(int(r[0]), int(r[1])) for r in rows}
+
+
 class Leases:
     """The lease table, for one node. Each call is its own short transaction."""
 
@@ -240,24 +266,12 @@ class Leases:
         async with self.engine.begin() as conn:
             await conn.execute(_ENSURE, {"last": self.partitions - 1})
 
-    async def heartbeat(self) -> list[str]:
-        """Say this node is alive (until now + lease); the live nodes, by name."""
-        async with self.engine.begin() as conn:
-            await conn.execute(_HEARTBEAT, {"n": self.node, "s": self.seconds})
-            await conn.execute(_FORGET)
-            return [str(n) for n in (await conn.scalars(_LIVE)).all()]
-
     async def renew(self, held: dict[int, int]) -> set[int]:
-        """Renew the leases held (partition -> token); returns those still ours."""
-        kept: set[int] = set()
+        """Renew the leases held (partition -> token); returns those still ours. (A running
+        node renews from its keeper's thread: bridge/cluster/_keeper.py.)"""
         async with self.engine.begin() as conn:
-            for k, token in sorted(held.items()):
-                got = await conn.scalar(
-                    _RENEW, {"k": k, "n": self.node, "t": token, "s": self.seconds}
-                )
-                if got is not None:
-                    kept.add(k)
-        return kept
+            kept = await renew_all(conn, self.node, self.seconds, held)
+        return {k for k, _ in kept}
 
     async def acquire(self, want: int, skip: Collection[int]) -> dict[int, int]:
         """Take up to ``want`` free (or expired) partitions, lowest first, none of ``skip``
