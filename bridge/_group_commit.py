@@ -12,8 +12,8 @@ The pipeline used to wait a fixed ``batch_ms`` (5 ms) for a batch to fill, so at
 So a reading waits for at most the write in flight plus its own; at low rates batches are
 small and immediate, under load they grow by themselves up to ``batch_max``.
 
-``min_interval`` (``[bridge] commit_interval_ms``) caps the batches a second: a batch that
-would start sooner than that after the last one waits out the rest first (a full batch goes
+``not_before`` (the last batch's start plus ``[bridge] commit_interval_ms``) caps the
+batches a second: a batch that would start sooner waits out the rest first (a full batch goes
 at once), so a steady stream of readings is committed in batches of a few milliseconds'
 worth instead of a transaction for every two or three readings, each with its fixed cost
 (the hand-over to the writer, the engine snapshots, the commit's fsync, the acks' write).
@@ -61,7 +61,7 @@ async def take_batch(
     taken(len(items))
     early = not_before - time.monotonic()
     if early > 0 and len(items) < max_items and not (stop is not None and stop.is_set()):
-        await asyncio.sleep(early)  # at most min_interval: the batches a second are capped
+        await asyncio.sleep(early)  # at most commit_interval_ms: the batches a second are capped
         if len(inbox):
             more = await inbox.take(max_items - len(items), 0.0, stop)
             taken(len(more))

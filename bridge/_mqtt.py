@@ -153,7 +153,7 @@ class MqttOptions:
     lean_inbound: bool = False
     # with lean_inbound: the Maximum Packet Size announced in CONNECT and the splitter's bound
     max_packet: int = 16 * 1024 * 1024
-    # a publishing connection of a SplitLink ("events", "state"; bridge/_split_link.py): named
+    # a publishing connection of a SplitLink ("results", "history"; bridge/_split_link.py): named
     # in its log lines; "" for the bridge's main (readings) connection
     role: str = ""
 

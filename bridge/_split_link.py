@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from bridge._mqtt import MqttClient, MqttOptions
@@ -246,20 +246,20 @@ class SplitLink:
         await self.readings.start(wait_s)
 
     async def wait_confirmed(self, wait_s: float) -> bool:
-        deadline = time.monotonic() + wait_s
-        confirmed = True
-        for link in self._all:
-            left = max(0.0, deadline - time.monotonic())
-            confirmed = await link.wait_confirmed(left) and confirmed
-        return confirmed
+        return await self._each(MqttClient.wait_confirmed, wait_s)
 
     async def flush(self, wait_s: float) -> bool:
+        return await self._each(MqttClient.flush, wait_s)
+
+    async def _each(
+        self, wait: Callable[[MqttClient, float], Awaitable[bool]], wait_s: float
+    ) -> bool:
+        """``wait`` on every connection in turn, all within ``wait_s``; True if all were."""
         deadline = time.monotonic() + wait_s
-        flushed = True
+        done = True
         for link in self._all:
-            left = max(0.0, deadline - time.monotonic())
-            flushed = await link.flush(left) and flushed
-        return flushed
+            done = await wait(link, max(0.0, deadline - time.monotonic())) and done
+        return done
 
     async def stop(self) -> None:
         """The publishing connections first (each waits for its DISCONNECT), then readings."""

@@ -170,7 +170,7 @@ class Topics:
 
     def node_metrics(self, node: str) -> str:
         """``<prefix>/bridge/nodes/<node>/metrics``: a cluster node's metrics."""
-        return f"{self.prefix}/bridge/nodes/{node}/metrics"
+        return f"{self.node(node)}/metrics"
 
     @property
     def node_metrics_filter(self) -> str:
