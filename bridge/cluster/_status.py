@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as paho
 
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
+from bridge.app import _mqtt_options
 from bridge.config import Settings
 from bridge.wire import Topics
 from bridge.wire.payloads import cluster_payload, dumps, encode_status, iso_z
@@ -166,19 +168,16 @@ class _SharedStatus(MqttClient):
 
 
 def _options(settings: Settings, client_id: str, status_topic: str) -> MqttOptions:
-    b = settings.broker
-    password = b.password
-    return MqttOptions(
-        host=b.host,
-        port=b.port,
+    """A status connection: the bridge's own connection options (``[broker]``:
+    bridge/app.py) with its own client id and status topic, read by paho (its metrics
+    subscription is taken in ``_OwnStatus._receive``)."""
+    return replace(
+        _mqtt_options(settings),
         client_id=client_id,
-        username=b.username,
-        password=str(password) if password is not None else None,
-        tls=bool(b.tls),
-        keepalive=int(b.keepalive),
         receive_maximum=100,
         status_topic=status_topic,
         status_payload=encode_status,
+        lean_inbound=False,
     )
 
 
