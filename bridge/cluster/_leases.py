@@ -216,19 +216,29 @@ _ACQUIRE = text(
     " OR expires_at <= clock_timestamp())"
     " AND NOT (partition_id = ANY(CAST(:skip AS integer[])))"
     " ORDER BY partition_id LIMIT :want FOR UPDATE SKIP LOCKED)"
-    " UPDATE cluster_leases AS l SET owner = :n, token = l.token + 1,"
+    " UPDATE cluster_leases AS l SET owner = :n, token = l.token + 1, serving = false,"
     " expires_at = clock_timestamp() + make_interval(secs => :s)"
     " FROM free WHERE l.partition_id = free.partition_id"
     " RETURNING l.partition_id, l.token"
 )
 _RELEASE = text(
-    "UPDATE cluster_leases SET owner = NULL, expires_at = NULL"
+    "UPDATE cluster_leases SET owner = NULL, expires_at = NULL, serving = false"
     " WHERE partition_id = :k AND owner = :n AND token = :t"
+)
+_SERVING = text(
+    # the partitions whose pipeline has started: subscribed, so readings sent to them now
+    # wait in their session even on its very first start (docs/scale-out.md)
+    "UPDATE cluster_leases AS l SET serving = true"
+    " FROM unnest(CAST(:ks AS integer[]), CAST(:ts AS bigint[])) AS h(k, t)"
+    " WHERE l.partition_id = h.k AND l.token = h.t AND l.owner = :n"
+    " AND l.expires_at > clock_timestamp()"
+    " RETURNING l.partition_id"
 )
 _LEAVE = text("DELETE FROM cluster_nodes WHERE node = :n")
 _VIEW = text(
     "SELECT partition_id, owner FROM cluster_leases"
-    " WHERE owner IS NOT NULL AND expires_at > clock_timestamp() ORDER BY partition_id"
+    " WHERE owner IS NOT NULL AND serving AND expires_at > clock_timestamp()"
+    " ORDER BY partition_id"
 )
 
 
@@ -287,12 +297,24 @@ class Leases:
         async with self.engine.begin() as conn:
             await conn.execute(_RELEASE, {"k": k, "n": self.node, "t": token})
 
+    async def mark_serving(self, held: Mapping[int, int]) -> set[int]:
+        """Say the partitions held (partition -> token) are served: their pipelines have
+        started. Returns those marked (a lease lost meanwhile is not)."""
+        if not held:
+            return set()
+        ks = sorted(held)
+        params = {"n": self.node, "ks": ks, "ts": [held[k] for k in ks]}
+        async with self.engine.begin() as conn:
+            rows: Any = (await conn.execute(_SERVING, params)).all()
+        return {int(r.partition_id) for r in rows}
+
     async def leave(self) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(_LEAVE, {"n": self.node})
 
     async def view(self) -> tuple[list[str], dict[int, str]]:
-        """Live nodes, and partition -> owner of every lease in force."""
+        """Live nodes, and partition -> owner of every lease in force whose partition is
+        served (its pipeline started)."""
         async with self.engine.begin() as conn:
             live = [str(n) for n in (await conn.scalars(_LIVE)).all()]
             rows: Any = (await conn.execute(_VIEW)).all()

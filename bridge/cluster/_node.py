@@ -73,6 +73,7 @@ class _Partition:
     link: MqttClient | None = None
     bridge: Bridge | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    served: bool = False  # marked serving in its lease row (shown on bridge/cluster)
 
     def abort(self) -> None:
         """The lease is lost: drop the connection (nothing more is acknowledged; the broker
@@ -99,7 +100,8 @@ class ClusterNode:
         self.held: dict[int, _Partition] = {}
         # being handed over: still renewed until their pipeline has finished, then released
         self.leaving: dict[int, _Partition] = {}
-        self._handovers: set[asyncio.Task[None]] = set()
+        # hand-overs under way, and partitions being announced (_announce)
+        self._background: set[asyncio.Task[None]] = set()
         self.links = NodeLinks(settings)
         self._began = time.monotonic()
         self._retired: dict[str, int] = {}  # counters of the partitions that have stopped
@@ -164,7 +166,7 @@ class ClusterNode:
         finally:
             for part in [*self.held.values(), *self.leaving.values()]:
                 part.abort()
-            for task in self._handovers:
+            for task in self._background:
                 task.cancel()
             await keeper.stop()
             await engine.dispose()
@@ -197,14 +199,38 @@ class ClusterNode:
             got = await leases.acquire(share - len(self.held), set(self.held | self.leaving))
             for k, token in sorted(got.items()):
                 self._start(k, token)
-            live, owners = await leases.view()
-            self._live = list(live) if live and live[0] == self.node else None
-            if live and live[0] == self.node:
-                nodes: dict[str, list[int]] = {n: [] for n in live} | owners_view(owners)
-                self.links.publish_cluster({n: nodes[n] for n in live}, self.clock())
+            await self._mark_serving()
+            await self._publish_view()
         except Exception as exc:  # the database away: the leases run out, fencing holds
             log.warning("cluster round of node %r failed: %s", self.node, exc)
             self._give_up_unrenewed()
+
+    async def _publish_view(self) -> None:
+        """The first live node publishes who serves what on bridge/cluster."""
+        assert self._leases is not None
+        live, owners = await self._leases.view()
+        self._live = list(live) if live and live[0] == self.node else None
+        if live and live[0] == self.node:
+            nodes: dict[str, list[int]] = {n: [] for n in live} | owners_view(owners)
+            self.links.publish_cluster({n: nodes[n] for n in live}, self.clock())
+
+    async def _mark_serving(self) -> None:
+        """Mark the partitions whose pipeline has started as served (their sessions are
+        subscribed): only those are shown on bridge/cluster (docs/scale-out.md)."""
+        assert self._leases is not None
+        due = {k: p.token for k, p in self.held.items() if p.started.is_set() and not p.served}
+        for k in await self._leases.mark_serving(due):
+            part = self.held.get(k)
+            if part is not None and part.token == due[k]:
+                part.served = True
+
+    async def _announce(self) -> None:
+        """A partition has started: mark it and show it at once, not a round later."""
+        try:
+            await self._mark_serving()
+            await self._publish_view()
+        except Exception as exc:  # the round tries again
+            log.debug("node %r: marking partitions served failed: %s", self.node, exc)
 
     def _give_up_unrenewed(self) -> None:
         """Cut off from the database for a whole lease: the leases have run out (their time
@@ -307,6 +333,9 @@ class ClusterNode:
             await bridge.close()
             raise
         part.started.set()
+        announce = asyncio.create_task(self._announce(), name=f"announce-{part.number}")
+        self._background.add(announce)
+        announce.add_done_callback(self._background.discard)
         await bridge.run(part.stop)
 
     def _hand_over(self, k: int) -> None:
@@ -315,8 +344,8 @@ class ClusterNode:
         self.leaving[k] = part
         part.stop.set()
         task = asyncio.create_task(self._release_when_done(part), name=f"hand-over-{k}")
-        self._handovers.add(task)
-        task.add_done_callback(self._handovers.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _release_when_done(self, part: _Partition) -> None:
         k = part.number
@@ -343,7 +372,7 @@ class ClusterNode:
         for k in list(self.held):
             self._hand_over(k)
         # the keeper renews the leases until each partition has finished and released it
-        await asyncio.gather(*self._handovers, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._keeper is not None:
             await self._keeper.stop()  # no heartbeat after the node has left
         with contextlib.suppress(Exception):

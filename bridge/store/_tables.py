@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -178,6 +179,8 @@ cluster_leases = Table(
     Column("owner", String(200), nullable=True),
     Column("token", BigInteger, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
+    # set once the owner's pipeline has started (subscribed): bridge/cluster shows only these
+    Column("serving", Boolean, nullable=False, server_default=false()),
 )
 
 # One row per live node, renewed with its leases: the nodes the partitions are spread over.

@@ -109,8 +109,8 @@ async def test_acks_are_carried_out_once_by_the_right_partition_and_status_tells
         assert node_b["online"] is True
         stop_b.set()
         await asyncio.wait_for(task_b, TIMEOUT)
-        await probe.wait_until(lambda: list(_view(probe, prefix)) == ["a"], TIMEOUT)
-        assert _view(probe, prefix) == {"a": [0, 1, 2, 3]}
+        # b's partitions are shown as a's once a has resumed them (subscribed)
+        await probe.wait_until(lambda: _view(probe, prefix) == {"a": [0, 1, 2, 3]}, TIMEOUT)
         last_b = probe.matching(f"{prefix}/bridge/nodes/b")[-1].json()
         assert last_b["online"] is False
         await probe.wait_until(
@@ -246,11 +246,15 @@ async def test_metrics_are_each_nodes_partitions_summed_on_its_own_topic(
         # bridge/metrics: the whole cluster's, both nodes' summed (published by "a")
         whole = await probe.wait_for(
             f"{prefix}/bridge/metrics",
-            lambda m: m.get("nodes") == ["a", "b"] and m.get("readings_received") == 10,
+            # a node's figures may be taken between a reading's arrival and its sample
+            lambda m: (
+                m.get("nodes") == ["a", "b"]
+                and m.get("readings_received") == 10
+                and m.get("samples") == 10
+            ),
             within=TIMEOUT,
         )
         assert whole[-1]["cluster"] is True
-        assert whole[-1]["samples"] == 10
         assert whole[-1]["partitions"] == [0, 1, 2, 3]
         assert whole[-1]["buffer_max"] == latest("a")["buffer_max"] + latest("b")["buffer_max"]
         assert whole[-1]["connected"] is True

@@ -94,6 +94,26 @@ def _check(scenario: str, gauges: list[Gauge], samples: list[StoredSample]) -> N
         assert [s.ts_ms for s in mine] == sorted(s.ts_ms for s in mine), "out of order"
 
 
+def _wait_stored(dsn: str, gauges: list[Gauge], nodes: list[BridgeProcess]) -> None:
+    """Every acknowledged reading stored, or a failure that tells late from lost: each
+    characteristic's count and its first readings missing, with the nodes' last log lines."""
+    total = sum(len(g.acked) for g in gauges)
+    try:
+        wait_until(lambda: len(pg_samples(dsn)) >= total, 30, "every reading stored")
+    except AssertionError:
+        samples = pg_samples(dsn)
+        lines = []
+        for cid, gauge in enumerate(gauges, start=1):
+            stored = {s.ts_ms for s in samples if s.characteristic_id == cid}
+            missing = sorted(set(gauge.acked) - stored)
+            lines.append(
+                f"characteristic {cid}: {len(stored)} of {len(gauge.acked)} stored,"
+                f" missing {len(missing)}: {missing[:5]}...{missing[-3:]}"
+            )
+        logs = "\n".join(n.log_text()[-4000:] for n in nodes)
+        raise AssertionError("\n".join(lines) + "\n" + logs) from None
+
+
 def _run_scenario(
     scenario: str,
     broker: MosquittoProcess,
@@ -151,8 +171,7 @@ def _run_scenario(
             wait_until(lambda: _balanced(_cluster(rec, prefix), {"a", "b", "c"}), 20, "c joins")
         for gauge in gauges:
             gauge.wait_done(60)
-        total = sum(len(g.acked) for g in gauges)
-        wait_until(lambda: len(pg_samples(dsn)) >= total, 30, "every reading stored")
+        _wait_stored(dsn, gauges, [a, b])
         time.sleep(0.5)  # anything stored twice would show now
         _check(scenario, gauges, pg_samples(dsn))
         logs = a.log_text() + b.log_text()

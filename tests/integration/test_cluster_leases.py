@@ -24,7 +24,7 @@ LEASE = 2.0
 @pytest.fixture
 async def url(postgres: PostgresCluster) -> AsyncIterator[str]:
     async with fresh_pg_database(postgres) as db_url:
-        store = await Store.open(db_url)  # the schema, 0008 included
+        store = await Store.open(db_url)  # the schema, 0008 and 0009 included
         await store.register_characteristics({1: "a"}, datetime.now(UTC))
         await store.close()
         yield db_url
@@ -65,8 +65,17 @@ async def test_a_takeover_fences_the_old_owner_and_tokens_only_grow(url: str) ->
             state = await conn.scalar(text("SELECT engine_state FROM characteristics WHERE id=1"))
         assert state == {"n": 3}
         live, owners = await b.view()
-        assert owners == {0: "b", 1: "b"}
+        assert owners == {}  # taken, but no pipeline has started: not shown yet
         assert live == []  # nobody said a heartbeat
+        assert await a.mark_serving(got_a) == set()  # not a's any more
+        assert await b.mark_serving({0: got_b[0], 1: got_a[1]}) == {0}  # 1: an old token
+        assert (await b.view())[1] == {0: "b"}
+        assert await b.mark_serving(got_b) == {0, 1}
+        assert (await b.view())[1] == {0: "b", 1: "b"}
+        await b.release(0, got_b[0])
+        assert (await b.view())[1] == {1: "b"}
+        got_b |= await b.acquire(1, {1})  # taken again: not served until marked again
+        assert (await b.view())[1] == {1: "b"}
     finally:
         await engine.dispose()
 
