@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -70,28 +69,53 @@ class BatchWriter(Protocol):
     async def close(self) -> None: ...
 
 
-_last_datetime: list[Any] = [None, None]  # the last datetime converted, and its text
-_last_lock = threading.Lock()
+_last_datetime: tuple[Any, str | None] = (None, None)  # the last datetime converted, its text
 
 
 def sqlite_datetime(value: datetime | None) -> str | None:
     """What SQLAlchemy's SQLite DATETIME stores (``2026-01-01 06:00:00.000000``, UTC),
     from the C ``isoformat`` rather than a ``%`` format of seven fields. A reading without
-    a source ``ts`` has one datetime object for ``ts`` and ``received_at``: converted once."""
+    a source ``ts`` has one datetime object for ``ts`` and ``received_at``: converted once.
+    (The writer's thread and the loop's both call it: the cache is one tuple, read and
+    replaced whole, so neither sees another's half.)"""
+    global _last_datetime  # a one-entry cache, replaced atomically
     if value is None:
         return None
-    with _last_lock:  # the writer's thread and the loop's (the SQLAlchemy path) both call it
-        if value is _last_datetime[0]:
-            return str(_last_datetime[1])
-        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        _last_datetime[0], _last_datetime[1] = value, text
-        return text
+    last = _last_datetime
+    if value is last[0]:
+        return last[1]
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    text = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+    _last_datetime = (value, text)
+    return text
 
 
 _Processor = Callable[[Any], Any] | None
-_DRIVER_SQL: dict[
-    tuple[str, str, tuple[str, ...], bool], tuple[str, list[_Processor], tuple[Any, ...]]
-] = {}
+_Convert = Callable[[Iterable[Any]], list[tuple[Any, ...]]]
+_DRIVER_SQL: dict[tuple[str, str, tuple[str, ...], bool], tuple[str, _Convert]] = {}
+
+
+def _converter(
+    getters: Sequence[str], processors: Sequence[_Processor], tail: tuple[Any, ...]
+) -> _Convert:
+    """One function that turns rows into the driver's tuples: ``getters`` are the Python
+    expressions of each value of row ``r`` (``r['ts']``, ``r[1]``), each bound by its
+    processor (None: as it is), then the ``tail`` of defaulted values. Generated once per
+    statement: one tuple display a row, no loop over the columns (a row of ``samples`` cost
+    4 us through a loop of the columns, docs/performance.md)."""
+    names: dict[str, Any] = {"_tail": tail}
+    parts = []
+    for i, (get, process) in enumerate(zip(getters, processors, strict=True)):
+        if process is None:
+            parts.append(get)
+        else:
+            names[f"_p{i}"] = process
+            parts.append(f"_p{i}({get})")
+    body = f"({', '.join(parts)},)" + (" + _tail" if tail else "")
+    code = f"def convert(rows):\n    return [{body} for r in rows]\n"
+    exec(code, names)  # noqa: S102  # our own column names and processors, never input
+    convert: _Convert = names["convert"]
+    return convert
 
 
 def driver_rows(
@@ -112,13 +136,11 @@ def driver_rows(
     cache_key = (dialect.name, table.name, keys, dollar)
     cached = _DRIVER_SQL.get(cache_key)
     if cached is None:
-        cached = _DRIVER_SQL[cache_key] = _insert_for(table, keys, dialect, dollar=dollar)
-    sql, processors, tail = cached
-    pairs = list(zip(keys, processors, strict=True))
-    params = [tuple([row[k] if p is None else p(row[k]) for k, p in pairs]) for row in rows]
-    if tail:
-        params = [values + tail for values in params]
-    return sql, params
+        sql, processors, tail = _insert_for(table, keys, dialect, dollar=dollar)
+        getters = [f"r[{k!r}]" for k in keys]
+        cached = _DRIVER_SQL[cache_key] = (sql, _converter(getters, processors, tail))
+    sql, convert = cached
+    return sql, convert(rows)
 
 
 def _insert_for(
@@ -168,12 +190,10 @@ def driver_update(
         sets = ", ".join(f"{quote(k)} = {m}" for k, m in zip(columns, marks, strict=False))
         sql = f"UPDATE {quote(table.name)} SET {sets} WHERE {quote('id')} = {marks[-1]}"  # noqa: S608  # names of our own Table
         processors = [_bind_processor(table, k, dialect) for k in names]
-        cached = _DRIVER_SQL[cache_key] = (sql, processors, ())
-    sql, processors, _ = cached
-    return sql, [
-        tuple([v if p is None else p(v) for v, p in zip(row, processors, strict=True)])
-        for row in rows
-    ]
+        getters = [f"r[{i}]" for i in range(len(names))]
+        cached = _DRIVER_SQL[cache_key] = (sql, _converter(getters, processors, ()))
+    sql, convert = cached
+    return sql, convert(rows)
 
 
 def _bind_processor(table: Table, key: str, dialect: Dialect) -> _Processor:
