@@ -150,6 +150,10 @@ class BenchReport:
     plant_rss_max_mb: float = 0.0
     plant_outstanding_max: int = 0
     plant_bridge_cpu_s: float = 0.0
+    # the rest of the machine's work in that run: what the bridge did not get of two cores
+    plant_broker_cpu_s: float = 0.0
+    plant_publisher_cpu_s: float = 0.0
+    plant_subscriber_cpu_s: float = 0.0
     plant_killed: str = ""  # why the bench stopped the bridge early, if it did
     workers_runs: list[WorkersRun] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -874,6 +878,7 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
             time.sleep(1.0)
             report.plant_rss_start_mb = round(_rss_mb(bridge.pid), 1)
             cpu0 = _cpu_s(bridge.pid)
+            broker0 = _cpu_s(options.broker_pid)
             sampler = _Sampler(bridge.pid, watcher, metrics, options.plant_rss_limit_mb)
             try:
                 pub, sub = _relay_or_bridge(
@@ -888,6 +893,9 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
                     timeout_s=layout.readings / rate + options.plant_wait_s + 300,
                     give_up_s=layout.readings / rate + options.plant_wait_s,
                 )
+                report.plant_broker_cpu_s = round(_cpu_s(options.broker_pid) - broker0, 2)
+                report.plant_publisher_cpu_s = round(pub.cpu_s, 2)
+                report.plant_subscriber_cpu_s = round(sub.cpu_s, 2)
                 if bridge.poll() is None:
                     report.plant_bridge_cpu_s = round(_cpu_s(bridge.pid) - cpu0, 2)
                     time.sleep(1.5)  # one more metrics message
@@ -1005,6 +1013,11 @@ def _plant_rows(r: BenchReport) -> list[_Row]:
     )
     row("  publishes outstanding, max", f"{r.plant_outstanding_max:,}")
     row("  bridge CPU during the run", f"{r.plant_bridge_cpu_s:,.1f} s")
+    row(
+        "  broker / publisher / subscriber CPU",
+        f"{r.plant_broker_cpu_s:,.1f} / {r.plant_publisher_cpu_s:,.1f} /"
+        f" {r.plant_subscriber_cpu_s:,.1f} s",
+    )
     return rows
 
 
