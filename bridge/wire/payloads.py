@@ -13,8 +13,8 @@ encoded (a sample's JSON is made once, by the pipeline, and kept in the retained
 :func:`encode_sample` and :func:`encode_history` give the same bytes as
 ``encode(kind, payload)`` would, without decoding or encoding the samples again. A sample's
 JSON itself (:func:`sample_json`) and a violation's (:func:`violation_json`) are written
-straight from their fields: byte for byte what ``dumps`` of their payload gives, without the
-dict and the ``json`` encoder a message (docs/performance.md).
+straight from their fields: byte for byte what ``dumps`` of their payload gives, without a
+dict and a ``json`` encoder for each message (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -287,8 +287,8 @@ def sample_json(
 ) -> bytes:
     """The ``sample`` payload as compact JSON, written from its fields: the bytes
     ``dumps(sample_payload(...))`` gives for the same arguments (keys, their order, numbers,
-    escapes; a reading that is not finite raises ``ValueError`` as ``dumps`` does), in a
-    fraction of the time (docs/performance.md). The chart families with a plotted point of
+    escapes; a reading that is not finite raises ``ValueError`` as ``dumps`` does), in about
+    two thirds of the time (docs/performance.md). The chart families with a plotted point of
     their own (docs/spc.md) go through the dict."""
     if chart is not None and chart not in SHEWHART_CHARTS:
         return dumps(
