@@ -32,14 +32,16 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class SampleRecorded:
     """A sample was judged and stored; ``received`` is the monotonic time its last reading
-    arrived (for the latency metric), None when unknown; ``payload`` the ``sample`` payload
-    (built once, for every subscriber), ``encoded`` its JSON (encoded once)."""
+    arrived (for the latency metric), None when unknown; ``encoded`` the ``sample`` payload's
+    JSON (made once, by the producer: the pipeline writes it from the fields with
+    ``bridge.wire.payloads.sample_json``); ``payload`` the payload as a dict when a producer
+    made one instead. With neither, the encoders make the JSON from ``sample``."""
 
     sample_id: int
     sample: SampleProcessed
     received: float | None = None
     payload: dict[str, Any] = field(default_factory=dict)
-    encoded: bytes = b""  # ``payload`` as compact JSON, when the producer encoded it
+    encoded: bytes = b""  # the payload as compact JSON, when the producer encoded it
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from math import isfinite
 from typing import Any, Final
 
 from engine._errors import IncompatibleState, ReadingKindMismatch, ZeroDispersion
@@ -31,9 +32,9 @@ from engine._types import (
     EngineEvent,
     Method,
     RuleConfig,
-    SampleProcessed,
     ViolationRaised,
     Zone,
+    new_sample,
 )
 from engine.charts import ChartFamily, VariablesFamily, check_chart, default_chart
 
@@ -443,19 +444,25 @@ class CharacteristicEngine:
     def _complete(self, values: tuple[float, ...], ts: datetime, out: list[EngineEvent]) -> None:
         """A subgroup is full: compute its point, judge it, and report."""
         window = self._window
-        x, r = self._statistic(values)
+        r: float | None
+        try:  # _statistic, inlined: the hot path
+            x, r = self._point(values, window)
+        except (OverflowError, ValueError):  # fsum of infinities, or of huge numbers
+            r = x = math.nan
+        if not (isfinite(x) and (r is None or isfinite(r))):
+            raise ValueError(f"subgroup {values!r} holds a reading that is not a finite number")
         window.append(x)
         seq = self._seq + 1
         self._seq = seq
         cid = self._cid
         if self._limits is None:
-            out.append(SampleProcessed(cid, seq, ts, x, values, r, None, None, _NONE, _NONE))
+            out.append(new_sample(cid, seq, ts, x, values, r, None, None, _NONE, _NONE))
             self._grow_baseline(values, ts, out)
             return
         code, fail = self._advance(x)
         range_fails = r is not None and self._r1 and (r > self._rucl or r < self._rlcl)
         out.append(
-            SampleProcessed(
+            new_sample(
                 cid,
                 seq,
                 ts,

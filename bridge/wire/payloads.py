@@ -11,7 +11,10 @@ numbers only (NaN never leaves the bridge).
 The ``sample`` and ``history`` messages, the bridge's hottest, are joined from bytes already
 encoded (a sample's JSON is made once, by the pipeline, and kept in the retained history):
 :func:`encode_sample` and :func:`encode_history` give the same bytes as
-``encode(kind, payload)`` would, without decoding or encoding the samples again.
+``encode(kind, payload)`` would, without decoding or encoding the samples again. A sample's
+JSON itself (:func:`sample_json`) and a violation's (:func:`violation_json`) are written
+straight from their fields: byte for byte what ``dumps`` of their payload gives, without a
+dict and a ``json`` encoder for each message (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 from bridge.domain import (
@@ -39,6 +43,7 @@ from engine import (
     RuleConfig,
     SampleProcessed,
     ViolationRaised,
+    Zone,
     figure,
     limits_payload,
     plotted_value,
@@ -89,10 +94,12 @@ __all__ = [
     "point_fields",
     "reply_payload",
     "rules_payload",
+    "sample_json",
     "sample_payload",
     "status_payload",
     "stored_sample_payload",
     "stored_violation_payload",
+    "violation_json",
     "violation_payload",
 ]
 
@@ -123,7 +130,10 @@ def iso_z(ts: datetime) -> str:
         raise ValueError(f"naive datetime {ts!r}: timestamps must be timezone-aware")
     if ts.utcoffset():
         ts = ts.astimezone(UTC)
-    return ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    # isoformat(timespec="milliseconds") without the offset, twice as fast: every sample
+    # spells one or two of these (docs/performance.md)
+    text = ts.isoformat()  # 2026-11-28T06:00:00[.123456]+00:00
+    return text[:23] + "Z" if ts.microsecond else text[:19] + ".000Z"
 
 
 def _number(value: float | None) -> float | None:
@@ -233,6 +243,99 @@ def point_fields(
     return data
 
 
+_quoted = encode_basestring_ascii
+"""A string as ``dumps`` spells it: the ``json`` module's own encoder of strings (ASCII,
+escapes included), the one its C encoder calls for every string."""
+_ZONES_JSON = {zone: _quoted(str(zone)) for zone in Zone}
+
+
+def _json_number(value: float | None) -> str:
+    """A figure already made a float (or None), as ``dumps`` spells it; ``ValueError`` for
+    infinity, as ``dumps`` (a figure of 1.7976931348623157e308 rounds up to it)."""
+    if value is None:
+        return "null"
+    text = float.__repr__(value)
+    if "n" in text:  # "inf", "nan": a finite float's repr has no n
+        raise ValueError(f"Out of range float values are not JSON compliant: {text}")
+    return text
+
+
+def _json_rules(rules: Sequence[int]) -> str:
+    return "[" + ",".join([int.__repr__(rule) for rule in sorted(rules)]) + "]" if rules else "[]"
+
+
+def _json_context(context: Mapping[str, str] | None) -> str:
+    if not context:
+        return "{}"
+    parts = []
+    for key, value in context.items():
+        if type(key) is not str or type(value) is not str:
+            return dumps(dict(context)).decode()  # whatever else dumps makes of it
+        parts.append(_quoted(key) + ":" + _quoted(value))
+    return "{" + ",".join(parts) + "}"
+
+
+def sample_json(
+    sample_id: int,
+    sample: SampleProcessed,
+    chart: str | None = None,
+    context: Mapping[str, str] | None = None,
+    limits_version: int | None = None,
+    *,
+    out_of_spec: bool | None = None,
+    due_at: datetime | None = None,
+) -> bytes:
+    """The ``sample`` payload as compact JSON, written from its fields: the bytes
+    ``dumps(sample_payload(...))`` gives for the same arguments (keys, their order, numbers,
+    escapes; a reading that is not finite raises ``ValueError`` as ``dumps`` does), in about
+    two thirds of the time (docs/performance.md). The chart families with a plotted point of
+    their own (docs/spc.md) go through the dict."""
+    if chart is not None and chart not in SHEWHART_CHARTS:
+        return dumps(
+            sample_payload(
+                sample_id,
+                sample,
+                chart,
+                context,
+                limits_version,
+                out_of_spec=out_of_spec,
+                due_at=due_at,
+            )
+        )
+    values = sample.values
+    value = _number(sample.value)
+    if value is not None:
+        value = plotted_value(value, len(values))
+    try:
+        readings = ",".join(map(float.__repr__, values))
+    except TypeError:  # not floats (an int from a caller): as float(v) spells them
+        readings = ",".join([float.__repr__(float(v)) for v in values])
+    if "n" in readings:  # as in _json_number
+        raise ValueError(f"Out of range float values are not JSON compliant: {readings}")
+    zone = sample.zone
+    in_control = sample.in_control
+    zone_text = "null" if zone is None else _ZONES_JSON.get(zone) or _quoted(str(zone))
+    due_text = "null" if due_at is None else f'"{iso_z(due_at)}"'
+    text = (
+        f'{{"sample_id":{int.__repr__(sample_id)}'
+        f',"characteristic_id":{int.__repr__(sample.characteristic_id)}'
+        f',"timestamp":"{iso_z(sample.timestamp)}"'
+        f',"value":{_json_number(value)}'
+        f',"values":[{readings}]'
+        f',"range":{_json_number(figure(_number(sample.range)))}'
+        f',"zone":{zone_text}'
+        f',"in_control":{"null" if in_control is None else "true" if in_control else "false"}'
+        f',"failed_rules":{_json_rules(sample.failed_rules)}'
+        f',"range_failed_rules":{_json_rules(sample.range_failed_rules)}'
+        f',"context":{_json_context(context)}'
+        f',"limits_version":{"null" if limits_version is None else int.__repr__(limits_version)}'
+        f',"excluded":false'
+        f',"out_of_spec":{"null" if out_of_spec is None else "true" if out_of_spec else "false"}'
+        f',"due_at":{due_text}}}'
+    )
+    return text.encode()
+
+
 def limits_message(
     limits: ControlLimits, characteristic_id: int | None, timestamp_iso: str, chart: str
 ) -> dict[str, Any]:
@@ -278,6 +381,27 @@ def violation_payload(
         "chart": chart,
         "timestamp": iso_z(violation.timestamp),
     }
+
+
+def violation_json(violation_id: int, sample_id: int | None, violation: ViolationEvent) -> bytes:
+    """The ``violation`` payload as compact JSON, written from its fields: the bytes
+    ``dumps(violation_payload(...))`` gives for the same arguments."""
+    if isinstance(violation, ViolationRaised):
+        kind, rule_id, chart = '"rule"', int.__repr__(violation.rule_id), str(violation.chart)
+    else:
+        kind, rule_id, chart = _quoted(str(violation.kind)), "null", None
+    text = (
+        f'{{"violation_id":{int.__repr__(violation_id)}'
+        f',"sample_id":{"null" if sample_id is None else int.__repr__(sample_id)}'
+        f',"characteristic_id":{int.__repr__(violation.characteristic_id)}'
+        f',"kind":{kind}'
+        f',"rule_id":{rule_id}'
+        f',"rule_name":{_quoted(violation.rule_name)}'
+        f',"severity":{_quoted(str(violation.severity))}'
+        f',"chart":{"null" if chart is None else _quoted(chart)}'
+        f',"timestamp":"{iso_z(violation.timestamp)}"}}'
+    )
+    return text.encode()
 
 
 def ack_payload(
@@ -648,14 +772,16 @@ def encode(kind: str, payload: Mapping[str, Any]) -> bytes:
 def encode_sample_json(event: SampleRecorded) -> bytes:
     """The ``sample`` payload of ``event`` as compact JSON (without the envelope): the
     producer's bytes when it encoded them, as the retained history keeps them."""
-    return event.encoded or dumps(event.payload or sample_payload(event.sample_id, event.sample))
+    if event.encoded:
+        return event.encoded
+    return dumps(event.payload) if event.payload else sample_json(event.sample_id, event.sample)
 
 
 def encode_sample(event: SampleRecorded) -> bytes:
     """The ``sample`` message of ``event``."""
     if event.encoded:  # the same bytes as encode("sample", payload), without encoding again
         return b'{"type":"sample","payload":' + event.encoded + b"}"
-    return encode("sample", event.payload or sample_payload(event.sample_id, event.sample))
+    return b'{"type":"sample","payload":' + encode_sample_json(event) + b"}"
 
 
 def encode_history(characteristic_id: int, samples: Sequence[bytes]) -> bytes:
@@ -672,8 +798,10 @@ def encode_history(characteristic_id: int, samples: Sequence[bytes]) -> bytes:
 
 def encode_violation(event: ViolationCreated) -> bytes:
     """The ``violation`` message of ``event``."""
-    return encode(
-        "violation", violation_payload(event.violation_id, event.sample_id, event.violation)
+    return (
+        b'{"type":"violation","payload":'
+        + violation_json(event.violation_id, event.sample_id, event.violation)
+        + b"}"
     )
 
 

@@ -26,7 +26,7 @@ from engine._types import (
     ControlLimits,
     ControlLimitsUpdated,
     EngineEvent,
-    SampleProcessed,
+    new_sample,
 )
 from engine.charts._attribute import AttributeFamily
 
@@ -87,7 +87,7 @@ class AttributeEngine(CharacteristicEngine):
         cid = self._cid
         if self._limits is None:
             out.append(
-                SampleProcessed(
+                new_sample(
                     cid,
                     seq,
                     ts,
@@ -106,7 +106,7 @@ class AttributeEngine(CharacteristicEngine):
         ucl, lcl = self._bounds(n)
         code, fail = self._advance(stat)
         out.append(
-            SampleProcessed(
+            new_sample(
                 cid,
                 seq,
                 ts,

@@ -22,7 +22,7 @@ from engine._types import (
     ControlLimits,
     ControlLimitsUpdated,
     EngineEvent,
-    SampleProcessed,
+    new_sample,
 )
 from engine.charts._smallshift import SmallShiftFamily
 
@@ -99,7 +99,7 @@ class _SmallShiftEngine(CharacteristicEngine):
         seq = self._seq + 1
         self._seq = seq
         if self._limits is None:
-            out.append(SampleProcessed(self._cid, seq, ts, x, values, r, None, None, _NONE, _NONE))
+            out.append(new_sample(self._cid, seq, ts, x, values, r, None, None, _NONE, _NONE))
             self._grow_baseline(values, ts, out)
             return None
         return x, r, seq
@@ -176,7 +176,7 @@ class EwmaEngine(_SmallShiftEngine):
         code = zone_code(z, cl, step, step, ucl, lcl)
         fail = 2 if self._r1 and (z > ucl or z < lcl) else 0
         out.append(
-            SampleProcessed(
+            new_sample(
                 cid,
                 seq,
                 ts,
@@ -242,7 +242,7 @@ class CusumEngine(_SmallShiftEngine):
             code = -zone_code(lower, 0.0, interval / 3.0, 0.0, interval, 0.0)
         fail = 2 if self._r1 and (upper > interval or lower > interval) else 0
         out.append(
-            SampleProcessed(
+            new_sample(
                 cid,
                 seq,
                 ts,
