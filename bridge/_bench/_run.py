@@ -151,6 +151,8 @@ class BenchReport:
     plant_outstanding_max: int = 0
     plant_bridge_cpu_s: float = 0.0
     # the rest of the machine's work in that run: what the bridge did not get of two cores
+    plant_inside_p99_max_ms: float = 0.0  # inside the bridge: worst p99 of a metrics window
+    plant_inside_max_ms: float = 0.0
     plant_broker_cpu_s: float = 0.0
     plant_publisher_cpu_s: float = 0.0
     plant_subscriber_cpu_s: float = 0.0
@@ -809,6 +811,8 @@ class _Sampler:
         self.rss_limit_mb = rss_limit_mb
         self.rss_max = 0.0
         self.outstanding_max = 0
+        self.inside_p99_max = 0.0  # the worst p99 of arrival -> publish in one metrics window
+        self.inside_max = 0.0
         self.killed = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
@@ -829,6 +833,9 @@ class _Sampler:
                     m = {}
                 seen = max(m.get("publish_outstanding") or 0, m.get("publish_outstanding_max") or 0)
                 self.outstanding_max = max(self.outstanding_max, int(seen))
+                inside = m.get("latency_ms") or {}  # the bridge's last 2,048 samples
+                self.inside_p99_max = max(self.inside_p99_max, inside.get("p99") or 0.0)
+                self.inside_max = max(self.inside_max, inside.get("max") or 0.0)
             if rss > self.rss_limit_mb and not self.killed:
                 self.killed = (
                     f"RSS {rss:,.0f} MB past the bench's limit of {self.rss_limit_mb:,.0f}"
@@ -903,6 +910,8 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
                 sampler.stop()
             report.plant_rss_max_mb = round(sampler.rss_max, 1)
             report.plant_outstanding_max = sampler.outstanding_max
+            report.plant_inside_p99_max_ms = sampler.inside_p99_max
+            report.plant_inside_max_ms = sampler.inside_max
             report.plant_killed = sampler.killed
     finally:
         watcher.close()
@@ -1012,6 +1021,11 @@ def _plant_rows(r: BenchReport) -> list[_Row]:
         f"<= {rss_target:,.0f} MB: {_mark(r.plant_rss_max_mb <= rss_target)}",
     )
     row("  publishes outstanding, max", f"{r.plant_outstanding_max:,}")
+    row(
+        "  inside the bridge (arrival -> publish), worst p99 / max",
+        f"{r.plant_inside_p99_max_ms:,.1f} / {r.plant_inside_max_ms:,.1f} ms",
+        "(p99 of the last 2,048 samples, worst of the run's metrics)",
+    )
     row("  bridge CPU during the run", f"{r.plant_bridge_cpu_s:,.1f} s")
     row(
         "  broker / publisher / subscriber CPU",
