@@ -45,7 +45,35 @@ log = logging.getLogger("openspc.handlers")
 DEFAULT_HISTORY_BUDGET = 1_000_000
 """Bytes a second of ``history`` messages, all characteristics together (docs/bridge.md)."""
 CHUNK = 16
-"""Samples compressed together (zlib level 1: ~7 us a sample loaded; ~8x smaller than JSON)."""
+"""Samples compressed together (zlib level 1 with :data:`_ZDICT`: ~1 us a sample, about 12x
+smaller than their JSON)."""
+_WBITS = 13
+"""An 8 kB window: a chunk is about 5 kB. zlib's default 32 kB window made each chunk's
+compressor three times as costly to set up (67 -> 20 us a chunk) for the same bytes."""
+_ZDICT = (
+    b'{"sample_id":1,"characteristic_id":1,"timestamp":"2026-01-01T00:00:00.000Z",'
+    b'"value":10.0,"values":[10.0],"range":null,"zone":"C","in_control":true,'
+    b'"failed_rules":[],"range_failed_rules":[],"context":{},"limits_version":1,'
+    b'"excluded":false,"out_of_spec":null,"due_at":null,"statistic":null,"ucl":null,'
+    b'"lcl":null,"cusum_upper":null,"cusum_lower":null,"inspected":null,"units":null}'
+)
+"""A preset dictionary for every chunk: a sample's key names, as a history's samples spell
+them. A chunk then starts with its keys already known: about a third smaller (484 -> 312
+bytes a chunk of 16 samples; 550 -> 375 with a due time), about 10 MB less at 10,000
+characteristics of 100 samples (docs/performance.md). Fixed forever within a process (the
+rings live in memory only); a payload with other keys only compresses a little less."""
+
+
+def _pack(raw: bytes) -> bytes:
+    packer = zlib.compressobj(1, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    return packer.compress(raw) + packer.flush()
+
+
+def _unpack(chunk: bytes) -> bytes:
+    unpacker = zlib.decompressobj(_WBITS, _ZDICT)
+    return unpacker.decompress(chunk) + unpacker.flush()
+
+
 SHUTDOWN_BUDGET_SECONDS = 10.0
 """A clean stop flushes at most this many seconds of the budget (the rest at the next start)."""
 
@@ -66,7 +94,7 @@ class _Ring:
         self.count += 1
         if len(self.open) >= CHUNK:
             # JSON escapes newlines inside strings: b"\n" separates samples unambiguously
-            self.packed.append(zlib.compress(b"\n".join(self.open), 1))
+            self.packed.append(_pack(b"\n".join(self.open)))
             self.counts.append(len(self.open))
             self.open = []
         while self.counts and self.count - self.counts[0] >= size:
@@ -77,7 +105,7 @@ class _Ring:
         """The last ``size`` samples' JSON, oldest first."""
         out: list[bytes] = []
         for chunk in self.packed:
-            out.extend(zlib.decompress(chunk).split(b"\n"))
+            out.extend(_unpack(chunk).split(b"\n"))
         out.extend(self.open)
         return out[-size:] if len(out) > size else out
 
@@ -85,7 +113,7 @@ class _Ring:
         if self.open:
             return self.open[-1]
         if self.packed:
-            return zlib.decompress(self.packed[-1]).rsplit(b"\n", 1)[-1]
+            return _unpack(self.packed[-1]).rsplit(b"\n", 1)[-1]
         return None
 
 
