@@ -127,12 +127,14 @@ class LeanPublisher:
             if not topic_bytes:
                 raise ValueError("Invalid topic.")
             packed = None
+        client = self._client
         if not qos:
-            self.write(publish_head(topic_bytes, len(payload), 0, retain, False, 0, packed))
+            head = publish_head(topic_bytes, len(payload), 0, retain, False, 0, packed)
+            client._mid_generate()  # noqa: SLF001  as paho's publish: the same ids as with paho
+            self.write(head)
             if payload:
                 self.write(payload)
             return 0
-        client = self._client
         with client._out_message_mutex:  # noqa: SLF001  paho's reconnect reads them in its thread
             messages = client._out_messages  # noqa: SLF001  paho's in-flight publishes
             mid = self._free_mid(client, messages)
