@@ -131,6 +131,9 @@ LEAN_READS_PER_WAKE = 8
 """Reads per readable event at most on the lean path (2 MiB), so a flood cannot starve the
 loop."""
 _PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_PUBACK_CODES: dict[int, ReasonCode] = {0: _PUBACK_SUCCESS}
+"""PUBACK reason codes by value, made once (Mosquitto sends 0x10 "No matching subscribers"
+for every publish nobody subscribes to); at most the nine that MQTT 5 allows."""
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]  # paho: no hints
 
 
@@ -553,14 +556,25 @@ class MqttClient:
         )
 
     def _lean_puback(self, mid: int, reason: int, properties: Properties | None) -> None:
-        """A PUBACK of one of our publishes: settled as paho's own handling does."""
+        """A PUBACK of one of our publishes: settled as paho's ``_handle_pubackcomp`` and
+        ``_do_on_publish`` do (the adapter's ``on_publish`` first, which may still look the
+        publish up, then paho's entry goes), without paho's callback locks."""
         client = self._client
-        code = _PUBACK_SUCCESS if reason == 0 else ReasonCode(PacketTypes.PUBACK, identifier=reason)
+        code = _PUBACK_CODES.get(reason)
+        if code is None:
+            code = _PUBACK_CODES[reason] = ReasonCode(PacketTypes.PUBACK, identifier=reason)
         with client._out_message_mutex:  # noqa: SLF001  as paho's _handle_pubackcomp
-            if mid in client._out_messages:  # noqa: SLF001
-                client._do_on_publish(  # noqa: SLF001
-                    mid, code, properties if properties is not None else _NO_PUBACK_PROPERTIES
-                )
+            messages = client._out_messages  # noqa: SLF001
+            message = messages.get(mid)
+            if message is None:  # not ours (any more): paho ignores it too
+                return
+            self._on_publish(
+                client, None, mid, code, _NO_PUBACK_PROPERTIES if properties is None else properties
+            )
+            del messages[mid]
+            message.info._set_as_published()  # noqa: SLF001  a waiter's, as paho's
+            if message.qos > 0:
+                client._inflight_messages -= 1  # noqa: SLF001  as paho counts
 
     def _lean_other(self, header: int, body: bytes) -> None:
         """CONNACK, SUBACK, PINGRESP, DISCONNECT...: paho handles them, as if it had read

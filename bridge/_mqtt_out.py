@@ -70,6 +70,20 @@ class _NoWaiterInfo(paho.MQTTMessageInfo):
 _INFO = _NoWaiterInfo(0)
 
 
+def _free_mid(client: paho.Client, messages: dict[int, paho.MQTTMessage]) -> int:
+    """paho's next packet id (its counter, shared with its SUBSCRIBEs; 65,535 wraps to 1)
+    that no publish in flight holds (paho would refuse the publish: "queue full"); the
+    adapter's send window keeps one free. paho's ``_mid_generate`` without its lock: every
+    packet id of the client is taken on the loop's thread."""
+    mid = client._last_mid  # noqa: SLF001  paho's counter
+    for _ in range(65_535):
+        mid = mid + 1 if mid < 65_535 else 1
+        if mid not in messages:
+            client._last_mid = mid  # noqa: SLF001
+            return mid
+    raise ValueError("no free packet id: 65,535 publishes in flight")
+
+
 class LeanPublisher:
     """Builds and writes the PUBLISH packets of one paho client's connection (module
     docstring). Used on the loop's thread only."""
@@ -131,13 +145,11 @@ class LeanPublisher:
         if not qos:
             head = publish_head(topic_bytes, len(payload), 0, retain, False, 0, packed)
             client._mid_generate()  # noqa: SLF001  as paho's publish: the same ids as with paho
-            self.write(head)
-            if payload:
-                self.write(payload)
+            self._write(head, payload)
             return 0
         with client._out_message_mutex:  # noqa: SLF001  paho's reconnect reads them in its thread
             messages = client._out_messages  # noqa: SLF001  paho's in-flight publishes
-            mid = self._free_mid(client, messages)
+            mid = _free_mid(client, messages)
             head = publish_head(topic_bytes, len(payload), qos, retain, False, mid, packed)
             message = _new_message(paho.MQTTMessage)
             message.timestamp = 0.0
@@ -152,20 +164,23 @@ class LeanPublisher:
             message.properties = properties
             messages[mid] = message
             client._inflight_messages += 1  # noqa: SLF001  as paho's publish counts a sent one
-        self.write(head)
-        if payload:
-            self.write(payload)
+        self._write(head, payload)
         return mid
 
-    @staticmethod
-    def _free_mid(client: paho.Client, messages: dict[int, paho.MQTTMessage]) -> int:
-        """paho's next packet id that no publish in flight holds (paho itself would refuse
-        the publish: "queue full"); the adapter's send window keeps one free."""
-        for _ in range(65_535):
-            mid = client._mid_generate()  # noqa: SLF001  one counter with paho's SUBSCRIBEs
-            if mid not in messages:
-                return mid
-        raise ValueError("no free packet id: 65,535 publishes in flight")
+    def _write(self, head: bytes, payload: bytes) -> None:
+        """:meth:`write` of a packet's head and payload."""
+        parts = self._parts
+        parts.append(head)
+        size = self._size + len(head)
+        if payload:
+            parts.append(payload)
+            size += len(payload)
+        self._size = size
+        if size >= FLUSH_BYTES:
+            self.flush()
+        elif not self._due:
+            self._due = True
+            self._loop.call_soon(self._flush_due)
 
     def write(self, data: bytes) -> None:
         """Bytes to write after those before them: at the end of this loop turn, or now
