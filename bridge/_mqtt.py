@@ -28,9 +28,14 @@ bridge must not acknowledge a reading before it is durably stored. So:
   Mosquitto 2.0.11 honours it only until the first PUBACK, so at that many unacknowledged
   messages the adapter stops reading its socket (the broker queues) and reads again below
   three quarters (docs/reliability.md);
-- ``publish`` is paho's (non-blocking: packets are written when the socket is writable);
-  at most ``window`` QoS 1 publishes are handed to paho unacknowledged, the rest are held
-  in order. A publish of retained *state* (``coalesce=True``: history, alarms, limits,
+- ``publish`` builds the PUBLISH packets itself while the connection is up
+  (``MqttOptions.lean_publish``; bridge/_mqtt_out.py): the packets of one loop turn, and the
+  PUBACKs of a committed batch before them, go out in one ``send``, and what the socket does
+  not take waits in order on paho's out queue for writable; paho keeps its bookkeeping of
+  every QoS 1 publish (PUBACKs, reconnect and resend). Without it, and while disconnected,
+  paho's ``publish`` (non-blocking: packets are written when the socket is writable).
+  At most ``window`` QoS 1 publishes are in flight unacknowledged, the rest are held in
+  order. A publish of retained *state* (``coalesce=True``: history, alarms, limits,
   meta, status) replaces a held one of the same topic instead of queueing behind it;
   events (samples, violations, acks, replies, errors) are never dropped or reordered.
   :meth:`MqttClient.wait_window` makes the pipeline wait while more than ``outbound_max``
@@ -71,6 +76,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge._mqtt_codec import PacketSplitter, StreamFault, encode_pubacks
+from bridge._mqtt_out import LeanPublisher
 from bridge.errors import BrokerRefused, BrokerUnavailable, ClientIdInUse
 from bridge.pipeline import AckTracker, Inbound, Inbox
 
@@ -125,6 +131,9 @@ LEAN_READS_PER_WAKE = 8
 """Reads per readable event at most on the lean path (2 MiB), so a flood cannot starve the
 loop."""
 _PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_PUBACK_CODES: dict[int, ReasonCode] = {0: _PUBACK_SUCCESS}
+"""PUBACK reason codes by value, made once (Mosquitto sends 0x10 "No matching subscribers"
+for every publish nobody subscribes to); at most the nine that MQTT 5 allows."""
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]  # paho: no hints
 
 
@@ -151,6 +160,9 @@ class MqttOptions:
     # the lean inbound path (bridge/_mqtt_codec.py; docs/performance.md): PUBLISH and
     # PUBACK read by the adapter itself, PUBACKs of a batch in one write; off: paho reads
     lean_inbound: bool = False
+    # the lean outbound path (bridge/_mqtt_out.py; docs/performance.md): PUBLISH packets
+    # built by the adapter and a loop turn's packets written in one send; off: paho's publish
+    lean_publish: bool = True
     # with lean_inbound: the Maximum Packet Size announced in CONNECT and the splitter's bound
     max_packet: int = 16 * 1024 * 1024
     # a publishing connection of a SplitLink ("results", "history"; bridge/_split_link.py): named
@@ -269,6 +281,8 @@ class MqttClient:
         self.coalesced = 0  # state publishes replaced by a newer one before they were sent
         self.outstanding_max = 0  # the most publishes ever outstanding at once
         self.window_waits = 0  # times the pipeline waited for the broker to take publishes
+        # the lean outbound path (MqttOptions.lean_publish), made in start(): on the loop
+        self._out: LeanPublisher | None = None
 
     def _init_inbound(self, options: MqttOptions) -> None:
         """Back-pressure we keep ourselves: Mosquitto 2.0.11 honours our Receive Maximum only
@@ -542,14 +556,25 @@ class MqttClient:
         )
 
     def _lean_puback(self, mid: int, reason: int, properties: Properties | None) -> None:
-        """A PUBACK of one of our publishes: settled as paho's own handling does."""
+        """A PUBACK of one of our publishes: settled as paho's ``_handle_pubackcomp`` and
+        ``_do_on_publish`` do (the adapter's ``on_publish`` first, which may still look the
+        publish up, then paho's entry goes), without paho's callback locks."""
         client = self._client
-        code = _PUBACK_SUCCESS if reason == 0 else ReasonCode(PacketTypes.PUBACK, identifier=reason)
+        code = _PUBACK_CODES.get(reason)
+        if code is None:
+            code = _PUBACK_CODES[reason] = ReasonCode(PacketTypes.PUBACK, identifier=reason)
         with client._out_message_mutex:  # noqa: SLF001  as paho's _handle_pubackcomp
-            if mid in client._out_messages:  # noqa: SLF001
-                client._do_on_publish(  # noqa: SLF001
-                    mid, code, properties if properties is not None else _NO_PUBACK_PROPERTIES
-                )
+            messages = client._out_messages  # noqa: SLF001
+            message = messages.get(mid)
+            if message is None:  # not ours (any more): paho ignores it too
+                return
+            self._on_publish(
+                client, None, mid, code, _NO_PUBACK_PROPERTIES if properties is None else properties
+            )
+            del messages[mid]
+            message.info._set_as_published()  # noqa: SLF001  a waiter's, as paho's
+            if message.qos > 0:
+                client._inflight_messages -= 1  # noqa: SLF001  as paho counts
 
     def _lean_other(self, header: int, body: bytes) -> None:
         """CONNACK, SUBACK, PINGRESP, DISCONNECT...: paho handles them, as if it had read
@@ -590,12 +615,20 @@ class MqttClient:
                 self._loop.call_soon(self._flush_acks)
         self._ack_mids.append(mid)
 
-    def _flush_acks(self) -> None:
-        """The PUBACKs queued, as one write on paho's out queue (so in order with its own
-        writes); never those of an earlier connection (docs/reliability.md)."""
+    def _flush_acks(self, *, now: bool = True) -> None:
+        """The PUBACKs queued, as one write: with the lean outbound path in order with the
+        publishes (``now=False``: together with those that follow in this turn), else on
+        paho's out queue (in order with its own writes); never those of an earlier
+        connection (docs/reliability.md)."""
         self._ack_flush_due = False
         mids, self._ack_mids = self._ack_mids, []
         if not mids or self._ack_generation != self.acks.generation or self._sock is None:
+            return
+        out = self._out
+        if out is not None and out.live:
+            out.write(encode_pubacks(mids))
+            if now:
+                out.flush()
             return
         self._client._packet_queue(PacketTypes.PUBACK << 4, encode_pubacks(mids), 0, 0)  # noqa: SLF001  one write for many
 
@@ -624,6 +657,8 @@ class MqttClient:
             # it again) instead of storing it now and again when it comes back
             self.acks.lost()
         self._ack_mids = []  # acks of a lost connection are never sent
+        if self._out is not None:  # nor its unwritten bytes: paho resends those publishes
+            self._out.detach()
         self.connected.clear()
         self.disconnected.set()
         self.subscribed.clear()
@@ -784,6 +819,8 @@ class MqttClient:
             return
         self._session_started(flags.session_present)
         self._broker_limits(properties)
+        if self._out is not None:  # publishes from here on: built and written by the adapter
+            self._out.attach()
         if self.options.role:
             log.info(
                 "%s connection %r up on %s:%s",
@@ -1069,6 +1106,8 @@ class MqttClient:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self.inbox.bind(self._loop)
+        if self.options.lean_publish:
+            self._out = LeanPublisher(self._client, self._loop)
         self._runner = asyncio.create_task(self._connection(), name="mqtt-connection")
         self._misc = asyncio.create_task(self._keepalive(), name="mqtt-keepalive")
         self._retrier = asyncio.create_task(self._retry_denied(), name="mqtt-retry-refused")
@@ -1088,6 +1127,8 @@ class MqttClient:
         if self._lean:
             self._queue_ack(message.mid)
         else:
+            if self._out is not None:  # paho's PUBACK goes behind the publishes made before
+                self._out.flush()
             self._client.ack(message.mid, message.qos)
         self._unacked_in -= 1
         if self._paused and self._unacked_in <= self._in_limit * 3 // 4:
@@ -1163,7 +1204,18 @@ class MqttClient:
         self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
     ) -> None:
         if self._ack_mids:  # the PUBACKs of a committed batch go out before its results
-            self._flush_acks()
+            self._flush_acks(now=False)
+        out = self._out
+        if out is not None and out.live and qos < 2:
+            try:
+                mid = out.publish(topic, payload, qos, retain, properties)
+            except ValueError as exc:  # as paho's publish refuses it (see below)
+                log.warning("not publishing to %r: %s", topic[:80], exc)
+                return
+            if qos:
+                self._sizes[mid] = len(payload)
+                self._inflight_bytes += len(payload)
+            return
         try:
             info = self._client.publish(
                 topic, payload, qos=qos, retain=retain, properties=properties
@@ -1230,6 +1282,8 @@ class MqttClient:
         self._stopping = True
         if self._ack_mids:  # the last batch's PUBACKs go out before the DISCONNECT
             self._flush_acks()
+        if self._out is not None:  # and the publishes not yet written
+            self._out.flush()
         if self._sock is not None and not self.aborted:
             self._client.disconnect()
             with contextlib.suppress(TimeoutError):

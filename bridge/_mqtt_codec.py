@@ -15,6 +15,10 @@ does the same work once per *read*:
   (property-less packets on a fast path, anything else through paho's own decoder), as
   plain values handed to a sink: no object per packet but the topic and payload bytes.
 - :func:`encode_pubacks` writes the PUBACKs of a whole batch as one buffer (one ``send``).
+- :func:`publish_head` and :func:`encode_publish` build a PUBLISH (MQTT 3.1.1 or 5, QoS 0 or
+  1) byte for byte as paho's ``_send_publish`` does, for the lean outbound path
+  (bridge/_mqtt_out.py): the head is built once and the payload is never copied but into the
+  one buffer that goes to ``send``.
 - :class:`MqttStreamProtocol` is the ``asyncio.Protocol`` that ties them to a transport:
   a malformed stream drops the connection with one clear log line (the broker delivers the
   unacknowledged messages again on the next connection of the persistent session).
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from typing import Any, Protocol
 
 from paho.mqtt import _packet
@@ -44,6 +49,8 @@ __all__ = [
     "decode_puback",
     "decode_publish",
     "encode_pubacks",
+    "encode_publish",
+    "publish_head",
 ]
 
 log = logging.getLogger("openspc.mqtt")
@@ -158,6 +165,82 @@ def encode_pubacks(mids: list[int]) -> bytes:
         out[at + 3] = mid & 0xFF
         at += 4
     return bytes(out)
+
+
+_EMPTY = b""
+_HEAD_1 = struct.Struct("!BBH")  # fixed header with a 1-byte remaining length, topic length
+_HEAD_2 = struct.Struct("!BBBH")
+_HEAD_3 = struct.Struct("!BBBBH")
+_HEAD_4 = struct.Struct("!BBBBBH")
+_PACKET_ID = struct.Struct("!H")
+
+
+def publish_head(
+    topic: bytes,
+    payload_size: int,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    mid: int,
+    properties: bytes | None,
+) -> bytes:
+    """Everything of a PUBLISH before its payload, as paho's ``_send_publish`` writes it.
+
+    ``properties`` is the packed property block of MQTT 5 (``b"\\x00"`` when there are none;
+    ``Properties.pack()`` otherwise), None for MQTT 3.1.1 (no such block). ``mid`` is written
+    for QoS 1 only. Raises ValueError for a packet MQTT cannot express (a remaining length over
+    268,435,455 bytes, a topic over 65,535 bytes, a packet id outside 1..65535)."""
+    size = len(topic)
+    if size > 65535:
+        raise ValueError(f"topic of {size} bytes: MQTT takes 65,535 at most")
+    if properties is None:
+        properties = _EMPTY
+    remaining = 2 + size + payload_size + len(properties)
+    first = PUBLISH | (qos << 1) | (8 if dup else 0) | (1 if retain else 0)
+    if qos:
+        if not 0 < mid < 65536:
+            raise ValueError(f"packet id {mid} is not 1..65535")
+        remaining += 2
+        packet_id = _PACKET_ID.pack(mid)
+    else:
+        packet_id = _EMPTY
+    if remaining < 0x80:
+        fixed = _HEAD_1.pack(first, remaining, size)
+    elif remaining < 0x4000:
+        fixed = _HEAD_2.pack(first, (remaining & 0x7F) | 0x80, remaining >> 7, size)
+    elif remaining < 0x200000:
+        fixed = _HEAD_3.pack(
+            first,
+            (remaining & 0x7F) | 0x80,
+            ((remaining >> 7) & 0x7F) | 0x80,
+            remaining >> 14,
+            size,
+        )
+    elif remaining <= MAX_PACKET_LIMIT:
+        fixed = _HEAD_4.pack(
+            first,
+            (remaining & 0x7F) | 0x80,
+            ((remaining >> 7) & 0x7F) | 0x80,
+            ((remaining >> 14) & 0x7F) | 0x80,
+            remaining >> 21,
+            size,
+        )
+    else:
+        raise ValueError(f"PUBLISH of {remaining} bytes: MQTT takes {MAX_PACKET_LIMIT} at most")
+    return b"".join((fixed, topic, packet_id, properties))
+
+
+def encode_publish(
+    topic: bytes,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    mid: int,
+    properties: bytes | None,
+) -> bytes:
+    """A whole PUBLISH packet (:func:`publish_head` and the payload)."""
+    return publish_head(topic, len(payload), qos, retain, dup, mid, properties) + payload
 
 
 class PacketSplitter:

@@ -700,6 +700,7 @@ def _mqtt_options(settings: Settings) -> MqttOptions:
         status_topic=Topics(prefix).status,
         status_payload=encode_status,
         lean_inbound=bool(b.lean_inbound),
+        lean_publish=bool(b.lean_publish),
         # room for topic and properties beyond the largest payload taken (docs/performance.md)
         max_packet=min(MAX_PACKET_LIMIT, max(16 << 20, int(b.max_payload_bytes) + (1 << 16))),
     )

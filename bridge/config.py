@@ -358,6 +358,9 @@ class BridgeSettings(_Section):
     # the lean inbound path: PUBLISH/PUBACK split by the bridge itself, not paho
     # (bridge/_mqtt_codec.py; docs/performance.md "The lean MQTT codec")
     lean_inbound: bool = True
+    # the lean outbound path: PUBLISH packets built by the bridge, a loop turn's in one send
+    # (bridge/_mqtt_out.py; docs/performance.md "The lean outbound writer")
+    lean_publish: bool = True
     # readings, results and retained history on three connections of their own
     # (bridge/_split_link.py; docs/bridge.md "Three connections"); false: one connection
     split_connections: bool = True
