@@ -168,7 +168,8 @@ class LeanPublisher:
         return mid
 
     def _write(self, head: bytes, payload: bytes) -> None:
-        """:meth:`write` of a packet's head and payload."""
+        """A packet's head and payload (empty: none), written after the bytes before them:
+        at the end of this loop turn, or now when :data:`FLUSH_BYTES` are gathered."""
         parts = self._parts
         parts.append(head)
         size = self._size + len(head)
@@ -183,15 +184,8 @@ class LeanPublisher:
             self._loop.call_soon(self._flush_due)
 
     def write(self, data: bytes) -> None:
-        """Bytes to write after those before them: at the end of this loop turn, or now
-        when :data:`FLUSH_BYTES` are gathered."""
-        self._parts.append(data)
-        self._size += len(data)
-        if self._size >= FLUSH_BYTES:
-            self.flush()
-        elif not self._due:
-            self._due = True
-            self._loop.call_soon(self._flush_due)
+        """Bytes to write after those before them (:meth:`_write`)."""
+        self._write(data, b"")
 
     def _flush_due(self) -> None:
         self._due = False
