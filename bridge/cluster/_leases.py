@@ -302,8 +302,7 @@ class Leases:
         started. Returns those marked (a lease lost meanwhile is not)."""
         if not held:
             return set()
-        ks = sorted(held)
-        params = {"n": self.node, "ks": ks, "ts": [held[k] for k in ks]}
+        params = {"n": self.node, "ks": list(held), "ts": list(held.values())}
         async with self.engine.begin() as conn:
             rows: Any = (await conn.execute(_SERVING, params)).all()
         return {int(r.partition_id) for r in rows}
