@@ -13,7 +13,6 @@ from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from math import isfinite
 from typing import Any, Final
 
 from engine._errors import IncompatibleState, ReadingKindMismatch, ZeroDispersion
@@ -444,13 +443,7 @@ class CharacteristicEngine:
     def _complete(self, values: tuple[float, ...], ts: datetime, out: list[EngineEvent]) -> None:
         """A subgroup is full: compute its point, judge it, and report."""
         window = self._window
-        r: float | None
-        try:  # _statistic, inlined: the hot path
-            x, r = self._point(values, window)
-        except (OverflowError, ValueError):  # fsum of infinities, or of huge numbers
-            r = x = math.nan
-        if not (isfinite(x) and (r is None or isfinite(r))):
-            raise ValueError(f"subgroup {values!r} holds a reading that is not a finite number")
+        x, r = self._statistic(values)
         window.append(x)
         seq = self._seq + 1
         self._seq = seq
