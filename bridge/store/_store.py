@@ -46,6 +46,7 @@ from bridge.store._writer import (
     SqliteWriter,
     batch_statements,
     due_values,
+    sqlite_pragmas,
 )
 from engine.alarms import OverdueState
 
@@ -861,13 +862,5 @@ def json_text(value: Any) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # first: switching a file to WAL takes its lock, which another bridge starting at the same
-    # moment may hold while it upgrades the schema; wait for it as for any other lock
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # FULL: a batch is acknowledged to the broker right after its commit, so the commit must
-    # survive a power cut, not only a crash of the bridge (WAL + NORMAL may roll the last
-    # commits back then). It costs one fsync per batch, about 1.2 ms here.
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
+    """SQLAlchemy's connections get the writer's settings (:func:`sqlite_pragmas`)."""
+    sqlite_pragmas(dbapi_connection)
