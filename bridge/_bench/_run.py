@@ -47,6 +47,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bridge._bench._clients import WINDOW, Layout, PublishResult, SubscribeResult
 from bridge._bench._clients import publisher as _publisher
 from bridge._bench._clients import subscriber as _subscriber
+from bridge._bench._lean import publisher as _lean_publisher
+from bridge._bench._lean import subscriber as _lean_subscriber
 from bridge._mosquitto import MosquittoProcess, free_port, minimal_config
 from bridge.wire.topics import ALARMS, DEFAULT_PREFIX, SAMPLE, Topics
 
@@ -81,6 +83,7 @@ class BenchOptions:
     plant_readings: int = 100  # per characteristic
     plant_rss_limit_mb: float = 4_000.0  # the bench stops a bridge that grows past it
     plant_wait_s: float = 300.0  # samples later than this after the readings were due: late
+    plant_clients: str = "lean"  # "lean" (bridge/_bench/_lean.py) or "paho" (_clients.py)
     bridge_source: Path | None = None  # run this checkout's bridge (PYTHONPATH) instead
     broker_pid: int = 0  # set by run_bench
     tcp_nodelay: bool = False  # the broker's set_tcp_nodelay (off by default, as in Mosquitto)
@@ -137,6 +140,7 @@ class BenchReport:
     memory_rss_after_mb: float | None = None
     plant_characteristics: int = 0
     plant_rate: float = 0.0
+    plant_clients: str = ""
     plant_expected: int = 0
     plant_received: int = 0
     plant_stored: int = 0
@@ -273,13 +277,18 @@ def _relay_or_bridge(
     during: Callable[[], None] | None = None,
     timeout_s: float = 600.0,
     give_up_s: float = 0.0,
+    lean: bool = False,
 ) -> tuple[PublishResult, SubscribeResult]:
-    """One publisher and one subscriber process: subscribe, publish, wait for the last."""
+    """One publisher and one subscriber process: subscribe, publish, wait for the last.
+    ``lean``: the socket-and-codec clients of bridge/_bench/_lean.py instead of paho's."""
     go = _ctx.Event()
-    sub = _Child(_subscriber, port, sub_filter, expected, keep, idle_s, give_up_s)
+    publisher, subscriber = (
+        (_lean_publisher, _lean_subscriber) if lean else (_publisher, _subscriber)
+    )
+    sub = _Child(subscriber, port, sub_filter, expected, keep, idle_s, give_up_s)
     try:
         sub.wait("ready", 30)
-        pub = _Child(_publisher, port, layout, rate, record, go)
+        pub = _Child(publisher, port, layout, rate, record, go)
         try:
             pub.wait("ready", 60)
             go.set()
@@ -858,10 +867,11 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
     )
     expected = layout.expected_samples()
     report.plant_characteristics, report.plant_rate = count, rate
+    report.plant_clients = options.plant_clients
     report.plant_expected = expected
     options.log(
         f"plant: {count:,} characteristics, n = 1, fixed limits, {layout.readings:,} QoS 1 "
-        f"readings paced at {rate:,.0f}/s"
+        f"readings paced at {rate:,.0f}/s, {options.plant_clients} clients"
     )
     db = workdir / "plant.db"
     config = workdir / "plant.toml"
@@ -899,6 +909,7 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
                     idle_s=max(options.idle_s, 30.0),
                     timeout_s=layout.readings / rate + options.plant_wait_s + 300,
                     give_up_s=layout.readings / rate + options.plant_wait_s,
+                    lean=options.plant_clients == "lean",
                 )
                 report.plant_broker_cpu_s = round(_cpu_s(options.broker_pid) - broker0, 2)
                 report.plant_publisher_cpu_s = round(pub.cpu_s, 2)
@@ -1028,7 +1039,7 @@ def _plant_rows(r: BenchReport) -> list[_Row]:
     )
     row("  bridge CPU during the run", f"{r.plant_bridge_cpu_s:,.1f} s")
     row(
-        "  broker / publisher / subscriber CPU",
+        f"  broker / publisher / subscriber ({r.plant_clients}) CPU",
         f"{r.plant_broker_cpu_s:,.1f} / {r.plant_publisher_cpu_s:,.1f} /"
         f" {r.plant_subscriber_cpu_s:,.1f} s",
     )

@@ -72,6 +72,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="plant phase: count samples back until S s after the readings were due (300)",
     )
     parser.add_argument(
+        "--plant-clients",
+        choices=("lean", "paho"),
+        default="lean",
+        help=(
+            "plant phase: the load generator and listener: sockets and the bridge's codec"
+            " (lean, default) or paho (about 0.9 of a core more at 8,000 readings/s)"
+        ),
+    )
+    parser.add_argument(
         "--bridge-source",
         type=Path,
         default=None,
@@ -156,6 +165,7 @@ def main(args: argparse.Namespace) -> int:  # noqa: C901  one branch per option 
         options.plant_readings = args.plant_readings
     if args.plant_wait is not None:
         options.plant_wait_s = max(0.0, args.plant_wait)
+    options.plant_clients = args.plant_clients
     if args.bridge_source is not None:
         options.bridge_source = args.bridge_source.resolve()
     options.profile = args.profile

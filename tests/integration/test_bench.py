@@ -94,3 +94,26 @@ def test_workers_one_and_two_bring_every_sample_back_and_store_each_once(
     text = format_report(report)
     assert "cluster, 2 worker(s), PostgreSQL, 16 partitions" in text
     assert "scaling: 2 workers / 1 worker" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clients", ["lean", "paho"])
+def test_the_plant_phase_brings_every_sample_back_with_either_clients(clients: str) -> None:
+    options = tiny()
+    options.phases = frozenset({"plant"})
+    options.plant_characteristics = 50
+    options.plant_rate = 500.0
+    options.plant_readings = 4
+    options.plant_wait_s = 30.0
+    options.plant_clients = clients
+
+    report = run_bench(options)
+
+    assert report.problems == []
+    assert report.plant_clients == clients
+    assert report.plant_received == report.plant_stored == report.plant_expected == 200
+    assert report.plant_p99_ms is not None
+    assert report.plant_p99_ms > 0
+    assert report.plant_publisher_cpu_s > 0
+    assert report.plant_subscriber_cpu_s > 0
+    assert f"subscriber ({clients}) CPU" in format_report(report)
