@@ -41,7 +41,7 @@ _CONNACK = 0x20
 _SUBACK = 0x90
 _DISCONNECT = b"\xe0\x00"
 _NO_PROPERTIES = b"\x00"
-_FLUSH_PACKETS = 256  # unpaced: readings a send
+_FLUSH_PACKETS = 256  # readings a send at most (unpaced, or behind the pace)
 _READ = 1 << 20
 
 
@@ -220,7 +220,7 @@ def publisher(
             if ahead > PACE_SLACK_NS:
                 sender.flush()
                 time.sleep(ahead / 1e9)
-        elif len(pending) >= _FLUSH_PACKETS:
+        if len(pending) >= _FLUSH_PACKETS:  # behind the pace, or not paced
             sender.flush()
         while i - counts.acked >= WINDOW and not closed.is_set():
             sender.flush()
