@@ -164,13 +164,18 @@ def _terminate(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -
         process.wait()
 
 
-def minimal_config(port: int, data_dir: Path, *, ws_port: int | None = None) -> str:
-    """An open broker on 127.0.0.1 for tests and benchmarks: anonymous, persistent, deep queues."""
+def minimal_config(
+    port: int, data_dir: Path, *, ws_port: int | None = None, autosave_s: int = 1
+) -> str:
+    """An open broker on 127.0.0.1 for tests and benchmarks: anonymous, persistent, deep queues.
+
+    ``autosave_s``: the in-memory database written to disk every so many seconds (1 for
+    tests that restart the broker; mosquitto/mosquitto.conf has 60)."""
     lines = [
         "per_listener_settings false",
         "allow_anonymous true",
         f"persistence true\npersistence_location {data_dir}/",
-        "autosave_interval 1",
+        f"autosave_interval {autosave_s}",
         "max_queued_messages 1000000",
         "max_inflight_messages 0",
         "max_packet_size 1048576",
