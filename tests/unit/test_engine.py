@@ -27,6 +27,7 @@ from engine import (
     fixed_limits,
     iso_z,
     limits_payload,
+    limits_to_dict,
     resolve_rules,
 )
 
@@ -274,6 +275,25 @@ def test_edited_fixed_limits_win_over_remembered_ones() -> None:
     restored = CharacteristicEngine(edited, engine.snapshot())
     assert restored.limits == fixed_limits(edited)
     assert kinds(restored.add_reading(0.0, at(1))) == ["ControlLimitsUpdated", "SampleProcessed"]
+
+
+def test_the_snapshot_follows_the_limits_in_force() -> None:
+    # the limits' dict is made once per limits (docs/performance.md): a new baseline and a
+    # recalculation each show in the next snapshot, and a restore gives the same limits
+    engine = CharacteristicEngine(CharacteristicSpec(id=1, baseline=5))
+    assert engine.snapshot()["limits"] is None
+    for k, value in enumerate((1.0, 3.0, 2.0, 4.0, 3.0)):
+        engine.add_reading(value, at(k))
+    first = engine.limits
+    assert first is not None
+    assert engine.snapshot()["limits"] == limits_to_dict(first)
+    engine.add_reading(2.5, at(6))
+    assert engine.snapshot()["limits"] == limits_to_dict(first)
+    engine.recalculate([[10.0], [12.0], [11.0], [13.0]], at(7))
+    assert engine.limits != first
+    state = json.loads(json.dumps(engine.snapshot()))
+    assert state["limits"] == json.loads(json.dumps(limits_to_dict(engine.limits)))
+    assert CharacteristicEngine(engine.spec, state).limits == engine.limits
 
 
 def test_the_snapshot_keeps_the_partial_subgroups_time() -> None:
