@@ -8,6 +8,8 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from engine import (
     Capability,
@@ -24,10 +26,12 @@ from engine import (
     ZeroDispersion,
     compute_limits,
     factors,
+    figure,
     fixed_limits,
     iso_z,
     limits_payload,
     limits_to_dict,
+    plotted_value,
     resolve_rules,
 )
 
@@ -367,3 +371,13 @@ def test_engines_with_the_same_rules_share_one_rule_table() -> None:
     raised = [e for e in b.add_reading(1.5, T0) if isinstance(e, ViolationRaised)]
     assert [(e.characteristic_id, e.rule_id) for e in raised] == [(2, 1)]
     assert sorted(a._rules) == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+@given(st.floats() | st.integers(-(10**20), 10**20))
+@example(0.028300000000001546)
+@example(-0.0)
+def test_a_figure_is_its_ten_significant_digits(value: float) -> None:
+    # figure() formats with "%.10g" (docs/performance.md): the text of f"{value:.10g}"
+    assert repr(figure(value)) == repr(float(f"{value:.10g}"))
+    assert repr(plotted_value(value, 5)) == repr(float(f"{value:.10g}"))
+    assert plotted_value(value, 1) is value
