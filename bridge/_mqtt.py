@@ -538,19 +538,23 @@ class MqttClient:
         if properties is not None:
             response_topic = getattr(properties, "ResponseTopic", None)
             correlation = getattr(properties, "CorrelationData", None)
+        # positional: a dataclass's __init__ takes them in half the time of keywords
+        # (0.58 -> 0.25 us a reading; docs/performance.md). The fields in Inbound's order:
+        # topic, payload, qos, mid, generation, received_at, received, response_topic,
+        # correlation_data, dup, acker
         self.inbox.put(
             Inbound(
-                topic=text,
-                payload=payload,
-                qos=qos,
-                mid=mid,
-                generation=self.generation,
-                received_at=datetime.now(UTC),
-                received=time.monotonic(),
-                response_topic=response_topic,
-                correlation_data=correlation,
-                dup=dup,
-                acker=self.ack,
+                text,
+                payload,
+                qos,
+                mid,
+                self.generation,
+                datetime.now(UTC),
+                time.monotonic(),
+                response_topic,
+                correlation,
+                dup,
+                self.ack,
             ),
             droppable=qos == 0,
         )
