@@ -538,19 +538,20 @@ class MqttClient:
         if properties is not None:
             response_topic = getattr(properties, "ResponseTopic", None)
             correlation = getattr(properties, "CorrelationData", None)
+        # in Inbound's field order: positional is half the time of keywords (docs/performance.md)
         self.inbox.put(
             Inbound(
-                topic=text,
-                payload=payload,
-                qos=qos,
-                mid=mid,
-                generation=self.generation,
-                received_at=datetime.now(UTC),
-                received=time.monotonic(),
-                response_topic=response_topic,
-                correlation_data=correlation,
-                dup=dup,
-                acker=self.ack,
+                text,
+                payload,
+                qos,
+                mid,
+                self.generation,
+                datetime.now(UTC),
+                time.monotonic(),
+                response_topic,
+                correlation,
+                dup,
+                self.ack,
             ),
             droppable=qos == 0,
         )

@@ -101,26 +101,8 @@ def decode_publish(header: int, body: bytes | bytearray | memoryview, sink: Pack
 
     Raises :class:`MalformedPacket` where paho's ``decode_publish`` does, and for QoS 3
     (which paho's client refuses after decoding)."""
-    qos = (header & 0x06) >> 1
-    if qos == 3:
-        raise MalformedPacket("PUBLISH with QoS 3")
-    size = len(body)
-    if size >= 3:
-        topic_end = 2 + ((body[0] << 8) | body[1])
-        pos = topic_end + 2 if qos else topic_end
-        # the common case: a topic, a packet id, and a property length of 0 (one byte)
-        if pos < size and body[pos] == 0:
-            mid = (body[topic_end] << 8) | body[topic_end + 1] if qos else 0
-            sink.publish(
-                bytes(body[2:topic_end]),
-                bytes(body[pos + 1 :]),
-                qos,
-                (header & 0x08) != 0,
-                (header & 0x01) != 0,
-                mid,
-                None,
-            )
-            return
+    if _publish_at(header, body, 0, len(body), sink):
+        return
     packet = _paho_decode_publish(header, bytes(body), 5)  # properties, or a fault: paho's
     sink.publish(
         bytes(packet.topic),
@@ -131,6 +113,35 @@ def decode_publish(header: int, body: bytes | bytearray | memoryview, sink: Pack
         packet.mid,
         packet.properties,
     )
+
+
+def _publish_at(
+    header: int, src: bytes | bytearray | memoryview, start: int, stop: int, sink: PacketSink
+) -> bool:
+    """The common PUBLISH, whose body is ``src[start:stop]``: a topic, a packet id (QoS 1)
+    and a property length of 0 (one byte), to ``sink``; False for any other (nothing
+    done: :func:`decode_publish` takes it to paho's decoder). Raises
+    :class:`MalformedPacket` for QoS 3."""
+    qos = (header & 0x06) >> 1
+    if qos == 3:
+        raise MalformedPacket("PUBLISH with QoS 3")
+    if stop - start < 3:
+        return False
+    topic_end = start + 2 + ((src[start] << 8) | src[start + 1])
+    pos = topic_end + 2 if qos else topic_end
+    if pos >= stop or src[pos] != 0:
+        return False
+    mid = (src[topic_end] << 8) | src[topic_end + 1] if qos else 0
+    sink.publish(
+        bytes(src[start + 2 : topic_end]),
+        bytes(src[pos + 1 : stop]),
+        qos,
+        (header & 0x08) != 0,
+        (header & 0x01) != 0,
+        mid,
+        None,
+    )
+    return True
 
 
 _PUBACK_REASONS = frozenset((0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99))
@@ -261,57 +272,80 @@ class PacketSplitter:
 
     def feed(self, data: bytes | bytearray | memoryview) -> int:
         """Hand every whole packet in ``data`` (and what was held before it) to the sink;
-        returns how many. Raises :class:`StreamFault` for a stream that cannot go on."""
+        returns how many. Raises :class:`StreamFault` for a stream that cannot go on.
+
+        With nothing held, a read (``bytes``) is cut up where it is: only what is left of
+        it when the loop ends (an incomplete packet, or the packets behind one the sink did
+        not take) is copied into the buffer (docs/performance.md)."""
         buf = self._buffer
-        buf += data
-        end = len(buf)
+        src: bytes | bytearray
+        if buf or type(data) is not bytes:
+            buf += data
+            src = buf
+        else:
+            src = data
+        end = len(src)
         at = 0
         count = 0
-        sink = self.sink
         try:
             while end - at >= 2:
-                header = buf[at]
-                found = _remaining_length(buf, at + 1, end)
-                if found is None:
-                    break  # the remaining length is not all here yet
-                length, pos = found
-                if length < 0:
-                    raise StreamFault(
-                        "malformed remaining length (more than four bytes)", self._consumed + at
-                    )
+                header = src[at]
+                length = src[at + 1]
+                pos = at + 2
+                if length & 0x80:  # a remaining length of two bytes or more
+                    found = _remaining_length(src, at + 1, end)
+                    if found is None:
+                        break  # the remaining length is not all here yet
+                    length, pos = found
+                    if length < 0:
+                        raise StreamFault(
+                            "malformed remaining length (more than four bytes)",
+                            self._consumed + at,
+                        )
                 if length > self.max_packet:
                     raise StreamFault(
                         f"packet of {length} bytes, over the maximum of {self.max_packet}",
                         self._consumed + at,
                     )
-                if end - pos < length:
+                stop = pos + length
+                if stop > end:
                     break  # the body is not all here yet
-                body = memoryview(buf)[pos : pos + length]
-                try:
-                    kind = header & 0xF0
-                    if kind == PUBLISH:
-                        decode_publish(header, body, sink)
-                    elif kind == PUBACK:
-                        decode_puback(header, body, sink)
-                    else:
-                        sink.other(header, bytes(body))
-                except MQTTException as exc:  # MalformedPacket, or a property paho refused
-                    raise StreamFault(
-                        f"malformed packet 0x{header:02x} of {length} bytes: {exc}",
-                        self._consumed + at,
-                    ) from exc
-                finally:
-                    body.release()
-                at = pos + length
+                self._packet(header, src, pos, stop, at)
+                at = stop
                 count += 1
         finally:
-            if at:
-                del buf[:at]
-                self._consumed += at
+            if src is buf:
+                if at:
+                    del buf[:at]
+            elif at < end:
+                buf += memoryview(src)[at:]
+            self._consumed += at
         return count
 
+    def _packet(self, header: int, src: bytes | bytearray, pos: int, stop: int, at: int) -> None:
+        """The packet whose body is ``src[pos:stop]`` to the sink."""
+        kind = header & 0xF0
+        try:
+            if kind == PUBLISH and _publish_at(header, src, pos, stop, self.sink):
+                return
+            body = memoryview(src)[pos:stop]
+            try:
+                if kind == PUBLISH:
+                    decode_publish(header, body, self.sink)
+                elif kind == PUBACK:
+                    decode_puback(header, body, self.sink)
+                else:
+                    self.sink.other(header, bytes(body))
+            finally:
+                body.release()
+        except MQTTException as exc:  # MalformedPacket, or a property paho refused
+            raise StreamFault(
+                f"malformed packet 0x{header:02x} of {stop - pos} bytes: {exc}",
+                self._consumed + at,
+            ) from exc
 
-def _remaining_length(buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
+
+def _remaining_length(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int] | None:
     """The remaining length at ``pos`` (1 to 4 bytes, 7 bits each, low first) and where the
     body begins; None while incomplete; a length of -1 when malformed (a fifth byte)."""
     length = 0

@@ -116,6 +116,7 @@ class CharacteristicEngine:
         "_lb",
         "_lcl",
         "_limits",
+        "_limits_state",
         "_m5",
         "_m6",
         "_mask5",
@@ -198,6 +199,8 @@ class CharacteristicEngine:
         # the baseline's readings, flat, as C doubles (8 bytes a reading)
         self._baseline: array[float] | None = array("d")
         self._limits: ControlLimits | None = None
+        # (limits, their dict in a snapshot): made once per limits, not once per snapshot
+        self._limits_state: tuple[ControlLimits, dict[str, Any]] | None = None
         self._announce = False
         self._failing = 0
         self._rfailing = False
@@ -307,9 +310,19 @@ class CharacteristicEngine:
         return ControlLimitsUpdated(self._cid, limits, ts)
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything needed to carry on after a restart, as JSON-serialisable data."""
+        """Everything needed to carry on after a restart, as JSON-serialisable data.
+
+        Its ``limits`` dict is made once per limits in force and shared by the snapshots
+        taken under them (one a batch per characteristic fed: docs/performance.md): read it,
+        never change it."""
         limits = self._limits
         baseline = self._baseline
+        limits_state = None
+        if limits is not None:
+            kept = self._limits_state
+            if kept is None or kept[0] is not limits:
+                kept = self._limits_state = (limits, limits_to_dict(limits))
+            limits_state = kept[1]
         return {
             "version": _STATE_VERSION,
             "chart": self._family.name,
@@ -320,7 +333,7 @@ class CharacteristicEngine:
             "partial_ts": None if self._partial_ts is None else self._partial_ts.isoformat(),
             "window": list(self._window),
             "baseline": None if baseline is None else self._groups(baseline),
-            "limits": None if limits is None else limits_to_dict(limits),
+            "limits": limits_state,
             "limits_pending": self._announce,
             "failing": list(_FAILED[self._failing]),
             "range_failing": self._rfailing,

@@ -6,7 +6,7 @@ characteristic's engine and keep the reading's row and the engine's events in th
 :class:`Batch`, with where each message's part begins (what a failing write is bisected
 into: bridge/_poison.py). Nothing here touches the store or the broker.
 
-:meth:`Batcher.feed` is the one place every reading reaches its engine (the per-sample
+:meth:`Batcher._feed` is the one place every reading reaches its engine (the per-sample
 seam: a hook on what a reading produced goes there).
 """
 
@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge._alarms import Alarms
@@ -169,18 +169,14 @@ class Batcher:
             self.metrics.readings_duplicate += 1
             log.debug("reading on %s seen before; not stored again", msg.topic)
             return
-        sub = Submission(
-            route.id,
-            tuple(reading.values),
-            reading.ts,
-            msg.topic,
-            received_at=msg.received_at,
-            received=msg.received,
-            batch=reading.batch,
-            operator=reading.operator,
-            context=reading.context,
+        # straight into the engine: no Submission a reading (docs/performance.md)
+        self._feed(
+            batch,
+            msg,
+            (route.id, reading.values, reading.ts),
+            (msg.topic, msg.received_at, msg.received),
+            (reading.batch, reading.operator, reading.context),
         )
-        self.feed(batch, sub, msg)
 
     def _count(
         self,
@@ -252,54 +248,92 @@ class Batcher:
 
     def feed(self, batch: Batch, sub: Submission, origin: Origin) -> None:
         """One message's readings into their engine; its rows and events into the batch."""
-        engine = self.engines.get(sub.characteristic_id)
+        self._feed(
+            batch,
+            origin,
+            (sub.characteristic_id, sub.values, sub.ts),
+            (sub.source, sub.received_at, sub.received),
+            (sub.batch, sub.operator, sub.context),
+            sub.counts,
+            sub.size,
+        )
+
+    def _feed(
+        self,
+        batch: Batch,
+        origin: Origin,
+        what: tuple[int, tuple[float, ...], datetime],
+        whence: tuple[str, datetime, float],
+        about: tuple[str | None, str | None, dict[str, str] | None],
+        counts: bool = False,
+        size: float | None = None,
+    ) -> None:
+        """:meth:`feed`'s work, on the fields of a submission or of a parsed reading (no
+        object a reading): ``what`` is (characteristic, values, ts), ``whence`` (source,
+        received_at, received), ``about`` (batch, operator, context)."""
+        cid, values, ts = what
+        engine = self.engines.get(cid)
         if engine is None:
-            raise UnknownCharacteristic(sub.characteristic_id)
-        alarms = self.alarms
-        refused = None if alarms is None else alarms.refusal(sub.characteristic_id, sub.values)
-        if refused is not None:  # impossible readings never reach the chart
-            self.metrics.readings_rejected += 1
-            self.report(origin_topic(origin), origin_payload(origin), refused)
+            raise UnknownCharacteristic(cid)
+        events = self._engine_events(engine, origin, what, about[2], counts, size)
+        if events is None:
             return
-        try:
-            self.contexts.check(sub.characteristic_id, sub.context)
-            if sub.counts:
-                events = engine.add_count(int(sub.values[0]), sub.size, sub.ts)
-            elif engine.chart == "c" and len(sub.values) == 1:
-                # one number from another source (a Sparkplug metric) is a c chart's count;
-                # the engine refuses 2.5 or -1 as it refuses them from MQTT
-                events = engine.add_count(sub.values[0], None, sub.ts)
-            else:
-                events = engine.add_readings(list(sub.values), sub.ts)
-        except (ReadingKindMismatch, InvalidCount, InvalidContext) as exc:
-            # e.g. a Sparkplug metric (measured values) on a p chart: refused, nothing changed
-            self.metrics.readings_rejected += 1
-            self.report(origin_topic(origin), origin_payload(origin), str(exc))
-            return
+        source, received_at, received = whence
+        batch_name, operator, context = about
         batch.begin(origin)
-        received_at = sub.received_at.astimezone(UTC)
-        ts = sub.ts.astimezone(UTC)
-        for value in sub.values:
+        received_at = received_at.astimezone(UTC)
+        ts = ts.astimezone(UTC)
+        for value in values:
             batch.readings.append(
                 {
-                    "characteristic_id": sub.characteristic_id,
+                    "characteristic_id": cid,
                     "value": float(value),
                     "ts": ts,
                     "received_at": received_at,
-                    "batch": sub.batch,
-                    "operator": sub.operator,
-                    "source": sub.source,
-                    "context": sub.context,
+                    "batch": batch_name,
+                    "operator": operator,
+                    "source": source,
+                    "context": context,
                 }
             )
         first = len(batch.events)
         done = [i for i, event in enumerate(events) if isinstance(event, SampleProcessed)]
-        taken = self.contexts.take(
-            sub.characteristic_id, sub.context, len(done), bool(engine.partial)
-        )
-        for i, context in zip(done, taken, strict=True):
-            batch.contexts[first + i] = context
-        batch.events.extend((event, sub.received) for event in events)
-        if alarms is not None:  # a spec episode's alarm follows its sample's own events
-            batch.events.extend((a, sub.received) for a in alarms.after_engine(events))
-        batch.touched.add(sub.characteristic_id)
+        taken = self.contexts.take(cid, context, len(done), bool(engine.partial))
+        for i, merged in zip(done, taken, strict=True):
+            batch.contexts[first + i] = merged
+        batch.events.extend([(event, received) for event in events])
+        if self.alarms is not None:  # a spec episode's alarm follows its sample's own events
+            batch.events.extend([(a, received) for a in self.alarms.after_engine(events)])
+        batch.touched.add(cid)
+
+    def _engine_events(
+        self,
+        engine: CharacteristicEngine,
+        origin: Origin,
+        what: tuple[int, tuple[float, ...], datetime],
+        context: dict[str, str] | None,
+        counts: bool,
+        size: float | None,
+    ) -> list[EngineEvent] | None:
+        """The engine's events of the readings; None when they are refused (reported)."""
+        cid, values, ts = what
+        alarms = self.alarms
+        refused = None if alarms is None else alarms.refusal(cid, values)
+        if refused is not None:  # impossible readings never reach the chart
+            self.metrics.readings_rejected += 1
+            self.report(origin_topic(origin), origin_payload(origin), refused)
+            return None
+        try:
+            self.contexts.check(cid, context)
+            if counts:
+                return engine.add_count(int(values[0]), size, ts)
+            if engine.chart == "c" and len(values) == 1:
+                # one number from another source (a Sparkplug metric) is a c chart's count;
+                # the engine refuses 2.5 or -1 as it refuses them from MQTT
+                return engine.add_count(values[0], None, ts)
+            return engine.add_readings(values, ts)
+        except (ReadingKindMismatch, InvalidCount, InvalidContext) as exc:
+            # e.g. a Sparkplug metric (measured values) on a p chart: refused, nothing changed
+            self.metrics.readings_rejected += 1
+            self.report(origin_topic(origin), origin_payload(origin), str(exc))
+            return None

@@ -65,6 +65,10 @@ class Router:
             for r in routes.values()
             if r.topic and ("+" in r.topic or "#" in r.topic)
         ]
+        # topic -> its reading route, for known characteristics only; bounded (a wildcard
+        # topic may match many topics): cleared when full
+        self._readings: dict[str, ToReading] = {}
+        self._readings_max = 2 * len(self.routes) + 1024
 
     def add_source(self, source: InboundSource) -> None:
         self.sources.append(source)
@@ -77,6 +81,19 @@ class Router:
         return list(dict.fromkeys(filters))
 
     def route(self, topic: str) -> Route:
+        # a characteristic's reading topics, once seen, are looked up (docs/performance.md):
+        # what they route to depends on the topic alone, and the parse below is a few us
+        found = self._readings.get(topic)
+        if found is not None:
+            return found
+        route = self._route(topic)
+        if isinstance(route, ToReading) and route.characteristic_id in self.routes:
+            if len(self._readings) >= self._readings_max:
+                self._readings.clear()
+            self._readings[topic] = route
+        return route
+
+    def _route(self, topic: str) -> Route:
         command = self.topics.command(topic)
         if command is not None:
             return ToCommand(command)

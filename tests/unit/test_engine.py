@@ -8,6 +8,8 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from engine import (
     Capability,
@@ -24,9 +26,12 @@ from engine import (
     ZeroDispersion,
     compute_limits,
     factors,
+    figure,
     fixed_limits,
     iso_z,
     limits_payload,
+    limits_to_dict,
+    plotted_value,
     resolve_rules,
 )
 
@@ -276,6 +281,25 @@ def test_edited_fixed_limits_win_over_remembered_ones() -> None:
     assert kinds(restored.add_reading(0.0, at(1))) == ["ControlLimitsUpdated", "SampleProcessed"]
 
 
+def test_the_snapshot_follows_the_limits_in_force() -> None:
+    # the limits' dict is made once per limits (docs/performance.md): a new baseline and a
+    # recalculation each show in the next snapshot, and a restore gives the same limits
+    engine = CharacteristicEngine(CharacteristicSpec(id=1, baseline=5))
+    assert engine.snapshot()["limits"] is None
+    for k, value in enumerate((1.0, 3.0, 2.0, 4.0, 3.0)):
+        engine.add_reading(value, at(k))
+    first = engine.limits
+    assert first is not None
+    assert engine.snapshot()["limits"] == limits_to_dict(first)
+    engine.add_reading(2.5, at(6))
+    assert engine.snapshot()["limits"] == limits_to_dict(first)
+    engine.recalculate([[10.0], [12.0], [11.0], [13.0]], at(7))
+    assert engine.limits != first
+    state = json.loads(json.dumps(engine.snapshot()))
+    assert state["limits"] == json.loads(json.dumps(limits_to_dict(engine.limits)))
+    assert CharacteristicEngine(engine.spec, state).limits == engine.limits
+
+
 def test_the_snapshot_keeps_the_partial_subgroups_time() -> None:
     engine = CharacteristicEngine(CharacteristicSpec(id=1, subgroup_size=2))
     cet = timezone(timedelta(hours=1))
@@ -347,3 +371,13 @@ def test_engines_with_the_same_rules_share_one_rule_table() -> None:
     raised = [e for e in b.add_reading(1.5, T0) if isinstance(e, ViolationRaised)]
     assert [(e.characteristic_id, e.rule_id) for e in raised] == [(2, 1)]
     assert sorted(a._rules) == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+@given(st.floats() | st.integers(-(10**20), 10**20))
+@example(0.028300000000001546)
+@example(-0.0)
+def test_a_figure_is_its_ten_significant_digits(value: float) -> None:
+    # figure() formats with "%.10g" (docs/performance.md): the text of f"{value:.10g}"
+    assert repr(figure(value)) == repr(float(f"{value:.10g}"))
+    assert repr(plotted_value(value, 5)) == repr(float(f"{value:.10g}"))
+    assert plotted_value(value, 1) is value

@@ -9,6 +9,7 @@ one incomplete packet; and ``feed`` always returns (pytest's timeout guards the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import socket
@@ -244,6 +245,51 @@ def test_any_stream_decodes_as_paho_or_drops_the_connection(
         consumed = len(stream) - splitter.buffered
         assert reference(stream[:consumed]) == (expected, False)
         assert splitter.buffered <= MAX + 5
+
+
+class Refused(Exception):
+    """What the refusing sink raises: the adapter's inbound bound (``_Full``)."""
+
+
+class RefusingRecorder(Recorder):
+    """Refuses the publishes whose turn is in ``refusals`` (counted over every attempt), as
+    the adapter does at its inbound bound: the packet stays in the splitter."""
+
+    def __init__(self, refusals: set[int]) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.attempts = 0
+
+    def publish(self, *args: Any) -> None:
+        self.attempts += 1
+        if self.attempts in self.refusals:
+            raise Refused
+        super().publish(*args)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(good_parts, max_size=12),
+    st.lists(st.integers(0, 10_000), max_size=12),
+    st.sets(st.integers(1, 30), max_size=8),
+)
+def test_a_publish_the_sink_refuses_waits_in_the_splitter_in_order(
+    parts: list[bytes], points: list[int], refusals: set[int]
+) -> None:
+    # a read cut up where it is (nothing held before it) keeps what follows a refused
+    # publish, as a read appended to the buffer does (docs/performance.md)
+    stream = b"".join(parts)
+    sink = RefusingRecorder(refusals)
+    splitter = PacketSplitter(sink, MAX)
+    for chunk in cut(stream, points):
+        with contextlib.suppress(Refused):
+            splitter.feed(chunk)
+    for _ in range(len(refusals) + 1):  # the adapter reads on once acks make room
+        if splitter.buffered:
+            with contextlib.suppress(Refused):
+                splitter.feed(b"")
+    assert sink.events == reference(stream)[0]
+    assert splitter.buffered == 0
 
 
 def test_paho_publish_objects_are_the_reference_too() -> None:

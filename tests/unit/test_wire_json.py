@@ -14,6 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bridge.domain import OverdueAlarm, SampleRecorded, ViolationCreated, ViolationEvent
+from bridge.wire import payloads
 from bridge.wire.payloads import (
     dumps,
     encode,
@@ -239,6 +240,16 @@ def _iso_z_before(ts: datetime) -> str:
 def test_iso_z_spells_a_time_as_before(ts: datetime) -> None:
     assert iso_z(ts) == _iso_z_before(ts)
     assert len(iso_z(ts)) == 24
+
+
+def test_iso_z_keeps_a_bounded_memory_of_minutes() -> None:
+    # iso_z keeps the text of recent minutes (docs/performance.md); a long run of minutes
+    # is spelt right throughout, and what is kept stays bounded
+    start = datetime(2026, 11, 28, 23, 58, 59, 999000, tzinfo=UTC)
+    for k in range(3 * payloads._MINUTES_MAX):
+        ts = start + timedelta(minutes=k, microseconds=k)
+        assert iso_z(ts) == _iso_z_before(ts)
+        assert len(payloads._MINUTES) <= payloads._MINUTES_MAX
 
 
 def test_iso_z_refuses_a_naive_time() -> None:
