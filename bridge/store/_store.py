@@ -586,6 +586,7 @@ class Store:
         self.writer = writer
         """Where the pipeline's batches go, one hop each (bridge/store/_writer.py); None:
         through SQLAlchemy's pool (an in-memory SQLite, or a URL with options of its own)."""
+        self.closed = False
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -625,6 +626,7 @@ class Store:
         return store
 
     async def close(self) -> None:
+        self.closed = True  # an id block reserved ahead must not open the pool again
         writer, self.writer = self.writer, None
         try:
             if writer is not None:
@@ -684,7 +686,10 @@ class Store:
     async def allocate(self, name: str, count: int) -> int:
         """Reserve ``count`` ids in their own transaction; returns the first. With a batch
         writer, on its connection (bridge/store/_writer.py): between its batches, not
-        against them for SQLite's write lock."""
+        against them for SQLite's write lock. Refused once closed (a reservation ahead,
+        :class:`IdAllocator`, may start as the bridge stops)."""
+        if self.closed:
+            raise StoreUnavailable(self.url, "closed")
         if self.writer is not None:
             return await self.writer.allocate(name, count)
         stmt = (
