@@ -8,7 +8,9 @@ PostgreSQL never collide and no row needs a flush to learn its id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -485,26 +487,45 @@ class _Allocates(Protocol):
 
 
 class IdAllocator:
-    """Hands out sample and violation ids from blocks reserved in the counter table."""
+    """Hands out sample and violation ids from blocks reserved in the counter table.
 
-    def __init__(self, store: _Allocates, block: int = 1000) -> None:
+    The next block is reserved ahead, in the background, once half of the current one is
+    taken: a batch then waits for a reservation only when it needs more ids than are left
+    (the first batch, a burst larger than the block, an outage). A block used up within
+    :data:`GROW_SECONDS` of the last is followed by one twice as large (up to
+    :data:`BLOCK_MAX`), so a steady stream reserves about once every few seconds. Ids stay
+    unique, not contiguous: a restart abandons what is left of a block and of its spare
+    (docs/performance.md, "2,000 at 1 Hz").
+    """
+
+    GROW_SECONDS = 5.0
+    BLOCK_MAX = 64_000
+
+    def __init__(self, store: _Allocates, block: int = 1000, *, ahead: bool = True) -> None:
         self._store = store
         self._block = block
+        self._ahead = ahead
         self._next: dict[str, int] = {}
         self._end: dict[str, int] = {}
+        self._size: dict[str, int] = {}  # the next block's size, per counter
+        self._adopted: dict[str, float] = {}  # when the current block was taken up
+        self._spare: dict[str, asyncio.Task[tuple[int, int]]] = {}
 
     def available(self, name: str) -> int:
         return self._end.get(name, 0) - self._next.get(name, 0)
 
     async def reserve(self, name: str, count: int) -> None:
         """Make sure ``count`` ids of ``name`` can be taken without touching the database."""
-        if self.available(name) >= count:
-            return
-        size = max(self._block, count)
-        start = await self._store.allocate(name, size)
-        # the rest of the old block is abandoned: ids are unique, not contiguous
-        self._next[name] = start
-        self._end[name] = start + size
+        if self.available(name) < count:
+            block = await self._spare_block(name, count)
+            if block is None:
+                size = max(self._next_size(name), count)
+                block = (await self._store.allocate(name, size), size)
+            # the rest of the old block is abandoned: ids are unique, not contiguous
+            self._next[name] = block[0]
+            self._end[name] = block[0] + block[1]
+            self._adopted[name] = time.monotonic()
+        self._reserve_ahead(name, count)
 
     def take(self, name: str) -> int:
         value = self._next[name]
@@ -512,6 +533,48 @@ class IdAllocator:
             raise RuntimeError(f"no {name} id reserved")
         self._next[name] = value + 1
         return value
+
+    async def _spare_block(self, name: str, count: int) -> tuple[int, int] | None:
+        """The block reserved ahead, if there is one with room for ``count`` (a failed
+        reservation is made again by the caller, which waits out an outage)."""
+        spare = self._spare.pop(name, None)
+        if spare is None:
+            return None
+        try:
+            start, size = await spare
+        except Exception:  # reserved again by the caller, which waits out an outage
+            return None
+        return (start, size) if size >= count else None
+
+    def _next_size(self, name: str) -> int:
+        size = self._size.get(name, self._block)
+        adopted = self._adopted.get(name)
+        if adopted is not None and time.monotonic() - adopted < self.GROW_SECONDS:
+            size = min(max(size * 2, self._block), self.BLOCK_MAX)
+        self._size[name] = size
+        return size
+
+    def _reserve_ahead(self, name: str, count: int) -> None:
+        """Start reserving the next block once this batch's ``count`` leaves half or less."""
+        if not self._ahead or name in self._spare:
+            return
+        if self.available(name) - count > self._size.get(name, self._block) // 2:
+            return
+        size = self._next_size(name)
+
+        async def allocate() -> tuple[int, int]:
+            return await self._store.allocate(name, size), size
+
+        task = asyncio.get_running_loop().create_task(allocate(), name=f"reserve-{name}-ids")
+        task.add_done_callback(_retrieved)
+        self._spare[name] = task
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A reservation ahead that failed, or was never used before the loop ended, is made
+    again when needed: its exception is consumed here, not reported as unretrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Store:
@@ -523,6 +586,7 @@ class Store:
         self.writer = writer
         """Where the pipeline's batches go, one hop each (bridge/store/_writer.py); None:
         through SQLAlchemy's pool (an in-memory SQLite, or a URL with options of its own)."""
+        self.closed = False
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -562,6 +626,7 @@ class Store:
         return store
 
     async def close(self) -> None:
+        self.closed = True  # an id block reserved ahead must not open the pool again
         writer, self.writer = self.writer, None
         try:
             if writer is not None:
@@ -619,7 +684,14 @@ class Store:
         return UnitOfWork(self.engine, self.writer)
 
     async def allocate(self, name: str, count: int) -> int:
-        """Reserve ``count`` ids in their own transaction; returns the first."""
+        """Reserve ``count`` ids in their own transaction; returns the first. With a batch
+        writer, on its connection (bridge/store/_writer.py): between its batches, not
+        against them for SQLite's write lock. Refused once closed (a reservation ahead,
+        :class:`IdAllocator`, may start as the bridge stops)."""
+        if self.closed:
+            raise StoreUnavailable(self.url, "closed")
+        if self.writer is not None:
+            return await self.writer.allocate(name, count)
         stmt = (
             update(id_counters)
             .where(id_counters.c.name == name)

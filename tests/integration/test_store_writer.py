@@ -15,11 +15,19 @@ from typing import Any
 
 import pytest
 from sqlalchemy import JSON, Table, Text, cast, insert, select
-from sqlalchemy.exc import CompileError
+from sqlalchemy.exc import CompileError, NoResultFound
 
+from bridge.errors import StoreUnavailable
 from bridge.pipeline import database_unavailable
 from bridge.store import BatchWrite, Store, UnitOfWork
-from bridge.store._tables import characteristics, control_limits, readings, samples, violations
+from bridge.store._tables import (
+    characteristics,
+    control_limits,
+    id_counters,
+    readings,
+    samples,
+    violations,
+)
 from bridge.store._writer import PostgresWriter, SqliteWriter
 from bridge.testing import PostgresCluster, find_pg_bin
 from bridge.wire.payloads import stored_sample_payload
@@ -394,3 +402,64 @@ async def test_postgres_stopped_is_an_outage_then_the_writer_connects_again(
         assert await store.count("samples", 1) == 6
     finally:
         await store.close()
+
+
+async def counter(store: Store, name: str) -> int:
+    async with store.engine.connect() as conn:
+        value = await conn.scalar(select(id_counters.c.next_id).where(id_counters.c.name == name))
+    assert value is not None
+    return int(value)
+
+
+async def test_ids_are_reserved_on_the_writers_connection_in_blocks_that_never_overlap(
+    store: Store,
+) -> None:
+    assert store.writer is not None
+    before = await counter(store, "sample")
+    first = await store.allocate("sample", 5)
+    second = await store.writer.allocate("sample", 7)
+    assert (first, second) == (before, before + 5)
+    assert await counter(store, "sample") == before + 12  # committed, seen by another session
+    vid = await store.allocate("violation", 3)
+    assert await counter(store, "violation") == vid + 3
+    await write(store, await batch_of(store, 1))  # a batch after them: its own transaction
+    assert await store.count("samples", 1) == 3
+    with pytest.raises(NoResultFound):
+        await store.allocate("no such counter", 1)
+    await write(store, await batch_of(store, 2))  # nothing left open by the refusal
+    assert await store.count("samples", 2) == 3
+
+
+async def test_sqlite_locked_reserving_ids_is_an_outage_then_reserved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bridge.store._writer.SQLITE_BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "locked.db"
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        before = await counter(store, "sample")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(Exception) as failure:
+            await store.allocate("sample", 10)
+        assert database_unavailable(failure.value)
+        other.execute("ROLLBACK")
+        other.close()
+        assert await store.allocate("sample", 10) == before  # the failed one took nothing
+        assert await counter(store, "sample") == before + 10
+    finally:
+        await store.close()
+
+
+async def test_a_closed_store_reserves_no_ids_and_opens_nothing_again(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'closed.db'}")
+    before = await counter(store, "sample")
+    await store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await store.allocate("sample", 10)  # e.g. a block reserved ahead as the bridge stops
+    assert store.engine.pool.checkedout() == 0
+    reopened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'closed.db'}")
+    try:
+        assert await counter(reopened, "sample") == before
+    finally:
+        await reopened.close()
