@@ -28,6 +28,7 @@ import struct
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 from paho.mqtt.properties import Properties
@@ -64,13 +65,13 @@ def _text(value: str) -> bytes:
     return struct.pack("!H", len(raw)) + raw
 
 
-def connect_packet(client_id: str) -> bytes:
+def _connect_packet(client_id: str) -> bytes:
     """MQTT 5 CONNECT: clean start, no keep-alive (a run may idle longer than any), no
     properties."""
     return _packet(0x10, _text("MQTT") + b"\x05\x02\x00\x00" + _NO_PROPERTIES + _text(client_id))
 
 
-def subscribe_packet(topic_filter: str, mid: int = 1) -> bytes:
+def _subscribe_packet(topic_filter: str, mid: int = 1) -> bytes:
     """MQTT 5 SUBSCRIBE of one filter at QoS 1."""
     return _packet(0x82, struct.pack("!H", mid) + _NO_PROPERTIES + _text(topic_filter) + b"\x01")
 
@@ -124,7 +125,7 @@ class _Counts:
         if kind == _CONNACK and len(body) >= 2:
             self.connack = body[1]
         elif kind == _SUBACK and len(body) >= 4:
-            # packet id, property length (0 from Mosquitto; skipped properly otherwise), codes
+            # packet id, property length (0 from Mosquitto; one byte up to 127), reason codes
             at = 2 + 1 + body[2] if body[2] < 0x80 else len(body) - 1
             self.suback = body[at] if at < len(body) else 0x80
 
@@ -132,12 +133,20 @@ class _Counts:
 def _open(port: int, client_id: str, counts: _Counts, splitter: PacketSplitter) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(connect_packet(client_id))
-    while counts.connack is None:
-        _read(sock, splitter)
+    sock.sendall(_connect_packet(client_id))
+    _until(sock, splitter, lambda: counts.connack is not None, "CONNACK")
     if counts.connack != 0:
         raise RuntimeError(f"CONNACK reason 0x{counts.connack:02x} from 127.0.0.1:{port}")
     return sock
+
+
+def _until(
+    sock: socket.socket, splitter: PacketSplitter, done: Callable[[], bool], what: str
+) -> None:
+    """Read until ``done()``; the broker closing the connection first is an error."""
+    while not done():
+        if not _read(sock, splitter):
+            raise RuntimeError(f"the broker closed the connection before its {what}")
 
 
 def _read(sock: socket.socket, splitter: PacketSplitter) -> bool:
@@ -292,10 +301,9 @@ def subscriber(
     counts = _Counts()
     splitter = PacketSplitter(counts)
     sock = _open(port, f"bench-sub-{time.monotonic_ns()}", counts, splitter)
-    sock.sendall(subscribe_packet(topic_filter))
-    while counts.suback is None:
-        _read(sock, splitter)
-    if counts.suback > 1:
+    sock.sendall(_subscribe_packet(topic_filter))
+    _until(sock, splitter, lambda: counts.suback is not None, "SUBACK")
+    if counts.suback is not None and counts.suback > 1:
         raise RuntimeError(f"SUBACK reason 0x{counts.suback:02x} for {topic_filter!r}")
     out.put(("ready", None))
     timed_out = _listen(sock, splitter, counts, expected, idle_s, give_up_s)
