@@ -30,7 +30,9 @@ next write.
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -66,6 +68,7 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_WAL_SWITCH_BUSY_MS = 50  # the busy timeout while a connection switches the file to WAL
 SQLITE_CACHE_KIB = 256
 
 
@@ -103,18 +106,40 @@ def sqlite_datetime(value: datetime | None) -> str | None:
 
 
 def sqlite_pragmas(dbapi_connection: Any) -> None:
-    """Every SQLite connection's settings, the writer's and SQLAlchemy's alike: the busy
-    timeout first (switching a file to WAL takes its lock, which another bridge starting at
-    the same moment may hold while it upgrades the schema: wait for it as for any other
-    lock), then WAL, then ``synchronous=FULL``: a batch is acknowledged to the broker right
-    after its commit, so the commit must survive a power cut, not only a crash of the bridge
-    (WAL + NORMAL may roll the last commits back then; docs/reliability.md). It costs one
-    fsync per batch, about 1.2 ms here."""
+    """Every SQLite connection's settings, the writer's and SQLAlchemy's alike: WAL (see
+    :func:`_switch_to_wal`), the busy timeout, then ``synchronous=FULL``: a batch is
+    acknowledged to the broker right after its commit, so the commit must survive a power
+    cut, not only a crash of the bridge (WAL + NORMAL may roll the last commits back then;
+    docs/reliability.md). It costs one fsync per batch, about 1.2 ms here."""
     cursor = dbapi_connection.cursor()
+    _switch_to_wal(cursor)
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting up to the busy timeout for the file's lock.
+
+    Switching a rollback-journal file (a database of release 0.1.0, or one made by another
+    tool) takes its lock, which another bridge starting at the same moment may hold while it
+    upgrades the schema. And when several connections switch such a file at once, SQLite
+    refuses all but one with "database is locked", at once or only after its busy handler
+    ran out (the connections wait for each other). So the switch is tried with a short busy
+    timeout and tried again after a few milliseconds, until the busy timeout has passed
+    (tests/integration/test_migrations.py, four stores opening one 0.1.0 file at once). A
+    file in WAL already (every one this bridge has opened) takes no lock for it."""
+    cursor.execute(f"PRAGMA busy_timeout={_WAL_SWITCH_BUSY_MS}")
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.002 + random.random() * 0.02)  # jitter, not for security
+        else:
+            return
 
 
 _Processor = Callable[[Any], Any] | None
