@@ -39,11 +39,31 @@ def plotted_value(value: float, subgroup_size: int) -> float:
     return value if subgroup_size == 1 else float(_FIGURE_FORMAT % value)
 
 
+_MINUTES: dict[tuple[int, int, int, int, int], str] = {}
+"""``2026-11-28T06:00:`` of the minutes :func:`iso_z` spelt lately (cleared past
+:data:`_MINUTES_MAX`): the date and the hour change seldom between two samples."""
+_MINUTES_MAX = 256
+
+
 def iso_z(ts: datetime) -> str:
-    """ISO 8601 UTC with ``Z`` and milliseconds: ``2026-11-28T06:00:00.123Z``."""
-    if ts.tzinfo is None:
-        raise ValueError(f"timestamp {ts!r} has no time zone")
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with ``Z`` and milliseconds: ``2026-11-28T06:00:00.123Z``. ``ts`` must
+    be aware. The one spelling of a time in every message (bridge/wire/payloads.py too)."""
+    if ts.tzinfo is not UTC:
+        if ts.tzinfo is None:
+            raise ValueError(
+                f"naive timestamp {ts!r} has no time zone: timestamps must be timezone-aware"
+            )
+        if ts.utcoffset():
+            ts = ts.astimezone(UTC)
+    # isoformat(timespec="milliseconds") without the offset, its minute kept: every sample
+    # spells one or two of these (0.56 us against 1.6; docs/performance.md)
+    key = (ts.year, ts.month, ts.day, ts.hour, ts.minute)
+    head = _MINUTES.get(key)
+    if head is None:
+        if len(_MINUTES) >= _MINUTES_MAX:
+            _MINUTES.clear()
+        head = _MINUTES[key] = ts.isoformat()[:17]  # 2026-11-28T06:00:
+    return "%s%02d.%03dZ" % (head, ts.second, ts.microsecond // 1000)  # noqa: UP031  the fastest here
 
 
 def limits_to_dict(limits: ControlLimits) -> dict[str, Any]:

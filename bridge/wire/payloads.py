@@ -23,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from engine import (
     ViolationRaised,
     Zone,
     figure,
+    iso_z,
     limits_payload,
     plotted_value,
 )
@@ -122,30 +123,6 @@ def clip(text: str, limit: int) -> str:
 def _shown(value: object) -> str:
     """A value from a command, as quoted in a reason: its repr, cut short."""
     return clip(repr(value), 40)
-
-
-_MINUTES: dict[tuple[int, int, int, int, int], str] = {}
-"""``2026-11-28T06:00:`` of the minutes :func:`iso_z` spelt lately (cleared past
-:data:`_MINUTES_MAX`): the date and the hour change seldom between two samples."""
-_MINUTES_MAX = 256
-
-
-def iso_z(ts: datetime) -> str:
-    """``2026-11-28T06:00:00.123Z``: UTC, millisecond precision. ``ts`` must be aware."""
-    if ts.tzinfo is not UTC:
-        if ts.tzinfo is None:
-            raise ValueError(f"naive datetime {ts!r}: timestamps must be timezone-aware")
-        if ts.utcoffset():
-            ts = ts.astimezone(UTC)
-    # isoformat(timespec="milliseconds") without the offset, its minute kept: every sample
-    # spells one or two of these (0.56 us against 1.6; docs/performance.md)
-    key = (ts.year, ts.month, ts.day, ts.hour, ts.minute)
-    head = _MINUTES.get(key)
-    if head is None:
-        if len(_MINUTES) >= _MINUTES_MAX:
-            _MINUTES.clear()
-        head = _MINUTES[key] = ts.isoformat()[:17]  # 2026-11-28T06:00:
-    return "%s%02d.%03dZ" % (head, ts.second, ts.microsecond // 1000)  # noqa: UP031  the fastest here
 
 
 def _number(value: float | None) -> float | None:

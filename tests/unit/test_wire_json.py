@@ -14,7 +14,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bridge.domain import OverdueAlarm, SampleRecorded, ViolationCreated, ViolationEvent
-from bridge.wire import payloads
 from bridge.wire.payloads import (
     dumps,
     encode,
@@ -35,6 +34,7 @@ from engine import (
     Severity,
     ViolationRaised,
     Zone,
+    _serialize,
 )
 from engine.alarms import SpecViolationRaised
 
@@ -246,10 +246,10 @@ def test_iso_z_keeps_a_bounded_memory_of_minutes() -> None:
     # iso_z keeps the text of recent minutes (docs/performance.md); a long run of minutes
     # is spelt right throughout, and what is kept stays bounded
     start = datetime(2026, 11, 28, 23, 58, 59, 999000, tzinfo=UTC)
-    for k in range(3 * payloads._MINUTES_MAX):
+    for k in range(3 * _serialize._MINUTES_MAX):
         ts = start + timedelta(minutes=k, microseconds=k)
         assert iso_z(ts) == _iso_z_before(ts)
-        assert len(payloads._MINUTES) <= payloads._MINUTES_MAX
+        assert len(_serialize._MINUTES) <= _serialize._MINUTES_MAX
 
 
 def test_iso_z_refuses_a_naive_time() -> None:
