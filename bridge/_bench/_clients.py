@@ -24,8 +24,10 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 __all__ = [
+    "PACE_SLACK_NS",
     "WINDOW",
     "Layout",
+    "Pace",
     "PublishResult",
     "SubscribeResult",
     "publisher",
@@ -38,6 +40,24 @@ WINDOW = 10_000
 
 PACE_SLACK_NS = 1_000_000
 """How far ahead of its readings' due times a paced publisher may run before it sleeps."""
+
+
+class Pace:
+    """When a paced publisher sleeps: reading ``i`` is due ``i / rate`` s after ``started_ns``;
+    the publisher sleeps only when it is :data:`PACE_SLACK_NS` ahead, so readings leave in
+    small bursts (8 at 8,000/s) and the load generator wakes 1,000 times a second, not once a
+    reading (its CPU is taken from the two cores the bridge runs on). ``rate`` None: never."""
+
+    def __init__(self, rate: float | None, started_ns: int) -> None:
+        self.interval_ns = int(1e9 / rate) if rate else 0
+        self.started_ns = started_ns
+
+    def sleep_before(self, i: int) -> float:
+        """Seconds to sleep before sending reading ``i`` (0.0: send it now)."""
+        if not self.interval_ns:
+            return 0.0
+        ahead = self.started_ns + i * self.interval_ns - time.monotonic_ns()
+        return ahead / 1e9 if ahead > PACE_SLACK_NS else 0.0
 
 
 @dataclass(frozen=True)
@@ -145,17 +165,11 @@ def publisher(
     sent: list[int] = []
     errors = 0
     started = time.monotonic_ns()
-    interval_ns = int(1e9 / rate) if rate else 0
+    pace = Pace(rate, started)
     for i, (topic, payload) in enumerate(layout.messages()):
-        if interval_ns:
-            # paced: a reading goes out once it is due; the publisher sleeps only when it is
-            # PACE_SLACK_NS ahead, so readings leave in small bursts (8 at 8,000/s) and the
-            # load generator wakes 1,000 times a second, not once a reading (its CPU is taken
-            # from the two cores the bridge runs on; each reading's own send time is kept)
-            due = started + i * interval_ns
-            ahead = due - time.monotonic_ns()
-            if ahead > PACE_SLACK_NS:
-                time.sleep(ahead / 1e9)
+        pause = pace.sleep_before(i)  # each reading's own send time is kept
+        if pause:
+            time.sleep(pause)
         # paced or not, at most WINDOW unconfirmed: past 65,535 paho refuses the publish
         # (a broker slower than the pace made the plant phase lose readings at the source)
         while i - acked >= WINDOW:

@@ -33,7 +33,7 @@ from typing import Any
 
 from paho.mqtt.properties import Properties
 
-from bridge._bench._clients import PACE_SLACK_NS, WINDOW, Layout, PublishResult, SubscribeResult
+from bridge._bench._clients import WINDOW, Layout, Pace, PublishResult, SubscribeResult
 from bridge._mqtt_codec import PacketSplitter, StreamFault, encode_pubacks, encode_publish
 
 __all__ = ["publisher", "subscriber"]
@@ -220,15 +220,12 @@ def publisher(
     sender = _Sender(sock, record)
     pending = sender.pending
     started = time.monotonic_ns()
-    interval_ns = int(1e9 / rate) if rate else 0
+    pace = Pace(rate, started)
     for i, (topic, payload) in enumerate(layout.messages()):
-        if interval_ns:
-            # as the paho publisher: a reading goes once it is due, in bursts of what falls
-            # due within PACE_SLACK_NS (8 readings at 8,000/s), one send a burst
-            ahead = started + i * interval_ns - time.monotonic_ns()
-            if ahead > PACE_SLACK_NS:
-                sender.flush()
-                time.sleep(ahead / 1e9)
+        pause = pace.sleep_before(i)  # as the paho publisher; one send a burst
+        if pause:
+            sender.flush()
+            time.sleep(pause)
         if len(pending) >= _FLUSH_PACKETS:  # behind the pace, or not paced
             sender.flush()
         while i - counts.acked >= WINDOW and not closed.is_set():
