@@ -365,14 +365,17 @@ class TcpProxy:
 
     ``swallow_upstream`` drops what clients send (the broker never sees their PUBACKs) while
     still forwarding what the broker sends; ``cut()`` closes every connection at once, with no
-    MQTT DISCONNECT (the broker then sends the client's Will).
+    MQTT DISCONNECT (the broker then sends the client's Will). With ``record``, ``sent`` keeps
+    what each connection's client sent (swallowed or not), one buffer a connection.
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, *, record: bool = False) -> None:
         self.target_port = target_port
         self.port = free_port()
         self.swallow_upstream = threading.Event()
         self.swallowed = 0
+        self.record = record
+        self.sent: list[bytearray] = []
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._closed = False
@@ -390,13 +393,21 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            record = bytearray() if self.record else None
             with self._lock:
                 self._pairs.append((client, upstream))
+                if record is not None:
+                    self.sent.append(record)
             threading.Thread(
-                target=self._pump, args=(client, upstream), name="proxy-pump", daemon=True
+                target=self._pump,
+                args=(client, upstream, record),
+                name="proxy-pump",
+                daemon=True,
             ).start()
 
-    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _pump(
+        self, client: socket.socket, upstream: socket.socket, record: bytearray | None
+    ) -> None:
         try:
             while True:
                 ready, _, _ = select.select([client, upstream], [], [], 0.5)
@@ -405,6 +416,8 @@ class TcpProxy:
                     if not data:
                         return
                     if sock is client:
+                        if record is not None:
+                            record += data
                         if self.swallow_upstream.is_set():
                             self.swallowed += len(data)
                             continue

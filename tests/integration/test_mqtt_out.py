@@ -7,85 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import select
-import socket
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from bridge._mosquitto import MosquittoProcess, free_port
+from bridge._mosquitto import MosquittoProcess
 from bridge._mqtt import Inbox, MqttClient, MqttOptions
 from bridge._mqtt_codec import PacketSplitter
 from tests.integration.conftest import open_probe
+from tests.integration.reliability import TcpProxy
 
 pytestmark = pytest.mark.mosquitto
 
 TIMEOUT = 15.0
 COUNT = 200
-
-
-class RecordingProxy:
-    """127.0.0.1:``port`` -> the broker, keeping what each connection's client sent.
-    ``hold_upstream`` keeps the client's bytes from the broker (recorded, never forwarded:
-    the broker takes nothing, so it acknowledges nothing); ``cut()`` drops every connection
-    without a DISCONNECT."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.hold_upstream = threading.Event()
-        self.sent: list[bytearray] = []  # per connection, what the client sent
-        self.held = 0
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            record = bytearray()
-            with self._lock:
-                self._socks += [client, upstream]
-                self.sent.append(record)
-            threading.Thread(
-                target=self._pump, args=(client, upstream, record), daemon=True
-            ).start()
-
-    def _pump(self, client: socket.socket, upstream: socket.socket, record: bytearray) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            while True:
-                ready, _, _ = select.select([client, upstream], [], [], 0.5)
-                for sock in ready:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    if sock is client:
-                        record += data
-                        if self.hold_upstream.is_set():
-                            self.held += len(data)
-                            continue
-                        upstream.sendall(data)
-                    else:
-                        client.sendall(data)
-
-    def cut(self) -> None:
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for sock in socks:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._server.close()
-        self.cut()
 
 
 class Publishes:
@@ -144,19 +81,19 @@ async def test_publishes_not_taken_go_again_after_a_reconnect_in_order_marked_du
     mosquitto: MosquittoProcess, topic_prefix: str, lean: bool
 ) -> None:
     topic = f"{topic_prefix}/out/sample"
-    proxy = RecordingProxy(mosquitto.port)
+    proxy = TcpProxy(mosquitto.port, record=True)
     try:
         async with open_probe(mosquitto, topic) as probe, publisher(proxy.port, lean) as client:
-            proxy.hold_upstream.set()  # the broker takes nothing from here on
+            proxy.swallow_upstream.set()  # the broker takes nothing from here on
             for k in range(COUNT):
                 client.publish(topic, b"%d" % k, qos=1, retain=k == COUNT - 1)
             await until(lambda: len(publishes_in(bytes(proxy.sent[0]))) >= COUNT)
             assert client.outstanding == COUNT
-            assert proxy.held > 0
+            assert proxy.swallowed > 0
             first = publishes_in(bytes(proxy.sent[0]))
             assert [p[1] for p in first] == [b"%d" % k for k in range(COUNT)]
             assert not any(p[3] for p in first)
-            proxy.hold_upstream.clear()
+            proxy.swallow_upstream.clear()
             proxy.cut()  # lost without a PUBACK: the client connects again through the proxy
             await until(lambda: client.connections == 2 and client.connected.is_set())
             assert await client.flush(TIMEOUT)
