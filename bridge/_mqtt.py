@@ -107,6 +107,35 @@ def _packet_size(topic: str, payload: bytes) -> int:
     return 5 + 2 + len(topic.encode()) + 2 + 64 + len(payload)
 
 
+def paho_handle(client: paho.Client, header: int, body: bytes) -> MQTTErrorCode:
+    """A whole packet read by someone else (the lean codec) handed to paho's own handler,
+    as if paho had read it; paho's read state is left empty again."""
+    client._in_packet = {  # noqa: SLF001  paho's packet being read, complete
+        "command": header,
+        "have_remaining": 1,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": len(body),
+        "packet": bytearray(body),
+        "to_process": 0,
+        "pos": 0,
+    }
+    try:
+        rc: MQTTErrorCode = client._packet_handle()  # noqa: SLF001
+    finally:
+        client._in_packet = {  # noqa: SLF001
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
+    return rc
+
+
 def _outgoing(client: paho.Client, mid: int) -> paho.MQTTMessage | None:
     """The publish paho still holds for packet id ``mid`` (its topic, payload, options)."""
     # SLF001: paho keeps its in-flight publishes only in _out_messages; looking one up by
@@ -580,30 +609,7 @@ class MqttClient:
     def _lean_other(self, header: int, body: bytes) -> None:
         """CONNACK, SUBACK, PINGRESP, DISCONNECT...: paho handles them, as if it had read
         them itself."""
-        client = self._client
-        client._in_packet = {  # noqa: SLF001  paho's packet being read, complete
-            "command": header,
-            "have_remaining": 1,
-            "remaining_count": [],
-            "remaining_mult": 1,
-            "remaining_length": len(body),
-            "packet": bytearray(body),
-            "to_process": 0,
-            "pos": 0,
-        }
-        try:
-            rc = client._packet_handle()  # noqa: SLF001
-        finally:
-            client._in_packet = {  # noqa: SLF001
-                "command": 0,
-                "have_remaining": 0,
-                "remaining_count": [],
-                "remaining_mult": 1,
-                "remaining_length": 0,
-                "packet": bytearray(b""),
-                "to_process": 0,
-                "pos": 0,
-            }
+        rc = paho_handle(self._client, header, body)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise _PahoFailed(rc)
 

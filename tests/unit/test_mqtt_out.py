@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bridge._mqtt import paho_handle
 from bridge._mqtt_codec import MAX_PACKET_LIMIT, encode_publish, publish_head
 from bridge._mqtt_out import FLUSH_BYTES, LeanPublisher
 
@@ -192,18 +193,9 @@ class Wire:
             self.client.loop_write()
 
     def handle(self, header: int, body: bytes) -> None:
-        """A packet from the broker, handled by paho itself."""
-        self.client._in_packet = {
-            "command": header,
-            "have_remaining": 1,
-            "remaining_count": [],
-            "remaining_mult": 1,
-            "remaining_length": len(body),
-            "packet": bytearray(body),
-            "to_process": 0,
-            "pos": 0,
-        }
-        assert self.client._packet_handle() == MQTTErrorCode.MQTT_ERR_SUCCESS
+        """A packet from the broker, handled by paho itself (as the lean inbound path hands
+        it over)."""
+        assert paho_handle(self.client, header, body) == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def read(self) -> bytes:
         data = b""
