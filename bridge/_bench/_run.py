@@ -725,6 +725,26 @@ def _delays(layout: Layout, pub: PublishResult, arrivals: list[list[int]]) -> li
     return delays
 
 
+def _latency_by_second(
+    layout: Layout, pub: PublishResult, arrivals: list[list[int]], path: Path
+) -> None:
+    """The plant phase's latency by the second its readings were sent, for ``--keep``:
+    whether a missed p99 is the start's backlog or a steady deficit (docs/performance.md)."""
+    width = len(layout.ids)
+    by_second: dict[int, list[float]] = {}
+    for k, n in enumerate(layout.sizes):
+        for j, arrived in enumerate(arrivals[k]):
+            i = ((j + 1) * n - 1) * width + k
+            if i < len(pub.sent_ns):
+                second = (pub.sent_ns[i] - pub.started_ns) // 1_000_000_000
+                by_second.setdefault(second, []).append((arrived - pub.sent_ns[i]) / 1e6)
+    lines = ["second,samples,p50_ms,p99_ms,max_ms"]
+    for second in sorted(by_second):
+        p50, p99, top = _quantiles(by_second[second])
+        lines.append(f"{second},{len(by_second[second])},{p50},{p99},{top}")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _quantiles(delays: list[float]) -> tuple[float, float, float]:
     delays = sorted(delays)
     p99 = delays[min(len(delays) - 1, int(0.99 * len(delays)))]
@@ -944,6 +964,7 @@ def _plant(options: BenchOptions, report: BenchReport, port: int, workdir: Path)
     delays = _delays(layout, pub, arrivals)
     if delays:
         report.plant_p50_ms, report.plant_p99_ms, report.plant_max_ms = _quantiles(delays)
+        _latency_by_second(layout, pub, arrivals, workdir / "plant-latency.csv")
     report.plant_stored = _count_rows(db, "samples", 1, count)
     if report.plant_killed:
         report.problems.append(f"plant: bridge stopped by the bench: {report.plant_killed}")

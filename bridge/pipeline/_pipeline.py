@@ -239,33 +239,51 @@ class Pipeline:
                     log.error("stopping with a batch not stored; the broker will redeliver it")
                 return
             wait = 0.0 if stop.is_set() else self.batch_wait
-            # group commit: the batch is what arrived while the last one was written; what
-            # is taken counts as held at once (the wait for that write may be an outage)
-            items = await take_batch(
-                self.inbox,
-                self.batch_max,
-                wait,
-                self._writing,
-                stop,
-                self.acks.took,
-                not_before=self._batch_at + self.commit_interval,
-            )
-            if not items:
-                continue
-            self._batch_at = time.monotonic()
             try:
-                await self.process(items)
+                await self._next_batch(stop, wait)
             except StoreUnavailable:
                 if stop.is_set():
                     log.error("stopping with a batch not stored; the broker will redeliver it")
                     return
                 raise
 
+    async def _next_batch(self, stop: asyncio.Event, wait: float) -> None:
+        """Take, parse and store the next batch (nothing when ``stop`` ends an empty wait).
+
+        Group commit: the batch is what arrived while the last one was written; what is
+        taken counts as held at once (the wait for that write may be an outage). Each part
+        is parsed as it is taken, while the last batch is still being written
+        (bridge/_group_commit.py)."""
+        pending = Batch()
+        parts = 0
+
+        async def part(items: list[Origin | DueTick]) -> None:
+            nonlocal pending, parts
+            parts += 1
+            pending = await self._add(pending, items)
+
+        items = await take_batch(
+            self.inbox,
+            self.batch_max,
+            wait,
+            self._writing,
+            stop,
+            self.acks.took,
+            not_before=self._batch_at + self.commit_interval,
+            part=part,
+        )
+        if items:
+            await part(items)
+        if not parts:
+            return
+        self._batch_at = time.monotonic()
+        await self._commit(pending, overlap=True)
+
     # --- one batch --------------------------------------------------------------------
 
-    async def process(self, items: Sequence[Origin | DueTick]) -> None:
-        """One batch of items taken from the inbox (counted in ``held`` by the caller)."""
-        pending = Batch()
+    async def _add(self, pending: Batch, items: Sequence[Origin | DueTick]) -> Batch:
+        """Items into the batch ``pending``, in order; the batch that goes on (a command or
+        a due tick commits what came before it and starts a fresh one)."""
         for item in items:
             if isinstance(item, DueTick):  # overdue deadlines reached (bridge/_alarms.py)
                 pending = await self._due(pending)
@@ -295,7 +313,7 @@ class Pipeline:
                 log.exception("could not process a message on %s", origin_topic(item))
                 self._report(origin_topic(item), origin_payload(item), f"internal error: {exc!r}")
                 pending.ack_once(item)
-        await self._commit(pending, overlap=True)
+        return pending
 
     async def _due(self, pending: Batch) -> Batch:
         """The overdue alarms whose time came: what came before is committed first, then

@@ -124,3 +124,48 @@ async def test_a_full_batch_or_a_reading_after_a_quiet_spell_goes_at_once() -> N
     quiet = inbox_with(4)
     past = loop.time() - 1.0
     assert await asyncio.wait_for(take_batch(quiet, 3, 0.0, None, not_before=past), 0.1) == [4]
+
+
+async def test_with_part_the_batch_is_handed_over_while_the_write_lasts() -> None:
+    """``part``: what waits now and what arrives during the write is parsed at once (in
+    order); what arrived just before the write ended is returned; nothing twice or lost."""
+    inbox = inbox_with(1, 2)
+    parts: list[list[int]] = []
+    seen_before_write_ended: list[list[int]] = []
+    writing = asyncio.get_running_loop().create_future()
+
+    async def part(items: list[int]) -> None:
+        parts.append(items)
+        if not writing.done():
+            seen_before_write_ended.append(items)
+
+    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, writing, part=part))
+    await asyncio.sleep(0.01)
+    assert parts == [[1, 2]]  # parsed without waiting for the write
+    inbox.put(3)
+    await asyncio.sleep(0.01)
+    assert parts == [[1, 2], [3]]
+    assert not taking.done()
+    inbox.put(4)
+    inbox.put(5)
+    writing.set_result(None)
+    rest = await asyncio.wait_for(taking, 1.0)
+    assert [x for p in parts for x in p] + rest == [1, 2, 3, 4, 5]
+    assert seen_before_write_ended[:2] == [[1, 2], [3]]
+
+
+async def test_with_part_a_batch_stops_at_batch_max() -> None:
+    inbox = inbox_with(1, 2)
+    parts: list[list[int]] = []
+
+    async def part(items: list[int]) -> None:
+        parts.append(items)
+
+    writing = asyncio.get_running_loop().create_future()
+    taking = asyncio.create_task(take_batch(inbox, 3, 0.0, writing, part=part))
+    await asyncio.sleep(0.01)
+    for item in (3, 4, 5):
+        inbox.put(item)
+    assert await asyncio.wait_for(taking, 1.0) == []  # full before the write ended
+    assert [x for p in parts for x in p] == [1, 2, 3]
+    assert len(inbox) == 2
