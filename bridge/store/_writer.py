@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import DateTime, Table
@@ -64,6 +66,7 @@ __all__ = [
     "driver_update",
     "due_values",
     "sqlite_datetime",
+    "sqlite_many",
     "sqlite_pragmas",
 ]
 
@@ -308,6 +311,63 @@ def batch_statements(
     return statements
 
 
+_MANY_ROWS = (256, 64, 16, 4, 1)
+"""The rows a statement of :func:`sqlite_many` carries: a batch is cut into these sizes, so a
+handful of statement texts serve every batch (sqlite3 keeps the prepared ones)."""
+_MANY_SQL: dict[tuple[str, int], str] = {}
+_UPDATE = re.compile(r"^UPDATE (\S+) SET (.+) WHERE (\S+) = \?$")
+
+
+def sqlite_many(
+    sql: str, rows: Sequence[tuple[Any, ...]], variable_limit: int
+) -> Iterator[tuple[str, list[Any]]]:
+    """The statement of :func:`driver_rows` or :func:`driver_update` for many rows at once,
+    in parts of up to 256 rows: ``INSERT ... VALUES (...), (...)``, and
+    ``UPDATE ... FROM (VALUES ...)`` by id (each id once per batch: the batch's engine
+    states and due clocks are keyed by characteristic).
+
+    Why: ``executemany`` steps each row on its own, and sqlite3 lets go of the GIL around
+    every step. With the loop's thread busy, each step then waited for the GIL to come back
+    (up to the interpreter's switch interval): at 10,000 characteristics the writer's thread
+    spent most of a batch's time waiting so, and the loop waited for the writer
+    (docs/performance.md, "One statement for many rows"). One statement for many rows lets
+    go of it once. What is written is the same, row for row."""
+    if not rows:
+        return
+    width = len(rows[0])
+    at = 0
+    for size in _MANY_ROWS:
+        if size > 1 and size * width > variable_limit:
+            continue
+        while len(rows) - at >= size:
+            many = _MANY_SQL.get((sql, size))
+            if many is None:
+                many = _MANY_SQL[(sql, size)] = _many_sql(sql, size, width)
+            yield many, list(chain.from_iterable(rows[at : at + size]))
+            at += size
+
+
+def _many_sql(sql: str, size: int, width: int) -> str:
+    """``sql`` (one row) for ``size`` rows."""
+    if size == 1:
+        return sql
+    group = f"({', '.join('?' * width)})"
+    values = ", ".join([group] * size)
+    head, found, _ = sql.partition(" VALUES ")
+    if found:
+        return f"{head} VALUES {values}"
+    update = _UPDATE.match(sql)
+    if update is None:  # pragma: no cover - only our own two statement shapes come here
+        raise ValueError(f"not an INSERT or UPDATE by id: {sql}")
+    table, sets, key = update.groups()
+    columns = [part.split(" = ")[0] for part in sets.split(", ")]
+    assignments = ", ".join(f"{c} = v.column{i}" for i, c in enumerate(columns, 1))
+    return (
+        f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v "  # noqa: S608  # our own names
+        f"WHERE {table}.{key} = v.column{width}"
+    )
+
+
 class SqliteWriter:
     """A SQLite file written from a thread of its own, one batch per hand-over."""
 
@@ -316,6 +376,7 @@ class SqliteWriter:
         self._dialect = dialect
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="openspc-sqlite-writer")
+        self._variable_limit: int | None = None  # the connection's bound parameters a statement
 
     async def write(self, batch: BatchWrite, now: datetime) -> None:
         loop = asyncio.get_running_loop()
@@ -375,8 +436,12 @@ class SqliteWriter:
             raise DBAPIError.instance(what, None, exc, sqlite3.Error, hide_parameters=True) from exc
 
     def _rows(self, conn: sqlite3.Connection, batch: BatchWrite, now: datetime) -> None:
+        limit = self._variable_limit
+        if limit is None:
+            limit = self._variable_limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         for sql, params in batch_statements(batch, now, self._dialect):
-            conn.executemany(sql, params)
+            for part_sql, values in sqlite_many(sql, params, limit):
+                conn.execute(part_sql, values)
 
     def _allocate(self, name: str, count: int) -> int:
         end: list[int] = []
