@@ -36,6 +36,7 @@ from bridge._dedupe import SeenReadings
 from bridge._error_reports import ErrorReporter
 from bridge._group_commit import take_batch
 from bridge.bus import MessageBus
+from bridge.domain import DomainEvent
 from bridge.errors import (
     CommandElsewhere,
     CommandRejected,
@@ -132,7 +133,8 @@ class Pipeline:
         # identities of recent readings with a source ts (bridge/_dedupe.py); bootstrap loads it
         seen = seen if seen is not None else SeenReadings(0)
         self.batcher, self.unit = self._parts(seen, max_payload_bytes)
-        self._writing: asyncio.Task[None] | None = None
+        self._storing: asyncio.Task[list[DomainEvent]] | None = None  # the batch being written
+        self._writing: asyncio.Task[None] | None = None  # the last batch's acks and publishing
         self._drain_until: float | None = None
         # called after a batch's results are published when nothing more is waiting
         self.on_idle = on_idle
@@ -218,8 +220,9 @@ class Pipeline:
         try:
             await self._consume(stop)
         except asyncio.CancelledError:
-            if self._writing is not None:
-                self._writing.cancel()
+            for task in (self._storing, self._writing):
+                if task is not None:
+                    task.cancel()
             raise
         finally:
             self.errors.flush()  # the counts of repeated errors not yet summed up
@@ -266,7 +269,7 @@ class Pipeline:
             self.inbox,
             self.batch_max,
             wait,
-            self._writing,
+            self._storing,
             stop,
             self.acks.took,
             not_before=self._batch_at + self.commit_interval,
@@ -349,29 +352,58 @@ class Pipeline:
 
         With ``overlap`` the write runs in the background while the caller goes on parsing
         the next batch; batches still commit, ack and publish strictly one after another.
+        A batch's write starts as soon as the one before it has committed, while that one's
+        acks and results are still being sent: the writer's thread does not wait for the
+        loop to publish 1,000 samples, nor the loop for the writer (docs/performance.md,
+        "Writing while publishing").
         """
         if not pending:
             await self.wait_written()
             return
         rows = await self.unit.rows(pending)
-        await self.wait_written()
-        finish = self._finish(rows, pending.acks, self.clock.now())
-        if overlap:
-            self._writing = asyncio.create_task(finish, name="pipeline-write")
-        else:
-            await finish
+        await self.wait_stored()
+        storing = asyncio.create_task(self._store(rows, self.clock.now()), name="pipeline-write")
+        publishing = self._publish(storing, self._writing, pending.acks, rows.extra)
+        self._storing = storing
+        self._writing = asyncio.create_task(publishing, name="pipeline-publish")
+        if not overlap:
+            await self.wait_written()
+
+    async def wait_stored(self) -> None:
+        """Wait until the batch in flight is committed (its errors propagate)."""
+        storing, self._storing = self._storing, None
+        if storing is None:
+            return
+        try:
+            await storing
+        except BaseException:
+            await self.wait_written()  # its publishing task ends with the same failure
+            raise
 
     async def wait_written(self) -> None:
-        """Wait for the batch being written in the background (its errors propagate)."""
+        """Wait until every batch taken is stored, acked and published (errors propagate)."""
+        self._storing = None  # the publishing task waits for it
         writing, self._writing = self._writing, None
         if writing is not None:
             await writing
 
-    async def _finish(self, rows: Rows, acks: list[Origin], now: datetime) -> None:
-        events = rows.events
-        if rows.batch:
-            events = await self.unit.commit(rows, now)
-        events = events + rows.extra
+    async def _store(self, rows: Rows, now: datetime) -> list[DomainEvent]:
+        if not rows.batch:
+            return rows.events
+        return await self.unit.commit(rows, now)
+
+    async def _publish(
+        self,
+        storing: asyncio.Task[list[DomainEvent]],
+        previous: asyncio.Task[None] | None,
+        acks: list[Origin],
+        extra: list[DomainEvent],
+    ) -> None:
+        """Once the batch is committed and the one before it published: ack, then publish."""
+        events = await storing
+        if previous is not None:
+            await previous
+        events = events + extra
         for item in acks:  # only now: the commit is behind us (docs/reliability.md)
             ack = item.ack  # a delivery's own, or the callback of a submission (or None)
             if ack is not None:
