@@ -135,6 +135,7 @@ class Pipeline:
         self.batcher, self.unit = self._parts(seen, max_payload_bytes)
         self._storing: asyncio.Task[list[DomainEvent]] | None = None  # the batch being written
         self._writing: asyncio.Task[None] | None = None  # the last batch's acks and publishing
+        self._lagging: asyncio.Task[None] | None = None  # the batch's before it, if not done
         self._drain_until: float | None = None
         # called after a batch's results are published when nothing more is waiting
         self.on_idle = on_idle
@@ -220,7 +221,7 @@ class Pipeline:
         try:
             await self._consume(stop)
         except asyncio.CancelledError:
-            for task in (self._storing, self._writing):
+            for task in (self._storing, self._writing, self._lagging):
                 if task is not None:
                     task.cancel()
             raise
@@ -362,10 +363,18 @@ class Pipeline:
             return
         rows = await self.unit.rows(pending)
         await self.wait_stored()
+        # at most one batch is still being published behind the one being written: the
+        # publishing waits for the broker when too much is outstanding (wait_window), and
+        # the pipeline with it, so the outbound stays bounded (docs/reliability.md)
+        lagging, self._lagging = self._lagging, None
+        if lagging is not None:
+            await lagging
+        previous = self._writing
         storing = asyncio.create_task(self._store(rows, self.clock.now()), name="pipeline-write")
-        publishing = self._publish(storing, self._writing, pending.acks, rows.extra)
+        publishing = self._publish(storing, previous, pending.acks, rows.extra)
         self._storing = storing
         self._writing = asyncio.create_task(publishing, name="pipeline-publish")
+        self._lagging = previous
         if not overlap:
             await self.wait_written()
 
@@ -382,7 +391,7 @@ class Pipeline:
 
     async def wait_written(self) -> None:
         """Wait until every batch taken is stored, acked and published (errors propagate)."""
-        self._storing = None  # the publishing task waits for it
+        self._storing = self._lagging = None  # the publishing task waits for both
         writing, self._writing = self._writing, None
         if writing is not None:
             await writing

@@ -8,8 +8,8 @@ writers here own their connection and do the whole batch in one go:
 
 - :class:`SqliteWriter`: a thread of its own with a ``sqlite3`` connection (the same
   pragmas: WAL, ``synchronous=FULL``, a 10 s busy timeout); the batch's rows become tuples
-  and go to ``executemany`` between ``BEGIN IMMEDIATE`` and ``COMMIT``, one hand-over to the
-  thread and one back.
+  and go, up to 256 rows a statement (:func:`sqlite_many`), between ``BEGIN IMMEDIATE`` and
+  ``COMMIT``, one hand-over to the thread and one back.
 - :class:`PostgresWriter`: an asyncpg connection of its own; each table is one
   ``executemany`` (asyncpg sends the rows pipelined) inside one transaction.
 
