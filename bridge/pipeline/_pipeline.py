@@ -356,7 +356,7 @@ class Pipeline:
         A batch's write starts as soon as the one before it has committed, while that one's
         acks and results are still being sent: the writer's thread does not wait for the
         loop to publish 1,000 samples, nor the loop for the writer (docs/performance.md,
-        "Writing while publishing").
+        "Issue 12's targets now").
         """
         if not pending:
             await self.wait_written()

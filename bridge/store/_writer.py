@@ -330,7 +330,7 @@ def sqlite_many(
     every step. With the loop's thread busy, each step then waited for the GIL to come back
     (up to the interpreter's switch interval): at 10,000 characteristics the writer's thread
     spent most of a batch's time waiting so, and the loop waited for the writer
-    (docs/performance.md, "One statement for many rows"). One statement for many rows lets
+    (docs/performance.md, "Issue 12's targets now"). One statement for many rows lets
     go of it once. What is written is the same, row for row."""
     if not rows:
         return
