@@ -259,3 +259,46 @@ async def test_a_command_with_a_foreign_response_topic_is_not_carried_out(
     assert error["reason"].startswith("not carried out: response topic")
     assert app.metrics.commands_rejected == 1
     assert link.acked == [1, 2, 3]
+
+
+async def test_a_write_starts_while_the_last_batch_publishes_but_never_two_behind() -> None:
+    """Batch k+1 is written while batch k's results wait for the broker (``wait_window``),
+    but batch k+2 is not: with the broker taking nothing, the pipeline stops after two
+    stored batches, only the first acked; released, every batch is stored, acked and
+    published in order (docs/bridge.md, steps 4-6)."""
+    store = FakeStore()
+    taking = asyncio.Event()
+    window_waits: list[int] = []
+
+    class SlowBroker(FakeLink):
+        async def wait_window(self, limit: int | None = None) -> None:
+            window_waits.append(len(store.readings))
+            await taking.wait()
+
+    link = SlowBroker(prefix=P)
+    app = await bootstrap(
+        settings([{"id": 1, "name": "One"}], batch_max=1),
+        store=store,
+        link=link,
+        clock=ManualClock(),
+    )
+    for value in range(5):
+        link.deliver("char/1/reading", str(float(value)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(app.pipeline.run(stop))
+    for _ in range(1000):  # the loop's turns, no wall-clock wait: fakes answer at once
+        if len(store.readings) >= 2 and window_waits:
+            break
+        await asyncio.sleep(0)
+    for _ in range(200):  # more turns: a third batch would be written by now
+        await asyncio.sleep(0)
+    assert stored(store) == [0.0, 1.0]  # the second written while the first publishes
+    assert link.acked == [1]  # the second waits for the first's publishing to be acked
+    assert [m["payload"]["value"] for m in link.messages("char/1/sample")] == [0.0]
+    taking.set()
+    stop.set()
+    await asyncio.wait_for(running, 5.0)
+    assert stored(store) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert link.acked == [1, 2, 3, 4, 5]
+    samples = [m["payload"]["value"] for m in link.messages("char/1/sample")]
+    assert samples == [0.0, 1.0, 2.0, 3.0, 4.0]
