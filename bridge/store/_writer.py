@@ -327,17 +327,18 @@ def sqlite_many(
     states and due clocks are keyed by characteristic).
 
     Why: ``executemany`` steps each row on its own, and sqlite3 lets go of the GIL around
-    every step. With the loop's thread busy, each step then waited for the GIL to come back
-    (up to the interpreter's switch interval): at 10,000 characteristics the writer's thread
-    spent most of a batch's time waiting so, and the loop waited for the writer
-    (docs/performance.md, "Issue 12's targets now"). One statement for many rows lets
-    go of it once. What is written is the same, row for row."""
+    every step. With the loop's thread busy, the writer's thread then waits for the GIL to
+    come back before it binds the next row (up to the interpreter's switch interval), and
+    the loop waits for the writer (docs/performance.md, "Issue 12's targets now"). One
+    statement for many rows lets go of it once. What is written is the same, row for row.
+    A SQLite older than 3.33 has no ``UPDATE ... FROM``: its updates stay one row each."""
     if not rows:
         return
     width = len(rows[0])
+    single = not sql.startswith("INSERT ") and sqlite3.sqlite_version_info < (3, 33)
     at = 0
     for size in _MANY_ROWS:
-        if size > 1 and size * width > variable_limit:
+        if size > 1 and (single or size * width > variable_limit):
             continue
         while len(rows) - at >= size:
             many = _MANY_SQL.get((sql, size))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,3 +59,19 @@ def test_parts_are_of_the_fixed_sizes_in_order() -> None:
     assert flat == [v for row in rows for v in row]
     # a statement never binds more parameters than the connection allows
     assert {len(p) // 3 for _, p in sqlite_many(INSERT, rows, 20)} == {4, 1}
+
+
+def test_a_sqlite_without_update_from_updates_one_row_a_statement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    rows = [(i, 1.0, "x") for i in range(1, 20)]
+    updates = [(2.0, "y", i) for i in range(1, 20)]
+    assert {len(p) // 3 for _, p in sqlite_many(INSERT, rows, 32766)} == {16, 1}
+    parts = list(sqlite_many(UPDATE, updates, 32766))
+    assert [sql for sql, _ in parts] == [UPDATE] * 19  # no UPDATE ... FROM
+    conn = table()
+    conn.executemany(INSERT, rows)
+    for sql, flat in parts:
+        conn.execute(sql, flat)
+    assert rows_of(conn) == [(i, 2.0, "y") for i in range(1, 20)]
