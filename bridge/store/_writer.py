@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -145,6 +144,10 @@ def _switch_to_wal(cursor: Any) -> None:
             return
 
 
+_MANY_FORM: dict[str, tuple[str, str]] = {}
+"""A one-row INSERT or UPDATE of :func:`driver_rows` / :func:`driver_update` -> the text
+before and after the rows of its many-row form (:func:`sqlite_many`), recorded where the
+statement is made."""
 _Processor = Callable[[Any], Any] | None
 _Convert = Callable[[Iterable[Any]], list[tuple[Any, ...]]]
 _DRIVER_SQL: dict[tuple[str, str, tuple[str, ...], bool], tuple[str, _Convert]] = {}
@@ -213,10 +216,9 @@ def _insert_for(
     names = [*keys, *(c.key for c in defaulted)]
     quote = dialect.identifier_preparer.quote
     marks = [f"${i}" if dollar else "?" for i in range(1, len(names) + 1)]
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in names)}) "  # noqa: S608  # names of our own Table
-        f"VALUES ({', '.join(marks)})"
-    )
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in names)}) VALUES "  # noqa: S608  # names of our own Table
+    sql = f"{head}({', '.join(marks)})"
+    _MANY_FORM[sql] = (head, "")
     processors = [_bind_processor(table, k, dialect) for k in keys]
     tail = []
     for column in defaulted:
@@ -243,7 +245,14 @@ def driver_update(
         quote = dialect.identifier_preparer.quote
         marks = [f"${i}" if dollar else "?" for i in range(1, len(names) + 1)]
         sets = ", ".join(f"{quote(k)} = {m}" for k, m in zip(columns, marks, strict=False))
-        sql = f"UPDATE {quote(table.name)} SET {sets} WHERE {quote('id')} = {marks[-1]}"  # noqa: S608  # names of our own Table
+        name, key = quote(table.name), quote("id")
+        sql = f"UPDATE {name} SET {sets} WHERE {key} = {marks[-1]}"  # noqa: S608  # names of our own Table
+        # many rows: UPDATE ... FROM (VALUES ...) by id, SQLite >= 3.33 (sqlite_many)
+        assignments = ", ".join(f"{quote(k)} = v.column{i}" for i, k in enumerate(columns, 1))
+        _MANY_FORM[sql] = (
+            f"UPDATE {name} SET {assignments} FROM (VALUES ",  # noqa: S608  # names of our own Table
+            f") AS v WHERE {name}.{key} = v.column{len(names)}",
+        )
         processors = [_bind_processor(table, k, dialect) for k in names]
         getters = [f"r[{i}]" for i in range(len(names))]
         cached = _DRIVER_SQL[cache_key] = (sql, _converter(getters, processors, ()))
@@ -315,7 +324,6 @@ _MANY_ROWS = (256, 64, 16, 4, 1)
 """The rows a statement of :func:`sqlite_many` carries: a batch is cut into these sizes, so a
 handful of statement texts serve every batch (sqlite3 keeps the prepared ones)."""
 _MANY_SQL: dict[tuple[str, int], str] = {}
-_UPDATE = re.compile(r"^UPDATE (\S+) SET (.+) WHERE (\S+) = \?$")
 
 
 def sqlite_many(
@@ -335,7 +343,8 @@ def sqlite_many(
     if not rows:
         return
     width = len(rows[0])
-    single = not sql.startswith("INSERT ") and sqlite3.sqlite_version_info < (3, 33)
+    before, after = _MANY_FORM[sql]
+    single = bool(after) and sqlite3.sqlite_version_info < (3, 33)  # an UPDATE ... FROM
     at = 0
     for size in _MANY_ROWS:
         if size > 1 and (single or size * width > variable_limit):
@@ -343,30 +352,11 @@ def sqlite_many(
         while len(rows) - at >= size:
             many = _MANY_SQL.get((sql, size))
             if many is None:
-                many = _MANY_SQL[(sql, size)] = _many_sql(sql, size, width)
+                group = f"({', '.join('?' * width)})"
+                many = sql if size == 1 else before + ", ".join([group] * size) + after
+                _MANY_SQL[(sql, size)] = many
             yield many, list(chain.from_iterable(rows[at : at + size]))
             at += size
-
-
-def _many_sql(sql: str, size: int, width: int) -> str:
-    """``sql`` (one row) for ``size`` rows."""
-    if size == 1:
-        return sql
-    group = f"({', '.join('?' * width)})"
-    values = ", ".join([group] * size)
-    head, found, _ = sql.partition(" VALUES ")
-    if found:
-        return f"{head} VALUES {values}"
-    update = _UPDATE.match(sql)
-    if update is None:  # pragma: no cover - only our own two statement shapes come here
-        raise ValueError(f"not an INSERT or UPDATE by id: {sql}")
-    table, sets, key = update.groups()
-    columns = [part.split(" = ")[0] for part in sets.split(", ")]
-    assignments = ", ".join(f"{c} = v.column{i}" for i, c in enumerate(columns, 1))
-    return (
-        f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v "  # noqa: S608  # our own names
-        f"WHERE {table}.{key} = v.column{width}"
-    )
 
 
 class SqliteWriter:

@@ -8,11 +8,17 @@ import sqlite3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Column, Float, Integer, MetaData, Table, Text
+from sqlalchemy.dialects import sqlite
 
-from bridge.store._writer import sqlite_many
+from bridge.store._writer import driver_rows, driver_update, sqlite_many
 
-INSERT = 'INSERT INTO "t" ("id", "a", "b") VALUES (?, ?, ?)'
-UPDATE = 'UPDATE "t" SET "a" = ?, "b" = ? WHERE "id" = ?'
+T = Table(
+    "t", MetaData(), Column("id", Integer, primary_key=True), Column("a", Float), Column("b", Text)
+)
+# the one-row statements as the batch writer makes them (sqlite_many knows their many-row form)
+INSERT = driver_rows(T, [{"id": 1, "a": 1.0, "b": ""}], sqlite.dialect())[0]
+UPDATE = driver_update(T, ("a", "b"), [], sqlite.dialect())[0]
 
 
 def table() -> sqlite3.Connection:
