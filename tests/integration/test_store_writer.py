@@ -355,28 +355,42 @@ def test_memory_and_url_options_keep_sqlalchemys_path() -> None:
         assert _writer_for(create_async_engine(url)) is None
 
 
-async def test_sqlite_locked_by_another_writer_is_an_outage_then_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+async def impatient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Store]:
+    """A SQLite store whose writer waits 200 ms for the file's lock instead of 10 s."""
     monkeypatch.setattr("bridge.store._writer.SQLITE_BUSY_TIMEOUT_MS", 200)
-    path = tmp_path / "locked.db"
-    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}")
     try:
-        await store.register_characteristics({1: "one"}, T)
-        batch = await batch_of(store, 1)
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        with pytest.raises(Exception) as failure:
-            await write(store, batch)
-        assert database_unavailable(failure.value)
-        assert "locked" in str(failure.value)
-        other.execute("ROLLBACK")
-        other.close()
-        await write(store, batch)  # retried as the pipeline retries it: all of it, once
-        assert await store.count("samples", 1) == 3
-        assert await store.count("readings", 1) == 3
+        yield store
     finally:
         await store.close()
+
+
+@contextlib.contextmanager
+def write_locked(store: Store) -> Iterator[None]:
+    """Another connection holds the SQLite file's write lock meanwhile."""
+    other = sqlite3.connect(store.engine.url.database or "", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+async def test_sqlite_locked_by_another_writer_is_an_outage_then_written(
+    impatient: Store,
+) -> None:
+    store = impatient
+    await store.register_characteristics({1: "one"}, T)
+    batch = await batch_of(store, 1)
+    with write_locked(store), pytest.raises(Exception) as failure:
+        await write(store, batch)
+    assert database_unavailable(failure.value)
+    assert "locked" in str(failure.value)
+    await write(store, batch)  # retried as the pipeline retries it: all of it, once
+    assert await store.count("samples", 1) == 3
+    assert await store.count("readings", 1) == 3
 
 
 @pytest.fixture
@@ -433,25 +447,14 @@ async def test_ids_are_reserved_on_the_writers_connection_in_blocks_that_never_o
     assert await store.count("samples", 2) == 3
 
 
-async def test_sqlite_locked_reserving_ids_is_an_outage_then_reserved(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("bridge.store._writer.SQLITE_BUSY_TIMEOUT_MS", 200)
-    path = tmp_path / "locked.db"
-    store = await Store.open(f"sqlite+aiosqlite:///{path}")
-    try:
-        before = await counter(store, "sample")
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        with pytest.raises(Exception) as failure:
-            await store.allocate("sample", 10)
-        assert database_unavailable(failure.value)
-        other.execute("ROLLBACK")
-        other.close()
-        assert await store.allocate("sample", 10) == before  # the failed one took nothing
-        assert await counter(store, "sample") == before + 10
-    finally:
-        await store.close()
+async def test_sqlite_locked_reserving_ids_is_an_outage_then_reserved(impatient: Store) -> None:
+    store = impatient
+    before = await counter(store, "sample")
+    with write_locked(store), pytest.raises(Exception) as failure:
+        await store.allocate("sample", 10)
+    assert database_unavailable(failure.value)
+    assert await store.allocate("sample", 10) == before  # the failed one took nothing
+    assert await counter(store, "sample") == before + 10
 
 
 async def test_a_closed_store_reserves_no_ids_and_opens_nothing_again(tmp_path: Path) -> None:
