@@ -5,20 +5,19 @@ The pipeline used to wait a fixed ``batch_ms`` (5 ms) for a batch to fill, so at
 (docs/performance.md). With group commit the wait is the write in flight, and only that:
 
 - nothing being written: take what is waiting now (at least one message) and go;
-- a batch being written: take what is waiting, then wait for that write to finish and take
-  what arrived meanwhile too (at most ``batch_max`` in all); a full batch that is waiting
-  already goes at once, so that under full load parsing overlaps the write as before.
+- a batch being written: take what is waiting, and what arrives until that write has
+  finished (at most ``batch_max`` in all); a full batch that is waiting already goes at
+  once.
 
 So a reading waits for at most the write in flight plus its own; at low rates batches are
 small and immediate, under load they grow by themselves up to ``batch_max``.
 
-With ``part`` the batch is handed over as it is taken, so that it is parsed (fed to the
-engines) while the previous batch is still being written instead of after it: what waits
-now at once, then what arrives while the write lasts, then what arrived just before it
-ended. The batch is the same one, and so are the commits, acks and publishes; only the
-parsing moves into the time the loop used to spend waiting for the writer's thread (at
-10,000 characteristics the loop sat idle about a quarter of the time, waiting for writes,
-while the backlog grew: docs/performance.md).
+While a write is in flight the batch is handed over (``part``) as it is taken, so that it is
+parsed (fed to the engines) during the write instead of after it: what waits now at once,
+then what arrives while the write lasts, then what arrived just before it ended. Before,
+the batch was gathered until the write ended and only then parsed: at 10,000
+characteristics the loop sat idle about a quarter of the time, waiting for writes, while the
+backlog grew (docs/performance.md).
 
 ``not_before`` (the last batch's start plus ``[bridge] commit_interval_ms``) caps the
 batches a second: a batch that would start sooner waits out the rest first (a full batch goes
@@ -52,7 +51,8 @@ async def take_batch(
     stop: asyncio.Event | None = None,
     taken: Callable[[int], None] = lambda count: None,
     not_before: float = 0.0,
-    part: Callable[[list[Any]], Awaitable[None]] | None = None,
+    *,
+    part: Callable[[list[Any]], Awaitable[None]],
 ) -> list[Any]:
     """The next batch: at least one item (or [] once ``stop`` is set and nothing waits).
 
@@ -64,6 +64,7 @@ async def take_batch(
 
     ``part``: while a write is in flight, each part of the batch is handed to it as it is
     taken (in order), and only what is left is returned (the last part; may be empty).
+    Otherwise the whole batch is returned.
     """
     if max_wait > 0:
         items = await inbox.take(max_items, max_wait, stop)
@@ -80,15 +81,7 @@ async def take_batch(
             items += more
     if writing is None or writing.done() or len(items) >= max_items:
         return items
-    if part is not None:
-        return await _parts(inbox, max_items, writing, stop, taken, part, items)
-    # its failure is the pipeline's to see (wait_written); here only its end counts
-    await asyncio.wait((writing,))
-    if len(inbox):
-        more = await inbox.take(max_items - len(items), 0.0, stop)
-        taken(len(more))
-        items += more
-    return items
+    return await _parts(inbox, max_items, writing, stop, taken, part, items)
 
 
 async def _parts(

@@ -4,6 +4,7 @@ plus what arrives while the previous batch is being written, and never more than
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -19,19 +20,31 @@ def inbox_with(*items: int) -> Inbox:
     return inbox
 
 
+async def whole_batch(*args: Any, **kwargs: Any) -> list[Any]:
+    """``take_batch``'s batch whole: the parts it hands over while a write is in flight,
+    in order, then what it returns."""
+    parts: list[Any] = []
+
+    async def part(items: list[Any]) -> None:
+        parts.extend(items)
+
+    rest = await take_batch(*args, part=part, **kwargs)
+    return parts + rest
+
+
 async def test_nothing_being_written_takes_what_waits_at_once() -> None:
     inbox = inbox_with(1, 2, 3)
-    assert await asyncio.wait_for(take_batch(inbox, 10, 0.0, None), 1.0) == [1, 2, 3]
+    assert await asyncio.wait_for(whole_batch(inbox, 10, 0.0, None), 1.0) == [1, 2, 3]
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
     inbox.put(4)
-    assert await asyncio.wait_for(take_batch(inbox, 10, 0.0, done), 1.0) == [4]
+    assert await asyncio.wait_for(whole_batch(inbox, 10, 0.0, done), 1.0) == [4]
 
 
 async def test_a_write_in_flight_is_waited_for_and_what_arrived_meanwhile_joins() -> None:
     inbox = inbox_with(1)
     writing = asyncio.get_running_loop().create_future()
-    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, writing))
+    taking = asyncio.create_task(whole_batch(inbox, 10, 0.0, writing))
     await asyncio.sleep(0)
     inbox.put(2)
     inbox.put(3)
@@ -46,22 +59,22 @@ async def test_a_write_in_flight_is_waited_for_and_what_arrived_meanwhile_joins(
 async def test_a_group_is_never_more_than_batch_max() -> None:
     inbox = inbox_with(1, 2)
     writing = asyncio.get_running_loop().create_future()
-    taking = asyncio.create_task(take_batch(inbox, 3, 0.0, writing))
+    taking = asyncio.create_task(whole_batch(inbox, 3, 0.0, writing))
     await asyncio.sleep(0)
     for item in (3, 4, 5):
         inbox.put(item)
     writing.set_result(None)
     assert await asyncio.wait_for(taking, 1.0) == [1, 2, 3]
-    assert await take_batch(inbox, 3, 0.0, writing) == [4, 5]
+    assert await whole_batch(inbox, 3, 0.0, writing) == [4, 5]
     full = asyncio.get_running_loop().create_future()  # never finishes
     # batch_max reached without waiting for the write
-    assert await asyncio.wait_for(take_batch(inbox_with(7, 8, 9), 3, 0.0, full), 1.0) == [7, 8, 9]
+    assert await asyncio.wait_for(whole_batch(inbox_with(7, 8, 9), 3, 0.0, full), 1.0) == [7, 8, 9]
 
 
 async def test_a_failed_write_ends_the_wait_and_is_left_to_the_pipeline() -> None:
     inbox = inbox_with(1)
     writing = asyncio.get_running_loop().create_future()
-    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, writing))
+    taking = asyncio.create_task(whole_batch(inbox, 10, 0.0, writing))
     await asyncio.sleep(0)
     inbox.put(2)
     writing.set_exception(RuntimeError("the database said no"))
@@ -75,14 +88,14 @@ async def test_a_positive_batch_ms_keeps_the_fixed_wait() -> None:
     loop = asyncio.get_running_loop()
     loop.call_later(0.02, inbox.put, 2)
     started = loop.time()
-    assert await take_batch(inbox, 10, 0.2, None) == [1, 2]
+    assert await whole_batch(inbox, 10, 0.2, None) == [1, 2]
     assert loop.time() - started >= 0.2  # waited the whole batch_ms for more
 
 
 async def test_stop_with_nothing_waiting_returns_nothing() -> None:
     stop = asyncio.Event()
     stop.set()
-    assert await take_batch(inbox_with(), 10, 0.0, None, stop) == []
+    assert await whole_batch(inbox_with(), 10, 0.0, None, stop) == []
 
 
 async def test_what_is_taken_is_counted_before_the_wait_for_the_write() -> None:
@@ -91,7 +104,7 @@ async def test_what_is_taken_is_counted_before_the_wait_for_the_write() -> None:
     inbox = inbox_with(1, 2)
     held: list[int] = []
     writing = asyncio.get_running_loop().create_future()
-    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, writing, None, held.append))
+    taking = asyncio.create_task(whole_batch(inbox, 10, 0.0, writing, None, held.append))
     await asyncio.sleep(0.01)
     assert not taking.done()
     assert sum(held) == 2  # counted while still waiting for the write
@@ -105,7 +118,7 @@ async def test_a_batch_too_soon_after_the_last_waits_for_the_interval_and_gather
     """``not_before`` (``commit_interval_ms``): what arrives until then joins the batch."""
     inbox = inbox_with(1)
     loop = asyncio.get_running_loop()
-    taking = asyncio.create_task(take_batch(inbox, 10, 0.0, None, not_before=loop.time() + 0.05))
+    taking = asyncio.create_task(whole_batch(inbox, 10, 0.0, None, not_before=loop.time() + 0.05))
     await asyncio.sleep(0.01)
     assert not taking.done()  # too soon after the last batch
     inbox.put(2)
@@ -116,14 +129,14 @@ async def test_a_full_batch_or_a_reading_after_a_quiet_spell_goes_at_once() -> N
     loop = asyncio.get_running_loop()
     full = inbox_with(1, 2, 3)
     later = loop.time() + 10.0
-    assert await asyncio.wait_for(take_batch(full, 3, 0.0, None, not_before=later), 1.0) == [
+    assert await asyncio.wait_for(whole_batch(full, 3, 0.0, None, not_before=later), 1.0) == [
         1,
         2,
         3,
     ]
     quiet = inbox_with(4)
     past = loop.time() - 1.0
-    assert await asyncio.wait_for(take_batch(quiet, 3, 0.0, None, not_before=past), 0.1) == [4]
+    assert await asyncio.wait_for(whole_batch(quiet, 3, 0.0, None, not_before=past), 0.1) == [4]
 
 
 async def test_with_part_the_batch_is_handed_over_while_the_write_lasts() -> None:
