@@ -715,14 +715,20 @@ def _latency(
 
 def _delays(layout: Layout, pub: PublishResult, arrivals: list[list[int]]) -> list[float]:
     """Milliseconds from sending the reading that completed each sample to its arrival."""
+    return [delay for _, delay in _sent_and_delays(layout, pub, arrivals)]
+
+
+def _sent_and_delays(
+    layout: Layout, pub: PublishResult, arrivals: list[list[int]]
+) -> Iterator[tuple[int, float]]:
+    """For each sample back: when the reading that completed it was sent (ns), and the
+    milliseconds from then to the sample's arrival."""
     width = len(layout.ids)
-    delays: list[float] = []
     for k, n in enumerate(layout.sizes):
         for j, arrived in enumerate(arrivals[k]):
             i = ((j + 1) * n - 1) * width + k  # the reading that completed sample j
             if i < len(pub.sent_ns):
-                delays.append((arrived - pub.sent_ns[i]) / 1e6)
-    return delays
+                yield pub.sent_ns[i], (arrived - pub.sent_ns[i]) / 1e6
 
 
 def _latency_by_second(
@@ -730,14 +736,9 @@ def _latency_by_second(
 ) -> None:
     """The plant phase's latency by the second its readings were sent, for ``--keep``:
     whether a missed p99 is the start's backlog or a steady deficit (docs/performance.md)."""
-    width = len(layout.ids)
     by_second: dict[int, list[float]] = {}
-    for k, n in enumerate(layout.sizes):
-        for j, arrived in enumerate(arrivals[k]):
-            i = ((j + 1) * n - 1) * width + k
-            if i < len(pub.sent_ns):
-                second = (pub.sent_ns[i] - pub.started_ns) // 1_000_000_000
-                by_second.setdefault(second, []).append((arrived - pub.sent_ns[i]) / 1e6)
+    for sent, delay in _sent_and_delays(layout, pub, arrivals):
+        by_second.setdefault((sent - pub.started_ns) // 1_000_000_000, []).append(delay)
     lines = ["second,samples,p50_ms,p99_ms,max_ms"]
     for second in sorted(by_second):
         p50, p99, top = _quantiles(by_second[second])
